@@ -1,0 +1,1 @@
+"""audio2anim: real-time speech to face animation."""

@@ -1,0 +1,89 @@
+"""The Operator base class: what a node of the graph is, and nothing more.
+
+An operator transforms data. It declares its ports (``inputs``/``outputs``: name -> `Port`), a
+pydantic ``Params`` model, and where its work runs (``executor``). It never touches queues,
+clocks or metrics: the runner owns those (see `audio2anim.graph.runner`).
+
+Life cycle, each step called by the runner (each may be a plain method or ``async def``; plain
+methods run on a worker thread when ``executor = "thread"``, so a slow model never stalls the
+event loop that captures audio):
+
+    setup()                    open devices, load models; before any packet flows
+    process(port, packet)      -> outputs; for every packet on every input
+    flush()                    -> outputs; once every input has ended
+    close()                    always, also after an error or a stop: release, finalize files
+
+Outputs are an iterable (or None) of `Packet` (sent on port "out") or ``(port, Packet)``
+tuples. Sources subclass `Source` and implement the async generator ``packets()`` instead of
+``process``. Heavy imports (torch, moderngl, av) belong inside methods, so listing or validating
+graphs stays fast.
+
+Register a class with ``@register("family.name")`` from `audio2anim.graph.registry`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, ClassVar, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict
+
+from .packets import Packet
+
+Output = Packet | tuple[str, Packet]
+Outputs = Iterable[Output] | None
+
+
+class Port(NamedTuple):
+    """A typed port. ``type`` is a payload class from `audio2anim.streams` (object = any)."""
+
+    type: type = object
+    required: bool = True
+    multiple: bool = False  # an input that accepts several incoming edges (fan-in)
+    doc: str = ""
+
+
+class OperatorParams(BaseModel):
+    """Base of every operator's params model: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Operator:
+    """Base class of all graph nodes; see the module docstring for the contract."""
+
+    name: ClassVar[str] = ""  # the registry name, set by @register
+    Params: ClassVar[type[OperatorParams]] = OperatorParams
+    inputs: ClassVar[dict[str, Port]] = {"in": Port()}
+    outputs: ClassVar[dict[str, Port]] = {"out": Port()}
+    executor: ClassVar[Literal["loop", "thread"]] = "loop"
+
+    def __init__(self, params: OperatorParams) -> None:
+        self.params: Any = params
+
+    def setup(self) -> None:
+        """Acquire resources. Default: nothing."""
+
+    def process(self, port: str, packet: Packet) -> Outputs:
+        raise NotImplementedError(f"{type(self).__name__}.process")
+
+    def flush(self) -> Outputs:
+        """Emit what is still buffered once every input has ended. Default: nothing."""
+        return None
+
+    def close(self) -> None:
+        """Release resources and finalize outputs; called exactly once, also after errors."""
+
+    def latency(self) -> float:
+        """Algorithmic latency in seconds (lookahead the operator waits for). Default 0."""
+        return 0.0
+
+
+class Source(Operator):
+    """An operator with no inputs that produces packets from the outside world."""
+
+    inputs: ClassVar[dict[str, Port]] = {}
+
+    async def packets(self) -> AsyncIterator[Output]:
+        raise NotImplementedError(f"{type(self).__name__}.packets")
+        yield  # pragma: no cover  (makes this an async generator)

@@ -1,0 +1,39 @@
+"""Packets: a payload plus its two clocks, and the end-of-stream marker."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One unit of data on an edge.
+
+    ``media_time``: seconds since stream start of the first sample/frame in the payload, exact
+    (computed from sample or frame counts, never from a clock).
+    ``capture_time``: ``time.monotonic()`` when the newest audio this packet depends on entered
+    the source. Operators leave it unset (NaN); the runner stamps it, so operators never touch
+    clocks.
+    """
+
+    payload: Any
+    media_time: float
+    capture_time: float = math.nan
+    origin: str = ""  # name of the node that emitted it; stamped by the runner
+
+    def stamped(self, capture_time: float, origin: str) -> Packet:
+        return replace(self, capture_time=capture_time, origin=origin)
+
+
+class EndOfStream:
+    """Flows through the graph after a port's last packet; one instance per graph run."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str = "done") -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"EndOfStream({self.reason!r})"

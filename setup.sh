@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One command sets up audio2anim on a fresh Debian machine: system packages, a virtual
+# environment in .venv with the package and its dev extras, and the browser viewer's npm modules.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(
+  espeak-ng libespeak-ng1                                   # TTS with phoneme events (corpus)
+  festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts   # more TTS voices
+  sox                                                       # audio checks in tests/docs
+  libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri               # headless OpenGL (EGL + llvmpipe)
+  libportaudio2                                             # microphone / speaker (sounddevice)
+  chromium                                                  # browser viewer tests (headless)
+  nodejs npm                                                # three.js for the browser viewer
+)
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+# torch first and pinned: its CPU wheel is local; anything unpinned would pull a CUDA build.
+.venv/bin/pip install -q "torch==2.13.0"
+.venv/bin/pip install -q -e ".[dev]"
+
+if [ -f audio2anim/sinks/viewer/package.json ]; then
+  (cd audio2anim/sinks/viewer && npm ci --no-audit --no-fund --silent)
+fi
+echo "setup: done. Run the tests with: .venv/bin/python -m pytest"

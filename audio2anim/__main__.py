@@ -1,0 +1,5 @@
+import sys
+
+from audio2anim.cli import main
+
+sys.exit(main())

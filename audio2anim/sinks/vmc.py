@@ -1,0 +1,160 @@
+"""``sink.vmc``: send animation parameters over the VMC protocol (OSC over UDP).
+
+Where it sits: at the end of a live graph. VSeeFace, VMagicMirror, Warudo, VNyan, Unity scenes
+with EVMC4U and other "Virtual Motion Capture protocol" receivers listen on UDP port 39539 and
+apply blendshape values to a VRM avatar.
+
+Ports: ``in`` (Params). No outputs.
+
+Per frame, one OSC bundle (or, with ``bundle: false``, separate datagrams) holding
+``/VMC/Ext/Blend/Val <name: string> <value: float>`` for each blendshape, then
+``/VMC/Ext/Blend/Apply`` — the performer-to-marionette messages of the VMC protocol
+(https://protocol.vmc.info/specification).
+
+Names (param ``names``):
+
+- ``arkit``: the stream's parameters under their ARKit names as ARKit spells them (``jawOpen``).
+  This is what "perfect sync" avatars (VRM models with the 52 ARKit blendshape clips) expect.
+  Only the parameters the stream carries are sent, so a mouth-only model leaves the receiver's
+  own blinking alone.
+- ``vrm``: the VRM 0.x preset clips ``A I U E O Blink_L Blink_R Joy`` for ordinary VRM avatars,
+  derived from the ARKit weights with a fixed, rough mapping (see `VRM_FROM_ARKIT`); a preset
+  whose source parameters are all absent from the stream is not sent.
+
+Example node::
+
+    out: {op: sink.vmc, params: {host: 127.0.0.1, port: 39539, names: arkit}}
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..graph.operator import Operator, OperatorParams, Outputs, Port
+from ..graph.packets import Packet
+from ..graph.registry import register
+from ..streams import Params as ParamsStream
+
+BLEND_VAL = "/VMC/Ext/Blend/Val"
+BLEND_APPLY = "/VMC/Ext/Blend/Apply"
+
+#: VRM 0.x preset clip -> weighted ARKit parameters; the clip weight is the clipped weighted sum.
+#: A rough correspondence for avatars without ARKit clips: open jaw = "A", spread lips = "I",
+#: pucker = "U", lower lip down = "E", funnel = "O"; smile = "Joy".
+VRM_FROM_ARKIT: dict[str, tuple[tuple[str, float], ...]] = {
+    "A": (("jawOpen", 1.0),),
+    "I": (("mouthStretchLeft", 0.5), ("mouthStretchRight", 0.5)),
+    "U": (("mouthPucker", 1.0),),
+    "E": (("mouthLowerDownLeft", 0.5), ("mouthLowerDownRight", 0.5)),
+    "O": (("mouthFunnel", 1.0),),
+    "Blink_L": (("eyeBlinkLeft", 1.0),),
+    "Blink_R": (("eyeBlinkRight", 1.0),),
+    "Joy": (("mouthSmileLeft", 0.5), ("mouthSmileRight", 0.5)),
+}
+
+
+class VmcSinkParams(OperatorParams):
+    host: str = Field("127.0.0.1", description="address of the VMC receiver")
+    port: int = Field(39539, ge=1, le=65535, description="VMC receiver port (39539 by convention)")
+    names: Literal["arkit", "vrm"] = Field(
+        "arkit",
+        description="'arkit': send the stream's ARKit names (perfect-sync avatars); 'vrm': map "
+        "to the VRM 0.x presets A I U E O Blink_L Blink_R Joy",
+    )
+    bundle: bool = Field(
+        True, description="send each frame as one OSC bundle (Val messages + Apply)"
+    )
+
+
+def _vrm_matrix(names: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    """(clip names, [len(names), clips] weights) for the presets this stream can drive."""
+    index = {n: i for i, n in enumerate(names)}
+    clips, columns = [], []
+    for clip, sources in VRM_FROM_ARKIT.items():
+        column = np.zeros(len(names))
+        for name, weight in sources:
+            if name in index:
+                column[index[name]] = weight
+        if column.any():
+            clips.append(clip)
+            columns.append(column)
+    matrix = np.stack(columns, axis=1) if columns else np.zeros((len(names), 0))
+    return tuple(clips), matrix
+
+
+@register("sink.vmc")
+class VmcSink(Operator):
+    Params = VmcSinkParams
+    inputs: ClassVar[dict[str, Port]] = {"in": Port(ParamsStream, doc="parameters to send")}
+    outputs: ClassVar[dict[str, Port]] = {}
+
+    def __init__(self, params: VmcSinkParams) -> None:
+        super().__init__(params)
+        self._client = None
+        self._names: tuple[str, ...] | None = None
+        self._out_names: tuple[str, ...] = ()
+        self._matrix: np.ndarray | None = None
+        self.sent_frames = 0
+
+    def setup(self) -> None:
+        from pythonosc.udp_client import UDPClient
+
+        try:
+            socket.getaddrinfo(self.params.host, self.params.port, socket.AF_INET)
+        except socket.gaierror as e:
+            raise ValueError(f"sink.vmc: cannot resolve host {self.params.host!r}: {e}") from None
+        self._client = UDPClient(self.params.host, self.params.port, family=socket.AF_INET)
+
+    def _prepare(self, names: tuple[str, ...]) -> None:
+        self._names = names
+        if self.params.names == "vrm":
+            self._out_names, self._matrix = _vrm_matrix(names)
+        else:
+            self._out_names, self._matrix = names, None
+
+    def process(self, port: str, packet: Packet) -> Outputs:
+        from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+        from pythonosc.osc_message_builder import OscMessageBuilder
+
+        payload = packet.payload
+        if not isinstance(payload, ParamsStream):
+            raise TypeError(f"sink.vmc: expected Params, got {type(payload).__name__}")
+        if self._client is None:
+            raise RuntimeError("sink.vmc: process() before setup()")
+        if payload.names != self._names:
+            self._prepare(payload.names)
+        values = np.asarray(payload.values, dtype=np.float64)
+        if self._matrix is not None:
+            values = np.clip(values @ self._matrix, 0.0, 1.0)
+        apply = OscMessageBuilder(BLEND_APPLY).build()
+        for row in values:
+            messages = []
+            for name, value in zip(self._out_names, row, strict=True):
+                builder = OscMessageBuilder(BLEND_VAL)
+                builder.add_arg(name, "s")
+                builder.add_arg(float(value), "f")
+                messages.append(builder.build())
+            messages.append(apply)
+            if self.params.bundle:
+                bundle = OscBundleBuilder(IMMEDIATELY)
+                for m in messages:
+                    bundle.add_content(m)
+                self._client.send(bundle.build())
+            else:
+                for m in messages:
+                    self._client.send(m)
+            self.sent_frames += 1
+        return None
+
+    def close(self) -> None:
+        if self._client is not None:
+            close = getattr(self._client, "close", None)  # python-osc < 1.9 has no close()
+            if close is not None:
+                close()
+            else:
+                self._client._sock.close()
+            self._client = None

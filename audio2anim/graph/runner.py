@@ -80,7 +80,7 @@ class Queue:
                 self._drop()
                 return
         items.append(item)
-        if len(items) > self.max_depth:
+        if len(items) > self.max_depth and not isinstance(item, EndOfStream):
             self.max_depth = len(items)
         self.wake.set()
 
@@ -164,11 +164,12 @@ class RunReport:
 
 
 class Runner:
-    """Runs one graph. Several runners may share a process, an event loop and a registry."""
+    """Runs one graph. Several runners may share a process, an event loop and one
+    `GraphMetrics` (series are labelled by graph name; give concurrent graphs distinct names)."""
 
-    def __init__(self, graph: Graph, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, graph: Graph, metrics: GraphMetrics | None = None) -> None:
         self.graph = graph
-        self.metrics = GraphMetrics(registry)
+        self.metrics = metrics or GraphMetrics()
         self._stop_reason: str | None = None
         self._error: OperatorError | None = None
         self._nodes: dict[str, NodeState] = {}
@@ -178,6 +179,10 @@ class Runner:
     @property
     def registry(self) -> CollectorRegistry:
         return self.metrics.registry
+
+    def operator(self, node: str) -> Operator:
+        """The operator instance of ``node`` (exists once `run` has started)."""
+        return self._nodes[node].op
 
     # -- control --------------------------------------------------------------------------
 
@@ -366,7 +371,7 @@ class Runner:
         open_inputs = list(st.inputs)
         while open_inputs:
             best = None
-            for i, (port, q) in enumerate(open_inputs):
+            for i, (_, q) in enumerate(open_inputs):
                 if q.items:
                     head = q.items[0]
                     key = math.inf if isinstance(head, EndOfStream) else head.media_time
@@ -454,6 +459,6 @@ class Runner:
         )  # fmt: skip
 
 
-async def run_graph(graph: Graph, registry: CollectorRegistry | None = None) -> RunReport:
+async def run_graph(graph: Graph, metrics: GraphMetrics | None = None) -> RunReport:
     """Run ``graph`` to completion in the current event loop."""
-    return await Runner(graph, registry).run()
+    return await Runner(graph, metrics).run()

@@ -181,3 +181,33 @@ edges:
     report = json.loads(report_path.read_text())
     assert report["stopped"] == "eos"
     assert report["sinks"]["out"]["e2e_p50_ms"] is not None  # from the callback capture times
+
+
+def test_shipped_loudness_graph_runs_on_alsa_null(tmp_path, udp):
+    """graphs/loudness_avatar.yaml, microphone overridden to ALSA's null PCM, outputs received."""
+    (tmp_path / ".asoundrc").write_text(
+        'pcm.a2a_null {\n type null\n hint { show on description "test" }\n}\n'
+    )
+    ll, vmc = udp(), udp()
+    sets = [
+        "mic.device=a2a_null", "mic.samplerate=16000", "mic.max_seconds=0.3",
+        f"unreal.port={ll.getsockname()[1]}", f"vmc.port={vmc.getsockname()[1]}",
+    ]  # fmt: skip
+    cmd = [sys.executable, "-m", "audio2anim", "run", "graphs/loudness_avatar.yaml", "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    env = dict(os.environ, HOME=str(tmp_path), PYTHONPATH=str(REPO))
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+    ll.settimeout(0.5)
+    vmc.settimeout(0.5)
+    received = {"ll": 0, "vmc": 0}
+    for name, sock in (("ll", ll), ("vmc", vmc)):
+        try:
+            while True:
+                sock.recvfrom(65536)
+                received[name] += 1
+        except TimeoutError:
+            pass
+    # 0.3 s at 60 frames/s; drop_oldest queues may drop under load, never add
+    assert 0 < received["ll"] <= 18 and 0 < received["vmc"] <= 18

@@ -50,6 +50,8 @@ class LoudnessJawParams(OperatorParams):
 
 @register("params.loudness_jaw")
 class LoudnessJaw(Operator):
+    """Per-frame RMS level of the audio, mapped to jawOpen (model-free baseline)."""
+
     Params = LoudnessJawParams
     inputs: ClassVar[dict[str, Port]] = {"in": Port(Audio, doc="mono audio, any rate")}
     outputs: ClassVar[dict[str, Port]] = {"out": Port(ParamsStream, doc="jawOpen, mouthClose")}

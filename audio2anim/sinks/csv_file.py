@@ -75,6 +75,8 @@ def livelink_timecode(seconds: float, fps: int) -> str:
 
 @register("sink.csv")
 class CsvSink(Operator):
+    """Writes one CSV row per frame (Live Link Face take layout or time + ARKit names)."""
+
     Params = CsvSinkParams
     inputs: ClassVar[dict[str, Port]] = {"in": Port(ParamsStream, doc="parameters to write")}
     outputs: ClassVar[dict[str, Port]] = {}

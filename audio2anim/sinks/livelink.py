@@ -125,6 +125,8 @@ class LiveLinkSinkParams(OperatorParams):
 
 @register("sink.livelink")
 class LiveLinkSink(Operator):
+    """Sends each frame to Unreal as a Live Link Face (v6) UDP packet."""
+
     Params = LiveLinkSinkParams
     inputs: ClassVar[dict[str, Port]] = {"in": Port(ParamsStream, doc="parameters to send")}
     outputs: ClassVar[dict[str, Port]] = {}

@@ -88,6 +88,8 @@ def _vrm_matrix(names: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
 
 @register("sink.vmc")
 class VmcSink(Operator):
+    """Sends each frame as VMC /VMC/Ext/Blend/Val messages + /VMC/Ext/Blend/Apply (OSC)."""
+
     Params = VmcSinkParams
     inputs: ClassVar[dict[str, Port]] = {"in": Port(ParamsStream, doc="parameters to send")}
     outputs: ClassVar[dict[str, Port]] = {}

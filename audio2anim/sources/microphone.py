@@ -73,6 +73,8 @@ class MicrophoneParams(OperatorParams):
 
 @register("source.microphone")
 class MicrophoneSource(Source):
+    """Captures a sound card input through PortAudio, one mono packet per block."""
+
     Params = MicrophoneParams
     outputs: ClassVar[dict[str, Port]] = {"out": Port(Audio, doc="mono float32 blocks")}
 

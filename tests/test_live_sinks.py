@@ -208,3 +208,59 @@ def test_vmc_vrm_presets_without_bundles(udp_receiver):
     assert sent["A"] == pytest.approx(0.6, abs=1e-6)
     assert sent["Joy"] == pytest.approx(0.3, abs=1e-6)
     assert sent["Blink_R"] == pytest.approx(1.0, abs=1e-6)
+
+
+# ------------------------------------------------------------------- viseme weights outputs
+
+VISEME_MORPHS = [
+    "viseme_sil", "viseme_PP", "viseme_FF", "viseme_TH", "viseme_DD", "viseme_kk", "viseme_CH",
+    "viseme_SS", "viseme_nn", "viseme_RR", "viseme_aa", "viseme_E", "viseme_I", "viseme_O",
+    "viseme_U",
+]  # fmt: skip
+
+
+def viseme_payload(n: int, rate: float, first_id: int = 0):
+    from audio2anim.streams import Visemes
+
+    ids = (np.arange(n) + first_id) % 15
+    probs = np.full((n, 15), 0.01, dtype=np.float32)
+    probs[np.arange(n), ids] = 0.86
+    return Visemes(ids, probs, rate)
+
+
+def test_csv_viseme_columns_align_by_time(tmp_path):
+    path = tmp_path / "v.csv"
+    op = make_op("sink.csv", path=str(path), layout="simple", viseme_columns=True)
+    op.process("in", Packet(Params(frames(6), NAMES, 60.0), 0.0))  # rows at 0 .. 5/60 s
+    assert len(path.read_text().splitlines()) == 1  # rows wait for the viseme stream
+    op.process("visemes", Packet(viseme_payload(5, 100.0), 0.0))  # frames cover [0, 0.05)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1 + 3  # rows at 0, 1/60, 2/60 (< 0.05) are complete now
+    op.process("visemes", Packet(viseme_payload(5, 100.0, first_id=5), 0.05))  # to 0.1 s
+    op.flush()
+    op.close()
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    assert header == ["time", *ALL, *VISEME_MORPHS]
+    rows = np.array([[float(c) for c in ln.split(",")] for ln in lines[1:]])
+    assert len(rows) == 6
+    for r in rows:
+        t = r[0]
+        k = int(np.floor(t * 100 + 1e-6))  # the 100 Hz viseme frame covering t
+        vis = r[1 + len(ALL) :]
+        assert int(np.argmax(vis)) == k % 15 and vis.max() == pytest.approx(0.86, abs=1e-6)
+    assert rows[2, 1 + ALL.index("jawOpen")] == pytest.approx(0.62, abs=1e-6)
+
+
+def test_vmc_sends_viseme_weights(udp_receiver):
+    port = udp_receiver.getsockname()[1]
+    op = make_op("sink.vmc", port=port)
+    op.process("visemes", Packet(viseme_payload(2, 100.0, first_id=10), 0.0))
+    op.close()
+    got = parse_osc_frames(udp_receiver, 2)
+    for i, msgs in enumerate(got):
+        assert msgs[-1] == ("/VMC/Ext/Blend/Apply", [])
+        sent = {p[0]: p[1] for addr, p in msgs[:-1]}
+        assert list(sent) == VISEME_MORPHS
+        top = max(sent, key=sent.get)
+        assert top == VISEME_MORPHS[10 + i] and sent[top] == pytest.approx(0.86, abs=1e-6)

@@ -23,10 +23,13 @@ ROTATIONS: tuple[str, ...] = (
     "RightEyeYaw", "RightEyePitch", "RightEyeRoll",
 )  # fmt: skip
 
-#: The Oculus/Meta 15-viseme set, in its conventional index order (0 = sil).
-VISEMES: tuple[str, ...] = (
-    "sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou",
-)  # fmt: skip
+#: Morph-target names of the 15 Oculus/Meta visemes (index order sil, PP, FF, TH, DD, kk, CH,
+#: SS, nn, RR, aa, E, ih, oh, ou), spelled as Ready Player Me avatars and OVRLipSync rigs name
+#: them (https://docs.readyplayer.me, "Oculus OVR LipSync": ih, oh, ou become I, O, U).
+VISEME_MORPHS: tuple[str, ...] = tuple(
+    "viseme_" + v
+    for v in ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "I", "O", "U")
+)
 
 
 def pascal(name: str) -> str:

@@ -2,7 +2,7 @@
 
 Where it sits: at the end of a graph, after a predictor or a smoothing operator.
 
-Ports: ``in`` (Params). No outputs.
+Ports: ``in`` (Params); ``visemes`` (Visemes, optional, see ``viseme_columns``). No outputs.
 
 Layouts (param ``layout``):
 
@@ -19,6 +19,11 @@ Layouts (param ``layout``):
 - ``simple``: ``time`` (seconds, media time of the frame) then the 52 ARKit names exactly as
   ARKit spells them (``jawOpen``, …). This is what ``audio2anim animate`` writes.
 
+With ``viseme_columns: true`` and a Visemes stream on the ``visemes`` port, 15 more columns
+follow, named like Ready Player Me / OVRLipSync morph targets (``viseme_sil`` … ``viseme_U``),
+holding the probabilities of the viseme frame that covers each row's time. A row is then written
+once the viseme stream has reached its time (at the latest at the end of the stream).
+
 Parameters the stream does not carry are written as 0; a parameter name that is not an ARKit
 blendshape (or a Live Link rotation) is an error. Rows are written and flushed per packet, so a
 run that fails midway leaves every row produced so far on disk; ``close()`` closes the file.
@@ -30,9 +35,12 @@ Example node::
 
 from __future__ import annotations
 
+import bisect
+import math
 from pathlib import Path
 from typing import ClassVar, Literal, TextIO
 
+import numpy as np
 from pydantic import Field
 
 from ..arkit import ALL
@@ -40,7 +48,8 @@ from ..graph.operator import Operator, OperatorParams, Outputs, Port
 from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Params as ParamsStream
-from .arkit_columns import LIVE_LINK_ORDER, ColumnMap, pascal
+from ..streams import Visemes
+from .arkit_columns import LIVE_LINK_ORDER, VISEME_MORPHS, ColumnMap, pascal
 
 
 class CsvSinkParams(OperatorParams):
@@ -57,6 +66,11 @@ class CsvSinkParams(OperatorParams):
         0.0, ge=0, description="timecode of media time 0, in seconds (livelink layout)"
     )
     decimals: int = Field(6, ge=1, le=9, description="decimals written per value")
+    viseme_columns: bool = Field(
+        False,
+        description="append 15 columns viseme_sil ... viseme_U with the probabilities from the "
+        "'visemes' input (connect it); each row takes the viseme frame covering its time",
+    )
 
 
 def livelink_timecode(seconds: float, fps: int) -> str:
@@ -78,7 +92,10 @@ class CsvSink(Operator):
     """Writes one CSV row per frame (Live Link Face take layout or time + ARKit names)."""
 
     Params = CsvSinkParams
-    inputs: ClassVar[dict[str, Port]] = {"in": Port(ParamsStream, doc="parameters to write")}
+    inputs: ClassVar[dict[str, Port]] = {
+        "in": Port(ParamsStream, doc="parameters to write"),
+        "visemes": Port(Visemes, required=False, doc="viseme probabilities (viseme_columns)"),
+    }
     outputs: ClassVar[dict[str, Port]] = {}
 
     def __init__(self, params: CsvSinkParams) -> None:
@@ -86,6 +103,12 @@ class CsvSink(Operator):
         self._file: TextIO | None = None
         order = LIVE_LINK_ORDER if params.layout == "livelink" else ALL
         self._columns = ColumnMap(order, "sink.csv")
+        self._fmt = f"{{:.{params.decimals}f}}"
+        # viseme_columns: rows waiting for the viseme stream, and the viseme frames received
+        self._waiting: list[tuple[float, np.ndarray]] = []
+        self._vis_start: list[float] = []  # start time of each viseme frame, ascending
+        self._vis_probs: list[np.ndarray] = []
+        self._vis_until = -math.inf  # end time of the last viseme frame
         self.rows = 0
 
     def setup(self) -> None:
@@ -97,31 +120,77 @@ class CsvSink(Operator):
             header = ["Timecode", "BlendShapeCount", *(pascal(n) for n in LIVE_LINK_ORDER)]
         else:
             header = ["time", *ALL]
+        if self.params.viseme_columns:
+            header += VISEME_MORPHS
         self._file.write(",".join(header) + "\n")
         self._file.flush()
 
     def process(self, port: str, packet: Packet) -> Outputs:
         payload = packet.payload
-        if not isinstance(payload, ParamsStream):
-            raise TypeError(f"sink.csv: expected a Params payload, got {type(payload).__name__}")
         if self._file is None:
             raise RuntimeError("sink.csv: process() before setup()")
+        if port == "visemes":
+            self._add_visemes(payload, packet.media_time)
+            self._write(final=False)
+            return None
+        if not isinstance(payload, ParamsStream):
+            raise TypeError(f"sink.csv: expected a Params payload, got {type(payload).__name__}")
         values = self._columns.frames(payload)
-        fmt = f"{{:.{self.params.decimals}f}}"
-        lines = []
         for i, row in enumerate(values):
-            t = packet.media_time + i / payload.frame_rate
-            cells = [fmt.format(v) for v in row]
-            if self.params.layout == "livelink":
-                tc = livelink_timecode(t + self.params.start_seconds, self.params.timecode_fps)
+            self._waiting.append((packet.media_time + i / payload.frame_rate, row))
+        self._write(final=False)
+        return None
+
+    def flush(self) -> Outputs:
+        self._write(final=True)
+        return None
+
+    def _add_visemes(self, payload: object, media_time: float) -> None:
+        if not isinstance(payload, Visemes):
+            raise TypeError(f"sink.csv: expected Visemes, got {type(payload).__name__}")
+        if not self.params.viseme_columns:
+            return  # connected but not asked for: nothing to write
+        probs = np.asarray(payload.probs, dtype=np.float64)
+        if probs.ndim != 2 or probs.shape[1] != len(VISEME_MORPHS):
+            raise ValueError(
+                f"sink.csv: viseme probabilities must be [frames, {len(VISEME_MORPHS)}], "
+                f"got {list(probs.shape)}"
+            )
+        for k, row in enumerate(probs):
+            self._vis_start.append(media_time + k / payload.frame_rate)
+            self._vis_probs.append(row)
+        self._vis_until = media_time + len(probs) / payload.frame_rate
+
+    def _write(self, final: bool) -> None:
+        """Write every waiting row that can be completed (all of them when ``final``)."""
+        assert self._file is not None
+        p = self.params
+        lines = []
+        while self._waiting:
+            t, row = self._waiting[0]
+            cells = [self._fmt.format(v) for v in row]
+            if p.viseme_columns:
+                if t >= self._vis_until - 1e-9 and not final:
+                    break  # the viseme stream has not reached this row yet
+                k = bisect.bisect_right(self._vis_start, t + 1e-9) - 1
+                vis = self._vis_probs[k] if k >= 0 else np.zeros(len(VISEME_MORPHS))
+                cells += [self._fmt.format(v) for v in vis]
+            self._waiting.pop(0)
+            if p.layout == "livelink":
+                tc = livelink_timecode(t + p.start_seconds, p.timecode_fps)
                 lines.append(",".join([tc, str(len(LIVE_LINK_ORDER)), *cells]))
             else:
                 lines.append(",".join([f"{t:.6f}", *cells]))
+        if p.viseme_columns and self._vis_start:  # forget viseme frames no row can need
+            keep = max(0, bisect.bisect_right(self._vis_start, self._next_time() + 1e-9) - 1)
+            del self._vis_start[:keep], self._vis_probs[:keep]
         if lines:
             self._file.write("\n".join(lines) + "\n")
             self._file.flush()  # a later failure must not lose what was predicted so far
             self.rows += len(lines)
-        return None
+
+    def _next_time(self) -> float:
+        return self._waiting[0][0] if self._waiting else math.inf
 
     def close(self) -> None:
         if self._file is not None:

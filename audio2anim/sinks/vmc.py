@@ -4,7 +4,10 @@ Where it sits: at the end of a live graph. VSeeFace, VMagicMirror, Warudo, VNyan
 with EVMC4U and other "Virtual Motion Capture protocol" receivers listen on UDP port 39539 and
 apply blendshape values to a VRM avatar.
 
-Ports: ``in`` (Params). No outputs.
+Ports: ``in`` (Params); ``visemes`` (Visemes, optional): when connected, every viseme frame is
+also sent as 15 blend values named like Ready Player Me / OVRLipSync morph targets
+(``viseme_sil``, ``viseme_PP``, … ``viseme_aa``, ``viseme_E``, ``viseme_I``, ``viseme_O``,
+``viseme_U``) carrying the class probabilities, followed by its own Apply. No outputs.
 
 Per frame, one OSC bundle (or, with ``bundle: false``, separate datagrams) holding
 ``/VMC/Ext/Blend/Val <name: string> <value: float>`` for each blendshape, then
@@ -38,6 +41,8 @@ from ..graph.operator import Operator, OperatorParams, Outputs, Port
 from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Params as ParamsStream
+from ..streams import Visemes
+from .arkit_columns import VISEME_MORPHS
 
 BLEND_VAL = "/VMC/Ext/Blend/Val"
 BLEND_APPLY = "/VMC/Ext/Blend/Apply"
@@ -91,7 +96,10 @@ class VmcSink(Operator):
     """Sends each frame as VMC /VMC/Ext/Blend/Val messages + /VMC/Ext/Blend/Apply (OSC)."""
 
     Params = VmcSinkParams
-    inputs: ClassVar[dict[str, Port]] = {"in": Port(ParamsStream, doc="parameters to send")}
+    inputs: ClassVar[dict[str, Port]] = {
+        "in": Port(ParamsStream, doc="parameters to send"),
+        "visemes": Port(Visemes, required=False, doc="viseme probabilities, sent as viseme_*"),
+    }
     outputs: ClassVar[dict[str, Port]] = {}
 
     def __init__(self, params: VmcSinkParams) -> None:
@@ -119,23 +127,40 @@ class VmcSink(Operator):
             self._out_names, self._matrix = names, None
 
     def process(self, port: str, packet: Packet) -> Outputs:
-        from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-        from pythonosc.osc_message_builder import OscMessageBuilder
-
         payload = packet.payload
-        if not isinstance(payload, ParamsStream):
-            raise TypeError(f"sink.vmc: expected Params, got {type(payload).__name__}")
         if self._client is None:
             raise RuntimeError("sink.vmc: process() before setup()")
+        if port == "visemes":
+            if not isinstance(payload, Visemes):
+                raise TypeError(f"sink.vmc: expected Visemes, got {type(payload).__name__}")
+            probs = np.asarray(payload.probs, dtype=np.float64)
+            if probs.ndim != 2 or probs.shape[1] != len(VISEME_MORPHS):
+                raise ValueError(
+                    f"sink.vmc: viseme probabilities must be [frames, {len(VISEME_MORPHS)}], "
+                    f"got {list(probs.shape)}"
+                )
+            self._send_frames(VISEME_MORPHS, probs)
+            return None
+        if not isinstance(payload, ParamsStream):
+            raise TypeError(f"sink.vmc: expected Params, got {type(payload).__name__}")
         if payload.names != self._names:
             self._prepare(payload.names)
         values = np.asarray(payload.values, dtype=np.float64)
         if self._matrix is not None:
             values = np.clip(values @ self._matrix, 0.0, 1.0)
+        self._send_frames(self._out_names, values)
+        return None
+
+    def _send_frames(self, names: tuple[str, ...], values: np.ndarray) -> None:
+        """Per row of ``values`` [frames, len(names)]: Val messages then Apply."""
+        from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+        from pythonosc.osc_message_builder import OscMessageBuilder
+
+        assert self._client is not None
         apply = OscMessageBuilder(BLEND_APPLY).build()
         for row in values:
             messages = []
-            for name, value in zip(self._out_names, row, strict=True):
+            for name, value in zip(names, row, strict=True):
                 builder = OscMessageBuilder(BLEND_VAL)
                 builder.add_arg(name, "s")
                 builder.add_arg(float(value), "f")
@@ -150,7 +175,6 @@ class VmcSink(Operator):
                 for m in messages:
                     self._client.send(m)
             self.sent_frames += 1
-        return None
 
     def close(self) -> None:
         if self._client is not None:

@@ -258,6 +258,10 @@ class SavgolSmoother(_ParamsSmoother):
         self._first_media_time = 0.0
         self._emitted = 0  # output frames emitted so far
 
+    def setup(self) -> None:
+        # scipy.signal takes ~1 s to import: do it before audio flows, not on the first frame
+        import scipy.signal  # noqa: F401
+
     def _start(self, first: Params) -> None:
         from scipy.signal import savgol_coeffs
 

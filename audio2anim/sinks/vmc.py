@@ -32,6 +32,7 @@ Example node::
 from __future__ import annotations
 
 import socket
+import struct
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -46,6 +47,9 @@ from .arkit_columns import VISEME_MORPHS
 
 BLEND_VAL = "/VMC/Ext/Blend/Val"
 BLEND_APPLY = "/VMC/Ext/Blend/Apply"
+_FLOAT = struct.Struct(">f")
+_SIZE = struct.Struct(">i")
+_BUNDLE_HEAD = b"#bundle\x00" + struct.pack(">Q", 1)
 
 #: VRM 0.x preset clip -> weighted ARKit parameters; the clip weight is the clipped weighted sum.
 #: A rough correspondence for avatars without ARKit clips: open jaw = "A", spread lips = "I",
@@ -104,20 +108,43 @@ class VmcSink(Operator):
 
     def __init__(self, params: VmcSinkParams) -> None:
         super().__init__(params)
-        self._client = None
+        self._sock: socket.socket | None = None
+        self._addr: tuple[str, int] | None = None
         self._names: tuple[str, ...] | None = None
         self._out_names: tuple[str, ...] = ()
         self._matrix: np.ndarray | None = None
+        self._val_prefix: dict[str, bytes] = {}
+        self._apply = b""
         self.sent_frames = 0
 
     def setup(self) -> None:
-        from pythonosc.udp_client import UDPClient
+        from pythonosc.osc_message_builder import OscMessageBuilder
 
+        p = self.params
         try:
-            socket.getaddrinfo(self.params.host, self.params.port, socket.AF_INET)
+            info = socket.getaddrinfo(p.host, p.port, socket.AF_INET, socket.SOCK_DGRAM)
         except socket.gaierror as e:
-            raise ValueError(f"sink.vmc: cannot resolve host {self.params.host!r}: {e}") from None
-        self._client = UDPClient(self.params.host, self.params.port, family=socket.AF_INET)
+            raise ValueError(f"sink.vmc: cannot resolve host {p.host!r}: {e}") from None
+        self._addr = info[0][4]
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._apply = OscMessageBuilder(BLEND_APPLY).build().dgram
+
+    def _val_message(self, name: str, value: float) -> bytes:
+        """``/VMC/Ext/Blend/Val name value`` as OSC bytes.
+
+        python-osc encodes each name's message once (with value 0); per frame only the trailing
+        big-endian float32 changes, which keeps 52 values x 60 frames/s cheap.
+        """
+        prefix = self._val_prefix.get(name)
+        if prefix is None:
+            from pythonosc.osc_message_builder import OscMessageBuilder
+
+            builder = OscMessageBuilder(BLEND_VAL)
+            builder.add_arg(name, "s")
+            builder.add_arg(0.0, "f")
+            prefix = builder.build().dgram[:-4]
+            self._val_prefix[name] = prefix
+        return prefix + _FLOAT.pack(value)
 
     def _prepare(self, names: tuple[str, ...]) -> None:
         self._names = names
@@ -128,7 +155,7 @@ class VmcSink(Operator):
 
     def process(self, port: str, packet: Packet) -> Outputs:
         payload = packet.payload
-        if self._client is None:
+        if self._sock is None:
             raise RuntimeError("sink.vmc: process() before setup()")
         if port == "visemes":
             if not isinstance(payload, Visemes):
@@ -153,34 +180,23 @@ class VmcSink(Operator):
 
     def _send_frames(self, names: tuple[str, ...], values: np.ndarray) -> None:
         """Per row of ``values`` [frames, len(names)]: Val messages then Apply."""
-        from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-        from pythonosc.osc_message_builder import OscMessageBuilder
-
-        assert self._client is not None
-        apply = OscMessageBuilder(BLEND_APPLY).build()
+        assert self._sock is not None and self._addr is not None
         for row in values:
-            messages = []
-            for name, value in zip(names, row, strict=True):
-                builder = OscMessageBuilder(BLEND_VAL)
-                builder.add_arg(name, "s")
-                builder.add_arg(float(value), "f")
-                messages.append(builder.build())
-            messages.append(apply)
+            messages = [self._val_message(n, float(v)) for n, v in zip(names, row, strict=True)]
+            messages.append(self._apply)
             if self.params.bundle:
-                bundle = OscBundleBuilder(IMMEDIATELY)
+                # OSC 1.0 bundle: "#bundle", time tag 1 (= immediately), then size-prefixed
+                # elements (https://opensoundcontrol.stanford.edu/spec-1_0.html)
+                parts = [_BUNDLE_HEAD]
                 for m in messages:
-                    bundle.add_content(m)
-                self._client.send(bundle.build())
+                    parts += [_SIZE.pack(len(m)), m]
+                self._sock.sendto(b"".join(parts), self._addr)
             else:
                 for m in messages:
-                    self._client.send(m)
+                    self._sock.sendto(m, self._addr)
             self.sent_frames += 1
 
     def close(self) -> None:
-        if self._client is not None:
-            close = getattr(self._client, "close", None)  # python-osc < 1.9 has no close()
-            if close is not None:
-                close()
-            else:
-                self._client._sock.close()
-            self._client = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

@@ -147,3 +147,12 @@ def test_bad_params_are_rejected():
         cls.Params(window_ms=50, lookahead_ms=60)
     with pytest.raises(ValidationError):
         get("smoothing.ema").Params(tau_ms=0)
+
+
+@pytest.mark.parametrize(("op_name", "params"), CONFIGS)
+def test_streams_shorter_than_the_window_keep_every_frame(op_name, params):
+    short = make_signal(noise=0.0, frames=2)
+    _, out, times = run(op_name, params, short)
+    assert out.shape == short.shape
+    np.testing.assert_allclose(out[:, 2], 0.4, atol=1e-6)  # a constant stays constant
+    np.testing.assert_allclose(times, 10.0 + np.arange(2) / RATE)

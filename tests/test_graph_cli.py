@@ -83,7 +83,9 @@ def test_metrics_served_during_run_and_sigint_stops_cleanly(python, tmp_path):
                 )
             except OSError:
                 continue
-            seen = re.search(r'audio2anim_packets_total\{graph="passthrough",node="log"\} (\S+)', body)
+            seen = re.search(
+                r'audio2anim_packets_total\{graph="passthrough",node="log"\} (\S+)', body
+            )
             if seen and float(seen.group(1)) >= 5:
                 break
         for name in (

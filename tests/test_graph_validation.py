@@ -136,3 +136,13 @@ def test_missing_audio_file_is_a_validation_error(tmp_path):
 def test_missing_graph_file():
     with pytest.raises(GraphError, match="cannot read graph file"):
         load_graph("does/not/exist.yaml")
+
+
+def test_set_op_swaps_the_operator_and_drops_its_file_params():
+    g = parse_graph(GOOD, overrides=["src.op=source.file", "src.block_ms=10"])
+    assert g.nodes["src"].op_class.name == "source.file"
+    assert g.nodes["src"].params.block_ms == 10
+    assert "unknown op 'source.nope'" in error(GOOD, overrides=["src.op=source.nope"])
+    # the swapped-in operator validates its own params
+    msg = error(GOOD, overrides=["src.op=source.file", "src.duration_s=3"])
+    assert "params.duration_s: unknown parameter" in msg

@@ -121,7 +121,11 @@ def _pydantic_message(err: ValidationError, prefix: str) -> str:
 
 
 def parse_override(text: str) -> tuple[str, list[str], Any]:
-    """``node.param[.sub]=value`` → (node, [param, sub], value parsed as YAML)."""
+    """``node.param[.sub]=value`` → (node, [param, sub], value parsed as YAML).
+
+    ``node.op=NAME`` swaps the node's operator (its params from the file are dropped), so a
+    live graph's microphone becomes a file: ``--set src.op=source.file --set src.path=a.wav``.
+    """
     key, sep, raw = text.partition("=")
     parts = key.strip().split(".")
     if not sep or len(parts) < 2 or not all(parts):
@@ -200,13 +204,21 @@ def parse_graph(
 
 def _build(gf: _GraphFile, source: str, overrides, name: str) -> Graph:
     raw_params = {n: dict(spec.params) for n, spec in gf.nodes.items()}
+    ops = {n: spec.op for n, spec in gf.nodes.items()}
     for n in gf.nodes:
         if not _NAME.match(n):
             raise GraphError(f"{source}: node '{n}': names use letters, digits, '_' and '-'")
-    for text in overrides:
-        node, keys, value = parse_override(text)
+    parsed = [(text, *parse_override(text)) for text in overrides]
+    for text, node, keys, value in parsed:
         if node not in raw_params:
             raise GraphError(f"{source}: --set {text!r}: unknown node '{node}'")
+        if keys == ["op"]:  # swap the operator; the file's params belonged to the old one
+            if not isinstance(value, str):
+                raise GraphError(f"{source}: --set {text!r}: op must be an operator name")
+            ops[node], raw_params[node] = value, {}
+    for text, node, keys, value in parsed:
+        if keys == ["op"]:
+            continue
         target = raw_params[node]
         for k in keys[:-1]:
             target = target.setdefault(k, {})
@@ -215,16 +227,16 @@ def _build(gf: _GraphFile, source: str, overrides, name: str) -> Graph:
         target[keys[-1]] = value
 
     nodes: dict[str, Node] = {}
-    for n, spec in gf.nodes.items():
+    for n, op_name in ops.items():
         try:
-            op = registry.get(spec.op)
+            op = registry.get(op_name)
         except GraphError as e:
             raise GraphError(f"{source}: node '{n}': {e}") from None
         try:
             params = op.Params.model_validate(raw_params[n])
         except ValidationError as e:
             raise GraphError(
-                f"{source}: node '{n}' ({spec.op}): {_pydantic_message(e, 'params')}"
+                f"{source}: node '{n}' ({op_name}): {_pydantic_message(e, 'params')}"
             ) from None
         nodes[n] = Node(n, op, params)
 

@@ -43,7 +43,9 @@ def model_class(kind: str):
     try:
         mod, cls = MODEL_KINDS[kind].split(":")
     except KeyError:
-        raise CheckpointError(f"unknown model kind {kind!r} (known: {sorted(MODEL_KINDS)})") from None
+        raise CheckpointError(
+            f"unknown model kind {kind!r} (known: {sorted(MODEL_KINDS)})"
+        ) from None
     return getattr(importlib.import_module(mod), cls)
 
 
@@ -95,7 +97,9 @@ def read_sidecar(directory: str | Path) -> dict:
     the ``"audio2anim"`` entry of the HF config, with ``kind = "wav2vec2"``)."""
     path = Path(directory) / "config.json"
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing (a checkpoint dir has config.json + model.safetensors)")
+        raise CheckpointError(
+            f"{path}: missing (a checkpoint dir has config.json + model.safetensors)"
+        )
     try:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -105,7 +109,9 @@ def read_sidecar(directory: str | Path) -> dict:
         side["kind"] = "wav2vec2"
         return side
     if config.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: field 'format' is {config.get('format')!r}, expected {FORMAT!r}")
+        raise CheckpointError(
+            f"{path}: field 'format' is {config.get('format')!r}, expected {FORMAT!r}"
+        )
     for field in ("kind", "hparams"):
         if field not in config:
             raise CheckpointError(f"{path}: missing field {field!r}")
@@ -129,7 +135,9 @@ def load(directory: str | Path, device: str = "cpu"):
     try:
         model = build(sidecar["kind"], sidecar["hparams"])
     except TypeError as e:
-        raise CheckpointError(f"{directory / 'config.json'}: field 'hparams' does not fit: {e}") from None
+        raise CheckpointError(
+            f"{directory / 'config.json'}: field 'hparams' does not fit: {e}"
+        ) from None
     state = load_file(str(weights), device="cpu")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -291,7 +291,9 @@ class ARStream:
     @torch.no_grad()
     def push(self, frames: np.ndarray) -> np.ndarray:
         m = self.model
-        xn = m.normalize_in(torch.as_tensor(np.asarray(frames, np.float32), device=m.in_mean.device))
+        xn = m.normalize_in(
+            torch.as_tensor(np.asarray(frames, np.float32), device=m.in_mean.device)
+        )
         outs = [y for f in xn if (y := self._advance(f)) is not None]
         return self._finish(outs)
 

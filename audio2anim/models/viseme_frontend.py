@@ -129,3 +129,10 @@ class VisemeStream:
         m = self.model
         n = m.lookahead if self.seen else 0
         return self.push(np.full((n, m.n_mels), SILENCE_LOGMEL, np.float32))
+
+
+def downsample_posteriors(probs: np.ndarray, factor: int = 2) -> np.ndarray:
+    """[T, 15] posteriors at 100 Hz → [T // factor, 15] at 50 Hz (mean of each pair of frames:
+    the 20 ms frame j covers the 10 ms frames 2j and 2j + 1)."""
+    t = len(probs) // factor
+    return np.asarray(probs[: t * factor], np.float32).reshape(t, factor, -1).mean(axis=1)

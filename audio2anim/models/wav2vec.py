@@ -32,10 +32,47 @@ import numpy as np
 import torch
 from torch import nn
 
-ARPABET = (
-    "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH "
-    "UH UW V W Y Z ZH"
-).split()
+ARPABET = [
+    "AA",
+    "AE",
+    "AH",
+    "AO",
+    "AW",
+    "AY",
+    "B",
+    "CH",
+    "D",
+    "DH",
+    "EH",
+    "ER",
+    "EY",
+    "F",
+    "G",
+    "HH",
+    "IH",
+    "IY",
+    "JH",
+    "K",
+    "L",
+    "M",
+    "N",
+    "NG",
+    "OW",
+    "OY",
+    "P",
+    "R",
+    "S",
+    "SH",
+    "T",
+    "TH",
+    "UH",
+    "UW",
+    "V",
+    "W",
+    "Y",
+    "Z",
+    "ZH",
+]
 PHONE_VOCAB: tuple[str, ...] = ("<pad>", "sil", *ARPABET)  # id 0 = CTC blank
 HOP = 320  # samples per frame at 16 kHz (product of the conv strides)
 LEFT_PAD = 80  # 400-sample receptive field - 320 hop: makes frame j end at 320 (j + 1)
@@ -285,7 +322,9 @@ def load_wav2vec2(
     normalize = hp.get("normalize_input")
     if normalize is None:
         pre = path / "preprocessor_config.json"
-        normalize = bool(json.loads(pre.read_text()).get("do_normalize")) if pre.is_file() else False
+        normalize = (
+            bool(json.loads(pre.read_text()).get("do_normalize")) if pre.is_file() else False
+        )
     chunk = hp.get("chunk_frames") if chunk_frames == "auto" else chunk_frames
     front = Wav2Vec2FrontEnd(
         model,

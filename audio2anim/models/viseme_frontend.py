@@ -58,7 +58,9 @@ class VisemeFrontEnd(nn.Module):
         self.register_buffer("in_mean", torch.zeros(n_mels))
         self.register_buffer("in_std", torch.ones(n_mels))
         dims = [n_mels] + [channels] * conv_layers
-        self.convs = nn.ModuleList(nn.Conv1d(a, b, kernel) for a, b in zip(dims, dims[1:]))
+        self.convs = nn.ModuleList(
+            nn.Conv1d(a, b, kernel) for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
         self.drop = nn.Dropout(dropout)
         self.gru = nn.GRU(channels, hidden, batch_first=True)
         self.out = nn.Linear(hidden, n_visemes)

@@ -176,7 +176,7 @@ class Wav2Vec2FrontEnd(nn.Module):
         self.left_chunks = left_chunks
         self.normalize_input = normalize_input
         self.feature = feature
-        self.feature_dim  # validates ``feature``
+        _ = self.feature_dim  # validates ``feature``
         self.hop = int(np.prod(model.config.conv_stride))
         self.hparams = dict(
             vocab=self.vocab,

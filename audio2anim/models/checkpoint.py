@@ -115,6 +115,10 @@ def read_sidecar(directory: str | Path) -> dict:
     for field in ("kind", "hparams"):
         if field not in config:
             raise CheckpointError(f"{path}: missing field {field!r}")
+    if config["kind"] not in MODEL_KINDS:
+        raise CheckpointError(
+            f"{path}: field 'kind': unknown model kind {config['kind']!r} (known: {sorted(MODEL_KINDS)})"
+        )
     return config
 
 

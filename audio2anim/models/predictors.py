@@ -315,6 +315,41 @@ class ARStream:
         return m.denormalize_out(torch.stack(outs)).clamp(0, 1).cpu().numpy()
 
 
+class AttentionBlock(nn.Module):
+    """Pre-norm transformer block (multi-head self-attention + GELU feed-forward).
+
+    Written out instead of ``nn.TransformerEncoderLayer`` because the latter's fused path
+    exports to ONNX with the example's sequence length frozen into a reshape.
+    """
+
+    def __init__(self, channels: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"channels ({channels}) must be a multiple of heads ({heads})")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+        self.norm2 = nn.LayerNorm(channels)
+        self.ff = nn.Sequential(
+            nn.Linear(channels, 2 * channels),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(2 * channels, channels),
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """h [B, T, C], mask [T, T] additive → [B, T, C]."""
+        b, t, c = h.shape
+        qkv = self.qkv(self.norm1(h)).reshape(b, t, 3, self.heads, c // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, H, T, C/H]
+        att = (q @ k.transpose(-1, -2)) * (c // self.heads) ** -0.5 + mask
+        y = (self.drop(torch.softmax(att, -1)) @ v).transpose(1, 2).reshape(b, t, c)
+        h = h + self.drop(self.proj(y))
+        return h + self.drop(self.ff(self.norm2(h)))
+
+
 class AttentionPredictor(SequencePredictor):
     """Conv trunk, then self-attention blocks where frame t attends to frames [t - W, t]."""
 
@@ -347,16 +382,7 @@ class AttentionPredictor(SequencePredictor):
         self.attn_window = attn_window
         self.trunk = ConvTrunk(in_dim, channels, layers, kernel, dropout)
         self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                channels,
-                heads,
-                dim_feedforward=2 * channels,
-                dropout=dropout,
-                activation="gelu",
-                batch_first=True,
-                norm_first=True,
-            )
-            for _ in range(attn_layers)
+            AttentionBlock(channels, heads, dropout) for _ in range(attn_layers)
         )
         self.head = nn.Linear(channels, out_dim)
 
@@ -371,5 +397,5 @@ class AttentionPredictor(SequencePredictor):
         h = self.trunk(self._pad_window(self.normalize_in(x))).transpose(1, 2)
         mask = self.attention_mask(h.shape[1], h.device)
         for block in self.blocks:
-            h = block(h, src_mask=mask)
+            h = block(h, mask)
         return self.head(h)

@@ -6,9 +6,10 @@ nor the teacher, nor soundfile: only numpy.
 
     OUT/export.json        format "audio2anim-trainingdata/1", names, vocab, voices,
                            utterances [{id, voice, duration, shard, augment}], summary
+    OUT/shard-NNN.mulaw.xz 8-bit µ-law audio at 16 kHz, lzma-compressed (stdlib), the
+                           shard's utterances concatenated (each cut to a multiple of 320)
     OUT/shard-NNN.npz      (np.savez_compressed, no pickled objects) per shard, concatenated
                            over its utterances:
-        audio      uint8   8-bit µ-law audio at 16 kHz (each utterance cut to a multiple of 320)
         targets    uint8   [frames, 30] parameters (MOUTH then EYES) at 50 Hz, round(255 v)
         vis100     uint8   viseme ID per 10 ms frame (labels of the viseme front end)
         vis50      uint8   viseme ID per 20 ms frame (inputs of the viseme predictors)
@@ -17,7 +18,7 @@ nor the teacher, nor soundfile: only numpy.
         utt_samples int64, utt_segments int32, utt_voice int16   per utterance
 
 8-bit µ-law keeps speech intelligible at half the size of int16 (the front ends are trained
-with noise augmentation far above its quantization noise); zlib takes another ~10–25 %.
+with noise augmentation far above its quantization noise); lzma takes another ~25 % (about 42 MiB per hour of TTS speech).
 ``max_mb`` caps the export (clean utterances first, voices interleaved, then augmented ones)
 so it fits the 64 MiB working tree sent to the GPU machine.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import random
 import time
 from dataclasses import dataclass, field
@@ -191,7 +193,7 @@ def export_data(
     corpus = Corpus(corpus_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("shard-*.npz"):
+    for old in [*out.glob("shard-*.npz"), *out.glob("shard-*.mulaw.xz")]:
         old.unlink()
     order = _ordered(list(corpus.utterances), seed)
     budget = None if max_mb is None else max_mb * 2**20
@@ -255,9 +257,11 @@ def export_data(
 def write_shard(path: Path, items: list[tuple[str, dict]], voices: list[str]) -> int:
     """Write one shard of (voice, `utterance_arrays` dict) items; returns its size in bytes."""
     arrays = [a for _, a in items]
+    audio_path = _audio_path(path)
+    audio = mulaw_encode(np.concatenate([a["audio"] for a in arrays])).tobytes()
+    audio_path.write_bytes(lzma.compress(audio, preset=6))
     np.savez_compressed(
         path,
-        audio=mulaw_encode(np.concatenate([a["audio"] for a in arrays])),
         targets=np.round(np.concatenate([a["targets"] for a in arrays]) * 255).astype(np.uint8),
         vis100=np.concatenate([a["vis100"] for a in arrays]).astype(np.uint8),
         vis50=np.concatenate([a["vis50"] for a in arrays]).astype(np.uint8),
@@ -269,7 +273,11 @@ def write_shard(path: Path, items: list[tuple[str, dict]], voices: list[str]) ->
         utt_segments=np.array([len(a["seg_start"]) for a in arrays], np.int32),
         utt_voice=np.array([voices.index(v) for v, _ in items], np.int16),
     )
-    return path.stat().st_size
+    return path.stat().st_size + audio_path.stat().st_size
+
+
+def _audio_path(shard: Path) -> Path:
+    return shard.with_name(shard.stem + ".mulaw.xz")
 
 
 def write_meta(out: Path, voices: list[str], entries: list[dict], summary: dict) -> dict:
@@ -365,7 +373,8 @@ def _read_export(path: Path) -> TrainingData:
     for shard, es in sorted(by_shard.items()):
         with np.load(path / shard, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-        audio = mulaw_decode(arrays["audio"])
+        audio_bytes = lzma.decompress(_audio_path(path / shard).read_bytes())
+        audio = mulaw_decode(np.frombuffer(audio_bytes, np.uint8))
         targets = arrays["targets"].astype(np.float32) / 255.0
         n_samples = arrays["utt_samples"]
         if len(n_samples) != len(es):

@@ -131,7 +131,7 @@ def vocabulary() -> list[str]:
     words: set[str] = set()
     for group in (NOUNS, ADJECTIVES, ADVERBS, NAMES, NUMBERS, VERBS_PAST, PLACES, FIXED):
         for item in group:
-            for word in item.replace(",", " ").replace(".", " ").replace("?", " "):
+            for word in item.replace(",", " ").replace(".", " ").replace("?", " ").split():
                 words.add(word.strip("!'").lower())
     return sorted(w for w in words if w.isalpha())
 

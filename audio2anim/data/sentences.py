@@ -103,26 +103,32 @@ TEMPLATES = (
 )
 
 
+def make_sentence(rng: random.Random) -> str:
+    """One sentence: a template filled from the vocabulary (1 in 10: a fixed sentence)."""
+    if rng.random() < 0.1:
+        return rng.choice(FIXED)
+    sentence = rng.choice(TEMPLATES).format(
+        adj=rng.choice(ADJECTIVES),
+        adj2=rng.choice(ADJECTIVES),
+        noun=rng.choice(NOUNS),
+        noun2=rng.choice(NOUNS),
+        verb=rng.choice(VERBS_PAST),
+        verb2=rng.choice(VERBS_PAST),
+        adv=rng.choice(ADVERBS),
+        place=rng.choice(PLACES),
+        name=rng.choice(NAMES),
+        name2=rng.choice(NAMES),
+        number=rng.choice(NUMBERS),
+    )
+    return sentence[0].upper() + sentence[1:]
+
+
 def generate(n: int, seed: int = 0) -> list[str]:
-    """``n`` sentences from the templates (plus the fixed list, first), deterministic in ``seed``."""
+    """``n`` sentences: the fixed list first, then template sentences; deterministic in ``seed``."""
     rng = random.Random(seed)
     out: list[str] = list(FIXED[:n])
     while len(out) < n:
-        template = rng.choice(TEMPLATES)
-        sentence = template.format(
-            adj=rng.choice(ADJECTIVES),
-            adj2=rng.choice(ADJECTIVES),
-            noun=rng.choice(NOUNS),
-            noun2=rng.choice(NOUNS),
-            verb=rng.choice(VERBS_PAST),
-            verb2=rng.choice(VERBS_PAST),
-            adv=rng.choice(ADVERBS),
-            place=rng.choice(PLACES),
-            name=rng.choice(NAMES),
-            name2=rng.choice(NAMES),
-            number=rng.choice(NUMBERS),
-        )
-        out.append(sentence[0].upper() + sentence[1:])
+        out.append(make_sentence(rng))
     return out
 
 

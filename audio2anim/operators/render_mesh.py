@@ -1,0 +1,112 @@
+"""``render.mesh``: animation parameters in, rendered face frames out.
+
+Sits after a predictor or smoother and before a frame sink::
+
+    pred -> smooth -> face -> out          (face: render.mesh, out: sink.video / sink.browser)
+
+Ports: ``in`` `Params` (ARKit-named weights, any subset; names the rig lacks are ignored) ->
+``out`` `Frames` (one image per parameter row, same frame rate, media time of the first row).
+
+Params: ``size`` (square side in pixels; ``width``/``height`` override it), ``glb`` (a rig file
+with ARKit-named morph targets; default: the packaged face), camera ``distance``/``yaw``/
+``pitch``/``fov`` (metres, degrees), ``background`` (``#rrggbb``), ``msaa`` (samples),
+``max_lag_s``: in a live graph, a block whose audio was captured longer ago than this is reduced
+to its newest row, so the renderer catches up instead of queueing stale frames (pair it with a
+``drop_oldest`` edge in front of this node). Runs on a worker thread: rendering is CPU work
+under llvmpipe and must not stall the event loop.
+
+Example node::
+
+    face: {op: render.mesh, params: {size: 512, background: "#2a2e38", max_lag_s: 0.2}}
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+
+from .. import streams
+from ..graph.operator import Operator, OperatorParams, Port
+from ..graph.packets import Packet
+from ..graph.registry import register
+from ..streams import Frames
+
+
+def parse_color(text: str) -> tuple[float, float, float]:
+    """``#rrggbb`` -> sRGB floats in [0, 1]; ValueError on anything else."""
+    t = text.strip().lstrip("#")
+    if len(t) != 6:
+        raise ValueError(f"colour {text!r}: expected #rrggbb")
+    try:
+        return tuple(int(t[i : i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
+    except ValueError:
+        raise ValueError(f"colour {text!r}: expected #rrggbb") from None
+
+
+class RenderMeshParams(OperatorParams):
+    size: int = Field(512, ge=16, le=4096)
+    width: int | None = Field(None, ge=16, le=4096)
+    height: int | None = Field(None, ge=16, le=4096)
+    glb: str | None = None
+    distance: float = Field(0.62, gt=0)
+    yaw: float = 0.0
+    pitch: float = 0.0
+    fov: float = Field(24.0, gt=1, lt=170)
+    background: str = "#292e38"
+    msaa: int = Field(4, ge=1, le=16)
+    max_lag_s: float | None = Field(None, gt=0)
+
+    @field_validator("background")
+    @classmethod
+    def _color(cls, v: str) -> str:
+        parse_color(v)
+        return v
+
+
+@register("render.mesh")
+class RenderMesh(Operator):
+    Params = RenderMeshParams
+    inputs: ClassVar = {"in": Port(streams.Params, doc="ARKit-named blendshape weights")}
+    outputs: ClassVar = {"out": Port(Frames, doc="RGB frames, one per parameter row")}
+    executor: ClassVar = "thread"
+
+    def setup(self) -> None:
+        from ..face.renderer import Camera, Renderer
+        from ..face.rig import DEFAULT_GLB, load_glb
+
+        p = self.params
+        rig = load_glb(p.glb or DEFAULT_GLB)
+        self.renderer = Renderer(
+            rig,
+            width=p.width or p.size,
+            height=p.height or p.size,
+            camera=Camera(distance=p.distance, yaw_deg=p.yaw, pitch_deg=p.pitch, fov_deg=p.fov),
+            background=parse_color(p.background),
+            msaa=p.msaa,
+        )
+        self.skipped = 0  # rows not rendered because they were late
+
+    def process(self, port: str, packet: Packet):
+        params: streams.Params = packet.payload
+        values = params.values
+        media_time = packet.media_time
+        lag_limit = self.params.max_lag_s
+        if (
+            lag_limit is not None
+            and len(values) > 1
+            and not math.isnan(packet.capture_time)
+            and time.monotonic() - packet.capture_time > lag_limit
+        ):
+            self.skipped += len(values) - 1
+            media_time += (len(values) - 1) / params.frame_rate
+            values = values[-1:]
+        images = self.renderer.render_sequence(values, params.names)
+        return [Packet(Frames(images, params.frame_rate), media_time)]
+
+    def close(self) -> None:
+        renderer = getattr(self, "renderer", None)
+        if renderer is not None:
+            renderer.close()

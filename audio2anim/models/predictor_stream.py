@@ -1,0 +1,197 @@
+"""Streaming inference of the five predictors, torch or ONNX Runtime: one core for all.
+
+`open_predictor_stream(checkpoint, backend)` returns a `PredictorStream` whose
+``push(frames [k, D])`` gives the parameter frames [j, O] now complete (output t needs input
+``t + lookahead``) and whose ``flush()`` gives the rest at the end of the stream. The
+concatenated output equals ``model.predict(all_frames)`` (denormalized, in [0, 1]) whatever the
+block sizes:
+
+- window models (viseme-mlp, viseme-cnn, w2v-cnn, w2v-attention): output t depends on inputs
+  ``t - history … t + lookahead`` only (``history`` = the conv/MLP window's past, plus
+  ``attn_layers × attn_window`` frames for the attention model). `WindowStream` keeps that
+  many past input frames and runs the model's whole-sequence ``predict`` over history + new
+  frames; outputs whose window lies inside the buffer are exact, and at the stream's start and
+  end the model's own zero padding is the stream's.
+- the autoregressive model (w2v-ar) feeds back its own outputs, so it steps frame by frame with
+  explicit state: `ARStream` (torch, from `predictors`) or `OnnxARStream` (its exported step).
+
+The difference between backends is only the function that runs the model: torch
+``SequencePredictor.predict`` or `onnx_export.OnnxModel.predict` (exported on the fly into a
+temporary directory unless an exported ``.onnx`` is given).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .checkpoint import read_sidecar
+
+
+class PredictorStream(Protocol):
+    lookahead: int
+
+    def push(self, frames: np.ndarray) -> np.ndarray: ...
+
+    def flush(self) -> np.ndarray: ...
+
+
+def history_frames(sidecar: dict) -> int:
+    """Past input frames an output frame of a window model depends on."""
+    hp, kind = sidecar["hparams"], sidecar["kind"]
+    if kind == "viseme-mlp":
+        return hp["past"]
+    past = hp["layers"] * (hp["kernel"] - 1) - hp["lookahead"]
+    if kind == "w2v-attention":
+        past += hp["attn_layers"] * hp["attn_window"]
+    return past
+
+
+class WindowStream:
+    """Block-wise ``predict`` of a window model (see the module docstring)."""
+
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        in_dim: int,
+        out_dim: int,
+        history: int,
+        lookahead: int,
+    ) -> None:
+        self.predict = predict
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.history, self.lookahead = history, lookahead
+        self.buf = np.zeros((0, in_dim), np.float32)
+        self.buf_start = 0  # stream frame index of buf[0]
+        self.seen = 0
+        self.emitted = 0
+
+    def push(self, frames: np.ndarray) -> np.ndarray:
+        x = np.asarray(frames, np.float32).reshape(-1, self.in_dim)
+        self.buf = np.concatenate([self.buf, x])
+        self.seen += len(x)
+        return self._emit(self.seen - self.lookahead)
+
+    def flush(self) -> np.ndarray:
+        return self._emit(self.seen)
+
+    def _emit(self, upto: int) -> np.ndarray:
+        if upto <= self.emitted:
+            return np.zeros((0, self.out_dim), np.float32)
+        y = self.predict(self.buf)
+        out = y[self.emitted - self.buf_start : upto - self.buf_start]
+        self.emitted = upto
+        keep = max(self.buf_start, upto - self.history)
+        self.buf = self.buf[keep - self.buf_start :]
+        self.buf_start = keep
+        return np.asarray(out, np.float32)
+
+
+class OnnxARStream:
+    """`predictors.ARStream` over the exported single step of an autoregressive model."""
+
+    def __init__(self, onnx_model) -> None:
+        hp, norm = onnx_model.hp, onnx_model.meta["normalization"]
+        self.session = onnx_model.session
+        self.mean = np.asarray(norm["in_mean"], np.float32)
+        self.std = np.asarray(norm["in_std"], np.float32)
+        self.lookahead = hp["lookahead"]
+        self.out_dim = hp["out_dim"]
+        rf = hp["layers"] * (hp["kernel"] - 1) + 1
+        self.window = np.zeros((1, hp["in_dim"], rf), np.float32)  # normalized history
+        self.prev = np.zeros((1, hp["prev_frames"], hp["out_dim"]), np.float32)
+        self.seen = 0
+
+    def _advance(self, xn: np.ndarray):
+        self.window = np.concatenate([self.window[:, :, 1:], xn[None, :, None]], axis=2)
+        self.seen += 1
+        if self.seen - 1 - self.lookahead < 0:
+            return None
+        y, params = self.session.run(None, {"window": self.window, "prev": self.prev})
+        self.prev = np.concatenate([self.prev[:, 1:], y[:, None]], axis=1)
+        return params[0]
+
+    def _stack(self, outs) -> np.ndarray:
+        if not outs:
+            return np.zeros((0, self.out_dim), np.float32)
+        return np.stack(outs).astype(np.float32, copy=False)
+
+    def push(self, frames: np.ndarray) -> np.ndarray:
+        xn = (np.asarray(frames, np.float32) - self.mean) / self.std
+        return self._stack([y for f in xn if (y := self._advance(f)) is not None])
+
+    def flush(self) -> np.ndarray:
+        n = self.lookahead if self.seen else 0
+        zero = np.zeros(len(self.mean), np.float32)  # normalized zero = the right padding
+        return self._stack([y for _ in range(n) if (y := self._advance(zero)) is not None])
+
+
+class _TorchAR:
+    """`ARStream` with the ``lookahead`` attribute of the protocol."""
+
+    def __init__(self, model) -> None:
+        from .predictors import ARStream
+
+        self.inner = ARStream(model)
+        self.lookahead = model.lookahead
+
+    def push(self, frames):
+        return self.inner.push(frames)
+
+    def flush(self):
+        return self.inner.flush()
+
+
+def export_to_temp(checkpoint: str | Path) -> tuple[Path, tempfile.TemporaryDirectory]:
+    """Export a checkpoint to ONNX in a new temporary directory → (model.onnx path, the dir;
+    keep the dir object alive as long as the model is used)."""
+    from .onnx_export import export_onnx
+
+    tmp = tempfile.TemporaryDirectory(prefix="audio2anim-onnx-")
+    return export_onnx(checkpoint, Path(tmp.name) / "model.onnx"), tmp
+
+
+def open_predictor_stream(
+    checkpoint: str | Path,
+    backend: str = "torch",
+    device: str = "cpu",
+    onnx_path: str | Path | None = None,
+):
+    """A streaming predictor for a checkpoint directory → ``(stream, sidecar, keepalive)``.
+
+    ``backend``: ``"torch"`` (on ``device``) or ``"onnx"`` (onnxruntime, CPU; ``onnx_path``
+    = an existing export, else the checkpoint is exported to a temporary directory, returned
+    as ``keepalive``). The sidecar is the checkpoint's ``config.json``.
+    """
+    sidecar = read_sidecar(checkpoint)
+    kind = sidecar["kind"]
+    hp = sidecar["hparams"]
+    keepalive = None
+    if backend == "torch":
+        from .checkpoint import load
+
+        model, _ = load(checkpoint, device=device)
+        if kind == "w2v-ar":
+            return _TorchAR(model), sidecar, None
+        predict = model.predict
+    elif backend == "onnx":
+        from .onnx_export import OnnxModel
+
+        if onnx_path is None:
+            onnx_path, keepalive = export_to_temp(checkpoint)
+        onnx = OnnxModel(onnx_path)
+        if onnx.kind != kind:
+            raise ValueError(f"{onnx_path}: holds a {onnx.kind!r} model, {checkpoint} a {kind!r}")
+        if kind == "w2v-ar":
+            return OnnxARStream(onnx), sidecar, keepalive
+        predict = onnx.predict
+    else:
+        raise ValueError(f"backend {backend!r}: expected 'torch' or 'onnx'")
+    stream = WindowStream(
+        predict, hp["in_dim"], hp["out_dim"], history_frames(sidecar), hp["lookahead"]
+    )
+    return stream, sidecar, keepalive

@@ -1,0 +1,179 @@
+"""``predictor.*``: the five animation-parameter predictors as streaming operators.
+
+Sit between a feature operator and smoothing::
+
+    vis  (feature.visemes)  → pred (predictor.viseme_mlp | predictor.viseme_cnn)  → smooth → …
+    feat (feature.wav2vec2) → pred (predictor.w2v_cnn | w2v_ar | w2v_attention)   → smooth → …
+
+| op                       | checkpoint kind | input                         | default checkpoint          |
+|--------------------------|-----------------|-------------------------------|-----------------------------|
+| ``predictor.viseme_mlp`` | viseme-mlp      | `Visemes` (probabilities, 50 Hz) | ``checkpoints/viseme-mlp`` |
+| ``predictor.viseme_cnn`` | viseme-cnn      | `Visemes`                     | ``checkpoints/viseme-cnn``  |
+| ``predictor.w2v_cnn``    | w2v-cnn         | `Features` (wav2vec2, 50 Hz)  | ``checkpoints/w2v-cnn``     |
+| ``predictor.w2v_ar``     | w2v-ar          | `Features`                    | ``checkpoints/w2v-ar``      |
+| ``predictor.w2v_attention`` | w2v-attention | `Features`                   | ``checkpoints/w2v-attention`` |
+
+One streaming core serves all five (`audio2anim.models.predictor_stream`): window models keep
+the past input frames their receptive field needs and emit frame t once input t + lookahead has
+arrived; the autoregressive model steps frame by frame and keeps its own previous outputs
+across packets. The streamed output equals the model's whole-utterance prediction.
+
+Ports: ``in`` (`Visemes` or `Features` as above) → ``out`` `Params`: the checkpoint's
+parameters (the ARKit mouth + eyes groups, named exactly as ARKit spells them), un-normalized
+with the checkpoint's statistics and clipped to [0, 1], at 50 Hz; media time of the first frame.
+
+Params: ``checkpoint`` (directory), ``backend`` (``torch`` | ``onnx``: ONNX Runtime on the CPU;
+the checkpoint is exported at setup unless ``onnx`` names an exported file), ``device``
+(torch only). ``latency()`` = the model's lookahead frames × 20 ms.
+
+Example node::
+
+    pred: {op: predictor.w2v_cnn, params: {checkpoint: checkpoints/w2v-cnn, backend: onnx}}
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
+from audio2anim.graph.packets import Packet
+from audio2anim.graph.registry import register
+from audio2anim.streams import Features, Params, Visemes
+
+from .model_paths import require_model_dir
+
+
+def _params_model(default_checkpoint: str) -> type[OperatorParams]:
+    class PredictorParams(OperatorParams):
+        checkpoint: str = Field(default_checkpoint, description="predictor checkpoint directory")
+        backend: Literal["torch", "onnx"] = Field(
+            "torch", description="torch, or ONNX Runtime (CPU)"
+        )
+        device: Literal["cpu", "cuda"] = Field("cpu", description="torch backend: where it runs")
+        onnx: str | None = Field(
+            None, description="onnx backend: an exported .onnx (default: export at setup)"
+        )
+
+    return PredictorParams
+
+
+class StreamingPredictor(Operator):
+    """Shared body of the ``predictor.*`` operators; subclasses set ``kind`` and the input."""
+
+    kind: ClassVar[str] = ""
+    executor = "thread"
+    outputs = {"out": Port(Params, doc="ARKit-named weights in [0, 1], 50 Hz")}
+
+    def setup(self) -> None:
+        from audio2anim.models.predictor_stream import open_predictor_stream
+
+        p = self.params
+        where = f"{self.name}: checkpoint"
+        path = require_model_dir(p.checkpoint, where)
+        stream, side, self._keepalive = open_predictor_stream(path, p.backend, p.device, p.onnx)
+        if side["kind"] != self.kind:
+            op = "predictor." + side["kind"].replace("-", "_")
+            raise ValueError(
+                f"{where} {p.checkpoint!r} holds a {side['kind']!r} model, not {self.kind!r} "
+                f"(use {op})"
+            )
+        self.stream = stream
+        self.names = tuple(side["param_names"])
+        self.in_dim = side["hparams"]["in_dim"]
+        self.rate = float(side.get("output_frame_rate", 50.0))
+        self.in_rate = float(side.get("input_frame_rate", 50.0))
+        self.start: float | None = None
+        self.emitted = 0
+
+    def latency(self) -> float:
+        from audio2anim.models.checkpoint import read_sidecar
+
+        try:
+            side = read_sidecar(require_model_dir(self.params.checkpoint, self.name))
+            return side["hparams"]["lookahead"] / float(side.get("input_frame_rate", 50.0))
+        except (OSError, ValueError, KeyError):
+            return 0.0
+
+    def _frames(self, payload) -> np.ndarray:
+        if isinstance(payload, Visemes):
+            data, rate = payload.probs, payload.frame_rate
+        else:
+            data, rate = payload.data, payload.frame_rate
+        if abs(rate - self.in_rate) > 1e-6:
+            raise ValueError(
+                f"{self.name}: input is {rate:g} frames/s, the checkpoint takes {self.in_rate:g}"
+            )
+        if data.shape[1] != self.in_dim:
+            raise ValueError(
+                f"{self.name}: input has {data.shape[1]} dims, the checkpoint takes {self.in_dim} "
+                "(features of another wav2vec2 model or feature choice?)"
+            )
+        return data
+
+    def process(self, port: str, packet: Packet) -> Outputs:
+        if self.start is None:
+            self.start = packet.media_time
+        return self._emit(self.stream.push(self._frames(packet.payload)))
+
+    def flush(self) -> Outputs:
+        return self._emit(self.stream.flush())
+
+    def close(self) -> None:
+        keep = getattr(self, "_keepalive", None)
+        if keep is not None:
+            keep.cleanup()
+
+    def _emit(self, values: np.ndarray) -> Outputs:
+        if len(values) == 0:
+            return None
+        t = (self.start or 0.0) + self.emitted / self.rate
+        self.emitted += len(values)
+        return (Packet(Params(values, self.names, self.rate), t),)
+
+
+@register("predictor.viseme_mlp")
+class VisemeMLP(StreamingPredictor):
+    """Visemes → ARKit parameters with a window MLP (viseme method)."""
+
+    kind = "viseme-mlp"
+    Params = _params_model("checkpoints/viseme-mlp")
+    inputs = {"in": Port(Visemes, doc="viseme probabilities at 50 Hz")}
+
+
+@register("predictor.viseme_cnn")
+class VisemeCNN(StreamingPredictor):
+    """Visemes → ARKit parameters with stacked 1-D convolutions (viseme method)."""
+
+    kind = "viseme-cnn"
+    Params = _params_model("checkpoints/viseme-cnn")
+    inputs = {"in": Port(Visemes, doc="viseme probabilities at 50 Hz")}
+
+
+@register("predictor.w2v_cnn")
+class W2vCNN(StreamingPredictor):
+    """wav2vec2 features → ARKit parameters with stacked 1-D convolutions."""
+
+    kind = "w2v-cnn"
+    Params = _params_model("checkpoints/w2v-cnn")
+    inputs = {"in": Port(Features, doc="wav2vec2 features at 50 Hz")}
+
+
+@register("predictor.w2v_ar")
+class W2vAR(StreamingPredictor):
+    """wav2vec2 features → ARKit parameters, a CNN fed its own previous outputs (stateful)."""
+
+    kind = "w2v-ar"
+    Params = _params_model("checkpoints/w2v-ar")
+    inputs = {"in": Port(Features, doc="wav2vec2 features at 50 Hz")}
+
+
+@register("predictor.w2v_attention")
+class W2vAttention(StreamingPredictor):
+    """wav2vec2 features → ARKit parameters, a CNN with windowed self-attention."""
+
+    kind = "w2v-attention"
+    Params = _params_model("checkpoints/w2v-attention")
+    inputs = {"in": Port(Features, doc="wav2vec2 features at 50 Hz")}

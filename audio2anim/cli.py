@@ -13,6 +13,7 @@ import sys
 
 COMMAND_MODULES = [
     "audio2anim.graph.cli",
+    "audio2anim.face.cli",
 ]
 
 

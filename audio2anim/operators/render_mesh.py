@@ -51,7 +51,7 @@ class RenderMeshParams(OperatorParams):
     width: int | None = Field(None, ge=16, le=4096)
     height: int | None = Field(None, ge=16, le=4096)
     glb: str | None = None
-    distance: float = Field(0.62, gt=0)
+    distance: float = Field(0.58, gt=0)
     yaw: float = 0.0
     pitch: float = 0.0
     fov: float = Field(24.0, gt=1, lt=170)

@@ -99,6 +99,14 @@ class Camera:
         m[:3, 3] = -m[:3, :3] @ eye
         return m
 
+    def project(self, points, width: int, height: int) -> np.ndarray:
+        """Pixel coordinates [N, 2] (x right, y down from the top-left) of world points [N, 3]."""
+        p = np.asarray(points, np.float64).reshape(-1, 3)
+        p = np.c_[p, np.ones(len(p))]
+        clip = p @ self.view().T @ self.projection(width / height).T
+        ndc = clip[:, :2] / clip[:, 3:4]
+        return np.stack([(ndc[:, 0] + 1) / 2 * width, (1 - ndc[:, 1]) / 2 * height], axis=1)
+
     def projection(self, aspect: float) -> np.ndarray:
         f = 1.0 / math.tan(math.radians(self.fov_deg) / 2)
         near, far = self.distance * 0.2, self.distance * 4
@@ -249,12 +257,7 @@ class Renderer:
 
     def project(self, points) -> np.ndarray:
         """Pixel coordinates [N, 2] (x right, y down from the top-left) of world points [N, 3]."""
-        p = np.c_[np.asarray(points, np.float64).reshape(-1, 3), np.ones(len(points))]
-        clip = p @ self.camera.view().T @ self.camera.projection(self.width / self.height).T
-        ndc = clip[:, :2] / clip[:, 3:4]
-        return np.stack(
-            [(ndc[:, 0] + 1) / 2 * self.width, (1 - ndc[:, 1]) / 2 * self.height], axis=1
-        )
+        return self.camera.project(points, self.width, self.height)
 
     def close(self) -> None:
         if self.ctx is not None:

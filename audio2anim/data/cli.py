@@ -177,6 +177,41 @@ def cmd_info(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- captured takes
+
+
+def _audio_beside(csv_path):
+    for ext in (".wav", ".flac", ".mov", ".mp4", ".m4a"):
+        candidate = csv_path.with_suffix(ext)
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{csv_path}: no audio beside it (.wav/.flac/.mov/.mp4); pass --audio")
+
+
+def cmd_import_livelink(args) -> int:
+    from pathlib import Path
+
+    from .livelink import import_take
+
+    csvs = [Path(p) for p in args.csv]
+    if args.audio and len(csvs) > 1:
+        raise ValueError(
+            "--audio names one file; with several takes put each take's audio beside its CSV"
+        )
+    transcript = args.transcript
+    if transcript and transcript.startswith("@"):
+        transcript = Path(transcript[1:]).read_text(encoding="utf-8").strip()
+    for csv_path in csvs:
+        audio = Path(args.audio) if args.audio else _audio_beside(csv_path)
+        info = import_take(
+            csv_path, audio, args.out, uid=args.id if len(csvs) == 1 else None, voice=args.voice,
+            transcript=transcript, frame_rate=args.frame_rate, fps=args.fps, offset=args.offset,
+        )  # fmt: skip
+        print(f"{args.out}: {info['id']}: {info['duration']:.2f} s, {info['frames']} frames at "
+              f"{args.frame_rate} Hz from a {info['take_fps']:g} fps take ({info['columns']} columns)")  # fmt: skip
+    return 0
+
+
 # ---------------------------------------------------------------------------- wiring
 
 
@@ -203,6 +238,18 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_one_line_errors(cmd_synth))
+
+    p = sub.add_parser("import-livelink", help="Live Link Face CSV takes + audio -> corpus params")
+    p.add_argument("csv", nargs="+", help="take CSV file(s)")
+    p.add_argument("--out", required=True, help="corpus folder (created or appended to)")
+    p.add_argument("--audio", help="the take's audio (default: .wav/.mov beside the CSV)")
+    p.add_argument("--id", help="utterance id (default: the CSV's file name)")
+    p.add_argument("--voice", default="livelink", help="speaker name, for splits by voice")
+    p.add_argument("--transcript", help="what was said (or @file): phones by forced alignment")
+    p.add_argument("--frame-rate", type=float, default=50.0, help="model frame rate (50)")
+    p.add_argument("--fps", type=float, help="the take's frame rate (default: inferred)")
+    p.add_argument("--offset", type=float, default=0.0, help="audio time of the first row (s)")
+    p.set_defaults(func=_one_line_errors(cmd_import_livelink))
 
     p = sub.add_parser("teach", help="corpus -> mouth/eyes ARKit parameters (procedural teacher)")
     p.add_argument("corpus")

@@ -13,7 +13,8 @@ Steps (each also an ``audio2anim data`` subcommand, same meaning as the original
 
 - `teach`: corpus → arrays ``mouth`` and ``eyes`` (ARKit groups) at a frame rate, from the
   procedural teacher, or from captured animation where the corpus has ``params/<id>.npz``.
-- `make_viseme_ids`: corpus phone segments → array ``viseme_ids`` (int64 per frame).
+- `make_viseme_ids`: corpus phone segments → array ``viseme_ids`` (int64 per frame; -1 =
+  no label, for captured takes imported without a transcript).
 - `append`: one array over all (or the listed) utterances concatenated, plus ``offsets``
   (utterance boundaries: utterance k is ``data[offsets[k]:offsets[k+1]]``) and ``ids``.
 - `softmax`: softmax over the last (feature) axis, numerically stable (max subtracted).
@@ -245,6 +246,9 @@ def make_viseme_ids(corpus_path, out, frame_rate: float = 50.0, progress: bool =
     ds = _corpus_dataset(corpus, out, frame_rate)
     for utt in tqdm(corpus.utterances, unit="utt", desc="visemes", disable=not progress):
         n = frame_count(utt.duration, frame_rate)
+        if utt.augment.get("phones") == "none":  # captured take without transcript: no labels
+            ds.put(utt.id, {"viseme_ids": np.full(n, -1, dtype=np.int64)})
+            continue
         try:
             ids = viseme_ids(corpus.phones(utt.id), utt.phoneset, frame_rate, n)
         except ValueError as exc:
@@ -454,7 +458,8 @@ def info(path: str | Path, frame_rate: float = 50.0) -> dict:
         voices = {u["voice"] for u in ds.utterances}
         if "viseme_ids" in ds.arrays():
             for uid in ds.ids:
-                hist += np.bincount(ds.array(uid, "viseme_ids"), minlength=len(VISEMES))
+                ids = ds.array(uid, "viseme_ids")
+                hist += np.bincount(ids[ids >= 0], minlength=len(VISEMES))
         kind, arrays = "dataset", sorted(ds.arrays())
     else:
         corpus = Corpus(path)
@@ -462,6 +467,8 @@ def info(path: str | Path, frame_rate: float = 50.0) -> dict:
         voices = set(corpus.voices())
         for utt in corpus.utterances:
             n = frame_count(utt.duration, frame_rate)
+            if utt.augment.get("phones") == "none":
+                continue
             hist += np.bincount(viseme_ids(corpus.phones(utt.id), utt.phoneset, frame_rate, n),
                                 minlength=len(VISEMES))  # fmt: skip
         kind, arrays = "corpus", []

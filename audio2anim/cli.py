@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = [
     "audio2anim.graph.cli",
     "audio2anim.sources.cli",
+    "audio2anim.data.cli",
 ]
 
 

@@ -47,10 +47,10 @@ THREE_DIR = VIEWER_DIR / "node_modules" / "three"
 
 
 class BrowserParams(OperatorParams):
-    host: str = "127.0.0.1"
-    port: int = Field(8765, ge=0, le=65535)
-    glb: str | None = None
-    audio: bool = True
+    host: str = Field("127.0.0.1", description="address to serve on")
+    port: int = Field(8765, ge=0, le=65535, description="HTTP/WebSocket port (0 = any free)")
+    glb: str | None = Field(None, description="rig GLB to show; default: ours")
+    audio: bool = Field(True, description="send the audio for the page to play")
 
 
 class ViewerServer:
@@ -131,6 +131,8 @@ class ViewerServer:
 
 @register("sink.browser")
 class BrowserSink(Operator):
+    """Serves a three.js face page and streams weights, audio, latency and visemes to it."""
+
     Params = BrowserParams
     inputs: ClassVar = {
         "in": Port(streams.Params, doc="ARKit-named weights to show"),

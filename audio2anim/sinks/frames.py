@@ -29,9 +29,9 @@ from ..streams import Frames
 
 
 class FramesParams(OperatorParams):
-    dir: str
-    pattern: str = "frame_{:06d}.png"
-    compress_level: int = Field(1, ge=0, le=9)
+    dir: str = Field(description="output directory (created)")
+    pattern: str = Field("frame_{:06d}.png", description="file name with one integer field")
+    compress_level: int = Field(1, ge=0, le=9, description="PNG zlib level (1 = fast)")
 
     @field_validator("pattern")
     @classmethod
@@ -47,6 +47,8 @@ class FramesParams(OperatorParams):
 
 @register("sink.frames")
 class FramesSink(Operator):
+    """Writes each frame as a PNG named by its frame index."""
+
     Params = FramesParams
     inputs: ClassVar = {"in": Port(Frames, doc="rendered frames")}
     outputs: ClassVar = {}

@@ -34,9 +34,9 @@ from ..streams import Audio
 
 
 class SpeakerParams(OperatorParams):
-    delay_ms: float = Field(0.0, ge=0, le=10_000)
-    device: str | int | None = None
-    buffer_s: float = Field(2.0, gt=0)
+    delay_ms: float = Field(0.0, ge=0, le=10_000, description="delay added before playback")
+    device: str | int | None = Field(None, description="output device name or index")
+    buffer_s: float = Field(2.0, gt=0, description="queue beyond this is dropped, oldest first")
 
 
 def find_output_device(device: str | int | None) -> dict:
@@ -102,6 +102,8 @@ class _Ring:
 
 @register("sink.speaker")
 class SpeakerSink(Operator):
+    """Plays the audio on an output device, delayed to line up with the animation."""
+
     Params = SpeakerParams
     inputs: ClassVar = {"in": Port(Audio, doc="mono audio to play")}
     outputs: ClassVar = {}

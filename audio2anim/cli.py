@@ -14,8 +14,9 @@ import sys
 COMMAND_MODULES = [
     "audio2anim.graph.cli",
     "audio2anim.sources.cli",
-    "audio2anim.train.cli",
     "audio2anim.data.cli",
+    "audio2anim.train.cli",
+    "audio2anim.face.cli",
 ]
 
 

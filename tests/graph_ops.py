@@ -33,6 +33,9 @@ class SlowSink(Operator):
         await asyncio.sleep(self.params.delay_s)
         self.got.append(packet)
 
+    def counters(self):
+        return {"got": len(self.got)}
+
 
 class FailParams(OperatorParams):
     after: int = Field(3, ge=0)

@@ -77,6 +77,8 @@ edges:
     assert edge["max_depth"] <= 3
     assert edge["dropped"] > 0
     assert len(got) + edge["dropped"] == 100  # every packet either arrived or was counted
+    assert report.nodes["slow"]["counters"] == {"got": len(got)}  # operator counters reported
+    assert f"slow: got {len(got)}" in report.table()
     times = [p.media_time for p in got]
     assert times == sorted(times)
     if policy == "drop_oldest":

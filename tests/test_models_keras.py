@@ -20,7 +20,12 @@ def test_windowed_h5_model(keras, tmp_path):
     assert keras.backend.backend() == "torch"
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
-        [keras.Input((5, 15)), keras.layers.Flatten(), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(19)]
+        [
+            keras.Input((5, 15)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(19),
+        ]
     )
     path = tmp_path / "visemeID-param-mlp.h5"
     model.save(path)
@@ -39,14 +44,18 @@ def test_windowed_h5_model(keras, tmp_path):
 
 def test_flat_window_and_past_alignment(keras, tmp_path):
     keras.utils.set_random_seed(1)
-    model = keras.Sequential([keras.Input((3 * 4,)), keras.layers.Dense(6, activation="relu"), keras.layers.Dense(11)])
+    model = keras.Sequential(
+        [keras.Input((3 * 4,)), keras.layers.Dense(6, activation="relu"), keras.layers.Dense(11)]
+    )
     path = tmp_path / "flat.h5"
     model.save(path)
     pred = load_keras_h5(path, alignment="past")
     x = np.random.default_rng(2).uniform(0, 1, (9, 4)).astype(np.float32)
     padded = np.concatenate([np.zeros((2, 4)), x])
     flat = np.stack([padded[t : t + 3].reshape(-1) for t in range(9)])
-    np.testing.assert_allclose(pred.predict(x), np.clip(_numpy_mlp(pred.model, flat), 0, 1), atol=1e-5)
+    np.testing.assert_allclose(
+        pred.predict(x), np.clip(_numpy_mlp(pred.model, flat), 0, 1), atol=1e-5
+    )
 
 
 def test_bad_files(keras, tmp_path):

@@ -95,3 +95,41 @@ def test_phone_labels():
     assert PHONE_VOCAB[phone_label("u:", "espeak")] == "UW"
     assert PHONE_VOCAB[phone_label("tS", "espeak")] == "CH"
     assert phone_label("sil", "arpabet") == 1 and phone_label("_", "espeak") == 1
+
+
+@pytest.mark.parametrize(
+    ("stable", "feature", "blocks"),
+    [
+        (True, "posteriors", [320]),
+        (True, "hidden-1", [1000, 7, 5000]),
+        (False, "posteriors", [4321]),
+        (False, "hidden-0", [160]),
+    ],
+)
+def test_stream_equals_full_pass(stable, feature, blocks):
+    from audio2anim.models.wav2vec import Wav2Vec2Stream
+
+    torch.manual_seed(0)
+    front = build_small(chunk_frames=3, left_chunks=2, do_stable_layer_norm=stable, **TINY).eval()
+    front.feature = feature
+    audio = _audio(1.37)
+    full = front.features(audio)
+    stream = Wav2Vec2Stream(front)
+    parts, i, k = [], 0, 0
+    while i < len(audio):
+        n = blocks[k % len(blocks)]
+        parts.append(stream.push(audio[i : i + n]))
+        i, k = i + n, k + 1
+    parts.append(stream.flush())
+    out = np.concatenate(parts)
+    assert out.shape == full.shape
+    np.testing.assert_allclose(out, full, atol=2e-5)
+
+
+def test_stream_refuses_unstreamable_models():
+    from audio2anim.models.wav2vec import Wav2Vec2Stream
+
+    with pytest.raises(ValueError, match="chunk-trained"):
+        Wav2Vec2Stream(build_small(chunk_frames=None, **TINY))
+    with pytest.raises(ValueError, match="feat_extract_norm='layer'"):
+        Wav2Vec2Stream(build_small(feat_extract_norm="group", **TINY))

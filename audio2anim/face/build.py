@@ -86,7 +86,7 @@ COL_IRIS = _srgb(0.33, 0.50, 0.64)
 COL_LIMBUS = _srgb(0.12, 0.16, 0.22)
 COL_PUPIL = _srgb(0.03, 0.03, 0.04)
 COL_TEETH = _srgb(0.96, 0.94, 0.88)
-COL_TONGUE = _srgb(0.78, 0.36, 0.38)
+COL_TONGUE = _srgb(0.86, 0.33, 0.36)
 COL_GUM = _srgb(0.45, 0.14, 0.15)
 COL_CAVITY = _srgb(0.10, 0.025, 0.03)
 
@@ -224,7 +224,7 @@ def _orient(tris: np.ndarray, pos: np.ndarray, toward_outside) -> np.ndarray:
 
 
 class _Builder:
-    def __init__(self, n_theta: int = 110, n_phi: int = 150) -> None:
+    def __init__(self, n_theta: int = 86, n_phi: int = 112) -> None:
         self.m = _Mesh()
         self.n_theta, self.n_phi = n_theta, n_phi
 
@@ -240,7 +240,7 @@ class _Builder:
             -np.pi / 2,
             np.pi / 2,
             lambda x: (
-                0.5
+                0.25
                 + 2.2 * np.exp(-(((x + 0.15) / 0.55) ** 2))
                 + 2.0 * np.exp(-(((x - 0.25) / 0.12) ** 2))
                 + 2.5 * np.exp(-(((x - theta_m) / 0.13) ** 2))
@@ -252,7 +252,7 @@ class _Builder:
             -np.pi,
             np.pi,
             lambda x: (
-                0.6
+                0.2
                 + 2.0 * np.exp(-((x / 0.8) ** 2))
                 + 1.5 * np.exp(-((x / 0.32) ** 2))
                 + 1.0 * np.exp(-(((np.abs(x) - 0.42) / 0.15) ** 2))
@@ -280,9 +280,9 @@ class _Builder:
         pos = RAY_ORIGIN + r[..., None] * _direction(th, ph)
         aphi = np.abs(ph)
         hair_y = 0.082 - 0.062 * _smoothstep(0.45, 1.25, aphi) - 0.05 * _smoothstep(1.7, 2.6, aphi)
-        hair = _smoothstep(-0.006, 0.008, pos[..., 1] - hair_y)
+        hair = _smoothstep(-0.008, 0.010, pos[..., 1] - hair_y)
         hair *= 1 - _smoothstep(0.0, 0.01, np.abs(pos[..., 0]) - 0.068) * (aphi < 1.7)  # ears
-        r = r + 0.004 * hair
+        r = r + 0.0025 * hair
         pos = RAY_ORIGIN + r[..., None] * _direction(th, ph)
 
         in_mouth = np.abs(u) < 1
@@ -375,7 +375,7 @@ class _Builder:
     def teeth_and_tongue(self) -> None:
         m = self.m
         zf = self.mouth_front_z
-        sphere_pos, sphere_tris = _uv_sphere(6, 10)
+        sphere_pos, sphere_tris = _uv_sphere(4, 8)
         boxy = np.sign(sphere_pos) * np.abs(sphere_pos) ** 0.45  # a rounded box
         for upper in (True, False):
             # upper incisal edges 2 mm below the lip line (seen when the jaw opens), lower teeth
@@ -404,7 +404,7 @@ class _Builder:
     def eyes(self) -> None:
         m = self.m
         gam = np.array([0, 0.09, 0.17, 0.19, 0.30, 0.42, 0.445, 0.47, 0.5, 0.7, 1.0, 1.4, 1.9, 2.5, np.pi])  # fmt: skip
-        n_a = 24
+        n_a = 20
         g, a = np.meshgrid(gam, np.arange(n_a) * 2 * np.pi / n_a, indexing="ij")
         unit = np.stack([np.sin(g) * np.cos(a), np.sin(g) * np.sin(a), np.cos(g)], -1).reshape(
             -1, 3
@@ -450,7 +450,7 @@ class _Builder:
 
     def _lids(self, side, part):
         m = self.m
-        self.lid_alpha = np.linspace(-2.2, 2.2, 37)
+        self.lid_alpha = np.linspace(-2.1, 2.1, 27)
         # (fraction from edge to top, radius override for the tucked margin row)
         self.lid_rows = [(0.0, 0.0004), (0.0, None), (0.03, None)] + [
             (f, None) for f in np.linspace(0.08, 1.0, 9)
@@ -590,7 +590,7 @@ def build_rig() -> Rig:
 
     T: dict[str, np.ndarray] = {}
     T["jawOpen"] = jaw_rot(jaw)
-    T["jawForward"] = jaw[:, None] * vec([0, 0, 0.007])
+    T["jawForward"] = jaw[:, None] * vec([0, 0, 0.010])
     T["jawLeft"] = jaw[:, None] * vec([0.008, 0, 0])
     T["jawRight"] = jaw[:, None] * vec([-0.008, 0, 0])
     close_low = lower * zm * np.exp(-((np.maximum(-dy, 0) / 0.02) ** 2))
@@ -617,12 +617,15 @@ def build_rig() -> Rig:
             :, None
         ] * vec([s * 0.001, 0.003, 0.002])
         T[f"mouthFrown{nm}"] = cm_wide[:, None] * vec([s * 0.001, -0.0065, 0.0])
-        T[f"mouthDimple{nm}"] = cm[:, None] * vec([s * 0.004, 0.0, -0.0045])
+        T[f"mouthDimple{nm}"] = cm[:, None] * vec([s * 0.006, 0.001, -0.0065])
         T[f"mouthStretch{nm}"] = cm_wide[:, None] * vec([s * 0.0075, -0.003, -0.002]) + (
             lip_low * side_w[s]
         )[:, None] * vec([0, -0.002, 0])
-        T[f"mouthPress{nm}"] = (side_w[s] * edge)[:, None] * (
-            upper[:, None] * vec([0, -0.0018, -0.002]) + lower[:, None] * vec([0, 0.0018, -0.002])
+        # pressed lips thin out towards the lip line; the line itself only moves back
+        T[f"mouthPress{nm}"] = side_w[s][:, None] * (
+            (lip_up * (1 - edge))[:, None] * vec([0, -0.0035, -0.002])
+            + (lip_low * (1 - edge))[:, None] * vec([0, 0.0035, -0.002])
+            + (edge * (lip_up + lip_low))[:, None] * vec([0, 0, -0.002])
         )
         T[f"mouthLowerDown{nm}"] = (lip_low * side_w[s] * (0.35 + 0.65 * open_prof))[:, None] * vec(
             [0, -0.0075, 0.001]
@@ -631,9 +634,9 @@ def build_rig() -> Rig:
             [0, 0.0065, 0.001]
         )
         cheek_sq = field([s * 0.034, EYE_C[1] - 0.021, EYE_C[2] + 0.004], (0.017, 0.011, 0.02))
-        T[f"cheekSquint{nm}"] = cheek_sq[:, None] * vec([0, 0.0028, 0.0015])
-        sneer = field([s * 0.012, -0.008, 0.088], (0.010, 0.014, 0.02))
-        T[f"noseSneer{nm}"] = sneer[:, None] * vec([s * 0.0008, 0.0035, 0.0005]) + field(
+        T[f"cheekSquint{nm}"] = cheek_sq[:, None] * vec([0, 0.0045, 0.002])
+        sneer = field([s * 0.013, -0.010, 0.086], (0.011, 0.014, 0.02))
+        T[f"noseSneer{nm}"] = sneer[:, None] * vec([s * 0.0020, 0.0055, 0.0005]) + field(
             [s * 0.012, 0.03, 0.07], (0.012, 0.01, 0.03)
         )[:, None] * vec([0, -0.0015, 0])
         brow = field([s * 0.030, 0.040, 0.07], (0.022, 0.012, 0.03))
@@ -648,19 +651,24 @@ def build_rig() -> Rig:
         [-0.016, 0.038, 0.075], (0.012, 0.014, 0.03)
     )
     T["browInnerUp"] = bi[:, None] * vec([0, 0.0065, 0])
-    T["mouthRollLower"] = (lip_low * (0.3 + 0.7 * edge))[:, None] * vec([0, 0.0025, -0.0045])
-    T["mouthRollUpper"] = (lip_up * (0.3 + 0.7 * edge))[:, None] * vec([0, -0.002, -0.004])
+    # rolled lips turn in: the red part slides towards the line and back into the mouth
+    T["mouthRollLower"] = (lip_low * (1 - edge))[:, None] * vec([0, 0.0045, -0.006]) + (
+        lip_low * edge
+    )[:, None] * vec([0, 0.0005, -0.005])
+    T["mouthRollUpper"] = (lip_up * (1 - edge))[:, None] * vec([0, -0.004, -0.0055]) + (
+        lip_up * edge
+    )[:, None] * vec([0, -0.0005, -0.0045])
     shrug_low = lower * field(M + [0, -0.016, -0.004], (W * 1.1, 0.02, 0.025))
-    T["mouthShrugLower"] = shrug_low[:, None] * vec([0, 0.0035, 0.0025])
-    T["mouthShrugUpper"] = lip_up[:, None] * vec([0, 0.003, 0.0015])
+    T["mouthShrugLower"] = shrug_low[:, None] * vec([0, 0.005, 0.004])
+    T["mouthShrugUpper"] = lip_up[:, None] * vec([0, 0.0045, 0.0025])
     puff = np.zeros(n)
     for s in (1, -1):
-        puff += field([s * 0.04, MOUTH_Y + 0.012, zf - 0.03], (0.018, 0.02, 0.025))
+        puff += field([s * 0.042, MOUTH_Y + 0.010, zf - 0.032], (0.02, 0.022, 0.028))
     outward = np.stack([x, np.zeros(n), z - 0.0], 1)
     outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-9)
-    T["cheekPuff"] = puff[:, None] * outward * 0.008
+    T["cheekPuff"] = puff[:, None] * outward * 0.012
     tongue = part == TONGUE
-    T["tongueOut"] = tongue[:, None] * vec([0, -0.003, 0.021])
+    T["tongueOut"] = tongue[:, None] * vec([0, -0.005, 0.026])
 
     # eyes: lids and eyeballs re-evaluated parametrically
     alpha = b.lid_alpha

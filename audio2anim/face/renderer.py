@@ -65,7 +65,9 @@ void main() {
     vec3 light = ambient + key * vec3(1.05, 0.98, 0.92) + fill * vec3(0.28, 0.32, 0.38);
     vec3 h = normalize(u_key_dir + v);
     float spec = pow(max(dot(n, h), 0.0), 40.0) * 0.10 * key;
-    vec3 c = v_color * light + spec + rim * 0.25 * vec3(0.9, 0.95, 1.0);
+    // dark albedo (mouth cavity, pupils) gets no highlights: they would read as grey walls
+    float gloss = clamp(dot(v_color, vec3(0.3, 0.6, 0.1)) * 5.0, 0.0, 1.0);
+    vec3 c = v_color * light + gloss * (spec + rim * 0.25 * vec3(0.9, 0.95, 1.0));
     f_color = vec4(pow(clamp(c, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
 }
 """
@@ -75,8 +77,8 @@ void main() {
 class Camera:
     """A perspective camera orbiting ``target`` (metres, degrees)."""
 
-    target: tuple[float, float, float] = (0.0, -0.008, 0.03)
-    distance: float = 0.62
+    target: tuple[float, float, float] = (0.0, 0.0, 0.03)
+    distance: float = 0.58
     fov_deg: float = 24.0
     yaw_deg: float = 0.0
     pitch_deg: float = 0.0
@@ -96,6 +98,14 @@ class Camera:
         m[0, :3], m[1, :3], m[2, :3] = s, u, -f
         m[:3, 3] = -m[:3, :3] @ eye
         return m
+
+    def project(self, points, width: int, height: int) -> np.ndarray:
+        """Pixel coordinates [N, 2] (x right, y down from the top-left) of world points [N, 3]."""
+        p = np.asarray(points, np.float64).reshape(-1, 3)
+        p = np.c_[p, np.ones(len(p))]
+        clip = p @ self.view().T @ self.projection(width / height).T
+        ndc = clip[:, :2] / clip[:, 3:4]
+        return np.stack([(ndc[:, 0] + 1) / 2 * width, (1 - ndc[:, 1]) / 2 * height], axis=1)
 
     def projection(self, aspect: float) -> np.ndarray:
         f = 1.0 / math.tan(math.radians(self.fov_deg) / 2)
@@ -213,7 +223,10 @@ class Renderer:
         nz = np.flatnonzero(w)
         pos = self.rig.positions.reshape(-1)
         nrm = self.rig.normals.reshape(-1)
-        if len(nz):
+        if len(nz) > len(w) // 4:  # dense: one product, no gathered copy of the targets
+            pos = pos + w @ self._flat
+            nrm = nrm + w @ self._flat_n
+        elif len(nz):
             pos = pos + w[nz] @ self._flat[nz]
             nrm = nrm + w[nz] @ self._flat_n[nz]
         with self.ctx:
@@ -221,7 +234,7 @@ class Renderer:
             self.vbo_nrm.write(nrm.astype("f4", copy=False).tobytes())
             target = self.msaa_fbo or self.fbo
             target.use()
-            self.ctx.enable(self.ctx.DEPTH_TEST)
+            self.ctx.enable(self.ctx.DEPTH_TEST | self.ctx.CULL_FACE)
             target.clear(*self.background, 1.0, depth=1.0)  # the buffer holds sRGB values
             self.vao.render()
             if self.msaa_fbo is not None:
@@ -244,12 +257,7 @@ class Renderer:
 
     def project(self, points) -> np.ndarray:
         """Pixel coordinates [N, 2] (x right, y down from the top-left) of world points [N, 3]."""
-        p = np.c_[np.asarray(points, np.float64).reshape(-1, 3), np.ones(len(points))]
-        clip = p @ self.camera.view().T @ self.camera.projection(self.width / self.height).T
-        ndc = clip[:, :2] / clip[:, 3:4]
-        return np.stack(
-            [(ndc[:, 0] + 1) / 2 * self.width, (1 - ndc[:, 1]) / 2 * self.height], axis=1
-        )
+        return self.camera.project(points, self.width, self.height)
 
     def close(self) -> None:
         if self.ctx is not None:

@@ -154,6 +154,9 @@ class RunReport:
                     f"  {n:<16}{ms(d['e2e_p50_ms']):>12}{ms(d['e2e_p99_ms']):>12}"
                     f"{d['algorithmic_latency_ms']:>16.1f}"
                 )
+        for n, d in self.nodes.items():
+            if any(d["counters"].values()):
+                lines.append(f"  {n}: " + ", ".join(f"{k} {v}" for k, v in d["counters"].items()))
         drops = {e: d for e, d in self.edges.items() if d["dropped"]}
         lines.append(
             "  drops: " + (", ".join(f"{e}: {d['dropped']}" for e, d in drops.items()) or "none")
@@ -433,6 +436,7 @@ class Runner:
                 "p50_ms": ms(st.times.percentile(50)),
                 "p99_ms": ms(st.times.percentile(99)),
                 "lookahead_ms": float(st.op.latency()) * 1e3,
+                "counters": st.op.counters(),
             }  # fmt: skip
             for n, st in self._nodes.items()
         }

@@ -85,7 +85,9 @@ class KerasPredictor:
         t, d = x.shape
         w = self.window(d)
         off = self._offset(w)
-        padded = np.concatenate([np.zeros((off, d), np.float32), x, np.zeros((w - 1 - off, d), np.float32)])
+        padded = np.concatenate(
+            [np.zeros((off, d), np.float32), x, np.zeros((w - 1 - off, d), np.float32)]
+        )
         windows = np.lib.stride_tricks.sliding_window_view(padded, (w, d))[:, 0]  # [T, W, D]
         if len(self.input_shape) == 2:
             windows = windows.reshape(t, w * d)

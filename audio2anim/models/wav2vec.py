@@ -335,3 +335,118 @@ def load_wav2vec2(
         normalize_input=normalize,
     )
     return front.to(device).eval()
+
+
+class Wav2Vec2Stream:
+    """Incremental `Wav2Vec2FrontEnd.features` for a chunk-trained model: each new chunk is
+    computed once, attending to cached per-layer inputs of the ``left_chunks`` chunks before
+    it, so the cost per second of audio is that of one pass (no window recomputation).
+
+    ``push(samples)`` → the feature frames [k, D] whose chunk is complete (a chunk needs the
+    first frame of the next one, for the positional convolution); ``flush()`` → the rest.
+    The concatenated output equals ``front.features(all_samples)`` (checked in the tests).
+    Needs a per-frame feature-encoder norm (``feat_extract_norm="layer"``) and a chunked
+    model (``chunk_frames`` set).
+    """
+
+    def __init__(self, front: Wav2Vec2FrontEnd) -> None:
+        cfg = front.model.config
+        if front.chunk_frames is None:
+            raise ValueError("Wav2Vec2Stream needs a chunk-trained model (chunk_frames is None)")
+        if cfg.feat_extract_norm != "layer":
+            raise ValueError(
+                f"Wav2Vec2Stream needs feat_extract_norm='layer' (this model has "
+                f"{cfg.feat_extract_norm!r}, which normalizes over the whole utterance)"
+            )
+        if getattr(cfg, "adapter_attn_dim", None) or cfg.add_adapter:
+            raise ValueError("Wav2Vec2Stream does not support adapter layers")
+        self.front = front.eval()
+        self.cfg = cfg
+        self.dev = next(front.model.parameters()).device
+        k = cfg.num_conv_pos_embeddings
+        self.pos_left, self.pos_right = k // 2, k - 1 - k // 2
+        self.samples = np.zeros(LEFT_PAD, np.float32)  # padded audio not yet turned into frames
+        self.proj = torch.zeros(1, 0, cfg.hidden_size, device=self.dev)  # projected frames
+        self.proj_start = 0  # frame index of self.proj[:, 0]
+        self.frames = 0  # feature-encoder frames computed
+        self.done = 0  # frames emitted
+        self.caches = [None] * cfg.num_hidden_layers
+
+    @torch.no_grad()
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        self.samples = np.concatenate([self.samples, np.asarray(samples, np.float32).reshape(-1)])
+        self._encode()
+        return self._layers(final=False)
+
+    @torch.no_grad()
+    def flush(self) -> np.ndarray:
+        return self._layers(final=True)
+
+    def _encode(self) -> None:
+        """Run the conv feature encoder + projection on every complete frame."""
+        hop, rf = self.front.hop, LEFT_PAD + self.front.hop
+        n = (len(self.samples) - rf) // hop + 1 if len(self.samples) >= rf else 0
+        if n <= 0:
+            return
+        x = torch.as_tensor(self.samples[: (n - 1) * hop + rf], device=self.dev)[None]
+        w2v = self.front.model.wav2vec2
+        ext = w2v.feature_extractor(x).transpose(1, 2)[:, :n]
+        hidden, _ = w2v.feature_projection(ext)
+        self.proj = torch.cat([self.proj, hidden], dim=1)
+        self.samples = self.samples[n * hop :]
+        self.frames += n
+
+    def _layers(self, final: bool) -> np.ndarray:
+        c = self.front.chunk_frames
+        outs = []
+        while True:
+            start = self.done
+            end = min(start + c, self.frames)
+            if end <= start:
+                break
+            if not final and (end - start < c or self.frames < end + self.pos_right):
+                break
+            outs.append(self._chunk(start, end, final))
+            self.done = end
+        if not outs:
+            return np.zeros((0, self.front.feature_dim), np.float32)
+        return torch.cat(outs, dim=0).float().cpu().numpy()
+
+    def _chunk(self, start: int, end: int, final: bool) -> torch.Tensor:
+        cfg, front = self.cfg, self.front
+        enc = front.model.wav2vec2.encoder
+        # positional conv on frames [start - left, end + right) (zero beyond the stream ends)
+        lo = max(start - self.pos_left, self.proj_start)
+        hi = min(end + self.pos_right, self.frames)
+        window = self.proj[:, lo - self.proj_start : hi - self.proj_start]
+        pos = enc.pos_conv_embed(window)[:, start - lo : end - lo]
+        x = window[:, start - lo : end - lo] + pos
+        if not cfg.do_stable_layer_norm:
+            x = enc.layer_norm(x)
+        layer_idx = front._hidden_layer()
+        picked = x if layer_idx == 0 else None
+        keep = front.left_chunks * front.chunk_frames
+        for i, layer in enumerate(enc.layers):
+            cache = self.caches[i]
+            ctx = x if cache is None else torch.cat([cache, x], dim=1)
+            self.caches[i] = ctx[:, -keep:] if keep else ctx[:, :0]
+            if cfg.do_stable_layer_norm:
+                normed = layer.layer_norm(ctx)
+                attn, _ = layer.attention(normed[:, -x.shape[1] :], key_value_states=normed)
+                h = x + layer.dropout(attn)
+                x = h + layer.feed_forward(layer.final_layer_norm(h))
+            else:
+                attn, _ = layer.attention(x, key_value_states=ctx)
+                h = layer.layer_norm(x + layer.dropout(attn))
+                x = layer.final_layer_norm(h + layer.feed_forward(h))
+            if layer_idx == i + 1:
+                picked = x
+        # drop projected frames no chunk needs any more
+        drop = max(0, end - self.pos_left - self.proj_start)
+        self.proj = self.proj[:, drop:]
+        self.proj_start += drop
+        if picked is not None:
+            return picked[0]
+        if cfg.do_stable_layer_norm:
+            x = enc.layer_norm(x)
+        return torch.softmax(front.model.lm_head(x).float(), -1)[0]

@@ -47,17 +47,19 @@ def parse_color(text: str) -> tuple[float, float, float]:
 
 
 class RenderMeshParams(OperatorParams):
-    size: int = Field(512, ge=16, le=4096)
-    width: int | None = Field(None, ge=16, le=4096)
-    height: int | None = Field(None, ge=16, le=4096)
-    glb: str | None = None
-    distance: float = Field(0.62, gt=0)
-    yaw: float = 0.0
-    pitch: float = 0.0
-    fov: float = Field(24.0, gt=1, lt=170)
-    background: str = "#292e38"
-    msaa: int = Field(4, ge=1, le=16)
-    max_lag_s: float | None = Field(None, gt=0)
+    size: int = Field(512, ge=16, le=4096, description="square frame side in pixels")
+    width: int | None = Field(None, ge=16, le=4096, description="frame width (overrides size)")
+    height: int | None = Field(None, ge=16, le=4096, description="frame height (overrides size)")
+    glb: str | None = Field(None, description="rig GLB with ARKit morph targets; default: ours")
+    distance: float = Field(0.58, gt=0, description="camera distance to the face (metres)")
+    yaw: float = Field(0.0, description="camera yaw (degrees, + = from the face's left)")
+    pitch: float = Field(0.0, description="camera pitch (degrees, + = from above)")
+    fov: float = Field(24.0, gt=1, lt=170, description="vertical field of view (degrees)")
+    background: str = Field("#292e38", description="background colour #rrggbb")
+    msaa: int = Field(4, ge=1, le=16, description="multisamples per pixel (1 = off, fastest)")
+    max_lag_s: float | None = Field(
+        None, gt=0, description="live: render only the newest row of blocks older than this"
+    )
 
     @field_validator("background")
     @classmethod
@@ -68,6 +70,8 @@ class RenderMeshParams(OperatorParams):
 
 @register("render.mesh")
 class RenderMesh(Operator):
+    """Renders the face rig posed by ARKit weights into RGB frames (moderngl, headless EGL)."""
+
     Params = RenderMeshParams
     inputs: ClassVar = {"in": Port(streams.Params, doc="ARKit-named blendshape weights")}
     outputs: ClassVar = {"out": Port(Frames, doc="RGB frames, one per parameter row")}

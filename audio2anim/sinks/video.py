@@ -37,12 +37,14 @@ from ..streams import Audio, Frames
 
 
 class VideoParams(OperatorParams):
-    path: str
-    fps: float | None = Field(None, gt=0)
-    crf: int = Field(20, ge=0, le=51)
-    preset: str = "veryfast"
-    audio_bitrate: int = Field(96_000, ge=8_000)
-    audio: Literal["auto", True, False] = "auto"
+    path: str = Field(description="output .mp4")
+    fps: float | None = Field(None, gt=0, description="frame rate; default: the frames' rate")
+    crf: int = Field(20, ge=0, le=51, description="x264 quality (lower = better, bigger)")
+    preset: str = Field("veryfast", description="x264 speed preset")
+    audio_bitrate: int = Field(96_000, ge=8_000, description="AAC bit rate")
+    audio: Literal["auto", True, False] = Field(
+        "auto", description="mux audio: auto = when audio arrives before 1 s of frames"
+    )
 
 
 class VideoWriter:
@@ -186,6 +188,8 @@ class VideoWriter:
 
 @register("sink.video")
 class VideoSink(Operator):
+    """Writes frames (+ the audio, AAC) to an H.264 MP4, finalized on end, stop or error."""
+
     Params = VideoParams
     inputs: ClassVar = {
         "in": Port(Frames, doc="rendered frames"),

@@ -185,6 +185,9 @@ class MicrophoneSource(Source):
             with contextlib.suppress(Exception):
                 self._stream.stop()
 
+    def counters(self) -> dict[str, int]:
+        return {"overruns": self.overruns, "blocks": self.blocks}
+
     def close(self) -> None:
         self._stop()
         if self._stream is not None:

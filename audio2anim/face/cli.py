@@ -1,0 +1,103 @@
+"""Face commands: ``audio2anim render`` (parameters CSV -> MP4) and ``audio2anim face build``.
+
+audio2anim render take.csv --audio take.wav -o take.mp4 [--size 512] [--glb my_avatar.glb]
+audio2anim face build [-o audio2anim/face/assets/face.glb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_commands(subparsers) -> None:
+    r = subparsers.add_parser(
+        "render",
+        help="render a parameter CSV (Live Link Face or ours) to an MP4, with audio",
+        description="Render ARKit blendshape tracks to an H.264/AAC MP4 with the face rig.",
+    )
+    r.add_argument("params", type=Path, help="CSV: Live Link Face take, or 'time' + ARKit names")
+    r.add_argument("--audio", type=Path, help="audio to mux (WAV/FLAC/OGG; mixed to mono)")
+    r.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
+    r.add_argument("--size", type=int, default=512, help="frame side in pixels (even)")
+    r.add_argument("--fps", type=float, help="frame rate (default: from the CSV; Live Link 60)")
+    r.add_argument("--glb", type=Path, help="rig with ARKit-named morph targets (default: ours)")
+    r.add_argument("--background", default="#292e38", help="background colour #rrggbb")
+    r.set_defaults(func=render_command)
+
+    face = subparsers.add_parser("face", help="face rig tools")
+    fsub = face.add_subparsers(dest="face_command", metavar="COMMAND", required=True)
+    b = fsub.add_parser("build", help="regenerate the default face rig GLB")
+    b.add_argument("-o", "--output", type=Path, help="output .glb (default: the packaged one)")
+    b.set_defaults(func=build_command)
+
+
+def render_command(args: argparse.Namespace) -> int:
+    import soundfile as sf
+    from tqdm import tqdm
+
+    from ..operators.render_mesh import parse_color
+    from ..sinks.video import VideoWriter
+    from .params_csv import read_params_csv
+    from .renderer import Renderer
+    from .rig import DEFAULT_GLB, load_glb
+
+    try:
+        values, names, fps = read_params_csv(args.params, fps=args.fps)
+        background = parse_color(args.background)
+        if args.size % 2:
+            raise ValueError(f"--size {args.size}: must be even for H.264")
+        audio = rate = None
+        if args.audio is not None:
+            try:
+                audio, rate = sf.read(str(args.audio), dtype="float32", always_2d=True)
+            except Exception as e:
+                raise ValueError(f"{args.audio}: cannot read audio ({e})") from None
+            audio = audio.mean(axis=1)
+        rig = load_glb(args.glb or DEFAULT_GLB)
+    except (ValueError, OSError) as e:
+        print(f"audio2anim render: {e}", file=sys.stderr)
+        return 2
+    known = [n for n in names if n in rig.target_names]
+    if not known:
+        print(f"audio2anim render: {args.params}: no column matches a morph target of the rig",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    writer = VideoWriter(args.output, fps=fps, with_audio=audio is not None)
+    try:
+        if audio is not None:
+            writer.add_audio(audio, 0.0, int(rate))
+        with Renderer(rig, args.size, background=background) as renderer:
+            chunk = max(1, int(fps))
+            for start in tqdm(range(0, len(values), chunk), desc="render", unit="s"):
+                block = values[start : start + chunk]
+                frames = renderer.render_sequence(block, names)
+                writer.add_frames(frames, start / fps, fps)
+    finally:
+        writer.close()
+    dur = len(values) / fps
+    print(f"wrote {args.output}: {len(values)} frames at {fps:g} fps ({dur:.2f} s)"
+          + (f", audio {len(audio) / rate:.2f} s" if audio is not None else ""))  # fmt: skip
+    return 0
+
+
+def build_command(args: argparse.Namespace) -> int:
+    from .build import build_rig
+    from .rig import DEFAULT_GLB, save_glb
+
+    out = args.output or DEFAULT_GLB
+    rig = build_rig()
+    save_glb(rig, out)
+    print(
+        f"wrote {out}: {rig.n_vertices} vertices, {len(rig.triangles)} triangles, "
+        f"{len(rig.target_names)} blendshapes, {Path(out).stat().st_size / 1e6:.1f} MB"
+    )
+    return 0
+
+
+if __name__ == "__main__":  # usable before the package CLI wires this module
+    parser = argparse.ArgumentParser(prog="audio2anim")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    ns = parser.parse_args()
+    sys.exit(ns.func(ns))

@@ -1,0 +1,65 @@
+"""Benchmark the face renderer: ms per frame and fps, by size and multisampling.
+
+    python bench/render.py [--frames 200] [--sizes 256 512] [--msaa 1 4]
+
+Each frame poses the default rig with fresh random weights on all 52 blendshapes (the worst
+case for the CPU morph step), renders and reads the image back. The `encode` rows add H.264
+encoding (PyAV, veryfast) of the same frames, as `sink.video` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from audio2anim.face import Renderer, load_glb
+from audio2anim.sinks.video import VideoWriter
+
+
+def bench(rig, size: int, msaa: int, frames: int, encode: bool) -> list[float]:
+    rng = np.random.default_rng(0)
+    weights = rng.uniform(0, 0.6, (frames + 5, len(rig.target_names))).astype(np.float32)
+    times = []
+    with Renderer(rig, size, msaa=msaa) as r, tempfile.TemporaryDirectory() as tmp:
+        writer = VideoWriter(Path(tmp) / "b.mp4", fps=25, with_audio=False) if encode else None
+        for i, w in enumerate(weights):
+            t = time.perf_counter()
+            img = r.render(w)
+            if writer is not None:
+                writer.add_frames(img[None], i / 25, 25)
+            if i >= 5:  # warm-up frames are not timed
+                times.append(time.perf_counter() - t)
+        if writer is not None:
+            writer.close()
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--msaa", type=int, nargs="+", default=[1, 4])
+    args = ap.parse_args()
+    rig = load_glb()
+    with Renderer(rig, 16) as probe:
+        device = probe.ctx.info["GL_RENDERER"]
+    print(f"rig: {rig.n_vertices} vertices, {len(rig.triangles)} triangles, "
+          f"{len(rig.target_names)} blendshapes; GL renderer: {device}")  # fmt: skip
+    print(
+        f"{'size':>6} {'msaa':>5} {'step':>7} {'mean ms':>8} {'p50 ms':>7} {'p95 ms':>7} {'fps':>7}"
+    )
+    for size in args.sizes:
+        for msaa in args.msaa:
+            for encode in (False, True):
+                t = np.array(bench(rig, size, msaa, args.frames, encode)) * 1e3
+                step = "+encode" if encode else "render"
+                print(f"{size:>6} {msaa:>5} {step:>7} {t.mean():8.2f} {np.median(t):7.2f} "
+                      f"{np.percentile(t, 95):7.2f} {1e3 / t.mean():7.1f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

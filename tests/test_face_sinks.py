@@ -1,0 +1,60 @@
+"""sink.frames writes PNGs by frame index; sink.speaker fails clearly without a sound card."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from audio2anim.graph.packets import Packet
+from audio2anim.sinks.frames import FramesSink
+from audio2anim.sinks.speaker import SpeakerSink, _Ring, find_output_device
+from audio2anim.streams import Frames
+
+
+def test_frames_sink_numbers_files_by_media_time(tmp_path):
+    sink = FramesSink(FramesSink.Params(dir=str(tmp_path / "f")))
+    sink.setup()
+    imgs = np.zeros((2, 8, 10, 3), np.uint8)
+    imgs[1, :, :, 0] = 200
+    sink.process("in", Packet(Frames(imgs, 25.0), 0.0))
+    sink.process("in", Packet(Frames(imgs[:1], 25.0), 1.0))  # frame 25: a live gap before it
+    sink.close()
+    names = sorted(p.name for p in (tmp_path / "f").iterdir())
+    assert names == ["frame_000000.png", "frame_000001.png", "frame_000025.png"]
+    back = np.asarray(Image.open(tmp_path / "f" / "frame_000001.png"))
+    np.testing.assert_array_equal(back, imgs[1])
+
+
+def test_frames_sink_rejects_a_bad_pattern():
+    with pytest.raises(ValueError, match="pattern"):
+        FramesSink.Params(dir="x", pattern="frame.png")
+
+
+def _has_output_device() -> bool:
+    try:
+        find_output_device(None)
+        return True
+    except RuntimeError:
+        return False
+
+
+@pytest.mark.skipif(_has_output_device(), reason="this machine has a sound card")
+def test_speaker_without_output_device_is_one_clear_error():
+    sink = SpeakerSink(SpeakerSink.Params())
+    with pytest.raises(RuntimeError, match="sink.speaker: no audio output device") as e:
+        sink.setup()
+    assert "\n" not in str(e.value)
+    sink.close()  # close after a failed setup is safe
+
+
+def test_speaker_ring_delays_and_drops_oldest():
+    ring = _Ring(max_samples=8)
+    ring.push(np.zeros(3, np.float32))  # the delay
+    ring.push(np.arange(1, 5, dtype=np.float32))
+    out = np.empty(5, np.float32)
+    ring.pull(out)
+    np.testing.assert_array_equal(out, [0, 0, 0, 1, 2])
+    ring.push(np.arange(10, 20, dtype=np.float32))  # overflow: the oldest go
+    out = np.empty(10, np.float32)
+    ring.pull(out)
+    assert ring.dropped == 4  # 12 queued, 8 kept: 3, 4, 10, 11 dropped
+    np.testing.assert_array_equal(out, [*range(12, 20), 0, 0])

@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m audio2anim.train.cli")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
+    args.command_line = "audio2anim " + shlex.join(sys.argv[1:] if argv is None else argv)
     return int(args.func(args) or 0)
 
 

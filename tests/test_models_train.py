@@ -1,0 +1,132 @@
+"""The training and evaluation CLIs end to end on a tiny synthetic export."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from audio2anim.train.cli import main
+from audio2anim.train.data import load_data, mulaw_decode, mulaw_encode
+from audio2anim.train.synthetic import write_synthetic_export
+
+TINY = [
+    "--size",
+    "tiny",
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "4",
+    "--batch",
+    "4",
+    "--crop-s",
+    "1",
+]
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    path = tmp_path_factory.mktemp("export")
+    write_synthetic_export(path, voices=3, utterances_per_voice=3, seconds=2.0)
+    return path
+
+
+def test_mulaw_round_trip():
+    x = np.linspace(-1, 1, 2001, dtype=np.float32)
+    y = mulaw_decode(mulaw_encode(x))
+    # µ-law: error grows with amplitude, under 3 % of the value, tiny near zero
+    assert np.all(np.abs(y - x) <= 0.03 * np.abs(x) + 2e-4)
+
+
+def test_export_loads_and_splits_by_voice(export):
+    data = load_data(export)
+    assert len(data.utterances) == 9 and data.voices == ["synth0", "synth1", "synth2"]
+    train, val, test = data.split(0)
+    voices = [{u.voice for u in s} for s in (train, val, test)]
+    assert (
+        not (voices[0] & voices[1]) and not (voices[0] & voices[2]) and not (voices[1] & voices[2])
+    )
+    u = data.utterances[0]
+    assert len(u.audio) == 320 * u.frames and u.targets.shape == (u.frames, 30)
+    assert len(u.vis100) == 2 * u.frames
+    labels = u.ctc_labels()
+    assert len(labels) and labels[0] != 1 and labels[-1] != 1
+
+
+def test_train_and_eval_viseme_models(export, tmp_path, capsys):
+    fe = tmp_path / "viseme-frontend"
+    assert main(["train", "viseme-frontend", "--data", str(export), "--out", str(fe), *TINY]) == 0
+    side = json.loads((fe / "config.json").read_text())
+    assert side["kind"] == "viseme-frontend" and side["lookahead_frames"] == 2
+    assert side["training"]["command"].startswith("audio2anim train viseme-frontend")
+    assert side["training"]["epochs_run"] == 2 and len(side["training"]["history"]) == 2
+    assert 0 <= side["metrics"]["viseme_frame_accuracy"] <= 1
+    assert np.array(side["metrics"]["confusion_matrix"]).shape == (15, 15)
+    assert side["data"]["split"]["test"]["voices"]
+
+    cnn = tmp_path / "viseme-cnn"
+    args = [
+        "train",
+        "viseme-cnn",
+        "--data",
+        str(export),
+        "--out",
+        str(cnn),
+        "--frontend",
+        str(fe),
+        *TINY,
+    ]
+    assert main(args) == 0
+    side = json.loads((cnn / "config.json").read_text())
+    assert side["frontend"] == "../viseme-frontend"  # relative: the pair moves together
+    assert side["param_names"][:2] == ["jawOpen", "mouthClose"] and len(side["param_names"]) == 30
+    assert len(side["normalization"]["out_mean"]) == 30
+    for mode in ("oracle", "from_audio"):
+        m = side["metrics"][mode]
+        assert 0 < m["mae"]["mouth"] < 1 and 0 < m["mae"]["eyes"] < 1
+        assert m["segments"]["open"] > 0 and not math.isnan(m["open_vowel_openness"])
+
+    out = tmp_path / "report"
+    assert main(["eval", str(cnn), "--data", str(export), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "bilabial closure recall" in report and "end to end from audio" in report
+    assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    assert "report:" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_w2v_models(export, tmp_path):
+    w2v = tmp_path / "wav2vec2"
+    assert main(["train", "wav2vec2", "--data", str(export), "--out", str(w2v), *TINY]) == 0
+    for model in ("w2v-cnn", "w2v-ar", "w2v-attention"):
+        out = tmp_path / model
+        assert (
+            main(
+                [
+                    "train",
+                    model,
+                    "--data",
+                    str(export),
+                    "--out",
+                    str(out),
+                    "--frontend",
+                    str(w2v),
+                    *TINY,
+                ]
+            )
+            == 0
+        )
+        side = json.loads((out / "config.json").read_text())
+        assert side["feature"]["dim"] == 41 and "from_audio" in side["metrics"]
+
+
+def test_w2v_predictor_needs_frontend(export, tmp_path, capsys):
+    assert (
+        main(["train", "w2v-cnn", "--data", str(export), "--out", str(tmp_path / "x"), *TINY]) == 2
+    )
+    assert "needs --frontend" in capsys.readouterr().err
+
+
+def test_bad_data_dir(tmp_path, capsys):
+    assert main(["train", "viseme-cnn", "--data", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "neither a training-data export" in capsys.readouterr().err

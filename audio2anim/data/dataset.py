@@ -129,14 +129,20 @@ class Dataset:
         self.save_manifest()
 
 
-def frame_count(duration: float, frame_rate: float) -> int:
-    """Frames of an utterance: ``int(duration * frame_rate)``, as the teacher makes them."""
-    return int(duration * frame_rate + 1e-9)
+def frame_count(duration: float, frame_rate: float, sample_rate: int = 16000) -> int:
+    """Frames of an utterance, computed exactly as the teacher does from the sample count
+    (``int(samples / sample_rate * frame_rate)``); the manifest's duration is rounded."""
+    samples = round(duration * sample_rate)
+    return int(samples / sample_rate * frame_rate)
 
 
 def _corpus_dataset(corpus: Corpus, out, frame_rate: float) -> Dataset:
     utts = [
-        {"id": u.id, "voice": u.voice, "frames": frame_count(u.duration, frame_rate)}
+        {
+            "id": u.id,
+            "voice": u.voice,
+            "frames": frame_count(u.duration, frame_rate, corpus.sample_rate),
+        }
         for u in corpus.utterances
     ]
     ds = Dataset.create(out, corpus.path, frame_rate, utts)
@@ -182,7 +188,7 @@ def _teach_one(job):
     from .teacher import animate
 
     corpus = Corpus(corpus_path)
-    n = frame_count(corpus.utterance(uid).duration, frame_rate)
+    n = frame_count(corpus.utterance(uid).duration, frame_rate, corpus.sample_rate)
     captured = corpus.params(uid)
     if captured is not None:
         return uid, captured_groups(captured, frame_rate, n), "captured"
@@ -245,7 +251,7 @@ def make_viseme_ids(corpus_path, out, frame_rate: float = 50.0, progress: bool =
     corpus = Corpus(corpus_path)
     ds = _corpus_dataset(corpus, out, frame_rate)
     for utt in tqdm(corpus.utterances, unit="utt", desc="visemes", disable=not progress):
-        n = frame_count(utt.duration, frame_rate)
+        n = frame_count(utt.duration, frame_rate, corpus.sample_rate)
         if utt.augment.get("phones") == "none":  # captured take without transcript: no labels
             ds.put(utt.id, {"viseme_ids": np.full(n, -1, dtype=np.int64)})
             continue
@@ -466,7 +472,7 @@ def info(path: str | Path, frame_rate: float = 50.0) -> dict:
         durations = {u.id: u.duration for u in corpus.utterances}
         voices = set(corpus.voices())
         for utt in corpus.utterances:
-            n = frame_count(utt.duration, frame_rate)
+            n = frame_count(utt.duration, frame_rate, corpus.sample_rate)
             if utt.augment.get("phones") == "none":
                 continue
             hist += np.bincount(viseme_ids(corpus.phones(utt.id), utt.phoneset, frame_rate, n),

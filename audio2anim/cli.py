@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "audio2anim.data.cli",
     "audio2anim.train.cli",
     "audio2anim.face.cli",
+    "audio2anim.animate.cli",
 ]
 
 

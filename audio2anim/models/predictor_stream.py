@@ -94,11 +94,12 @@ class WindowStream:
 class OnnxARStream:
     """`predictors.ARStream` over the exported single step of an autoregressive model."""
 
-    def __init__(self, onnx_model) -> None:
-        hp, norm = onnx_model.hp, onnx_model.meta["normalization"]
+    def __init__(self, onnx_model, in_mean: np.ndarray, in_std: np.ndarray) -> None:
+        hp = onnx_model.hp
         self.session = onnx_model.session
-        self.mean = np.asarray(norm["in_mean"], np.float32)
-        self.std = np.asarray(norm["in_std"], np.float32)
+        # the exported step takes normalized input; the statistics are the checkpoint's buffers
+        self.mean = np.asarray(in_mean, np.float32)
+        self.std = np.asarray(in_std, np.float32)
         self.lookahead = hp["lookahead"]
         self.out_dim = hp["out_dim"]
         rf = hp["layers"] * (hp["kernel"] - 1) + 1
@@ -187,7 +188,11 @@ def open_predictor_stream(
         if onnx.kind != kind:
             raise ValueError(f"{onnx_path}: holds a {onnx.kind!r} model, {checkpoint} a {kind!r}")
         if kind == "w2v-ar":
-            return OnnxARStream(onnx), sidecar, keepalive
+            from safetensors.numpy import load_file
+
+            weights = load_file(str(Path(checkpoint) / "model.safetensors"))
+            stream = OnnxARStream(onnx, weights["in_mean"], weights["in_std"])
+            return stream, sidecar, keepalive
         predict = onnx.predict
     else:
         raise ValueError(f"backend {backend!r}: expected 'torch' or 'onnx'")

@@ -269,10 +269,9 @@ class Wav2Vec2Stream:
     def _advance(self, final: bool) -> np.ndarray:
         if self.chunked or self.incremental_encoder:
             # the chunked mode needs the projected frames; so does the incremental windowed one
-            if self.chunked and not final:
-                # run the model only once a hop's worth of frames is complete
-                if self.frames_in - self.emitted < self.hop_frames:
-                    return np.zeros((0, self.dim), np.float32)
+            # chunked: run the model only once a hop's worth of frames is complete
+            if self.chunked and not final and self.frames_in - self.emitted < self.hop_frames:
+                return np.zeros((0, self.dim), np.float32)
             self._encode_new_frames()
         outs = self._run_chunks(final) if self.chunked else self._run_window(final)
         if not outs:

@@ -103,7 +103,9 @@ class _FrontEndOnnx:
         self.onnx = OnnxModel(path)
         hp = self.onnx.hp
         self.logmel = LogMelStream(LogMelConfig.from_dict(_logmel_config(self.onnx.meta)))
-        self.history = np.zeros((1, hp["n_mels"], hp["conv_layers"] * (hp["kernel"] - 1)), np.float32)
+        self.history = np.zeros(
+            (1, hp["n_mels"], hp["conv_layers"] * (hp["kernel"] - 1)), np.float32
+        )
         self.h0 = np.zeros((1, 1, hp["hidden"]), np.float32)
         self.skip = hp["lookahead"]  # the first outputs label frames before the stream
         self.seen = 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from live2_models import make_tiny_checkpoints, speak
+from live2_models import graph_overrides, make_tiny_checkpoints, speak
 
 from audio2anim import arkit
 from audio2anim.cli import main
@@ -31,13 +31,7 @@ def speech():
 
 
 def _tiny_overrides(graph: str, ckpts) -> list[str]:
-    pred = {"pocketsphinx": "viseme-cnn"}.get(graph, graph.replace("_", "-"))
-    sets = [f"pred.checkpoint={ckpts[pred]}"]
-    if graph.startswith("viseme"):
-        sets.append(f"vis.model={ckpts['viseme-frontend']}")
-    if graph.startswith("w2v"):
-        sets.append(f"feat.model={ckpts['wav2vec2']}")
-    return [a for s in sets for a in ("--set", s)]
+    return [a for s in graph_overrides(graph, ckpts) for a in ("--set", s)]
 
 
 def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:

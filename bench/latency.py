@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""End-to-end latency of each method graph, and how fast ``animate`` runs, on this machine.
+
+Live latency: each graph in ``graphs/`` reads a speech file paced like a microphone
+(``source.file`` with ``realtime: true``, 20 ms blocks), keeps its live queue policies, and
+ends in ``sink.null`` after its smoothing node (the browser and Live Link sinks are dropped so
+that nothing waits on a network peer). The run report's end-to-end latency at that sink is
+"newest audio block captured → parameters out" (p50 / p99); the algorithmic latency (the
+lookahead the operators declare, which the measured latency does not include) is beside it.
+
+Animate speed: the same graph, unpaced, with the CSV sink that ``audio2anim animate`` uses, over
+the file repeated to ``--animate-seconds`` of audio; × real time = audio seconds / wall seconds
+of the whole run, model loading included (interpreter start-up and imports excluded).
+
+    .venv/bin/python bench/latency.py                       # shipped checkpoints
+    .venv/bin/python bench/latency.py --random-full         # untrained models of the shipped sizes
+    .venv/bin/python bench/latency.py --graphs viseme_cnn,w2v_cnn --repeat 4 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from audio2anim.animate.graph_edit import offline_graph  # noqa: E402
+from audio2anim.graph.runner import run_graph  # noqa: E402
+from audio2anim.sources.file import SHIPPED_SPEECH  # noqa: E402
+
+GRAPHS = ("viseme_mlp", "viseme_cnn", "pocketsphinx", "w2v_cnn", "w2v_ar", "w2v_attention")
+
+
+def write_repeated(src: Path, dst: Path, seconds: float) -> float:
+    """``src`` repeated to at least ``seconds`` → ``dst`` (WAV); returns its duration."""
+    x, sr = sf.read(str(src), dtype="float32", always_2d=True)
+    reps = max(1, int(np.ceil(seconds * sr / len(x))))
+    y = np.tile(x, (reps, 1))
+    sf.write(str(dst), y, sr)
+    return len(y) / sr
+
+
+def live_latency(graph: str, audio: Path, overrides: list[str]) -> dict:
+    g = offline_graph(
+        ROOT / "graphs" / f"{graph}.yaml",
+        audio,
+        {"out": ("sink.null", {})},
+        realtime=True,
+        block_ms=20.0,
+        overrides=overrides,
+    )
+    report = asyncio.run(run_graph(g))
+    sink = report.sinks["out"]
+    return {
+        "e2e_p50_ms": sink["e2e_p50_ms"],
+        "e2e_p99_ms": sink["e2e_p99_ms"],
+        "algorithmic_ms": sink["algorithmic_latency_ms"],
+        "dropped": sum(e["dropped"] for e in report.edges.values()),
+        "nodes": report.nodes,
+    }
+
+
+def animate_speed(graph: str, audio: Path, seconds: float, overrides: list[str], tmp: Path):
+    t0 = time.perf_counter()
+    g = offline_graph(
+        ROOT / "graphs" / f"{graph}.yaml",
+        audio,
+        {"csv": ("sink.csv", {"path": str(tmp / f"{graph}.csv"), "layout": "simple"})},
+        overrides=overrides,
+    )
+    asyncio.run(run_graph(g))
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "x_realtime": seconds / wall}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--audio", type=Path, default=SHIPPED_SPEECH, help="speech file")
+    ap.add_argument("--graphs", default=",".join(GRAPHS), help="comma-separated graph names")
+    ap.add_argument("--repeat", type=int, default=1, help="live runs: the file this many times")
+    ap.add_argument("--animate-seconds", type=float, default=60.0, help="animate: audio length")
+    ap.add_argument("--checkpoints", type=Path, help="use this checkpoint root (kind dirs)")
+    ap.add_argument(
+        "--random-full", action="store_true", help="untrained models of the shipped sizes"
+    )
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+
+    import torch
+
+    from audio2anim.models.random_checkpoints import graph_overrides, make_random_checkpoints
+
+    tmp = Path(tempfile.mkdtemp(prefix="a2a-bench-"))
+    ckpts = None
+    if args.random_full:
+        ckpts = make_random_checkpoints(tmp / "ckpts", size="full")
+    elif args.checkpoints:
+        ckpts = {p.name: p for p in args.checkpoints.iterdir() if p.is_dir()}
+    clip_s = sf.info(str(args.audio)).duration
+    live_audio = tmp / "live.wav"
+    live_s = write_repeated(args.audio, live_audio, clip_s * args.repeat)
+    anim_audio = tmp / "animate.wav"
+    anim_s = write_repeated(args.audio, anim_audio, args.animate_seconds)
+    results = {}
+    for graph in [g.strip() for g in args.graphs.split(",") if g.strip()]:
+        sets = graph_overrides(graph, ckpts) if ckpts else []
+        print(f"{graph}: live {live_s:.1f} s paced, animate {anim_s:.1f} s ...", file=sys.stderr)
+        results[graph] = {
+            "live": live_latency(graph, live_audio, sets),
+            "animate": animate_speed(graph, anim_audio, anim_s, sets, tmp),
+        }
+    env = (
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{'random full-size models' if args.random_full else (args.checkpoints or 'checkpoints/')}"
+    )
+    print(f"\n{env}; live: {live_s:.1f} s paced from {args.audio.name}, 20 ms blocks; "
+          f"animate: {anim_s:.0f} s of audio\n")  # fmt: skip
+    print("| graph | e2e p50 ms | e2e p99 ms | algorithmic ms | drops | animate × real time |")
+    print("|---|---|---|---|---|---|")
+    for graph, r in results.items():
+        live, anim = r["live"], r["animate"]
+        print(
+            f"| {graph} | {live['e2e_p50_ms']:.1f} | {live['e2e_p99_ms']:.1f} | "
+            f"{live['algorithmic_ms']:.0f} | {live['dropped']} | {anim['x_realtime']:.1f} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"env": env, "results": results}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -61,7 +61,6 @@ def cmd_animate(args: argparse.Namespace) -> int:
     import soundfile as sf
 
     from audio2anim.graph.errors import GraphError, OperatorError
-    from audio2anim.graph.runner import run_graph
 
     from .graph_edit import offline_graph
 
@@ -91,16 +90,16 @@ def cmd_animate(args: argparse.Namespace) -> int:
     except GraphError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    seconds = info.frames / info.samplerate
     t0 = time.perf_counter()
     try:
-        report = asyncio.run(run_graph(graph))
+        report = asyncio.run(_run_with_progress(graph, seconds, quiet=args.quiet))
     except OperatorError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     wall = time.perf_counter() - t0
     if not args.quiet:
         print(report.table(), file=sys.stderr)
-    seconds = info.frames / info.samplerate
     print(
         f"{args.output}: {seconds:.2f} s of audio animated in {wall:.2f} s "
         f"({seconds / max(wall, 1e-9):.1f}x real time) with {graph_file}"
@@ -108,3 +107,27 @@ def cmd_animate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+async def _run_with_progress(graph, seconds: float, quiet: bool):
+    """Run ``graph``; a tqdm bar follows the seconds of animation the CSV sink has written."""
+    import asyncio
+
+    from tqdm import tqdm
+
+    from audio2anim.graph.runner import Runner
+
+    runner = Runner(graph)
+    task = asyncio.ensure_future(runner.run())
+    with tqdm(
+        total=round(seconds, 2), unit="s", desc="animate", disable=quiet, leave=False,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]",
+    ) as bar:  # fmt: skip
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.25)
+            try:
+                rows = runner.operator("csv").rows
+            except (KeyError, AttributeError):  # not started yet
+                continue
+            bar.update(min(rows / 50.0, seconds) - bar.n)
+    return task.result()

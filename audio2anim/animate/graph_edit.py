@@ -48,7 +48,7 @@ def offline_graph(
     source_node: str = "src",
     params_node: str = "smooth",
     realtime: bool = False,
-    block_ms: float = 200.0,
+    block_ms: float = 1000.0,
     overrides: list[str] | tuple[str, ...] = (),
 ) -> Graph:
     """``graph_file`` rewritten to read ``audio`` (see the module docstring).

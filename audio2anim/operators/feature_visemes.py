@@ -47,6 +47,7 @@ from audio2anim.graph.registry import register
 from audio2anim.streams import Audio, Visemes
 
 from .model_paths import require_model_dir
+from .torch_threads import configure_torch_threads
 
 SAMPLE_RATE = 16000
 N_VISEMES = 15
@@ -220,6 +221,7 @@ class VisemeFeatures(Operator):
 
     def setup(self) -> None:
         p = self.params
+        configure_torch_threads()
         if p.backend == "pocketsphinx":
             self.recognizer = _Pocketsphinx(p.stable_ms, p.restart_s)
         else:

@@ -48,6 +48,7 @@ from audio2anim.graph.registry import register
 from audio2anim.streams import Audio, Features
 
 from .model_paths import find_model_dir
+from .torch_threads import configure_torch_threads
 
 SAMPLE_RATE = 16000
 FRAME_S = 0.02
@@ -99,6 +100,8 @@ class Wav2Vec2Features(Operator):
 
     def setup(self) -> None:
         import torch
+
+        configure_torch_threads()
 
         from audio2anim.models.wav2vec import load_wav2vec2
         from audio2anim.models.wav2vec_stream import Wav2Vec2Stream

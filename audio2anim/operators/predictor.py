@@ -44,6 +44,7 @@ from audio2anim.graph.registry import register
 from audio2anim.streams import Features, Params, Visemes
 
 from .model_paths import require_model_dir
+from .torch_threads import configure_torch_threads
 
 
 def _params_model(default_checkpoint: str) -> type[OperatorParams]:
@@ -69,6 +70,8 @@ class StreamingPredictor(Operator):
 
     def setup(self) -> None:
         from audio2anim.models.predictor_stream import open_predictor_stream
+
+        configure_torch_threads()
 
         p = self.params
         where = f"{self.name}: checkpoint"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -119,7 +120,8 @@ def main() -> int:
             "animate": animate_speed(graph, anim_audio, anim_s, sets, tmp),
         }
     env = (
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, intra-op threads per operator: "
+        f"{os.environ.get('AUDIO2ANIM_TORCH_THREADS', '1')}, "
         f"{'random full-size models' if args.random_full else (args.checkpoints or 'checkpoints/')}"
     )
     print(f"\n{env}; live: {live_s:.1f} s paced from {args.audio.name}, 20 ms blocks; "

@@ -247,6 +247,7 @@ class VisemeFeatures(Operator):
             return pairing
 
     def process(self, port: str, packet: Packet) -> Outputs:
+        configure_torch_threads()
         audio: Audio = packet.payload
         if audio.rate != SAMPLE_RATE:
             raise ValueError(
@@ -258,6 +259,7 @@ class VisemeFeatures(Operator):
         return self._emit(self.recognizer.push(audio.samples))
 
     def flush(self) -> Outputs:
+        configure_torch_threads()
         return self._emit(self.recognizer.flush())
 
     def _emit(self, probs: np.ndarray) -> Outputs:

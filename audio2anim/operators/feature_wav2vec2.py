@@ -154,6 +154,7 @@ class Wav2Vec2Features(Operator):
         return chunk, k - 1 - k // 2
 
     def process(self, port: str, packet: Packet) -> Outputs:
+        configure_torch_threads()
         audio: Audio = packet.payload
         if audio.rate != SAMPLE_RATE:
             raise ValueError(
@@ -165,6 +166,7 @@ class Wav2Vec2Features(Operator):
         return self._emit(self.stream.push(audio.samples))
 
     def flush(self) -> Outputs:
+        configure_torch_threads()
         return self._emit(self.stream.flush())
 
     def _emit(self, feats) -> Outputs:

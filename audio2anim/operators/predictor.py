@@ -117,11 +117,13 @@ class StreamingPredictor(Operator):
         return data
 
     def process(self, port: str, packet: Packet) -> Outputs:
+        configure_torch_threads()
         if self.start is None:
             self.start = packet.media_time
         return self._emit(self.stream.push(self._frames(packet.payload)))
 
     def flush(self) -> Outputs:
+        configure_torch_threads()
         return self._emit(self.stream.flush())
 
     def close(self) -> None:

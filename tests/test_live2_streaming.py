@@ -259,3 +259,37 @@ def test_missing_checkpoint_is_one_clear_error(tmp_path):
     op = VisemeMLP(VisemeMLP.Params(checkpoint=str(tmp_path / "nope")))
     with pytest.raises(FileNotFoundError, match="predictor.viseme_mlp: checkpoint: no checkpoint"):
         op.setup()
+
+
+def test_feature_wav2vec2_runs_a_foreign_hugging_face_checkpoint(tmp_path):
+    """A plain HF Wav2Vec2ForCTC directory (group-norm feature encoder, post-norm layers, no
+    audio2anim sidecar, preprocessor normalization): windowed streaming, close to the
+    whole-utterance features."""
+    import json
+
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    from audio2anim.models.wav2vec import load_wav2vec2
+    from audio2anim.operators.feature_wav2vec2 import Wav2Vec2Features
+
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(
+        vocab_size=12, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4, feat_extract_norm="group", do_stable_layer_norm=False,
+    )  # fmt: skip
+    Wav2Vec2ForCTC(cfg).save_pretrained(str(tmp_path))
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"do_normalize": True}))
+    x = _noise(2.0, seed=4)
+    full = load_wav2vec2(tmp_path, feature="hidden-2").features(x)
+    params = dict(model=str(tmp_path), feature="hidden-2", context_ms=2000, lookahead_ms=200)
+    op = Wav2Vec2Features(Wav2Vec2Features.Params(**params))
+    pkts = [Packet(Audio(x[i : i + 320], 16000), i / 16000) for i in range(0, len(x), 320)]
+    out = _run_op(op, pkts)
+    got = np.concatenate([p.payload.data for p in out])
+    assert got.shape == full.shape == (100, 32)
+    assert not op.stream.chunked and not op.stream.incremental_encoder
+    # group norm and input normalization see only the window: close, not equal
+    assert np.abs(got - full).mean() < 0.1 * np.abs(full).mean()
+    assert op.latency() == pytest.approx(0.2)  # lookahead_ms + one 20 ms hop - 20 ms

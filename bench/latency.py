@@ -15,6 +15,7 @@ of the whole run, model loading included (interpreter start-up and imports exclu
     .venv/bin/python bench/latency.py                       # shipped checkpoints
     .venv/bin/python bench/latency.py --random-full         # untrained models of the shipped sizes
     .venv/bin/python bench/latency.py --graphs viseme_cnn,w2v_cnn --repeat 4 --json out.json
+    .venv/bin/python bench/latency.py --random-full --w2v-base --device cuda --graphs w2v_cnn
 """
 
 from __future__ import annotations
@@ -93,6 +94,13 @@ def main() -> int:
     ap.add_argument(
         "--random-full", action="store_true", help="untrained models of the shipped sizes"
     )
+    ap.add_argument(
+        "--w2v-base", action="store_true", help="with --random-full: a base-sized wav2vec2"
+    )
+    ap.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu",
+        help="cuda: wav2vec2 (fp16) and the w2v predictors (torch) on the GPU",
+    )  # fmt: skip
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
@@ -103,7 +111,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="a2a-bench-"))
     ckpts = None
     if args.random_full:
-        ckpts = make_random_checkpoints(tmp / "ckpts", size="full")
+        w2v_size = "base" if args.w2v_base else None
+        ckpts = make_random_checkpoints(tmp / "ckpts", size="full", w2v_size=w2v_size)
     elif args.checkpoints:
         ckpts = {p.name: p for p in args.checkpoints.iterdir() if p.is_dir()}
     clip_s = sf.info(str(args.audio)).duration
@@ -114,6 +123,8 @@ def main() -> int:
     results = {}
     for graph in [g.strip() for g in args.graphs.split(",") if g.strip()]:
         sets = graph_overrides(graph, ckpts) if ckpts else []
+        if args.device == "cuda" and graph.startswith("w2v"):
+            sets += ["feat.device=cuda", "pred.backend=torch", "pred.device=cuda"]
         print(f"{graph}: live {live_s:.1f} s paced, animate {anim_s:.1f} s ...", file=sys.stderr)
         results[graph] = {
             "live": live_latency(graph, live_audio, sets),
@@ -123,6 +134,7 @@ def main() -> int:
         f"torch {torch.__version__}, intra-op threads per operator: "
         f"{os.environ.get('AUDIO2ANIM_TORCH_THREADS', '1')}, "
         f"{'random full-size models' if args.random_full else (args.checkpoints or 'checkpoints/')}"
+        f"{' (wav2vec2 base-sized)' if args.w2v_base else ''}, device {args.device}"
     )
     print(f"\n{env}; live: {live_s:.1f} s paced from {args.audio.name}, 20 ms blocks; "
           f"animate: {anim_s:.0f} s of audio\n")  # fmt: skip

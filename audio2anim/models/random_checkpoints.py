@@ -19,8 +19,25 @@ PREDICTORS = ("viseme-mlp", "viseme-cnn", "w2v-cnn", "w2v-ar", "w2v-attention")
 PARAM_NAMES = arkit.MOUTH + arkit.EYES
 
 
-def make_random_checkpoints(root: str | Path, size: str = "tiny", seed: int = 0) -> dict[str, Path]:
-    """Write the seven checkpoints under ``root`` (one directory per kind) → kind → directory."""
+# wav2vec2-base dimensions (~95 M parameters) with our streaming structure (chunked attention,
+# per-frame layer norms, a 4-wide positional conv): for GPU timing of a base-sized model
+W2V_BASE = dict(
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    conv_dim=(512,) * 7,
+    num_conv_pos_embedding_groups=16,
+)
+
+
+def make_random_checkpoints(
+    root: str | Path, size: str = "tiny", seed: int = 0, w2v_size: str | None = None
+) -> dict[str, Path]:
+    """Write the seven checkpoints under ``root`` (one directory per kind) → kind → directory.
+
+    ``w2v_size="base"`` makes the wav2vec2 model base-sized (`W2V_BASE`) instead of ``size``.
+    """
     import torch
 
     from audio2anim.train.recipes import HPARAMS
@@ -39,6 +56,8 @@ def make_random_checkpoints(root: str | Path, size: str = "tiny", seed: int = 0)
     )
     w2v_hp = dict(hp["wav2vec2"])
     chunk, left = w2v_hp.pop("chunk_frames"), w2v_hp.pop("left_chunks")
+    if w2v_size == "base":
+        w2v_hp = dict(W2V_BASE)
     front = build_small(chunk_frames=chunk, left_chunks=left, seed=seed, **w2v_hp)
     out["wav2vec2"] = save(front, root / "wav2vec2", {"output_frame_rate": 50.0})
     rng = np.random.default_rng(seed)

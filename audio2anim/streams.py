@@ -48,7 +48,11 @@ class Features:
     kind: str = ""  # e.g. "logmel", "w2v2-posteriors", "w2v2-hidden-3"
 
     def summary(self) -> dict:
-        return {"frames": int(self.data.shape[0]), "dims": int(self.data.shape[1]), "kind": self.kind}
+        return {
+            "frames": int(self.data.shape[0]),
+            "dims": int(self.data.shape[1]),
+            "kind": self.kind,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,178 @@
+"""ONNX export of the predictors and the viseme front end, and an onnxruntime inference path.
+
+Graphs (opset 17, dynamic batch and time; normalization baked in):
+
+| kind                | inputs                                             | outputs                     |
+|---------------------|----------------------------------------------------|-----------------------------|
+| viseme-frontend     | logmel [B, T, 80], history [B, 80, H], h0 [1, B, G] | probs [B, T, 15], history_out, h1 |
+| viseme-mlp/-cnn, w2v-cnn, w2v-attention | features [B, T, D]             | params [B, T, O] in [0, 1]  |
+| w2v-ar (one step)   | window [B, D, RF] (normalized), prev [B, K, O] (normalized) | y [B, O] (normalized), params [B, O] |
+
+The front-end graph is stateful so that it can stream: ``history`` holds the last conv inputs
+(normalized, zeros at the start) and ``h0`` the GRU state; ``probs[t]`` labels frame
+``t - lookahead`` as in `VisemeFrontEnd.forward`. The autoregressive predictor exports its
+single step (the conv trunk over one receptive field + the head); `OnnxModel.predict` loops it
+exactly as `ARStream` does. `OnnxModel` mirrors the torch API (``predict``/``posteriors``) and
+is checked equal to torch within 1e-4 in the tests.
+
+The exporter is torch's TorchScript-based one (``dynamo=False``): it needs no onnxscript.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+OPSET = 17
+
+
+class _FrontEndGraph(nn.Module):
+    def __init__(self, m) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, logmel, history, h0):
+        m = self.m
+        xn = ((logmel - m.in_mean) / m.in_std).transpose(1, 2)
+        h = torch.cat([history, xn], dim=2)
+        keep = history.shape[2]
+        history_out = h[:, :, h.shape[2] - keep :]
+        y, h1 = m.gru(m._convs(h).transpose(1, 2), h0)
+        return torch.softmax(m.out(y), -1), history_out, h1
+
+
+class _PredictorGraph(nn.Module):
+    def __init__(self, m) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, features):
+        return self.m.denormalize_out(self.m(features)).clamp(0, 1)
+
+
+class _ARStepGraph(nn.Module):
+    def __init__(self, m) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, window, prev):
+        h = self.m.trunk(window)[:, :, -1]
+        y = self.m.step_head(h, prev)
+        return y, self.m.denormalize_out(y).clamp(0, 1)
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
+    """Export a checkpoint directory's model to ``out`` (.onnx) plus ``out``.json (its sidecar)."""
+    from .checkpoint import load
+
+    model, side = load(checkpoint)
+    kind = side["kind"]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "viseme-frontend":
+        pad = len(model.convs) * (model.kernel - 1)
+        args = (
+            torch.zeros(1, 20, model.n_mels),
+            torch.zeros(1, model.n_mels, pad),
+            torch.zeros(1, 1, model.gru.hidden_size),
+        )
+        graph, names = (
+            _FrontEndGraph(model),
+            (["logmel", "history", "h0"], ["probs", "history_out", "h1"]),
+        )
+        axes = {
+            "logmel": {0: "B", 1: "T"},
+            "history": {0: "B"},
+            "h0": {1: "B"},
+            "probs": {0: "B", 1: "T"},
+        }
+    elif kind == "w2v-ar":
+        rf = model.trunk.receptive_field
+        args = (torch.zeros(1, model.in_dim, rf), torch.zeros(1, model.prev_frames, model.out_dim))
+        graph, names = _ARStepGraph(model), (["window", "prev"], ["y", "params"])
+        axes = {"window": {0: "B"}, "prev": {0: "B"}, "y": {0: "B"}, "params": {0: "B"}}
+    elif kind == "wav2vec2":
+        raise ValueError(
+            f"{checkpoint}: wav2vec2 is not exported to ONNX here (use transformers/optimum)"
+        )
+    else:
+        args = (torch.zeros(1, 40, model.in_dim),)
+        graph, names = _PredictorGraph(model), (["features"], ["params"])
+        axes = {"features": {0: "B", 1: "T"}, "params": {0: "B", 1: "T"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            graph.eval(),
+            args,
+            str(out),
+            input_names=names[0],
+            output_names=names[1],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    meta = {"onnx": out.name, "checkpoint": str(checkpoint), **side}
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    return out
+
+
+class OnnxModel:
+    """onnxruntime inference of an exported model, with the torch models' numpy API."""
+
+    def __init__(self, path: str | Path) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        self.meta = json.loads(path.with_suffix(".json").read_text())
+        self.kind = self.meta["kind"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.hp = self.meta["hparams"]
+
+    def posteriors(self, logmel: np.ndarray) -> np.ndarray:
+        """Viseme front end: [T, 80] log-mel → [T, 15] posteriors (like the torch method)."""
+        from .viseme_frontend import SILENCE_LOGMEL
+
+        hp = self.hp
+        lk = hp["lookahead"]
+        x = np.concatenate(
+            [
+                np.asarray(logmel, np.float32),
+                np.full((lk, hp["n_mels"]), SILENCE_LOGMEL, np.float32),
+            ]
+        )[None]
+        history = np.zeros((1, hp["n_mels"], hp["conv_layers"] * (hp["kernel"] - 1)), np.float32)
+        h0 = np.zeros((1, 1, hp["hidden"]), np.float32)
+        probs, _, _ = self.session.run(None, {"logmel": x, "history": history, "h0": h0})
+        return probs[0, lk:]
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Predictor: [T, D] features → [T, O] parameters in [0, 1]."""
+        x = np.asarray(features, np.float32)
+        if self.kind != "w2v-ar":
+            return self.session.run(None, {"features": x[None]})[0][0]
+        return self._predict_ar(x)
+
+    def _predict_ar(self, x: np.ndarray) -> np.ndarray:
+        hp, norm = self.hp, self.meta["normalization"]
+        mean, std = np.asarray(norm["in_mean"], np.float32), np.asarray(norm["in_std"], np.float32)
+        xn = (x - mean) / std
+        rf = hp["layers"] * (hp["kernel"] - 1) + 1
+        past, lk = rf - 1 - hp["lookahead"], hp["lookahead"]
+        padded = np.concatenate(
+            [np.zeros((past, x.shape[1]), np.float32), xn, np.zeros((lk, x.shape[1]), np.float32)]
+        )
+        prev = np.zeros((1, hp["prev_frames"], hp["out_dim"]), np.float32)
+        outs = []
+        for t in range(len(x)):
+            window = padded[t : t + rf].T[None]
+            y, params = self.session.run(None, {"window": window, "prev": prev})
+            prev = np.concatenate([prev[:, 1:], y[:, None]], axis=1)
+            outs.append(params[0])
+        return np.stack(outs) if outs else np.zeros((0, hp["out_dim"]), np.float32)

@@ -1,0 +1,452 @@
+"""The Wav2Vec 2.0 front end: raw 16 kHz audio → 50 Hz features, via `transformers`.
+
+The model is a stock ``transformers.Wav2Vec2ForCTC``. We train a small one from scratch with
+phone CTC (`PHONE_VOCAB`: CTC blank, ``sil``, the 39 ARPAbet phones) because no pretrained
+weights can be downloaded here; `load_wav2vec2` loads it — or any Hugging Face Wav2Vec2
+checkpoint directory or hub id — with the real ``from_pretrained``.
+
+Streaming: `Wav2Vec2FrontEnd.run` re-implements the encoder loop (same submodules, same
+weights) so that it can pass a *chunked* attention mask: frame i in chunk c = i // C attends
+to chunks c - left_chunks … c only. Trained that way, the model needs at most C - 1 frames of
+right context inside the transformer, plus 1 frame from the positional convolution (we use a
+kernel of 4, HF's default is 128) and the feature encoder's 25 ms window. Our small config
+also uses ``feat_extract_norm="layer"`` (per-frame LayerNorm; HF's "group" norm normalizes over
+the whole utterance, which no stream can do). With ``chunk_frames=None`` `run` equals the HF
+forward (checked in tests).
+
+Framing: the audio is left-padded with 80 samples so that frame ``j`` ends at sample
+``320 (j + 1)``, like the log-mel frames (n samples → n // 320 frames at 50 Hz).
+
+Features (``feature``): ``"posteriors"`` = softmax of the CTC logits (as the original system
+used), or ``"hidden-N"`` = hidden states after encoder layer N (0 = encoder input), matching
+the HF ``output_hidden_states[N]``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ARPABET = [
+    "AA",
+    "AE",
+    "AH",
+    "AO",
+    "AW",
+    "AY",
+    "B",
+    "CH",
+    "D",
+    "DH",
+    "EH",
+    "ER",
+    "EY",
+    "F",
+    "G",
+    "HH",
+    "IH",
+    "IY",
+    "JH",
+    "K",
+    "L",
+    "M",
+    "N",
+    "NG",
+    "OW",
+    "OY",
+    "P",
+    "R",
+    "S",
+    "SH",
+    "T",
+    "TH",
+    "UH",
+    "UW",
+    "V",
+    "W",
+    "Y",
+    "Z",
+    "ZH",
+]
+PHONE_VOCAB: tuple[str, ...] = ("<pad>", "sil", *ARPABET)  # id 0 = CTC blank
+HOP = 320  # samples per frame at 16 kHz (product of the conv strides)
+LEFT_PAD = 80  # 400-sample receptive field - 320 hop: makes frame j end at 320 (j + 1)
+SAMPLE_RATE = 16000
+
+# espeak-ng phonemes (IPA or its ASCII mnemonics) → ARPAbet, for CTC labels of espeak-aligned
+# utterances. Phones not listed fall back to a phone of the same viseme (`phone_label`).
+_ESPEAK_TO_ARPABET = {
+    "a": "AA", "ɑ": "AA", "ɑː": "AA", "A:": "AA", "aa": "AA", "æ": "AE", "a#": "AE",
+    "ʌ": "AH", "V": "AH", "ə": "AH", "@": "AH", "ɐ": "AH", "3": "ER", "ɜː": "ER", "ɚ": "ER",
+    "3:": "ER", "ɔ": "AO", "ɔː": "AO", "O:": "AO", "O": "AO", "ɒ": "AA", "aʊ": "AW", "aU": "AW",
+    "aɪ": "AY", "aI": "AY", "ɛ": "EH", "E": "EH", "e": "EH", "eɪ": "EY", "eI": "EY",
+    "ɪ": "IH", "I": "IH", "i": "IY", "iː": "IY", "i:": "IY", "oʊ": "OW", "oU": "OW", "əʊ": "OW",
+    "ɔɪ": "OY", "OI": "OY", "ʊ": "UH", "U": "UH", "u": "UW", "uː": "UW", "u:": "UW",
+    "b": "B", "tʃ": "CH", "tS": "CH", "d": "D", "ð": "DH", "D": "DH", "f": "F", "ɡ": "G",
+    "g": "G", "h": "HH", "dʒ": "JH", "dZ": "JH", "k": "K", "l": "L", "ɫ": "L", "m": "M",
+    "n": "N", "ŋ": "NG", "N": "NG", "p": "P", "ɹ": "R", "r": "R", "s": "S", "ʃ": "SH",
+    "S": "SH", "t": "T", "ɾ": "T", "θ": "TH", "T": "TH", "v": "V", "w": "W", "j": "Y",
+    "z": "Z", "ʒ": "ZH", "Z": "ZH",
+}  # fmt: skip
+# one phone per Oculus viseme (index = viseme ID), for phones no table knows
+_VISEME_REPRESENTATIVE = (
+    "sil", "P", "F", "TH", "D", "K", "CH", "S", "N", "R", "AA", "EH", "IH", "OW", "UW",
+)  # fmt: skip
+_SILENCE = {"sil", "sp", "spn", "pau", "_", "", "<sil>", "SIL"}
+
+
+def phone_label(phone: str, phoneset: str) -> int:
+    """CTC label id (index into `PHONE_VOCAB`) of a phone from an ``arpabet`` or ``espeak``
+    alignment. Stress digits are dropped; silence → ``sil``; unknown phones map to a phone of
+    the same viseme (through ``audio2anim.data.visemes.viseme_of``)."""
+    p = phone.strip()
+    if p in _SILENCE:
+        return 1
+    if phoneset == "arpabet":
+        a = re.sub(r"\d", "", p).upper()
+        if a in ARPABET:
+            return PHONE_VOCAB.index(a)
+    else:
+        key = p.replace("ˈ", "").replace("ˌ", "").replace("'", "").replace(",", "")
+        for cand in (key, key.rstrip(":ː")):
+            if cand in _ESPEAK_TO_ARPABET:
+                return PHONE_VOCAB.index(_ESPEAK_TO_ARPABET[cand])
+    from audio2anim.data.visemes import viseme_of
+
+    rep = _VISEME_REPRESENTATIVE[viseme_of(phone, phoneset)]
+    return PHONE_VOCAB.index(rep) if rep in PHONE_VOCAB else 1
+
+
+def small_config(vocab_size: int = len(PHONE_VOCAB), **overrides):
+    """The Wav2Vec2Config of our small streaming model (~3.5 M parameters)."""
+    from transformers import Wav2Vec2Config
+
+    kw = dict(
+        vocab_size=vocab_size,
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=1024,
+        conv_dim=(64, 128, 128, 128, 128, 128, 128),
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        feat_extract_norm="layer",
+        num_conv_pos_embeddings=4,
+        num_conv_pos_embedding_groups=16,
+        do_stable_layer_norm=True,
+        hidden_dropout=0.1,
+        attention_dropout=0.1,
+        activation_dropout=0.0,
+        feat_proj_dropout=0.0,
+        final_dropout=0.0,
+        layerdrop=0.0,
+        mask_time_prob=0.05,
+        mask_time_length=4,
+        pad_token_id=0,
+        ctc_loss_reduction="mean",
+        ctc_zero_infinity=True,
+    )
+    kw.update(overrides)
+    return Wav2Vec2Config(**kw)
+
+
+class Wav2Vec2FrontEnd(nn.Module):
+    """A ``Wav2Vec2ForCTC`` plus how we run it: vocab, chunked mask, feature choice."""
+
+    kind = "wav2vec2"
+
+    def __init__(
+        self,
+        model,
+        vocab: tuple[str, ...] | list[str] = PHONE_VOCAB,
+        chunk_frames: int | None = 5,
+        left_chunks: int = 10,
+        feature: str = "posteriors",
+        normalize_input: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.vocab = list(vocab)
+        self.chunk_frames = chunk_frames
+        self.left_chunks = left_chunks
+        self.normalize_input = normalize_input
+        self.feature = feature
+        _ = self.feature_dim  # validates ``feature``
+        self.hop = int(np.prod(model.config.conv_stride))
+        self.hparams = dict(
+            vocab=self.vocab,
+            chunk_frames=chunk_frames,
+            left_chunks=left_chunks,
+            feature=feature,
+            normalize_input=normalize_input,
+        )
+
+    @property
+    def frame_rate(self) -> float:
+        return SAMPLE_RATE / self.hop
+
+    @property
+    def lookahead_frames(self) -> int | None:
+        """Right context the streaming run needs, in frames (None = whole utterance)."""
+        if self.chunk_frames is None:
+            return None
+        return self.chunk_frames - 1 + self.model.config.num_conv_pos_embeddings // 2
+
+    @property
+    def feature_dim(self) -> int:
+        cfg = self.model.config
+        if self.feature == "posteriors":
+            return cfg.vocab_size
+        m = re.fullmatch(r"hidden-(\d+)", self.feature)
+        if not m or int(m.group(1)) > cfg.num_hidden_layers:
+            raise ValueError(
+                f"feature {self.feature!r}: expected 'posteriors' or 'hidden-N' with "
+                f"N in 0..{cfg.num_hidden_layers}"
+            )
+        return cfg.hidden_size
+
+    def chunk_mask(self, t: int, device, dtype) -> torch.Tensor | None:
+        """[1, 1, T, T] additive mask of the chunked attention (None = full attention)."""
+        if self.chunk_frames is None:
+            return None
+        c = torch.arange(t, device=device) // self.chunk_frames
+        rel = c[:, None] - c[None, :]
+        allowed = (rel >= 0) & (rel <= self.left_chunks)
+        mask = torch.zeros(t, t, device=device, dtype=dtype)
+        return mask.masked_fill(~allowed, torch.finfo(dtype).min)[None, None]
+
+    def run(self, audio: torch.Tensor, hidden_layer: int | None = None, chunked: bool = True):
+        """audio [B, n] float (already left-padded) → (logits [B, T, V], hidden [B, T, H] of
+        ``hidden_layer`` or None). Same modules as the HF forward, plus the chunk mask."""
+        if self.normalize_input:
+            audio = (audio - audio.mean(-1, keepdim=True)) / (audio.std(-1, keepdim=True) + 1e-7)
+        w2v = self.model.wav2vec2
+        cfg = self.model.config
+        ext = w2v.feature_extractor(audio).transpose(1, 2)
+        hidden, _ = w2v.feature_projection(ext)
+        hidden = w2v._mask_hidden_states(hidden)  # SpecAugment, only while training
+        enc = w2v.encoder
+        hidden = hidden + enc.pos_conv_embed(hidden)
+        if not cfg.do_stable_layer_norm:
+            hidden = enc.layer_norm(hidden)
+        hidden = enc.dropout(hidden)
+        mask = self.chunk_mask(hidden.shape[1], hidden.device, hidden.dtype) if chunked else None
+        picked = hidden if hidden_layer == 0 else None
+        for i, layer in enumerate(enc.layers, start=1):
+            hidden = layer(hidden, attention_mask=mask)
+            if i == hidden_layer:
+                picked = hidden
+        if cfg.do_stable_layer_norm:
+            hidden = enc.layer_norm(hidden)
+        logits = self.model.lm_head(self.model.dropout(hidden))
+        return logits, picked
+
+    def _hidden_layer(self) -> int | None:
+        return None if self.feature == "posteriors" else int(self.feature.split("-")[1])
+
+    def features_torch(self, audio: torch.Tensor) -> torch.Tensor:
+        """audio [B, n] float at 16 kHz → features [B, n // hop, D] (chunked if configured)."""
+        n_frames = audio.shape[-1] // self.hop
+        x = nn.functional.pad(audio[:, : n_frames * self.hop], (LEFT_PAD, 0))
+        logits, hidden = self.run(x, self._hidden_layer())
+        out = torch.softmax(logits.float(), -1) if hidden is None else hidden.float()
+        return out[:, :n_frames]
+
+    @torch.no_grad()
+    def features(self, samples: np.ndarray) -> np.ndarray:
+        """One utterance: samples [n] float32 at 16 kHz → [n // 320, D] float32."""
+        dev = next(self.model.parameters()).device
+        x = torch.as_tensor(np.asarray(samples, np.float32), device=dev)[None]
+        if x.shape[-1] < self.hop:
+            return np.zeros((0, self.feature_dim), np.float32)
+        return self.features_torch(x)[0].cpu().numpy()
+
+
+def build_small(
+    chunk_frames: int | None = 5, left_chunks: int = 10, seed: int = 0, **overrides
+) -> Wav2Vec2FrontEnd:
+    """A freshly initialized small phone-CTC front end."""
+    from transformers import Wav2Vec2ForCTC
+
+    torch.manual_seed(seed)
+    model = Wav2Vec2ForCTC(small_config(**overrides))
+    return Wav2Vec2FrontEnd(model, PHONE_VOCAB, chunk_frames, left_chunks)
+
+
+def save_wav2vec2(front: Wav2Vec2FrontEnd, directory: Path, sidecar: dict) -> Path:
+    """HF ``save_pretrained`` (safetensors) + our sidecar under ``"audio2anim"`` in config.json
+    + ``vocab.json`` (token → id, the HF CTC tokenizer's format)."""
+    from .checkpoint import _jsonable
+
+    front.model.save_pretrained(str(directory), safe_serialization=True)
+    cfg_path = directory / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["audio2anim"] = _jsonable({"hparams": front.hparams, **sidecar})
+    cfg_path.write_text(json.dumps(cfg, indent=1) + "\n")
+    vocab = {tok: i for i, tok in enumerate(front.vocab)}
+    (directory / "vocab.json").write_text(json.dumps(vocab, indent=1) + "\n")
+    return directory
+
+
+def load_wav2vec2(
+    source: str | Path,
+    device: str = "cpu",
+    feature: str | None = None,
+    chunk_frames: int | None | str = "auto",
+) -> Wav2Vec2FrontEnd:
+    """Load our shipped directory, any HF Wav2Vec2 checkpoint directory, or a hub id.
+
+    ``feature`` overrides the stored feature choice; ``chunk_frames="auto"`` keeps what the
+    checkpoint was trained with (full attention for foreign checkpoints).
+    """
+    from transformers import Wav2Vec2ForCTC
+
+    path = Path(source)
+    local = path.is_dir()
+    if not local and path.exists():
+        raise ValueError(f"{source}: not a directory (expected a checkpoint dir or hub id)")
+    model = Wav2Vec2ForCTC.from_pretrained(str(source), local_files_only=local)
+    ours = getattr(model.config, "audio2anim", None) or {}
+    hp = dict(ours.get("hparams", {}))
+    vocab = hp.get("vocab")
+    if vocab is None and local and (path / "vocab.json").is_file():
+        table = json.loads((path / "vocab.json").read_text())
+        vocab = [tok for tok, _ in sorted(table.items(), key=lambda kv: kv[1])]
+    if vocab is None:
+        vocab = [str(i) for i in range(model.config.vocab_size)]
+    normalize = hp.get("normalize_input")
+    if normalize is None:
+        pre = path / "preprocessor_config.json"
+        normalize = (
+            bool(json.loads(pre.read_text()).get("do_normalize")) if pre.is_file() else False
+        )
+    chunk = hp.get("chunk_frames") if chunk_frames == "auto" else chunk_frames
+    front = Wav2Vec2FrontEnd(
+        model,
+        vocab,
+        chunk_frames=chunk,
+        left_chunks=hp.get("left_chunks", 10),
+        feature=feature or hp.get("feature", "posteriors"),
+        normalize_input=normalize,
+    )
+    return front.to(device).eval()
+
+
+class Wav2Vec2Stream:
+    """Incremental `Wav2Vec2FrontEnd.features` for a chunk-trained model: each new chunk is
+    computed once, attending to cached per-layer inputs of the ``left_chunks`` chunks before
+    it, so the cost per second of audio is that of one pass (no window recomputation).
+
+    ``push(samples)`` → the feature frames [k, D] whose chunk is complete (a chunk needs the
+    first frame of the next one, for the positional convolution); ``flush()`` → the rest.
+    The concatenated output equals ``front.features(all_samples)`` (checked in the tests).
+    Needs a per-frame feature-encoder norm (``feat_extract_norm="layer"``) and a chunked
+    model (``chunk_frames`` set).
+    """
+
+    def __init__(self, front: Wav2Vec2FrontEnd) -> None:
+        cfg = front.model.config
+        if front.chunk_frames is None:
+            raise ValueError("Wav2Vec2Stream needs a chunk-trained model (chunk_frames is None)")
+        if cfg.feat_extract_norm != "layer":
+            raise ValueError(
+                f"Wav2Vec2Stream needs feat_extract_norm='layer' (this model has "
+                f"{cfg.feat_extract_norm!r}, which normalizes over the whole utterance)"
+            )
+        if getattr(cfg, "adapter_attn_dim", None) or cfg.add_adapter:
+            raise ValueError("Wav2Vec2Stream does not support adapter layers")
+        self.front = front.eval()
+        self.cfg = cfg
+        self.dev = next(front.model.parameters()).device
+        k = cfg.num_conv_pos_embeddings
+        self.pos_left, self.pos_right = k // 2, k - 1 - k // 2
+        self.samples = np.zeros(LEFT_PAD, np.float32)  # padded audio not yet turned into frames
+        self.proj = torch.zeros(1, 0, cfg.hidden_size, device=self.dev)  # projected frames
+        self.proj_start = 0  # frame index of self.proj[:, 0]
+        self.frames = 0  # feature-encoder frames computed
+        self.done = 0  # frames emitted
+        self.caches = [None] * cfg.num_hidden_layers
+
+    @torch.no_grad()
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        self.samples = np.concatenate([self.samples, np.asarray(samples, np.float32).reshape(-1)])
+        self._encode()
+        return self._layers(final=False)
+
+    @torch.no_grad()
+    def flush(self) -> np.ndarray:
+        return self._layers(final=True)
+
+    def _encode(self) -> None:
+        """Run the conv feature encoder + projection on every complete frame."""
+        hop, rf = self.front.hop, LEFT_PAD + self.front.hop
+        n = (len(self.samples) - rf) // hop + 1 if len(self.samples) >= rf else 0
+        if n <= 0:
+            return
+        x = torch.as_tensor(self.samples[: (n - 1) * hop + rf], device=self.dev)[None]
+        w2v = self.front.model.wav2vec2
+        ext = w2v.feature_extractor(x).transpose(1, 2)[:, :n]
+        hidden, _ = w2v.feature_projection(ext)
+        self.proj = torch.cat([self.proj, hidden], dim=1)
+        self.samples = self.samples[n * hop :]
+        self.frames += n
+
+    def _layers(self, final: bool) -> np.ndarray:
+        c = self.front.chunk_frames
+        outs = []
+        while True:
+            start = self.done
+            end = min(start + c, self.frames)
+            if end <= start:
+                break
+            if not final and (end - start < c or self.frames < end + self.pos_right):
+                break
+            outs.append(self._chunk(start, end, final))
+            self.done = end
+        if not outs:
+            return np.zeros((0, self.front.feature_dim), np.float32)
+        return torch.cat(outs, dim=0).float().cpu().numpy()
+
+    def _chunk(self, start: int, end: int, final: bool) -> torch.Tensor:
+        cfg, front = self.cfg, self.front
+        enc = front.model.wav2vec2.encoder
+        # positional conv on frames [start - left, end + right) (zero beyond the stream ends)
+        lo = max(start - self.pos_left, self.proj_start)
+        hi = min(end + self.pos_right, self.frames)
+        window = self.proj[:, lo - self.proj_start : hi - self.proj_start]
+        pos = enc.pos_conv_embed(window)[:, start - lo : end - lo]
+        x = window[:, start - lo : end - lo] + pos
+        if not cfg.do_stable_layer_norm:
+            x = enc.layer_norm(x)
+        layer_idx = front._hidden_layer()
+        picked = x if layer_idx == 0 else None
+        keep = front.left_chunks * front.chunk_frames
+        for i, layer in enumerate(enc.layers):
+            cache = self.caches[i]
+            ctx = x if cache is None else torch.cat([cache, x], dim=1)
+            self.caches[i] = ctx[:, -keep:] if keep else ctx[:, :0]
+            if cfg.do_stable_layer_norm:
+                normed = layer.layer_norm(ctx)
+                attn, _ = layer.attention(normed[:, -x.shape[1] :], key_value_states=normed)
+                h = x + layer.dropout(attn)
+                x = h + layer.feed_forward(layer.final_layer_norm(h))
+            else:
+                attn, _ = layer.attention(x, key_value_states=ctx)
+                h = layer.layer_norm(x + layer.dropout(attn))
+                x = layer.final_layer_norm(h + layer.feed_forward(h))
+            if layer_idx == i + 1:
+                picked = x
+        # drop projected frames no chunk needs any more
+        drop = max(0, end - self.pos_left - self.proj_start)
+        self.proj = self.proj[:, drop:]
+        self.proj_start += drop
+        if picked is not None:
+            return picked[0]
+        if cfg.do_stable_layer_norm:
+            x = enc.layer_norm(x)
+        return torch.softmax(front.model.lm_head(x).float(), -1)[0]

@@ -1,0 +1,162 @@
+"""``audio2anim train`` / ``audio2anim eval`` / ``audio2anim export-onnx``.
+
+    audio2anim train export-data --data CORPUS --out DIR [--max-mb 40]
+    audio2anim train MODEL --data DATA [--device cpu|cuda] [--out DIR] [--epochs N] [--seed S]
+                           [--frontend CKPT] [--max-minutes M] ...
+    audio2anim eval CHECKPOINT --data DATA [--split test] [--out DIR] [--frontend CKPT]
+    audio2anim export-onnx CHECKPOINT [--out FILE]
+
+MODEL is one of viseme-frontend, wav2vec2, viseme-mlp, viseme-cnn, w2v-cnn, w2v-ar,
+w2v-attention. DATA is a training-data export (``export-data``) or a corpus directory (exported
+into CORPUS/cache/training-data on first use). The w2v-* predictors need ``--frontend`` (a
+trained wav2vec2 checkpoint); viseme-* predictors take an optional ``--frontend`` (a viseme
+front end) for the end-to-end part of their evaluation.
+
+This module imports neither pydantic nor soundfile, so ``python -m audio2anim.train.cli`` runs
+on a bare training machine (torch, numpy, transformers, safetensors, tqdm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+MODELS = (
+    "viseme-frontend",
+    "wav2vec2",
+    "viseme-mlp",
+    "viseme-cnn",
+    "w2v-cnn",
+    "w2v-ar",
+    "w2v-attention",
+)
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model (or export-data: write compact training data)",
+        description="Train one of the seven models, or export a corpus as training data.",
+    )
+    p.add_argument("model", choices=(*MODELS, "export-data"))
+    p.add_argument("--data", required=True, help="training-data export or corpus directory")
+    p.add_argument("--out", help="output directory (default checkpoints/MODEL)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps-per-epoch", type=int, default=100)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--crop-s", type=float, default=4.0, help="seconds per training crop")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--patience", type=int, default=6, help="epochs without improvement")
+    p.add_argument("--max-minutes", type=float, help="wall-time budget of the training loop")
+    p.add_argument("--frontend", help="wav2vec2 checkpoint (w2v-*) or viseme front end (viseme-*)")
+    p.add_argument("--size", default="full", choices=("full", "tiny"))
+    p.add_argument("--max-mb", type=float, default=40.0, help="export-data: size cap in MiB")
+    p.set_defaults(func=cmd_train)
+
+    e = subparsers.add_parser("eval", help="evaluate a checkpoint: report.md + plot.png")
+    e.add_argument("checkpoint")
+    e.add_argument("--data", required=True, help="training-data export or corpus directory")
+    e.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    e.add_argument("--out", help="report directory (default CHECKPOINT/eval)")
+    e.add_argument("--frontend", help="front end to evaluate a predictor end to end")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--seed", type=int, default=0, help="the split seed used in training")
+    e.add_argument("--max-utts", type=int)
+    e.set_defaults(func=cmd_eval)
+
+    x = subparsers.add_parser("export-onnx", help="export a predictor / viseme front end to ONNX")
+    x.add_argument("checkpoint")
+    x.add_argument("--out", help="ONNX file (default CHECKPOINT/model.onnx)")
+    x.set_defaults(func=cmd_export_onnx)
+
+
+def _command_line() -> str:
+    return "audio2anim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def cmd_train(args) -> int:
+    if args.model == "export-data":
+        from .data import export_data
+
+        if not args.out:
+            print("train export-data: --out is required", file=sys.stderr)
+            return 2
+        meta = export_data(args.data, args.out, max_mb=args.max_mb, seed=args.seed)
+        s = meta["summary"]
+        print(
+            f"exported {s['utterances']} utterances, {s['hours']:.3f} h of {s['corpus_hours']:.3f} h, "
+            f"{s['bytes'] / 2**20:.1f} MiB → {args.out}"
+        )
+        return 0
+    from .data import load_data
+    from .recipes import TrainOptions, train
+
+    opts = TrainOptions(
+        model=args.model,
+        out=args.out or f"checkpoints/{args.model}",
+        device=args.device,
+        epochs=args.epochs,
+        seed=args.seed,
+        steps_per_epoch=args.steps_per_epoch,
+        batch=args.batch,
+        crop_s=args.crop_s,
+        lr=args.lr,
+        patience=args.patience,
+        max_minutes=args.max_minutes,
+        frontend=args.frontend,
+        size=args.size,
+        command=getattr(args, "command_line", None) or _command_line(),
+    )
+    try:
+        out = train(load_data(args.data), opts)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"train {args.model}: {e}", file=sys.stderr)
+        return 2
+    print(f"saved {out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import run_eval
+
+    try:
+        result, report = run_eval(
+            args.checkpoint,
+            args.data,
+            out=args.out,
+            split=args.split,
+            device=args.device,
+            frontend=args.frontend,
+            seed=args.seed,
+            max_utts=args.max_utts,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        print(f"eval {args.checkpoint}: {e}", file=sys.stderr)
+        return 2
+    print(report.read_text())
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_export_onnx(args) -> int:
+    from pathlib import Path
+
+    from audio2anim.models.onnx_export import export_onnx
+
+    out = export_onnx(args.checkpoint, args.out or str(Path(args.checkpoint) / "model.onnx"))
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m audio2anim.train.cli")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,645 @@
+"""Training recipes of the seven models, on a `TrainingData` export.
+
+| model            | input → output                               | loss                          |
+|------------------|----------------------------------------------|-------------------------------|
+| viseme-frontend  | log-mel 100 Hz → viseme logits (delayed L)   | cross-entropy                 |
+| wav2vec2         | audio → phone CTC logits 50 Hz               | CTC                           |
+| viseme-mlp / cnn | viseme one-hots 50 Hz → 30 params            | MSE on normalized params      |
+| w2v-cnn / attention | wav2vec2 features 50 Hz → 30 params       | MSE on normalized params      |
+| w2v-ar           | features + own previous params → params      | MSE, teacher forcing + parallel scheduled sampling |
+
+Batches are random crops (``crop_s`` seconds, utterances drawn ∝ length) gathered from one
+tensor of all training utterances on the device. Front ends train on augmented audio (gain,
+random EQ curve, noise at 5–40 dB SNR) so they hold up beyond clean TTS. Viseme predictors
+train on one-hots blurred like a recognizer's output (label smoothing, random soft frames,
+±1 frame jitter) so they accept posteriors too. w2v predictors train on the features of a
+trained wav2vec2 checkpoint (``frontend``), computed once per utterance with its streaming
+(chunked) attention.
+
+An epoch is ``steps_per_epoch`` steps; validation (held-out voices) after each; early
+stopping after ``patience`` epochs without improvement, or when ``max_minutes`` runs out; the
+best weights are kept. The learning rate follows a warm-up + cosine schedule over the epochs or
+the time budget, whichever ends first. The final evaluation on the test voices goes into the
+sidecar (`audio2anim.train.evaluate`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .data import HOP, PARAM_NAMES, TrainingData, Utterance
+
+MODELS = (
+    "viseme-frontend",
+    "wav2vec2",
+    "viseme-mlp",
+    "viseme-cnn",
+    "w2v-cnn",
+    "w2v-ar",
+    "w2v-attention",
+)
+N_VISEMES = 15
+OUT_DIM = len(PARAM_NAMES)
+
+# model hyper-parameters: "full" for the shipped checkpoints, "tiny" for tests
+HPARAMS: dict[str, dict[str, dict]] = {
+    "full": {
+        "viseme-frontend": dict(channels=128, hidden=128, conv_layers=2, kernel=3, lookahead=4),
+        "wav2vec2": dict(chunk_frames=5, left_chunks=10),
+        "viseme-mlp": dict(past=12, lookahead=3, hidden=256, layers=2),
+        "viseme-cnn": dict(lookahead=3, channels=128, layers=4, kernel=5),
+        "w2v-cnn": dict(lookahead=3, channels=128, layers=4, kernel=5),
+        "w2v-ar": dict(lookahead=3, channels=128, layers=4, kernel=5, prev_frames=4),
+        "w2v-attention": dict(
+            lookahead=3, channels=128, layers=3, kernel=5, attn_layers=2, heads=4, attn_window=50
+        ),
+    },
+    "tiny": {
+        "viseme-frontend": dict(channels=16, hidden=16, conv_layers=1, kernel=3, lookahead=2),
+        "wav2vec2": dict(
+            chunk_frames=4,
+            left_chunks=4,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            conv_dim=(16,) * 7,
+            num_conv_pos_embedding_groups=4,
+        ),
+        "viseme-mlp": dict(past=4, lookahead=1, hidden=32, layers=2),
+        "viseme-cnn": dict(lookahead=1, channels=16, layers=2, kernel=3),
+        "w2v-cnn": dict(lookahead=1, channels=16, layers=2, kernel=3),
+        "w2v-ar": dict(lookahead=1, channels=16, layers=2, kernel=3, prev_frames=2),
+        "w2v-attention": dict(
+            lookahead=1, channels=16, layers=2, kernel=3, attn_layers=1, heads=2, attn_window=8
+        ),
+    },
+}
+DEFAULT_LR = {"viseme-frontend": 2e-3, "wav2vec2": 1e-3}
+
+
+@dataclass
+class TrainOptions:
+    """Everything a training run depends on (recorded in the sidecar)."""
+
+    model: str
+    out: str
+    device: str = "cpu"
+    epochs: int = 40
+    seed: int = 0
+    steps_per_epoch: int = 100
+    batch: int = 32
+    crop_s: float = 4.0
+    lr: float | None = None
+    patience: int = 6
+    max_minutes: float | None = None
+    frontend: str | None = None
+    size: str = "full"
+    val_max_utts: int = 200
+    command: str = ""
+    hparams: dict = field(default_factory=dict)  # overrides of HPARAMS[size][model]
+
+
+# ----------------------------------------------------------------------------- device data
+
+
+class FrameSet:
+    """The utterances of one split as flat device tensors, with random-crop gathering."""
+
+    def __init__(self, utts: list[Utterance], device, features: list[np.ndarray] | None = None):
+        self.utts = utts
+        self.device = device
+        nf = np.array([u.frames for u in utts], np.int64)
+        self.nf = torch.as_tensor(nf, device=device)
+        self.off = torch.as_tensor(np.concatenate([[0], np.cumsum(nf)[:-1]]), device=device)
+        self.audio = torch.as_tensor(np.concatenate([u.audio for u in utts]), device=device)
+        self.targets = torch.as_tensor(np.concatenate([u.targets for u in utts]), device=device)
+        self.vis100 = torch.as_tensor(np.concatenate([u.vis100 for u in utts]), device=device)
+        self.vis50 = torch.as_tensor(np.concatenate([u.vis50 for u in utts]), device=device)
+        self.features = (
+            None
+            if features is None
+            else torch.as_tensor(np.concatenate(features).astype(np.float32), device=device)
+        )
+        self.weights = self.nf.float()
+
+    def crop(self, batch: int, frames: int, gen: torch.Generator):
+        """Random crops → (utt index [B], start frame [B], flat frame index [B, F], mask [B, F])."""
+        u = torch.multinomial(self.weights, batch, replacement=True, generator=gen)
+        n = self.nf[u]
+        room = (n - frames + 1).clamp(min=1)
+        start = (torch.rand(batch, device=self.device, generator=gen) * room).long()
+        rel = start[:, None] + torch.arange(frames, device=self.device)
+        mask = rel < n[:, None]
+        idx = self.off[u][:, None] + torch.minimum(rel, n[:, None] - 1)
+        return u, start, idx, mask
+
+    def audio_of(self, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[B, F] frame indices → [B, F * 320] samples (zeros past the utterance end)."""
+        s = idx[:, :, None] * HOP + torch.arange(HOP, device=self.device)
+        a = self.audio[s] * mask[:, :, None]
+        return a.flatten(1)
+
+    def vis100_of(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.vis100[(idx[:, :, None] * 2 + torch.arange(2, device=self.device)).flatten(1)]
+
+
+def augment_audio(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random gain (−12…+6 dB), smooth random EQ (±6 dB), white/brown noise at 5–40 dB SNR."""
+    b, n = x.shape
+    dev = x.device
+
+    def rand(*shape):
+        return torch.rand(*shape, device=dev, generator=gen)
+
+    spec = torch.fft.rfft(x, dim=-1)
+    ctrl = (rand(b, 1, 6) * 12 - 6).float()  # dB at 6 control points over 0..8 kHz
+    curve = F.interpolate(ctrl, size=spec.shape[-1], mode="linear", align_corners=True)[:, 0]
+    x = torch.fft.irfft(spec * 10 ** (curve / 20), n=n, dim=-1)
+    rms = x.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-4)
+    white = torch.randn(b, n, device=dev, generator=gen)
+    brown = torch.cumsum(torch.randn(b, n, device=dev, generator=gen), -1)
+    brown = brown - brown.mean(-1, keepdim=True)
+    brown = brown / brown.std(-1, keepdim=True).clamp(min=1e-6)
+    mix = rand(b, 1)
+    noise = mix * white + (1 - mix) * brown
+    snr_db = 5 + 35 * rand(b, 1)
+    use_noise = (rand(b, 1) < 0.7).float()
+    x = x + use_noise * noise * rms / 10 ** (snr_db / 20)
+    gain = 10 ** ((rand(b, 1) * 18 - 12) / 20)
+    return (x * gain).clamp(-1, 1)
+
+
+def blurred_onehots(ids: torch.Tensor, gen: torch.Generator, train: bool = True) -> torch.Tensor:
+    """Viseme ids [B, F] → [B, F, 15] inputs; in training blurred like recognizer posteriors."""
+    x = F.one_hot(ids, N_VISEMES).float()
+    if not train:
+        return x
+    b, f, _ = x.shape
+    dev = ids.device
+    shift = int(torch.randint(-1, 2, (1,), device=dev, generator=gen).item())
+    if shift:
+        x = torch.roll(x, shift, dims=1)
+    eps = torch.rand(b, 1, 1, device=dev, generator=gen) * 0.3
+    x = x * (1 - eps) + eps / N_VISEMES
+    soft = torch.softmax(torch.randn(b, f, N_VISEMES, device=dev, generator=gen) * 2, -1)
+    replace = (torch.rand(b, f, 1, device=dev, generator=gen) < 0.08).float()
+    return x * (1 - replace) + soft * replace
+
+
+def crop_ctc_labels(utt: Utterance, start_frame: int, frames: int) -> list[int]:
+    """CTC phone ids of the segments whose midpoint falls in the crop, silences collapsed."""
+    t0 = start_frame * HOP / 16000
+    t1 = min(start_frame + frames, utt.frames) * HOP / 16000
+    mid = (utt.seg_start + utt.seg_end) / 2
+    sel = utt.seg_label[(mid >= t0) & (mid < t1)].astype(int).tolist()
+    out: list[int] = []
+    for lab in sel:
+        if lab == 1 and (not out or out[-1] == 1):
+            continue
+        out.append(lab)
+    while out and out[-1] == 1:
+        out.pop()
+    return out
+
+
+# ----------------------------------------------------------------------------- training loop
+
+
+def fit(model, step_fn, val_fn, opts: TrainOptions, params=None, lr: float = 1e-3) -> dict:
+    """Generic loop: AdamW, warm-up + cosine, validation each epoch, early stopping.
+
+    ``step_fn(epoch_progress) → loss tensor``; ``val_fn() → (score, metrics)``, lower score is
+    better. Restores the best weights and returns the training history.
+    """
+    from tqdm import tqdm
+
+    params = list(params if params is not None else model.parameters())
+    optim = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    total_steps = opts.epochs * opts.steps_per_epoch
+    budget_s = None if opts.max_minutes is None else opts.max_minutes * 60
+    warmup = max(1, min(200, total_steps // 20))
+    t_start = time.monotonic()
+    best, best_state, bad = math.inf, copy.deepcopy(model.state_dict()), 0
+    history = []
+    step = 0
+    stop_reason = "epochs"
+    for epoch in range(opts.epochs):
+        model.train()
+        bar = tqdm(
+            range(opts.steps_per_epoch),
+            desc=f"{opts.model} {epoch + 1}/{opts.epochs}",
+            leave=False,
+            mininterval=2.0,
+        )
+        run_loss = 0.0
+        for _ in bar:
+            elapsed = time.monotonic() - t_start
+            progress = step / total_steps
+            if budget_s:
+                progress = max(progress, elapsed / budget_s)
+            factor = (
+                min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(progress, 1)))
+            )
+            for g in optim.param_groups:
+                g["lr"] = lr * max(factor, 0.02)
+            loss = step_fn(min(progress, 1.0))
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optim.step()
+            step += 1
+            run_loss += float(loss.detach())
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{run_loss / (bar.n + 1):.4f}")
+        model.eval()
+        with torch.no_grad():
+            score, val_metrics = val_fn()
+        entry = {
+            "epoch": epoch + 1,
+            "train_loss": run_loss / opts.steps_per_epoch,
+            "val_score": score,
+            **val_metrics,
+            "seconds": round(time.monotonic() - t_start, 1),
+        }
+        history.append(entry)
+        tqdm.write(
+            f"{opts.model} epoch {epoch + 1}: train {entry['train_loss']:.4f} val {score:.4f} "
+            + " ".join(f"{k} {v:.4f}" for k, v in val_metrics.items() if isinstance(v, float))
+        )
+        if score < best - 1e-5:
+            best, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
+        else:
+            bad += 1
+            if bad >= opts.patience:
+                stop_reason = "early stopping"
+                break
+        if budget_s and time.monotonic() - t_start > budget_s:
+            stop_reason = "time budget"
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return {
+        "epochs_run": len(history),
+        "steps": step,
+        "stop_reason": stop_reason,
+        "best_val_score": best,
+        "seconds": round(time.monotonic() - t_start, 1),
+        "history": history,
+    }
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+def _val_subset(utts: list[Utterance], n: int) -> list[Utterance]:
+    if len(utts) <= n:
+        return utts
+    step = len(utts) / n
+    return [utts[int(i * step)] for i in range(n)]
+
+
+def _padded(arrays: list[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack variable-length [T, ...] arrays → (padded [B, Tmax, ...], mask [B, Tmax])."""
+    tmax = max(len(a) for a in arrays)
+    out = np.zeros((len(arrays), tmax, *arrays[0].shape[1:]), arrays[0].dtype)
+    mask = np.zeros((len(arrays), tmax), bool)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+        mask[i, : len(a)] = True
+    return torch.as_tensor(out, device=device), torch.as_tensor(mask, device=device)
+
+
+def _hparams(opts: TrainOptions) -> dict:
+    hp = dict(HPARAMS[opts.size][opts.model])
+    hp.update(opts.hparams)
+    return hp
+
+
+def train_viseme_frontend(data: TrainingData, opts: TrainOptions):
+    from audio2anim.models.checkpoint import build
+    from audio2anim.models.logmel import DEFAULT as LM
+    from audio2anim.models.logmel import logmel_torch
+
+    dev = torch.device(opts.device)
+    train, val, _ = data.split(opts.seed)
+    model = build("viseme-frontend", dict(n_mels=LM.n_mels, **_hparams(opts))).to(dev)
+    tset = FrameSet(train, dev)
+    # normalization statistics from (clean) training audio
+    with torch.no_grad():
+        minute = 16000 * 60
+        stop = min(len(tset.audio), 10 * minute)
+        sample = torch.cat(
+            [logmel_torch(tset.audio[i : i + minute]) for i in range(0, stop, minute)]
+        )
+        model.set_normalization(sample.mean(0), sample.std(0))
+    gen = torch.Generator(device=dev).manual_seed(opts.seed)
+    frames = int(opts.crop_s * 50)
+    lk = model.lookahead
+    val_utts = _val_subset(val, opts.val_max_utts)
+    val_lm, val_mask = _padded([_logmel_np(u.audio) for u in val_utts], dev)
+    val_lab, _ = _padded([u.vis100 for u in val_utts], dev)
+
+    def step_fn(progress):
+        _, _, idx, mask = tset.crop(opts.batch, frames, gen)
+        audio = augment_audio(tset.audio_of(idx, mask), gen)
+        lm = logmel_torch(audio)
+        labels = tset.vis100_of(idx)
+        m100 = mask.repeat_interleave(2, dim=1)
+        logits = model(lm)
+        n = labels.shape[1] - lk
+        loss = F.cross_entropy(
+            logits[:, lk:].reshape(-1, N_VISEMES), labels[:, :n].reshape(-1), reduction="none"
+        )
+        w = m100[:, :n].reshape(-1).float()
+        return (loss * w).sum() / w.sum().clamp(min=1)
+
+    def val_fn():
+        pad = torch.full((val_lm.shape[0], lk, val_lm.shape[2]), math.log(LM.floor), device=dev)
+        logits = model(torch.cat([val_lm, pad], 1))[:, lk:]
+        pred = logits.argmax(-1)
+        m = val_mask
+        acc = float((pred == val_lab)[m].float().mean())
+        ce = float(F.cross_entropy(logits[m], val_lab[m]))
+        return 1 - acc, {"val_accuracy": acc, "val_ce": ce}
+
+    hist = fit(model, step_fn, val_fn, opts, lr=opts.lr or DEFAULT_LR["viseme-frontend"])
+    sidecar = {
+        "feature": {"kind": "logmel", **LM.to_dict()},
+        "input_frame_rate": LM.frame_rate,
+        "output_frame_rate": LM.frame_rate,
+        "lookahead_frames": lk,
+        "lookahead_ms": lk * 1000 / LM.frame_rate,
+        "visemes": _viseme_names(),
+    }
+    return model.cpu(), sidecar, hist
+
+
+def _logmel_np(audio: np.ndarray) -> np.ndarray:
+    from audio2anim.models.logmel import logmel
+
+    return logmel(audio)
+
+
+def _viseme_names() -> list[str]:
+    try:
+        from audio2anim.data.visemes import VISEMES
+
+        return list(VISEMES)
+    except ImportError:  # the training machine may ship without the data package
+        return [
+            "sil",
+            "PP",
+            "FF",
+            "TH",
+            "DD",
+            "kk",
+            "CH",
+            "SS",
+            "nn",
+            "RR",
+            "aa",
+            "E",
+            "ih",
+            "oh",
+            "ou",
+        ]
+
+
+def train_wav2vec2(data: TrainingData, opts: TrainOptions):
+    from audio2anim.models import wav2vec as W
+
+    from .metrics import ctc_greedy, edit_distance
+
+    dev = torch.device(opts.device)
+    train, val, _ = data.split(opts.seed)
+    hp = _hparams(opts)
+    chunk, left = hp.pop("chunk_frames"), hp.pop("left_chunks")
+    front = W.build_small(chunk_frames=chunk, left_chunks=left, seed=opts.seed, **hp).to(dev)
+    tset = FrameSet(train, dev)
+    gen = torch.Generator(device=dev).manual_seed(opts.seed)
+    frames = int(opts.crop_s * 50)
+    use_amp = dev.type == "cuda"
+    val_utts = _val_subset(val, min(opts.val_max_utts, 100))
+
+    def ctc_loss(audio, mask, labels):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits, _ = front.run(F.pad(audio, (W.LEFT_PAD, 0)))
+        logp = torch.log_softmax(logits.float(), -1).transpose(0, 1)
+        in_len = mask.sum(1)
+        tgt_len = torch.as_tensor([len(lab) for lab in labels], device=dev)
+        flat = torch.as_tensor([x for lab in labels for x in lab], device=dev, dtype=torch.long)
+        return F.ctc_loss(logp, flat, in_len, tgt_len, blank=0, zero_infinity=True)
+
+    def step_fn(progress):
+        u, start, idx, mask = tset.crop(opts.batch, frames, gen)
+        audio = augment_audio(tset.audio_of(idx, mask), gen)
+        labels = [
+            crop_ctc_labels(train[i], s, frames)
+            for i, s in zip(u.tolist(), start.tolist(), strict=True)
+        ]
+        return ctc_loss(audio, mask, labels)
+
+    def val_fn():
+        errs = total = 0
+        losses = []
+        for i in range(0, len(val_utts), 16):
+            group = val_utts[i : i + 16]
+            audio, mask = _padded([u.audio.reshape(-1, HOP) for u in group], dev)
+            audio = audio.flatten(1)
+            labels = [u.ctc_labels().tolist() for u in group]
+            losses.append(float(ctc_loss(audio, mask, labels)))
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits, _ = front.run(F.pad(audio, (W.LEFT_PAD, 0)))
+            ids = logits.argmax(-1).cpu().numpy()
+            for j, lab in enumerate(labels):
+                ref = [x for x in lab if x != 1]
+                hyp = ctc_greedy(ids[j, : int(mask[j].sum())])
+                errs += edit_distance(hyp, ref)
+                total += len(ref)
+        per = errs / max(1, total)
+        return per, {"val_per": per, "val_ctc": float(np.mean(losses))}
+
+    hist = fit(front, step_fn, val_fn, opts, lr=opts.lr or DEFAULT_LR["wav2vec2"])
+    sidecar = {
+        "feature": {"kind": "raw-audio", "sample_rate": 16000, "left_pad": W.LEFT_PAD},
+        "output_frame_rate": front.frame_rate,
+        "lookahead_frames": front.lookahead_frames,
+        "lookahead_ms": front.lookahead_frames * 20,
+        "n_parameters": sum(p.numel() for p in front.parameters()),
+    }
+    return front.cpu(), sidecar, hist
+
+
+def w2v_features(frontend_dir: str, utts: list[Utterance], device) -> tuple[list[np.ndarray], dict]:
+    """Per-utterance features of a wav2vec2 checkpoint (streaming/chunked attention)."""
+    from tqdm import tqdm
+
+    from audio2anim.models.wav2vec import load_wav2vec2
+
+    front = load_wav2vec2(frontend_dir, device=str(device))
+    feats = []
+    with torch.no_grad():
+        for u in tqdm(utts, desc="wav2vec2 features", unit="utt", leave=False, mininterval=2.0):
+            x = torch.as_tensor(u.audio, device=device)[None]
+            feats.append(front.features_torch(x)[0].cpu().numpy())
+    info = {
+        "checkpoint": str(frontend_dir),
+        "feature": front.feature,
+        "dim": front.feature_dim,
+        "frame_rate": front.frame_rate,
+        "lookahead_frames": front.lookahead_frames,
+    }
+    return feats, info
+
+
+def train_predictor(data: TrainingData, opts: TrainOptions):
+    from audio2anim.models.checkpoint import build
+
+    dev = torch.device(opts.device)
+    train, val, _ = data.split(opts.seed)
+    name = opts.model
+    uses_w2v = name.startswith("w2v-")
+    if uses_w2v:
+        if not opts.frontend:
+            raise ValueError(f"{name}: needs --frontend, a trained wav2vec2 checkpoint directory")
+        feats, finfo = w2v_features(opts.frontend, train + val, dev)
+        tfeat, vfeat = feats[: len(train)], feats[len(train) :]
+        in_dim = finfo["dim"]
+    else:
+        tfeat = vfeat = None
+        finfo = {"kind": "viseme-posteriors", "dim": N_VISEMES, "frame_rate": 50.0}
+        in_dim = N_VISEMES
+    model = build(name, dict(in_dim=in_dim, out_dim=OUT_DIM, **_hparams(opts))).to(dev)
+    tset = FrameSet(train, dev, tfeat)
+    if uses_w2v:
+        in_mean, in_std = tset.features.mean(0), tset.features.std(0)
+    else:
+        in_mean, in_std = torch.zeros(in_dim), torch.ones(in_dim)
+    model.set_normalization(
+        in_mean.cpu(), in_std.cpu(), tset.targets.mean(0).cpu(), tset.targets.std(0).cpu()
+    )
+    gen = torch.Generator(device=dev).manual_seed(opts.seed)
+    frames = int(opts.crop_s * 50)
+    is_ar = name == "w2v-ar"
+    ss_max = 0.5  # final probability of feeding back the model's own output
+
+    def inputs(idx, train_mode):
+        if uses_w2v:
+            return tset.features[idx]
+        return blurred_onehots(tset.vis50[idx], gen, train_mode)
+
+    def step_fn(progress):
+        _, _, idx, mask = tset.crop(opts.batch, frames, gen)
+        x = inputs(idx, True)
+        y = model.normalize_out(tset.targets[idx])
+        if is_ar:
+            # parallel scheduled sampling: a teacher-forced pass, then feed back a random
+            # fraction (growing to ss_max) of those predictions in place of the truth
+            p = ss_max * min(1.0, 2 * progress)
+            prev = y
+            if p > 0:
+                with torch.no_grad():
+                    y1 = model(x, y)
+                pick = torch.rand(y.shape[:2], device=dev, generator=gen)[..., None] < p
+                prev = torch.where(pick, y1, y)
+            pred = model(x, prev)
+        else:
+            pred = model(x)
+        w = mask[..., None].float()
+        return ((pred - y) ** 2 * w).sum() / (w.sum() * OUT_DIM).clamp(min=1)
+
+    val_utts = _val_subset(val, opts.val_max_utts)
+    if uses_w2v:
+        vsel = [vfeat[val.index(u)] for u in val_utts]
+    else:
+        vsel = [np.eye(N_VISEMES, dtype=np.float32)[u.vis50] for u in val_utts]
+    vx, vmask = _padded(vsel, dev)
+    vy, _ = _padded([u.targets for u in val_utts], dev)
+
+    def val_fn():
+        out = model.generate(vx) if is_ar else model(vx)
+        pred = model.denormalize_out(out).clamp(0, 1)
+        err = (pred - vy).abs()[vmask]
+        m = len(PARAM_NAMES) - 11
+        mae = float(err.mean())
+        return mae, {
+            "val_mae": mae,
+            "val_mae_mouth": float(err[:, :m].mean()),
+            "val_mae_eyes": float(err[:, m:].mean()),
+        }
+
+    hist = fit(model, step_fn, val_fn, opts, lr=opts.lr or 2e-3)
+    from audio2anim import arkit
+
+    sidecar = {
+        "feature": finfo,
+        "input_frame_rate": 50.0,
+        "output_frame_rate": 50.0,
+        "lookahead_frames": model.lookahead,
+        "lookahead_ms": model.lookahead * 20,
+        "past_frames": model.past,
+        "param_names": list(PARAM_NAMES),
+        "groups": {"mouth": list(arkit.MOUTH), "eyes": list(arkit.EYES)},
+        "normalization": {
+            "in_mean": model.in_mean.cpu().numpy(),
+            "in_std": model.in_std.cpu().numpy(),
+            "out_mean": model.out_mean.cpu().numpy(),
+            "out_std": model.out_std.cpu().numpy(),
+        },
+    }
+    if opts.frontend:
+        from .evaluate import relative_frontend
+
+        sidecar["frontend"] = relative_frontend(opts.frontend, opts.out)
+        finfo["checkpoint"] = sidecar["frontend"]
+    return model.cpu(), sidecar, hist
+
+
+def train(data: TrainingData, opts: TrainOptions) -> Path:
+    """Train ``opts.model`` on ``data``, evaluate on the test voices, save to ``opts.out``."""
+    from audio2anim.models.checkpoint import save
+
+    from .evaluate import evaluate
+
+    if opts.model not in MODELS:
+        raise ValueError(f"unknown model {opts.model!r} (known: {', '.join(MODELS)})")
+    if opts.size not in HPARAMS:
+        raise ValueError(f"unknown size {opts.size!r} (known: {', '.join(HPARAMS)})")
+    torch.manual_seed(opts.seed)
+    np.random.seed(opts.seed)
+    recipe = {
+        "viseme-frontend": train_viseme_frontend,
+        "wav2vec2": train_wav2vec2,
+    }.get(opts.model, train_predictor)
+    model, sidecar, hist = recipe(data, opts)
+    split = data.split_summary(opts.seed)
+    sidecar.update(
+        {
+            "model": opts.model,
+            "training": {
+                "command": opts.command,
+                "options": asdict(opts),
+                "torch": torch.__version__,
+                "device": str(opts.device),
+                **{k: v for k, v in hist.items() if k != "history"},
+                "history": hist["history"],
+            },
+            "data": {"export": str(data.path), **data.meta.get("summary", {}), "split": split},
+        }
+    )
+    out = Path(opts.out)
+    save(model, out, sidecar)
+    _, _, test = data.split(opts.seed)
+    metrics = evaluate(out, test, device=opts.device)
+    sidecar["metrics"] = {"split": "test", **metrics}
+    save(model, out, sidecar)
+    return out

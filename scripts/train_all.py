@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Train all seven models in one process, within a wall-time budget (the GPU job).
+
+    python3 scripts/train_all.py --data training-data --out OUT --device cuda [--minutes 6.5]
+
+Order: viseme-frontend, wav2vec2, then the predictors (viseme-mlp/-cnn evaluated end to end
+through the new viseme front end; w2v-cnn/-ar/-attention trained on the new wav2vec2's
+features). ``--minutes`` is split over the training loops (`SHARES`); data loading, feature
+extraction and the final evaluations come on top (about a minute on one H100 for ~40 min of
+audio). Each checkpoint's sidecar records the equivalent single-model command
+(``audio2anim train MODEL ...``); OUT/train_all.json records this run (timings, metrics, sizes)
+and OUT/train_all.log its output.
+
+Needs only python3 with torch, numpy, transformers, safetensors, tqdm (no pydantic, soundfile,
+soxr): the training data is an ``audio2anim train export-data`` directory, decoded by numpy.
+``--synthetic`` writes a small synthetic export first and trains the tiny configurations: a dry
+run of the whole job on a CPU in about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ORDER = (
+    "viseme-frontend",
+    "wav2vec2",
+    "viseme-mlp",
+    "viseme-cnn",
+    "w2v-cnn",
+    "w2v-ar",
+    "w2v-attention",
+)
+# share of the training budget per model: the wav2vec2 CTC model needs by far the most steps
+SHARES = {
+    "viseme-frontend": 0.16,
+    "wav2vec2": 0.44,
+    "viseme-mlp": 0.06,
+    "viseme-cnn": 0.07,
+    "w2v-cnn": 0.08,
+    "w2v-ar": 0.10,
+    "w2v-attention": 0.09,
+}
+
+
+class Tee:
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, s):
+        for st in self.streams:
+            st.write(s)
+            st.flush()
+
+    def flush(self):
+        for st in self.streams:
+            st.flush()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", help="training-data export directory")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--minutes", type=float, default=6.5, help="total training-loop budget")
+    ap.add_argument("--only", help="comma-separated subset of models (in the fixed order)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", default="full", choices=("full", "tiny"))
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps-per-epoch", type=int, default=100)
+    ap.add_argument(
+        "--epochs", type=int, default=200, help="upper bound; budget/early stop end runs"
+    )
+    ap.add_argument("--synthetic", action="store_true", help="dry run on synthetic data")
+    args = ap.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "train_all.log", "a")  # noqa: SIM115 (kept open for the whole run)
+    sys.stdout = Tee(sys.__stdout__, log)
+    sys.stderr = Tee(sys.__stderr__, log)
+    t0 = time.monotonic()
+
+    import torch
+
+    from audio2anim.train.data import load_data
+    from audio2anim.train.recipes import TrainOptions, train
+
+    if args.synthetic:
+        from audio2anim.train.synthetic import write_synthetic_export
+
+        args.data = str(out / "synthetic-data")
+        write_synthetic_export(args.data, voices=4, utterances_per_voice=6, seconds=3.0)
+    if not args.data:
+        ap.error("--data is required (or --synthetic)")
+    if args.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            print("train_all: --device cuda but torch sees no GPU", file=sys.stderr)
+            return 2
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        print(f"device: {torch.cuda.get_device_name(0)}")
+    print(f"torch {torch.__version__}, python {sys.version.split()[0]}")
+    data = load_data(args.data)
+    s = data.meta.get("summary", {})
+    print(
+        f"data: {len(data.utterances)} utterances, {s.get('hours', 0):.3f} h, "
+        f"{len(data.voices)} voices; loaded in {time.monotonic() - t0:.1f} s"
+    )
+    print(json.dumps(data.split_summary(args.seed)))
+    models = ORDER if not args.only else [m for m in ORDER if m in args.only.split(",")]
+    summary: dict = {
+        "command": "python3 scripts/train_all.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "torch": torch.__version__,
+        "device": args.device,
+        "models": {},
+    }
+    for name in models:
+        minutes = round(args.minutes * SHARES[name], 3)
+        frontend = None
+        if name.startswith("w2v-"):
+            frontend = str(out / "wav2vec2")
+        elif name.startswith("viseme-") and name != "viseme-frontend":
+            frontend = str(out / "viseme-frontend")
+            if not (Path(frontend) / "config.json").is_file():
+                frontend = None
+        single = [
+            "audio2anim", "train", name, "--data", args.data, "--out", str(out / name),
+            "--device", args.device, "--epochs", str(args.epochs), "--seed", str(args.seed),
+            "--batch", str(args.batch), "--steps-per-epoch", str(args.steps_per_epoch),
+            "--max-minutes", str(minutes), "--size", args.size,
+        ]  # fmt: skip
+        if frontend:
+            single += ["--frontend", frontend]
+        opts = TrainOptions(
+            model=name,
+            out=str(out / name),
+            device=args.device,
+            epochs=args.epochs,
+            seed=args.seed,
+            steps_per_epoch=args.steps_per_epoch,
+            batch=args.batch,
+            max_minutes=minutes,
+            frontend=frontend,
+            size=args.size,
+            command=" ".join(shlex.quote(a) for a in single) + f"   # run by: {summary['command']}",
+        )
+        t = time.monotonic()
+        print(f"=== {name}: budget {minutes} min, elapsed {time.monotonic() - t0:.0f} s")
+        path = train(data, opts)
+        side = json.loads((path / "config.json").read_text())
+        meta = side.get("audio2anim", side)
+        size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+        summary["models"][name] = {
+            "seconds": round(time.monotonic() - t, 1),
+            "bytes": size,
+            "training": {
+                k: meta["training"][k]
+                for k in ("epochs_run", "steps", "stop_reason", "best_val_score", "seconds")
+            },
+            "metrics": {
+                k: v for k, v in meta.get("metrics", {}).items() if k != "confusion_matrix"
+            },
+        }
+        print(f"=== {name}: done in {time.monotonic() - t:.0f} s, {size / 2**20:.2f} MiB")
+        print(json.dumps(summary["models"][name]["metrics"]))
+        (out / "train_all.json").write_text(json.dumps(summary, indent=1) + "\n")
+    summary["total_seconds"] = round(time.monotonic() - t0, 1)
+    summary["total_mib"] = round(sum(m["bytes"] for m in summary["models"].values()) / 2**20, 2)
+    (out / "train_all.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"all done in {summary['total_seconds']} s, checkpoints {summary['total_mib']} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

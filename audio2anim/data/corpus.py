@@ -255,9 +255,7 @@ class CorpusWriter:
         buf = io.BytesIO()
         sf.write(buf, np.clip(audio, -1.0, 1.0), self.sample_rate, subtype="PCM_16", format="WAV")
         atomic_write_bytes(self.path / "audio" / f"{utt.id}.wav", buf.getvalue())
-        atomic_write_bytes(
-            self.path / "phones" / f"{utt.id}.tsv", format_phones(segments).encode()
-        )
+        atomic_write_bytes(self.path / "phones" / f"{utt.id}.tsv", format_phones(segments).encode())
         if params is not None:
             buf = io.BytesIO()
             np.savez(

@@ -107,7 +107,7 @@ def cmd_append(args) -> int:
 
     import numpy as np
 
-    from .corpus import _atomic_write_bytes
+    from .corpus import atomic_write_bytes
     from .dataset import Dataset, append
 
     ds = Dataset(args.dataset)
@@ -115,7 +115,7 @@ def cmd_append(args) -> int:
     result = append(ds, args.array, _ids_from_split(str(split_path), args.part))
     buf = io.BytesIO()
     np.savez(buf, **result)
-    _atomic_write_bytes(Path(args.out), buf.getvalue())
+    atomic_write_bytes(Path(args.out), buf.getvalue())
     print(
         f"{args.out}: {args.array} {tuple(result['data'].shape)} from {len(result['ids'])} utterances"
     )

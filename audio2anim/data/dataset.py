@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import Corpus, _atomic_write_bytes
+from .corpus import Corpus, atomic_write_bytes
 
 FORMAT = "audio2anim-dataset/1"
 
@@ -77,7 +77,7 @@ class Dataset:
             "arrays": {},
             "utterances": [dict(u) for u in utterances],
         }
-        _atomic_write_bytes(path / "manifest.json", json.dumps(manifest, indent=1).encode())
+        atomic_write_bytes(path / "manifest.json", json.dumps(manifest, indent=1).encode())
         return cls(path)
 
     @property
@@ -96,7 +96,7 @@ class Dataset:
         return self.manifest["arrays"]
 
     def save_manifest(self) -> None:
-        _atomic_write_bytes(
+        atomic_write_bytes(
             self.path / "manifest.json", json.dumps(self.manifest, indent=1).encode()
         )
 
@@ -122,7 +122,7 @@ class Dataset:
             raise ValueError(f"{self.path}/shards/{uid}.npz: frame counts differ: {counts}")
         buf = io.BytesIO()
         np.savez(buf, **shard)
-        _atomic_write_bytes(self.path / "shards" / f"{uid}.npz", buf.getvalue())
+        atomic_write_bytes(self.path / "shards" / f"{uid}.npz", buf.getvalue())
 
     def declare(self, name: str, meta: dict) -> None:
         self.manifest["arrays"][name] = meta
@@ -380,7 +380,7 @@ def normalize(ds: Dataset, name: str, method: str = "minmax", out_name: str | No
         stacked = stacked[:, None]
     stats = fit_stats(stacked, method)
     stats.update({"array": name, "fit_utterances": len(_select(ds, fit_ids))})
-    _atomic_write_bytes(ds.path / "stats" / f"{name}.json", json.dumps(stats, indent=1).encode())
+    atomic_write_bytes(ds.path / "stats" / f"{name}.json", json.dumps(stats, indent=1).encode())
     for uid in ds.ids:
         x = ds.array(uid, name)
         y = normalize_values(x if x.ndim > 1 else x[:, None], stats)
@@ -431,7 +431,7 @@ def split(utterances: list[dict], by: str = "utterance", test_fraction: float = 
 
 def write_split(ds: Dataset, by: str, test_fraction: float, seed: int) -> dict:
     result = split(ds.utterances, by, test_fraction, seed)
-    _atomic_write_bytes(ds.path / "split.json", json.dumps(result, indent=1).encode())
+    atomic_write_bytes(ds.path / "split.json", json.dumps(result, indent=1).encode())
     return result
 
 

@@ -1,7 +1,12 @@
 """Every shipped method graph, with the shipped checkpoints (``checkpoints/``), over an
 espeak-ng sentence read from a file: parameters in range; the mouth closes on the sentence's
 bilabials and opens on its open vowels at the right times (±60 ms); the graph's smoothing
-lowers the jitter of the model output without moving it later than its declared lag."""
+lowers the jitter of the model output without moving it later than its declared lag.
+
+The pocketsphinx graph hears the sentence from Festival's kal voice instead: pocketsphinx's
+en-us acoustic model recognizes almost no phones in espeak-ng's formant speech (it hears
+"SIL AA L SIL UW IY T AH SIL UW" for "Bob made a map of the moon") but does well on Festival's
+diphone voice — a property of the recognizer, not of the streaming code under test."""
 
 from __future__ import annotations
 
@@ -30,11 +35,22 @@ NAMES = arkit.MOUTH + arkit.EYES
 
 @pytest.fixture(scope="module")
 def sentence(tmp_path_factory):
-    """The sentence as a WAV at espeak's own rate (the graph resamples) + its phone segments."""
+    """The sentence as a WAV at espeak's own rate (the graph resamples) + its phone segments
+    + their phoneset."""
     audio, sr, segments = speak(SENTENCE)
     path = tmp_path_factory.mktemp("speech") / "sentence.wav"
-    sf.write(path, audio, sr)
-    return path, segments
+    sf.write(path, audio, sr, subtype="FLOAT")
+    return path, segments, "espeak"
+
+
+@pytest.fixture(scope="module")
+def festival_sentence(tmp_path_factory):
+    from audio2anim.data import festival
+
+    audio, sr, segments = festival.synth(SENTENCE, "kal")
+    path = tmp_path_factory.mktemp("speech") / "sentence-kal.wav"
+    sf.write(path, audio, sr, subtype="FLOAT")
+    return path, [(s[0], s[1], s[2]) for s in segments], "arpabet"
 
 
 def _read(path: Path) -> np.ndarray:
@@ -66,14 +82,16 @@ def _run(graph: str, wav: Path, tmp_path: Path) -> tuple[np.ndarray, np.ndarray,
 
 
 @pytest.mark.parametrize("graph", METHOD_GRAPHS)
-def test_method_graph_moves_the_mouth_with_the_sentence(graph, sentence, tmp_path):
-    wav, segments = sentence
+def test_method_graph_moves_the_mouth_with_the_sentence(
+    graph, sentence, festival_sentence, tmp_path
+):
+    wav, segments, phoneset = festival_sentence if graph == "pocketsphinx" else sentence
     smooth, raw, g = _run(graph, wav, tmp_path)
     duration = sf.info(str(wav)).duration
     assert abs(len(smooth) - int(duration * FRAME_RATE)) <= 1
     assert smooth.min() >= 0 and smooth.max() <= 1
 
-    _assert_mouth_follows(smooth, segments)
+    _assert_mouth_follows(smooth, segments, phoneset)
 
     jaw = smooth[:, NAMES.index("jawOpen")]
     # the graph's smoothing: less jitter, and no later than its declared step delay
@@ -84,20 +102,20 @@ def test_method_graph_moves_the_mouth_with_the_sentence(graph, sentence, tmp_pat
     assert 0 <= lag <= smoother.step_delay() * FRAME_RATE + 1
 
 
-def _assert_mouth_follows(params: np.ndarray, segments) -> None:
+def _assert_mouth_follows(params: np.ndarray, segments, phoneset: str) -> None:
     """Lips closed (lip gap ≤ CLOSED) within ±60 ms of ≥ 75 % of the bilabials; jaw open
     (≥ 0.1, lips apart) within ±60 ms of ≥ 75 % of the open vowels."""
     gap = lip_gap(params)
     jaw = params[:, NAMES.index("jawOpen")]
     closed, opened = [], []
     for start, end, phone in segments:
-        cls = phone_class(phone, "espeak")
+        cls = phone_class(phone, phoneset)
         w = _window(start, end, len(params))
         if cls == "bilabial":
             closed.append(gap[w].min() <= CLOSED)
         elif cls == "open":
             opened.append(jaw[w].max() >= 0.1 and gap[w].max() > CLOSED)
-    assert len(closed) >= 8 and len(opened) >= 6  # the sentence has them
+    assert len(closed) >= 8 and len(opened) >= 5  # the sentence has them
     assert np.mean(closed) >= 0.75, f"lips closed on {sum(closed)}/{len(closed)} bilabials"
     assert np.mean(opened) >= 0.75, f"mouth open on {sum(opened)}/{len(opened)} open vowels"
 
@@ -107,14 +125,14 @@ def test_the_mouth_criteria_hold_for_the_teacher_and_fail_for_a_still_face(sente
     and not vacuous (a face that never moves, or always opens, fails)."""
     from audio2anim.data.teacher import animate
 
-    wav, segments = sentence
+    wav, segments, phoneset = sentence
     audio, sr = sf.read(str(wav), dtype="float32")
-    t = animate(segments, "espeak", audio, sr, FRAME_RATE)
+    t = animate(segments, phoneset, audio, sr, FRAME_RATE)
     teacher = np.concatenate([t["mouth"], t["eyes"]], axis=1)
-    _assert_mouth_follows(teacher, segments)
+    _assert_mouth_follows(teacher, segments, phoneset)
     for still in (np.zeros_like(teacher), teacher.max(axis=0) * np.ones_like(teacher)):
         with pytest.raises(AssertionError):
-            _assert_mouth_follows(still, segments)
+            _assert_mouth_follows(still, segments, phoneset)
 
 
 def _lag_frames(a: np.ndarray, b: np.ndarray, max_lag: int = 10) -> int:

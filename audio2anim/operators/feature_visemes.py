@@ -77,12 +77,19 @@ class _FrontEndTorch:
 
     def __init__(self, model_dir) -> None:
         from audio2anim.models.checkpoint import load
-        from audio2anim.models.logmel import LogMelConfig, LogMelStream
-        from audio2anim.models.viseme_frontend import VisemeStream
+        from audio2anim.models.logmel import LogMelConfig
 
         model, side = load(model_dir)
-        self.logmel = LogMelStream(LogMelConfig.from_dict(_logmel_config(side)))
-        self.stream = VisemeStream(model)
+        self.model = model
+        self.cfg = LogMelConfig.from_dict(_logmel_config(side))
+        self.reset()
+
+    def reset(self) -> None:
+        from audio2anim.models.logmel import LogMelStream
+        from audio2anim.models.viseme_frontend import VisemeStream
+
+        self.logmel = LogMelStream(self.cfg)
+        self.stream = VisemeStream(self.model)
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         return self.stream.push(self.logmel.push(samples))
@@ -95,22 +102,27 @@ class _FrontEndOnnx:
     """The exported stateful front-end graph (history + GRU state carried between calls)."""
 
     def __init__(self, model_dir) -> None:
-        from audio2anim.models.logmel import LogMelConfig, LogMelStream
+        from audio2anim.models.logmel import LogMelConfig
         from audio2anim.models.onnx_export import OnnxModel
         from audio2anim.models.predictor_stream import export_to_temp
         from audio2anim.models.viseme_frontend import SILENCE_LOGMEL
 
         path, self._tmp = export_to_temp(model_dir)
         self.onnx = OnnxModel(path)
+        self.cfg = LogMelConfig.from_dict(_logmel_config(self.onnx.meta))
+        self.silence = SILENCE_LOGMEL
+        self.reset()
+
+    def reset(self) -> None:
+        from audio2anim.models.logmel import LogMelStream
+
         hp = self.onnx.hp
-        self.logmel = LogMelStream(LogMelConfig.from_dict(_logmel_config(self.onnx.meta)))
-        self.history = np.zeros(
-            (1, hp["n_mels"], hp["conv_layers"] * (hp["kernel"] - 1)), np.float32
-        )
+        self.logmel = LogMelStream(self.cfg)
+        pad = hp["conv_layers"] * (hp["kernel"] - 1)
+        self.history = np.zeros((1, hp["n_mels"], pad), np.float32)
         self.h0 = np.zeros((1, 1, hp["hidden"]), np.float32)
         self.skip = hp["lookahead"]  # the first outputs label frames before the stream
         self.seen = 0
-        self.silence = SILENCE_LOGMEL
 
     def _run(self, lm: np.ndarray) -> np.ndarray:
         if len(lm) == 0:
@@ -166,8 +178,14 @@ class _Pocketsphinx:
         self.eye = np.eye(N_VISEMES, dtype=np.float32)
         self._start()
 
+    def reset(self) -> None:
+        if self.in_utterance:
+            self.decoder.end_utt()
+        self._start()
+
     def _start(self) -> None:
         self.decoder.start_utt()
+        self.in_utterance = True
         self.utt_samples = 0
         self.utt_emitted = 0  # frames of this utterance already emitted
 
@@ -204,6 +222,7 @@ class _Pocketsphinx:
 
     def _end(self) -> np.ndarray:
         self.decoder.end_utt()
+        self.in_utterance = False
         return self._frames(self.utt_samples // 160)
 
     def flush(self) -> np.ndarray:
@@ -228,6 +247,10 @@ class VisemeFeatures(Operator):
             model_dir = require_model_dir(p.model, "feature.visemes: model")
             cls = _FrontEndTorch if p.backend == "torch" else _FrontEndOnnx
             self.recognizer = cls(model_dir)
+        # first calls allocate; pay for that here, not on the first live packet
+        self.recognizer.push(np.zeros(SAMPLE_RATE // 2, np.float32))
+        self.recognizer.flush()
+        self.recognizer.reset()
         self.factor = 100 // p.frame_rate
         self.pending = np.zeros((0, N_VISEMES), np.float32)  # 10 ms frames not yet paired
         self.start: float | None = None

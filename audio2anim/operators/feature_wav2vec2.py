@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
+import numpy as np
 from pydantic import Field, field_validator
 
 from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
@@ -125,6 +126,10 @@ class Wav2Vec2Features(Operator):
             lookahead_frames=_frames(p.lookahead_ms),
             dtype=dtype,
         )
+        # first calls allocate; pay for that here, not on the first live packet
+        self.stream.push(np.zeros(SAMPLE_RATE // 2, np.float32))
+        self.stream.flush()
+        self.stream.reset()
         self.kind = f"w2v2-{front.feature}"
         self.start: float | None = None
         self.emitted = 0

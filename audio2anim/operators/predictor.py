@@ -69,7 +69,7 @@ class StreamingPredictor(Operator):
     outputs = {"out": Port(Params, doc="ARKit-named weights in [0, 1], 50 Hz")}
 
     def setup(self) -> None:
-        from audio2anim.models.predictor_stream import open_predictor_stream
+        from audio2anim.models.predictor_stream import open_predictor_stream, warm_up
 
         configure_torch_threads()
 
@@ -86,6 +86,7 @@ class StreamingPredictor(Operator):
         self.stream = stream
         self.names = tuple(side["param_names"])
         self.in_dim = side["hparams"]["in_dim"]
+        warm_up(stream, np.full((25, self.in_dim), 1.0 / self.in_dim, np.float32))
         self.rate = float(side.get("output_frame_rate", 50.0))
         self.in_rate = float(side.get("input_frame_rate", 50.0))
         self.start: float | None = None

@@ -23,6 +23,16 @@ W2V_TINY = dict(
 )
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """As the operators do (`operators.torch_threads`): with torch's default two OpenMP
+    threads, the many small ops of a stream stall whenever another process holds a core
+    (30 s instead of 0.3 s for one test here)."""
+    from audio2anim.operators.torch_threads import configure_torch_threads
+
+    configure_torch_threads()
+
+
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     return make_tiny_checkpoints(tmp_path_factory.mktemp("tiny-ckpts"))

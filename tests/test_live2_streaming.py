@@ -303,3 +303,12 @@ def test_feature_wav2vec2_runs_a_foreign_hugging_face_checkpoint(tmp_path):
     # group norm and input normalization see only the window: close, not equal
     assert np.abs(got - full).mean() < 0.1 * np.abs(full).mean()
     assert op.latency() == pytest.approx(0.2)  # lookahead_ms + one 20 ms hop - 20 ms
+
+
+def test_feature_wav2vec2_never_downloads(tmp_path, monkeypatch):
+    from audio2anim.operators.feature_wav2vec2 import Wav2Vec2Features
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
+    op = Wav2Vec2Features(Wav2Vec2Features.Params(model="someone/wav2vec2-not-here"))
+    with pytest.raises(FileNotFoundError, match="not in the local Hugging Face cache"):
+        op.setup()

@@ -96,8 +96,21 @@ class Wav2Vec2Features(Operator):
     executor = "thread"
 
     def _source(self) -> str:
+        """The model's local directory: a checkpoint directory, or a hub id's snapshot in the
+        local Hugging Face cache (never downloaded here: a graph must not stall on the net)."""
         found = find_model_dir(self.params.model)
-        return str(found) if found else self.params.model
+        if found:
+            return str(found)
+        from huggingface_hub import snapshot_download
+
+        try:
+            return snapshot_download(self.params.model, local_files_only=True)
+        except Exception as e:  # not a valid repo id, or not in the cache
+            raise FileNotFoundError(
+                f"feature.wav2vec2: model {self.params.model!r}: not a checkpoint directory and "
+                f"not in the local Hugging Face cache ({type(e).__name__}); download it first, "
+                "e.g. `huggingface-cli download ID`"
+            ) from None
 
     def setup(self) -> None:
         import torch
@@ -110,13 +123,7 @@ class Wav2Vec2Features(Operator):
         p = self.params
         if p.device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("feature.wav2vec2: device 'cuda' but torch sees no GPU")
-        try:
-            front = load_wav2vec2(self._source(), device=p.device, feature=p.feature)
-        except OSError as e:
-            raise FileNotFoundError(
-                f"feature.wav2vec2: model {p.model!r}: not a checkpoint directory and not in the "
-                f"local Hugging Face cache ({str(e).splitlines()[0]})"
-            ) from None
+        front = load_wav2vec2(self._source(), device=p.device, feature=p.feature)
         dtype = torch.float16 if (p.device == "cuda" and p.fp16) else torch.float32
         front = front.to(dtype)
         self.stream = Wav2Vec2Stream(

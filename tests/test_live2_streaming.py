@@ -312,3 +312,20 @@ def test_feature_wav2vec2_never_downloads(tmp_path, monkeypatch):
     op = Wav2Vec2Features(Wav2Vec2Features.Params(model="someone/wav2vec2-not-here"))
     with pytest.raises(FileNotFoundError, match="not in the local Hugging Face cache"):
         op.setup()
+
+
+def test_wav2vec2_stream_in_half_precision():
+    """The fp16 path the operator takes on cuda (run here on the CPU): same frames, fp16
+    rounding only."""
+    import torch
+
+    from audio2anim.models.wav2vec import build_small
+    from audio2anim.models.wav2vec_stream import Wav2Vec2Stream
+
+    front = build_small(chunk_frames=4, left_chunks=2, **W2V_TINY).eval()
+    front.feature = "hidden-2"
+    x = _noise(2.0, seed=5)
+    full = front.features(x)
+    half = _stream(Wav2Vec2Stream(front.to(torch.float16), dtype=torch.float16), x, 320)
+    assert half.dtype == np.float32 and half.shape == full.shape
+    assert np.abs(half - full).max() < 0.05 * np.abs(full).mean()

@@ -100,3 +100,8 @@ def test_render_mesh_skips_late_rows():
 def test_bad_background_is_a_clear_error():
     with pytest.raises(ValueError, match="background"):
         RenderMesh.Params(background="blue")
+
+
+def test_missing_glb_is_a_clear_error_at_validation():
+    with pytest.raises(ValueError, match="glb 'nope.glb': no such file"):
+        RenderMesh.Params(glb="nope.glb")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field, field_validator
@@ -60,6 +61,13 @@ class RenderMeshParams(OperatorParams):
     max_lag_s: float | None = Field(
         None, gt=0, description="live: render only the newest row of blocks older than this"
     )
+
+    @field_validator("glb")
+    @classmethod
+    def _glb_exists(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"glb {v!r}: no such file")
+        return v
 
     @field_validator("background")
     @classmethod

@@ -144,3 +144,13 @@ def test_other_glbs_with_arkit_targets_load(tmp_path):
     with Renderer(rig, 64, camera=Camera(target=(0.2, 0.1, 0.05), distance=1.0)) as r:
         a, b = r.render(), r.render({"jawOpen": 1.0})
     assert (a != b).any()
+
+
+def test_contact_sheet_is_in_the_docs():
+    from pathlib import Path
+
+    from PIL import Image
+
+    sheet = Path(__file__).resolve().parents[1] / "docs" / "face-contact-sheet.png"
+    with Image.open(sheet) as img:  # neutral + 52 shapes: 8 columns x 7 rows of 200x222 tiles
+        assert img.size == (1600, 7 * 222)

@@ -68,7 +68,7 @@ MOUTH_Y = -0.047  # lip line height at the centre
 MOUTH_HALF_W = 0.024  # lip line half width (x)
 
 SKIN = 0
-TUBE, TEETH_UP, TEETH_LOW, TONGUE, EYE_L, EYE_R_PART, LID_L, LID_R, BROW = range(1, 10)
+TUBE, TEETH_UP, TEETH_LOW, TONGUE, EYE_L, EYE_R_PART, LID_L, LID_R, BROW, HAIR = range(1, 11)
 
 
 def _srgb(*c: float) -> np.ndarray:
@@ -122,12 +122,12 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     d = _smin(d, _ellipsoid(p, (0, -0.040, 0.066), (0.030, 0.023, 0.024)), 0.016)  # muzzle
     for sx in (1, -1):
         d = _smin(d, _ellipsoid(p, (sx * 0.034, -0.012, 0.055), (0.026, 0.024, 0.026)), 0.016)
-        d = _smin(d, _ellipsoid(p, (sx * 0.072, 0.004, -0.006), (0.010, 0.026, 0.016)), 0.008)
+        d = _smin(d, _ellipsoid(p, (sx * 0.071, 0.006, -0.006), (0.010, 0.024, 0.016)), 0.012)
         d = _smin(d, _ellipsoid(p, (sx * 0.011, -0.015, 0.088), (0.0085, 0.0075, 0.0085)), 0.010)
     d = _smin(d, _ellipsoid(p, (0, 0.036, 0.064), (0.052, 0.013, 0.020)), 0.014)  # brow ridge
     d = _smin(d, _capsule(p, (0, 0.026, 0.079), (0, -0.008, 0.099), 0.0072), 0.010)  # bridge
     d = _smin(d, _ellipsoid(p, (0, -0.010, 0.097), (0.010, 0.010, 0.010)), 0.007)  # nose tip
-    d = _smin(d, _capsule(p, (0, -0.06, -0.02), (0, -0.22, -0.025), 0.047), 0.02)  # neck
+    d = _smin(d, _capsule(p, (0, -0.06, -0.02), (0, -0.22, -0.025), 0.047), 0.022)  # neck
     for sx in (1, -1):
         e = EYE_C * [sx, 1, 1]
         d = _smin(d, np.linalg.norm(p - e, axis=-1) - MOUND_R, 0.008)
@@ -160,6 +160,11 @@ def _warped(n: int, lo: float, hi: float, density, endpoint: bool = True) -> np.
     cdf /= cdf[-1]
     u = np.linspace(0, 1, n) if endpoint else np.arange(n) / n
     return np.interp(u, cdf, x)
+
+
+def hairline_y(abs_phi):
+    """Height of the hairline at azimuth |phi|: the forehead, above the ears, the nape."""
+    return 0.082 - 0.044 * _smoothstep(0.5, 1.3, abs_phi) - 0.068 * _smoothstep(2.0, 2.8, abs_phi)
 
 
 def _smoothstep(e0, e1, x):
@@ -224,7 +229,7 @@ def _orient(tris: np.ndarray, pos: np.ndarray, toward_outside) -> np.ndarray:
 
 
 class _Builder:
-    def __init__(self, n_theta: int = 86, n_phi: int = 112) -> None:
+    def __init__(self, n_theta: int = 72, n_phi: int = 88) -> None:
         self.m = _Mesh()
         self.n_theta, self.n_phi = n_theta, n_phi
 
@@ -240,7 +245,7 @@ class _Builder:
             -np.pi / 2,
             np.pi / 2,
             lambda x: (
-                0.25
+                0.5
                 + 2.2 * np.exp(-(((x + 0.15) / 0.55) ** 2))
                 + 2.0 * np.exp(-(((x - 0.25) / 0.12) ** 2))
                 + 2.5 * np.exp(-(((x - theta_m) / 0.13) ** 2))
@@ -252,7 +257,7 @@ class _Builder:
             -np.pi,
             np.pi,
             lambda x: (
-                0.2
+                0.35
                 + 2.0 * np.exp(-((x / 0.8) ** 2))
                 + 1.5 * np.exp(-((x / 0.32) ** 2))
                 + 1.0 * np.exp(-(((np.abs(x) - 0.42) / 0.15) ** 2))
@@ -276,14 +281,23 @@ class _Builder:
         r = r + 0.0030 * lip_prof * bump_up + 0.0036 * lip_prof * bump_low
         crease = np.exp(-((u / 1.08) ** 8)) * np.exp(-((v / 0.018) ** 2))
         r = r - 0.0030 * crease
-        # hair cap: a slight bulge above a hairline that drops at the sides and back
+        # hair: a colour above a hairline that drops at the sides and back
         pos = RAY_ORIGIN + r[..., None] * _direction(th, ph)
         aphi = np.abs(ph)
-        hair_y = 0.082 - 0.062 * _smoothstep(0.45, 1.25, aphi) - 0.05 * _smoothstep(1.7, 2.6, aphi)
-        hair = _smoothstep(-0.008, 0.010, pos[..., 1] - hair_y)
+        # averaged over each vertex's grid cell (4x4 samples), so the colour blends across
+        # whole cells and the hairline shows no stair steps where it crosses the coarse rows
+        d_th = np.gradient(theta)[:, None]
+        d_ph = np.gradient(phi)[None, :]
+        hair = np.zeros_like(r)
+        offsets = (np.arange(4) - 1.5) / 4
+        for a in offsets:
+            for b_ in offsets:
+                ths, phs = th + a * d_th, ph + b_ * d_ph
+                ps = RAY_ORIGIN + r[..., None] * _direction(ths, phs)
+                ap = np.abs(phs)
+                hy = hairline_y(ap) - 0.004  # tucked under the hair cap's edge
+                hair += _smoothstep(-0.004, 0.004, ps[..., 1] - hy) / 16
         hair *= 1 - _smoothstep(0.0, 0.01, np.abs(pos[..., 0]) - 0.068) * (aphi < 1.7)  # ears
-        r = r + 0.0025 * hair
-        pos = RAY_ORIGIN + r[..., None] * _direction(th, ph)
 
         in_mouth = np.abs(u) < 1
         lip_up = _smoothstep(0.012, -0.004, v - up_h) * (v >= 0) * in_mouth
@@ -489,6 +503,29 @@ class _Builder:
             rows.append(RAY_ORIGIN + (r + lift)[:, None] * d)
         return np.concatenate(rows)
 
+    def hair(self) -> None:
+        """A cap over the skull: its edge follows the hairline exactly (dense along azimuth),
+        so the hairline is a clean curve; it stands 2.5 mm off the skin, tapering at the edge."""
+        n_c, n_r = 120, 14
+        phi = np.linspace(-np.pi, np.pi, n_c, endpoint=False)
+        target_y = hairline_y(np.abs(phi))
+        lo, hi = np.full(n_c, -0.9), np.full(n_c, 1.5)
+        for _ in range(16):  # the elevation where the skin reaches the hairline, per column
+            mid = 0.5 * (lo + hi)
+            d = _direction(mid, phi)
+            y = RAY_ORIGIN[1] + _ray_hits(d) * d[:, 1]
+            lo, hi = np.where(y < target_y, mid, lo), np.where(y < target_y, hi, mid)
+        edge = 0.5 * (lo + hi)
+        f = np.linspace(0, 1, n_r)[:, None] ** 1.3
+        th = edge[None, :] + f * (np.pi / 2 - 0.02 - edge[None, :])
+        ph = np.broadcast_to(phi, th.shape)
+        d = _direction(th, ph).reshape(-1, 3)
+        lift = np.broadcast_to(0.0006 + 0.003 * _smoothstep(0, 0.3, f), th.shape).reshape(-1)
+        pos = RAY_ORIGIN + (_ray_hits(d) + lift)[:, None] * d
+        tris = _grid_tris(n_r, n_c, wrap=True)
+        tris = _orient(tris, pos, lambda c: c - RAY_ORIGIN)
+        self.m.add(pos, COL_HAIR, tris, HAIR)
+
     def brows(self) -> None:
         for side in (1, -1):
             p = self.brow_positions(side)
@@ -526,6 +563,7 @@ def build_rig() -> Rig:
     b.mouth()
     b.eyes()
     b.brows()
+    b.hair()
     m = b.m
     P = np.concatenate(m.pos)
     part = np.concatenate(m.part)
@@ -554,7 +592,7 @@ def build_rig() -> Rig:
     for prt in (EYE_L, EYE_R_PART, LID_L, LID_R, BROW):
         jaw[part == prt] = 0.0
     lower = 1.0 - upper
-    soft = np.isin(part, (SKIN, TUBE, LID_L, LID_R, BROW))  # moved by skin fields
+    soft = np.isin(part, (SKIN, TUBE, LID_L, LID_R, BROW, HAIR))  # moved by skin fields
 
     zf = b.mouth_front_z
     M = np.array([0.0, MOUTH_Y, zf])

@@ -83,12 +83,16 @@ class Camera:
     yaw_deg: float = 0.0
     pitch_deg: float = 0.0
 
-    def view(self) -> np.ndarray:
+    def eye(self) -> np.ndarray:
+        """The camera position (world)."""
         yaw, pitch = math.radians(self.yaw_deg), math.radians(self.pitch_deg)
-        t = np.array(self.target, np.float64)
-        eye = t + self.distance * np.array(
+        return np.array(self.target, np.float64) + self.distance * np.array(
             [math.sin(yaw) * math.cos(pitch), math.sin(pitch), math.cos(yaw) * math.cos(pitch)]
         )
+
+    def view(self) -> np.ndarray:
+        t = np.array(self.target, np.float64)
+        eye = self.eye()
         f = t - eye
         f /= np.linalg.norm(f)
         s = np.cross(f, [0.0, 1.0, 0.0])
@@ -121,6 +125,28 @@ class Camera:
 def _unit(v) -> tuple[float, float, float]:
     v = np.asarray(v, np.float64)
     return tuple((v / np.linalg.norm(v)).tolist())
+
+
+def facing_triangles(rig: Rig, eye: np.ndarray, margin: float = 0.25) -> np.ndarray:
+    """The triangles that can face a camera at ``eye`` in some pose; the rest are dropped.
+
+    The camera of a `Renderer` is fixed, and on llvmpipe the cost is per triangle (vertex and
+    setup work happens before back-face culling), so triangles that face away at rest and under
+    every single blendshape at weight 1 (the back of the head, the far side of the eyeballs,
+    teeth and tongue) are removed once here. ``margin`` (cosine) keeps triangles that are only
+    nearly back-facing, so blends of several shapes cannot turn a dropped one towards the camera.
+    """
+    tri = rig.triangles.astype(np.int64)
+    best = np.full(len(tri), -np.inf)
+    poses = [rig.positions] + [rig.positions + d for d in rig.target_positions]
+    for p in poses:
+        a, b, c = p[tri[:, 0]], p[tri[:, 1]], p[tri[:, 2]]
+        n = np.cross(b - a, c - a)
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        to_eye = eye - (a + b + c) / 3
+        to_eye /= np.linalg.norm(to_eye, axis=1, keepdims=True)
+        best = np.maximum(best, np.sum(n * to_eye, axis=1))
+    return rig.triangles[best > -margin]
 
 
 def create_context():
@@ -178,7 +204,8 @@ class Renderer:
         self.vbo_pos = ctx.buffer(rig.positions.astype("f4").tobytes(), dynamic=True)
         self.vbo_nrm = ctx.buffer(rig.normals.astype("f4").tobytes(), dynamic=True)
         self.vbo_col = ctx.buffer(rig.colors.astype("f4").tobytes())
-        self.ibo = ctx.buffer(rig.triangles.astype("u4").tobytes())
+        self.triangles = facing_triangles(rig, self.camera.eye())
+        self.ibo = ctx.buffer(self.triangles.astype("u4").tobytes())
         self.vao = ctx.vertex_array(
             self.prog,
             [

@@ -57,7 +57,7 @@ class RenderMeshParams(OperatorParams):
     pitch: float = Field(0.0, description="camera pitch (degrees, + = from above)")
     fov: float = Field(24.0, gt=1, lt=170, description="vertical field of view (degrees)")
     background: str = Field("#292e38", description="background colour #rrggbb")
-    msaa: int = Field(4, ge=1, le=16, description="multisamples per pixel (1 = off, fastest)")
+    msaa: int = Field(1, ge=1, le=16, description="multisamples per pixel (1 = off, fastest)")
     max_lag_s: float | None = Field(
         None, gt=0, description="live: render only the newest row of blocks older than this"
     )

@@ -39,7 +39,7 @@ LID_UP_R = EYE_R + 0.0017
 LID_LOW_R = EYE_R + 0.0011
 MOUND_R = LID_UP_R + 0.0005  # skin over the eyeball: the lids at rest, hiding the lid shells
 # the almond eye outline, as elevation limits (radians) over azimuth around the eye centre
-ALPHA_C, BETA_UP, BETA_LOW = 0.98, 0.40, -0.38
+ALPHA_C, BETA_UP, BETA_LOW = 0.98, 0.44, -0.39
 HOLE_UP, HOLE_LOW = 0.14, 0.09  # how far the skin opening exceeds the lids' rest edges
 
 
@@ -117,11 +117,11 @@ def _capsule(p, a, b, r):
 def head_sdf(p: np.ndarray) -> np.ndarray:
     """Signed distance (approximate, metres) to the skin surface; negative inside."""
     d = _ellipsoid(p, (0, 0.028, -0.008), (0.071, 0.092, 0.088))  # cranium
-    d = _smin(d, _ellipsoid(p, (0, -0.030, 0.020), (0.057, 0.056, 0.066)), 0.025)  # jaw mass
-    d = _smin(d, _ellipsoid(p, (0, -0.073, 0.052), (0.026, 0.019, 0.026)), 0.018)  # chin
+    d = _smin(d, _ellipsoid(p, (0, -0.030, 0.020), (0.058, 0.055, 0.066)), 0.025)  # jaw mass
+    d = _smin(d, _ellipsoid(p, (0, -0.071, 0.052), (0.026, 0.019, 0.026)), 0.018)  # chin
     d = _smin(d, _ellipsoid(p, (0, -0.040, 0.066), (0.030, 0.023, 0.024)), 0.016)  # muzzle
     for sx in (1, -1):
-        d = _smin(d, _ellipsoid(p, (sx * 0.034, -0.012, 0.055), (0.026, 0.024, 0.026)), 0.016)
+        d = _smin(d, _ellipsoid(p, (sx * 0.035, -0.010, 0.051), (0.026, 0.024, 0.026)), 0.018)
         d = _smin(d, _ellipsoid(p, (sx * 0.071, 0.006, -0.006), (0.010, 0.024, 0.016)), 0.012)
         d = _smin(d, _ellipsoid(p, (sx * 0.011, -0.015, 0.088), (0.0085, 0.0075, 0.0085)), 0.010)
     d = _smin(d, _ellipsoid(p, (0, 0.036, 0.064), (0.052, 0.013, 0.020)), 0.014)  # brow ridge
@@ -274,8 +274,6 @@ class _Builder:
         u = ph / phi_w
         v = th - theta_m
         lip_prof = np.clip(1 - u**2, 0, 1) ** 0.6
-        up_h = 0.07 * np.clip(1 - u**2, 0, 1) ** 0.45 * (1 - 0.22 * np.exp(-((u / 0.14) ** 2)))
-        low_h = 0.095 * np.clip(1 - u**2, 0, 1) ** 0.55
         bump_up = np.exp(-(((v - 0.035) / 0.04) ** 2)) * (v > -0.02)
         bump_low = np.exp(-(((v + 0.045) / 0.05) ** 2)) * (v < 0.02)
         r = r + 0.0030 * lip_prof * bump_up + 0.0036 * lip_prof * bump_low
@@ -299,10 +297,19 @@ class _Builder:
                 hair += _smoothstep(-0.004, 0.004, ps[..., 1] - hy) / 16
         hair *= 1 - _smoothstep(0.0, 0.01, np.abs(pos[..., 0]) - 0.068) * (aphi < 1.7)  # ears
 
-        in_mouth = np.abs(u) < 1
-        lip_up = _smoothstep(0.012, -0.004, v - up_h) * (v >= 0) * in_mouth
-        lip_low = _smoothstep(0.012, -0.004, -v - low_h) * (v <= 0) * in_mouth
-        lip = np.clip(lip_up + lip_low, 0, 1)[..., None]
+        lip = np.zeros_like(r)  # lip colour, averaged over each vertex's cell like the hair
+        for a in offsets:
+            for b_ in offsets:
+                us = (ph + b_ * d_ph) / phi_w
+                vs = th + a * d_th - theta_m
+                prof = np.clip(1 - us**2, 0, 1)
+                top = 0.07 * prof**0.45 * (1 - 0.22 * np.exp(-((us / 0.14) ** 2)))
+                bottom = 0.095 * prof**0.55
+                inside = (np.abs(us) < 1) & (vs <= top) & (vs >= -bottom)
+                lip += inside / 16
+        # the lip line row itself belongs to both lips
+        lip[int(np.argmin(np.abs(theta - theta_m))), np.abs(phi) < phi_w] = 1.0
+        lip = lip[..., None]
         col = COL_SKIN * (1 - lip) + COL_LIP * lip
         col = col * (1 - hair[..., None]) + COL_HAIR * hair[..., None]
 
@@ -392,10 +399,10 @@ class _Builder:
         sphere_pos, sphere_tris = _uv_sphere(4, 8)
         boxy = np.sign(sphere_pos) * np.abs(sphere_pos) ** 0.45  # a rounded box
         for upper in (True, False):
-            # upper incisal edges 2 mm below the lip line (seen when the jaw opens), lower teeth
+            # upper incisal edges 3.6 mm below the lip line (seen when the jaw opens), lower teeth
             # behind them (overbite) with their tops just above the line
             half, h = (0.0205, 0.0095) if upper else (0.0175, 0.0075)
-            y = MOUTH_Y - 0.0022 + h / 2 if upper else MOUTH_Y + 0.0005 - h / 2
+            y = MOUTH_Y - 0.0036 + h / 2 if upper else MOUTH_Y + 0.0005 - h / 2
             w = 2 * half / 9 * 0.92  # 10 teeth per row, small gaps
             for x in np.linspace(-half, half, 10):
                 z = zf - (0.0065 if upper else 0.0095) - 11.0 * x * x  # parabolic arch
@@ -492,7 +499,7 @@ class _Builder:
     def brow_positions(self, side, lift_inner=0.0, lift_outer=0.0, down=0.0):
         t = np.linspace(0, 1, 16)
         x = 0.010 + 0.041 * t
-        y = 0.030 + 0.008 * np.sin(np.pi * t**0.7) - 0.004 * t
+        y = 0.031 + 0.0055 * np.sin(np.pi * t**0.7) - 0.003 * t
         thick = 0.0075 * (1 - t) + 0.0028 * t
         rows = []
         for off, lift in ((0.5, 0.0009), (0.0, 0.0016), (-0.5, 0.0009)):
@@ -634,10 +641,12 @@ def build_rig() -> Rig:
     close_low = lower * zm * np.exp(-((np.maximum(-dy, 0) / 0.02) ** 2))
     close_up = upper * zm * np.exp(-((np.maximum(dy, 0) / 0.01) ** 2))
     T["mouthClose"] = (-0.62 * close_low + 0.38 * close_up)[:, None] * full_jaw
-    T["mouthFunnel"] = mouth_all[:, None] * np.stack(
-        [-0.32 * x, np.zeros(n), np.full(n, 0.006)], 1
-    ) + (edge * open_prof)[:, None] * np.stack(
-        [np.zeros(n), 0.0045 * upper - 0.0055 * lower, np.full(n, 0.004)], 1
+    # funnel: corners in, lips forward and flared, a round opening (widest at the centre)
+    T["mouthFunnel"] = (
+        mouth_all[:, None] * np.stack([-0.40 * x, np.zeros(n), np.full(n, 0.006)], 1)
+        + (edge * open_prof**2)[:, None]
+        * np.stack([np.zeros(n), 0.0045 * upper - 0.0065 * lower, np.full(n, 0.004)], 1)
+        + ((lip_up - lip_low) * (1 - edge))[:, None] * vec([0, 0.0025, 0.001])
     )
     T["mouthPucker"] = (
         mouth_all[:, None] * np.stack([-0.55 * x, np.zeros(n), np.full(n, 0.011)], 1)

@@ -215,14 +215,16 @@ def _grid_tris(rows: int, cols: int, wrap: bool) -> np.ndarray:
 
 
 def _orient(tris: np.ndarray, pos: np.ndarray, toward_outside) -> np.ndarray:
-    """Flip triangles whose normal does not point along ``toward_outside(centroid)``."""
+    """Flip all of a part's triangles if most face against ``toward_outside(centroid)``.
+
+    Parts are built as grids with consistent winding, so one vote for the whole part is right
+    even where single triangles face inwards (socket walls, the lip contact strip).
+    """
     a, b, c = pos[tris[:, 0]], pos[tris[:, 1]], pos[tris[:, 2]]
     n = np.cross(b - a, c - a)
     want = toward_outside((a + b + c) / 3)
-    flip = np.sum(n * want, axis=1) < 0
-    tris = tris.copy()
-    tris[flip] = tris[flip][:, [0, 2, 1]]
-    return tris
+    votes = np.sign(np.sum(n * want, axis=1)) * np.linalg.norm(n, axis=1)  # area-weighted
+    return tris[:, [0, 2, 1]] if votes.sum() < 0 else tris
 
 
 # --- parts ------------------------------------------------------------------------------------
@@ -488,10 +490,10 @@ class _Builder:
                     colors.append(np.tile(COL_LIP * 0.8, (n_c, 1)))
                 else:
                     colors.append(np.tile(COL_SKIN, (n_c, 1)))
-        tris = _grid_tris(n_r, n_c, wrap=False)
-        tris = np.concatenate([tris, tris + n_r * n_c])
+        grid = _grid_tris(n_r, n_c, wrap=False)
         c = EYE_C * [side, 1, 1]
-        tris = _orient(tris, p, lambda cc: cc - c)
+        # the two lids run in opposite directions (edge to top, edge to bottom): orient each
+        tris = np.concatenate([_orient(grid + k * n_r * n_c, p, lambda cc: cc - c) for k in (0, 1)])
         base = m.add(p, np.concatenate(colors), tris, part)
         return base
 

@@ -1,13 +1,14 @@
 """Headless rasterizer for a `Rig`: blendshape weights in, an RGB image out.
 
 moderngl on a standalone EGL context: Mesa's llvmpipe on a CPU machine, the GPU's driver where
-one exists; no display needed. Morphing runs on the CPU (one small matrix product over the
-non-zero weights), positions and normals are streamed to the GPU, and the image is drawn with a
-simple light rig (key, fill, rim, hemisphere ambient; wrapped diffuse for a soft skin look)
-evaluated per vertex, optionally multisampled, and read back.
+one exists; no display needed. Morphing runs on the CPU (one small product over the non-zero
+weights; normals recomputed from the posed mesh, so combined shapes light correctly), both are
+streamed to the GPU, and the image is drawn with a simple light rig (key, fill, rim, hemisphere
+ambient; wrapped diffuse for a soft skin look) evaluated per vertex, optionally multisampled,
+and read back.
 
     from audio2anim.face import Renderer
-    with Renderer(size=512) as r:
+    with Renderer(width=512) as r:
         img = r.render({"jawOpen": 0.6})        # [512, 512, 3] uint8
 
 The EGL context is made current around each call, so a renderer may be used from any (single)
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse
 
 from .rig import DEFAULT_GLB, Rig, load_glb
 
@@ -183,7 +185,13 @@ class Renderer:
             self._setup(max(1, min(int(msaa), self.ctx.max_samples)))
         n_t = len(rig.target_names)
         self._flat = rig.target_positions.reshape(n_t, rig.n_vertices * 3)
-        self._flat_n = rig.target_normals.reshape(n_t, rig.n_vertices * 3)
+        self._tri = rig.triangles.astype(np.int64)
+        f = np.arange(len(self._tri))
+        self._incidence = scipy.sparse.csr_matrix(
+            (np.ones(3 * len(f), np.float32), (self._tri.T.reshape(-1), np.tile(f, 3))),
+            shape=(rig.n_vertices, len(f)),
+        )
+        self._rest_smooth = self._smooth_normals(rig.positions.reshape(-1))
         self._index = {n: i for i, n in enumerate(rig.target_names)}
 
     def _setup(self, samples: int) -> None:
@@ -224,6 +232,15 @@ class Renderer:
             )
         self.samples = samples
 
+    def _smooth_normals(self, flat_positions: np.ndarray) -> np.ndarray:
+        """Unit area-weighted vertex normals [V, 3] of the mesh at these positions."""
+        p = flat_positions.reshape(-1, 3)
+        t = self._tri
+        a = p[t[:, 0]]
+        fn = np.cross(p[t[:, 1]] - a, p[t[:, 2]] - a)
+        n = self._incidence @ fn
+        return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
     def weights_vector(self, weights) -> np.ndarray:
         """A weight vector in rig target order from a dict (name -> weight) or an array."""
         if isinstance(weights, dict):
@@ -249,10 +266,13 @@ class Renderer:
         # costs ten times more CPU on a busy 2-core machine
         if len(nz) > len(w) // 4:  # dense: one pass, no gathered copy of the targets
             pos = pos + np.einsum("t,tv->v", w, self._flat)
-            nrm = nrm + np.einsum("t,tv->v", w, self._flat_n)
         elif len(nz):
             pos = pos + np.einsum("t,tv->v", w[nz], self._flat[nz])
-            nrm = nrm + np.einsum("t,tv->v", w[nz], self._flat_n[nz])
+        if len(nz):
+            # normals from the posed mesh: blending each shape's stored normal deltas goes wrong
+            # where shapes combine (jawOpen + mouthClose stretches the mouth corners); authored
+            # rest normals are kept and only the change is added
+            nrm = nrm + (self._smooth_normals(pos) - self._rest_smooth).reshape(-1)
         with self.ctx:
             self.vbo_pos.write(pos.astype("f4", copy=False).tobytes())
             self.vbo_nrm.write(nrm.astype("f4", copy=False).tobytes())

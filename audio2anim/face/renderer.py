@@ -185,12 +185,28 @@ class Renderer:
             self._setup(max(1, min(int(msaa), self.ctx.max_samples)))
         n_t = len(rig.target_names)
         self._flat = rig.target_positions.reshape(n_t, rig.n_vertices * 3)
-        self._tri = rig.triangles.astype(np.int64)
-        f = np.arange(len(self._tri))
-        self._incidence = scipy.sparse.csr_matrix(
-            (np.ones(3 * len(f), np.float32), (self._tri.T.reshape(-1), np.tile(f, 3))),
-            shape=(rig.n_vertices, len(f)),
+        # normals are recomputed only where some blendshape can change them: the triangles
+        # around moving vertices, and the vertices of those triangles
+        tri = rig.triangles.astype(np.int64)
+        moving = (
+            np.abs(rig.target_positions).max(axis=(0, 2)) > 0
+            if n_t
+            else np.zeros(rig.n_vertices, bool)
         )
+        touched = np.zeros(rig.n_vertices, bool)
+        touched[tri[moving[tri].any(axis=1)].reshape(-1)] = True  # vertices whose normal moves
+        self._dyn_verts = np.flatnonzero(touched)
+        dyn_tris = tri[touched[tri].any(axis=1)]  # every triangle around those vertices
+        row = np.full(rig.n_vertices, -1)
+        row[self._dyn_verts] = np.arange(len(self._dyn_verts))
+        f = np.repeat(np.arange(len(dyn_tris)), 3)
+        r = row[dyn_tris.reshape(-1)]
+        keep = r >= 0
+        self._incidence = scipy.sparse.csr_matrix(
+            (np.ones(int(keep.sum()), np.float32), (r[keep], f[keep])),
+            shape=(len(self._dyn_verts), len(dyn_tris)),
+        )
+        self._dyn_tris = dyn_tris
         self._rest_smooth = self._smooth_normals(rig.positions.reshape(-1))
         self._index = {n: i for i, n in enumerate(rig.target_names)}
 
@@ -233,13 +249,17 @@ class Renderer:
         self.samples = samples
 
     def _smooth_normals(self, flat_positions: np.ndarray) -> np.ndarray:
-        """Unit area-weighted vertex normals [V, 3] of the mesh at these positions."""
+        """Unit area-weighted normals [D, 3] of the vertices whose normals can change."""
         p = flat_positions.reshape(-1, 3)
-        t = self._tri
+        t = self._dyn_tris
         a = p[t[:, 0]]
-        fn = np.cross(p[t[:, 1]] - a, p[t[:, 2]] - a)
+        u, v = p[t[:, 1]] - a, p[t[:, 2]] - a
+        fn = np.empty_like(u)  # cross product, written out: np.cross is several times slower
+        fn[:, 0] = u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1]
+        fn[:, 1] = u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2]
+        fn[:, 2] = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
         n = self._incidence @ fn
-        return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        return n / np.maximum(np.sqrt(np.einsum("ij,ij->i", n, n))[:, None], 1e-12)
 
     def weights_vector(self, weights) -> np.ndarray:
         """A weight vector in rig target order from a dict (name -> weight) or an array."""
@@ -252,8 +272,8 @@ class Renderer:
             )
         return w
 
-    def render(self, weights=None) -> np.ndarray:
-        """One frame [H, W, 3] uint8 for the given weights (dict, array in rig order, or None)."""
+    def pose(self, weights=None) -> tuple[np.ndarray, np.ndarray]:
+        """Posed positions and normals, each flat [V * 3] float32, for the given weights."""
         w = (
             np.zeros(len(self.rig.target_names), np.float32)
             if weights is None
@@ -272,10 +292,17 @@ class Renderer:
             # normals from the posed mesh: blending each shape's stored normal deltas goes wrong
             # where shapes combine (jawOpen + mouthClose stretches the mouth corners); authored
             # rest normals are kept and only the change is added
-            nrm = nrm + (self._smooth_normals(pos) - self._rest_smooth).reshape(-1)
+            nrm = nrm.reshape(-1, 3).copy()
+            nrm[self._dyn_verts] += self._smooth_normals(pos) - self._rest_smooth
+            nrm = nrm.reshape(-1)
+        return pos.astype(np.float32, copy=False), nrm.astype(np.float32, copy=False)
+
+    def render(self, weights=None) -> np.ndarray:
+        """One frame [H, W, 3] uint8 for the given weights (dict, array in rig order, or None)."""
+        pos, nrm = self.pose(weights)
         with self.ctx:
-            self.vbo_pos.write(pos.astype("f4", copy=False).tobytes())
-            self.vbo_nrm.write(nrm.astype("f4", copy=False).tobytes())
+            self.vbo_pos.write(pos.tobytes())
+            self.vbo_nrm.write(nrm.tobytes())
             target = self.msaa_fbo or self.fbo
             target.use()
             self.ctx.enable(self.ctx.DEPTH_TEST | self.ctx.CULL_FACE)

@@ -71,10 +71,12 @@ def render_command(args: argparse.Namespace) -> int:
             writer.add_audio(audio, 0.0, int(rate))
         with Renderer(rig, args.size, background=background, msaa=args.msaa) as renderer:
             chunk = max(1, int(fps))
-            for start in tqdm(range(0, len(values), chunk), desc="render", unit="s"):
-                block = values[start : start + chunk]
-                frames = renderer.render_sequence(block, names)
-                writer.add_frames(frames, start / fps, fps)
+            with tqdm(total=len(values), desc="render", unit="frame") as bar:
+                for start in range(0, len(values), chunk):
+                    block = values[start : start + chunk]
+                    frames = renderer.render_sequence(block, names)
+                    writer.add_frames(frames, start / fps, fps)
+                    bar.update(len(block))
     finally:
         writer.close()
     dur = len(values) / fps

@@ -33,7 +33,7 @@ def contact_sheet(glb: Path, tile: int = 200, columns: int = 8) -> Image.Image:
     rows = -(-len(tiles) // columns)
     sheet = Image.new("RGB", (columns * tile, rows * (tile + label_h)), (24, 26, 32))
     draw = ImageDraw.Draw(sheet)
-    with Renderer(rig, tile, camera=cam) as r:
+    with Renderer(rig, tile, camera=cam, msaa=4) as r:
         for i, (label, pose) in enumerate(tqdm(tiles, desc="contact sheet")):
             x, y = (i % columns) * tile, (i // columns) * (tile + label_h)
             sheet.paste(Image.fromarray(r.render(pose)), (x, y))

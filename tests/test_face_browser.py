@@ -85,6 +85,8 @@ async def _scenario():
                 assert ("aa" if label == "open" else "PP") in hud
                 assert "ms" in hud  # the latency readout
                 t += 0.4
+            # the audio blocks were parsed and scheduled for playback on the media timeline
+            assert await pages[0].evaluate("window.viewerState.audioScheduled") >= 1
             await sink.flush()
             await browser.close()
             assert not errors, errors

@@ -39,6 +39,14 @@ def test_live_link_csv_is_read_with_arkit_names(tmp_path):
     assert values[:, names.index("jawOpen")].max() > 0.9
 
 
+def test_our_csv_fills_dropped_rows_by_time(tmp_path):
+    t = np.array([0.0, 0.04, 0.12, 0.16])  # the row at 0.08 s was dropped
+    rows = ["time,jawOpen"] + [f"{x:.2f},{x * 5:.2f}" for x in t]
+    (tmp_path / "p.csv").write_text("\n".join(rows))
+    values, _, fps = read_params_csv(tmp_path / "p.csv")
+    assert fps == 25 and values[:, 0] == pytest.approx([0, 0.2, 0.4, 0.6, 0.8])
+
+
 def test_our_csv_infers_the_frame_rate(tmp_path):
     t = np.arange(10) / 25
     rows = ["time,jawOpen,eyeBlinkLeft"] + [f"{x:.4f},0.5,0.1" for x in t]

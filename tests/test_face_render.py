@@ -100,3 +100,20 @@ def test_render_mesh_skips_late_rows():
 def test_bad_background_is_a_clear_error():
     with pytest.raises(ValueError, match="background"):
         RenderMesh.Params(background="blue")
+
+
+def test_missing_glb_is_a_clear_error_at_validation():
+    with pytest.raises(ValueError, match="glb 'nope.glb': no such file"):
+        RenderMesh.Params(glb="nope.glb")
+
+
+def test_posed_normals_match_a_full_recompute(renderer):
+    from audio2anim.face.rig import vertex_normals
+
+    rig = renderer.rig
+    w = np.random.default_rng(1).uniform(0, 1, len(rig.target_names)).astype(np.float32)
+    pos, nrm = renderer.pose(w)
+    full = vertex_normals(pos.reshape(-1, 3), rig.triangles)
+    nrm = nrm.reshape(-1, 3)
+    cos = np.sum(full * nrm, axis=1) / np.linalg.norm(nrm, axis=1)
+    assert np.percentile(cos, 1) > 0.999  # only recomputed where a shape can change them

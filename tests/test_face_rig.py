@@ -66,3 +66,91 @@ def test_load_glb_rejects_a_non_glb(tmp_path):
     bad.write_bytes(b"not a glb")
     with pytest.raises(ValueError, match="x.glb"):
         load_glb(bad)
+
+
+def _foreign_glb(path):
+    """A GLB as other tools write it: two meshes under transformed nodes, dense targets, no
+    vertex colours (material base colours instead), 16-bit indices."""
+    import pygltflib as g
+
+    quad = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], np.float32) * 0.1
+    idx = np.array([0, 1, 2, 0, 2, 3], np.uint16)
+    blob = bytearray()
+    views, accs = [], []
+
+    def add(arr, comp, kind, minmax=False):
+        views.append(g.BufferView(buffer=0, byteOffset=len(blob), byteLength=arr.nbytes))
+        blob.extend(arr.tobytes())
+        while len(blob) % 4:
+            blob.append(0)
+        acc = g.Accessor(bufferView=len(views) - 1, componentType=comp, count=len(arr), type=kind)
+        if minmax:
+            acc.min, acc.max = arr.min(0).tolist(), arr.max(0).tolist()
+        accs.append(acc)
+        return len(accs) - 1
+
+    def mesh(names, shifts, material):
+        targets = [
+            {"POSITION": add(np.tile(np.float32(s), (4, 1)), g.FLOAT, g.VEC3, True)} for s in shifts
+        ]
+        prim = g.Primitive(
+            attributes=g.Attributes(POSITION=add(quad, g.FLOAT, g.VEC3, True)),
+            indices=add(idx, g.UNSIGNED_SHORT, g.SCALAR),
+            material=material,
+            targets=targets,
+        )
+        return g.Mesh(primitives=[prim], extras={"targetNames": names})
+
+    meshes = [
+        mesh(["jawOpen"], [[0, -0.01, 0]], 0),
+        mesh(["eyeBlinkLeft", "jawOpen"], [[0, 0.02, 0], [0.03, 0, 0]], 1),
+    ]
+    mats = [
+        g.Material(pbrMetallicRoughness=g.PbrMetallicRoughness(baseColorFactor=c))
+        for c in ([1, 0, 0, 1], [0, 0, 1, 1])
+    ]
+    gltf = g.GLTF2(
+        scene=0,
+        scenes=[g.Scene(nodes=[0])],
+        nodes=[
+            g.Node(children=[1, 2], translation=[0, 0, 0.05]),
+            g.Node(mesh=0),
+            g.Node(mesh=1, translation=[0.2, 0, 0], scale=[2, 2, 2]),
+        ],
+        meshes=meshes,
+        materials=mats,
+        accessors=accs,
+        bufferViews=views,
+        buffers=[g.Buffer(byteLength=len(blob))],
+    )
+    gltf.set_binary_blob(bytes(blob))
+    gltf.save_binary(str(path))
+
+
+def test_other_glbs_with_arkit_targets_load(tmp_path):
+    _foreign_glb(tmp_path / "avatar.glb")
+    rig = load_glb(tmp_path / "avatar.glb")
+    assert rig.target_names == ("jawOpen", "eyeBlinkLeft")
+    assert rig.n_vertices == 8 and len(rig.triangles) == 4
+    np.testing.assert_allclose(rig.positions[4], [0.2, 0, 0.05], atol=1e-6)  # node transforms
+    np.testing.assert_allclose(rig.positions[6], [0.4, 0.2, 0.05], atol=1e-6)
+    np.testing.assert_allclose(rig.colors[:4], [[1, 0, 0]] * 4)  # material colour baked in
+    jaw = rig.target("jawOpen")
+    np.testing.assert_allclose(jaw[:4], [[0, -0.01, 0]] * 4, atol=1e-7)
+    np.testing.assert_allclose(jaw[4:], [[0.06, 0, 0]] * 4, atol=1e-7)  # scaled by the node
+    np.testing.assert_allclose(rig.target("eyeBlinkLeft")[:4], 0)  # mesh 0 lacks it
+    from audio2anim.face.renderer import Camera, Renderer
+
+    with Renderer(rig, 64, camera=Camera(target=(0.2, 0.1, 0.05), distance=1.0)) as r:
+        a, b = r.render(), r.render({"jawOpen": 1.0})
+    assert (a != b).any()
+
+
+def test_contact_sheet_is_in_the_docs():
+    from pathlib import Path
+
+    from PIL import Image
+
+    sheet = Path(__file__).resolve().parents[1] / "docs" / "face-contact-sheet.png"
+    with Image.open(sheet) as img:  # neutral + 52 shapes: 8 columns x 7 rows of 200x222 tiles
+        assert img.size == (1600, 7 * 222)

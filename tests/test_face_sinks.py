@@ -58,3 +58,48 @@ def test_speaker_ring_delays_and_drops_oldest():
     ring.pull(out)
     assert ring.dropped == 4  # 12 queued, 8 kept: 3, 4, 10, 11 dropped
     np.testing.assert_array_equal(out, [*range(12, 20), 0, 0])
+
+
+def test_browser_sink_serves_page_assets_and_streams_to_every_client():
+    import asyncio
+    import json
+
+    import aiohttp
+
+    from audio2anim.sinks.browser import THREE_DIR, BrowserSink
+    from audio2anim.streams import Params
+
+    if not THREE_DIR.exists():
+        pytest.skip("three.js not installed (npm ci in audio2anim/sinks/viewer)")
+
+    async def scenario():
+        sink = BrowserSink(BrowserSink.Params(port=0))
+        await sink.setup()
+        try:
+            async with aiohttp.ClientSession() as http:
+                for path in ("", "viewer.js", "face.glb", "three/build/three.module.js"):
+                    async with http.get(sink.url + path) as resp:
+                        assert resp.status == 200, path
+                        assert len(await resp.read()) > 100
+                sockets = [await http.ws_connect(sink.url + "ws") for _ in range(2)]
+                while len(sink.server.clients) < 2:
+                    await asyncio.sleep(0.01)
+                params = Params(
+                    np.array([[0.5, 0.1]], np.float32), ("jawOpen", "eyeBlinkLeft"), 50.0
+                )
+                await sink.process("in", Packet(params, 1.25))
+                for ws in sockets:
+                    msg = json.loads((await ws.receive(timeout=5)).data)
+                    assert msg["type"] == "params" and msg["t"] == 1.25
+                    assert msg["names"] == ["jawOpen", "eyeBlinkLeft"] and msg["values"] == [
+                        [0.5, 0.1]
+                    ]
+                    await ws.close()
+            # a second sink on the same port is one clear error
+            other = BrowserSink(BrowserSink.Params(port=int(sink.url.rsplit(":", 1)[1].strip("/"))))
+            with pytest.raises(OSError, match="cannot listen"):
+                await other.setup()
+        finally:
+            await sink.close()
+
+    asyncio.run(scenario())

@@ -39,7 +39,7 @@ LID_UP_R = EYE_R + 0.0017
 LID_LOW_R = EYE_R + 0.0011
 MOUND_R = LID_UP_R + 0.0005  # skin over the eyeball: the lids at rest, hiding the lid shells
 # the almond eye outline, as elevation limits (radians) over azimuth around the eye centre
-ALPHA_C, BETA_UP, BETA_LOW = 0.98, 0.40, -0.38
+ALPHA_C, BETA_UP, BETA_LOW = 0.98, 0.44, -0.39
 HOLE_UP, HOLE_LOW = 0.14, 0.09  # how far the skin opening exceeds the lids' rest edges
 
 
@@ -68,7 +68,7 @@ MOUTH_Y = -0.047  # lip line height at the centre
 MOUTH_HALF_W = 0.024  # lip line half width (x)
 
 SKIN = 0
-TUBE, TEETH_UP, TEETH_LOW, TONGUE, EYE_L, EYE_R_PART, LID_L, LID_R, BROW = range(1, 10)
+TUBE, TEETH_UP, TEETH_LOW, TONGUE, EYE_L, EYE_R_PART, LID_L, LID_R, BROW, HAIR = range(1, 11)
 
 
 def _srgb(*c: float) -> np.ndarray:
@@ -117,17 +117,17 @@ def _capsule(p, a, b, r):
 def head_sdf(p: np.ndarray) -> np.ndarray:
     """Signed distance (approximate, metres) to the skin surface; negative inside."""
     d = _ellipsoid(p, (0, 0.028, -0.008), (0.071, 0.092, 0.088))  # cranium
-    d = _smin(d, _ellipsoid(p, (0, -0.030, 0.020), (0.057, 0.056, 0.066)), 0.025)  # jaw mass
-    d = _smin(d, _ellipsoid(p, (0, -0.073, 0.052), (0.026, 0.019, 0.026)), 0.018)  # chin
+    d = _smin(d, _ellipsoid(p, (0, -0.030, 0.020), (0.058, 0.055, 0.066)), 0.025)  # jaw mass
+    d = _smin(d, _ellipsoid(p, (0, -0.071, 0.052), (0.026, 0.019, 0.026)), 0.018)  # chin
     d = _smin(d, _ellipsoid(p, (0, -0.040, 0.066), (0.030, 0.023, 0.024)), 0.016)  # muzzle
     for sx in (1, -1):
-        d = _smin(d, _ellipsoid(p, (sx * 0.034, -0.012, 0.055), (0.026, 0.024, 0.026)), 0.016)
-        d = _smin(d, _ellipsoid(p, (sx * 0.072, 0.004, -0.006), (0.010, 0.026, 0.016)), 0.008)
+        d = _smin(d, _ellipsoid(p, (sx * 0.035, -0.010, 0.051), (0.026, 0.024, 0.026)), 0.018)
+        d = _smin(d, _ellipsoid(p, (sx * 0.071, 0.006, -0.006), (0.010, 0.024, 0.016)), 0.012)
         d = _smin(d, _ellipsoid(p, (sx * 0.011, -0.015, 0.088), (0.0085, 0.0075, 0.0085)), 0.010)
     d = _smin(d, _ellipsoid(p, (0, 0.036, 0.064), (0.052, 0.013, 0.020)), 0.014)  # brow ridge
     d = _smin(d, _capsule(p, (0, 0.026, 0.079), (0, -0.008, 0.099), 0.0072), 0.010)  # bridge
     d = _smin(d, _ellipsoid(p, (0, -0.010, 0.097), (0.010, 0.010, 0.010)), 0.007)  # nose tip
-    d = _smin(d, _capsule(p, (0, -0.06, -0.02), (0, -0.22, -0.025), 0.047), 0.02)  # neck
+    d = _smin(d, _capsule(p, (0, -0.06, -0.02), (0, -0.22, -0.025), 0.047), 0.022)  # neck
     for sx in (1, -1):
         e = EYE_C * [sx, 1, 1]
         d = _smin(d, np.linalg.norm(p - e, axis=-1) - MOUND_R, 0.008)
@@ -160,6 +160,11 @@ def _warped(n: int, lo: float, hi: float, density, endpoint: bool = True) -> np.
     cdf /= cdf[-1]
     u = np.linspace(0, 1, n) if endpoint else np.arange(n) / n
     return np.interp(u, cdf, x)
+
+
+def hairline_y(abs_phi):
+    """Height of the hairline at azimuth |phi|: the forehead, above the ears, the nape."""
+    return 0.082 - 0.044 * _smoothstep(0.5, 1.3, abs_phi) - 0.068 * _smoothstep(2.0, 2.8, abs_phi)
 
 
 def _smoothstep(e0, e1, x):
@@ -210,21 +215,23 @@ def _grid_tris(rows: int, cols: int, wrap: bool) -> np.ndarray:
 
 
 def _orient(tris: np.ndarray, pos: np.ndarray, toward_outside) -> np.ndarray:
-    """Flip triangles whose normal does not point along ``toward_outside(centroid)``."""
+    """Flip all of a part's triangles if most face against ``toward_outside(centroid)``.
+
+    Parts are built as grids with consistent winding, so one vote for the whole part is right
+    even where single triangles face inwards (socket walls, the lip contact strip).
+    """
     a, b, c = pos[tris[:, 0]], pos[tris[:, 1]], pos[tris[:, 2]]
     n = np.cross(b - a, c - a)
     want = toward_outside((a + b + c) / 3)
-    flip = np.sum(n * want, axis=1) < 0
-    tris = tris.copy()
-    tris[flip] = tris[flip][:, [0, 2, 1]]
-    return tris
+    votes = np.sign(np.sum(n * want, axis=1)) * np.linalg.norm(n, axis=1)  # area-weighted
+    return tris[:, [0, 2, 1]] if votes.sum() < 0 else tris
 
 
 # --- parts ------------------------------------------------------------------------------------
 
 
 class _Builder:
-    def __init__(self, n_theta: int = 86, n_phi: int = 112) -> None:
+    def __init__(self, n_theta: int = 72, n_phi: int = 88) -> None:
         self.m = _Mesh()
         self.n_theta, self.n_phi = n_theta, n_phi
 
@@ -240,7 +247,7 @@ class _Builder:
             -np.pi / 2,
             np.pi / 2,
             lambda x: (
-                0.25
+                0.5
                 + 2.2 * np.exp(-(((x + 0.15) / 0.55) ** 2))
                 + 2.0 * np.exp(-(((x - 0.25) / 0.12) ** 2))
                 + 2.5 * np.exp(-(((x - theta_m) / 0.13) ** 2))
@@ -252,7 +259,7 @@ class _Builder:
             -np.pi,
             np.pi,
             lambda x: (
-                0.2
+                0.35
                 + 2.0 * np.exp(-((x / 0.8) ** 2))
                 + 1.5 * np.exp(-((x / 0.32) ** 2))
                 + 1.0 * np.exp(-(((np.abs(x) - 0.42) / 0.15) ** 2))
@@ -269,26 +276,42 @@ class _Builder:
         u = ph / phi_w
         v = th - theta_m
         lip_prof = np.clip(1 - u**2, 0, 1) ** 0.6
-        up_h = 0.07 * np.clip(1 - u**2, 0, 1) ** 0.45 * (1 - 0.22 * np.exp(-((u / 0.14) ** 2)))
-        low_h = 0.095 * np.clip(1 - u**2, 0, 1) ** 0.55
         bump_up = np.exp(-(((v - 0.035) / 0.04) ** 2)) * (v > -0.02)
         bump_low = np.exp(-(((v + 0.045) / 0.05) ** 2)) * (v < 0.02)
         r = r + 0.0030 * lip_prof * bump_up + 0.0036 * lip_prof * bump_low
         crease = np.exp(-((u / 1.08) ** 8)) * np.exp(-((v / 0.018) ** 2))
         r = r - 0.0030 * crease
-        # hair cap: a slight bulge above a hairline that drops at the sides and back
+        # hair: a colour above a hairline that drops at the sides and back
         pos = RAY_ORIGIN + r[..., None] * _direction(th, ph)
         aphi = np.abs(ph)
-        hair_y = 0.082 - 0.062 * _smoothstep(0.45, 1.25, aphi) - 0.05 * _smoothstep(1.7, 2.6, aphi)
-        hair = _smoothstep(-0.008, 0.010, pos[..., 1] - hair_y)
+        # averaged over each vertex's grid cell (4x4 samples), so the colour blends across
+        # whole cells and the hairline shows no stair steps where it crosses the coarse rows
+        d_th = np.gradient(theta)[:, None]
+        d_ph = np.gradient(phi)[None, :]
+        hair = np.zeros_like(r)
+        offsets = (np.arange(4) - 1.5) / 4
+        for a in offsets:
+            for b_ in offsets:
+                ths, phs = th + a * d_th, ph + b_ * d_ph
+                ps = RAY_ORIGIN + r[..., None] * _direction(ths, phs)
+                ap = np.abs(phs)
+                hy = hairline_y(ap) - 0.004  # tucked under the hair cap's edge
+                hair += _smoothstep(-0.004, 0.004, ps[..., 1] - hy) / 16
         hair *= 1 - _smoothstep(0.0, 0.01, np.abs(pos[..., 0]) - 0.068) * (aphi < 1.7)  # ears
-        r = r + 0.0025 * hair
-        pos = RAY_ORIGIN + r[..., None] * _direction(th, ph)
 
-        in_mouth = np.abs(u) < 1
-        lip_up = _smoothstep(0.012, -0.004, v - up_h) * (v >= 0) * in_mouth
-        lip_low = _smoothstep(0.012, -0.004, -v - low_h) * (v <= 0) * in_mouth
-        lip = np.clip(lip_up + lip_low, 0, 1)[..., None]
+        lip = np.zeros_like(r)  # lip colour, averaged over each vertex's cell like the hair
+        for a in offsets:
+            for b_ in offsets:
+                us = (ph + b_ * d_ph) / phi_w
+                vs = th + a * d_th - theta_m
+                prof = np.clip(1 - us**2, 0, 1)
+                top = 0.07 * prof**0.45 * (1 - 0.22 * np.exp(-((us / 0.14) ** 2)))
+                bottom = 0.095 * prof**0.55
+                inside = (np.abs(us) < 1) & (vs <= top) & (vs >= -bottom)
+                lip += inside / 16
+        # the lip line row itself belongs to both lips
+        lip[int(np.argmin(np.abs(theta - theta_m))), np.abs(phi) < phi_w] = 1.0
+        lip = lip[..., None]
         col = COL_SKIN * (1 - lip) + COL_LIP * lip
         col = col * (1 - hair[..., None]) + COL_HAIR * hair[..., None]
 
@@ -378,10 +401,10 @@ class _Builder:
         sphere_pos, sphere_tris = _uv_sphere(4, 8)
         boxy = np.sign(sphere_pos) * np.abs(sphere_pos) ** 0.45  # a rounded box
         for upper in (True, False):
-            # upper incisal edges 2 mm below the lip line (seen when the jaw opens), lower teeth
+            # upper incisal edges 3.6 mm below the lip line (seen when the jaw opens), lower teeth
             # behind them (overbite) with their tops just above the line
             half, h = (0.0205, 0.0095) if upper else (0.0175, 0.0075)
-            y = MOUTH_Y - 0.0022 + h / 2 if upper else MOUTH_Y + 0.0005 - h / 2
+            y = MOUTH_Y - 0.0036 + h / 2 if upper else MOUTH_Y + 0.0005 - h / 2
             w = 2 * half / 9 * 0.92  # 10 teeth per row, small gaps
             for x in np.linspace(-half, half, 10):
                 z = zf - (0.0065 if upper else 0.0095) - 11.0 * x * x  # parabolic arch
@@ -467,10 +490,10 @@ class _Builder:
                     colors.append(np.tile(COL_LIP * 0.8, (n_c, 1)))
                 else:
                     colors.append(np.tile(COL_SKIN, (n_c, 1)))
-        tris = _grid_tris(n_r, n_c, wrap=False)
-        tris = np.concatenate([tris, tris + n_r * n_c])
+        grid = _grid_tris(n_r, n_c, wrap=False)
         c = EYE_C * [side, 1, 1]
-        tris = _orient(tris, p, lambda cc: cc - c)
+        # the two lids run in opposite directions (edge to top, edge to bottom): orient each
+        tris = np.concatenate([_orient(grid + k * n_r * n_c, p, lambda cc: cc - c) for k in (0, 1)])
         base = m.add(p, np.concatenate(colors), tris, part)
         return base
 
@@ -478,7 +501,7 @@ class _Builder:
     def brow_positions(self, side, lift_inner=0.0, lift_outer=0.0, down=0.0):
         t = np.linspace(0, 1, 16)
         x = 0.010 + 0.041 * t
-        y = 0.030 + 0.008 * np.sin(np.pi * t**0.7) - 0.004 * t
+        y = 0.031 + 0.0055 * np.sin(np.pi * t**0.7) - 0.003 * t
         thick = 0.0075 * (1 - t) + 0.0028 * t
         rows = []
         for off, lift in ((0.5, 0.0009), (0.0, 0.0016), (-0.5, 0.0009)):
@@ -488,6 +511,29 @@ class _Builder:
             r = _ray_hits(d)
             rows.append(RAY_ORIGIN + (r + lift)[:, None] * d)
         return np.concatenate(rows)
+
+    def hair(self) -> None:
+        """A cap over the skull: its edge follows the hairline exactly (dense along azimuth),
+        so the hairline is a clean curve; it stands 2.5 mm off the skin, tapering at the edge."""
+        n_c, n_r = 120, 14
+        phi = np.linspace(-np.pi, np.pi, n_c, endpoint=False)
+        target_y = hairline_y(np.abs(phi))
+        lo, hi = np.full(n_c, -0.9), np.full(n_c, 1.5)
+        for _ in range(16):  # the elevation where the skin reaches the hairline, per column
+            mid = 0.5 * (lo + hi)
+            d = _direction(mid, phi)
+            y = RAY_ORIGIN[1] + _ray_hits(d) * d[:, 1]
+            lo, hi = np.where(y < target_y, mid, lo), np.where(y < target_y, hi, mid)
+        edge = 0.5 * (lo + hi)
+        f = np.linspace(0, 1, n_r)[:, None] ** 1.3
+        th = edge[None, :] + f * (np.pi / 2 - 0.02 - edge[None, :])
+        ph = np.broadcast_to(phi, th.shape)
+        d = _direction(th, ph).reshape(-1, 3)
+        lift = np.broadcast_to(0.0006 + 0.003 * _smoothstep(0, 0.3, f), th.shape).reshape(-1)
+        pos = RAY_ORIGIN + (_ray_hits(d) + lift)[:, None] * d
+        tris = _grid_tris(n_r, n_c, wrap=True)
+        tris = _orient(tris, pos, lambda c: c - RAY_ORIGIN)
+        self.m.add(pos, COL_HAIR, tris, HAIR)
 
     def brows(self) -> None:
         for side in (1, -1):
@@ -526,6 +572,7 @@ def build_rig() -> Rig:
     b.mouth()
     b.eyes()
     b.brows()
+    b.hair()
     m = b.m
     P = np.concatenate(m.pos)
     part = np.concatenate(m.part)
@@ -554,7 +601,7 @@ def build_rig() -> Rig:
     for prt in (EYE_L, EYE_R_PART, LID_L, LID_R, BROW):
         jaw[part == prt] = 0.0
     lower = 1.0 - upper
-    soft = np.isin(part, (SKIN, TUBE, LID_L, LID_R, BROW))  # moved by skin fields
+    soft = np.isin(part, (SKIN, TUBE, LID_L, LID_R, BROW, HAIR))  # moved by skin fields
 
     zf = b.mouth_front_z
     M = np.array([0.0, MOUTH_Y, zf])
@@ -596,10 +643,12 @@ def build_rig() -> Rig:
     close_low = lower * zm * np.exp(-((np.maximum(-dy, 0) / 0.02) ** 2))
     close_up = upper * zm * np.exp(-((np.maximum(dy, 0) / 0.01) ** 2))
     T["mouthClose"] = (-0.62 * close_low + 0.38 * close_up)[:, None] * full_jaw
-    T["mouthFunnel"] = mouth_all[:, None] * np.stack(
-        [-0.32 * x, np.zeros(n), np.full(n, 0.006)], 1
-    ) + (edge * open_prof)[:, None] * np.stack(
-        [np.zeros(n), 0.0045 * upper - 0.0055 * lower, np.full(n, 0.004)], 1
+    # funnel: corners in, lips forward and flared, a round opening (widest at the centre)
+    T["mouthFunnel"] = (
+        mouth_all[:, None] * np.stack([-0.40 * x, np.zeros(n), np.full(n, 0.006)], 1)
+        + (edge * open_prof**2)[:, None]
+        * np.stack([np.zeros(n), 0.0045 * upper - 0.0065 * lower, np.full(n, 0.004)], 1)
+        + ((lip_up - lip_low) * (1 - edge))[:, None] * vec([0, 0.0025, 0.001])
     )
     T["mouthPucker"] = (
         mouth_all[:, None] * np.stack([-0.55 * x, np.zeros(n), np.full(n, 0.011)], 1)

@@ -24,6 +24,7 @@ def add_commands(subparsers) -> None:
     r.add_argument("--fps", type=float, help="frame rate (default: from the CSV; Live Link 60)")
     r.add_argument("--glb", type=Path, help="rig with ARKit-named morph targets (default: ours)")
     r.add_argument("--background", default="#292e38", help="background colour #rrggbb")
+    r.add_argument("--msaa", type=int, default=4, help="multisamples per pixel (1 = off)")
     r.set_defaults(func=render_command)
 
     face = subparsers.add_parser("face", help="face rig tools")
@@ -68,12 +69,14 @@ def render_command(args: argparse.Namespace) -> int:
     try:
         if audio is not None:
             writer.add_audio(audio, 0.0, int(rate))
-        with Renderer(rig, args.size, background=background) as renderer:
+        with Renderer(rig, args.size, background=background, msaa=args.msaa) as renderer:
             chunk = max(1, int(fps))
-            for start in tqdm(range(0, len(values), chunk), desc="render", unit="s"):
-                block = values[start : start + chunk]
-                frames = renderer.render_sequence(block, names)
-                writer.add_frames(frames, start / fps, fps)
+            with tqdm(total=len(values), desc="render", unit="frame") as bar:
+                for start in range(0, len(values), chunk):
+                    block = values[start : start + chunk]
+                    frames = renderer.render_sequence(block, names)
+                    writer.add_frames(frames, start / fps, fps)
+                    bar.update(len(block))
     finally:
         writer.close()
     dur = len(values) / fps

@@ -72,8 +72,8 @@ class Rig:
         nz = np.flatnonzero(w)
         if len(nz) == 0:
             return self.positions.copy(), self.normals.copy()
-        pos = self.positions + np.tensordot(w[nz], self.target_positions[nz], axes=1)
-        nrm = self.normals + np.tensordot(w[nz], self.target_normals[nz], axes=1)
+        pos = self.positions + np.einsum("t,tvc->vc", w[nz], self.target_positions[nz])
+        nrm = self.normals + np.einsum("t,tvc->vc", w[nz], self.target_normals[nz])
         return pos.astype(np.float32), nrm.astype(np.float32)
 
 

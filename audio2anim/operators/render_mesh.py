@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field, field_validator
@@ -56,10 +57,17 @@ class RenderMeshParams(OperatorParams):
     pitch: float = Field(0.0, description="camera pitch (degrees, + = from above)")
     fov: float = Field(24.0, gt=1, lt=170, description="vertical field of view (degrees)")
     background: str = Field("#292e38", description="background colour #rrggbb")
-    msaa: int = Field(4, ge=1, le=16, description="multisamples per pixel (1 = off, fastest)")
+    msaa: int = Field(1, ge=1, le=16, description="multisamples per pixel (1 = off, fastest)")
     max_lag_s: float | None = Field(
         None, gt=0, description="live: render only the newest row of blocks older than this"
     )
+
+    @field_validator("glb")
+    @classmethod
+    def _glb_exists(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"glb {v!r}: no such file")
+        return v
 
     @field_validator("background")
     @classmethod

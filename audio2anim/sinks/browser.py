@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .. import streams
 from ..graph.operator import Operator, OperatorParams, Port
@@ -51,6 +51,13 @@ class BrowserParams(OperatorParams):
     port: int = Field(8765, ge=0, le=65535, description="HTTP/WebSocket port (0 = any free)")
     glb: str | None = Field(None, description="rig GLB to show; default: ours")
     audio: bool = Field(True, description="send the audio for the page to play")
+
+    @field_validator("glb")
+    @classmethod
+    def _glb_exists(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"glb {v!r}: no such file")
+        return v
 
 
 class ViewerServer:

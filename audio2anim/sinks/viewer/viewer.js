@@ -9,7 +9,7 @@ const PLAYOUT_DELAY = 0.12;
 // Oculus/Meta 15-class viseme set, in the order of audio2anim's Visemes ids
 const VISEMES = ["sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou"];
 
-const state = { ready: false, frames: 0, applied: 0, t: null, weights: {} };
+const state = { ready: false, frames: 0, applied: 0, t: null, weights: {}, audioScheduled: 0 };
 window.viewerState = state;  // read by tests and for debugging
 
 const canvas = document.getElementById("view");
@@ -111,6 +111,7 @@ function onAudio(buf) {
   src.buffer = buffer;
   src.connect(audioCtx.destination);
   src.start(when);
+  state.audioScheduled += 1;
 }
 
 function applyDue() {

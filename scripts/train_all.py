@@ -68,7 +68,7 @@ def main() -> int:
     ap.add_argument("--data", help="training-data export directory")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--minutes", type=float, default=6.5, help="total training-loop budget")
+    ap.add_argument("--minutes", type=float, default=6.0, help="total training-loop budget")
     ap.add_argument("--only", help="comma-separated subset of models (in the fixed order)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", default="full", choices=("full", "tiny"))

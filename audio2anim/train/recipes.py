@@ -479,6 +479,11 @@ def train_wav2vec2(data: TrainingData, opts: TrainOptions):
     return front.cpu(), sidecar, hist
 
 
+# (frontend dir, its weights' mtime, device) -> {utterance id: features}; lets the three w2v
+# predictors of one process (scripts/train_all.py) share one feature extraction
+_FEATURE_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
+
+
 def w2v_features(frontend_dir: str, utts: list[Utterance], device) -> tuple[list[np.ndarray], dict]:
     """Per-utterance features of a wav2vec2 checkpoint (streaming/chunked attention)."""
     from tqdm import tqdm
@@ -486,11 +491,16 @@ def w2v_features(frontend_dir: str, utts: list[Utterance], device) -> tuple[list
     from audio2anim.models.wav2vec import load_wav2vec2
 
     front = load_wav2vec2(frontend_dir, device=str(device))
+    weights = Path(frontend_dir) / "model.safetensors"
+    key = (str(Path(frontend_dir).resolve()), weights.stat().st_mtime_ns, str(device), front.feature)
+    cache = _FEATURE_CACHE.setdefault(key, {})
     feats = []
     with torch.no_grad():
         for u in tqdm(utts, desc="wav2vec2 features", unit="utt", leave=False, mininterval=2.0):
-            x = torch.as_tensor(u.audio, device=device)[None]
-            feats.append(front.features_torch(x)[0].cpu().numpy())
+            if u.id not in cache:
+                x = torch.as_tensor(u.audio, device=device)[None]
+                cache[u.id] = front.features_torch(x)[0].cpu().numpy()
+            feats.append(cache[u.id])
     info = {
         "checkpoint": str(frontend_dir),
         "feature": front.feature,

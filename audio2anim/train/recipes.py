@@ -492,7 +492,12 @@ def w2v_features(frontend_dir: str, utts: list[Utterance], device) -> tuple[list
 
     front = load_wav2vec2(frontend_dir, device=str(device))
     weights = Path(frontend_dir) / "model.safetensors"
-    key = (str(Path(frontend_dir).resolve()), weights.stat().st_mtime_ns, str(device), front.feature)
+    key = (
+        str(Path(frontend_dir).resolve()),
+        weights.stat().st_mtime_ns,
+        str(device),
+        front.feature,
+    )
     cache = _FEATURE_CACHE.setdefault(key, {})
     feats = []
     with torch.no_grad():

@@ -11,12 +11,13 @@ APT_PACKAGES=(
   libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri               # headless OpenGL (EGL + llvmpipe)
   libportaudio2                                             # microphone / speaker (sounddevice)
   chromium                                                  # browser viewer tests (headless)
-  nodejs npm                                                # three.js for the browser viewer
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# npm installs three.js for the browser viewer; a machine's own Node.js (which bundles npm) is fine
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq

@@ -13,6 +13,8 @@ import sys
 
 COMMAND_MODULES = [
     "audio2anim.graph.cli",
+    "audio2anim.sources.cli",
+    "audio2anim.data.cli",
     "audio2anim.train.cli",
 ]
 

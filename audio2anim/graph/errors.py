@@ -11,4 +11,5 @@ class OperatorError(Exception):
     def __init__(self, node: str, cause: BaseException) -> None:
         self.node = node
         self.cause = cause
+        self.report = None  # the run's RunReport, attached by the runner
         super().__init__(f"node '{node}' failed: {type(cause).__name__}: {cause}")

@@ -78,6 +78,10 @@ class Operator:
         """Algorithmic latency in seconds (lookahead the operator waits for). Default 0."""
         return 0.0
 
+    def counters(self) -> dict[str, int]:
+        """Events only the operator can see (e.g. device overruns), for the run report."""
+        return {}
+
 
 class Source(Operator):
     """An operator with no inputs that produces packets from the outside world."""

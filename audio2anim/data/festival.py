@@ -1,0 +1,107 @@
+"""Festival's English voices as a second TTS engine, with the synthesizer's own segment times.
+
+Festival is driven in batch mode (``festival -b script.scm``): the script selects a voice,
+synthesizes the text, and saves the waveform (``utt.save.wave``) and the Segment relation
+(``utt.save.segs``: one ``end_time 100 phone`` line per segment). Festival's English voices use
+the lower-case "radio" ARPAbet phoneset (``pau`` for silence), which we upper-case to ARPAbet.
+
+Voices (Debian packages): ``kal`` (festvox-kallpc16k, US male diphone), ``ked``
+(festvox-kdlpc16k, US male diphone), ``slt`` (festvox-us-slt-hts, US female HTS).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .corpus import PhoneSegment
+
+VOICES: dict[str, str] = {
+    "kal": "voice_kal_diphone",
+    "ked": "voice_ked_diphone",
+    "slt": "voice_cmu_us_slt_arctic_hts",
+}
+_SILENCE = {"pau", "h#", "sil", "#"}
+
+
+def available() -> bool:
+    """True if the ``festival`` binary is on PATH."""
+    return shutil.which("festival") is not None
+
+
+def _scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def parse_segs(text: str, duration: float, where: str = "<segs>") -> list[PhoneSegment]:
+    """``utt.save.segs`` output → contiguous ARPAbet segments covering [0, duration]."""
+    ends: list[tuple[float, str]] = []
+    body = text.split("#", 1)[1] if "#" in text else text
+    for line in body.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        try:
+            end = float(parts[0])
+        except ValueError:
+            raise ValueError(f"{where}: bad segment line {line!r}") from None
+        ends.append((end, parts[2]))
+    segments: list[PhoneSegment] = []
+    prev = 0.0
+    for end, phone in ends:
+        end = min(end, duration)
+        if end <= prev:
+            continue
+        symbol = "sil" if phone.lower() in _SILENCE else phone.upper()
+        if segments and symbol == "sil" and segments[-1].phone == "sil":
+            segments[-1] = PhoneSegment(segments[-1].start, end, "sil")
+        else:
+            segments.append(PhoneSegment(prev, end, symbol))
+        prev = end
+    if prev < duration:
+        if segments and segments[-1].phone == "sil":
+            segments[-1] = PhoneSegment(segments[-1].start, duration, "sil")
+        else:
+            segments.append(PhoneSegment(prev, duration, "sil"))
+    return segments
+
+
+def synth(
+    text: str, voice: str = "kal", duration_stretch: float = 1.0
+) -> tuple[np.ndarray, int, list[PhoneSegment]]:
+    """Speak ``text`` with a Festival voice → (float32 samples, rate, ARPAbet segments).
+
+    ``duration_stretch`` > 1 speaks slower (Festival's ``Duration_Stretch`` parameter).
+    """
+    import soundfile as sf
+
+    if voice not in VOICES:
+        raise ValueError(f"festival: unknown voice {voice!r} (known: {', '.join(VOICES)})")
+    if not available():
+        raise RuntimeError("festival not found: install the Debian package festival (setup.sh)")
+    with tempfile.TemporaryDirectory(prefix="a2a-festival-") as tmp:
+        wav, segs, script = Path(tmp) / "out.wav", Path(tmp) / "out.segs", Path(tmp) / "in.scm"
+        script.write_text(
+            f"({VOICES[voice]})\n"
+            f"(Parameter.set 'Duration_Stretch {float(duration_stretch):.3f})\n"
+            f"(set! utt (Utterance Text {_scheme_string(text)}))\n"
+            "(utt.synth utt)\n"
+            f"(utt.save.wave utt {_scheme_string(str(wav))} 'riff)\n"
+            f"(utt.save.segs utt {_scheme_string(str(segs))})\n"
+        )
+        proc = subprocess.run(
+            ["festival", "-b", str(script)], capture_output=True, text=True, timeout=120
+        )
+        if proc.returncode != 0 or not wav.exists() or not segs.exists():
+            raise RuntimeError(
+                f"festival ({voice}) failed for {text!r}: {proc.stderr.strip()[-300:]}"
+            )
+        audio, rate = sf.read(wav, dtype="float32")
+        if audio.ndim > 1:
+            audio = audio.mean(axis=1)
+        segments = parse_segs(segs.read_text(), len(audio) / rate, str(segs))
+    return audio, int(rate), segments

@@ -1,0 +1,75 @@
+"""Prometheus metrics of one graph run, plus exact percentiles for the end-of-run summary.
+
+Each `GraphMetrics` owns its metric families in a `CollectorRegistry` (its own, or one shared by
+several graphs in a process: every series carries the ``graph`` label), so nothing here is
+module-level state. Names and labels are those of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import random
+from array import array
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# DESIGN.md: buckets cover 1 ms ... 2 s; operator time also gets sub-millisecond buckets, since
+# most operators take microseconds per packet.
+E2E_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.5, 1.0, 2.0)
+OP_BUCKETS = (1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4) + E2E_BUCKETS
+
+
+class Samples:
+    """Durations kept for exact percentiles; a uniform reservoir past ``cap`` samples."""
+
+    def __init__(self, cap: int = 200_000, seed: int = 0) -> None:
+        self.values = array("d")
+        self.count = 0
+        self.cap = cap
+        self._rng = random.Random(seed)
+
+    def add(self, v: float) -> None:
+        self.count += 1
+        if len(self.values) < self.cap:
+            self.values.append(v)
+        else:
+            j = self._rng.randrange(self.count)
+            if j < self.cap:
+                self.values[j] = v
+
+    def percentile(self, q: float) -> float | None:
+        if not self.values:
+            return None
+        return float(np.percentile(np.frombuffer(self.values, dtype=np.float64), q))
+
+
+class GraphMetrics:
+    """The metric families of one registry; `bind_*` returns per-series children."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.e2e = Histogram(
+            "audio2anim_e2e_latency_seconds",
+            "End-to-end latency at a sink: now minus capture time of the newest audio used",
+            ["graph", "sink"], buckets=E2E_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.op_time = Histogram(
+            "audio2anim_operator_seconds", "Time an operator spends per packet",
+            ["graph", "node"], buckets=OP_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.depth = Gauge(
+            "audio2anim_queue_depth", "Packets waiting on an edge", ["graph", "edge"], registry=r
+        )
+        self.dropped = Counter(
+            "audio2anim_dropped",
+            "Packets dropped by an edge's policy",
+            ["graph", "edge"],
+            registry=r,
+        )
+        self.packets = Counter(
+            "audio2anim_packets", "Packets processed by a node", ["graph", "node"], registry=r
+        )
+        self.errors = Counter(
+            "audio2anim_errors", "Operator failures", ["graph", "node"], registry=r
+        )

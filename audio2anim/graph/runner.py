@@ -1,0 +1,468 @@
+"""The runner: runs a validated `Graph` as asyncio tasks joined by bounded queues.
+
+It owns everything operators don't: queues and their policies, the capture-time clock,
+end-of-stream, metrics, the thread pool for CPU-heavy operators, errors and shutdown.
+
+- One task per node. A node with several inputs takes, among the packets waiting, the one with
+  the smallest media time, so fan-in sees its streams in time order.
+- Every edge is a bounded FIFO with a policy: ``block`` (the producer waits: backpressure, nothing
+  lost), ``drop_oldest`` / ``drop_newest`` (the producer never waits; each drop is counted).
+  End-of-stream is never dropped.
+- Outputs get the capture time of the newest input packet the node had consumed when it emitted
+  them (sources: the time the packet entered the graph), unless the operator set one.
+- Stop (Ctrl-C, SIGTERM, `Runner.stop()`): sources are cancelled and end their streams; what is
+  in flight drains to the sinks; then every operator's ``close()`` runs.
+- An operator exception stops the graph the same way: the failed node ends its outputs (so the
+  sinks downstream finalize what they already have), upstream packets addressed to it are
+  discarded, and `run()` raises `OperatorError` naming the node once everything is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import math
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from .errors import OperatorError
+from .metrics import GraphMetrics, Samples
+from .operator import Operator, Source
+from .packets import EndOfStream, Packet
+from .spec import Edge as EdgeSpec
+from .spec import Graph
+
+DRAIN_TIMEOUT_S = 10.0  # after a stop or an error, how long in-flight work may take to drain
+
+
+class Queue:
+    """One edge: a bounded FIFO with a policy; the consumer node is woken on every put."""
+
+    __slots__ = ("spec", "label", "items", "size", "policy", "wake", "not_full", "closed",
+                 "dropped", "_drop_counter", "max_depth")  # fmt: skip
+
+    def __init__(self, spec: EdgeSpec, wake: asyncio.Event, drop_counter) -> None:
+        self.spec = spec
+        self.label = spec.label
+        self.items: deque = deque()
+        self.size = spec.size
+        self.policy = spec.policy
+        self.wake = wake
+        self.not_full = asyncio.Event()
+        self.not_full.set()
+        self.closed = False  # consumer failed: discard what arrives
+        self.dropped = 0
+        self._drop_counter = drop_counter
+        self.max_depth = 0
+
+    async def put(self, item: Packet | EndOfStream) -> None:
+        if self.closed:
+            return
+        items = self.items
+        if not isinstance(item, EndOfStream) and len(items) >= self.size:
+            if self.policy == "block":
+                while len(items) >= self.size and not self.closed:
+                    self.not_full.clear()
+                    await self.not_full.wait()
+                if self.closed:
+                    return
+            elif self.policy == "drop_oldest":
+                # never drop a queued end-of-stream: it is the last item, so the oldest is data
+                items.popleft()
+                self._drop()
+            else:  # drop_newest
+                self._drop()
+                return
+        items.append(item)
+        if len(items) > self.max_depth and not isinstance(item, EndOfStream):
+            self.max_depth = len(items)
+        self.wake.set()
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        self._drop_counter.inc()
+
+    def pop(self) -> Packet | EndOfStream:
+        item = self.items.popleft()
+        self.not_full.set()
+        return item
+
+    def close(self) -> None:
+        self.closed = True
+        self.items.clear()
+        self.not_full.set()
+
+
+@dataclass
+class NodeState:
+    name: str
+    op: Operator
+    inputs: list[tuple[str, Queue]] = field(default_factory=list)
+    outputs: dict[str, list[Queue]] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    latest_capture: float = math.nan
+    times: Samples = field(default_factory=Samples)
+    e2e: Samples | None = None  # sinks only
+    packets: int = 0
+    pump: asyncio.Task | None = None  # sources only: the task iterating packets()
+    failed: bool = False
+
+
+@dataclass
+class RunReport:
+    graph: str
+    duration_s: float
+    nodes: dict[str, dict[str, Any]]
+    sinks: dict[str, dict[str, Any]]
+    edges: dict[str, dict[str, Any]]
+    stopped: str  # "eos", "stop" or "error"
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "graph": self.graph, "duration_s": self.duration_s, "stopped": self.stopped,
+            "error": self.error, "nodes": self.nodes, "sinks": self.sinks, "edges": self.edges,
+        }  # fmt: skip
+
+    def table(self) -> str:
+        """The human-readable end-of-run summary."""
+
+        def ms(v):
+            return "-" if v is None else f"{v:.3f}"
+
+        lines = [f"graph '{self.graph}': {self.duration_s:.2f} s, ended by {self.stopped}"]
+        lines.append(
+            f"  {'node':<16}{'op':<22}{'packets':>9}{'p50 ms':>10}{'p99 ms':>10}{'lookahead ms':>14}"
+        )
+        for n, d in self.nodes.items():
+            lines.append(
+                f"  {n:<16}{d['op']:<22}{d['packets']:>9}{ms(d['p50_ms']):>10}{ms(d['p99_ms']):>10}"
+                f"{d['lookahead_ms']:>14.1f}"
+            )
+        if self.sinks:
+            lines.append(
+                f"  {'sink':<16}{'e2e p50 ms':>12}{'e2e p99 ms':>12}{'algorithmic ms':>16}"
+            )
+            for n, d in self.sinks.items():
+                lines.append(
+                    f"  {n:<16}{ms(d['e2e_p50_ms']):>12}{ms(d['e2e_p99_ms']):>12}"
+                    f"{d['algorithmic_latency_ms']:>16.1f}"
+                )
+        for n, d in self.nodes.items():
+            if any(d["counters"].values()):
+                lines.append(f"  {n}: " + ", ".join(f"{k} {v}" for k, v in d["counters"].items()))
+        drops = {e: d for e, d in self.edges.items() if d["dropped"]}
+        lines.append(
+            "  drops: " + (", ".join(f"{e}: {d['dropped']}" for e, d in drops.items()) or "none")
+        )
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        return "\n".join(lines)
+
+
+class Runner:
+    """Runs one graph. Several runners may share a process, an event loop and one
+    `GraphMetrics` (series are labelled by graph name; give concurrent graphs distinct names)."""
+
+    def __init__(self, graph: Graph, metrics: GraphMetrics | None = None) -> None:
+        self.graph = graph
+        self.metrics = metrics or GraphMetrics()
+        self._stop_reason: str | None = None
+        self._error: OperatorError | None = None
+        self._nodes: dict[str, NodeState] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._started = False
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self.metrics.registry
+
+    def operator(self, node: str) -> Operator:
+        """The operator instance of ``node`` (exists once `run` has started)."""
+        return self._nodes[node].op
+
+    # -- control --------------------------------------------------------------------------
+
+    def stop(self, reason: str = "stop") -> None:
+        """Ask the graph to stop: sources end their streams, in-flight packets drain."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        for st in self._nodes.values():
+            if st.pump is not None and not st.pump.done():
+                st.pump.cancel()
+
+    async def run(self) -> RunReport:
+        """Run to the end of every stream (or a stop); raise `OperatorError` on failure."""
+        if self._started:
+            raise RuntimeError("a Runner runs once; make a new one")
+        self._started = True
+        g = self.graph
+        t0 = time.perf_counter()
+        self._build()
+        needs_thread = any(st.op.executor == "thread" for st in self._nodes.values())
+        if needs_thread:
+            n = sum(st.op.executor == "thread" for st in self._nodes.values())
+            self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"a2a-{g.name}")
+        set_up: list[NodeState] = []
+        tasks: list[asyncio.Task] = []
+        try:
+            for name in g.order:
+                st = self._nodes[name]
+                try:
+                    await self._call(st, st.op.setup)
+                except Exception as e:
+                    self._fail(st, e)
+                    break
+                set_up.append(st)
+            if self._error is None:
+                tasks = [asyncio.ensure_future(self._run_node(self._nodes[n])) for n in g.order]
+                await self._wait(tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for st in set_up:
+                try:
+                    await self._call(st, st.op.close)
+                except Exception as e:
+                    self._fail(st, e)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+        report = self._report(time.perf_counter() - t0)
+        if self._error is not None:
+            self._error.report = report
+            raise self._error
+        return report
+
+    async def _wait(self, tasks: list[asyncio.Task]) -> None:
+        pending = set(tasks)
+        deadline: float | None = None
+        while pending:
+            if deadline is None and self._stop_reason is not None:
+                deadline = time.monotonic() + DRAIN_TIMEOUT_S
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            # wake at least every 0.2 s so a stop requested meanwhile arms the drain deadline
+            done, pending = await asyncio.wait(
+                pending, timeout=0.2 if timeout is None else min(timeout, 0.2),
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+            for t in done:
+                if not t.cancelled() and t.exception() is not None:
+                    raise t.exception()
+            if deadline is not None and time.monotonic() >= deadline and pending:
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                return
+
+    # -- building -------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        g = self.graph
+        for name in g.order:
+            node = g.nodes[name]
+            op = node.op_class(node.params)
+            st = NodeState(name, op)
+            st.outputs = {port: [] for port in node.op_class.outputs}
+            if not node.op_class.outputs:
+                st.e2e = Samples()
+            self._nodes[name] = st
+        for e in g.edges:
+            dst = self._nodes[e.dst]
+            q = Queue(e, dst.wake, self.metrics.dropped.labels(g.name, e.label))
+            self.metrics.depth.labels(g.name, e.label).set_function(lambda q=q: len(q.items))
+            dst.inputs.append((e.dst_port, q))
+            self._nodes[e.src].outputs[e.src_port].append(q)
+
+    # -- node tasks -----------------------------------------------------------------------
+
+    async def _call(self, st: NodeState, fn, *args):
+        if inspect.iscoroutinefunction(fn):
+            return await fn(*args)
+        if st.op.executor == "thread" and self._pool is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        return fn(*args)
+
+    def _fail(self, st: NodeState, e: BaseException) -> None:
+        st.failed = True
+        self.metrics.errors.labels(self.graph.name, st.name).inc()
+        if self._error is None:
+            self._error = OperatorError(st.name, e)
+        for _, q in st.inputs:
+            q.close()
+        self.stop("error")
+
+    async def _emit(self, st: NodeState, outs) -> None:
+        if outs is None:
+            return
+        if isinstance(outs, Packet):
+            outs = (outs,)
+        for out in outs:
+            port, pkt = ("out", out) if isinstance(out, Packet) else out
+            queues = st.outputs.get(port)
+            if queues is None or not isinstance(pkt, Packet):
+                raise TypeError(
+                    f"emitted {type(pkt).__name__} on port '{port}' "
+                    f"(outputs: {', '.join(st.outputs) or 'none'})"
+                )
+            cap = pkt.capture_time
+            pkt = pkt.stamped(st.latest_capture if cap != cap else cap, st.name)
+            for q in queues:
+                await q.put(pkt)
+
+    async def _end_outputs(self, st: NodeState) -> None:
+        eos = EndOfStream(self._stop_reason or "done")
+        for queues in st.outputs.values():
+            for q in queues:
+                await q.put(eos)
+
+    async def _run_node(self, st: NodeState) -> None:
+        try:
+            if isinstance(st.op, Source):
+                await self._run_source(st)
+            else:
+                await self._run_consumer(st)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._fail(st, e)
+        await self._end_outputs(st)
+
+    async def _run_source(self, st: NodeState) -> None:
+        if self._stop_reason is not None:
+            return  # stopped before it started: end the stream at once
+        st.pump = asyncio.ensure_future(self._pump(st))
+        try:
+            await st.pump
+        except asyncio.CancelledError:
+            # a stop cancels the pump only; a cancellation of this task itself propagates
+            if not st.pump.cancelled() or asyncio.current_task().cancelling():
+                raise
+
+    async def _pump(self, st: NodeState) -> None:
+        op: Source = st.op  # type: ignore[assignment]
+        packets = self.metrics.packets.labels(self.graph.name, st.name)
+        agen = op.packets()
+        try:
+            while True:
+                # a source's time per packet is mostly waiting for input: not recorded
+                try:
+                    out = await agen.__anext__()
+                except StopAsyncIteration:
+                    return
+                st.latest_capture = time.monotonic()
+                st.packets += 1
+                packets.inc()
+                await self._emit(st, (out,))
+        finally:
+            with contextlib.suppress(Exception):
+                await agen.aclose()
+
+    async def _run_consumer(self, st: NodeState) -> None:
+        op = st.op
+        g = self.graph.name
+        op_time = self.metrics.op_time.labels(g, st.name)
+        packets = self.metrics.packets.labels(g, st.name)
+        e2e = self.metrics.e2e.labels(g, st.name) if st.e2e is not None else None
+        primary = next(iter(op.inputs), None)
+        is_async = inspect.iscoroutinefunction(op.process)
+        open_inputs = list(st.inputs)
+        while open_inputs:
+            best = None
+            for i, (_, q) in enumerate(open_inputs):
+                if q.items:
+                    head = q.items[0]
+                    key = math.inf if isinstance(head, EndOfStream) else head.media_time
+                    if best is None or key < best[0]:
+                        best = (key, i)
+            if best is None:
+                st.wake.clear()
+                await st.wake.wait()
+                continue
+            port, q = open_inputs[best[1]]
+            item = q.pop()
+            if isinstance(item, EndOfStream):
+                del open_inputs[best[1]]
+                continue
+            cap = item.capture_time
+            if cap == cap and not (cap <= st.latest_capture):
+                st.latest_capture = cap
+            t0 = time.perf_counter()
+            if is_async:
+                outs = await op.process(port, item)
+            elif op.executor == "thread" and self._pool is not None:
+                outs = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, op.process, port, item
+                )
+            else:
+                outs = op.process(port, item)
+            dt = time.perf_counter() - t0
+            st.times.add(dt)
+            op_time.observe(dt)
+            st.packets += 1
+            packets.inc()
+            if e2e is not None and port == primary and cap == cap:
+                lat = time.monotonic() - cap
+                st.e2e.add(lat)
+                e2e.observe(lat)
+            await self._emit(st, outs)
+        await self._emit(st, await self._call(st, op.flush))
+
+    # -- report ---------------------------------------------------------------------------
+
+    def _algorithmic_latency(self) -> dict[str, float]:
+        """Per node: the largest sum of declared lookahead along any path from a source."""
+        acc: dict[str, float] = {}
+        for name in self.graph.order:
+            up = [acc[e.src] for e in self.graph.in_edges(name)]
+            acc[name] = max(up, default=0.0) + float(self._nodes[name].op.latency())
+        return acc
+
+    def _report(self, duration: float) -> RunReport:
+        algo = self._algorithmic_latency()
+
+        def ms(v):
+            return None if v is None else v * 1e3
+
+        nodes = {
+            n: {
+                "op": st.op.name,
+                "packets": st.packets,
+                "p50_ms": ms(st.times.percentile(50)),
+                "p99_ms": ms(st.times.percentile(99)),
+                "lookahead_ms": float(st.op.latency()) * 1e3,
+                "counters": st.op.counters(),
+            }  # fmt: skip
+            for n, st in self._nodes.items()
+        }
+        sinks = {
+            n: {
+                "e2e_p50_ms": ms(st.e2e.percentile(50)),
+                "e2e_p99_ms": ms(st.e2e.percentile(99)),
+                "algorithmic_latency_ms": algo[n] * 1e3,
+            }  # fmt: skip
+            for n, st in self._nodes.items()
+            if st.e2e is not None
+        }
+        edges = {}
+        for st in self._nodes.values():
+            for _, q in st.inputs:
+                edges[q.label] = {
+                    "size": q.size, "policy": q.policy, "dropped": q.dropped,
+                    "max_depth": q.max_depth,
+                }  # fmt: skip
+        stopped = "error" if self._error else (self._stop_reason or "eos")
+        return RunReport(
+            self.graph.name, duration, nodes, sinks, edges, stopped,
+            str(self._error) if self._error else None,
+        )  # fmt: skip
+
+
+async def run_graph(graph: Graph, metrics: GraphMetrics | None = None) -> RunReport:
+    """Run ``graph`` to completion in the current event loop."""
+    return await Runner(graph, metrics).run()

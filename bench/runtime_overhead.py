@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Runtime overhead: throughput and added latency per hop through a chain of pass-through nodes.
+
+For each queue policy and chain length N:
+- throughput: packets/s through the chain with an unpaced source (queues full: backpressure);
+- latency: a source paced at wall-clock rate (queues near empty), e2e latency at the sink;
+  per-hop cost = (e2e with N hops - e2e with 0 hops) / N, at p50 and p99.
+
+    .venv/bin/python bench/runtime_overhead.py [--seconds 2] [--hops 1 4 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from audio2anim.graph.operator import Operator, Port  # noqa: E402
+from audio2anim.graph.registry import register  # noqa: E402
+from audio2anim.graph.runner import Runner  # noqa: E402
+from audio2anim.graph.spec import parse_graph  # noqa: E402
+
+
+@register("bench.identity")
+class Identity(Operator):
+    """Passes every packet on unchanged."""
+
+    inputs = {"in": Port(object)}
+    outputs = {"out": Port(object)}
+
+    def process(self, port, packet):
+        return packet
+
+
+def graph(hops: int, policy: str, realtime: bool, seconds: float, block_ms: float) -> str:
+    nodes = [
+        f"  src: {{op: source.synthetic, params: {{duration_s: {seconds}, block_ms: {block_ms}, rate: 16000, realtime: {str(realtime).lower()}}}}}"
+    ]
+    nodes += [f"  n{i}: {{op: bench.identity}}" for i in range(hops)]
+    nodes.append("  out: {op: sink.null}")
+    chain = " -> ".join(["src", *[f"n{i}" for i in range(hops)], "out"])
+    return (
+        "name: bench\nnodes:\n"
+        + "\n".join(nodes)
+        + f"\nedges: ['{chain}']\nqueues: {{size: 8, policy: {policy}}}\n"
+    )
+
+
+def run(text: str):
+    return asyncio.run(Runner(parse_graph(text)).run())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=2.0, help="paced run length per row")
+    ap.add_argument("--hops", type=int, nargs="+", default=[1, 4, 16])
+    args = ap.parse_args()
+    print(
+        f"{'policy':<12}{'hops':>5}{'pkt/s':>10}{'e2e p50 us':>12}{'e2e p99 us':>12}{'hop p50 us':>12}{'hop p99 us':>12}"
+    )
+    for policy in ("block", "drop_oldest", "drop_newest"):
+        base = run(graph(0, policy, True, args.seconds, 2)).sinks["out"]
+        for hops in args.hops:
+            fast = run(graph(hops, policy, False, 20.0, 1))  # 20 000 packets, unpaced
+            pps = fast.nodes["out"]["packets"] / fast.duration_s
+            paced = run(graph(hops, policy, True, args.seconds, 2)).sinks["out"]
+            p50 = paced["e2e_p50_ms"] * 1e3
+            p99 = paced["e2e_p99_ms"] * 1e3
+            h50 = (p50 - base["e2e_p50_ms"] * 1e3) / hops
+            h99 = (p99 - base["e2e_p99_ms"] * 1e3) / hops
+            print(
+                f"{policy:<12}{hops:>5}{pps:>10.0f}{p50:>12.1f}{p99:>12.1f}{h50:>12.1f}{h99:>12.1f}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

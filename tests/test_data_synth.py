@@ -1,0 +1,135 @@
+"""Synthetic corpus: exact phone timings from espeak-ng and Festival, augmentations, building."""
+
+import json
+
+import numpy as np
+import pytest
+
+from audio2anim.data import augment
+from audio2anim.data.corpus import Corpus, PhoneSegment, check_segments
+from audio2anim.data.synth import SynthOptions, build, run_job
+
+SR = 16000
+SENTENCE = "Anna is in Iowa, and Emily is in Rome."  # pauses flanked by vowels and nasals
+
+
+def energy_boundaries(audio: np.ndarray, sr: int = SR, hop: float = 0.005) -> np.ndarray:
+    """Times where 10 ms frame energy crosses 25 dB below the loud (95th percentile) level."""
+    h, w = int(hop * sr), int(0.01 * sr)
+    padded = np.pad(audio, (w // 2, w))
+    n = len(audio) // h
+    db = 10 * np.log10(
+        np.array([np.mean(padded[i * h : i * h + w] ** 2) for i in range(n)]) + 1e-12
+    )
+    speech = db > np.percentile(db, 95) - 25
+    return (np.flatnonzero(np.diff(speech.astype(int))) + 1) * hop
+
+
+def boundary_errors(segments, audio) -> list[float]:
+    """For each silence/speech boundary (silence ≥ 30 ms): distance to the nearest energy edge."""
+    edges = energy_boundaries(audio)
+    errors = []
+    for a, b in zip(segments, segments[1:], strict=False):
+        sil = a if a.phone == "sil" else b
+        if (a.phone == "sil") != (b.phone == "sil") and sil.end - sil.start >= 0.03:
+            errors.append(float(np.min(np.abs(edges - a.end))) if len(edges) else 1.0)
+    return errors
+
+
+def synth(voice: str, text: str = SENTENCE):
+    job = {"index": 0, "id": "t", "voice": voice, "text": text, "seed": 1, "augment": (),
+           "augment_probability": 0.0}  # fmt: skip
+    return run_job(job)
+
+
+@pytest.mark.parametrize(
+    "voice", ["espeak:en-us", "espeak:en+f2", "espeak:en-029+m2", "espeak:en-gb-scotland+f4"]
+)
+def test_espeak_segments_cover_audio_and_match_energy(voice):
+    utt, audio, segments = synth(voice)
+    assert utt.phoneset == "espeak" and utt.source == "espeak"
+    check_segments(segments, len(audio) / SR)  # contiguous, covering [0, duration]
+    assert [s.phone for s in segments].count("sil") >= 2  # the comma pause and the end
+    errors = boundary_errors(segments, audio)
+    assert len(errors) >= 2
+    assert max(errors) <= 0.030, errors
+
+
+@pytest.mark.parametrize("voice", ["festival:kal", "festival:slt"])
+def test_festival_segments_cover_audio_and_match_energy(voice):
+    utt, audio, segments = synth(voice)
+    assert utt.phoneset == "arpabet" and utt.source == "festival"
+    check_segments(segments, len(audio) / SR)
+    assert {"AE", "N", "IY", "M"} <= {s.phone for s in segments}
+    errors = boundary_errors(segments, audio)
+    assert len(errors) >= 3
+    assert np.median(errors) <= 0.030 and max(errors) <= 0.045, errors
+
+
+def test_augment_speed_scales_timings_and_others_keep_length():
+    rng = np.random.default_rng(0)
+    t = np.arange(SR) / SR
+    audio = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    segs = [PhoneSegment(0, 0.5, "sil"), PhoneSegment(0.5, 1.0, "AA")]
+    fast, fast_segs = augment.speed(audio, SR, segs, 1.1)
+    assert abs(len(fast) / SR - 1 / 1.1) < 2e-3
+    check_segments(fast_segs, len(fast) / SR)
+    assert abs(fast_segs[1].start - 0.5 / 1.1) < 1e-6
+    assert len(augment.pitch(audio, SR, 2.0)) == len(audio)
+    noisy = augment.noise(audio, SR, 10.0, "white", rng)
+    snr = 10 * np.log10(np.mean(audio**2) / np.mean((noisy - audio) ** 2))
+    assert abs(snr - 10.0) < 0.5
+    band = augment.phone_line((0.3 * np.sin(2 * np.pi * 5000 * t)).astype(np.float32), SR)
+    assert np.sqrt(np.mean(band**2)) < 0.01  # 5 kHz is outside the telephone band
+
+
+def test_augment_apply_is_reproducible_from_seed():
+    _, audio, segs = synth("espeak:en-us", "Hello there.")
+    a = augment.apply(audio, SR, segs, augment.NAMES, 1.0, np.random.default_rng(7))
+    b = augment.apply(audio, SR, segs, augment.NAMES, 1.0, np.random.default_rng(7))
+    assert np.array_equal(a[0], b[0]) and a[1] == b[1] and a[2] == b[2]
+    assert set(a[2]) >= {"speed", "pitch_semitones", "reverb", "phone_line", "noise", "gain_db"}
+    check_segments(a[1], len(a[0]) / SR)
+    with pytest.raises(ValueError, match="echo"):
+        augment.apply(audio, SR, segs, ("echo",), 1.0, np.random.default_rng(0))
+
+
+def test_build_is_deterministic_resumable_and_valid(tmp_path):
+    voices = ("espeak:en-us+f3", "festival:kal")
+    opts = SynthOptions(hours=0.004, voices=voices, seed=5, augment=augment.NAMES, workers=1)
+    first = build(tmp_path / "a", opts, progress=False)
+    assert first["hours"] >= 0.004 and first["voices"] == sorted(voices) and first["failed"] == 0
+    # the same options with two worker processes choose the same utterances (voice, text,
+    # rate, pitch, augmentations); espeak-ng carries state between messages inside a process,
+    # so durations may differ slightly (pause lengths), not more than 2 %.
+    build(tmp_path / "b", SynthOptions(**{**opts.__dict__, "workers": 2}), progress=False)
+    ma = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    mb = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    by_id = {u["id"]: u for u in mb["utterances"]}
+    assert {u["id"] for u in ma["utterances"]} == set(by_id)
+    for u in ma["utterances"]:
+        v = by_id[u["id"]]
+        assert (u["voice"], u["text"], u["augment"]) == (v["voice"], v["text"], v["augment"])
+        assert abs(u["duration"] - v["duration"]) < 0.02 * u["duration"]
+    # growing the target appends; existing utterances are kept as they were
+    grown = build(tmp_path / "a", SynthOptions(**{**opts.__dict__, "hours": 0.008}), progress=False)
+    assert grown["hours"] >= 0.008 and grown["added"] >= 1
+    corpus = Corpus(tmp_path / "a")
+    assert [u.id for u in corpus.utterances[: first["utterances"]]] == [
+        u["id"] for u in ma["utterances"]
+    ]
+    for utt in corpus.utterances:
+        audio = corpus.audio(utt.id)
+        assert audio.dtype == np.float32 and abs(len(audio) / 16000 - utt.duration) < 1e-4
+        check_segments(corpus.phones(utt.id), utt.duration, utt.id)
+        assert corpus.params(utt.id) is None
+
+
+def test_corpus_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        Corpus(tmp_path)
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"format": "audio2anim-corpus/1", "utterances": [{"id": "x"}]})
+    )
+    with pytest.raises(ValueError, match=r"utterances\[0\] lacks field"):
+        Corpus(tmp_path)

@@ -77,6 +77,7 @@ def main() -> int:
     ap.add_argument(
         "--epochs", type=int, default=200, help="upper bound; budget/early stop end runs"
     )
+    ap.add_argument("--w2v-feature", help="w2v predictors' input: posteriors (default) or hidden-N")
     ap.add_argument("--synthetic", action="store_true", help="dry run on synthetic data")
     args = ap.parse_args()
 
@@ -138,6 +139,8 @@ def main() -> int:
         ]  # fmt: skip
         if frontend:
             single += ["--frontend", frontend]
+        if args.w2v_feature and name.startswith("w2v-"):
+            single += ["--w2v-feature", args.w2v_feature]
         opts = TrainOptions(
             model=name,
             out=str(out / name),
@@ -148,6 +151,7 @@ def main() -> int:
             batch=args.batch,
             max_minutes=minutes,
             frontend=frontend,
+            w2v_feature=args.w2v_feature if name.startswith("w2v-") else None,
             size=args.size,
             command=" ".join(shlex.quote(a) for a in single) + f"   # run by: {summary['command']}",
         )

@@ -118,6 +118,12 @@ def test_train_w2v_models(export, tmp_path):
         )
         side = json.loads((out / "config.json").read_text())
         assert side["feature"]["dim"] == 41 and "from_audio" in side["metrics"]
+    out = tmp_path / "w2v-cnn-hidden"
+    args = ["train", "w2v-cnn", "--data", str(export), "--out", str(out), "--frontend", str(w2v)]
+    assert main([*args, "--w2v-feature", "hidden-1", *TINY]) == 0
+    side = json.loads((out / "config.json").read_text())
+    assert side["feature"]["feature"] == "hidden-1" and side["feature"]["dim"] == 32
+    assert "from_audio" in side["metrics"]  # eval used the same hidden-state features
 
 
 def test_w2v_predictor_needs_frontend(export, tmp_path, capsys):

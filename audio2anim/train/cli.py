@@ -52,6 +52,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--patience", type=int, default=6, help="epochs without improvement")
     p.add_argument("--max-minutes", type=float, help="wall-time budget of the training loop")
     p.add_argument("--frontend", help="wav2vec2 checkpoint (w2v-*) or viseme front end (viseme-*)")
+    p.add_argument(
+        "--w2v-feature", help="w2v-*: 'posteriors' (CTC softmax) or 'hidden-N' (encoder layer N)"
+    )
     p.add_argument("--size", default="full", choices=("full", "tiny"))
     p.add_argument("--max-mb", type=float, default=40.0, help="export-data: size cap in MiB")
     p.set_defaults(func=cmd_train)
@@ -107,6 +110,7 @@ def cmd_train(args) -> int:
         patience=args.patience,
         max_minutes=args.max_minutes,
         frontend=args.frontend,
+        w2v_feature=args.w2v_feature,
         size=args.size,
         command=getattr(args, "command_line", None) or _command_line(),
     )

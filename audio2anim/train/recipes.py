@@ -102,6 +102,7 @@ class TrainOptions:
     patience: int = 6
     max_minutes: float | None = None
     frontend: str | None = None
+    w2v_feature: str | None = None  # w2v-*: "posteriors" or "hidden-N" (default: the checkpoint's)
     size: str = "full"
     val_max_utts: int = 200
     command: str = ""
@@ -484,13 +485,15 @@ def train_wav2vec2(data: TrainingData, opts: TrainOptions):
 _FEATURE_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
 
 
-def w2v_features(frontend_dir: str, utts: list[Utterance], device) -> tuple[list[np.ndarray], dict]:
+def w2v_features(
+    frontend_dir: str, utts: list[Utterance], device, feature: str | None = None
+) -> tuple[list[np.ndarray], dict]:
     """Per-utterance features of a wav2vec2 checkpoint (streaming/chunked attention)."""
     from tqdm import tqdm
 
     from audio2anim.models.wav2vec import load_wav2vec2
 
-    front = load_wav2vec2(frontend_dir, device=str(device))
+    front = load_wav2vec2(frontend_dir, device=str(device), feature=feature)
     weights = Path(frontend_dir) / "model.safetensors"
     key = (
         str(Path(frontend_dir).resolve()),
@@ -526,7 +529,7 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
     if uses_w2v:
         if not opts.frontend:
             raise ValueError(f"{name}: needs --frontend, a trained wav2vec2 checkpoint directory")
-        feats, finfo = w2v_features(opts.frontend, train + val, dev)
+        feats, finfo = w2v_features(opts.frontend, train + val, dev, opts.w2v_feature)
         tfeat, vfeat = feats[: len(train)], feats[len(train) :]
         in_dim = finfo["dim"]
     else:

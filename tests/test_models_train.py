@@ -55,9 +55,11 @@ def test_export_loads_and_splits_by_voice(export):
 
 def test_train_and_eval_viseme_models(export, tmp_path, capsys):
     fe = tmp_path / "viseme-frontend"
-    assert main(["train", "viseme-frontend", "--data", str(export), "--out", str(fe), *TINY]) == 0
+    args = ["train", "viseme-frontend", "--data", str(export), "--out", str(fe), "--lookahead", "3"]
+    assert main([*args, *TINY]) == 0
     side = json.loads((fe / "config.json").read_text())
-    assert side["kind"] == "viseme-frontend" and side["lookahead_frames"] == 2
+    assert side["kind"] == "viseme-frontend" and side["lookahead_frames"] == 3
+    assert side["hparams"]["lookahead"] == 3 and side["lookahead_ms"] == 30
     assert side["training"]["command"].startswith("audio2anim train viseme-frontend")
     assert side["training"]["epochs_run"] == 2 and len(side["training"]["history"]) == 2
     assert 0 <= side["metrics"]["viseme_frame_accuracy"] <= 1

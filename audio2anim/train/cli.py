@@ -53,6 +53,12 @@ def add_commands(subparsers) -> None:
     p.add_argument("--max-minutes", type=float, help="wall-time budget of the training loop")
     p.add_argument("--frontend", help="wav2vec2 checkpoint (w2v-*) or viseme front end (viseme-*)")
     p.add_argument(
+        "--lookahead",
+        type=int,
+        help="future frames the model may see (viseme-frontend: 10 ms frames, ≤ 6; predictors: "
+        "20 ms frames); default: the size preset's",
+    )
+    p.add_argument(
         "--w2v-feature", help="w2v-*: 'posteriors' (CTC softmax) or 'hidden-N' (encoder layer N)"
     )
     p.add_argument("--size", default="full", choices=("full", "tiny"))
@@ -112,6 +118,9 @@ def cmd_train(args) -> int:
         frontend=args.frontend,
         w2v_feature=args.w2v_feature,
         size=args.size,
+        hparams={}
+        if args.lookahead is None or args.model == "wav2vec2"
+        else {"lookahead": args.lookahead},
         command=getattr(args, "command_line", None) or _command_line(),
     )
     try:

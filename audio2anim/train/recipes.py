@@ -52,7 +52,7 @@ OUT_DIM = len(PARAM_NAMES)
 # model hyper-parameters: "full" for the shipped checkpoints, "tiny" for tests
 HPARAMS: dict[str, dict[str, dict]] = {
     "full": {
-        "viseme-frontend": dict(channels=128, hidden=128, conv_layers=2, kernel=3, lookahead=4),
+        "viseme-frontend": dict(channels=128, hidden=128, conv_layers=2, kernel=3, lookahead=6),
         "wav2vec2": dict(chunk_frames=5, left_chunks=10),
         "viseme-mlp": dict(past=12, lookahead=3, hidden=256, layers=2),
         "viseme-cnn": dict(lookahead=3, channels=128, layers=4, kernel=5),

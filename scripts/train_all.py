@@ -122,6 +122,11 @@ def main() -> int:
         "device": args.device,
         "models": {},
     }
+    previous = out / "train_all.json"
+    if previous.is_file():  # a partial re-run (--only) keeps the other models' records
+        old = json.loads(previous.read_text())
+        summary["models"] = {m: v for m, v in old.get("models", {}).items() if m not in models}
+        summary["earlier_commands"] = old.get("earlier_commands", []) + [old.get("command")]
     for name in models:
         minutes = round(args.minutes * SHARES[name], 3)
         frontend = None

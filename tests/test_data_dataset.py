@@ -120,3 +120,10 @@ def test_info_counts_hours_voices_visemes(corpus, ds):
         total_frames = sum(int(u.duration * 50) for u in corpus.utterances)
         assert sum(summary["viseme_frames"].values()) == total_frames
         assert abs(summary["hours"] - corpus.hours()) < 0.001
+
+
+def test_frame_count_agrees_with_the_teacher_for_rounded_durations():
+    for samples in range(150000, 170000, 7):
+        duration = round(samples / 16000, 6)  # as the corpus manifest stores it
+        for rate in (25.0, 30.0, 50.0, 60.0):
+            assert D.frame_count(duration, rate) == int(samples / 16000 * rate)

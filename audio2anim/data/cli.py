@@ -107,7 +107,7 @@ def cmd_append(args) -> int:
 
     import numpy as np
 
-    from .corpus import _atomic_write_bytes
+    from .corpus import atomic_write_bytes
     from .dataset import Dataset, append
 
     ds = Dataset(args.dataset)
@@ -115,7 +115,7 @@ def cmd_append(args) -> int:
     result = append(ds, args.array, _ids_from_split(str(split_path), args.part))
     buf = io.BytesIO()
     np.savez(buf, **result)
-    _atomic_write_bytes(Path(args.out), buf.getvalue())
+    atomic_write_bytes(Path(args.out), buf.getvalue())
     print(
         f"{args.out}: {args.array} {tuple(result['data'].shape)} from {len(result['ids'])} utterances"
     )
@@ -212,6 +212,21 @@ def cmd_import_livelink(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- recorded speech
+
+
+def cmd_align(args) -> int:
+    from .align import align_folder
+
+    result = align_folder(args.audio, args.transcripts, args.out, voice=args.voice,
+                          g2p=not args.no_g2p, workers=args.workers, progress=not args.quiet)  # fmt: skip
+    print(f"{args.out}: aligned {result['aligned']} utterances; {len(result['failed'])} failed, "
+          f"{len(result['untranscribed'])} audio files without a transcript")  # fmt: skip
+    for message in result["failed"]:
+        print(f"  failed: {message}", file=sys.stderr)
+    return 1 if result["failed"] else 0
+
+
 # ---------------------------------------------------------------------------- wiring
 
 
@@ -238,6 +253,20 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_one_line_errors(cmd_synth))
+
+    p = sub.add_parser("align", help="forced alignment of recordings to transcripts (pocketsphinx)")
+    p.add_argument("--audio", required=True, help="folder of audio files (.wav, .flac, .mov, …)")
+    p.add_argument(
+        "--transcripts",
+        required=True,
+        help="folder of <stem>.txt files, or one file of 'stem<TAB>text' / 'stem|text' lines",
+    )
+    p.add_argument("--out", required=True, help="corpus folder (created or appended to)")
+    p.add_argument("--voice", default="speaker", help="speaker name, for splits by voice")
+    p.add_argument("--no-g2p", action="store_true", help="fail on words missing from CMUdict")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_one_line_errors(cmd_align))
 
     p = sub.add_parser("import-livelink", help="Live Link Face CSV takes + audio -> corpus params")
     p.add_argument("csv", nargs="+", help="take CSV file(s)")

@@ -59,7 +59,8 @@ class Utterance:
     augment: dict = field(default_factory=dict)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -253,10 +254,8 @@ class CorpusWriter:
         check_segments(segments, utt.duration, where=f"utterance {utt.id}")
         buf = io.BytesIO()
         sf.write(buf, np.clip(audio, -1.0, 1.0), self.sample_rate, subtype="PCM_16", format="WAV")
-        _atomic_write_bytes(self.path / "audio" / f"{utt.id}.wav", buf.getvalue())
-        _atomic_write_bytes(
-            self.path / "phones" / f"{utt.id}.tsv", format_phones(segments).encode()
-        )
+        atomic_write_bytes(self.path / "audio" / f"{utt.id}.wav", buf.getvalue())
+        atomic_write_bytes(self.path / "phones" / f"{utt.id}.tsv", format_phones(segments).encode())
         if params is not None:
             buf = io.BytesIO()
             np.savez(
@@ -265,7 +264,7 @@ class CorpusWriter:
                 values=np.asarray(params["values"], dtype=np.float32),
                 frame_rate=np.float64(params["frame_rate"]),
             )
-            _atomic_write_bytes(self.path / "params" / f"{utt.id}.npz", buf.getvalue())
+            atomic_write_bytes(self.path / "params" / f"{utt.id}.npz", buf.getvalue())
         self.utterances.append(utt)
         self._ids.add(utt.id)
         self._dirty = True
@@ -279,7 +278,7 @@ class CorpusWriter:
             "sample_rate": self.sample_rate,
             "utterances": [asdict(u) for u in self.utterances],
         }
-        _atomic_write_bytes(self.path / "manifest.json", json.dumps(manifest, indent=1).encode())
+        atomic_write_bytes(self.path / "manifest.json", json.dumps(manifest, indent=1).encode())
         self._last_flush = time.monotonic()
         self._dirty = False
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import Corpus, _atomic_write_bytes
+from .corpus import Corpus, atomic_write_bytes
 
 FORMAT = "audio2anim-dataset/1"
 
@@ -77,7 +77,7 @@ class Dataset:
             "arrays": {},
             "utterances": [dict(u) for u in utterances],
         }
-        _atomic_write_bytes(path / "manifest.json", json.dumps(manifest, indent=1).encode())
+        atomic_write_bytes(path / "manifest.json", json.dumps(manifest, indent=1).encode())
         return cls(path)
 
     @property
@@ -96,7 +96,7 @@ class Dataset:
         return self.manifest["arrays"]
 
     def save_manifest(self) -> None:
-        _atomic_write_bytes(
+        atomic_write_bytes(
             self.path / "manifest.json", json.dumps(self.manifest, indent=1).encode()
         )
 
@@ -122,21 +122,27 @@ class Dataset:
             raise ValueError(f"{self.path}/shards/{uid}.npz: frame counts differ: {counts}")
         buf = io.BytesIO()
         np.savez(buf, **shard)
-        _atomic_write_bytes(self.path / "shards" / f"{uid}.npz", buf.getvalue())
+        atomic_write_bytes(self.path / "shards" / f"{uid}.npz", buf.getvalue())
 
     def declare(self, name: str, meta: dict) -> None:
         self.manifest["arrays"][name] = meta
         self.save_manifest()
 
 
-def frame_count(duration: float, frame_rate: float) -> int:
-    """Frames of an utterance: ``int(duration * frame_rate)``, as the teacher makes them."""
-    return int(duration * frame_rate + 1e-9)
+def frame_count(duration: float, frame_rate: float, sample_rate: int = 16000) -> int:
+    """Frames of an utterance, computed exactly as the teacher does from the sample count
+    (``int(samples / sample_rate * frame_rate)``); the manifest's duration is rounded."""
+    samples = round(duration * sample_rate)
+    return int(samples / sample_rate * frame_rate)
 
 
 def _corpus_dataset(corpus: Corpus, out, frame_rate: float) -> Dataset:
     utts = [
-        {"id": u.id, "voice": u.voice, "frames": frame_count(u.duration, frame_rate)}
+        {
+            "id": u.id,
+            "voice": u.voice,
+            "frames": frame_count(u.duration, frame_rate, corpus.sample_rate),
+        }
         for u in corpus.utterances
     ]
     ds = Dataset.create(out, corpus.path, frame_rate, utts)
@@ -182,7 +188,7 @@ def _teach_one(job):
     from .teacher import animate
 
     corpus = Corpus(corpus_path)
-    n = frame_count(corpus.utterance(uid).duration, frame_rate)
+    n = frame_count(corpus.utterance(uid).duration, frame_rate, corpus.sample_rate)
     captured = corpus.params(uid)
     if captured is not None:
         return uid, captured_groups(captured, frame_rate, n), "captured"
@@ -245,7 +251,7 @@ def make_viseme_ids(corpus_path, out, frame_rate: float = 50.0, progress: bool =
     corpus = Corpus(corpus_path)
     ds = _corpus_dataset(corpus, out, frame_rate)
     for utt in tqdm(corpus.utterances, unit="utt", desc="visemes", disable=not progress):
-        n = frame_count(utt.duration, frame_rate)
+        n = frame_count(utt.duration, frame_rate, corpus.sample_rate)
         if utt.augment.get("phones") == "none":  # captured take without transcript: no labels
             ds.put(utt.id, {"viseme_ids": np.full(n, -1, dtype=np.int64)})
             continue
@@ -374,7 +380,7 @@ def normalize(ds: Dataset, name: str, method: str = "minmax", out_name: str | No
         stacked = stacked[:, None]
     stats = fit_stats(stacked, method)
     stats.update({"array": name, "fit_utterances": len(_select(ds, fit_ids))})
-    _atomic_write_bytes(ds.path / "stats" / f"{name}.json", json.dumps(stats, indent=1).encode())
+    atomic_write_bytes(ds.path / "stats" / f"{name}.json", json.dumps(stats, indent=1).encode())
     for uid in ds.ids:
         x = ds.array(uid, name)
         y = normalize_values(x if x.ndim > 1 else x[:, None], stats)
@@ -425,7 +431,7 @@ def split(utterances: list[dict], by: str = "utterance", test_fraction: float = 
 
 def write_split(ds: Dataset, by: str, test_fraction: float, seed: int) -> dict:
     result = split(ds.utterances, by, test_fraction, seed)
-    _atomic_write_bytes(ds.path / "split.json", json.dumps(result, indent=1).encode())
+    atomic_write_bytes(ds.path / "split.json", json.dumps(result, indent=1).encode())
     return result
 
 
@@ -466,7 +472,7 @@ def info(path: str | Path, frame_rate: float = 50.0) -> dict:
         durations = {u.id: u.duration for u in corpus.utterances}
         voices = set(corpus.voices())
         for utt in corpus.utterances:
-            n = frame_count(utt.duration, frame_rate)
+            n = frame_count(utt.duration, frame_rate, corpus.sample_rate)
             if utt.augment.get("phones") == "none":
                 continue
             hist += np.bincount(viseme_ids(corpus.phones(utt.id), utt.phoneset, frame_rate, n),

@@ -46,7 +46,8 @@ Mouth
 3. **Bilabials always reach closure**: in every P/B/M (viseme PP) the frames inside the phone
    (or the frame nearest its centre if none falls inside) are set to the closure pose
    (jawOpen ≤ .06, mouthClose = jawOpen, mouthLowerDown/UpperUp = 0, mouthPress ≥ .3), so
-   `lip_aperture` is 0 there whatever the neighbours.
+   `lip_aperture` is 0 there whatever the neighbours; the frame just before and just after
+   move halfway to that pose, so the lips close fast but do not snap.
 
 Eyes
 ----
@@ -273,23 +274,32 @@ def _mouth(segments, phoneset, times, energy_rel, rng) -> np.ndarray:
     out[:, _ROUNDING_COLS] = blend(dom_round, _ROUNDING_COLS)
     out[:, _LIP_COLS] = blend(dom_lip, _LIP_COLS)
     out[:, _M["jawOpen"]] *= 0.85 + 0.3 * energy_rel
-    # Bilabials always reach closure, whatever coarticulation did.
+    # Bilabials always reach closure, whatever coarticulation did: frames inside the phone get
+    # the closure pose, the frame on either side half of it (so the lips do not snap shut).
     fr_dt = times[1] - times[0] if len(times) > 1 else 1.0
+    weight = np.zeros(len(times))
     for i in np.flatnonzero(vis == _PP):
         inside = np.flatnonzero((times >= starts[i]) & (times < ends[i]))
-        if len(inside) == 0:
+        if len(inside) == 0 and len(times):
             centre = 0.5 * (starts[i] + ends[i])
-            nearest = int(np.clip(round(centre / fr_dt - 0.5), 0, len(times) - 1))
-            inside = np.array([nearest]) if len(times) else inside
-        for f in inside:
-            jaw = min(out[f, _M["jawOpen"]], 0.06)
-            out[f, _M["jawOpen"]] = jaw
-            out[f, _M["mouthClose"]] = jaw
-            for name in ("mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft",
-                         "mouthUpperUpRight"):  # fmt: skip
-                out[f, _M[name]] = 0.0
-            for name in ("mouthPressLeft", "mouthPressRight"):
-                out[f, _M[name]] = max(out[f, _M[name]], 0.3)
+            inside = np.array([int(np.clip(round(centre / fr_dt - 0.5), 0, len(times) - 1))])
+        if len(inside):
+            weight[inside] = 1.0
+            for f in (inside[0] - 1, inside[-1] + 1):
+                if 0 <= f < len(times):
+                    weight[f] = max(weight[f], 0.5)
+    for f in np.flatnonzero(weight):
+        w = weight[f]
+        closed = out[f].copy()
+        jaw = min(closed[_M["jawOpen"]], 0.06)
+        closed[_M["jawOpen"]] = jaw
+        closed[_M["mouthClose"]] = jaw
+        for name in ("mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft",
+                     "mouthUpperUpRight"):  # fmt: skip
+            closed[_M[name]] = 0.0
+        for name in ("mouthPressLeft", "mouthPressRight"):
+            closed[_M[name]] = max(closed[_M[name]], 0.3)
+        out[f] = (1 - w) * out[f] + w * closed
     return out
 
 

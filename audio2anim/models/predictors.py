@@ -55,7 +55,7 @@ class SequencePredictor(nn.Module):
             ("out_mean", out_mean),
             ("out_std", out_std),
         ):
-            t = torch.as_tensor(np.asarray(val, np.float32))
+            t = torch.as_tensor(val, dtype=torch.float32)  # arrays or tensors on any device
             if name.endswith("std"):
                 t = t.clamp(min=1e-3)
             getattr(self, name).copy_(t)

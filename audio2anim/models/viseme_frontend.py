@@ -66,8 +66,9 @@ class VisemeFrontEnd(nn.Module):
         self.out = nn.Linear(hidden, n_visemes)
 
     def set_normalization(self, mean, std) -> None:
-        self.in_mean.copy_(torch.as_tensor(np.asarray(mean, np.float32)))
-        self.in_std.copy_(torch.as_tensor(np.asarray(std, np.float32)).clamp(min=1e-3))
+        # torch.as_tensor accepts arrays and tensors on any device; copy_ moves them
+        self.in_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.in_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp(min=1e-3))
 
     def _convs(self, h: torch.Tensor) -> torch.Tensor:
         """h [B, n_mels, kernel-1 history + T] channels-first → [B, C, T'] (valid convs)."""

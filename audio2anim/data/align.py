@@ -1,0 +1,217 @@
+"""Forced alignment of recorded speech to its transcript with pocketsphinx (``data align``).
+
+pocketsphinx's PyPI wheel ships the US English acoustic model and CMUdict; nothing downloads.
+Alignment runs in two passes, as pocketsphinx requires: a word-level pass over a grammar made
+from the transcript (`Decoder.set_align_text`), then a sub-word pass (`set_alignment`) that
+yields phone start frames (10 ms). The result is contiguous ARPAbet segments covering the
+audio, silence as ``sil``. Beams are widened beyond the defaults because a narrow beam loses
+the single path through the transcript on unusual voices (the search then fails with "final
+result does not match the grammar").
+
+Words missing from CMUdict get pronunciations from espeak-ng (`audio2anim.data.g2p`) unless
+``g2p=False``, in which case the error lists every missing word.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .corpus import PhoneSegment
+
+FRAME_S = 0.01
+
+
+def transcript_words(text: str) -> list[str]:
+    """Lower-cased words; punctuation dropped, inner apostrophes kept ("don't"), hyphens split."""
+    text = text.lower().replace("-", " ").replace("\u2019", "'")
+    words = re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*", text)
+    if not words:
+        raise ValueError(f"transcript has no words: {text!r}")
+    return words
+
+
+class Aligner:
+    """A pocketsphinx decoder set up for alignment. Reuse it: loading takes about a second."""
+
+    def __init__(self, g2p: bool = True):
+        from pocketsphinx import Decoder
+
+        self.g2p = g2p
+        self._make_decoder = lambda: Decoder(
+            samprate=16000,
+            bestpath=False,
+            loglevel="FATAL",
+            beam=1e-200,
+            wbeam=1e-200,
+            pbeam=1e-200,
+        )
+        self.decoder = self._make_decoder()
+
+    def prepare(self, words: list[str]) -> None:
+        """Make sure every word has a pronunciation (espeak-ng G2P or an error listing them)."""
+        missing = sorted({w for w in words if self.decoder.lookup_word(w) is None})
+        if not missing:
+            return
+        if not self.g2p:
+            raise ValueError(f"words not in the pronunciation dictionary: {', '.join(missing)}")
+        from .g2p import pronounce
+
+        for i, word in enumerate(missing):
+            last = i == len(missing) - 1  # rebuild the search once, after the last word
+            self.decoder.add_word(word, " ".join(pronounce(word)), update=last)
+
+    def _two_passes(self, sentence: str, pcm: bytes):
+        d = self.decoder
+        d.set_align_text(sentence)
+        d.start_utt()
+        d.process_raw(pcm, full_utt=True)
+        d.end_utt()
+        d.set_alignment()
+        d.start_utt()
+        d.process_raw(pcm, full_utt=True)
+        d.end_utt()
+        alignment = d.get_alignment()
+        if alignment is None:
+            raise RuntimeError("no alignment")
+        return alignment
+
+    def align(self, audio: np.ndarray, sample_rate: int, text: str) -> list[PhoneSegment]:
+        """Audio (any rate, mono float) + transcript → ARPAbet phone segments covering it."""
+        import soxr
+
+        if sample_rate != 16000:
+            audio = soxr.resample(audio, sample_rate, 16000)
+        duration = len(audio) / 16000
+        words = transcript_words(text)
+        self.prepare(words)
+        pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+        # Live cepstral mean normalization starts from the previous utterance's estimate; a
+        # poor start can lose the transcript's path. A second try starts from this
+        # utterance's own estimate; a fresh decoder is the last resort.
+        alignment, error = None, ""
+        for attempt in range(3):
+            if attempt == 2:
+                self.decoder = self._make_decoder()
+                self.prepare(words)
+            try:
+                alignment = self._two_passes(" ".join(words), pcm)
+                break
+            except RuntimeError as exc:
+                error = str(exc)
+        if alignment is None:
+            raise ValueError(f"alignment failed for {text[:60]!r}: {error}")
+        phones = [(p.name, p.start * FRAME_S) for w in alignment for p in w]
+        return _segments(phones, duration)
+
+
+def _segments(phones: list[tuple[str, float]], duration: float) -> list[PhoneSegment]:
+    """(phone, start) in order → contiguous segments over [0, duration], SIL → sil, merged."""
+    out: list[PhoneSegment] = []
+    starts = [(0.0, "sil")] if not phones or phones[0][1] > 0 else []
+    starts += [(min(t, duration), "sil" if p in ("SIL", "<sil>") else p) for p, t in phones]
+    for i, (t, phone) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else duration
+        if end <= t:
+            continue
+        if out and phone == "sil" and out[-1].phone == "sil":
+            out[-1] = PhoneSegment(out[-1].start, end, "sil")
+        else:
+            out.append(PhoneSegment(t, end, phone))
+    if not out:
+        out = [PhoneSegment(0.0, duration, "sil")]
+    out[0] = PhoneSegment(0.0, out[0].end, out[0].phone)
+    return out
+
+
+_ALIGNER: Aligner | None = None
+
+
+def align(audio: np.ndarray, sample_rate: int, text: str, g2p: bool = True) -> list[PhoneSegment]:
+    """Forced alignment with a process-wide `Aligner` (see `Aligner.align`)."""
+    global _ALIGNER
+    if _ALIGNER is None or _ALIGNER.g2p != g2p:
+        _ALIGNER = Aligner(g2p)
+    return _ALIGNER.align(audio, sample_rate, text)
+
+
+def _align_one(job):
+    audio_path, text, uid, voice, g2p = job
+    from .livelink import read_audio
+
+    audio = read_audio(audio_path, 16000)
+    try:
+        segments = align(audio, 16000, text, g2p)
+    except ValueError as exc:
+        raise ValueError(f"{audio_path}: {exc}") from None
+    return uid, voice, text, audio, segments
+
+
+def read_transcripts(path) -> dict[str, str]:
+    """{audio stem: text} from a folder of ``<stem>.txt`` files or a ``stem<TAB or |>text`` file."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        return {p.stem: p.read_text(encoding="utf-8").strip() for p in sorted(path.glob("*.txt"))}
+    out = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = re.split(r"[\t|]", line, maxsplit=1)
+        if len(parts) != 2:
+            raise ValueError(f"{path}:{n}: expected 'id<TAB>text' or 'id|text', got {line!r}")
+        out[parts[0].strip()] = parts[1].strip()
+    return out
+
+
+def align_folder(audio_dir, transcripts, out, voice: str = "speaker", g2p: bool = True,
+                 workers: int = 1, progress: bool = True) -> dict:  # fmt: skip
+    """Align every audio file of ``audio_dir`` that has a transcript; add them to corpus ``out``."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from .corpus import CorpusWriter, Utterance
+
+    texts = read_transcripts(transcripts)
+    exts = {".wav", ".flac", ".ogg", ".mp3", ".mov", ".mp4", ".m4a"}
+    files = sorted(p for p in Path(audio_dir).iterdir() if p.suffix.lower() in exts)
+    if not files:
+        raise ValueError(f"{audio_dir}: no audio files ({', '.join(sorted(exts))})")
+    jobs = [(str(p), texts[p.stem], p.stem, voice, g2p) for p in files if p.stem in texts]
+    untranscribed = [p.name for p in files if p.stem not in texts]
+    if not jobs:
+        raise ValueError(f"{transcripts}: no transcript matches an audio file in {audio_dir}")
+    failed: list[str] = []
+    with CorpusWriter(out) as writer:
+        jobs = [j for j in jobs if j[2] not in writer]
+        bar = tqdm(total=len(jobs), unit="utt", desc="align", disable=not progress)
+        if workers > 1:
+            import multiprocessing
+
+            pool = multiprocessing.get_context("fork").Pool(workers)
+            results = pool.imap_unordered(_safe_align_one, jobs)
+        else:
+            results = map(_safe_align_one, jobs)
+        for result in results:
+            bar.update()
+            if isinstance(result, str):
+                failed.append(result)
+                continue
+            uid, voice_, text, audio, segments = result
+            utt = Utterance(uid, voice_, text, len(audio) / 16000, "arpabet", "aligned", {})
+            writer.add(utt, audio, segments)
+        if workers > 1:
+            pool.close()
+            pool.join()
+        bar.close()
+    return {"aligned": len(jobs) - len(failed), "failed": failed, "untranscribed": untranscribed}
+
+
+def _safe_align_one(job):
+    try:
+        return _align_one(job)
+    except (ValueError, RuntimeError) as exc:
+        return str(exc)

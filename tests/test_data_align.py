@@ -1,0 +1,109 @@
+"""Forced alignment (pocketsphinx) recovers espeak-ng's own phone boundaries."""
+
+import difflib
+
+import numpy as np
+import pytest
+
+from audio2anim.data.align import Aligner, transcript_words
+from audio2anim.data.corpus import check_segments
+from audio2anim.data.g2p import ESPEAK_TO_ARPABET, pronounce, to_arpabet
+from audio2anim.data.visemes import known_phones, viseme_of
+
+TEXT = "Anna is in Iowa, and Emily is in Rome. The quick brown fox jumps over the lazy dog."
+
+
+@pytest.fixture(scope="module")
+def aligner():
+    return Aligner(g2p=True)
+
+
+def espeak_speech(text, voice="en-us"):
+    import soxr
+
+    from audio2anim.data.espeak import ESpeak
+
+    audio, sr, segments = ESpeak().synth(text, voice)
+    return soxr.resample(audio, sr, 16000).astype(np.float32), segments
+
+
+def arpabet_starts(espeak_segments):
+    """espeak segments → [(ARPAbet phone, start)], the first phone of a multi-phone mapping
+    carrying the espeak phone's start (the boundary espeak itself reports)."""
+    out = []
+    for seg in espeak_segments:
+        phones = to_arpabet(seg.phone)
+        if phones:
+            out.append((phones[0], seg.start))
+            out.extend((p, None) for p in phones[1:])
+    return out
+
+
+@pytest.mark.parametrize("voice", ["en-us", "en+f2"])
+def test_alignment_recovers_espeak_boundaries(aligner, voice):
+    audio, truth = espeak_speech(TEXT, voice)
+    segments = aligner.align(audio, 16000, TEXT)
+    check_segments(segments, len(audio) / 16000)
+    for seg in segments:
+        viseme_of(seg.phone, "arpabet")
+    ref = arpabet_starts(truth)
+    hyp = [(s.phone, s.start) for s in segments if s.phone != "sil"]
+    matcher = difflib.SequenceMatcher(a=[p for p, _ in ref], b=[p for p, _ in hyp], autojunk=False)
+    errors = []
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            t_ref, t_hyp = ref[block.a + k][1], hyp[block.b + k][1]
+            if t_ref is not None:
+                errors.append(abs(t_ref - t_hyp))
+    assert len(errors) >= 0.7 * len([r for r in ref if r[1] is not None]), (len(errors), len(ref))
+    assert np.median(errors) <= 0.040, np.median(errors)
+
+
+def test_missing_words_listed_or_pronounced_by_espeak():
+    strict = Aligner(g2p=False)
+    with pytest.raises(ValueError, match="blorptastic, zyxqu"):
+        strict.prepare(transcript_words("The zyxqu is blorptastic today."))
+    g2p = Aligner(g2p=True)
+    g2p.prepare(["blorptastic"])
+    assert g2p.decoder.lookup_word("blorptastic") is not None
+    assert pronounce("mom") == ["M", "AA", "M"]
+
+
+def test_transcript_words_normalization():
+    assert transcript_words("Don't stop—it's 42 well-known “words”!") == [
+        "don't", "stop", "it's", "42", "well", "known", "words",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="no words"):
+        transcript_words("?!")
+
+
+def test_every_english_espeak_phone_has_an_arpabet_mapping():
+    pauses = {p for p in known_phones("espeak") if p == "sil" or p.startswith("_") or p == "||"}
+    assert set(known_phones("espeak")) - pauses <= set(ESPEAK_TO_ARPABET)
+
+
+def test_align_folder_builds_an_aligned_corpus(tmp_path):
+    import soundfile as sf
+
+    from audio2anim.data.align import align_folder
+    from audio2anim.data.corpus import Corpus
+
+    audio_dir = tmp_path / "rec"
+    audio_dir.mkdir()
+    for stem, text in (("a", "Hello Ruth, how are you today?"), ("b", "My zyxqu is here.")):
+        audio, _ = espeak_speech(text, "en+m1")
+        sf.write(audio_dir / f"{stem}.wav", audio, 16000)
+        (audio_dir / f"{stem}.txt").write_text(text)
+    strict = align_folder(
+        audio_dir, audio_dir, tmp_path / "c", voice="me", g2p=False, progress=False
+    )
+    assert (
+        strict["aligned"] == 1 and "zyxqu" in strict["failed"][0] and "b.wav" in strict["failed"][0]
+    )
+    fixed = align_folder(audio_dir, audio_dir, tmp_path / "c", voice="me", g2p=True, progress=False)
+    assert fixed == {"aligned": 1, "failed": [], "untranscribed": []}  # only b was left to do
+    corpus = Corpus(tmp_path / "c")
+    assert sorted(u.id for u in corpus.utterances) == ["a", "b"]
+    for utt in corpus.utterances:
+        assert (utt.source, utt.phoneset, utt.voice) == ("aligned", "arpabet", "me")
+        check_segments(corpus.phones(utt.id), utt.duration)

@@ -6,7 +6,7 @@
 | wav2vec2         | audio → phone CTC logits 50 Hz               | CTC                           |
 | viseme-mlp / cnn | viseme one-hots 50 Hz → 30 params            | MSE on normalized params      |
 | w2v-cnn / attention | wav2vec2 features 50 Hz → 30 params       | MSE on normalized params      |
-| w2v-ar           | features + own previous params → params      | MSE, teacher forcing + parallel scheduled sampling |
+| w2v-ar           | features + own previous params → params      | MSE, parallel scheduled sampling (2 passes, p 0.3 → 0.9) + noise |
 
 Batches are random crops (``crop_s`` seconds, utterances drawn ∝ length) gathered from one
 tensor of all training utterances on the device. Front ends train on augmented audio (gain,
@@ -548,7 +548,7 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
     gen = torch.Generator(device=dev).manual_seed(opts.seed)
     frames = int(opts.crop_s * 50)
     is_ar = name == "w2v-ar"
-    ss_max = 0.5  # final probability of feeding back the model's own output
+    ss_start, ss_max, ss_passes, ss_noise = 0.3, 0.9, 2, 0.1  # scheduled sampling (w2v-ar)
 
     def inputs(idx, train_mode):
         if uses_w2v:
@@ -560,15 +560,19 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
         x = inputs(idx, True)
         y = model.normalize_out(tset.targets[idx])
         if is_ar:
-            # parallel scheduled sampling: a teacher-forced pass, then feed back a random
-            # fraction (growing to ss_max) of those predictions in place of the truth
-            p = ss_max * min(1.0, 2 * progress)
+            # parallel scheduled sampling (Duckworth et al. 2019): passes that feed back the
+            # model's own (clamped) predictions for a growing fraction p of the frames, each
+            # pass starting from the previous one's, so errors compound as they do when it runs
+            # free; plus noise on what is fed back. Pure teacher forcing lets it learn "copy the
+            # last frame" and drift at inference (the first GPU run's w2v-ar did).
+            p = ss_start + (ss_max - ss_start) * min(1.0, 2 * progress)
             prev = y
-            if p > 0:
-                with torch.no_grad():
-                    y1 = model(x, y)
-                pick = torch.rand(y.shape[:2], device=dev, generator=gen)[..., None] < p
-                prev = torch.where(pick, y1, y)
+            with torch.no_grad():
+                for _ in range(ss_passes):
+                    y1 = model.feedback(model(x, prev))
+                    pick = torch.rand(y.shape[:2], device=dev, generator=gen)[..., None] < p
+                    prev = torch.where(pick, y1, y)
+            prev = prev + ss_noise * torch.randn(prev.shape, device=dev, generator=gen)
             pred = model(x, prev)
         else:
             pred = model(x)

@@ -81,6 +81,7 @@ def test_train_and_eval_viseme_models(export, tmp_path, capsys):
     assert main(args) == 0
     side = json.loads((cnn / "config.json").read_text())
     assert side["frontend"] == "../viseme-frontend"  # relative: the pair moves together
+    assert side["feature"]["train_input"] == "mixed"  # one-hots and front-end posteriors
     assert side["param_names"][:2] == ["jawOpen", "mouthClose"] and len(side["param_names"]) == 30
     assert len(side["normalization"]["out_mean"]) == 30
     for mode in ("oracle", "from_audio"):

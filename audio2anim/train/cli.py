@@ -61,6 +61,13 @@ def add_commands(subparsers) -> None:
     p.add_argument(
         "--w2v-feature", help="w2v-*: 'posteriors' (CTC softmax) or 'hidden-N' (encoder layer N)"
     )
+    p.add_argument(
+        "--viseme-input",
+        default="auto",
+        choices=("auto", "onehot", "frontend", "mixed"),
+        help="viseme-*: train on true visemes, on --frontend posteriors, or half each "
+        "(auto: mixed with --frontend, else onehot)",
+    )
     p.add_argument("--size", default="full", choices=("full", "tiny"))
     p.add_argument("--max-mb", type=float, default=40.0, help="export-data: size cap in MiB")
     p.set_defaults(func=cmd_train)
@@ -117,6 +124,7 @@ def cmd_train(args) -> int:
         max_minutes=args.max_minutes,
         frontend=args.frontend,
         w2v_feature=args.w2v_feature,
+        viseme_input=args.viseme_input,
         size=args.size,
         hparams={}
         if args.lookahead is None or args.model == "wav2vec2"

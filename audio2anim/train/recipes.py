@@ -103,6 +103,9 @@ class TrainOptions:
     max_minutes: float | None = None
     frontend: str | None = None
     w2v_feature: str | None = None  # w2v-*: "posteriors" or "hidden-N" (default: the checkpoint's)
+    # viseme-*: "onehot" (blurred true visemes), "frontend" (the viseme front end's posteriors
+    # of the training audio), "mixed" (half of each); "auto" = mixed when --frontend is given
+    viseme_input: str = "auto"
     size: str = "full"
     val_max_utts: int = 200
     command: str = ""
@@ -519,6 +522,31 @@ def w2v_features(
     return feats, info
 
 
+def frontend_posteriors(
+    frontend_dir: str, utts: list[Utterance], device, seed: int = 0
+) -> list[np.ndarray]:
+    """50 Hz viseme posteriors of a viseme front end on (augmented, as in its training) audio:
+    the realistic, imperfect input a viseme predictor gets at inference."""
+    from tqdm import tqdm
+
+    from audio2anim.models.checkpoint import load
+    from audio2anim.models.logmel import DEFAULT as LM
+    from audio2anim.models.logmel import logmel_torch
+
+    front, _ = load(frontend_dir, device=str(device))
+    gen = torch.Generator(device=device).manual_seed(seed + 1)
+    out = []
+    with torch.no_grad():
+        for u in tqdm(utts, desc="viseme posteriors", unit="utt", leave=False, mininterval=2.0):
+            audio = augment_audio(torch.as_tensor(u.audio, device=device)[None], gen)
+            lm = logmel_torch(audio)
+            tail = torch.full((1, front.lookahead, lm.shape[2]), math.log(LM.floor), device=device)
+            probs = torch.softmax(front(torch.cat([lm, tail], 1))[:, front.lookahead :], -1)[0]
+            t = probs.shape[0] // 2
+            out.append(probs[: 2 * t].reshape(t, 2, -1).mean(1).cpu().numpy())
+    return out
+
+
 def train_predictor(data: TrainingData, opts: TrainOptions):
     from audio2anim.models.checkpoint import build
 
@@ -534,11 +562,28 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
         in_dim = finfo["dim"]
     else:
         tfeat = vfeat = None
-        finfo = {"kind": "viseme-posteriors", "dim": N_VISEMES, "frame_rate": 50.0}
+        mode = opts.viseme_input
+        if mode == "auto":
+            mode = "mixed" if opts.frontend else "onehot"
+        if mode not in ("onehot", "frontend", "mixed"):
+            raise ValueError(f"viseme input {mode!r}: expected onehot, frontend, mixed or auto")
+        if mode != "onehot":
+            if not opts.frontend:
+                raise ValueError(
+                    f"{name}: --viseme-input {mode} needs --frontend (a viseme front end)"
+                )
+            feats = frontend_posteriors(opts.frontend, train + val, dev, opts.seed)
+            tfeat, vfeat = feats[: len(train)], feats[len(train) :]
+        finfo = {
+            "kind": "viseme-posteriors",
+            "dim": N_VISEMES,
+            "frame_rate": 50.0,
+            "train_input": mode,
+        }
         in_dim = N_VISEMES
     model = build(name, dict(in_dim=in_dim, out_dim=OUT_DIM, **_hparams(opts))).to(dev)
     tset = FrameSet(train, dev, tfeat)
-    if uses_w2v:
+    if uses_w2v:  # (viseme inputs are probabilities: left unnormalized)
         in_mean, in_std = tset.features.mean(0), tset.features.std(0)
     else:
         in_mean, in_std = torch.zeros(in_dim), torch.ones(in_dim)
@@ -551,9 +596,13 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
     ss_start, ss_max, ss_passes, ss_noise = 0.3, 0.9, 2, 0.1  # scheduled sampling (w2v-ar)
 
     def inputs(idx, train_mode):
-        if uses_w2v:
+        if uses_w2v or finfo.get("train_input") == "frontend":
             return tset.features[idx]
-        return blurred_onehots(tset.vis50[idx], gen, train_mode)
+        onehots = blurred_onehots(tset.vis50[idx], gen, train_mode)
+        if finfo.get("train_input") != "mixed":
+            return onehots
+        use_post = torch.rand(idx.shape[0], 1, 1, device=dev, generator=gen) < 0.5
+        return torch.where(use_post, tset.features[idx], onehots)
 
     def step_fn(progress):
         _, _, idx, mask = tset.crop(opts.batch, frames, gen)
@@ -580,7 +629,7 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
         return ((pred - y) ** 2 * w).sum() / (w.sum() * OUT_DIM).clamp(min=1)
 
     val_utts = _val_subset(val, opts.val_max_utts)
-    if uses_w2v:
+    if vfeat is not None:  # validate on what the model will see: front-end features
         vsel = [vfeat[val.index(u)] for u in val_utts]
     else:
         vsel = [np.eye(N_VISEMES, dtype=np.float32)[u.vis50] for u in val_utts]

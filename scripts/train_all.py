@@ -78,6 +78,11 @@ def main() -> int:
         "--epochs", type=int, default=200, help="upper bound; budget/early stop end runs"
     )
     ap.add_argument("--w2v-feature", help="w2v predictors' input: posteriors (default) or hidden-N")
+    ap.add_argument(
+        "--frontends-from",
+        help="copy trained viseme-frontend/ and wav2vec2/ from this directory (e.g. checkpoints) "
+        "into --out first, to retrain only predictors with --only",
+    )
     ap.add_argument("--synthetic", action="store_true", help="dry run on synthetic data")
     args = ap.parse_args()
 
@@ -115,6 +120,17 @@ def main() -> int:
         f"{len(data.voices)} voices; loaded in {time.monotonic() - t0:.1f} s"
     )
     print(json.dumps(data.split_summary(args.seed)))
+    if args.frontends_from:
+        import shutil
+
+        for name in ("viseme-frontend", "wav2vec2"):
+            src = Path(args.frontends_from) / name
+            if not (src / "config.json").is_file():
+                ap.error(f"--frontends-from: {src} has no config.json")
+            (out / name).mkdir(parents=True, exist_ok=True)
+            for f in src.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, out / name / f.name)
     models = ORDER if not args.only else [m for m in ORDER if m in args.only.split(",")]
     summary: dict = {
         "command": "python3 scripts/train_all.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

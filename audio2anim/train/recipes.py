@@ -84,6 +84,9 @@ HPARAMS: dict[str, dict[str, dict]] = {
     },
 }
 DEFAULT_LR = {"viseme-frontend": 2e-3, "wav2vec2": 1e-3}
+# w2v-ar scheduled sampling: fed-back fraction start → end (reached at half the run), passes,
+# noise added to what is fed back, fraction of crops trained with no history at all
+AR_SCHEDULE = {"start": 0.3, "end": 0.9, "passes": 2, "noise": 0.1, "prev_dropout": 0.0}
 
 
 @dataclass
@@ -593,7 +596,7 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
     gen = torch.Generator(device=dev).manual_seed(opts.seed)
     frames = int(opts.crop_s * 50)
     is_ar = name == "w2v-ar"
-    ss_start, ss_max, ss_passes, ss_noise = 0.3, 0.9, 2, 0.1  # scheduled sampling (w2v-ar)
+    ar = AR_SCHEDULE
 
     def inputs(idx, train_mode):
         if uses_w2v or finfo.get("train_input") == "frontend":
@@ -614,15 +617,17 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
             # pass starting from the previous one's, so errors compound as they do when it runs
             # free; plus noise on what is fed back. Pure teacher forcing lets it learn "copy the
             # last frame" and drift at inference (the first GPU run's w2v-ar did).
-            p = ss_start + (ss_max - ss_start) * min(1.0, 2 * progress)
+            p = ar["start"] + (ar["end"] - ar["start"]) * min(1.0, 2 * progress)
             prev = y
             with torch.no_grad():
-                for _ in range(ss_passes):
+                for _ in range(ar["passes"]):
                     y1 = model.feedback(model(x, prev))
                     pick = torch.rand(y.shape[:2], device=dev, generator=gen)[..., None] < p
                     prev = torch.where(pick, y1, y)
-            prev = prev + ss_noise * torch.randn(prev.shape, device=dev, generator=gen)
-            pred = model(x, prev)
+            prev = prev + ar["noise"] * torch.randn(prev.shape, device=dev, generator=gen)
+            # hide the history of some crops entirely: the model must also work from audio alone
+            keep = torch.rand(prev.shape[0], 1, 1, device=dev, generator=gen) >= ar["prev_dropout"]
+            pred = model(x, prev * keep)
         else:
             pred = model(x)
         w = mask[..., None].float()

@@ -6,7 +6,7 @@
 | wav2vec2         | audio → phone CTC logits 50 Hz               | CTC                           |
 | viseme-mlp / cnn | viseme one-hots 50 Hz → 30 params            | MSE on normalized params      |
 | w2v-cnn / attention | wav2vec2 features 50 Hz → 30 params       | MSE on normalized params      |
-| w2v-ar           | features + own previous params → params      | MSE, parallel scheduled sampling (2 passes, p 0.3 → 0.9) + noise |
+| w2v-ar           | features + own previous params → params      | MSE, parallel scheduled sampling (2 passes, p 0.3 → 0.9), noise 0.3, history hidden for half the crops |
 
 Batches are random crops (``crop_s`` seconds, utterances drawn ∝ length) gathered from one
 tensor of all training utterances on the device. Front ends train on augmented audio (gain,
@@ -86,7 +86,7 @@ HPARAMS: dict[str, dict[str, dict]] = {
 DEFAULT_LR = {"viseme-frontend": 2e-3, "wav2vec2": 1e-3}
 # w2v-ar scheduled sampling: fed-back fraction start → end (reached at half the run), passes,
 # noise added to what is fed back, fraction of crops trained with no history at all
-AR_SCHEDULE = {"start": 0.3, "end": 0.9, "passes": 2, "noise": 0.1, "prev_dropout": 0.0}
+AR_SCHEDULE = {"start": 0.3, "end": 0.9, "passes": 2, "noise": 0.3, "prev_dropout": 0.5}
 
 
 @dataclass

@@ -68,7 +68,7 @@ def main() -> int:
     ap.add_argument("--data", help="training-data export directory")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--minutes", type=float, default=6.5, help="total training-loop budget")
+    ap.add_argument("--minutes", type=float, default=6.0, help="total training-loop budget")
     ap.add_argument("--only", help="comma-separated subset of models (in the fixed order)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", default="full", choices=("full", "tiny"))
@@ -76,6 +76,12 @@ def main() -> int:
     ap.add_argument("--steps-per-epoch", type=int, default=100)
     ap.add_argument(
         "--epochs", type=int, default=200, help="upper bound; budget/early stop end runs"
+    )
+    ap.add_argument("--w2v-feature", help="w2v predictors' input: posteriors (default) or hidden-N")
+    ap.add_argument(
+        "--frontends-from",
+        help="copy trained viseme-frontend/ and wav2vec2/ from this directory (e.g. checkpoints) "
+        "into --out first, to retrain only predictors with --only",
     )
     ap.add_argument("--synthetic", action="store_true", help="dry run on synthetic data")
     args = ap.parse_args()
@@ -114,6 +120,17 @@ def main() -> int:
         f"{len(data.voices)} voices; loaded in {time.monotonic() - t0:.1f} s"
     )
     print(json.dumps(data.split_summary(args.seed)))
+    if args.frontends_from:
+        import shutil
+
+        for name in ("viseme-frontend", "wav2vec2"):
+            src = Path(args.frontends_from) / name
+            if not (src / "config.json").is_file():
+                ap.error(f"--frontends-from: {src} has no config.json")
+            (out / name).mkdir(parents=True, exist_ok=True)
+            for f in src.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, out / name / f.name)
     models = ORDER if not args.only else [m for m in ORDER if m in args.only.split(",")]
     summary: dict = {
         "command": "python3 scripts/train_all.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
@@ -121,6 +138,11 @@ def main() -> int:
         "device": args.device,
         "models": {},
     }
+    previous = out / "train_all.json"
+    if previous.is_file():  # a partial re-run (--only) keeps the other models' records
+        old = json.loads(previous.read_text())
+        summary["models"] = {m: v for m, v in old.get("models", {}).items() if m not in models}
+        summary["earlier_commands"] = old.get("earlier_commands", []) + [old.get("command")]
     for name in models:
         minutes = round(args.minutes * SHARES[name], 3)
         frontend = None
@@ -138,6 +160,8 @@ def main() -> int:
         ]  # fmt: skip
         if frontend:
             single += ["--frontend", frontend]
+        if args.w2v_feature and name.startswith("w2v-"):
+            single += ["--w2v-feature", args.w2v_feature]
         opts = TrainOptions(
             model=name,
             out=str(out / name),
@@ -148,6 +172,7 @@ def main() -> int:
             batch=args.batch,
             max_minutes=minutes,
             frontend=frontend,
+            w2v_feature=args.w2v_feature if name.startswith("w2v-") else None,
             size=args.size,
             command=" ".join(shlex.quote(a) for a in single) + f"   # run by: {summary['command']}",
         )

@@ -55,9 +55,11 @@ def test_export_loads_and_splits_by_voice(export):
 
 def test_train_and_eval_viseme_models(export, tmp_path, capsys):
     fe = tmp_path / "viseme-frontend"
-    assert main(["train", "viseme-frontend", "--data", str(export), "--out", str(fe), *TINY]) == 0
+    args = ["train", "viseme-frontend", "--data", str(export), "--out", str(fe), "--lookahead", "3"]
+    assert main([*args, *TINY]) == 0
     side = json.loads((fe / "config.json").read_text())
-    assert side["kind"] == "viseme-frontend" and side["lookahead_frames"] == 2
+    assert side["kind"] == "viseme-frontend" and side["lookahead_frames"] == 3
+    assert side["hparams"]["lookahead"] == 3 and side["lookahead_ms"] == 30
     assert side["training"]["command"].startswith("audio2anim train viseme-frontend")
     assert side["training"]["epochs_run"] == 2 and len(side["training"]["history"]) == 2
     assert 0 <= side["metrics"]["viseme_frame_accuracy"] <= 1
@@ -79,6 +81,7 @@ def test_train_and_eval_viseme_models(export, tmp_path, capsys):
     assert main(args) == 0
     side = json.loads((cnn / "config.json").read_text())
     assert side["frontend"] == "../viseme-frontend"  # relative: the pair moves together
+    assert side["feature"]["train_input"] == "mixed"  # one-hots and front-end posteriors
     assert side["param_names"][:2] == ["jawOpen", "mouthClose"] and len(side["param_names"]) == 30
     assert len(side["normalization"]["out_mean"]) == 30
     for mode in ("oracle", "from_audio"):
@@ -118,6 +121,12 @@ def test_train_w2v_models(export, tmp_path):
         )
         side = json.loads((out / "config.json").read_text())
         assert side["feature"]["dim"] == 41 and "from_audio" in side["metrics"]
+    out = tmp_path / "w2v-cnn-hidden"
+    args = ["train", "w2v-cnn", "--data", str(export), "--out", str(out), "--frontend", str(w2v)]
+    assert main([*args, "--w2v-feature", "hidden-1", *TINY]) == 0
+    side = json.loads((out / "config.json").read_text())
+    assert side["feature"]["feature"] == "hidden-1" and side["feature"]["dim"] == 32
+    assert "from_audio" in side["metrics"]  # eval used the same hidden-state features
 
 
 def test_w2v_predictor_needs_frontend(export, tmp_path, capsys):

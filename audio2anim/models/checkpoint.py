@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from pathlib import Path
 
 FORMAT = "audio2anim-model/1"
@@ -56,6 +57,11 @@ def build(kind: str, hparams: dict):
     return model
 
 
+def jsonable(obj):
+    """``obj`` with numpy arrays/scalars as lists/numbers and NaN/inf as None (strict JSON)."""
+    return _jsonable(obj)
+
+
 def _jsonable(obj):
     import numpy as np
 
@@ -66,7 +72,9 @@ def _jsonable(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, np.generic):
-        return obj.item()
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # strict JSON has no NaN/inf (e.g. a recall with no segments to count)
     return obj
 
 

@@ -6,7 +6,7 @@ Graphs (opset 17, dynamic batch and time; normalization baked in):
 |---------------------|----------------------------------------------------|-----------------------------|
 | viseme-frontend     | logmel [B, T, 80], history [B, 80, H], h0 [1, B, G] | probs [B, T, 15], history_out, h1 |
 | viseme-mlp/-cnn, w2v-cnn, w2v-attention | features [B, T, D]             | params [B, T, O] in [0, 1]  |
-| w2v-ar (one step)   | window [B, D, RF] (normalized), prev [B, K, O] (normalized) | y [B, O] (normalized), params [B, O] |
+| w2v-ar (one step)   | window [B, D, RF] (normalized), prev [B, K, O] (normalized) | y [B, O] (normalized, clamped: feed it back), params [B, O] |
 
 The front-end graph is stateful so that it can stream: ``history`` holds the last conv inputs
 (normalized, zeros at the start) and ``h0`` the GRU state; ``probs[t]`` labels frame
@@ -63,7 +63,7 @@ class _ARStepGraph(nn.Module):
     def forward(self, window, prev):
         h = self.m.trunk(window)[:, :, -1]
         y = self.m.step_head(h, prev)
-        return y, self.m.denormalize_out(y).clamp(0, 1)
+        return self.m.feedback(y), self.m.denormalize_out(y).clamp(0, 1)
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:

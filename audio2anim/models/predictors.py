@@ -195,7 +195,8 @@ class AutoregressivePredictor(SequencePredictor):
 
     ``forward(x, prev)`` is the parallel (teacher-forced) pass: ``prev`` [B, T, O] holds the
     normalized parameters of frames 0…T-1, and frame t sees ``prev[t - K … t - 1]`` (zeros
-    before the stream start). ``generate(x)`` feeds back its own outputs, one frame at a time.
+    before the stream start). ``generate(x)`` feeds back its own outputs (clamped to the valid
+    range by `feedback`), one frame at a time.
     """
 
     def __init__(
@@ -231,6 +232,16 @@ class AutoregressivePredictor(SequencePredictor):
         """x [B, T, D] raw → trunk features [B, T, C]."""
         return self.trunk(self._pad_window(self.normalize_in(x))).transpose(1, 2)
 
+    def feedback(self, y: torch.Tensor) -> torch.Tensor:
+        """What is fed back: normalized outputs clamped to the valid parameter range [0, 1].
+
+        Without the clamp a free-running model can feed itself values no target ever had and
+        diverge (the first GPU run's w2v-ar did, up to NaN).
+        """
+        lo = -self.out_mean / self.out_std
+        hi = (1 - self.out_mean) / self.out_std
+        return torch.maximum(torch.minimum(y, hi), lo)
+
     def step_head(self, h: torch.Tensor, prev_window: torch.Tensor) -> torch.Tensor:
         """h [B, C] and the K previous normalized outputs [B, K, O] (oldest first) → [B, O]."""
         return self.head(h + self.prev_proj(prev_window.flatten(1)))
@@ -252,7 +263,7 @@ class AutoregressivePredictor(SequencePredictor):
         for i in range(t):
             y = self.step_head(h[:, i], prev)
             outs.append(y)
-            prev = torch.cat([prev[:, 1:], y[:, None]], dim=1)
+            prev = torch.cat([prev[:, 1:], self.feedback(y)[:, None]], dim=1)
         return torch.stack(outs, dim=1) if outs else h.new_zeros(b, 0, self.out_dim)
 
 
@@ -284,7 +295,7 @@ class ARStream:
             return None
         h = m.trunk(self.window)[:, :, -1]
         y = m.step_head(h, self.prev)
-        self.prev = torch.cat([self.prev[:, 1:], y[:, None]], dim=1)
+        self.prev = torch.cat([self.prev[:, 1:], m.feedback(y)[:, None]], dim=1)
         self.emitted += 1
         return y[0]
 

@@ -283,7 +283,9 @@ def save_wav2vec2(front: Wav2Vec2FrontEnd, directory: Path, sidecar: dict) -> Pa
     + ``vocab.json`` (token → id, the HF CTC tokenizer's format)."""
     from .checkpoint import _jsonable
 
-    front.model.save_pretrained(str(directory), safe_serialization=True)
+    front.model.save_pretrained(
+        str(directory)
+    )  # safetensors: the default since 4.35, the only format in 5.x
     cfg_path = directory / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["audio2anim"] = _jsonable({"hparams": front.hparams, **sidecar})

@@ -31,6 +31,8 @@ from audio2anim.streams import Audio, Features
 
 @register("feature.logmel")
 class LogMelFeatures(Operator):
+    """16 kHz audio → log-mel frames at 100 Hz (causal; equal to the one-shot log-mel)."""
+
     class Params(OperatorParams):
         n_mels: int = Field(80, ge=8, le=256, description="mel bands")
         min_frames: int = Field(1, ge=1, le=100, description="frames per emitted packet, at least")

@@ -52,6 +52,22 @@ def add_commands(subparsers) -> None:
     p.add_argument("--patience", type=int, default=6, help="epochs without improvement")
     p.add_argument("--max-minutes", type=float, help="wall-time budget of the training loop")
     p.add_argument("--frontend", help="wav2vec2 checkpoint (w2v-*) or viseme front end (viseme-*)")
+    p.add_argument(
+        "--lookahead",
+        type=int,
+        help="future frames the model may see (viseme-frontend: 10 ms frames, ≤ 6; predictors: "
+        "20 ms frames); default: the size preset's",
+    )
+    p.add_argument(
+        "--w2v-feature", help="w2v-*: 'posteriors' (CTC softmax) or 'hidden-N' (encoder layer N)"
+    )
+    p.add_argument(
+        "--viseme-input",
+        default="auto",
+        choices=("auto", "onehot", "frontend", "mixed"),
+        help="viseme-*: train on true visemes, on --frontend posteriors, or half each "
+        "(auto: mixed with --frontend, else onehot)",
+    )
     p.add_argument("--size", default="full", choices=("full", "tiny"))
     p.add_argument("--max-mb", type=float, default=40.0, help="export-data: size cap in MiB")
     p.set_defaults(func=cmd_train)
@@ -107,7 +123,12 @@ def cmd_train(args) -> int:
         patience=args.patience,
         max_minutes=args.max_minutes,
         frontend=args.frontend,
+        w2v_feature=args.w2v_feature,
+        viseme_input=args.viseme_input,
         size=args.size,
+        hparams={}
+        if args.lookahead is None or args.model == "wav2vec2"
+        else {"lookahead": args.lookahead},
         command=getattr(args, "command_line", None) or _command_line(),
     )
     try:

@@ -243,7 +243,9 @@ def run_eval(
         plot_sample(out / plot_name, uid, target, pred, f"{sidecar.get('kind')} ({mode})")
     report = out / "report.md"
     report.write_text(markdown_report(checkpoint, sidecar, result, plot_name))
-    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    from audio2anim.models.checkpoint import jsonable
+
+    (out / "metrics.json").write_text(json.dumps(jsonable(result), indent=1) + "\n")
     return result, report
 
 

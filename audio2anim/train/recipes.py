@@ -6,7 +6,7 @@
 | wav2vec2         | audio → phone CTC logits 50 Hz               | CTC                           |
 | viseme-mlp / cnn | viseme one-hots 50 Hz → 30 params            | MSE on normalized params      |
 | w2v-cnn / attention | wav2vec2 features 50 Hz → 30 params       | MSE on normalized params      |
-| w2v-ar           | features + own previous params → params      | MSE, teacher forcing + parallel scheduled sampling |
+| w2v-ar           | features + own previous params → params      | MSE, parallel scheduled sampling (2 passes, p 0.3 → 0.9), noise 0.3, history hidden for half the crops |
 
 Batches are random crops (``crop_s`` seconds, utterances drawn ∝ length) gathered from one
 tensor of all training utterances on the device. Front ends train on augmented audio (gain,
@@ -52,7 +52,7 @@ OUT_DIM = len(PARAM_NAMES)
 # model hyper-parameters: "full" for the shipped checkpoints, "tiny" for tests
 HPARAMS: dict[str, dict[str, dict]] = {
     "full": {
-        "viseme-frontend": dict(channels=128, hidden=128, conv_layers=2, kernel=3, lookahead=4),
+        "viseme-frontend": dict(channels=128, hidden=128, conv_layers=2, kernel=3, lookahead=6),
         "wav2vec2": dict(chunk_frames=5, left_chunks=10),
         "viseme-mlp": dict(past=12, lookahead=3, hidden=256, layers=2),
         "viseme-cnn": dict(lookahead=3, channels=128, layers=4, kernel=5),
@@ -84,6 +84,9 @@ HPARAMS: dict[str, dict[str, dict]] = {
     },
 }
 DEFAULT_LR = {"viseme-frontend": 2e-3, "wav2vec2": 1e-3}
+# w2v-ar scheduled sampling: fed-back fraction start → end (reached at half the run), passes,
+# noise added to what is fed back, fraction of crops trained with no history at all
+AR_SCHEDULE = {"start": 0.3, "end": 0.9, "passes": 2, "noise": 0.3, "prev_dropout": 0.5}
 
 
 @dataclass
@@ -102,6 +105,10 @@ class TrainOptions:
     patience: int = 6
     max_minutes: float | None = None
     frontend: str | None = None
+    w2v_feature: str | None = None  # w2v-*: "posteriors" or "hidden-N" (default: the checkpoint's)
+    # viseme-*: "onehot" (blurred true visemes), "frontend" (the viseme front end's posteriors
+    # of the training audio), "mixed" (half of each); "auto" = mixed when --frontend is given
+    viseme_input: str = "auto"
     size: str = "full"
     val_max_utts: int = 200
     command: str = ""
@@ -479,18 +486,35 @@ def train_wav2vec2(data: TrainingData, opts: TrainOptions):
     return front.cpu(), sidecar, hist
 
 
-def w2v_features(frontend_dir: str, utts: list[Utterance], device) -> tuple[list[np.ndarray], dict]:
+# (frontend dir, its weights' mtime, device) -> {utterance id: features}; lets the three w2v
+# predictors of one process (scripts/train_all.py) share one feature extraction
+_FEATURE_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
+
+
+def w2v_features(
+    frontend_dir: str, utts: list[Utterance], device, feature: str | None = None
+) -> tuple[list[np.ndarray], dict]:
     """Per-utterance features of a wav2vec2 checkpoint (streaming/chunked attention)."""
     from tqdm import tqdm
 
     from audio2anim.models.wav2vec import load_wav2vec2
 
-    front = load_wav2vec2(frontend_dir, device=str(device))
+    front = load_wav2vec2(frontend_dir, device=str(device), feature=feature)
+    weights = Path(frontend_dir) / "model.safetensors"
+    key = (
+        str(Path(frontend_dir).resolve()),
+        weights.stat().st_mtime_ns,
+        str(device),
+        front.feature,
+    )
+    cache = _FEATURE_CACHE.setdefault(key, {})
     feats = []
     with torch.no_grad():
         for u in tqdm(utts, desc="wav2vec2 features", unit="utt", leave=False, mininterval=2.0):
-            x = torch.as_tensor(u.audio, device=device)[None]
-            feats.append(front.features_torch(x)[0].cpu().numpy())
+            if u.id not in cache:
+                x = torch.as_tensor(u.audio, device=device)[None]
+                cache[u.id] = front.features_torch(x)[0].cpu().numpy()
+            feats.append(cache[u.id])
     info = {
         "checkpoint": str(frontend_dir),
         "feature": front.feature,
@@ -499,6 +523,31 @@ def w2v_features(frontend_dir: str, utts: list[Utterance], device) -> tuple[list
         "lookahead_frames": front.lookahead_frames,
     }
     return feats, info
+
+
+def frontend_posteriors(
+    frontend_dir: str, utts: list[Utterance], device, seed: int = 0
+) -> list[np.ndarray]:
+    """50 Hz viseme posteriors of a viseme front end on (augmented, as in its training) audio:
+    the realistic, imperfect input a viseme predictor gets at inference."""
+    from tqdm import tqdm
+
+    from audio2anim.models.checkpoint import load
+    from audio2anim.models.logmel import DEFAULT as LM
+    from audio2anim.models.logmel import logmel_torch
+
+    front, _ = load(frontend_dir, device=str(device))
+    gen = torch.Generator(device=device).manual_seed(seed + 1)
+    out = []
+    with torch.no_grad():
+        for u in tqdm(utts, desc="viseme posteriors", unit="utt", leave=False, mininterval=2.0):
+            audio = augment_audio(torch.as_tensor(u.audio, device=device)[None], gen)
+            lm = logmel_torch(audio)
+            tail = torch.full((1, front.lookahead, lm.shape[2]), math.log(LM.floor), device=device)
+            probs = torch.softmax(front(torch.cat([lm, tail], 1))[:, front.lookahead :], -1)[0]
+            t = probs.shape[0] // 2
+            out.append(probs[: 2 * t].reshape(t, 2, -1).mean(1).cpu().numpy())
+    return out
 
 
 def train_predictor(data: TrainingData, opts: TrainOptions):
@@ -511,16 +560,33 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
     if uses_w2v:
         if not opts.frontend:
             raise ValueError(f"{name}: needs --frontend, a trained wav2vec2 checkpoint directory")
-        feats, finfo = w2v_features(opts.frontend, train + val, dev)
+        feats, finfo = w2v_features(opts.frontend, train + val, dev, opts.w2v_feature)
         tfeat, vfeat = feats[: len(train)], feats[len(train) :]
         in_dim = finfo["dim"]
     else:
         tfeat = vfeat = None
-        finfo = {"kind": "viseme-posteriors", "dim": N_VISEMES, "frame_rate": 50.0}
+        mode = opts.viseme_input
+        if mode == "auto":
+            mode = "mixed" if opts.frontend else "onehot"
+        if mode not in ("onehot", "frontend", "mixed"):
+            raise ValueError(f"viseme input {mode!r}: expected onehot, frontend, mixed or auto")
+        if mode != "onehot":
+            if not opts.frontend:
+                raise ValueError(
+                    f"{name}: --viseme-input {mode} needs --frontend (a viseme front end)"
+                )
+            feats = frontend_posteriors(opts.frontend, train + val, dev, opts.seed)
+            tfeat, vfeat = feats[: len(train)], feats[len(train) :]
+        finfo = {
+            "kind": "viseme-posteriors",
+            "dim": N_VISEMES,
+            "frame_rate": 50.0,
+            "train_input": mode,
+        }
         in_dim = N_VISEMES
     model = build(name, dict(in_dim=in_dim, out_dim=OUT_DIM, **_hparams(opts))).to(dev)
     tset = FrameSet(train, dev, tfeat)
-    if uses_w2v:
+    if uses_w2v:  # (viseme inputs are probabilities: left unnormalized)
         in_mean, in_std = tset.features.mean(0), tset.features.std(0)
     else:
         in_mean, in_std = torch.zeros(in_dim), torch.ones(in_dim)
@@ -530,35 +596,45 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
     gen = torch.Generator(device=dev).manual_seed(opts.seed)
     frames = int(opts.crop_s * 50)
     is_ar = name == "w2v-ar"
-    ss_max = 0.5  # final probability of feeding back the model's own output
+    ar = AR_SCHEDULE
 
     def inputs(idx, train_mode):
-        if uses_w2v:
+        if uses_w2v or finfo.get("train_input") == "frontend":
             return tset.features[idx]
-        return blurred_onehots(tset.vis50[idx], gen, train_mode)
+        onehots = blurred_onehots(tset.vis50[idx], gen, train_mode)
+        if finfo.get("train_input") != "mixed":
+            return onehots
+        use_post = torch.rand(idx.shape[0], 1, 1, device=dev, generator=gen) < 0.5
+        return torch.where(use_post, tset.features[idx], onehots)
 
     def step_fn(progress):
         _, _, idx, mask = tset.crop(opts.batch, frames, gen)
         x = inputs(idx, True)
         y = model.normalize_out(tset.targets[idx])
         if is_ar:
-            # parallel scheduled sampling: a teacher-forced pass, then feed back a random
-            # fraction (growing to ss_max) of those predictions in place of the truth
-            p = ss_max * min(1.0, 2 * progress)
+            # parallel scheduled sampling (Duckworth et al. 2019): passes that feed back the
+            # model's own (clamped) predictions for a growing fraction p of the frames, each
+            # pass starting from the previous one's, so errors compound as they do when it runs
+            # free; plus noise on what is fed back. Pure teacher forcing lets it learn "copy the
+            # last frame" and drift at inference (the first GPU run's w2v-ar did).
+            p = ar["start"] + (ar["end"] - ar["start"]) * min(1.0, 2 * progress)
             prev = y
-            if p > 0:
-                with torch.no_grad():
-                    y1 = model(x, y)
-                pick = torch.rand(y.shape[:2], device=dev, generator=gen)[..., None] < p
-                prev = torch.where(pick, y1, y)
-            pred = model(x, prev)
+            with torch.no_grad():
+                for _ in range(ar["passes"]):
+                    y1 = model.feedback(model(x, prev))
+                    pick = torch.rand(y.shape[:2], device=dev, generator=gen)[..., None] < p
+                    prev = torch.where(pick, y1, y)
+            prev = prev + ar["noise"] * torch.randn(prev.shape, device=dev, generator=gen)
+            # hide the history of some crops entirely: the model must also work from audio alone
+            keep = torch.rand(prev.shape[0], 1, 1, device=dev, generator=gen) >= ar["prev_dropout"]
+            pred = model(x, prev * keep)
         else:
             pred = model(x)
         w = mask[..., None].float()
         return ((pred - y) ** 2 * w).sum() / (w.sum() * OUT_DIM).clamp(min=1)
 
     val_utts = _val_subset(val, opts.val_max_utts)
-    if uses_w2v:
+    if vfeat is not None:  # validate on what the model will see: front-end features
         vsel = [vfeat[val.index(u)] for u in val_utts]
     else:
         vsel = [np.eye(N_VISEMES, dtype=np.float32)[u.vis50] for u in val_utts]

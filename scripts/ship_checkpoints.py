@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Copy the trained models of a train_all.py run into checkpoints/ and write its README.md.
+
+    python scripts/ship_checkpoints.py OUT [--dest checkpoints] [--bench bench-output.md]
+
+Copies ``config.json``, ``model.safetensors`` (and ``vocab.json``) of the seven model
+directories — front-end references in the sidecars are relative (``../wav2vec2``), so they stay
+valid — checks the 30 MB budget, and writes ``DEST/README.md``: the exact commands, the
+training-data summary and split, each model's size, training run and test-voice figures (from
+the sidecars), and, if given, the Markdown table printed by ``bench/model_cost.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ORDER = (
+    "viseme-frontend",
+    "wav2vec2",
+    "viseme-mlp",
+    "viseme-cnn",
+    "w2v-cnn",
+    "w2v-ar",
+    "w2v-attention",
+)
+FILES = ("config.json", "model.safetensors", "vocab.json")
+BUDGET = 30 * 10**6
+
+
+def sidecar(path: Path) -> dict:
+    cfg = json.loads((path / "config.json").read_text())
+    return cfg.get("audio2anim", cfg) if cfg.get("model_type") == "wav2vec2" else cfg
+
+
+def fmt(v) -> str:
+    return "n/a" if v is None or v != v else f"{v:.3f}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", help="the train_all.py output directory")
+    ap.add_argument("--dest", default="checkpoints")
+    ap.add_argument("--bench", help="a file holding bench/model_cost.py output")
+    args = ap.parse_args()
+    out, dest = Path(args.out), Path(args.dest)
+    missing = [m for m in ORDER if not (out / m / "config.json").is_file()]
+    if missing:
+        print(f"{out}: missing trained models {missing}", file=sys.stderr)
+        return 2
+    total = 0
+    for m in ORDER:
+        (dest / m).mkdir(parents=True, exist_ok=True)
+        for f in FILES:
+            if (out / m / f).is_file():
+                shutil.copy2(out / m / f, dest / m / f)
+                total += (dest / m / f).stat().st_size
+    run = (
+        json.loads((out / "train_all.json").read_text())
+        if (out / "train_all.json").is_file()
+        else {}
+    )
+    first = sidecar(dest / ORDER[0])
+    data = first.get("data", {})
+    lines = [
+        "# Shipped checkpoints",
+        "",
+        "Seven small models trained by `scripts/train_all.py` on the synthetic corpus "
+        "(`docs/models.md` explains each). Figures are on the **test voices** (held out from "
+        "training and from early stopping). Regenerate this file with "
+        "`python scripts/ship_checkpoints.py OUT`.",
+        "",
+        f"Total size: **{total / 1e6:.1f} MB** (budget 30 MB).",
+        "",
+        "## How they were trained",
+        "",
+        "```",
+        run.get("command", "(train_all.json missing)"),
+        "```",
+        "",
+        f"torch {run.get('torch', '?')} on `{run.get('device', '?')}`, "
+        f"{run.get('total_seconds', '?')} s wall time in all.",
+        "",
+        f"Training data: {data.get('utterances')} utterances, {data.get('hours')} h "
+        f"(of a {data.get('corpus_hours')} h corpus `{data.get('corpus')}`, "
+        f"manifest sha1 {str(data.get('corpus_manifest_sha1'))[:12]}).",
+        "",
+        "| split | voices | utterances | hours |",
+        "|---|---|---|---|",
+    ]
+    for name, s in data.get("split", {}).items():
+        lines.append(f"| {name} | {', '.join(s['voices'])} | {s['utterances']} | {s['hours']} |")
+    lines += [
+        "",
+        "## Figures (test voices)",
+        "",
+        "| model | MB | epochs / steps / stop | viseme acc. | PER | MAE mouth | MAE eyes | closure | rounding | openness |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in ORDER:
+        s = sidecar(dest / m)
+        size = sum((dest / m / f).stat().st_size for f in FILES if (dest / m / f).is_file()) / 1e6
+        t = s.get("training", {})
+        met = s.get("metrics", {})
+        row = met.get("from_audio") or met.get("oracle") or {}
+        mae = row.get("mae", {})
+        lines.append(
+            f"| {m} | {size:.2f} | {t.get('epochs_run')} / {t.get('steps')} / {t.get('stop_reason')} "
+            f"| {fmt(met.get('viseme_frame_accuracy'))} | {fmt(met.get('phone_error_rate'))} "
+            f"| {fmt(mae.get('mouth'))} | {fmt(mae.get('eyes'))} "
+            f"| {fmt(row.get('bilabial_closure_recall'))} | {fmt(row.get('rounding_recall'))} "
+            f"| {fmt(row.get('open_vowel_openness'))} |"
+        )
+        if "oracle" in met and "from_audio" in met:
+            o = met["oracle"]
+            lines.append(
+                f"| {m} (true visemes in) | | | | | {fmt(o['mae']['mouth'])} | {fmt(o['mae']['eyes'])} "
+                f"| {fmt(o['bilabial_closure_recall'])} | {fmt(o['rounding_recall'])} "
+                f"| {fmt(o['open_vowel_openness'])} |"
+            )
+    lines += [
+        "",
+        "Predictor rows are end to end from audio (viseme-* through `viseme-frontend`, w2v-* "
+        "through `wav2vec2`); targets: viseme accuracy ≥ 0.70, closure ≥ 0.95, rounding ≥ 0.9, "
+        "openness ≥ 0.97. Definitions: `audio2anim/train/metrics.py`.",
+        "",
+        "## Single-model commands",
+        "",
+        "Each sidecar's `training.command` holds the equivalent `audio2anim train` call:",
+        "",
+        "```",
+    ]
+    for m in ORDER:
+        lines.append(
+            sidecar(dest / m).get("training", {}).get("command", "").split("   # run by:")[0]
+        )
+    lines += ["```", ""]
+    if args.bench:
+        lines += [
+            "## CPU cost",
+            "",
+            "`python bench/model_cost.py`:",
+            "",
+            Path(args.bench).read_text().strip(),
+            "",
+        ]
+    (dest / "README.md").write_text("\n".join(lines) + "\n")
+    print(f"copied {len(ORDER)} models, {total / 1e6:.1f} MB → {dest}; wrote {dest / 'README.md'}")
+    if total > BUDGET:
+        print(f"warning: {total / 1e6:.1f} MB exceeds the 30 MB budget", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

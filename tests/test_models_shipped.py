@@ -1,0 +1,72 @@
+"""The shipped checkpoints load and animate synthesized speech (skipped until they exist)."""
+
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CKPT = Path(__file__).resolve().parents[1] / "checkpoints"
+MODELS = (
+    "viseme-frontend",
+    "wav2vec2",
+    "viseme-mlp",
+    "viseme-cnn",
+    "w2v-cnn",
+    "w2v-ar",
+    "w2v-attention",
+)
+
+pytestmark = pytest.mark.skipif(
+    not all((CKPT / m / "config.json").is_file() for m in MODELS),
+    reason="no shipped checkpoints yet",
+)
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    if not shutil.which("espeak-ng"):
+        pytest.skip("espeak-ng not installed")
+    from scipy.signal import resample_poly
+
+    wav = tmp_path_factory.mktemp("tts") / "s.wav"
+    text = "Bob bought a blue boat, and Maya opened the old map."
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True)
+    with wave.open(str(wav)) as w:
+        rate = w.getframerate()
+        x = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768
+    g = np.gcd(rate, 16000)
+    return resample_poly(x, 16000 // g, rate // g).astype(np.float32)
+
+
+def test_total_size_budget():
+    total = sum(f.stat().st_size for m in MODELS for f in (CKPT / m).iterdir() if f.is_file())
+    assert total <= 30e6
+
+
+def test_pipelines_animate_speech(speech):
+    from audio2anim.models.checkpoint import load
+    from audio2anim.models.logmel import logmel
+    from audio2anim.models.viseme_frontend import downsample_posteriors
+    from audio2anim.models.wav2vec import load_wav2vec2
+
+    front, _ = load(CKPT / "viseme-frontend")
+    probs = front.posteriors(logmel(speech))
+    assert probs.shape == (len(speech) // 160, 15)
+    ids = probs.argmax(-1)
+    assert len(set(ids.tolist())) >= 5  # speech, not one class
+    loud = np.convolve(speech**2, np.ones(160) / 160, "same")[::160][: len(ids)] > 1e-3
+    assert (ids[loud] != 0).mean() > 0.7  # voiced frames are mostly not silence
+    post50 = downsample_posteriors(probs)
+    w2v = load_wav2vec2(CKPT / "wav2vec2")
+    feats = w2v.features(speech)
+    assert feats.shape == (len(speech) // 320, w2v.feature_dim)
+    for m in MODELS[2:]:
+        model, side = load(CKPT / m)
+        x = post50 if m.startswith("viseme") else feats
+        params = model.predict(x)
+        assert params.shape == (len(x), 30) and params.min() >= 0 and params.max() <= 1
+        jaw = params[:, side["param_names"].index("jawOpen")]
+        assert jaw.std() > 0.02, m  # the jaw moves with the speech

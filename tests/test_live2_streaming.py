@@ -329,3 +329,21 @@ def test_wav2vec2_stream_in_half_precision():
     half = _stream(Wav2Vec2Stream(front.to(torch.float16), dtype=torch.float16), x, 320)
     assert half.dtype == np.float32 and half.shape == full.shape
     assert np.abs(half - full).max() < 0.05 * np.abs(full).mean()
+
+
+def test_w2v_predictor_names_the_feature_it_was_trained_on(ckpts, tmp_path):
+    import json
+    import shutil
+
+    from audio2anim.operators.predictor import W2vCNN
+
+    ck = tmp_path / "w2v-cnn"
+    shutil.copytree(ckpts["w2v-cnn"], ck)
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["feature"] = {"feature": "hidden-1"}
+    (ck / "config.json").write_text(json.dumps(cfg))
+    op = W2vCNN(W2vCNN.Params(checkpoint=str(ck)))
+    dim = cfg["hparams"]["in_dim"]
+    pkt = Packet(Features(np.zeros((3, dim), np.float32), 50.0, "w2v2-posteriors"), 0.0)
+    with pytest.raises(ValueError, match="set feature: hidden-1 on the feature.wav2vec2 node"):
+        _run_op(op, [pkt])

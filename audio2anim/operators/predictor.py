@@ -89,6 +89,8 @@ class StreamingPredictor(Operator):
         warm_up(stream, np.full((25, self.in_dim), 1.0 / self.in_dim, np.float32))
         self.rate = float(side.get("output_frame_rate", 50.0))
         self.in_rate = float(side.get("input_frame_rate", 50.0))
+        # which wav2vec2 feature the predictor was trained on ("posteriors", "hidden-3", ...)
+        self.feature = (side.get("feature") or {}).get("feature")
         self.start: float | None = None
         self.emitted = 0
 
@@ -109,6 +111,12 @@ class StreamingPredictor(Operator):
         if abs(rate - self.in_rate) > 1e-6:
             raise ValueError(
                 f"{self.name}: input is {rate:g} frames/s, the checkpoint takes {self.in_rate:g}"
+            )
+        kind = getattr(payload, "kind", "")
+        if self.feature and kind.startswith("w2v2-") and kind != f"w2v2-{self.feature}":
+            raise ValueError(
+                f"{self.name}: input is wav2vec2 {kind[5:]!r}, the checkpoint was trained on "
+                f"{self.feature!r} (set feature: {self.feature} on the feature.wav2vec2 node)"
             )
         if data.shape[1] != self.in_dim:
             raise ValueError(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from audio2anim.operators.model_paths import PROJECT_ROOT
 
-# the best method on this 2-core CPU by bench/latency.py (see docs/live2.md)
+# the best method on this 2-core CPU by bench/latency.py (see docs/methods.md)
 DEFAULT_GRAPH = "graphs/viseme_cnn.yaml"
 
 

@@ -22,15 +22,7 @@ import argparse
 import shlex
 import sys
 
-MODELS = (
-    "viseme-frontend",
-    "wav2vec2",
-    "viseme-mlp",
-    "viseme-cnn",
-    "w2v-cnn",
-    "w2v-ar",
-    "w2v-attention",
-)
+from audio2anim.models.checkpoint import MODELS
 
 
 def add_commands(subparsers) -> None:

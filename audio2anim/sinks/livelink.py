@@ -59,6 +59,7 @@ from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Params as ParamsStream
 from .arkit_columns import ROTATIONS, ColumnMap
+from .udp import open_udp
 
 PACKET_VERSION = 6
 
@@ -135,13 +136,7 @@ class LiveLinkSink(Operator):
         self.sent = 0
 
     def setup(self) -> None:
-        p = self.params
-        try:
-            info = socket.getaddrinfo(p.host, p.port, socket.AF_INET, socket.SOCK_DGRAM)
-        except socket.gaierror as e:
-            raise ValueError(f"sink.livelink: cannot resolve host {p.host!r}: {e}") from None
-        self._addr = info[0][4]
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock, self._addr = open_udp(self.params.host, self.params.port, "sink.livelink")
 
     def process(self, port: str, packet: Packet) -> Outputs:
         payload = packet.payload

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 COMMAND_MODULES = [
@@ -21,18 +22,29 @@ COMMAND_MODULES = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="audio2anim", description="Real-time speech to face animation."
-    )
+def build_parser(
+    modules: list[str] = COMMAND_MODULES, prog: str = "audio2anim"
+) -> argparse.ArgumentParser:
+    """The parser with the subcommands of the dotted module names ``modules``."""
+    parser = argparse.ArgumentParser(prog=prog, description="Real-time speech to face animation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).add_commands(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(
+    argv: list[str] | None = None,
+    modules: list[str] = COMMAND_MODULES,
+    prog: str = "audio2anim",
+) -> int:
+    """Parse ``argv`` (default: the process's arguments) and run the chosen command → exit code.
+
+    An area's ``python -m audio2anim.AREA.cli`` entry calls this with ``modules`` = itself.
+    ``args.command_line`` is the command as ``audio2anim ...``, for commands that record it.
+    """
+    args = build_parser(modules, prog).parse_args(argv)
+    args.command_line = "audio2anim " + shlex.join(sys.argv[1:] if argv is None else argv)
     return int(args.func(args) or 0)
 
 

@@ -38,6 +38,15 @@ class Audio:
     def summary(self) -> dict:
         return {"samples": int(len(self.samples)), "rate": self.rate}
 
+    def require_rate(self, rate: int, owner: str) -> None:
+        """Raise one ValueError naming ``owner`` (the operator) unless this audio is at ``rate``
+        Hz: operators that need a fixed rate leave resampling to a `resample` node."""
+        if self.rate != rate:
+            raise ValueError(
+                f"{owner}: input audio is {self.rate} Hz, needs {rate} Hz "
+                "(put a resample node before it)"
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class Features:

@@ -51,7 +51,8 @@ def main() -> int:
     from audio2anim.models.logmel import LogMelStream, logmel
     from audio2anim.models.predictors import ARStream
     from audio2anim.models.viseme_frontend import VisemeStream, downsample_posteriors
-    from audio2anim.models.wav2vec import Wav2Vec2Stream, build_small, load_wav2vec2
+    from audio2anim.models.wav2vec import build_small, load_wav2vec2
+    from audio2anim.models.wav2vec_stream import Wav2Vec2Stream
     from audio2anim.train.recipes import HPARAMS
 
     torch.set_num_threads(args.threads)

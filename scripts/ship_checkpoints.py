@@ -18,15 +18,10 @@ import shutil
 import sys
 from pathlib import Path
 
-ORDER = (
-    "viseme-frontend",
-    "wav2vec2",
-    "viseme-mlp",
-    "viseme-cnn",
-    "w2v-cnn",
-    "w2v-ar",
-    "w2v-attention",
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from audio2anim.models.checkpoint import MODELS as ORDER  # noqa: E402 (after the path)
+
 FILES = ("config.json", "model.safetensors", "vocab.json")
 BUDGET = 30 * 10**6
 

@@ -28,15 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ORDER = (
-    "viseme-frontend",
-    "wav2vec2",
-    "viseme-mlp",
-    "viseme-cnn",
-    "w2v-cnn",
-    "w2v-ar",
-    "w2v-attention",
-)
+from audio2anim.models.checkpoint import MODELS as ORDER  # noqa: E402 (after the path)
+
 # share of the training budget per model: the wav2vec2 CTC model needs by far the most steps
 SHARES = {
     "viseme-frontend": 0.16,

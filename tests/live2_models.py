@@ -11,7 +11,17 @@ from audio2anim.models.random_checkpoints import (
     make_random_checkpoints,
 )
 
-__all__ = ["PREDICTORS", "graph_overrides", "make_tiny_checkpoints", "speak"]
+__all__ = ["PREDICTORS", "W2V_TINY", "graph_overrides", "make_tiny_checkpoints", "speak"]
+
+# wav2vec2 dimensions for fast tests of the front end and its stream (`build_small(**W2V_TINY)`)
+W2V_TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16,) * 7,
+    num_conv_pos_embedding_groups=4,
+)
 
 
 def make_tiny_checkpoints(root: Path) -> dict[str, Path]:

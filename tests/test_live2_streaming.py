@@ -8,19 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from live2_models import PREDICTORS, make_tiny_checkpoints, speak
+from live2_models import PREDICTORS, W2V_TINY, make_tiny_checkpoints, speak
 
 from audio2anim.graph.packets import Packet
 from audio2anim.streams import Audio, Features, Visemes
-
-W2V_TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    conv_dim=(16,) * 7,
-    num_conv_pos_embedding_groups=4,
-)
 
 
 @pytest.fixture(autouse=True)

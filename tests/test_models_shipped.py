@@ -8,16 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audio2anim.models.checkpoint import MODELS
+
 CKPT = Path(__file__).resolve().parents[1] / "checkpoints"
-MODELS = (
-    "viseme-frontend",
-    "wav2vec2",
-    "viseme-mlp",
-    "viseme-cnn",
-    "w2v-cnn",
-    "w2v-ar",
-    "w2v-attention",
-)
 
 pytestmark = pytest.mark.skipif(
     not all((CKPT / m / "config.json").is_file() for m in MODELS),

@@ -7,7 +7,6 @@ normalize, split, info. See docs/data.md. Run standalone with
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 
@@ -335,10 +334,9 @@ def add_commands(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="audio2anim")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    from audio2anim.cli import main as run_commands
+
+    return run_commands(argv, ["audio2anim.data.cli"])
 
 
 if __name__ == "__main__":

@@ -24,6 +24,19 @@ from pathlib import Path
 
 FORMAT = "audio2anim-model/1"
 
+# The seven models, in training order: each front end before the predictors that read its
+# features. Imported by the trainers and scripts/train_all.py, so this module stays free of
+# numpy/torch/pydantic imports.
+MODELS: tuple[str, ...] = (
+    "viseme-frontend",
+    "wav2vec2",
+    "viseme-mlp",
+    "viseme-cnn",
+    "w2v-cnn",
+    "w2v-ar",
+    "w2v-attention",
+)
+
 # kind -> "module:Class"; classes build from ``hparams`` alone (``Class(**hparams)``).
 MODEL_KINDS: dict[str, str] = {
     "viseme-frontend": "audio2anim.models.viseme_frontend:VisemeFrontEnd",

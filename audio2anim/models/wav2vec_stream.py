@@ -56,8 +56,15 @@ class Wav2Vec2Stream:
     ) -> None:
         if hop_frames < 1 or context_frames < 0 or lookahead_frames < 0:
             raise ValueError("hop_frames >= 1, context_frames >= 0 and lookahead_frames >= 0")
-        self.front = front.eval()
         cfg = front.model.config
+        if front.chunk_frames is not None and cfg.feat_extract_norm != "layer":
+            raise ValueError(
+                f"chunked Wav2Vec2Stream needs feat_extract_norm='layer' (this model has "
+                f"{cfg.feat_extract_norm!r}, which normalizes over the whole utterance)"
+            )
+        if getattr(cfg, "adapter_attn_dim", None) or cfg.add_adapter:
+            raise ValueError("Wav2Vec2Stream does not support adapter layers")
+        self.front = front.eval()
         self.cfg = cfg
         self.device = next(front.parameters()).device
         self.dtype = dtype
@@ -165,19 +172,30 @@ class Wav2Vec2Stream:
         enc = self.front.model.wav2vec2.encoder
         if not self.cfg.do_stable_layer_norm:
             hidden = enc.layer_norm(hidden)
-        n = len(hidden)
         picked = hidden if self.layer == 0 else None
         keep = self.front.left_chunks * self.front.chunk_frames
         for i, layer in enumerate(enc.layers):
-            cache = self.layer_cache[i]
-            x = torch.cat([cache, hidden])
-            mask = self.front.chunk_mask(len(x), x.device, x.dtype)
-            hidden = layer(x[None], attention_mask=mask)[0][-n:]
-            # the cache starts at a chunk boundary, so the chunk mask lines up with the stream
-            self.layer_cache[i] = x[-keep:] if keep else x[:0]
+            ctx = torch.cat([self.layer_cache[i], hidden])
+            # the cache holds exactly the left_chunks chunks the new chunk may attend to, so
+            # its rows attend to all of ctx (no mask); only those rows are computed
+            self.layer_cache[i] = ctx[-keep:] if keep else ctx[:0]
+            hidden = self._layer_on_chunk(layer, hidden[None], ctx[None])[0]
             if i + 1 == self.layer:
                 picked = hidden
         return self._head(hidden, picked)
+
+    def _layer_on_chunk(self, layer, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """One encoder layer for the chunk's rows ``x`` [1, n, H], attending to ``ctx``
+        [1, m, H] (cached left chunks + the chunk) → [1, n, H]; the same arithmetic as the
+        layer's own forward restricted to the last n query rows."""
+        if self.cfg.do_stable_layer_norm:
+            normed = layer.layer_norm(ctx)
+            attn, _ = layer.attention(normed[:, -x.shape[1] :], key_value_states=normed)
+            h = x + layer.dropout(attn)
+            return h + layer.feed_forward(layer.final_layer_norm(h))
+        attn, _ = layer.attention(x, key_value_states=ctx)
+        h = layer.layer_norm(x + layer.dropout(attn))
+        return layer.final_layer_norm(h + layer.feed_forward(h))
 
     def _head(self, hidden: torch.Tensor, picked: torch.Tensor | None) -> torch.Tensor:
         if picked is not None:

@@ -52,11 +52,7 @@ class LogMelFeatures(Operator):
 
     def process(self, port: str, packet: Packet):
         audio: Audio = packet.payload
-        if audio.rate != self.cfg.sample_rate:
-            raise ValueError(
-                f"feature.logmel: input audio is {audio.rate} Hz, needs {self.cfg.sample_rate} Hz "
-                "(put a resample node before it)"
-            )
+        audio.require_rate(self.cfg.sample_rate, "feature.logmel")
         if self.start_time is None:
             self.start_time = packet.media_time
         frames = self.stream.push(audio.samples)

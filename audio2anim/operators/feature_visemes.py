@@ -272,11 +272,7 @@ class VisemeFeatures(Operator):
     def process(self, port: str, packet: Packet) -> Outputs:
         configure_torch_threads()
         audio: Audio = packet.payload
-        if audio.rate != SAMPLE_RATE:
-            raise ValueError(
-                f"feature.visemes: input audio is {audio.rate} Hz, needs {SAMPLE_RATE} Hz "
-                "(put a resample node before it)"
-            )
+        audio.require_rate(SAMPLE_RATE, "feature.visemes")
         if self.start is None:
             self.start = packet.media_time
         return self._emit(self.recognizer.push(audio.samples))

@@ -168,11 +168,7 @@ class Wav2Vec2Features(Operator):
     def process(self, port: str, packet: Packet) -> Outputs:
         configure_torch_threads()
         audio: Audio = packet.payload
-        if audio.rate != SAMPLE_RATE:
-            raise ValueError(
-                f"feature.wav2vec2: input audio is {audio.rate} Hz, needs {SAMPLE_RATE} Hz "
-                "(put a resample node before it)"
-            )
+        audio.require_rate(SAMPLE_RATE, "feature.wav2vec2")
         if self.start is None:
             self.start = packet.media_time
         return self._emit(self.stream.push(audio.samples))

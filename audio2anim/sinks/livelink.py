@@ -59,26 +59,23 @@ from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Params as ParamsStream
 from .arkit_columns import ROTATIONS, ColumnMap
+from .udp import open_udp
 
 PACKET_VERSION = 6
 
+
+def _unreal_blendshape_order() -> tuple[str, ...]:
+    """`ALL` (Live Link Face CSV order) rearranged into Unreal's EARFaceBlendShape order: the
+    same names, but with jawLeft before jawRight and mouthLeft before mouthRight."""
+    order = list(ALL)
+    for left, right in (("jawLeft", "jawRight"), ("mouthLeft", "mouthRight")):
+        i, j = order.index(left), order.index(right)
+        order[i], order[j] = order[j], order[i]
+    return tuple(order)
+
+
 #: Unreal's EARFaceBlendShape order (the UDP payload), ARKit spelling, then the 9 rotations.
-UDP_ORDER: tuple[str, ...] = (
-    "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
-    "eyeSquintLeft", "eyeWideLeft",
-    "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
-    "eyeSquintRight", "eyeWideRight",
-    "jawForward", "jawLeft", "jawRight", "jawOpen",
-    "mouthClose", "mouthFunnel", "mouthPucker", "mouthLeft", "mouthRight",
-    "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight",
-    "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
-    "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight",
-    "mouthUpperUpLeft", "mouthUpperUpRight",
-    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "noseSneerLeft", "noseSneerRight",
-    "tongueOut",
-) + ROTATIONS  # fmt: skip
+UDP_ORDER: tuple[str, ...] = _unreal_blendshape_order() + ROTATIONS
 
 assert len(UDP_ORDER) == 61 and set(UDP_ORDER[:52]) == set(ALL)
 
@@ -139,13 +136,7 @@ class LiveLinkSink(Operator):
         self.sent = 0
 
     def setup(self) -> None:
-        p = self.params
-        try:
-            info = socket.getaddrinfo(p.host, p.port, socket.AF_INET, socket.SOCK_DGRAM)
-        except socket.gaierror as e:
-            raise ValueError(f"sink.livelink: cannot resolve host {p.host!r}: {e}") from None
-        self._addr = info[0][4]
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock, self._addr = open_udp(self.params.host, self.params.port, "sink.livelink")
 
     def process(self, port: str, packet: Packet) -> Outputs:
         payload = packet.payload

@@ -44,6 +44,7 @@ from ..graph.registry import register
 from ..streams import Params as ParamsStream
 from ..streams import Visemes
 from .arkit_columns import VISEME_MORPHS
+from .udp import open_udp
 
 BLEND_VAL = "/VMC/Ext/Blend/Val"
 BLEND_APPLY = "/VMC/Ext/Blend/Apply"
@@ -120,13 +121,7 @@ class VmcSink(Operator):
     def setup(self) -> None:
         from pythonosc.osc_message_builder import OscMessageBuilder
 
-        p = self.params
-        try:
-            info = socket.getaddrinfo(p.host, p.port, socket.AF_INET, socket.SOCK_DGRAM)
-        except socket.gaierror as e:
-            raise ValueError(f"sink.vmc: cannot resolve host {p.host!r}: {e}") from None
-        self._addr = info[0][4]
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock, self._addr = open_udp(self.params.host, self.params.port, "sink.vmc")
         self._apply = OscMessageBuilder(BLEND_APPLY).build().dgram
 
     def _val_message(self, name: str, value: float) -> bytes:

@@ -18,19 +18,10 @@ on a bare training machine (torch, numpy, transformers, safetensors, tqdm).
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 
-MODELS = (
-    "viseme-frontend",
-    "wav2vec2",
-    "viseme-mlp",
-    "viseme-cnn",
-    "w2v-cnn",
-    "w2v-ar",
-    "w2v-attention",
-)
+from audio2anim.models.checkpoint import MODELS
 
 
 def add_commands(subparsers) -> None:
@@ -173,11 +164,9 @@ def cmd_export_onnx(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m audio2anim.train.cli")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    args.command_line = "audio2anim " + shlex.join(sys.argv[1:] if argv is None else argv)
-    return int(args.func(args) or 0)
+    from audio2anim.cli import main as run_commands
+
+    return run_commands(argv, ["audio2anim.train.cli"], prog="python -m audio2anim.train.cli")
 
 
 if __name__ == "__main__":

@@ -35,17 +35,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..models.checkpoint import MODELS
 from .data import HOP, PARAM_NAMES, TrainingData, Utterance
 
-MODELS = (
-    "viseme-frontend",
-    "wav2vec2",
-    "viseme-mlp",
-    "viseme-cnn",
-    "w2v-cnn",
-    "w2v-ar",
-    "w2v-attention",
-)
 N_VISEMES = 15
 OUT_DIM = len(PARAM_NAMES)
 

@@ -106,6 +106,36 @@ class KerasPredictor:
         return np.clip(y, 0.0, 1.0)
 
 
+class KerasStream:
+    """Block-wise `KerasPredictor.predict`: ``push(frames)`` returns the outputs whose window is
+    complete, ``flush()`` the rest at the end; concatenated, they equal ``predict`` of the whole
+    input. Output frame t waits for ``lookahead_frames`` future frames (centred windows)."""
+
+    def __init__(self, pred: KerasPredictor, in_dim: int) -> None:
+        w = pred.window(in_dim)
+        self.pred = pred
+        self.before = pred._offset(w)
+        self.lookahead_frames = w - 1 - self.before
+        self.buf = np.zeros((self.before, in_dim), np.float32)  # = predict's own start padding
+
+    def push(self, frames: np.ndarray) -> np.ndarray:
+        self.buf = np.concatenate([self.buf, np.asarray(frames, np.float32)])
+        return self._ready()
+
+    def flush(self) -> np.ndarray:
+        pad = np.zeros((self.lookahead_frames, self.buf.shape[1]), np.float32)
+        self.buf = np.concatenate([self.buf, pad])
+        return self._ready()
+
+    def _ready(self) -> np.ndarray:
+        n = len(self.buf) - self.before - self.lookahead_frames
+        if n <= 0:
+            return np.zeros((0, self.pred.out_dim), np.float32)
+        y = self.pred.predict(self.buf)[self.before : self.before + n]
+        self.buf = self.buf[n:]  # keep the context the next frames' windows need
+        return y
+
+
 def load_keras_h5(path: str | Path, **kwargs) -> KerasPredictor:
     """Load a Keras ``.h5``/``.hdf5`` model file → `KerasPredictor` (kwargs: its options)."""
     path = Path(path)

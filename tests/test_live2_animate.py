@@ -102,8 +102,11 @@ def test_animate_errors_are_one_line(tmp_path, capsys):
     assert "not a readable audio file" in capsys.readouterr().err
     good = tmp_path / "good.wav"
     sf.write(good, np.zeros(1600, np.float32), 16000)
-    assert main(["animate", str(good), "-o", str(tmp_path / "no" / "o.csv")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    # a missing output folder is created; one that cannot be (under a file) is an error
+    assert main(["animate", str(good), "-o", str(good / "o.csv")]) == 2
+    assert "cannot create folder" in capsys.readouterr().err
+    assert main(["animate", str(good), "-o", str(tmp_path / "new" / "o.csv")]) == 0
+    assert (tmp_path / "new" / "o.csv").read_text().startswith("time,")
 
 
 @pytest.mark.parametrize("graph", METHOD_GRAPHS)

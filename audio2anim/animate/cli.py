@@ -73,8 +73,14 @@ def cmd_animate(args: argparse.Namespace) -> int:
         print(f"error: {args.input}: not a readable audio file ({e})", file=sys.stderr)
         return 2
     for out in (args.output, args.video):
-        if out is not None and not out.parent.exists():
-            print(f"error: {out}: folder {out.parent} does not exist", file=sys.stderr)
+        if out is None:
+            continue
+        try:  # like the README's `-o out/speech.csv` on a fresh clone: make the folder
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            print(
+                f"error: {out}: cannot create folder {out.parent} ({e.strerror})", file=sys.stderr
+            )
             return 2
     sinks: dict = {"csv": ("sink.csv", {"path": str(args.output), "layout": "simple"})}
     if args.video:

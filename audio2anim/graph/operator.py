@@ -24,9 +24,10 @@ Register a class with ``@register("family.name")`` from `audio2anim.graph.regist
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from .packets import Packet
 
@@ -47,6 +48,17 @@ class OperatorParams(BaseModel):
     """Base of every operator's params model: unknown fields are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def existing_file(label: str) -> AfterValidator:
+    """A params-field check (``Annotated[str | None, existing_file("glb")]``): the file exists."""
+
+    def check(v):
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"{label} {str(v)!r}: no such file")
+        return v
+
+    return AfterValidator(check)
 
 
 class Operator:

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field, field_validator
 
 from .. import streams
-from ..graph.operator import Operator, OperatorParams, Port
+from ..graph.operator import Operator, OperatorParams, Port, existing_file
 from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Frames
@@ -51,7 +50,9 @@ class RenderMeshParams(OperatorParams):
     size: int = Field(512, ge=16, le=4096, description="square frame side in pixels")
     width: int | None = Field(None, ge=16, le=4096, description="frame width (overrides size)")
     height: int | None = Field(None, ge=16, le=4096, description="frame height (overrides size)")
-    glb: str | None = Field(None, description="rig GLB with ARKit morph targets; default: ours")
+    glb: Annotated[str | None, existing_file("glb")] = Field(
+        None, description="rig GLB with ARKit morph targets; default: ours"
+    )
     distance: float = Field(0.58, gt=0, description="camera distance to the face (metres)")
     yaw: float = Field(0.0, description="camera yaw (degrees, + = from the face's left)")
     pitch: float = Field(0.0, description="camera pitch (degrees, + = from above)")
@@ -61,13 +62,6 @@ class RenderMeshParams(OperatorParams):
     max_lag_s: float | None = Field(
         None, gt=0, description="live: render only the newest row of blocks older than this"
     )
-
-    @field_validator("glb")
-    @classmethod
-    def _glb_exists(cls, v: str | None) -> str | None:
-        if v is not None and not Path(v).is_file():
-            raise ValueError(f"glb {v!r}: no such file")
-        return v
 
     @field_validator("background")
     @classmethod

@@ -31,13 +31,13 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from .. import streams
-from ..graph.operator import Operator, OperatorParams, Port
+from ..graph.operator import Operator, OperatorParams, Port, existing_file
 from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Audio, Visemes
@@ -49,15 +49,10 @@ THREE_DIR = VIEWER_DIR / "node_modules" / "three"
 class BrowserParams(OperatorParams):
     host: str = Field("127.0.0.1", description="address to serve on")
     port: int = Field(8765, ge=0, le=65535, description="HTTP/WebSocket port (0 = any free)")
-    glb: str | None = Field(None, description="rig GLB to show; default: ours")
+    glb: Annotated[str | None, existing_file("glb")] = Field(
+        None, description="rig GLB to show; default: ours"
+    )
     audio: bool = Field(True, description="send the audio for the page to play")
-
-    @field_validator("glb")
-    @classmethod
-    def _glb_exists(cls, v: str | None) -> str | None:
-        if v is not None and not Path(v).is_file():
-            raise ValueError(f"glb {v!r}: no such file")
-        return v
 
 
 class ViewerServer:

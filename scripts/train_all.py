@@ -67,6 +67,7 @@ def main() -> int:
     ap.add_argument("--size", default="full", choices=("full", "tiny"))
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps-per-epoch", type=int, default=100)
+    ap.add_argument("--patience", type=int, default=6, help="epochs without improvement")
     ap.add_argument(
         "--epochs", type=int, default=200, help="upper bound; budget/early stop end runs"
     )
@@ -149,7 +150,7 @@ def main() -> int:
             "audio2anim", "train", name, "--data", args.data, "--out", str(out / name),
             "--device", args.device, "--epochs", str(args.epochs), "--seed", str(args.seed),
             "--batch", str(args.batch), "--steps-per-epoch", str(args.steps_per_epoch),
-            "--max-minutes", str(minutes), "--size", args.size,
+            "--max-minutes", str(minutes), "--size", args.size, "--patience", str(args.patience),
         ]  # fmt: skip
         if frontend:
             single += ["--frontend", frontend]
@@ -163,6 +164,7 @@ def main() -> int:
             seed=args.seed,
             steps_per_epoch=args.steps_per_epoch,
             batch=args.batch,
+            patience=args.patience,
             max_minutes=minutes,
             frontend=frontend,
             w2v_feature=args.w2v_feature if name.startswith("w2v-") else None,

@@ -139,3 +139,42 @@ def test_w2v_predictor_needs_frontend(export, tmp_path, capsys):
 def test_bad_data_dir(tmp_path, capsys):
     assert main(["train", "viseme-cnn", "--data", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "neither a training-data export" in capsys.readouterr().err
+
+
+def test_speed_perturb_moves_pitch_and_labels_together():
+    """A 200 Hz tone starting at frame 50 (of 100): sped up by r, its pitch is 200 r and the
+    frame labels follow the onset to about 50 / r."""
+    import torch
+
+    from audio2anim.train.recipes import speed_perturb, stretch_frames
+
+    sr, hop = 16000, 320
+    t = np.arange(100 * hop) / sr
+    x = np.where(t >= 50 * hop / sr, np.sin(2 * np.pi * 200 * t), 0.0).astype(np.float32)
+    labels = torch.as_tensor((np.arange(100) >= 50).astype(np.int64))[None]
+    for seed in range(4):
+        gen = torch.Generator().manual_seed(seed)
+        y, r = speed_perturb(torch.as_tensor(x)[None], 0.1, gen)
+        assert 0.9 <= r <= 1.1 and y.shape[1] % hop == 0
+        n = y.shape[1] // hop
+        assert n == round(100 / r)
+        tail = y[0, -sr // 2 :].numpy()
+        freq = np.argmax(np.abs(np.fft.rfft(tail * np.hanning(len(tail))))) * sr / len(tail)
+        assert abs(freq - 200 * r) <= 3  # 2 Hz bins
+        onset_samples = int(np.argmax(np.abs(y[0].numpy()) > 0.05))
+        lab = stretch_frames(labels, r, n)[0].numpy()
+        assert abs(int(np.argmax(lab)) - onset_samples / hop) <= 1
+    assert speed_perturb(torch.as_tensor(x)[None], 0.0, gen)[1] == 1.0
+
+
+def test_lipsync_classes_cover_the_metric_windows(export):
+    from audio2anim.train import metrics as M
+    from audio2anim.train.recipes import lipsync_classes
+
+    u = next(u for u in load_data(export).utterances if (u.seg_class == 1).any())
+    cls = lipsync_classes(u)
+    assert cls.shape == (u.frames,)
+    for s, e, c in zip(u.seg_start, u.seg_end, u.seg_class, strict=True):
+        if c == 1:
+            assert (cls[M.segment_frames(float(s), float(e), u.frames)] == 1).all()
+    assert set(np.unique(cls)) <= {0, 1, 2, 3} and (cls == 0).any()

@@ -59,6 +59,12 @@ def add_commands(subparsers) -> None:
         help="viseme-*: train on true visemes, on --frontend posteriors, or half each "
         "(auto: mixed with --frontend, else onehot)",
     )
+    p.add_argument(
+        "--speed-perturb",
+        type=float,
+        default=0.1,
+        help="front ends: random speed factor within 1 ± this per batch (0: off)",
+    )
     p.add_argument("--size", default="full", choices=("full", "tiny"))
     p.add_argument("--max-mb", type=float, default=40.0, help="export-data: size cap in MiB")
     p.set_defaults(func=cmd_train)
@@ -116,6 +122,7 @@ def cmd_train(args) -> int:
         frontend=args.frontend,
         w2v_feature=args.w2v_feature,
         viseme_input=args.viseme_input,
+        speed_perturb=args.speed_perturb,
         size=args.size,
         hparams={}
         if args.lookahead is None or args.model == "wav2vec2"

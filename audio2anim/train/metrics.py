@@ -62,19 +62,22 @@ def mae_per_group(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     }
 
 
-def lip_gap(p: np.ndarray) -> np.ndarray:
-    """[T, 30] parameters → [T] lip gap (see the module docstring)."""
+def lip_gap(p):
+    """[..., 30] parameters → [...] lip gap (see the module docstring). numpy or torch: the
+    training loss weights frames with it too."""
     pull = 0.25 * (
-        p[:, _IX["mouthLowerDownLeft"]]
-        + p[:, _IX["mouthLowerDownRight"]]
-        + p[:, _IX["mouthUpperUpLeft"]]
-        + p[:, _IX["mouthUpperUpRight"]]
+        p[..., _IX["mouthLowerDownLeft"]]
+        + p[..., _IX["mouthLowerDownRight"]]
+        + p[..., _IX["mouthUpperUpLeft"]]
+        + p[..., _IX["mouthUpperUpRight"]]
     )
-    return np.maximum(p[:, _IX["jawOpen"]] - p[:, _IX["mouthClose"]], 0.0) + pull
+    return (p[..., _IX["jawOpen"]] - p[..., _IX["mouthClose"]]).clip(min=0.0) + pull
 
 
-def rounding(p: np.ndarray) -> np.ndarray:
-    return np.maximum(p[:, _IX["mouthFunnel"]], p[:, _IX["mouthPucker"]])
+def rounding(p):
+    """[..., 30] parameters → [...] max(mouthFunnel, mouthPucker) (numpy or torch)."""
+    funnel, pucker = p[..., _IX["mouthFunnel"]], p[..., _IX["mouthPucker"]]
+    return funnel + (pucker - funnel).clip(min=0.0)
 
 
 def segment_frames(start: float, end: float, n_frames: int) -> slice:

@@ -4,13 +4,15 @@
 |------------------|----------------------------------------------|-------------------------------|
 | viseme-frontend  | log-mel 100 Hz → viseme logits (delayed L)   | cross-entropy                 |
 | wav2vec2         | audio → phone CTC logits 50 Hz               | CTC                           |
-| viseme-mlp / cnn | viseme one-hots 50 Hz → 30 params            | MSE on normalized params      |
-| w2v-cnn / attention | wav2vec2 features 50 Hz → 30 params       | MSE on normalized params      |
-| w2v-ar           | features + own previous params → params      | MSE, parallel scheduled sampling (2 passes, p 0.3 → 0.9), noise 0.3, history hidden for half the crops |
+| viseme-mlp / cnn | viseme one-hots 50 Hz → 30 params            | weighted MSE, normalized params |
+| w2v-cnn / attention | wav2vec2 features 50 Hz → 30 params       | weighted MSE, normalized params |
+| w2v-ar           | features + own previous params → params      | weighted MSE, parallel scheduled sampling (2 passes, p 0.3 → 0.9), noise 0.3, history hidden for half the crops |
 
 Batches are random crops (``crop_s`` seconds, utterances drawn ∝ length) gathered from one
-tensor of all training utterances on the device. Front ends train on augmented audio (gain,
-random EQ curve, noise at 5–40 dB SNR) so they hold up beyond clean TTS. Viseme predictors
+tensor of all training utterances on the device. Front ends train on augmented audio (speed
+perturbation ±10 %, gain, random EQ curve, noise at 5–40 dB SNR) so they hold up beyond the
+training voices and clean TTS. Predictor losses weight the frames of P/B/M, rounded and open
+vowel segments higher (``LIPSYNC_WEIGHTS``). Viseme predictors
 train on one-hots blurred like a recognizer's output (label smoothing, random soft frames,
 ±1 frame jitter) so they accept posteriors too. w2v predictors train on the features of a
 trained wav2vec2 checkpoint (``frontend``), computed once per utterance with its streaming
@@ -76,6 +78,11 @@ HPARAMS: dict[str, dict[str, dict]] = {
     },
 }
 DEFAULT_LR = {"viseme-frontend": 2e-3, "wav2vec2": 1e-3}
+# Predictor loss weight of the frames of each lip-sync segment class (none, bilabial, rounded,
+# open; windows as `metrics.segment_frames`). A plain MSE regresses to the mean where the input is
+# ambiguous (a short P/B/M the front end half-heard), which leaves the lips slightly open; the
+# weights move that mean towards the shapes the lip-sync figures (and viewers) check.
+LIPSYNC_WEIGHTS = (1.0, 4.0, 2.0, 2.0)
 # w2v-ar scheduled sampling: fed-back fraction start → end (reached at half the run), passes,
 # noise added to what is fed back, fraction of crops trained with no history at all
 AR_SCHEDULE = {"start": 0.3, "end": 0.9, "passes": 2, "noise": 0.3, "prev_dropout": 0.5}
@@ -101,6 +108,9 @@ class TrainOptions:
     # viseme-*: "onehot" (blurred true visemes), "frontend" (the viseme front end's posteriors
     # of the training audio), "mixed" (half of each); "auto" = mixed when --frontend is given
     viseme_input: str = "auto"
+    # front ends: speed perturbation by a random factor in [1 - s, 1 + s] per batch (tempo,
+    # pitch and formants together: a cheap stand-in for more speakers); 0 turns it off
+    speed_perturb: float = 0.1
     size: str = "full"
     val_max_utts: int = 200
     command: str = ""
@@ -128,6 +138,7 @@ class FrameSet:
             if features is None
             else torch.as_tensor(np.concatenate(features).astype(np.float32), device=device)
         )
+        self.lipsync = torch.as_tensor(np.concatenate([lipsync_classes(u) for u in utts]), device=device)
         self.weights = self.nf.float()
 
     def crop(self, batch: int, frames: int, gen: torch.Generator):
@@ -149,6 +160,39 @@ class FrameSet:
 
     def vis100_of(self, idx: torch.Tensor) -> torch.Tensor:
         return self.vis100[(idx[:, :, None] * 2 + torch.arange(2, device=self.device)).flatten(1)]
+
+
+def lipsync_classes(utt: Utterance) -> np.ndarray:
+    """[frames] int64: the lip-sync class (0 none, 1 bilabial, 2 rounded, 3 open) of each 50 Hz
+    frame, over the same segment windows the figures use; bilabial wins where windows overlap."""
+    from .metrics import segment_frames
+
+    out = np.zeros(utt.frames, np.int64)
+    for code in (3, 2, 1):
+        for s, e, c in zip(utt.seg_start, utt.seg_end, utt.seg_class, strict=True):
+            if c == code:
+                out[segment_frames(float(s), float(e), utt.frames)] = code
+    return out
+
+
+def speed_perturb(audio: torch.Tensor, amount: float, gen: torch.Generator):
+    """Resample [B, F * 320] audio by one random factor r in [1 - amount, 1 + amount] (played
+    r times faster: shorter, higher) → (audio [B, F' * 320], r), F' = round(F / r). Frame-wise
+    labels follow with `stretch_frames`; label sequences (CTC) are unchanged."""
+    frames = audio.shape[1] // HOP
+    if amount <= 0:
+        return audio, 1.0
+    r = 1.0 + amount * (2 * float(torch.rand(1, device=audio.device, generator=gen)) - 1)
+    n = max(1, round(frames / r)) * HOP
+    out = F.interpolate(audio[:, None], size=n, mode="linear", align_corners=False)[:, 0]
+    return out, r
+
+
+def stretch_frames(x: torch.Tensor, r: float, n: int) -> torch.Tensor:
+    """Frame-wise [B, T, ...] values of audio sped up by ``r`` → [B, n, ...]: new frame t covers
+    old frame floor((t + 0.5) r)."""
+    src = ((torch.arange(n, device=x.device) + 0.5) * r).long().clamp(max=x.shape[1] - 1)
+    return x[:, src]
 
 
 def augment_audio(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -349,11 +393,11 @@ def train_viseme_frontend(data: TrainingData, opts: TrainOptions):
 
     def step_fn(progress):
         _, _, idx, mask = tset.crop(opts.batch, frames, gen)
-        audio = augment_audio(tset.audio_of(idx, mask), gen)
-        lm = logmel_torch(audio)
-        labels = tset.vis100_of(idx)
-        m100 = mask.repeat_interleave(2, dim=1)
-        logits = model(lm)
+        audio, r = speed_perturb(tset.audio_of(idx, mask), opts.speed_perturb, gen)
+        n100 = 2 * (audio.shape[1] // HOP)
+        labels = stretch_frames(tset.vis100_of(idx), r, n100)
+        m100 = stretch_frames(mask.repeat_interleave(2, dim=1), r, n100)
+        logits = model(logmel_torch(augment_audio(audio, gen)))
         n = labels.shape[1] - lk
         loss = F.cross_entropy(
             logits[:, lk:].reshape(-1, N_VISEMES), labels[:, :n].reshape(-1), reduction="none"
@@ -440,7 +484,9 @@ def train_wav2vec2(data: TrainingData, opts: TrainOptions):
 
     def step_fn(progress):
         u, start, idx, mask = tset.crop(opts.batch, frames, gen)
-        audio = augment_audio(tset.audio_of(idx, mask), gen)
+        audio, r = speed_perturb(tset.audio_of(idx, mask), opts.speed_perturb, gen)
+        mask = stretch_frames(mask, r, audio.shape[1] // HOP)
+        audio = augment_audio(audio, gen)
         labels = [
             crop_ctc_labels(train[i], s, frames)
             for i, s in zip(u.tolist(), start.tolist(), strict=True)
@@ -589,6 +635,7 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
     frames = int(opts.crop_s * 50)
     is_ar = name == "w2v-ar"
     ar = AR_SCHEDULE
+    lipsync_w = torch.tensor(LIPSYNC_WEIGHTS, device=dev)
 
     def inputs(idx, train_mode):
         if uses_w2v or finfo.get("train_input") == "frontend":
@@ -622,7 +669,7 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
             pred = model(x, prev * keep)
         else:
             pred = model(x)
-        w = mask[..., None].float()
+        w = (mask * lipsync_w[tset.lipsync[idx]])[..., None]
         return ((pred - y) ** 2 * w).sum() / (w.sum() * OUT_DIM).clamp(min=1)
 
     val_utts = _val_subset(val, opts.val_max_utts)

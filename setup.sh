@@ -8,6 +8,7 @@ APT_PACKAGES=(
   espeak-ng libespeak-ng1                                   # TTS with phoneme events (corpus)
   festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts   # more TTS voices
   sox                                                       # audio checks in tests/docs
+  alsa-utils                                                # real recorded speech clips (bench/real_speech.py)
   libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri               # headless OpenGL (EGL + llvmpipe)
   libportaudio2                                             # microphone / speaker (sounddevice)
   chromium                                                  # browser viewer tests (headless)

@@ -17,9 +17,9 @@ WORDS = [
 ]
 
 
-def _write_corpus(path, n_voices=3, reps=2):
+def _write_corpus(path, n_voices=3, reps=2, rate=16000):
     rng = np.random.default_rng(0)
-    with CorpusWriter(path) as w:
+    with CorpusWriter(path, rate) as w:
         for v in range(n_voices):
             for r in range(reps):
                 for k, word in enumerate(WORDS):
@@ -27,10 +27,10 @@ def _write_corpus(path, n_voices=3, reps=2):
                     for ph, d in word:
                         segs.append(PhoneSegment(round(t, 4), round(t + d, 4), ph))
                         t += d
-                    n = int(round(t * 16000))
-                    audio = (
-                        0.2 * np.sin(2 * np.pi * (120 + 30 * v) * np.arange(n) / 16000)
-                    ).astype(np.float32)
+                    n = int(round(t * rate))
+                    audio = (0.2 * np.sin(2 * np.pi * (120 + 30 * v) * np.arange(n) / rate)).astype(
+                        np.float32
+                    )
                     audio += 0.01 * rng.standard_normal(n).astype(np.float32)
                     utt = Utterance(f"v{v}-{r}-{k}", f"voice{v}", "x", t, "arpabet", "aligned")
                     w.add(utt, audio, segs)
@@ -75,6 +75,19 @@ def test_export_matches_corpus(tmp_path):
     assert (
         err.max() < 0.03 * np.abs(original).max() and np.corrcoef(u.audio, original)[0, 1] > 0.999
     )
+
+
+def test_export_resamples_a_48khz_corpus(tmp_path):
+    """A corpus of 48 kHz recordings exports at 16 kHz: same frames, same timing as 16 kHz."""
+    at16 = load_data(_write_corpus(tmp_path / "c16", n_voices=1, reps=1)).utterances
+    at48 = load_data(_write_corpus(tmp_path / "c48", n_voices=1, reps=1, rate=48000)).utterances
+    for a, b in zip(
+        sorted(at16, key=lambda u: u.id), sorted(at48, key=lambda u: u.id), strict=True
+    ):
+        assert b.frames == a.frames and len(b.audio) == len(a.audio)
+        np.testing.assert_array_equal(b.vis50, a.vis50)
+        assert np.abs(b.targets[:, :19] - a.targets[:, :19]).max() < 0.05  # mouth: same timing
+        assert np.corrcoef(a.audio, b.audio)[0, 1] > 0.95
 
 
 def test_export_budget_and_corpus_cache(tmp_path):

@@ -100,12 +100,17 @@ class Utterance:
 
 
 def utterance_arrays(corpus, utt) -> dict:
-    """Compute the exported arrays of one corpus utterance (teacher targets unless captured)."""
+    """Compute the exported arrays of one corpus utterance (teacher targets unless captured);
+    audio at any corpus rate is resampled to 16 kHz."""
     from audio2anim.data import teacher, visemes
     from audio2anim.models.wav2vec import phone_label
 
     uid, phoneset = utt.id, utt.phoneset
     audio = np.asarray(corpus.audio(uid), np.float32)
+    if corpus.sample_rate != SAMPLE_RATE:  # e.g. a corpus of 48 kHz recordings
+        import soxr
+
+        audio = soxr.resample(audio, corpus.sample_rate, SAMPLE_RATE).astype(np.float32)
     frames = len(audio) // HOP
     audio = audio[: frames * HOP]
     segments = corpus.phones(uid)

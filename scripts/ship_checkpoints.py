@@ -35,6 +35,24 @@ def fmt(v) -> str:
     return "n/a" if v is None or v != v else f"{v:.3f}"
 
 
+def kept_sections(readme: Path, written: set[str]) -> list[str]:
+    """The lines of the ``## `` sections of an existing README that this run does not write
+    (hand-written figures such as bench/real_speech.py's table; an earlier CPU-cost table
+    when no --bench is given)."""
+    if not readme.is_file():
+        return []
+    out: list[str] = []
+    keep = False
+    for line in readme.read_text().splitlines():
+        if line.startswith("## "):
+            keep = line not in written
+        if keep:
+            out.append(line)
+    while out and not out[-1].strip():
+        out.pop()
+    return [*out, ""] if out else []
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", help="the train_all.py output directory")
@@ -53,43 +71,49 @@ def main() -> int:
             if (out / m / f).is_file():
                 shutil.copy2(out / m / f, dest / m / f)
                 total += (dest / m / f).stat().st_size
-    run = (
-        json.loads((out / "train_all.json").read_text())
-        if (out / "train_all.json").is_file()
-        else {}
-    )
-    first = sidecar(dest / ORDER[0])
-    data = first.get("data", {})
+    sides = {m: sidecar(dest / m) for m in ORDER}
+    # the train_all.py calls that made the seven (a sidecar's command ends "# run by: CALL")
+    runs: dict[str, list[str]] = {}
+    for m, side in sides.items():
+        cmd = side.get("training", {}).get("command", "")
+        runs.setdefault(cmd.split("   # run by: ")[-1] if "# run by:" in cmd else cmd, []).append(m)
+    exports: dict[str, list[str]] = {}
+    for m, side in sides.items():
+        exports.setdefault(side.get("data", {}).get("export", "?"), []).append(m)
+    t0 = sides[ORDER[0]].get("training", {})
     lines = [
         "# Shipped checkpoints",
         "",
         "Seven small models trained by `scripts/train_all.py` on the synthetic corpus "
         "(`docs/models.md` explains each). Figures are on the **test voices** (held out from "
         "training and from early stopping). Regenerate this file with "
-        "`python scripts/ship_checkpoints.py OUT`.",
+        "`python scripts/ship_checkpoints.py OUT`; sections it does not write are kept.",
         "",
         f"Total size: **{total / 1e6:.1f} MB** (budget 30 MB).",
         "",
         "## How they were trained",
         "",
-        "```",
-        run.get("command", "(train_all.json missing)"),
-        "```",
+        f"torch {t0.get('torch', '?')} on `{t0.get('device', '?')}`, in these calls:",
         "",
-        f"torch {run.get('torch', '?')} on `{run.get('device', '?')}`, "
-        f"{run.get('total_seconds', '?')} s wall time in all.",
-        "",
-        f"Training data: {data.get('utterances')} utterances, {data.get('hours')} h "
-        f"(of a {data.get('corpus_hours')} h corpus `{data.get('corpus')}`, "
-        f"manifest sha1 {str(data.get('corpus_manifest_sha1'))[:12]}).",
-        "",
-        "| split | voices | utterances | hours |",
-        "|---|---|---|---|",
     ]
-    for name, s in data.get("split", {}).items():
-        lines.append(f"| {name} | {', '.join(s['voices'])} | {s['utterances']} | {s['hours']} |")
+    for cmd, models in runs.items():
+        lines += [f"{', '.join(models)}:", "", "```", cmd, "```", ""]
+    for export, models in exports.items():
+        data = sides[models[0]].get("data", {})
+        lines += [
+            f"Training data of {', '.join(models)}: `{export}`, {data.get('utterances')} "
+            f"utterances, {data.get('hours')} h (of a {data.get('corpus_hours')} h corpus "
+            f"`{data.get('corpus')}`, manifest sha1 {str(data.get('corpus_manifest_sha1'))[:12]}).",
+            "",
+            "| split | voices | utterances | hours |",
+            "|---|---|---|---|",
+        ]
+        for name, sp in data.get("split", {}).items():
+            lines.append(
+                f"| {name} | {', '.join(sp['voices'])} | {sp['utterances']} | {sp['hours']} |"
+            )
+        lines.append("")
     lines += [
-        "",
         "## Figures (test voices)",
         "",
         "| model | MB | epochs / steps / stop | viseme acc. | PER | MAE mouth | MAE eyes | closure | rounding | openness |",
@@ -142,7 +166,9 @@ def main() -> int:
             Path(args.bench).read_text().strip(),
             "",
         ]
-    (dest / "README.md").write_text("\n".join(lines) + "\n")
+    readme = dest / "README.md"
+    lines += kept_sections(readme, {ln for ln in lines if ln.startswith("## ")})
+    readme.write_text("\n".join(lines).rstrip("\n") + "\n")
     print(f"copied {len(ORDER)} models, {total / 1e6:.1f} MB → {dest}; wrote {dest / 'README.md'}")
     if total > BUDGET:
         print(f"warning: {total / 1e6:.1f} MB exceeds the 30 MB budget", file=sys.stderr)

@@ -82,7 +82,7 @@ DEFAULT_LR = {"viseme-frontend": 2e-3, "wav2vec2": 1e-3}
 # open; windows as `metrics.segment_frames`). A plain MSE regresses to the mean where the input is
 # ambiguous (a short P/B/M the front end half-heard), which leaves the lips slightly open; the
 # weights move that mean towards the shapes the lip-sync figures (and viewers) check.
-LIPSYNC_WEIGHTS = (1.0, 4.0, 2.0, 2.0)
+LIPSYNC_WEIGHTS = (1.0, 6.0, 3.0, 2.0)
 # w2v-ar scheduled sampling: fed-back fraction start → end (reached at half the run), passes,
 # noise added to what is fed back, fraction of crops trained with no history at all
 AR_SCHEDULE = {"start": 0.3, "end": 0.9, "passes": 2, "noise": 0.3, "prev_dropout": 0.5}

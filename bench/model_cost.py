@@ -47,7 +47,7 @@ def main() -> int:
 
     import torch
 
-    from audio2anim.models.checkpoint import build, load
+    from audio2anim.models.checkpoint import build, load, read_sidecar
     from audio2anim.models.logmel import LogMelStream, logmel
     from audio2anim.models.predictors import ARStream
     from audio2anim.models.viseme_frontend import VisemeStream, downsample_posteriors
@@ -127,12 +127,20 @@ def main() -> int:
         w2v_st = _timed(w2v_stream, args.repeats) * per_s
     n_params = sum(p.numel() for p in w2v.parameters()) / 1e6
     rows.append((f"wav2vec2 ({n_params:.1f} M params)", source["wav2vec2"], w2v_one, w2v_st))
-    feats = w2v.features(audio)
+    feats: dict[str, np.ndarray] = {}  # per wav2vec2 feature choice ("posteriors", "hidden-4")
+
+    def w2v_features(kind):
+        side = read_sidecar(ck / kind) if (ck / kind / "config.json").is_file() else {}
+        name = (side.get("feature") or {}).get("feature") or "posteriors"
+        if name not in feats:
+            w2v.feature = name  # what this predictor was trained on
+            feats[name] = w2v.features(audio)
+        return feats[name]
 
     w_block = args.block_ms // 20
     pred_cost = {}
     for kind in ("viseme-mlp", "viseme-cnn", "w2v-cnn", "w2v-ar", "w2v-attention"):
-        x = post50 if kind.startswith("viseme") else feats
+        x = post50 if kind.startswith("viseme") else w2v_features(kind)
         m = get(kind, x.shape[1])
         with torch.inference_mode():
             one = _timed(lambda m=m, x=x: m.predict(x), args.repeats) * per_s
@@ -165,14 +173,14 @@ def main() -> int:
         for kind in ("viseme-frontend", "viseme-mlp", "viseme-cnn", "w2v-cnn", "w2v-attention"):
             src = ck / kind
             if not (src / "config.json").is_file():
-                x = post50 if kind.startswith("viseme-") and kind != "viseme-frontend" else feats
+                x = post50 if kind.startswith("viseme-") and kind != "viseme-frontend" else w2v_features(kind)
                 src = Path(tmp) / kind
                 save(get(kind, x.shape[1]) if kind != "viseme-frontend" else fe, src)
             om = OnnxModel(export_onnx(src, Path(tmp) / f"{kind}.onnx"))
             if kind == "viseme-frontend":
                 cost = _timed(lambda om=om: om.posteriors(lm), args.repeats) * per_s
             else:
-                x = post50 if kind.startswith("viseme") else feats
+                x = post50 if kind.startswith("viseme") else w2v_features(kind)
                 cost = _timed(lambda om=om, x=x: om.predict(x), args.repeats) * per_s
             onnx_rows.append((kind, cost))
 

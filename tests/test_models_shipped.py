@@ -53,12 +53,14 @@ def test_pipelines_animate_speech(speech):
     loud = np.convolve(speech**2, np.ones(160) / 160, "same")[::160][: len(ids)] > 1e-3
     assert (ids[loud] != 0).mean() > 0.7  # voiced frames are mostly not silence
     post50 = downsample_posteriors(probs)
-    w2v = load_wav2vec2(CKPT / "wav2vec2")
-    feats = w2v.features(speech)
-    assert feats.shape == (len(speech) // 320, w2v.feature_dim)
     for m in MODELS[2:]:
         model, side = load(CKPT / m)
-        x = post50 if m.startswith("viseme") else feats
+        if m.startswith("viseme"):
+            x = post50
+        else:  # the wav2vec2 output the predictor was trained on (its sidecar says which)
+            w2v = load_wav2vec2(CKPT / "wav2vec2", feature=side["feature"]["feature"])
+            x = w2v.features(speech)
+            assert x.shape == (len(speech) // 320, w2v.feature_dim)
         params = model.predict(x)
         assert params.shape == (len(x), 30) and params.min() >= 0 and params.max() <= 1
         jaw = params[:, side["param_names"].index("jawOpen")]

@@ -88,5 +88,10 @@ def graph_overrides(graph: str, ckpts: dict[str, Path]) -> list[str]:
     if graph.startswith("viseme"):
         sets.append(f"vis.model={ckpts['viseme-frontend']}")
     if graph.startswith("w2v"):
+        from .checkpoint import read_sidecar
+
         sets.append(f"feat.model={ckpts['wav2vec2']}")
+        # the wav2vec2 output these predictors were made for (the shipped graphs name theirs)
+        feature = (read_sidecar(ckpts[pred]).get("feature") or {}).get("feature")
+        sets.append(f"feat.feature={feature or 'posteriors'}")
     return sets

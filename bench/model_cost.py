@@ -173,7 +173,11 @@ def main() -> int:
         for kind in ("viseme-frontend", "viseme-mlp", "viseme-cnn", "w2v-cnn", "w2v-attention"):
             src = ck / kind
             if not (src / "config.json").is_file():
-                x = post50 if kind.startswith("viseme-") and kind != "viseme-frontend" else w2v_features(kind)
+                x = (
+                    post50
+                    if kind.startswith("viseme-") and kind != "viseme-frontend"
+                    else w2v_features(kind)
+                )
                 src = Path(tmp) / kind
                 save(get(kind, x.shape[1]) if kind != "viseme-frontend" else fe, src)
             om = OnnxModel(export_onnx(src, Path(tmp) / f"{kind}.onnx"))

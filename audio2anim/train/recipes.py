@@ -138,7 +138,9 @@ class FrameSet:
             if features is None
             else torch.as_tensor(np.concatenate(features).astype(np.float32), device=device)
         )
-        self.lipsync = torch.as_tensor(np.concatenate([lipsync_classes(u) for u in utts]), device=device)
+        self.lipsync = torch.as_tensor(
+            np.concatenate([lipsync_classes(u) for u in utts]), device=device
+        )
         self.weights = self.nf.float()
 
     def crop(self, batch: int, frames: int, gen: torch.Generator):

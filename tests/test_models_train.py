@@ -96,6 +96,17 @@ def test_train_and_eval_viseme_models(export, tmp_path, capsys):
     assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
     assert "report:" in capsys.readouterr().out
 
+    # all three voices: figures per voice too, adding up to the overall counts
+    out = tmp_path / "report-all"
+    assert main(["eval", str(cnn), "--data", str(export), "--split", "all", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert sorted(metrics["per_voice"]) == ["synth0", "synth1", "synth2"]
+    for mode in ("oracle", "from_audio"):
+        for key in ("bilabial", "rounded", "open"):
+            per_voice = [v[mode]["segments"][key] for v in metrics["per_voice"].values()]
+            assert sum(per_voice) == metrics[mode]["segments"][key]
+    assert "## Per voice" in (out / "report.md").read_text()
+
 
 @pytest.mark.slow
 def test_train_w2v_models(export, tmp_path):

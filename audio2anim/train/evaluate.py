@@ -76,6 +76,49 @@ def _predictions(checkpoint: Path, utts: list[Utterance], device: str, frontend:
                 yield "from_audio", u, model.predict(front.features(u.audio))
 
 
+def _tally(a: dict, mode: str, u: Utterance, out) -> None:
+    """Add one utterance's output to the accumulator ``a`` of a mode."""
+    a["n"] = a.get("n", 0) + 1
+    if mode == "frontend":
+        pred = out.argmax(-1)
+        n = min(len(pred), len(u.vis100))
+        a.setdefault("conf", np.zeros((15, 15), np.int64))
+        a["conf"] += M.confusion_matrix(pred[:n], u.vis100[:n])
+    elif mode == "ctc":
+        ref = [x for x in u.ctc_labels().tolist() if x != 1]
+        a["err"] = a.get("err", 0) + M.edit_distance(M.ctc_greedy(out), ref)
+        a["len"] = a.get("len", 0) + len(ref)
+    else:
+        n = min(len(out), len(u.targets))
+        a.setdefault("abs", []).append(np.abs(out[:n] - u.targets[:n]))
+        a.setdefault("lips", M.LipSyncCounter()).add(
+            out[:n], u.targets[:n], u.seg_start, u.seg_end, u.seg_class
+        )
+
+
+def _figures(mode: str, a: dict) -> dict:
+    """The figures of an accumulator (see the module docstring)."""
+    if mode == "frontend":
+        conf = a["conf"]
+        return {
+            "viseme_frame_accuracy": float(np.trace(conf) / max(1, conf.sum())),
+            "confusion_matrix": conf.tolist(),
+            "frames": int(conf.sum()),
+        }
+    if mode == "ctc":
+        return {"phone_error_rate": a["err"] / max(1, a["len"])}
+    err = np.concatenate(a["abs"])
+    m = 19
+    return {
+        "mae": {
+            "mouth": float(err[:, :m].mean()),
+            "eyes": float(err[:, m:].mean()),
+            "all": float(err.mean()),
+        },
+        **a["lips"].result(),
+    }
+
+
 def evaluate(
     checkpoint: str | Path,
     utts: list[Utterance],
@@ -83,53 +126,34 @@ def evaluate(
     frontend: str | None = None,
     samples: dict | None = None,
 ) -> dict:
-    """Figures of ``checkpoint`` on ``utts`` (see the module docstring) as a JSON-able dict.
+    """Figures of ``checkpoint`` on ``utts`` (see the module docstring) as a JSON-able dict,
+    overall and under ``per_voice`` for each voice (where a model fails is rarely uniform).
 
     If ``samples`` is a dict, the first utterance's (target, prediction) per mode is stored in
     it for plotting.
     """
     checkpoint = Path(checkpoint)
     acc: dict[str, dict] = {}
+    voices: dict[str, dict[str, dict]] = {}
     for mode, u, out in _predictions(checkpoint, utts, device, frontend):
-        a = acc.setdefault(mode, {"n": 0})
-        a["n"] += 1
-        if mode == "frontend":
-            pred = out.argmax(-1)
-            n = min(len(pred), len(u.vis100))
-            a.setdefault("conf", np.zeros((15, 15), np.int64))
-            a["conf"] += M.confusion_matrix(pred[:n], u.vis100[:n])
-        elif mode == "ctc":
-            ref = [x for x in u.ctc_labels().tolist() if x != 1]
-            a["err"] = a.get("err", 0) + M.edit_distance(M.ctc_greedy(out), ref)
-            a["len"] = a.get("len", 0) + len(ref)
-        else:
+        _tally(acc.setdefault(mode, {}), mode, u, out)
+        _tally(voices.setdefault(u.voice, {}).setdefault(mode, {}), mode, u, out)
+        if samples is not None and mode not in samples and mode not in ("frontend", "ctc"):
             n = min(len(out), len(u.targets))
-            a.setdefault("abs", []).append(np.abs(out[:n] - u.targets[:n]))
-            a.setdefault("lips", M.LipSyncCounter()).add(
-                out[:n], u.targets[:n], u.seg_start, u.seg_end, u.seg_class
-            )
-            if samples is not None and mode not in samples:
-                samples[mode] = (u.id, u.targets[:n], out[:n])
+            samples[mode] = (u.id, u.targets[:n], out[:n])
     result: dict = {"utterances": len(utts)}
     for mode, a in acc.items():
-        if mode == "frontend":
-            conf = a["conf"]
-            result["viseme_frame_accuracy"] = float(np.trace(conf) / max(1, conf.sum()))
-            result["confusion_matrix"] = conf.tolist()
-            result["frames"] = int(conf.sum())
-        elif mode == "ctc":
-            result["phone_error_rate"] = a["err"] / max(1, a["len"])
+        if mode in ("frontend", "ctc"):
+            result.update(_figures(mode, a))
         else:
-            err = np.concatenate(a["abs"])
-            m = 19
-            result[mode] = {
-                "mae": {
-                    "mouth": float(err[:, :m].mean()),
-                    "eyes": float(err[:, m:].mean()),
-                    "all": float(err.mean()),
-                },
-                **a["lips"].result(),
-            }
+            result[mode] = _figures(mode, a)
+    result["per_voice"] = {
+        voice: {
+            mode: {k: v for k, v in _figures(mode, a).items() if k != "confusion_matrix"}
+            for mode, a in modes.items()
+        }
+        for voice, modes in sorted(voices.items())
+    }
     return result
 
 
@@ -175,10 +199,41 @@ def markdown_report(checkpoint: Path, sidecar: dict, result: dict, plot_name: st
                 f"| open-vowel openness | {r['open_vowel_openness']:.3f} | {r['segments']['open']} |",
                 "",
             ]
+    if len(result.get("per_voice", {})) > 1:
+        lines += _per_voice_table(result["per_voice"])
     if plot_name:
         lines += [f"![predicted vs target]({plot_name})", ""]
     lines += ["Definitions: see `audio2anim/train/metrics.py`.", ""]
     return "\n".join(lines)
+
+
+def _per_voice_table(per_voice: dict) -> list[str]:
+    """Markdown lines: one row per voice and mode."""
+    titles = {
+        "frontend": "front end",
+        "ctc": "CTC",
+        "oracle": "true visemes in",
+        "from_audio": "from audio",
+    }
+    lines = [
+        "## Per voice",
+        "",
+        "| voice | mode | viseme acc. | PER | MAE mouth | closure | rounding | openness |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def f(v):
+        return "n/a" if v is None or v != v else f"{v:.3f}"
+
+    for voice, modes in per_voice.items():
+        for mode, r in modes.items():
+            lines.append(
+                f"| {voice} | {titles.get(mode, mode)} | {f(r.get('viseme_frame_accuracy'))} "
+                f"| {f(r.get('phone_error_rate'))} | {f(r.get('mae', {}).get('mouth'))} "
+                f"| {f(r.get('bilabial_closure_recall'))} | {f(r.get('rounding_recall'))} "
+                f"| {f(r.get('open_vowel_openness'))} |"
+            )
+    return [*lines, ""]
 
 
 def plot_sample(path: Path, uid: str, target: np.ndarray, pred: np.ndarray, title: str) -> None:

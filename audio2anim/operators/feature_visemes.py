@@ -152,8 +152,10 @@ def _logmel_config(sidecar: dict) -> dict:
     return {k: v for k, v in feat.items() if k in names}
 
 
-class _Pocketsphinx:
-    """Streaming phone-loop decoding (see the module docstring)."""
+class PocketsphinxVisemes:
+    """Streaming phone-loop decoding (see the module docstring): ``push(samples)`` of 16 kHz
+    audio → one-hot visemes [frames, 15] of the 10 ms frames now ``stable_ms`` old;
+    ``flush()`` → the rest. Also used by bench/real_speech.py to score it offline."""
 
     def __init__(self, stable_ms: float, restart_s: float) -> None:
         import os
@@ -242,7 +244,7 @@ class VisemeFeatures(Operator):
         p = self.params
         configure_torch_threads()
         if p.backend == "pocketsphinx":
-            self.recognizer = _Pocketsphinx(p.stable_ms, p.restart_s)
+            self.recognizer = PocketsphinxVisemes(p.stable_ms, p.restart_s)
         else:
             model_dir = require_model_dir(p.model, "feature.visemes: model")
             cls = _FrontEndTorch if p.backend == "torch" else _FrontEndOnnx

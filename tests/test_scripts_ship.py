@@ -1,0 +1,42 @@
+"""The GPU job's scripts end to end on CPU: train_all.py's synthetic dry run, then
+ship_checkpoints.py copying its models and writing the README (keeping hand-written sections)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("viseme-frontend", "wav2vec2", "viseme-mlp", "viseme-cnn", "w2v-cnn", "w2v-ar",
+          "w2v-attention")  # fmt: skip
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_train_all_then_ship(tmp_path):
+    out = tmp_path / "run"
+    r = run("scripts/train_all.py", "--synthetic", "--size", "tiny", "--device", "cpu",
+            "--out", out, "--minutes", "0.2", "--epochs", "2", "--steps-per-epoch", "3")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((out / "train_all.json").read_text())
+    assert set(summary["models"]) == set(MODELS)
+
+    dest = tmp_path / "checkpoints"
+    dest.mkdir()
+    hand = "## Real recorded speech\n\nA table someone measured by hand.\n"
+    (dest / "README.md").write_text(
+        "# Shipped checkpoints\n\n## Figures (test voices)\n\nold\n\n" + hand
+    )
+    r = run("scripts/ship_checkpoints.py", out, "--dest", dest)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for m in MODELS:
+        assert (dest / m / "config.json").is_file() and (dest / m / "model.safetensors").is_file()
+    readme = (dest / "README.md").read_text()
+    assert readme.count(hand) == 1  # kept, once
+    assert "\nold\n" not in readme  # a section the script writes is rewritten
+    assert "scripts/train_all.py --synthetic" in readme  # the call that made the models
+    assert "| viseme-frontend |" in readme and "| w2v-attention |" in readme

@@ -28,14 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from audio2anim.train.evaluate import fmt  # noqa: E402 (after the path)
+
 SOUNDS = Path("/usr/share/sounds/alsa")
 CLIPS = ("Front_Center", "Front_Left", "Front_Right", "Rear_Center", "Rear_Left", "Rear_Right",
          "Side_Left", "Side_Right")  # fmt: skip
 VOICE = "alsa-utils"
-
-
-def fmt(v) -> str:
-    return "n/a" if v is None or v != v else f"{v:.3f}"
 
 
 def lip(row: dict, key: str, seg: str) -> str:

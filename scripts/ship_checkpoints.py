@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audio2anim.models.checkpoint import MODELS as ORDER  # noqa: E402 (after the path)
+from audio2anim.train.evaluate import fmt  # noqa: E402
 
 FILES = ("config.json", "model.safetensors", "vocab.json")
 BUDGET = 30 * 10**6
@@ -29,10 +30,6 @@ BUDGET = 30 * 10**6
 def sidecar(path: Path) -> dict:
     cfg = json.loads((path / "config.json").read_text())
     return cfg.get("audio2anim", cfg) if cfg.get("model_type") == "wav2vec2" else cfg
-
-
-def fmt(v) -> str:
-    return "n/a" if v is None or v != v else f"{v:.3f}"
 
 
 def kept_sections(readme: Path, written: set[str]) -> list[str]:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audio2anim import arkit
+
 from . import metrics as M
 from .data import Utterance
 
@@ -76,9 +78,13 @@ def _predictions(checkpoint: Path, utts: list[Utterance], device: str, frontend:
                 yield "from_audio", u, model.predict(front.features(u.audio))
 
 
+def fmt(v) -> str:
+    """A figure for a Markdown table: three decimals, or 'n/a' when missing or NaN."""
+    return "n/a" if v is None or v != v else f"{v:.3f}"
+
+
 def _tally(a: dict, mode: str, u: Utterance, out) -> None:
     """Add one utterance's output to the accumulator ``a`` of a mode."""
-    a["n"] = a.get("n", 0) + 1
     if mode == "frontend":
         pred = out.argmax(-1)
         n = min(len(pred), len(u.vis100))
@@ -108,7 +114,7 @@ def _figures(mode: str, a: dict) -> dict:
     if mode == "ctc":
         return {"phone_error_rate": a["err"] / max(1, a["len"])}
     err = np.concatenate(a["abs"])
-    m = 19
+    m = len(arkit.MOUTH)
     return {
         "mae": {
             "mouth": float(err[:, :m].mean()),
@@ -222,16 +228,13 @@ def _per_voice_table(per_voice: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
 
-    def f(v):
-        return "n/a" if v is None or v != v else f"{v:.3f}"
-
     for voice, modes in per_voice.items():
         for mode, r in modes.items():
             lines.append(
-                f"| {voice} | {titles.get(mode, mode)} | {f(r.get('viseme_frame_accuracy'))} "
-                f"| {f(r.get('phone_error_rate'))} | {f(r.get('mae', {}).get('mouth'))} "
-                f"| {f(r.get('bilabial_closure_recall'))} | {f(r.get('rounding_recall'))} "
-                f"| {f(r.get('open_vowel_openness'))} |"
+                f"| {voice} | {titles.get(mode, mode)} | {fmt(r.get('viseme_frame_accuracy'))} "
+                f"| {fmt(r.get('phone_error_rate'))} | {fmt(r.get('mae', {}).get('mouth'))} "
+                f"| {fmt(r.get('bilabial_closure_recall'))} | {fmt(r.get('rounding_recall'))} "
+                f"| {fmt(r.get('open_vowel_openness'))} |"
             )
     return [*lines, ""]
 

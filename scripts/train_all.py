@@ -59,6 +59,10 @@ class Tee:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", help="training-data export directory")
+    ap.add_argument(
+        "--add-train", action="append", metavar="DIR", default=[],
+        help="an export whose utterances all train (voices of its own; repeatable)",
+    )  # fmt: skip
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--minutes", type=float, default=6.0, help="total training-loop budget")
@@ -107,7 +111,7 @@ def main() -> int:
         torch.backends.cudnn.allow_tf32 = True
         print(f"device: {torch.cuda.get_device_name(0)}")
     print(f"torch {torch.__version__}, python {sys.version.split()[0]}")
-    data = load_data(args.data)
+    data = load_data(args.data, args.add_train)
     s = data.meta.get("summary", {})
     print(
         f"data: {len(data.utterances)} utterances, {s.get('hours', 0):.3f} h, "
@@ -152,6 +156,8 @@ def main() -> int:
             "--batch", str(args.batch), "--steps-per-epoch", str(args.steps_per_epoch),
             "--max-minutes", str(minutes), "--size", args.size, "--patience", str(args.patience),
         ]  # fmt: skip
+        for extra in args.add_train:
+            single += ["--add-train", extra]
         if frontend:
             single += ["--frontend", frontend]
         if args.w2v_feature and name.startswith("w2v-"):

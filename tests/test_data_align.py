@@ -107,3 +107,71 @@ def test_align_folder_builds_an_aligned_corpus(tmp_path):
     for utt in corpus.utterances:
         assert (utt.source, utt.phoneset, utt.voice) == ("aligned", "arpabet", "me")
         check_segments(corpus.phones(utt.id), utt.duration)
+
+
+def write_g722(path, audio):
+    """16 kHz float audio → a headerless G.722 file, as Asterisk stores its prompts."""
+    import av
+
+    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)[None]
+    with av.open(str(path), "w", format="g722") as out:
+        stream = out.add_stream("g722", rate=16000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+
+
+def test_asterisk_prompts_become_an_aligned_corpus_split_by_prompt(tmp_path, capsys):
+    import gzip
+
+    from audio2anim.cli import main
+    from audio2anim.data.asterisk import speakable
+    from audio2anim.data.corpus import Corpus
+    from audio2anim.data.livelink import read_audio
+
+    sounds = tmp_path / "en_US_f_Allison"
+    (sounds / "digits").mkdir(parents=True)
+    said = {
+        "vm-goodbye": "Goodbye!",
+        "digits/7": "seven",
+        "demo-keys": "Press * or # now.",
+        "letters-at": "at [@]",
+        "vm-bye": "Bye for now, Mom.",
+    }
+    for name, text in said.items():
+        audio, _ = espeak_speech(speakable(text), "en+f2")
+        write_g722(sounds / f"{name}.g722", audio)
+        if name == "vm-goodbye":  # G.722 is read back at its own 16 kHz, whole
+            assert abs(len(read_audio(sounds / f"{name}.g722", 16000)) - len(audio)) < 160
+    write_g722(sounds / "beep.g722", 0.3 * np.sin(np.arange(8000) * 0.3))
+    lines = ["; Core Asterisk Sounds in English", "beep: [this is a simple beep tone]"]
+    lines += [f"{k}: {v}" for k, v in said.items()]
+    transcripts = tmp_path / "core-sounds-en.txt.gz"
+    transcripts.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    assert speakable("Press * or # now.") == "Press star or pound now."
+    assert speakable("at [@]") == "at"
+
+    ids = {}
+    for part in ("train", "test"):
+        argv = ["data", "asterisk", "--out", str(tmp_path / part), "--part", part,
+                "--test-fraction", "0.4", "--sounds", str(sounds),
+                "--transcripts", str(transcripts), "--workers", "1", "--quiet"]  # fmt: skip
+        assert main(argv) == 0
+        corpus = Corpus(tmp_path / part)
+        ids[part] = {u.id for u in corpus.utterances}
+        for utt in corpus.utterances:
+            assert utt.voice == "asterisk:allison" and utt.source == "aligned"
+            phones = [s.phone for s in corpus.phones(utt.id) if s.phone != "sil"]
+            if utt.id == "digits_7":
+                assert phones == ["S", "EH", "V", "AH", "N"]
+            if utt.id == "demo-keys":
+                assert "P" in phones and "S" in phones and "T" in phones  # "press", "star"
+    # the beep says no words: left out; the five prompts are split 3 / 2 with no overlap
+    assert len(ids["test"]) == 2 and len(ids["train"]) == 3 and not ids["test"] & ids["train"]
+    assert ids["test"] | ids["train"] == {"vm-goodbye", "digits_7", "demo-keys", "letters-at", "vm-bye"}
+    (tmp_path / "empty").mkdir()
+    argv = ["data", "asterisk", "--out", str(tmp_path / "x"), "--sounds", str(tmp_path / "empty")]
+    assert main(argv) == 2
+    assert "no .g722 prompts (install asterisk-core-sounds-en-g722" in capsys.readouterr().err

@@ -53,6 +53,38 @@ def test_export_loads_and_splits_by_voice(export):
     assert len(labels) and labels[0] != 1 and labels[-1] != 1
 
 
+def rename_voices(path, prefix):
+    """Give an export's voices other names (as an export of other speakers would have)."""
+    meta = json.loads((path / "export.json").read_text())
+    meta["voices"] = [prefix + v for v in meta["voices"]]
+    for e in meta["utterances"]:
+        e["voice"] = prefix + e["voice"]
+    (path / "export.json").write_text(json.dumps(meta))
+
+
+def test_add_train_joins_the_train_side_only(export, tmp_path, capsys):
+    extra = tmp_path / "extra"
+    write_synthetic_export(extra, voices=2, utterances_per_voice=2, seconds=1.0, seed=1)
+    rename_voices(extra, "real-")
+    plain, mixed = load_data(export), load_data(export, [extra])
+    for a, b in zip(plain.split(0), mixed.split(0), strict=True):
+        assert [u.id for u in a] == [u.id for u in b][: len(a)]  # the same val and test voices
+    assert len(mixed.split(0)[0]) == len(plain.split(0)[0]) + 4
+    assert mixed.split_summary(0)["train"]["voices"][:2] == ["real-synth0", "real-synth1"]
+    with pytest.raises(ValueError, match="voice 'synth0' is also in"):
+        load_data(export, [export])
+
+    fe = tmp_path / "fe"
+    args = ["train", "viseme-frontend", "--data", str(export), "--add-train", str(extra)]
+    assert main([*args, "--out", str(fe), *TINY]) == 0
+    side = json.loads((fe / "config.json").read_text())
+    assert side["data"]["train_only"][0]["export"] == str(extra)
+    assert side["data"]["split"]["train"]["utterances"] == len(plain.split(0)[0]) + 4
+    assert "--add-train" in side["training"]["command"]
+    assert main([*args[:-1], str(export), "--out", str(fe), *TINY]) == 2
+    assert "needs voices of its own" in capsys.readouterr().err
+
+
 def test_train_and_eval_viseme_models(export, tmp_path, capsys):
     fe = tmp_path / "viseme-frontend"
     args = ["train", "viseme-frontend", "--data", str(export), "--out", str(fe), "--lookahead", "3"]

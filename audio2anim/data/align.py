@@ -176,7 +176,7 @@ def align_folder(audio_dir, transcripts, out, voice: str = "speaker", g2p: bool 
     from .corpus import CorpusWriter, Utterance
 
     texts = read_transcripts(transcripts)
-    exts = {".wav", ".flac", ".ogg", ".mp3", ".mov", ".mp4", ".m4a"}
+    exts = {".wav", ".flac", ".ogg", ".mp3", ".mov", ".mp4", ".m4a", ".g722"}
     files = sorted(p for p in Path(audio_dir).iterdir() if p.suffix.lower() in exts)
     if not files:
         raise ValueError(f"{audio_dir}: no audio files ({', '.join(sorted(exts))})")

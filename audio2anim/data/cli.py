@@ -1,6 +1,6 @@
 """``audio2anim data …``: corpus building, labels, the teacher and the dataset steps.
 
-Subcommands: synth, align, import-livelink, teach, make-viseme-ids, append, softmax,
+Subcommands: synth, align, asterisk, import-livelink, teach, make-viseme-ids, append, softmax,
 normalize, split, info. See docs/data.md. Run standalone with
 ``python -m audio2anim.data.cli data STEP …`` or through ``audio2anim data STEP …``.
 """
@@ -226,10 +226,40 @@ def cmd_align(args) -> int:
     return 1 if result["failed"] else 0
 
 
+def cmd_asterisk(args) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from .align import align_folder
+    from .asterisk import VOICE, prompts, split_prompts
+
+    items = prompts(args.sounds, args.transcripts)
+    if args.part != "all":
+        items = split_prompts(items, args.test_fraction, args.seed)[args.part]
+    with tempfile.TemporaryDirectory(prefix="asterisk-") as tmp:
+        # align_folder reads one flat folder: link the prompts in ("digits/1" → "digits_1")
+        audio = Path(tmp) / "audio"
+        audio.mkdir()
+        lines = []
+        for name, path, text in items:
+            stem = name.replace("/", "_")
+            (audio / f"{stem}.g722").symlink_to(path.resolve())
+            lines.append(f"{stem}\t{text}\n")
+        (Path(tmp) / "transcripts.tsv").write_text("".join(lines), encoding="utf-8")
+        result = align_folder(audio, Path(tmp) / "transcripts.tsv", args.out, voice=VOICE,
+                              workers=args.workers, progress=not args.quiet)  # fmt: skip
+    print(f"{args.out}: aligned {result['aligned']} of {len(items)} Asterisk prompts "
+          f"({args.part}); {len(result['failed'])} failed and left out")  # fmt: skip
+    for message in result["failed"]:
+        print(f"  failed: {message}", file=sys.stderr)
+    return 0
+
+
 # ---------------------------------------------------------------------------- wiring
 
 
 def add_commands(subparsers) -> None:
+    from .asterisk import SOUNDS, TRANSCRIPTS
     data = subparsers.add_parser("data", help="build and prepare training data")
     sub = data.add_subparsers(dest="data_command", metavar="STEP", required=True)
 
@@ -266,6 +296,18 @@ def add_commands(subparsers) -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_one_line_errors(cmd_align))
+
+    p = sub.add_parser("asterisk", help="Asterisk's English prompts (real speech) -> aligned corpus")
+    p.add_argument("--out", required=True, help="corpus folder (created or appended to)")
+    p.add_argument("--part", choices=("train", "test", "all"), default="all",
+                   help="a side of the seeded split by prompt (default all)")  # fmt: skip
+    p.add_argument("--test-fraction", type=float, default=0.25, help="test side's share (0.25)")
+    p.add_argument("--seed", type=int, default=0, help="split seed (0)")
+    p.add_argument("--sounds", default=str(SOUNDS), help=f"prompt folder ({SOUNDS})")
+    p.add_argument("--transcripts", default=str(TRANSCRIPTS), help="core-sounds-en.txt(.gz)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_one_line_errors(cmd_asterisk))
 
     p = sub.add_parser("import-livelink", help="Live Link Face CSV takes + audio -> corpus params")
     p.add_argument("csv", nargs="+", help="take CSV file(s)")

@@ -151,17 +151,22 @@ def write_csv(path: str | Path, names, values: np.ndarray, fps: float, start: fl
             w.writerow([format_timecode(start + i / fps, fps), len(arkit.ALL), *cells])
 
 
+# read through PyAV; a headerless format needs its demuxer named
+PYAV_FORMATS = {".mov": None, ".mp4": None, ".m4a": None, ".g722": "g722"}
+
+
 def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Mono float32 audio at ``sample_rate`` from a sound file, or a .mov/.mp4 via PyAV."""
+    """Mono float32 audio at ``sample_rate`` from a sound file, or via PyAV from a .mov/.mp4/.m4a
+    or a headerless G.722 stream (``.g722``: 16 kHz wideband, as Asterisk stores its prompts)."""
     import soxr
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such audio file")
-    if path.suffix.lower() in (".mov", ".mp4", ".m4a"):
+    if path.suffix.lower() in PYAV_FORMATS:
         import av
 
-        with av.open(str(path)) as container:
+        with av.open(str(path), format=PYAV_FORMATS[path.suffix.lower()]) as container:
             if not container.streams.audio:
                 raise ValueError(f"{path}: no audio stream")
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)

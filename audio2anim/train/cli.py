@@ -32,6 +32,12 @@ def add_commands(subparsers) -> None:
     )
     p.add_argument("model", choices=(*MODELS, "export-data"))
     p.add_argument("--data", required=True, help="training-data export or corpus directory")
+    p.add_argument(
+        "--add-train",
+        action="append",
+        metavar="DIR",
+        help="another export or corpus whose utterances all train (own voices; repeatable)",
+    )
     p.add_argument("--out", help="output directory (default checkpoints/MODEL)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--epochs", type=int, default=40)
@@ -130,7 +136,7 @@ def cmd_train(args) -> int:
         command=getattr(args, "command_line", None) or _command_line(),
     )
     try:
-        out = train(load_data(args.data), opts)
+        out = train(load_data(args.data, args.add_train or ()), opts)
     except (ValueError, FileNotFoundError) as e:
         print(f"train {args.model}: {e}", file=sys.stderr)
         return 2

@@ -323,10 +323,31 @@ class TrainingData:
     meta: dict
     utterances: list[Utterance]
     path: Path
+    # utterances of other exports that only ever train (``--add-train``): outside the split by
+    # voice, so adding them never moves a validation or test voice
+    train_only: list[Utterance] = field(default_factory=list)
+    train_only_from: list[dict] = field(default_factory=list)
 
     @property
     def voices(self) -> list[str]:
         return sorted({u.voice for u in self.utterances})
+
+    def add_train(self, other: TrainingData) -> None:
+        """Put every utterance of ``other`` (an export of the same format) on the train side."""
+        for key in ("param_names", "frame_rate"):
+            if other.meta.get(key) != self.meta.get(key):
+                raise ValueError(
+                    f"{other.path}: field {key!r} differs from {self.path}'s: "
+                    f"{other.meta.get(key)!r} vs {self.meta.get(key)!r}"
+                )
+        shared = set(self.voices) & set(other.voices)
+        if shared:  # the split by voice may hold that voice out: it must not train too
+            raise ValueError(
+                f"{other.path}: voice {sorted(shared)[0]!r} is also in {self.path}; an export "
+                "added for training needs voices of its own"
+            )
+        self.train_only += other.utterances
+        self.train_only_from.append({"export": str(other.path), **other.meta.get("summary", {})})
 
     def split(self, seed: int = 0) -> tuple[list[Utterance], list[Utterance], list[Utterance]]:
         """(train, val, test) split by voice: ~15 % of voices each for val and test (≥ 1 each;
@@ -341,7 +362,7 @@ class TrainingData:
             rng.shuffle(utts)
             cut = max(1, len(utts) // 5)
             held = utts[:cut]
-            return utts[cut:] or held, held, held
+            return (utts[cut:] or held) + self.train_only, held, held
         if len(voices) == 2:
             test_v = val_v = {shuffled[0]}
         else:
@@ -351,7 +372,7 @@ class TrainingData:
         train = [u for u in self.utterances if u.voice not in test_v | val_v]
         val = [u for u in self.utterances if u.voice in val_v]
         test = [u for u in self.utterances if u.voice in test_v]
-        return train, val, test
+        return train + self.train_only, val, test
 
     def split_summary(self, seed: int = 0) -> dict:
         train, val, test = self.split(seed)
@@ -411,9 +432,16 @@ def _read_export(path: Path) -> TrainingData:
     return TrainingData(meta, utts, path)
 
 
-def load_data(path: str | Path) -> TrainingData:
-    """Training data from an export directory, or from a corpus directory (cached export)."""
-    path = Path(path)
+def load_data(path: str | Path, add_train: tuple | list = ()) -> TrainingData:
+    """Training data from an export directory, or from a corpus directory (cached export);
+    the exports or corpora of ``add_train`` join its train side (`TrainingData.add_train`)."""
+    data = _load_one(Path(path))
+    for extra in add_train:
+        data.add_train(_load_one(Path(extra)))
+    return data
+
+
+def _load_one(path: Path) -> TrainingData:
     if (path / "export.json").is_file():
         return _read_export(path)
     if not (path / "manifest.json").is_file():

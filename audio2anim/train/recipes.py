@@ -750,7 +750,12 @@ def train(data: TrainingData, opts: TrainOptions) -> Path:
                 **{k: v for k, v in hist.items() if k != "history"},
                 "history": hist["history"],
             },
-            "data": {"export": str(data.path), **data.meta.get("summary", {}), "split": split},
+            "data": {
+                "export": str(data.path),
+                **data.meta.get("summary", {}),
+                "split": split,
+                **({"train_only": data.train_only_from} if data.train_only_from else {}),
+            },
         }
     )
     out = Path(opts.out)

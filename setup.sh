@@ -8,7 +8,8 @@ APT_PACKAGES=(
   espeak-ng libespeak-ng1                                   # TTS with phoneme events (corpus)
   festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts   # more TTS voices
   sox                                                       # audio checks in tests/docs
-  alsa-utils                                                # real recorded speech clips (bench/real_speech.py)
+  alsa-utils ktuberling-data                                # real recorded speech (bench/real_speech.py)
+  asterisk-core-sounds-en-g722 asterisk-core-sounds-en      # real speech + transcripts (data asterisk)
   libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri               # headless OpenGL (EGL + llvmpipe)
   libportaudio2                                             # microphone / speaker (sounddevice)
   chromium                                                  # browser viewer tests (headless)

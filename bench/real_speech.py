@@ -1,21 +1,33 @@
 #!/usr/bin/env python3
-"""The shipped checkpoints on real recorded speech: the alsa-utils clips, forced-aligned.
+"""The shipped checkpoints on real recorded speech, forced-aligned: three sets from Debian packages.
 
-    python bench/real_speech.py [--checkpoints checkpoints] [--out out/real_speech.md]
+    python bench/real_speech.py [--checkpoints checkpoints] [--sets alsa,ktuberling,asterisk-test]
+                                [--out out/real_speech.md]
 
-The only real recorded speech a Debian machine has is alsa-utils' speaker-test clips
-(``/usr/share/sounds/alsa/Front_Center.wav`` …: one woman saying "Front center", "Rear left",
-…; 48 kHz; ``Noise.wav`` is left out). The bench links the eight clips into a temporary folder
-with a transcript file, aligns them with pocketsphinx (`audio2anim.data.align.align_folder`,
-as ``audio2anim data align``), exports them (`audio2anim.train.data.export_data`, as
-``audio2anim train export-data``: the labels are the aligned phones, the parameter targets the
-procedural teacher's on those phones), prints the alignment of every clip so a reader can check
-it, and evaluates every checkpoint of ``--checkpoints`` on all eight utterances
-(`audio2anim.train.evaluate.run_eval`, as ``audio2anim eval --split all``; each report is kept
-in ``OUT``'s folder, ``real_speech/<model>/``). Prints one Markdown table and writes it to
-``--out``. Predictor rows are end to end from the audio; viseme predictors also get a row on
-the aligned (true) visemes. A lip-sync figure with no segment of its class reads
-"n/a (0 segments)": these words have no P/B/M and no UW/OW/W.
+Real recorded English speech with known words that a Debian machine can install (`setup.sh`
+does):
+
+- ``alsa``: alsa-utils' speaker-test clips (``/usr/share/sounds/alsa``): one woman saying
+  "Front center", "Rear left", … (8 clips, 11 s; ``Noise.wav`` left out).
+- ``ktuberling``: KTuberling's English word recordings (``ktuberling-data``): another speaker
+  saying single words, "ball", "umbrella", "pepperoni", … (70 clips, about a minute); the words
+  come from the file names, and two whose pronunciation the name leaves open ("ufo", the moon
+  scene's "sign") are left out.
+- ``asterisk-test``: the test side of Asterisk's English prompts (`audio2anim.data.asterisk`,
+  ``data asterisk --part test``: 138 prompts, 6 minutes, Allison Smith). Models trained with the
+  train side (``--add-train``) have heard this speaker, not these prompts.
+
+Each set is linked into a temporary folder with a transcript file, aligned by pocketsphinx
+(`audio2anim.data.align.align_folder`, as ``audio2anim data align``), exported
+(`audio2anim.train.data.export_data`: labels are the aligned phones, parameter targets the
+procedural teacher's on those phones) and every checkpoint of ``--checkpoints`` is evaluated on
+all of it (`audio2anim.train.evaluate.run_eval`, as ``audio2anim eval --split all``; reports in
+``OUT``'s folder, ``real_speech/<set>/<model>/``). The alignment of a set of at most ten clips is
+printed so a reader can check it. Prints one Markdown table per set and writes them to ``--out``.
+Predictor rows are end to end from the audio; viseme predictors also get a row on the aligned
+(true) visemes; the last row scores pocketsphinx's own phone loop (the ``feature.visemes``
+backend), which shares its acoustic model with the aligner: a bias in its favour. A lip-sync
+figure with no segment of its class reads "n/a (0 segments)".
 """
 
 from __future__ import annotations
@@ -30,10 +42,50 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audio2anim.train.evaluate import fmt  # noqa: E402 (after the path)
 
-SOUNDS = Path("/usr/share/sounds/alsa")
+ALSA = Path("/usr/share/sounds/alsa")
 CLIPS = ("Front_Center", "Front_Left", "Front_Right", "Rear_Center", "Rear_Left", "Rear_Right",
          "Side_Left", "Side_Right")  # fmt: skip
-VOICE = "alsa-utils"
+KTUBERLING = Path("/usr/share/ktuberling/sounds/en")
+# file name → the words said, where the name alone does not spell them; None: left out
+KTUBERLING_WORDS = {"palmtree": "palm tree", "fallingstar": "falling star",
+                    "moonwalker": "moon walker", "sphynx": "sphinx", "broccolli": "broccoli",
+                    "ufo": None, "moon_sign": None}  # fmt: skip
+
+
+def alsa_clips() -> list[tuple[str, Path, str]]:
+    missing = [c for c in CLIPS if not (ALSA / f"{c}.wav").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{ALSA}/{missing[0]}.wav: missing (install alsa-utils)")
+    return [(c, ALSA / f"{c}.wav", c.replace("_", " ").capitalize()) for c in CLIPS]
+
+
+def ktuberling_words() -> list[tuple[str, Path, str]]:
+    files = sorted(KTUBERLING.glob("*.ogg"))
+    if not files:
+        raise FileNotFoundError(f"{KTUBERLING}: no .ogg word recordings (install ktuberling-data)")
+    out = []
+    for f in files:
+        name = f.stem
+        word = name.split("_", 1)[-1]  # "pizzeria_olive" → "olive"
+        text = KTUBERLING_WORDS.get(name, KTUBERLING_WORDS.get(word, word))
+        if text is not None:
+            out.append((name, f, text))
+    return out
+
+
+def asterisk_test() -> list[tuple[str, Path, str]]:
+    from audio2anim.data.asterisk import prompts, split_prompts
+
+    return [(n.replace("/", "_"), p, t) for n, p, t in split_prompts(prompts(), 0.25)["test"]]
+
+
+SETS = {
+    "alsa": (alsa_clips, "alsa-utils", "alsa-utils speaker-test clips (`/usr/share/sounds/alsa`), one woman"),
+    "ktuberling": (ktuberling_words, "ktuberling", "KTuberling's English words (`ktuberling-data`), one speaker"),
+    "asterisk-test": (asterisk_test, "asterisk:allison", "Asterisk's English prompts, test side "
+                      "(`data asterisk --part test`), Allison Smith: a speaker the models trained with "
+                      "`--add-train` heard on other prompts"),
+}  # fmt: skip
 
 
 def lip(row: dict, key: str, seg: str) -> str:
@@ -59,89 +111,59 @@ def alignment_line(segments) -> str:
     )
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoints", default="checkpoints")
-    ap.add_argument("--out", default="out/real_speech.md")
-    ap.add_argument("--sounds", default=str(SOUNDS), help="folder of the alsa-utils clips")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads")
-    args = ap.parse_args()
-
-    sounds = Path(args.sounds)
-    missing = [c for c in CLIPS if not (sounds / f"{c}.wav").is_file()]
-    if missing:
-        print(f"{sounds}: {len(missing)} of the {len(CLIPS)} alsa-utils speech clips are missing "
-              f"({missing[0]}.wav …): install alsa-utils (setup.sh does)", file=sys.stderr)  # fmt: skip
-        return 2
-    ckdir = Path(args.checkpoints)
-
-    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars of the export and weight loading
+def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> list[str]:
+    """Align, export and evaluate one set; returns its Markdown lines."""
     import numpy as np
-    import soundfile
-    import torch
 
     from audio2anim.data.align import align_folder
     from audio2anim.data.corpus import Corpus
-    from audio2anim.models.checkpoint import MODELS
-    from audio2anim.train.data import export_data
+    from audio2anim.operators.feature_visemes import PocketsphinxVisemes
+    from audio2anim.train.data import export_data, load_data
     from audio2anim.train.evaluate import run_eval
+    from audio2anim.train.metrics import frame_accuracy
 
-    found = {p.parent.name for p in ckdir.glob("*/config.json")}  # MODELS order, then others
-    names = [m for m in MODELS if m in found] + sorted(found - set(MODELS))
-    if not names:
-        print(f"{ckdir}: no checkpoint (a folder with config.json)", file=sys.stderr)
-        return 2
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    reports = out.with_suffix("")  # out/real_speech/<model>/report.md
-
+    list_items, voice, description = SETS[name]
+    items = list_items()
     with tempfile.TemporaryDirectory(prefix="real_speech-") as tmp:
         tmp = Path(tmp)
         (tmp / "audio").mkdir()
-        for c in CLIPS:
-            (tmp / "audio" / f"{c}.wav").symlink_to((sounds / f"{c}.wav").resolve())
-        (tmp / "transcripts.tsv").write_text(
-            "".join(f"{c}\t{c.replace('_', ' ').capitalize()}\n" for c in CLIPS)
-        )
+        for stem, path, _ in items:
+            (tmp / "audio" / f"{stem}{path.suffix}").symlink_to(path.resolve())
+        (tmp / "transcripts.tsv").write_text("".join(f"{s}\t{t}\n" for s, _, t in items))
         result = align_folder(tmp / "audio", tmp / "transcripts.tsv", tmp / "corpus",
-                              voice=VOICE, progress=False)  # fmt: skip
-        if result["failed"]:
-            print(f"alignment failed: {'; '.join(result['failed'])}", file=sys.stderr)
-            return 1
+                              voice=voice, workers=2, progress=False)  # fmt: skip
         corpus = Corpus(tmp / "corpus")
-        rate = soundfile.info(str(sounds / f"{CLIPS[0]}.wav")).samplerate
-        print(f"pocketsphinx alignment of the {len(CLIPS)} clips ({sounds}, {rate / 1000:g} kHz → 16 kHz); "
-              "phones between pauses, seconds:\n")  # fmt: skip
-        for u in sorted(corpus.utterances, key=lambda u: CLIPS.index(u.id)):
-            print(
-                f"  {u.id:<13} {u.duration:4.2f} s  {u.text!r:<15} {alignment_line(corpus.phones(u.id))}"
-            )
-        print()
-        export_data(tmp / "corpus", tmp / "export", max_mb=None)
         seconds = sum(u.duration for u in corpus.utterances)
+        print(f"{name}: {len(corpus.utterances)} of {len(items)} clips aligned, {seconds:.1f} s")
+        for message in result["failed"]:
+            print(f"  alignment failed: {message}")
+        if len(items) <= 10:  # small enough to read: phones between pauses, seconds
+            order = [stem for stem, _, _ in items]
+            for u in sorted(corpus.utterances, key=lambda u: order.index(u.id)):
+                print(f"  {u.id:<13} {u.duration:4.2f} s  {u.text!r:<15} "
+                      f"{alignment_line(corpus.phones(u.id))}")  # fmt: skip
+        export_data(tmp / "corpus", tmp / "export", max_mb=None)
 
         lines = [
-            f"Real recorded speech: the {len(CLIPS)} alsa-utils clips (`{sounds}`), one speaker, {seconds:.1f} s, "
-            "aligned by pocketsphinx (labels approximate); targets from the teacher on the "
-            f"aligned phones. Checkpoints: `{ckdir}`.",
+            f"### {name}: {len(corpus.utterances)} clips, {seconds:.1f} s",
+            "",
+            f"{description}; aligned by pocketsphinx (labels approximate), targets from the "
+            f"teacher on the aligned phones. Checkpoints: `{ckdir}`.",
             "",
             "| model | viseme acc. | PER | MAE mouth | closure (n segments) | rounding (n) | openness (n) |",
             "|---|---|---|---|---|---|---|",
         ]
-        frames = None
-        for name in names:
-            r, _ = run_eval(ckdir / name, tmp / "export", out=reports / name, split="all")
+        for model in names:
+            r, _ = run_eval(ckdir / model, tmp / "export", out=reports / name / model, split="all")
             if "viseme_frame_accuracy" in r:
-                frames = r["frames"]
                 lines.append(
-                    f"| {name} | {fmt(r['viseme_frame_accuracy'])} | n/a | n/a | n/a | n/a | n/a |"
+                    f"| {model} | {fmt(r['viseme_frame_accuracy'])} | n/a | n/a | n/a | n/a | n/a |"
                 )
             elif "phone_error_rate" in r:
                 lines.append(
-                    f"| {name} | n/a | {fmt(r['phone_error_rate'])} | n/a | n/a | n/a | n/a |"
+                    f"| {model} | n/a | {fmt(r['phone_error_rate'])} | n/a | n/a | n/a | n/a |"
                 )
-            for mode, label in (("from_audio", name), ("oracle", f"{name} (true visemes in)")):
+            for mode, label in (("from_audio", model), ("oracle", f"{model} (true visemes in)")):
                 if mode not in r:
                     continue
                 row = r[mode]
@@ -151,12 +173,7 @@ def main() -> int:
                     f"| {lip(row, 'rounding_recall', 'rounded')} "
                     f"| {lip(row, 'open_vowel_openness', 'open')} |"
                 )
-        # the second front end the issue asks to compare against: pocketsphinx's phone loop, an
-        # acoustic model of real speech (the same model aligned the labels: a bias in its favour)
-        from audio2anim.operators.feature_visemes import PocketsphinxVisemes
-        from audio2anim.train.data import load_data
-        from audio2anim.train.metrics import frame_accuracy
-
+        # the second front end the issue asks to compare against: pocketsphinx's phone loop
         hits = total = 0
         for u in load_data(tmp / "export").utterances:
             ps = PocketsphinxVisemes(stable_ms=120, restart_s=20)
@@ -168,14 +185,49 @@ def main() -> int:
             f"| pocketsphinx phone loop (`feature.visemes` backend) | {fmt(hits / max(1, total))} "
             "| n/a | n/a | n/a | n/a | n/a |"
         )
-        lines += [
-            "",
-            "Predictor rows are end to end from audio (viseme-* through `viseme-frontend`, "
-            "w2v-* through `wav2vec2`) unless marked. "
-            + (f"Viseme accuracy over {frames} frames (100 Hz). " if frames else "")
-            + "Definitions: `audio2anim/train/metrics.py`; per-model reports: "
-            f"`{reports}/<model>/report.md`.",
-        ]
+    return [*lines, ""]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoints", default="checkpoints")
+    ap.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
+    ap.add_argument("--out", default="out/real_speech.md")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = ap.parse_args()
+
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    unknown = [s for s in sets if s not in SETS]
+    if unknown or not sets:
+        print(f"--sets: unknown set {unknown[0] if unknown else '(none)'!r} (known: {', '.join(SETS)})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    ckdir = Path(args.checkpoints)
+    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars of the export and weight loading
+    import torch
+
+    from audio2anim.models.checkpoint import MODELS
+
+    found = {p.parent.name for p in ckdir.glob("*/config.json")}  # MODELS order, then others
+    names = [m for m in MODELS if m in found] + sorted(found - set(MODELS))
+    if not names:
+        print(f"{ckdir}: no checkpoint (a folder with config.json)", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["## Real recorded speech", ""]
+    for name in sets:
+        try:
+            lines += evaluate_set(name, ckdir, names, out.with_suffix(""))
+        except FileNotFoundError as e:
+            print(f"{name}: {e}", file=sys.stderr)
+            return 2
+    lines.append(
+        "Predictor rows are end to end from audio (viseme-* through `viseme-frontend`, w2v-* "
+        "through `wav2vec2`) unless marked; viseme accuracy over 10 ms frames. Definitions: "
+        f"`audio2anim/train/metrics.py`; per-model reports: `{out.with_suffix('')}/<set>/<model>/report.md`."
+    )
     text = "\n".join(lines) + "\n"
     print(text)
     out.write_text(text)

@@ -81,7 +81,8 @@ def main() -> int:
     lines = [
         "# Shipped checkpoints",
         "",
-        "Seven small models trained by `scripts/train_all.py` on the synthetic corpus "
+        "Seven small models trained by `scripts/train_all.py` on the synthetic corpus (and, where "
+        "listed below, real recorded speech) "
         "(`docs/models.md` explains each). Figures are on the **test voices** (held out from "
         "training and from early stopping). Regenerate this file with "
         "`python scripts/ship_checkpoints.py OUT`; sections it does not write are kept.",
@@ -102,9 +103,15 @@ def main() -> int:
             f"utterances, {data.get('hours')} h (of a {data.get('corpus_hours')} h corpus "
             f"`{data.get('corpus')}`, manifest sha1 {str(data.get('corpus_manifest_sha1'))[:12]}).",
             "",
-            "| split | voices | utterances | hours |",
-            "|---|---|---|---|",
         ]
+        for extra in data.get("train_only", []):  # `--add-train` exports: train side only
+            lines += [
+                f"Added to the train side only (`--add-train`): `{extra.get('export')}`, "
+                f"{extra.get('utterances')} utterances, {extra.get('hours')} h (corpus "
+                f"`{extra.get('corpus')}`, manifest sha1 {str(extra.get('corpus_manifest_sha1'))[:12]}).",
+                "",
+            ]
+        lines += ["| split | voices | utterances | hours |", "|---|---|---|---|"]
         for name, sp in data.get("split", {}).items():
             lines.append(
                 f"| {name} | {', '.join(sp['voices'])} | {sp['utterances']} | {sp['hours']} |"

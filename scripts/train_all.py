@@ -81,6 +81,8 @@ def main() -> int:
         help="copy trained viseme-frontend/ and wav2vec2/ from this directory (e.g. checkpoints) "
         "into --out first, to retrain only predictors with --only",
     )
+    ap.add_argument("--lipsync-frontend", action="store_true",
+                    help="viseme-frontend: lip-sync-weighted frame loss (as the predictors')")  # fmt: skip
     ap.add_argument("--synthetic", action="store_true", help="dry run on synthetic data")
     args = ap.parse_args()
 
@@ -162,6 +164,8 @@ def main() -> int:
             single += ["--frontend", frontend]
         if args.w2v_feature and name.startswith("w2v-"):
             single += ["--w2v-feature", args.w2v_feature]
+        if args.lipsync_frontend and name == "viseme-frontend":
+            single += ["--lipsync-frontend"]
         opts = TrainOptions(
             model=name,
             out=str(out / name),
@@ -174,6 +178,7 @@ def main() -> int:
             max_minutes=minutes,
             frontend=frontend,
             w2v_feature=args.w2v_feature if name.startswith("w2v-") else None,
+            lipsync_frontend=args.lipsync_frontend and name == "viseme-frontend",
             size=args.size,
             command=" ".join(shlex.quote(a) for a in single) + f"   # run by: {summary['command']}",
         )

@@ -18,12 +18,19 @@ def run(*args):
 
 
 def test_train_all_then_ship(tmp_path):
+    from audio2anim.train.synthetic import write_synthetic_export
+
+    extra = tmp_path / "extra"  # other speakers, train side only
+    write_synthetic_export(extra, voices=1, utterances_per_voice=2, seconds=1.0, voice_prefix="rec")
     out = tmp_path / "run"
     r = run("scripts/train_all.py", "--synthetic", "--size", "tiny", "--device", "cpu",
-            "--out", out, "--minutes", "0.2", "--epochs", "2", "--steps-per-epoch", "3")  # fmt: skip
+            "--out", out, "--minutes", "0.2", "--epochs", "2", "--steps-per-epoch", "3",
+            "--add-train", extra)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((out / "train_all.json").read_text())
     assert set(summary["models"]) == set(MODELS)
+    side = json.loads((out / "w2v-cnn" / "config.json").read_text())
+    assert "rec0" in side["data"]["split"]["train"]["voices"]
 
     dest = tmp_path / "checkpoints"
     dest.mkdir()
@@ -40,3 +47,4 @@ def test_train_all_then_ship(tmp_path):
     assert "\nold\n" not in readme  # a section the script writes is rewritten
     assert "scripts/train_all.py --synthetic" in readme  # the call that made the models
     assert "| viseme-frontend |" in readme and "| w2v-attention |" in readme
+    assert f"Added to the train side only (`--add-train`): `{extra}`, 2 utterances" in readme

@@ -71,6 +71,11 @@ def add_commands(subparsers) -> None:
         default=0.1,
         help="front ends: random speed factor within 1 ± this per batch (0: off)",
     )
+    p.add_argument(
+        "--lipsync-frontend",
+        action="store_true",
+        help="viseme-frontend: weight P/B/M, rounded and open-vowel frames as the predictors do",
+    )
     p.add_argument("--size", default="full", choices=("full", "tiny"))
     p.add_argument("--max-mb", type=float, default=40.0, help="export-data: size cap in MiB")
     p.set_defaults(func=cmd_train)
@@ -129,6 +134,7 @@ def cmd_train(args) -> int:
         w2v_feature=args.w2v_feature,
         viseme_input=args.viseme_input,
         speed_perturb=args.speed_perturb,
+        lipsync_frontend=args.lipsync_frontend,
         size=args.size,
         hparams={}
         if args.lookahead is None or args.model == "wav2vec2"

@@ -12,7 +12,8 @@ Batches are random crops (``crop_s`` seconds, utterances drawn ∝ length) gathe
 tensor of all training utterances on the device. Front ends train on augmented audio (speed
 perturbation ±10 %, gain, random EQ curve, noise at 5–40 dB SNR) so they hold up beyond the
 training voices and clean TTS. Predictor losses weight the frames of P/B/M, rounded and open
-vowel segments higher (``LIPSYNC_WEIGHTS``). Viseme predictors
+vowel segments higher (``LIPSYNC_WEIGHTS``; the viseme front end's frame loss too with
+``lipsync_frontend``). Viseme predictors
 train on one-hots blurred like a recognizer's output (label smoothing, random soft frames,
 ±1 frame jitter) so they accept posteriors too. w2v predictors train on the features of a
 trained wav2vec2 checkpoint (``frontend``), computed once per utterance with its streaming
@@ -111,6 +112,9 @@ class TrainOptions:
     # front ends: speed perturbation by a random factor in [1 - s, 1 + s] per batch (tempo,
     # pitch and formants together: a cheap stand-in for more speakers); 0 turns it off
     speed_perturb: float = 0.1
+    # viseme front end: weight its frame loss by LIPSYNC_WEIGHTS too (P/B/M, rounded and open
+    # frames count more), as the predictors' losses always are
+    lipsync_frontend: bool = False
     size: str = "full"
     val_max_utts: int = 200
     command: str = ""
@@ -392,6 +396,7 @@ def train_viseme_frontend(data: TrainingData, opts: TrainOptions):
     val_utts = _val_subset(val, opts.val_max_utts)
     val_lm, val_mask = _padded([_logmel_np(u.audio) for u in val_utts], dev)
     val_lab, _ = _padded([u.vis100 for u in val_utts], dev)
+    lipsync_w = torch.tensor(LIPSYNC_WEIGHTS, device=dev)
 
     def step_fn(progress):
         _, _, idx, mask = tset.crop(opts.batch, frames, gen)
@@ -405,6 +410,9 @@ def train_viseme_frontend(data: TrainingData, opts: TrainOptions):
             logits[:, lk:].reshape(-1, N_VISEMES), labels[:, :n].reshape(-1), reduction="none"
         )
         w = m100[:, :n].reshape(-1).float()
+        if opts.lipsync_frontend:
+            cls = stretch_frames(tset.lipsync[idx].repeat_interleave(2, dim=1), r, n100)
+            w = w * lipsync_w[cls[:, :n].reshape(-1)]
         return (loss * w).sum() / w.sum().clamp(min=1)
 
     def val_fn():

@@ -100,13 +100,15 @@ def write_synthetic_export(
     utterances_per_voice: int = 4,
     seconds: float = 3.0,
     seed: int = 0,
+    voice_prefix: str = "synth",
 ) -> dict:
-    """Write a synthetic training-data export to ``out``; returns its export.json dict."""
+    """Write a synthetic training-data export to ``out`` (voices ``<voice_prefix>0``, …);
+    returns its export.json dict."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     poses = _poses(rng)
-    names = [f"synth{v}" for v in range(voices)]
+    names = [f"{voice_prefix}{v}" for v in range(voices)]
     items, entries = [], []
     for v, name in enumerate(names):
         shift = 0.85 + 0.3 * v / max(1, voices - 1)

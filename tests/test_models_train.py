@@ -67,8 +67,9 @@ def test_add_train_joins_the_train_side_only(export, tmp_path, capsys):
 
     fe = tmp_path / "fe"
     args = ["train", "viseme-frontend", "--data", str(export), "--add-train", str(extra)]
-    assert main([*args, "--out", str(fe), *TINY]) == 0
+    assert main([*args, "--out", str(fe), "--lipsync-frontend", *TINY]) == 0
     side = json.loads((fe / "config.json").read_text())
+    assert side["training"]["options"]["lipsync_frontend"] is True
     assert side["data"]["train_only"][0]["export"] == str(extra)
     assert side["data"]["split"]["train"]["utterances"] == len(plain.split(0)[0]) + 4
     assert "--add-train" in side["training"]["command"]

@@ -170,7 +170,8 @@ def test_asterisk_prompts_become_an_aligned_corpus_split_by_prompt(tmp_path, cap
                 assert "P" in phones and "S" in phones and "T" in phones  # "press", "star"
     # the beep says no words: left out; the five prompts are split 3 / 2 with no overlap
     assert len(ids["test"]) == 2 and len(ids["train"]) == 3 and not ids["test"] & ids["train"]
-    assert ids["test"] | ids["train"] == {"vm-goodbye", "digits_7", "demo-keys", "letters-at", "vm-bye"}
+    every = {"vm-goodbye", "digits_7", "demo-keys", "letters-at", "vm-bye"}
+    assert ids["test"] | ids["train"] == every
     (tmp_path / "empty").mkdir()
     argv = ["data", "asterisk", "--out", str(tmp_path / "x"), "--sounds", str(tmp_path / "empty")]
     assert main(argv) == 2

@@ -260,6 +260,7 @@ def cmd_asterisk(args) -> int:
 
 def add_commands(subparsers) -> None:
     from .asterisk import SOUNDS, TRANSCRIPTS
+
     data = subparsers.add_parser("data", help="build and prepare training data")
     sub = data.add_subparsers(dest="data_command", metavar="STEP", required=True)
 
@@ -297,7 +298,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_one_line_errors(cmd_align))
 
-    p = sub.add_parser("asterisk", help="Asterisk's English prompts (real speech) -> aligned corpus")
+    p = sub.add_parser(
+        "asterisk", help="Asterisk's English prompts (real speech) -> aligned corpus"
+    )
     p.add_argument("--out", required=True, help="corpus folder (created or appended to)")
     p.add_argument("--part", choices=("train", "test", "all"), default="all",
                    help="a side of the seeded split by prompt (default all)")  # fmt: skip

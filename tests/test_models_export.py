@@ -90,7 +90,7 @@ def test_export_resamples_a_48khz_corpus(tmp_path):
         assert np.corrcoef(a.audio, b.audio)[0, 1] > 0.95
 
 
-def test_export_budget_and_corpus_cache(tmp_path):
+def test_export_budget_and_corpus_cache(tmp_path, capsys):
     corpus = _write_corpus(tmp_path / "corpus")
     meta = export_data(corpus, tmp_path / "small", max_mb=0.03)
     s = meta["summary"]
@@ -109,6 +109,13 @@ def test_export_budget_and_corpus_cache(tmp_path):
     manifest["utterances"] = manifest["utterances"][:6]
     (corpus / "manifest.json").write_text(json.dumps(manifest))
     assert len(load_data(corpus).utterances) == 6  # a changed manifest re-exports
+    # a cap of 0 would export nothing: refused, not an empty export
+    from audio2anim.train.cli import main
+
+    argv = ["train", "export-data", "--data", str(corpus), "--out", str(tmp_path / "x")]
+    assert main([*argv, "--max-mb", "0"]) == 2
+    assert "size cap must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "export.json").exists()
 
 
 def test_export_reports_bad_phone(tmp_path):

@@ -108,7 +108,11 @@ def cmd_train(args) -> int:
         if not args.out:
             print("train export-data: --out is required", file=sys.stderr)
             return 2
-        meta = export_data(args.data, args.out, max_mb=args.max_mb, seed=args.seed)
+        try:
+            meta = export_data(args.data, args.out, max_mb=args.max_mb, seed=args.seed)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"train export-data: {e}", file=sys.stderr)
+            return 2
         s = meta["summary"]
         print(
             f"exported {s['utterances']} utterances, {s['hours']:.3f} h of {s['corpus_hours']:.3f} h, "

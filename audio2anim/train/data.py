@@ -194,6 +194,8 @@ def export_data(
 
     from audio2anim.data.corpus import Corpus
 
+    if max_mb is not None and max_mb <= 0:
+        raise ValueError(f"the size cap must be positive (MiB), got {max_mb:g}")
     corpus_path = Path(corpus_path)
     corpus = Corpus(corpus_path)
     out = Path(out)

@@ -68,6 +68,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=6.0, help="total training-loop budget")
     ap.add_argument("--only", help="comma-separated subset of models (in the fixed order)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split-seed", type=int, help="the split by voice (default: --seed)")
     ap.add_argument("--size", default="full", choices=("full", "tiny"))
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps-per-epoch", type=int, default=100)
@@ -119,7 +120,8 @@ def main() -> int:
         f"data: {len(data.utterances)} utterances, {s.get('hours', 0):.3f} h, "
         f"{len(data.voices)} voices; loaded in {time.monotonic() - t0:.1f} s"
     )
-    print(json.dumps(data.split_summary(args.seed)))
+    split_seed = args.seed if args.split_seed is None else args.split_seed
+    print(json.dumps(data.split_summary(split_seed)))
     if args.frontends_from:
         import shutil
 
@@ -158,6 +160,8 @@ def main() -> int:
             "--batch", str(args.batch), "--steps-per-epoch", str(args.steps_per_epoch),
             "--max-minutes", str(minutes), "--size", args.size, "--patience", str(args.patience),
         ]  # fmt: skip
+        if args.split_seed is not None:
+            single += ["--split-seed", str(args.split_seed)]
         for extra in args.add_train:
             single += ["--add-train", extra]
         if frontend:
@@ -172,6 +176,7 @@ def main() -> int:
             device=args.device,
             epochs=args.epochs,
             seed=args.seed,
+            split_seed=args.split_seed,
             steps_per_epoch=args.steps_per_epoch,
             batch=args.batch,
             patience=args.patience,

@@ -77,6 +77,17 @@ def test_add_train_joins_the_train_side_only(export, tmp_path, capsys):
     assert "needs voices of its own" in capsys.readouterr().err
 
 
+def test_split_seed_keeps_the_voices_while_the_seed_changes(export, tmp_path):
+    data = load_data(export)
+    assert data.split_summary(0) != data.split_summary(1)  # the seed alone moves the voices
+    out = tmp_path / "fe"
+    args = ["train", "viseme-frontend", "--data", str(export), "--out", str(out)]
+    assert main([*args, "--seed", "1", "--split-seed", "0", *TINY]) == 0
+    side = json.loads((out / "config.json").read_text())
+    assert side["data"]["split"] == data.split_summary(0)
+    assert side["training"]["options"]["seed"] == 1
+
+
 def test_train_and_eval_viseme_models(export, tmp_path, capsys):
     fe = tmp_path / "viseme-frontend"
     args = ["train", "viseme-frontend", "--data", str(export), "--out", str(fe), "--lookahead", "3"]

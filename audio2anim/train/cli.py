@@ -41,7 +41,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--out", help="output directory (default checkpoints/MODEL)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="initialization, batches, augmentation")
+    p.add_argument(
+        "--split-seed", type=int, help="the split by voice (default: --seed), to vary one alone"
+    )
     p.add_argument("--steps-per-epoch", type=int, default=100)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--crop-s", type=float, default=4.0, help="seconds per training crop")
@@ -128,6 +131,7 @@ def cmd_train(args) -> int:
         device=args.device,
         epochs=args.epochs,
         seed=args.seed,
+        split_seed=args.split_seed,
         steps_per_epoch=args.steps_per_epoch,
         batch=args.batch,
         crop_s=args.crop_s,

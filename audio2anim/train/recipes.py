@@ -116,9 +116,15 @@ class TrainOptions:
     # frames count more), as the predictors' losses always are
     lipsync_frontend: bool = False
     size: str = "full"
+    split_seed: int | None = None  # the split by voice; None: ``seed`` (runs before this option)
     val_max_utts: int = 200
     command: str = ""
     hparams: dict = field(default_factory=dict)  # overrides of HPARAMS[size][model]
+
+    @property
+    def data_split_seed(self) -> int:
+        """The seed of the split by voice: ``split_seed``, or ``seed`` when that is unset."""
+        return self.seed if self.split_seed is None else self.split_seed
 
 
 # ----------------------------------------------------------------------------- device data
@@ -379,7 +385,7 @@ def train_viseme_frontend(data: TrainingData, opts: TrainOptions):
     from audio2anim.models.logmel import logmel_torch
 
     dev = torch.device(opts.device)
-    train, val, _ = data.split(opts.seed)
+    train, val, _ = data.split(opts.data_split_seed)
     model = build("viseme-frontend", dict(n_mels=LM.n_mels, **_hparams(opts))).to(dev)
     tset = FrameSet(train, dev)
     # normalization statistics from (clean) training audio
@@ -473,7 +479,7 @@ def train_wav2vec2(data: TrainingData, opts: TrainOptions):
     from .metrics import ctc_greedy, edit_distance
 
     dev = torch.device(opts.device)
-    train, val, _ = data.split(opts.seed)
+    train, val, _ = data.split(opts.data_split_seed)
     hp = _hparams(opts)
     chunk, left = hp.pop("chunk_frames"), hp.pop("left_chunks")
     front = W.build_small(chunk_frames=chunk, left_chunks=left, seed=opts.seed, **hp).to(dev)
@@ -602,7 +608,7 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
     from audio2anim.models.checkpoint import build
 
     dev = torch.device(opts.device)
-    train, val, _ = data.split(opts.seed)
+    train, val, _ = data.split(opts.data_split_seed)
     name = opts.model
     uses_w2v = name.startswith("w2v-")
     if uses_w2v:
@@ -746,7 +752,7 @@ def train(data: TrainingData, opts: TrainOptions) -> Path:
         "wav2vec2": train_wav2vec2,
     }.get(opts.model, train_predictor)
     model, sidecar, hist = recipe(data, opts)
-    split = data.split_summary(opts.seed)
+    split = data.split_summary(opts.data_split_seed)
     sidecar.update(
         {
             "model": opts.model,
@@ -768,7 +774,7 @@ def train(data: TrainingData, opts: TrainOptions) -> Path:
     )
     out = Path(opts.out)
     save(model, out, sidecar)
-    _, _, test = data.split(opts.seed)
+    _, _, test = data.split(opts.data_split_seed)
     metrics = evaluate(out, test, device=opts.device)
     sidecar["metrics"] = {"split": "test", **metrics}
     save(model, out, sidecar)

@@ -76,7 +76,7 @@ def ktuberling_words() -> list[tuple[str, Path, str]]:
 def asterisk_test() -> list[tuple[str, Path, str]]:
     from audio2anim.data.asterisk import prompts, split_prompts
 
-    return [(n.replace("/", "_"), p, t) for n, p, t in split_prompts(prompts(), 0.25)["test"]]
+    return [(n.replace("/", "_"), p, t) for n, p, t in split_prompts(prompts())["test"]]
 
 
 SETS = {

@@ -86,6 +86,11 @@ def test_split_seed_keeps_the_voices_while_the_seed_changes(export, tmp_path):
     side = json.loads((out / "config.json").read_text())
     assert side["data"]["split"] == data.split_summary(0)
     assert side["training"]["options"]["seed"] == 1
+    # eval picks the checkpoint's own split: its test voices, not seed 1's
+    assert main(["eval", str(out), "--data", str(export), "--out", str(tmp_path / "ev")]) == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["utterances"] == data.split_summary(0)["test"]["utterances"]
+    assert metrics["per_voice"].keys() == set(data.split_summary(0)["test"]["voices"])
 
 
 def test_train_and_eval_viseme_models(export, tmp_path, capsys):

@@ -22,6 +22,7 @@ SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 VOICE = "asterisk:allison"
 PACKAGES = "asterisk-core-sounds-en-g722 asterisk-core-sounds-en"
+TEST_FRACTION = 0.25  # `data asterisk --part test` and bench/real_speech's asterisk-test set
 
 _NOTE = re.compile(r"\[[^\]]*\]|<[^>]*>|\([^)]*\)")
 _SPOKEN = {"*": " star ", "#": " pound ", "&": " and ", "%": " percent "}
@@ -66,7 +67,9 @@ def prompts(sounds: Path = SOUNDS, transcripts: Path = TRANSCRIPTS) -> list[tupl
     return out
 
 
-def split_prompts(items: list, test_fraction: float, seed: int = 0) -> dict[str, list]:
+def split_prompts(
+    items: list, test_fraction: float = TEST_FRACTION, seed: int = 0
+) -> dict[str, list]:
     """{"train": …, "test": …}: a seeded split by prompt (the same for the same prompt names)."""
     if not 0.0 <= test_fraction <= 1.0:
         raise ValueError(f"test fraction must be within [0, 1], got {test_fraction}")

@@ -259,7 +259,7 @@ def cmd_asterisk(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    from .asterisk import SOUNDS, TRANSCRIPTS
+    from .asterisk import SOUNDS, TEST_FRACTION, TRANSCRIPTS
 
     data = subparsers.add_parser("data", help="build and prepare training data")
     sub = data.add_subparsers(dest="data_command", metavar="STEP", required=True)
@@ -304,7 +304,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--out", required=True, help="corpus folder (created or appended to)")
     p.add_argument("--part", choices=("train", "test", "all"), default="all",
                    help="a side of the seeded split by prompt (default all)")  # fmt: skip
-    p.add_argument("--test-fraction", type=float, default=0.25, help="test side's share (0.25)")
+    p.add_argument("--test-fraction", type=float, default=TEST_FRACTION,
+                   help=f"test side's share ({TEST_FRACTION})")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="split seed (0)")
     p.add_argument("--sounds", default=str(SOUNDS), help=f"prompt folder ({SOUNDS})")
     p.add_argument("--transcripts", default=str(TRANSCRIPTS), help="core-sounds-en.txt(.gz)")

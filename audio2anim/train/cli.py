@@ -90,7 +90,9 @@ def add_commands(subparsers) -> None:
     e.add_argument("--out", help="report directory (default CHECKPOINT/eval)")
     e.add_argument("--frontend", help="front end to evaluate a predictor end to end")
     e.add_argument("--device", default="cpu")
-    e.add_argument("--seed", type=int, default=0, help="the split seed used in training")
+    e.add_argument(
+        "--seed", type=int, help="seed of the split by voice (default: the checkpoint's own)"
+    )
     e.add_argument("--max-utts", type=int)
     e.set_defaults(func=cmd_eval)
 

@@ -270,11 +270,12 @@ def run_eval(
     split: str = "test",
     device: str = "cpu",
     frontend: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     max_utts: int | None = None,
 ) -> tuple[dict, Path]:
     """Evaluate on a split of a training-data export (or corpus); write report.md (+ plot.png,
-    metrics.json) to ``out`` (default CHECKPOINT/eval). Returns (result, report path)."""
+    metrics.json) to ``out`` (default CHECKPOINT/eval). Returns (result, report path).
+    ``seed`` is the seed of the split by voice; default: the one the checkpoint trained with."""
     import json
 
     from audio2anim.models.checkpoint import read_sidecar
@@ -284,6 +285,10 @@ def run_eval(
     checkpoint = Path(checkpoint)
     sidecar = read_sidecar(checkpoint)
     data = load_data(data_path)
+    if seed is None:
+        options = sidecar.get("training", {}).get("options", {})
+        seed = options.get("split_seed")
+        seed = options.get("seed", 0) if seed is None else seed
     train, val, test = data.split(seed)
     utts = {"train": train, "val": val, "test": test, "all": data.utterances}[split]
     if max_utts:

@@ -12,10 +12,9 @@ Batches are random crops (``crop_s`` seconds, utterances drawn ∝ length) gathe
 tensor of all training utterances on the device. Front ends train on augmented audio (speed
 perturbation ±10 %, gain, random EQ curve, noise at 5–40 dB SNR) so they hold up beyond the
 training voices and clean TTS. Predictor losses weight the frames of P/B/M, rounded and open
-vowel segments higher (``LIPSYNC_WEIGHTS``; the viseme front end's frame loss too with
-``lipsync_frontend``). Viseme predictors
-train on one-hots blurred like a recognizer's output (label smoothing, random soft frames,
-±1 frame jitter) so they accept posteriors too. w2v predictors train on the features of a
+vowel segments higher (``LIPSYNC_WEIGHTS``; with ``lipsync_frontend`` the viseme front end's
+frame loss too). Viseme predictors train on one-hots blurred like a recognizer's output (label
+smoothing, random soft frames, ±1 frame jitter) so they accept posteriors too. w2v predictors train on the features of a
 trained wav2vec2 checkpoint (``frontend``), computed once per utterance with its streaming
 (chunked) attention.
 

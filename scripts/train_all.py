@@ -84,6 +84,8 @@ def main() -> int:
     )
     ap.add_argument("--lipsync-frontend", action="store_true",
                     help="viseme-frontend: lip-sync-weighted frame loss (as the predictors')")  # fmt: skip
+    ap.add_argument("--distill-from", action="append", metavar="DIR", default=[],
+                    help="viseme-frontend: also learn these front ends' mean posteriors")  # fmt: skip
     ap.add_argument("--synthetic", action="store_true", help="dry run on synthetic data")
     args = ap.parse_args()
 
@@ -170,6 +172,8 @@ def main() -> int:
             single += ["--w2v-feature", args.w2v_feature]
         if args.lipsync_frontend and name == "viseme-frontend":
             single += ["--lipsync-frontend"]
+        for teacher in args.distill_from if name == "viseme-frontend" else ():
+            single += ["--distill-from", teacher]
         opts = TrainOptions(
             model=name,
             out=str(out / name),
@@ -184,6 +188,7 @@ def main() -> int:
             frontend=frontend,
             w2v_feature=args.w2v_feature if name.startswith("w2v-") else None,
             lipsync_frontend=args.lipsync_frontend and name == "viseme-frontend",
+            distill_from=tuple(args.distill_from) if name == "viseme-frontend" else (),
             size=args.size,
             command=" ".join(shlex.quote(a) for a in single) + f"   # run by: {summary['command']}",
         )

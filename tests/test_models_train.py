@@ -77,6 +77,36 @@ def test_add_train_joins_the_train_side_only(export, tmp_path, capsys):
     assert "needs voices of its own" in capsys.readouterr().err
 
 
+def test_distillation_targets_are_the_teachers_mean_posteriors(export, tmp_path):
+    from audio2anim.models.checkpoint import load
+    from audio2anim.models.logmel import logmel
+    from audio2anim.train.recipes import teacher_posteriors
+
+    teachers = []
+    for seed in ("0", "1"):
+        teachers.append(tmp_path / f"t{seed}")
+        args = ["train", "viseme-frontend", "--data", str(export), "--seed", seed]
+        assert main([*args, "--split-seed", "0", "--out", str(teachers[-1]), *TINY]) == 0
+    utts = load_data(export).utterances[:2]
+    soft = teacher_posteriors(teachers, utts, "cpu").numpy()
+    assert soft.shape == (sum(2 * u.frames for u in utts), 15)
+    n = 2 * utts[0].frames
+    mean = np.mean([load(t)[0].posteriors(logmel(utts[0].audio))[:n] for t in teachers], axis=0)
+    np.testing.assert_allclose(soft[:n], mean, atol=1e-5)
+    assert (
+        np.abs(soft[:n] - load(teachers[0])[0].posteriors(logmel(utts[0].audio))[:n]).max() > 1e-3
+    )
+
+    student = tmp_path / "student"
+    args = ["train", "viseme-frontend", "--data", str(export), "--out", str(student)]
+    assert (
+        main([*args, "--distill-from", str(teachers[0]), "--distill-from", str(teachers[1]), *TINY])
+        == 0
+    )
+    side = json.loads((student / "config.json").read_text())
+    assert side["training"]["options"]["distill_from"] == [str(t) for t in teachers]
+
+
 def test_split_seed_keeps_the_voices_while_the_seed_changes(export, tmp_path):
     data = load_data(export)
     assert data.split_summary(0) != data.split_summary(1)  # the seed alone moves the voices

@@ -79,6 +79,12 @@ def add_commands(subparsers) -> None:
         action="store_true",
         help="viseme-frontend: weight P/B/M, rounded and open-vowel frames as the predictors do",
     )
+    p.add_argument(
+        "--distill-from",
+        action="append",
+        metavar="DIR",
+        help="viseme-frontend: also learn these front ends' mean posteriors (repeatable)",
+    )
     p.add_argument("--size", default="full", choices=("full", "tiny"))
     p.add_argument("--max-mb", type=float, default=40.0, help="export-data: size cap in MiB")
     p.set_defaults(func=cmd_train)
@@ -145,6 +151,7 @@ def cmd_train(args) -> int:
         viseme_input=args.viseme_input,
         speed_perturb=args.speed_perturb,
         lipsync_frontend=args.lipsync_frontend,
+        distill_from=tuple(args.distill_from or ()),
         size=args.size,
         hparams={}
         if args.lookahead is None or args.model == "wav2vec2"

@@ -114,6 +114,10 @@ class TrainOptions:
     # viseme front end: weight its frame loss by LIPSYNC_WEIGHTS too (P/B/M, rounded and open
     # frames count more), as the predictors' losses always are
     lipsync_frontend: bool = False
+    # viseme front end: also learn the mean posteriors of these trained front ends (knowledge
+    # distillation: an ensemble's accuracy in one network); the loss is the mean of the label
+    # cross-entropy and the cross-entropy against their posteriors
+    distill_from: tuple[str, ...] = ()
     size: str = "full"
     split_seed: int | None = None  # the split by voice; None: ``seed`` (runs before this option)
     val_max_utts: int = 200
@@ -169,8 +173,30 @@ class FrameSet:
         a = self.audio[s] * mask[:, :, None]
         return a.flatten(1)
 
+    def index100(self, idx: torch.Tensor) -> torch.Tensor:
+        """[B, F] 50 Hz frame indices → [B, 2F] indices of their 100 Hz frames."""
+        return (idx[:, :, None] * 2 + torch.arange(2, device=self.device)).flatten(1)
+
     def vis100_of(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.vis100[(idx[:, :, None] * 2 + torch.arange(2, device=self.device)).flatten(1)]
+        return self.vis100[self.index100(idx)]
+
+
+def teacher_posteriors(frontends, utts: list[Utterance], device) -> torch.Tensor:
+    """[sum of 2 * frames, 15]: the mean 100 Hz posteriors of trained viseme front ends on each
+    utterance's clean audio, laid out as `FrameSet.vis100` (the distillation targets)."""
+    from tqdm import tqdm
+
+    from audio2anim.models.checkpoint import load
+    from audio2anim.models.logmel import logmel
+
+    models = [load(d, device=str(device))[0].eval() for d in frontends]
+    out = []
+    for u in tqdm(utts, desc="teacher posteriors", unit="utt", leave=False, mininterval=2.0):
+        lm = logmel(u.audio)
+        p = np.mean([m.posteriors(lm) for m in models], axis=0)
+        n = 2 * u.frames  # the last frame repeats where the log-mel is a frame short
+        out.append(p[:n] if len(p) >= n else np.pad(p, ((0, n - len(p)), (0, 0)), mode="edge"))
+    return torch.as_tensor(np.concatenate(out), dtype=torch.float32, device=device)
 
 
 def lipsync_classes(utt: Utterance) -> np.ndarray:
@@ -402,6 +428,7 @@ def train_viseme_frontend(data: TrainingData, opts: TrainOptions):
     val_lm, val_mask = _padded([_logmel_np(u.audio) for u in val_utts], dev)
     val_lab, _ = _padded([u.vis100 for u in val_utts], dev)
     lipsync_w = torch.tensor(LIPSYNC_WEIGHTS, device=dev)
+    soft = teacher_posteriors(opts.distill_from, train, dev) if opts.distill_from else None
 
     def step_fn(progress):
         _, _, idx, mask = tset.crop(opts.batch, frames, gen)
@@ -414,6 +441,10 @@ def train_viseme_frontend(data: TrainingData, opts: TrainOptions):
         loss = F.cross_entropy(
             logits[:, lk:].reshape(-1, N_VISEMES), labels[:, :n].reshape(-1), reduction="none"
         )
+        if soft is not None:
+            q = stretch_frames(soft[tset.index100(idx)], r, n100)[:, :n]
+            kd = -(q * F.log_softmax(logits[:, lk:], -1)).sum(-1).reshape(-1)
+            loss = 0.5 * (loss + kd)
         w = m100[:, :n].reshape(-1).float()
         if opts.lipsync_frontend:
             cls = stretch_frames(tset.lipsync[idx].repeat_interleave(2, dim=1), r, n100)

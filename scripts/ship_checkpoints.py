@@ -77,7 +77,6 @@ def main() -> int:
     exports: dict[str, list[str]] = {}
     for m, side in sides.items():
         exports.setdefault(side.get("data", {}).get("export", "?"), []).append(m)
-    t0 = sides[ORDER[0]].get("training", {})
     lines = [
         "# Shipped checkpoints",
         "",
@@ -91,11 +90,13 @@ def main() -> int:
         "",
         "## How they were trained",
         "",
-        f"torch {t0.get('torch', '?')} on `{t0.get('device', '?')}`, in these calls:",
+        "In these calls:",
         "",
     ]
     for cmd, models in runs.items():
-        lines += [f"{', '.join(models)}:", "", "```", cmd, "```", ""]
+        t = sides[models[0]].get("training", {})
+        where = f"torch {t.get('torch', '?')} on `{t.get('device', '?')}`"
+        lines += [f"{', '.join(models)} ({where}):", "", "```", cmd, "```", ""]
     for export, models in exports.items():
         data = sides[models[0]].get("data", {})
         lines += [

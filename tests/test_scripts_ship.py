@@ -46,5 +46,6 @@ def test_train_all_then_ship(tmp_path):
     assert readme.count(hand) == 1  # kept, once
     assert "\nold\n" not in readme  # a section the script writes is rewritten
     assert "scripts/train_all.py --synthetic" in readme  # the call that made the models
+    assert "w2v-attention (torch " in readme and " on `cpu`):" in readme  # where it ran
     assert "| viseme-frontend |" in readme and "| w2v-attention |" in readme
     assert f"Added to the train side only (`--add-train`): `{extra}`, 2 utterances" in readme

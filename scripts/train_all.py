@@ -98,8 +98,9 @@ def main() -> int:
 
     import torch
 
+    from audio2anim.train.cli import parse_train_args, train_options
     from audio2anim.train.data import load_data
-    from audio2anim.train.recipes import TrainOptions, train
+    from audio2anim.train.recipes import train
 
     if args.synthetic:
         from audio2anim.train.synthetic import write_synthetic_export
@@ -174,24 +175,9 @@ def main() -> int:
             single += ["--lipsync-frontend"]
         for teacher in args.distill_from if name == "viseme-frontend" else ():
             single += ["--distill-from", teacher]
-        opts = TrainOptions(
-            model=name,
-            out=str(out / name),
-            device=args.device,
-            epochs=args.epochs,
-            seed=args.seed,
-            split_seed=args.split_seed,
-            steps_per_epoch=args.steps_per_epoch,
-            batch=args.batch,
-            patience=args.patience,
-            max_minutes=minutes,
-            frontend=frontend,
-            w2v_feature=args.w2v_feature if name.startswith("w2v-") else None,
-            lipsync_frontend=args.lipsync_frontend and name == "viseme-frontend",
-            distill_from=tuple(args.distill_from) if name == "viseme-frontend" else (),
-            size=args.size,
-            command=" ".join(shlex.quote(a) for a in single) + f"   # run by: {summary['command']}",
-        )
+        # the options come from the single-model command itself: one mapping, in train/cli.py
+        command = " ".join(shlex.quote(a) for a in single) + f"   # run by: {summary['command']}"
+        opts = train_options(parse_train_args(single[1:]), command)
         t = time.monotonic()
         print(f"=== {name}: budget {minutes} min, elapsed {time.monotonic() - t0:.0f} s")
         path = train(data, opts)

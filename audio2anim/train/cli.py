@@ -112,28 +112,21 @@ def _command_line() -> str:
     return "audio2anim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def cmd_train(args) -> int:
-    if args.model == "export-data":
-        from .data import export_data
+def parse_train_args(argv: list[str]):
+    """``["train", MODEL, …]`` → the parsed arguments of ``audio2anim train`` (for scripts that
+    run several trainings in one process, such as scripts/train_all.py)."""
+    import argparse
 
-        if not args.out:
-            print("train export-data: --out is required", file=sys.stderr)
-            return 2
-        try:
-            meta = export_data(args.data, args.out, max_mb=args.max_mb, seed=args.seed)
-        except (ValueError, FileNotFoundError) as e:
-            print(f"train export-data: {e}", file=sys.stderr)
-            return 2
-        s = meta["summary"]
-        print(
-            f"exported {s['utterances']} utterances, {s['hours']:.3f} h of {s['corpus_hours']:.3f} h, "
-            f"{s['bytes'] / 2**20:.1f} MiB → {args.out}"
-        )
-        return 0
-    from .data import load_data
-    from .recipes import TrainOptions, train
+    parser = argparse.ArgumentParser(prog="audio2anim")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
 
-    opts = TrainOptions(
+
+def train_options(args, command: str):
+    """The `TrainOptions` of parsed ``audio2anim train`` arguments."""
+    from .recipes import TrainOptions
+
+    return TrainOptions(
         model=args.model,
         out=args.out or f"checkpoints/{args.model}",
         device=args.device,
@@ -156,8 +149,32 @@ def cmd_train(args) -> int:
         hparams={}
         if args.lookahead is None or args.model == "wav2vec2"
         else {"lookahead": args.lookahead},
-        command=getattr(args, "command_line", None) or _command_line(),
+        command=command,
     )
+
+
+def cmd_train(args) -> int:
+    if args.model == "export-data":
+        from .data import export_data
+
+        if not args.out:
+            print("train export-data: --out is required", file=sys.stderr)
+            return 2
+        try:
+            meta = export_data(args.data, args.out, max_mb=args.max_mb, seed=args.seed)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"train export-data: {e}", file=sys.stderr)
+            return 2
+        s = meta["summary"]
+        print(
+            f"exported {s['utterances']} utterances, {s['hours']:.3f} h of {s['corpus_hours']:.3f} h, "
+            f"{s['bytes'] / 2**20:.1f} MiB → {args.out}"
+        )
+        return 0
+    from .data import load_data
+    from .recipes import train
+
+    opts = train_options(args, getattr(args, "command_line", None) or _command_line())
     try:
         out = train(load_data(args.data, args.add_train or ()), opts)
     except (ValueError, FileNotFoundError) as e:

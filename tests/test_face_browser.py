@@ -69,9 +69,9 @@ async def _scenario():
                         t,
                     ),
                 )
-                stamped = Packet(Params(block, names, 25.0), t).stamped(
-                    time.monotonic() - 0.05, "src"
-                )
+                now = time.monotonic()  # as the runner stamps: captured 50 ms before arrival
+                stamped = Packet(Params(block, names, 25.0), t).stamped(now - 0.05, "src")
+                stamped = stamped.received(now)
                 await sink.process("in", stamped)
                 t_last = t + 9 / 25
                 for page in pages:

@@ -89,7 +89,10 @@ def test_render_mesh_skips_late_rows():
     op.setup()
     try:
         params = Params(np.zeros((5, 1), np.float32), ("jawOpen",), 50.0)
-        late = Packet(params, 1.0).stamped(capture_time=0.0, origin="src")  # long ago
+        late = Packet(params, 1.0).stamped(capture_time=0.0, origin="src").received(0.2)
+        on_time = Packet(params, 1.1).stamped(capture_time=0.19, origin="src").received(0.2)
+        (out,) = op.process("in", on_time)
+        assert len(out.payload.images) == 5 and op.skipped == 0
         (out,) = op.process("in", late)
         assert len(out.payload.images) == 1 and out.media_time == pytest.approx(1.08)
         assert op.skipped == 4

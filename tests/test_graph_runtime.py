@@ -135,6 +135,9 @@ edges: [src -> rs -> slow]
     span = caps[-1] - caps[0]
     assert span == pytest.approx(got[-1].media_time - got[0].media_time, abs=0.05)
     assert report.sinks["slow"]["e2e_p50_ms"] < 50
+    # the runner stamps arrival too: a node reads how late a packet is without a clock
+    assert all(p.received_time >= p.capture_time for p in got)
+    assert all(0 <= p.lateness < 1 for p in got)
 
 
 def test_fan_out_and_fan_in_by_port():

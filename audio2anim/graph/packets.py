@@ -14,17 +14,27 @@ class Packet:
     ``media_time``: seconds since stream start of the first sample/frame in the payload, exact
     (computed from sample or frame counts, never from a clock).
     ``capture_time``: ``time.monotonic()`` when the newest audio this packet depends on entered
-    the source. Operators leave it unset (NaN); the runner stamps it, so operators never touch
-    clocks.
+    the source. ``received_time``: ``time.monotonic()`` when the runner handed the packet to the
+    node now processing it. Operators leave both unset (NaN); the runner stamps them, so
+    operators never touch clocks: a node that cares how late a packet is reads `lateness`.
     """
 
     payload: Any
     media_time: float
     capture_time: float = math.nan
     origin: str = ""  # name of the node that emitted it; stamped by the runner
+    received_time: float = math.nan
 
     def stamped(self, capture_time: float, origin: str) -> Packet:
         return replace(self, capture_time=capture_time, origin=origin)
+
+    def received(self, now: float) -> Packet:
+        return replace(self, received_time=now)
+
+    @property
+    def lateness(self) -> float:
+        """Seconds from capture to delivery to this node; NaN when either is unknown."""
+        return self.received_time - self.capture_time
 
 
 class EndOfStream:

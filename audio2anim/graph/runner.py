@@ -392,6 +392,7 @@ class Runner:
             cap = item.capture_time
             if cap == cap and not (cap <= st.latest_capture):
                 st.latest_capture = cap
+            item = item.received(time.monotonic())
             t0 = time.perf_counter()
             if is_async:
                 outs = await op.process(port, item)

@@ -22,8 +22,6 @@ Example node::
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Annotated, ClassVar
 
 from pydantic import Field, field_validator
@@ -100,12 +98,7 @@ class RenderMesh(Operator):
         values = params.values
         media_time = packet.media_time
         lag_limit = self.params.max_lag_s
-        if (
-            lag_limit is not None
-            and len(values) > 1
-            and not math.isnan(packet.capture_time)
-            and time.monotonic() - packet.capture_time > lag_limit
-        ):
+        if lag_limit is not None and len(values) > 1 and packet.lateness > lag_limit:
             self.skipped += len(values) - 1
             media_time += (len(values) - 1) / params.frame_rate
             values = values[-1:]

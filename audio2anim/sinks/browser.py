@@ -29,7 +29,6 @@ import json
 import math
 import struct
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, ClassVar
 
@@ -154,9 +153,7 @@ class BrowserSink(Operator):
     async def process(self, port: str, packet: Packet):
         p = packet.payload
         if port == "in":
-            latency = (
-                None if math.isnan(packet.capture_time) else time.monotonic() - packet.capture_time
-            )
+            latency = None if math.isnan(packet.lateness) else packet.lateness
             msg = {
                 "type": "params",
                 "t": packet.media_time,

@@ -15,7 +15,6 @@ log: {op: sink.jsonl, params: {path: out/packets.jsonl}}
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from pydantic import Field
@@ -43,12 +42,12 @@ class JsonlSink(Operator):
         self._f = self.params.path.open("w", buffering=1)  # line-buffered: nothing lost on stop
 
     def process(self, port: str, packet: Packet) -> Outputs:
-        cap = packet.capture_time
+        late = packet.lateness
         line = {
             "node": packet.origin,
             "media_time": round(packet.media_time, 6),
-            # a sink reports latency as it sees it; the runner's metrics hold the same figure
-            "latency_ms": round((time.monotonic() - cap) * 1e3, 3) if cap == cap else None,
+            # capture → arrival at this sink, as the runner stamped them (NaN: unknown)
+            "latency_ms": round(late * 1e3, 3) if late == late else None,
             "payload": summarize(packet.payload),
         }
         self._f.write(json.dumps(line) + "\n")

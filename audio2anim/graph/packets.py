@@ -29,7 +29,8 @@ class Packet:
         return replace(self, capture_time=capture_time, origin=origin)
 
     def received(self, now: float) -> Packet:
-        return replace(self, received_time=now)
+        # once per packet per hop: the constructor is half the cost of dataclasses.replace
+        return Packet(self.payload, self.media_time, self.capture_time, self.origin, now)
 
     @property
     def lateness(self) -> float:

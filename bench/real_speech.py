@@ -18,7 +18,7 @@ does):
   train side (``--add-train``) have heard this speaker, not these prompts.
 
 Each set is linked into a temporary folder with a transcript file, aligned by pocketsphinx
-(`audio2anim.data.align.align_folder`, as ``audio2anim data align``), exported
+(`audio2anim.data.align.align_files`, as ``audio2anim data align``), exported
 (`audio2anim.train.data.export_data`: labels are the aligned phones, parameter targets the
 procedural teacher's on those phones) and every checkpoint of ``--checkpoints`` is evaluated on
 all of it (`audio2anim.train.evaluate.run_eval`, as ``audio2anim eval --split all``; reports in
@@ -115,7 +115,7 @@ def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> lis
     """Align, export and evaluate one set; returns its Markdown lines."""
     import numpy as np
 
-    from audio2anim.data.align import align_folder
+    from audio2anim.data.align import align_files
     from audio2anim.data.corpus import Corpus
     from audio2anim.operators.feature_visemes import PocketsphinxVisemes
     from audio2anim.train.data import export_data, load_data
@@ -126,12 +126,7 @@ def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> lis
     items = list_items()
     with tempfile.TemporaryDirectory(prefix="real_speech-") as tmp:
         tmp = Path(tmp)
-        (tmp / "audio").mkdir()
-        for stem, path, _ in items:
-            (tmp / "audio" / f"{stem}{path.suffix}").symlink_to(path.resolve())
-        (tmp / "transcripts.tsv").write_text("".join(f"{s}\t{t}\n" for s, _, t in items))
-        result = align_folder(tmp / "audio", tmp / "transcripts.tsv", tmp / "corpus",
-                              voice=voice, workers=2, progress=False)  # fmt: skip
+        result = align_files(items, tmp / "corpus", voice=voice, workers=2, progress=False)
         corpus = Corpus(tmp / "corpus")
         seconds = sum(u.duration for u in corpus.utterances)
         print(f"{name}: {len(corpus.utterances)} of {len(items)} clips aligned, {seconds:.1f} s")

@@ -210,6 +210,24 @@ def align_folder(audio_dir, transcripts, out, voice: str = "speaker", g2p: bool 
     return {"aligned": len(jobs) - len(failed), "failed": failed, "untranscribed": untranscribed}
 
 
+def align_files(items, out, voice: str = "speaker", g2p: bool = True, workers: int = 1,
+                progress: bool = True) -> dict:  # fmt: skip
+    """`align_folder` for files anywhere: ``items`` are (stem, audio path, transcript); each is
+    linked into a temporary flat folder as ``stem`` + the file's suffix."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="a2a-align-") as tmp:
+        audio = Path(tmp) / "audio"
+        audio.mkdir()
+        for stem, path, _ in items:
+            (audio / f"{stem}{Path(path).suffix}").symlink_to(Path(path).resolve())
+        texts = Path(tmp) / "transcripts.tsv"
+        texts.write_text("".join(f"{stem}\t{text}\n" for stem, _, text in items), encoding="utf-8")
+        return align_folder(audio, texts, out, voice=voice, g2p=g2p, workers=workers,
+                            progress=progress)  # fmt: skip
+
+
 def _safe_align_one(job):
     try:
         return _align_one(job)

@@ -227,27 +227,15 @@ def cmd_align(args) -> int:
 
 
 def cmd_asterisk(args) -> int:
-    import tempfile
-    from pathlib import Path
-
-    from .align import align_folder
+    from .align import align_files
     from .asterisk import VOICE, prompts, split_prompts
 
     items = prompts(args.sounds, args.transcripts)
     if args.part != "all":
         items = split_prompts(items, args.test_fraction, args.seed)[args.part]
-    with tempfile.TemporaryDirectory(prefix="asterisk-") as tmp:
-        # align_folder reads one flat folder: link the prompts in ("digits/1" → "digits_1")
-        audio = Path(tmp) / "audio"
-        audio.mkdir()
-        lines = []
-        for name, path, text in items:
-            stem = name.replace("/", "_")
-            (audio / f"{stem}.g722").symlink_to(path.resolve())
-            lines.append(f"{stem}\t{text}\n")
-        (Path(tmp) / "transcripts.tsv").write_text("".join(lines), encoding="utf-8")
-        result = align_folder(audio, Path(tmp) / "transcripts.tsv", args.out, voice=VOICE,
-                              workers=args.workers, progress=not args.quiet)  # fmt: skip
+    # stems are flat file names: "digits/1" → "digits_1"
+    result = align_files([(n.replace("/", "_"), p, t) for n, p, t in items], args.out,
+                         voice=VOICE, workers=args.workers, progress=not args.quiet)  # fmt: skip
     print(f"{args.out}: aligned {result['aligned']} of {len(items)} Asterisk prompts "
           f"({args.part}); {len(result['failed'])} failed and left out")  # fmt: skip
     for message in result["failed"]:

@@ -14,9 +14,9 @@ perturbation ±10 %, gain, random EQ curve, noise at 5–40 dB SNR) so they hold
 training voices and clean TTS. Predictor losses weight the frames of P/B/M, rounded and open
 vowel segments higher (``LIPSYNC_WEIGHTS``; with ``lipsync_frontend`` the viseme front end's
 frame loss too). Viseme predictors train on one-hots blurred like a recognizer's output (label
-smoothing, random soft frames, ±1 frame jitter) so they accept posteriors too. w2v predictors train on the features of a
-trained wav2vec2 checkpoint (``frontend``), computed once per utterance with its streaming
-(chunked) attention.
+smoothing, random soft frames, ±1 frame jitter) so they accept posteriors too. w2v predictors
+train on the features of a trained wav2vec2 checkpoint (``frontend``), computed once per
+utterance with its streaming (chunked) attention.
 
 An epoch is ``steps_per_epoch`` steps; validation (held-out voices) after each; early
 stopping after ``patience`` epochs without improvement, or when ``max_minutes`` runs out; the

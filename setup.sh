@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(
   espeak-ng libespeak-ng1                                   # TTS with phoneme events (corpus)
   festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts   # more TTS voices
+  flite                                                     # two more speakers (flite:awb, flite:rms)
   sox                                                       # audio checks in tests/docs
   alsa-utils ktuberling-data                                # real recorded speech (bench/real_speech.py)
   asterisk-core-sounds-en-g722 asterisk-core-sounds-en      # real speech + transcripts (data asterisk)

@@ -1,4 +1,4 @@
-"""Synthetic corpus: exact phone timings from espeak-ng and Festival, augmentations, building."""
+"""Synthetic corpus: exact phone timings from espeak-ng, Festival and Flite, augmentations, building."""
 
 import json
 
@@ -55,10 +55,10 @@ def test_espeak_segments_cover_audio_and_match_energy(voice):
     assert max(errors) <= 0.030, errors
 
 
-@pytest.mark.parametrize("voice", ["festival:kal", "festival:slt"])
-def test_festival_segments_cover_audio_and_match_energy(voice):
+@pytest.mark.parametrize("voice", ["festival:kal", "festival:slt", "flite:awb", "flite:rms"])
+def test_festival_and_flite_segments_cover_audio_and_match_energy(voice):
     utt, audio, segments = synth(voice)
-    assert utt.phoneset == "arpabet" and utt.source == "festival"
+    assert utt.phoneset == "arpabet" and utt.source == voice.split(":")[0]
     check_segments(segments, len(audio) / SR)
     assert {"AE", "N", "IY", "M"} <= {s.phone for s in segments}
     errors = boundary_errors(segments, audio)
@@ -133,3 +133,14 @@ def test_corpus_errors_name_the_file(tmp_path):
     )
     with pytest.raises(ValueError, match=r"utterances\[0\] lacks field"):
         Corpus(tmp_path)
+
+
+def test_flite_segment_output_errors_name_the_token():
+    from audio2anim.data import flite
+
+    segs = flite.parse_psdur("pau:0.1 hh:0.2 ow:0.35 pau:0.4", 0.5)
+    assert [s.phone for s in segs] == ["sil", "HH", "OW", "sil"] and segs[-1].end == 0.5
+    with pytest.raises(ValueError, match="'ow0.35'"):
+        flite.parse_psdur("pau:0.1 ow0.35", 0.5, "flite (rms)")
+    with pytest.raises(ValueError, match="unknown voice 'kal'"):
+        flite.synth("Hello.", "kal")  # flite would silently fall back to its default voice

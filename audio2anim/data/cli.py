@@ -258,7 +258,8 @@ def add_commands(subparsers) -> None:
     p.add_argument(
         "--voices",
         default="all",
-        help="comma-separated voice ids (espeak:en-us+f3, festival:kal|ked|slt) or 'all'",
+        help="comma-separated voice ids (espeak:en-us+f3, festival:kal|ked|slt, "
+        "flite:awb|rms) or 'all' (the 13 default voices)",
     )
     p.add_argument("--text", help="text file, one sentence per line (default: generated)")
     p.add_argument(

@@ -12,7 +12,7 @@ Layout::
 
 ``phoneset`` is "arpabet" (CMUdict symbols, upper case, stress digits allowed) or "espeak"
 (espeak-ng's English mnemonics); ``source`` says where the timings come from ("espeak",
-"festival", "aligned", "livelink").
+"festival", "flite", "aligned", "livelink").
 
 `CorpusWriter` writes every file to a temporary name and renames it into place, and rewrites
 the manifest atomically (temp + ``os.replace``) only after an utterance's files exist, so an
@@ -35,7 +35,7 @@ import numpy as np
 FORMAT = "audio2anim-corpus/1"
 SAMPLE_RATE = 16000
 PHONESETS = ("arpabet", "espeak")
-SOURCES = ("espeak", "festival", "aligned", "livelink")
+SOURCES = ("espeak", "festival", "flite", "aligned", "livelink")
 
 
 class PhoneSegment(NamedTuple):
@@ -94,6 +94,31 @@ def parse_phones(text: str, where: str = "<phones>") -> list[PhoneSegment]:
         if end < start:
             raise ValueError(f"{where}:{n}: end {end} before start {start}")
         segments.append(PhoneSegment(start, end, parts[2].strip()))
+    return segments
+
+
+def segments_from_ends(
+    ends: list[tuple[float, str]], duration: float, silence: set[str]
+) -> list[PhoneSegment]:
+    """A synthesizer's (end time, phone) list → contiguous upper-case ARPAbet segments covering
+    [0, duration]; symbols in ``silence`` become one ``sil`` (runs merged, the tail padded)."""
+    segments: list[PhoneSegment] = []
+    prev = 0.0
+    for end, phone in ends:
+        end = min(end, duration)
+        if end <= prev:
+            continue
+        symbol = "sil" if phone.lower() in silence else phone.upper()
+        if segments and symbol == "sil" and segments[-1].phone == "sil":
+            segments[-1] = PhoneSegment(segments[-1].start, end, "sil")
+        else:
+            segments.append(PhoneSegment(prev, end, symbol))
+        prev = end
+    if prev < duration:
+        if segments and segments[-1].phone == "sil":
+            segments[-1] = PhoneSegment(segments[-1].start, duration, "sil")
+        else:
+            segments.append(PhoneSegment(prev, duration, "sil"))
     return segments
 
 

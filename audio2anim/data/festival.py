@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import PhoneSegment
+from .corpus import PhoneSegment, segments_from_ends
 
 VOICES: dict[str, str] = {
     "kal": "voice_kal_diphone",
@@ -50,24 +50,7 @@ def parse_segs(text: str, duration: float, where: str = "<segs>") -> list[PhoneS
         except ValueError:
             raise ValueError(f"{where}: bad segment line {line!r}") from None
         ends.append((end, parts[2]))
-    segments: list[PhoneSegment] = []
-    prev = 0.0
-    for end, phone in ends:
-        end = min(end, duration)
-        if end <= prev:
-            continue
-        symbol = "sil" if phone.lower() in _SILENCE else phone.upper()
-        if segments and symbol == "sil" and segments[-1].phone == "sil":
-            segments[-1] = PhoneSegment(segments[-1].start, end, "sil")
-        else:
-            segments.append(PhoneSegment(prev, end, symbol))
-        prev = end
-    if prev < duration:
-        if segments and segments[-1].phone == "sil":
-            segments[-1] = PhoneSegment(segments[-1].start, duration, "sil")
-        else:
-            segments.append(PhoneSegment(prev, duration, "sil"))
-    return segments
+    return segments_from_ends(ends, duration, _SILENCE)
 
 
 def synth(

@@ -11,7 +11,7 @@ vary by a few per cent), so which worker spoke what before matters; the phone ti
 always those of the audio actually produced.
 
 Voices are ids ``engine:name``: ``espeak:<voice>[+variant]`` (any espeak-ng English voice and
-variant, e.g. ``espeak:en-us+f3``) and ``festival:kal|ked|slt``. ``DEFAULT_VOICES`` lists the
+variant, e.g. ``espeak:en-us+f3``), ``festival:kal|ked|slt`` and ``flite:awb|rms``. ``DEFAULT_VOICES`` lists the
 ones used when none are given. Synthesis runs in ``workers`` processes (spawned: espeak-ng
 keeps global state per process, so the parent never synthesizes during a build).
 """
@@ -61,16 +61,21 @@ class SynthOptions:
 
 def parse_voice(voice_id: str) -> tuple[str, str]:
     """``"espeak:en-us+f3"`` → ("espeak", "en-us+f3"); raises on an unknown engine/voice."""
-    from . import festival
-
     engine, _, name = voice_id.partition(":")
     if engine == "espeak" and name:
         return engine, name
-    if engine == "festival" and name in festival.VOICES:
+    engines = _stretch_engines()
+    if engine in engines and name in engines[engine].VOICES:
         return engine, name
-    raise ValueError(
-        f"voice {voice_id!r}: expected espeak:<voice> or festival:{{{','.join(festival.VOICES)}}}"
-    )
+    known = " or ".join(f"{e}:{{{','.join(m.VOICES)}}}" for e, m in engines.items())
+    raise ValueError(f"voice {voice_id!r}: expected espeak:<voice> or {known}")
+
+
+def _stretch_engines() -> dict:
+    """Engines driven by a duration stretch, each a module with ``VOICES`` and ``synth``."""
+    from . import festival, flite
+
+    return {"festival": festival, "flite": flite}
 
 
 def check_voices(voices: tuple[str, ...]) -> None:
@@ -97,10 +102,8 @@ def _speak(engine: str, name: str, text: str, rng: np.random.Generator):
         range_ = int(rng.integers(35, 81))
         audio, sr, segments = ESpeak().synth(text, name, rate=rate, pitch=pitch, range_=range_)
         return audio, sr, segments, "espeak", {"rate_wpm": rate, "pitch": pitch, "range": range_}
-    from . import festival
-
     stretch = round(float(rng.uniform(0.85, 1.2)), 3)
-    audio, sr, segments = festival.synth(text, name, duration_stretch=stretch)
+    audio, sr, segments = _stretch_engines()[engine].synth(text, name, duration_stretch=stretch)
     return audio, sr, segments, "arpabet", {"duration_stretch": stretch}
 
 

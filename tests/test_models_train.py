@@ -259,3 +259,38 @@ def test_lipsync_classes_cover_the_metric_windows(export):
         if c == 1:
             assert (cls[M.segment_frames(float(s), float(e), u.frames)] == 1).all()
     assert set(np.unique(cls)) <= {0, 1, 2, 3} and (cls == 0).any()
+
+
+def test_fit_skips_non_finite_steps_and_stops_when_they_persist():
+    import torch
+
+    from audio2anim.train.recipes import MAX_BAD_STEPS, TrainOptions, fit
+
+    opts = TrainOptions(model="viseme-mlp", out="", epochs=2, steps_per_epoch=10, patience=5)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    calls = {"n": 0}
+
+    def step_fn(progress):
+        calls["n"] += 1
+        if calls["n"] % 5 == 0:  # a NaN loss
+            return model(x).sum() * float("nan")
+        if calls["n"] % 5 == 1:  # a finite loss with an infinite gradient (d sqrt(u)/du at 0)
+            w = model.weight.sum()
+            return torch.sqrt(w - w.detach())
+        return torch.nn.functional.mse_loss(model(x), y)
+
+    def val_fn():
+        return float(torch.nn.functional.mse_loss(model(x), y)), {}
+
+    result = fit(model, step_fn, val_fn, opts, lr=1e-2)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert [h["skipped_steps"] for h in result["history"]] == [4, 4]
+    assert all(math.isfinite(h["train_loss"]) for h in result["history"])
+
+    def always_nan(progress):
+        return model(x).sum() * float("nan")
+
+    with pytest.raises(RuntimeError, match=f"not finite for {MAX_BAD_STEPS} steps in a row"):
+        fit(model, always_nan, val_fn, TrainOptions(model="viseme-mlp", out="", epochs=100))

@@ -294,8 +294,14 @@ def crop_ctc_labels(utt: Utterance, start_frame: int, frames: int) -> list[int]:
 # ----------------------------------------------------------------------------- training loop
 
 
+MAX_BAD_STEPS = 50  # non-finite steps in a row that end a run as diverged
+
+
 def fit(model, step_fn, val_fn, opts: TrainOptions, params=None, lr: float = 1e-3) -> dict:
     """Generic loop: AdamW, warm-up + cosine, validation each epoch, early stopping.
+
+    A step whose loss or gradient is not finite is skipped (counted per epoch as
+    ``skipped_steps``); ``MAX_BAD_STEPS`` of them in a row raise ``RuntimeError``.
 
     ``step_fn(epoch_progress) → loss tensor``; ``val_fn() → (score, metrics)``, lower score is
     better. Restores the best weights and returns the training history.
@@ -310,7 +316,7 @@ def fit(model, step_fn, val_fn, opts: TrainOptions, params=None, lr: float = 1e-
     t_start = time.monotonic()
     best, best_state, bad = math.inf, copy.deepcopy(model.state_dict()), 0
     history = []
-    step = 0
+    step = bad_run = 0
     stop_reason = "epochs"
     for epoch in range(opts.epochs):
         model.train()
@@ -320,7 +326,7 @@ def fit(model, step_fn, val_fn, opts: TrainOptions, params=None, lr: float = 1e-
             leave=False,
             mininterval=2.0,
         )
-        run_loss = 0.0
+        run_loss, finite, skipped = 0.0, 0, 0
         for _ in bar:
             elapsed = time.monotonic() - t_start
             progress = step / total_steps
@@ -333,19 +339,35 @@ def fit(model, step_fn, val_fn, opts: TrainOptions, params=None, lr: float = 1e-
                 g["lr"] = lr * max(factor, 0.02)
             loss = step_fn(min(progress, 1.0))
             optim.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optim.step()
             step += 1
-            run_loss += float(loss.detach())
+            value = float(loss.detach())
+            if math.isfinite(value):
+                loss.backward()
+                norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+            # one bad batch (a NaN/inf loss or gradient, e.g. bf16 overflow) is skipped rather
+            # than written into the weights, where it would spoil every later step
+            if not (math.isfinite(value) and torch.isfinite(norm)):
+                skipped += 1
+                bad_run += 1
+                if bad_run >= MAX_BAD_STEPS:
+                    raise RuntimeError(
+                        f"{opts.model}: loss or gradient not finite for {bad_run} steps in a "
+                        f"row (up to step {step}, epoch {epoch + 1}); training diverged"
+                    )
+                continue
+            bad_run = 0
+            optim.step()
+            run_loss += value
+            finite += 1
             if step % 20 == 0:
-                bar.set_postfix(loss=f"{run_loss / (bar.n + 1):.4f}")
+                bar.set_postfix(loss=f"{run_loss / finite:.4f}")
         model.eval()
         with torch.no_grad():
             score, val_metrics = val_fn()
         entry = {
             "epoch": epoch + 1,
-            "train_loss": run_loss / opts.steps_per_epoch,
+            "train_loss": run_loss / finite if finite else math.nan,
+            **({"skipped_steps": skipped} if skipped else {}),
             "val_score": score,
             **val_metrics,
             "seconds": round(time.monotonic() - t_start, 1),

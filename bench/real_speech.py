@@ -197,6 +197,11 @@ def main() -> int:
         print(f"--sets: unknown set {unknown[0] if unknown else '(none)'!r} (known: {', '.join(SETS)})",
               file=sys.stderr)  # fmt: skip
         return 2
+    out = Path(args.out)
+    if out.suffix != ".md" or out.is_dir():  # the per-model reports go to the same path less .md
+        print(f"--out: expected a Markdown file path such as out/real_speech.md, got {out}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     ckdir = Path(args.checkpoints)
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars of the export and weight loading
     import torch
@@ -209,7 +214,6 @@ def main() -> int:
         print(f"{ckdir}: no checkpoint (a folder with config.json)", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["## Real recorded speech", ""]
     for name in sets:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import tts_binary
 from .corpus import PhoneSegment, segments_from_ends
 
 VOICES: dict[str, str] = {
@@ -60,12 +61,7 @@ def synth(
 
     ``duration_stretch`` > 1 speaks slower (Festival's ``Duration_Stretch`` parameter).
     """
-    import soundfile as sf
-
-    if voice not in VOICES:
-        raise ValueError(f"festival: unknown voice {voice!r} (known: {', '.join(VOICES)})")
-    if not available():
-        raise RuntimeError("festival not found: install the Debian package festival (setup.sh)")
+    tts_binary.require("festival", voice, VOICES, "festival")
     with tempfile.TemporaryDirectory(prefix="a2a-festival-") as tmp:
         wav, segs, script = Path(tmp) / "out.wav", Path(tmp) / "out.segs", Path(tmp) / "in.scm"
         script.write_text(
@@ -83,8 +79,6 @@ def synth(
             raise RuntimeError(
                 f"festival ({voice}) failed for {text!r}: {proc.stderr.strip()[-300:]}"
             )
-        audio, rate = sf.read(wav, dtype="float32")
-        if audio.ndim > 1:
-            audio = audio.mean(axis=1)
+        audio, rate = tts_binary.read_mono(wav)
         segments = parse_segs(segs.read_text(), len(audio) / rate, str(segs))
-    return audio, int(rate), segments
+    return audio, rate, segments

@@ -15,22 +15,17 @@ Flite falls back to its default voice on an unknown name, so the name is checked
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from . import tts_binary
 from .corpus import PhoneSegment, segments_from_ends
 
 VOICES: tuple[str, ...] = ("awb", "rms")
 _SILENCE = {"pau"}
-
-
-def available() -> bool:
-    """True if the ``flite`` binary is on PATH."""
-    return shutil.which("flite") is not None
 
 
 def parse_psdur(text: str, duration: float, where: str = "<psdur>") -> list[PhoneSegment]:
@@ -57,12 +52,7 @@ def synth(
 
     ``duration_stretch`` > 1 speaks slower (Flite's ``duration_stretch`` feature).
     """
-    import soundfile as sf
-
-    if voice not in VOICES:
-        raise ValueError(f"flite: unknown voice {voice!r} (known: {', '.join(VOICES)})")
-    if not available():
-        raise RuntimeError("flite not found: install the Debian package flite (setup.sh)")
+    tts_binary.require("flite", voice, VOICES, "flite")
     with tempfile.TemporaryDirectory(prefix="a2a-flite-") as tmp:
         wav = Path(tmp) / "out.wav"
         cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={duration_stretch:.3f}"]
@@ -74,8 +64,6 @@ def synth(
         )
         if proc.returncode != 0 or not wav.exists():
             raise RuntimeError(f"flite ({voice}) failed for {text!r}: {proc.stderr.strip()[-300:]}")
-        audio, rate = sf.read(wav, dtype="float32")
-        if audio.ndim > 1:
-            audio = audio.mean(axis=1)
+        audio, rate = tts_binary.read_mono(wav)
         segments = parse_psdur(proc.stdout, len(audio) / rate, f"flite ({voice})")
-    return audio, int(rate), segments
+    return audio, rate, segments

@@ -11,8 +11,8 @@ vary by a few per cent), so which worker spoke what before matters; the phone ti
 always those of the audio actually produced.
 
 Voices are ids ``engine:name``: ``espeak:<voice>[+variant]`` (any espeak-ng English voice and
-variant, e.g. ``espeak:en-us+f3``), ``festival:kal|ked|slt`` and ``flite:awb|rms``. ``DEFAULT_VOICES`` lists the
-ones used when none are given. Synthesis runs in ``workers`` processes (spawned: espeak-ng
+variant, e.g. ``espeak:en-us+f3``), ``festival:kal|ked|slt`` and ``flite:awb|rms``.
+``DEFAULT_VOICES`` lists the ones used when none are given (Flite's are not among them). Synthesis runs in ``workers`` processes (spawned: espeak-ng
 keeps global state per process, so the parent never synthesizes during a build).
 """
 

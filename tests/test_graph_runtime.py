@@ -249,3 +249,17 @@ def test_resample_keeps_tone_frequency_and_is_block_size_independent(tmp_path):
     np.testing.assert_allclose(blockwise, one_shot, atol=1e-5)
     spectrum = np.abs(np.fft.rfft(one_shot * np.hanning(len(one_shot))))
     assert np.argmax(spectrum) * rate_out / len(one_shot) == pytest.approx(f0, abs=2)
+
+
+def test_received_keeps_every_field_but_the_arrival_time():
+    from dataclasses import fields
+
+    from audio2anim.graph.packets import Packet
+
+    # a distinct value per field, so a field added to Packet but not to received() fails here
+    values = {f.name: object() for f in fields(Packet)}
+    got = Packet(**values).received(3.0)
+    assert got.received_time == 3.0
+    for name, value in values.items():
+        if name != "received_time":
+            assert getattr(got, name) is value, name

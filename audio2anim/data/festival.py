@@ -11,7 +11,6 @@ Voices (Debian packages): ``kal`` (festvox-kallpc16k, US male diphone), ``ked``
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -27,11 +26,6 @@ VOICES: dict[str, str] = {
     "slt": "voice_cmu_us_slt_arctic_hts",
 }
 _SILENCE = {"pau", "h#", "sil", "#"}
-
-
-def available() -> bool:
-    """True if the ``festival`` binary is on PATH."""
-    return shutil.which("festival") is not None
 
 
 def _scheme_string(text: str) -> str:

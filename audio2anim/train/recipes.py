@@ -341,12 +341,14 @@ def fit(model, step_fn, val_fn, opts: TrainOptions, params=None, lr: float = 1e-
             optim.zero_grad(set_to_none=True)
             step += 1
             value = float(loss.detach())
-            if math.isfinite(value):
+            finite_step = math.isfinite(value)
+            if finite_step:
                 loss.backward()
                 norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+                finite_step = bool(torch.isfinite(norm))
             # one bad batch (a NaN/inf loss or gradient, e.g. bf16 overflow) is skipped rather
             # than written into the weights, where it would spoil every later step
-            if not (math.isfinite(value) and torch.isfinite(norm)):
+            if not finite_step:
                 skipped += 1
                 bad_run += 1
                 if bad_run >= MAX_BAD_STEPS:

@@ -84,6 +84,10 @@ def main() -> int:
     )
     ap.add_argument("--lipsync-frontend", action="store_true",
                     help="viseme-frontend: lip-sync-weighted frame loss (as the predictors')")  # fmt: skip
+    ap.add_argument("--vtlp", type=float, default=0.0,
+                    help="viseme-frontend: vocal tract length perturbation within 1 ± this")  # fmt: skip
+    ap.add_argument("--spec-augment", action="store_true",
+                    help="viseme-frontend: SpecAugment masks on the log-mel input")  # fmt: skip
     ap.add_argument("--distill-from", action="append", metavar="DIR", default=[],
                     help="viseme-frontend: also learn these front ends' mean posteriors")  # fmt: skip
     ap.add_argument("--synthetic", action="store_true", help="dry run on synthetic data")
@@ -171,8 +175,10 @@ def main() -> int:
             single += ["--frontend", frontend]
         if args.w2v_feature and name.startswith("w2v-"):
             single += ["--w2v-feature", args.w2v_feature]
-        if args.lipsync_frontend and name == "viseme-frontend":
-            single += ["--lipsync-frontend"]
+        if name == "viseme-frontend":
+            single += ["--lipsync-frontend"] if args.lipsync_frontend else []
+            single += ["--vtlp", str(args.vtlp)] if args.vtlp else []
+            single += ["--spec-augment"] if args.spec_augment else []
         for teacher in args.distill_from if name == "viseme-frontend" else ():
             single += ["--distill-from", teacher]
         # the options come from the single-model command itself: one mapping, in train/cli.py

@@ -60,3 +60,25 @@ def test_silence_floor_and_bad_input():
     np.testing.assert_allclose(out, np.log(DEFAULT.floor), rtol=1e-6)
     with pytest.raises(ValueError, match="mono"):
         logmel(np.zeros((2, 1600), np.float32))
+
+
+def test_vtlp_filterbank_reads_a_tone_as_a_stretched_one():
+    """Under a warp by alpha, a 1 kHz tone peaks in the mel band of an alpha kHz tone; alpha 1 is
+    the plain filterbank, and the top of the spectrum stays put."""
+    from audio2anim.models.logmel import mel_filterbank, vtlp_filterbank
+
+    np.testing.assert_array_equal(vtlp_filterbank(1.0), mel_filterbank())
+    t = np.arange(16000) / 16000
+
+    def peak(freq, fb=None):
+        x = torch.as_tensor(0.3 * np.sin(2 * np.pi * freq * t), dtype=torch.float32)[None]
+        return int(logmel_torch(x, filterbank=fb)[0, 10:].mean(0).argmax())
+
+    for alpha in (0.85, 0.92, 1.08, 1.15):
+        assert peak(1000, vtlp_filterbank(alpha)) == peak(1000 * alpha)
+        assert peak(7800, vtlp_filterbank(alpha)) == peak(7800)
+    # one filterbank per example
+    fbs = torch.as_tensor(np.stack([vtlp_filterbank(0.9), vtlp_filterbank(1.1)]))
+    x = torch.as_tensor(0.3 * np.sin(2 * np.pi * 1000 * t), dtype=torch.float32)
+    both = logmel_torch(torch.stack([x, x]), filterbank=fbs)[:, 10:].mean(1).argmax(-1)
+    assert both.tolist() == [peak(900), peak(1100)]

@@ -294,3 +294,43 @@ def test_fit_skips_non_finite_steps_and_stops_when_they_persist():
 
     with pytest.raises(RuntimeError, match=f"not finite for {MAX_BAD_STEPS} steps in a row"):
         fit(model, always_nan, val_fn, TrainOptions(model="viseme-mlp", out="", epochs=100))
+
+
+def test_spec_augment_masks_bands_and_spans_only():
+    """Masked cells take the fill value; every other cell is untouched; at most 2 bands of 8 mels
+    and 2 spans of 4 frames per crop."""
+    import torch
+
+    from audio2anim.train.recipes import spec_augment
+
+    gen = torch.Generator().manual_seed(0)
+    lm = torch.randn(16, 100, 80) + 50  # no cell equals the fill by chance
+    fill = torch.arange(80, dtype=torch.float32)
+    out = spec_augment(lm, fill, gen)
+    hit = out != lm
+    assert torch.equal(out[hit], fill.expand_as(lm)[hit])
+    band = hit.all(1)  # [B, M] masked over all frames
+    span = hit.all(2)  # [B, T] masked over all bands
+    assert torch.equal(hit, band[:, None, :] | span[:, :, None])
+    assert int(band.sum(-1).max()) <= 16 and int(span.sum(-1).max()) <= 8
+    assert band.any() and span.any()
+
+
+def test_vtlp_and_spec_augment_train_the_front_end_only(export, tmp_path, capsys):
+    import torch
+
+    from audio2anim.train.recipes import vtlp_filterbanks
+
+    fbs = vtlp_filterbanks(0.1, 5, torch.Generator().manual_seed(0), "cpu")
+    assert fbs.shape == (5, 257, 80) and len({float(f.sum()) for f in fbs}) == 5
+
+    fe = tmp_path / "fe"
+    base = ["train", "viseme-frontend", "--data", str(export), "--out", str(fe), *TINY]
+    assert main([*base, "--vtlp", "0.1", "--spec-augment"]) == 0
+    opts = json.loads((fe / "config.json").read_text())["training"]["options"]
+    assert opts["vtlp"] == 0.1 and opts["spec_augment"] is True
+    args = ["train", "viseme-mlp", "--data", str(export), "--out", str(tmp_path / "m"), *TINY]
+    assert main([*args, "--vtlp", "0.1"]) == 2
+    assert "viseme-frontend only" in capsys.readouterr().err
+    assert main([*base, "--vtlp", "0.7"]) == 2
+    assert "--vtlp must be in [0, 0.5)" in capsys.readouterr().err

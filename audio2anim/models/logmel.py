@@ -56,17 +56,36 @@ def _mel_to_hz(m):
     return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
 
 
-@lru_cache(maxsize=8)
-def mel_filterbank(cfg: LogMelConfig = DEFAULT) -> np.ndarray:
-    """Triangular HTK-mel filters, shape [n_fft // 2 + 1, n_mels], float32."""
-    n_bins = cfg.n_fft // 2 + 1
-    freqs = np.linspace(0.0, cfg.sample_rate / 2, n_bins)
+def _triangles(freqs: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
+    """The HTK-mel triangles evaluated at ``freqs`` (Hz) → [len(freqs), n_mels], float32."""
     edges = _mel_to_hz(np.linspace(_hz_to_mel(cfg.fmin), _hz_to_mel(cfg.fmax), cfg.n_mels + 2))
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     up = (freqs[None, :] - lo) / (mid - lo)
     down = (hi - freqs[None, :]) / (hi - mid)
     fb = np.maximum(0.0, np.minimum(up, down))
     return fb.T.astype(np.float32)
+
+
+def _bin_freqs(cfg: LogMelConfig) -> np.ndarray:
+    return np.linspace(0.0, cfg.sample_rate / 2, cfg.n_fft // 2 + 1)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(cfg: LogMelConfig = DEFAULT) -> np.ndarray:
+    """Triangular HTK-mel filters, shape [n_fft // 2 + 1, n_mels], float32."""
+    return _triangles(_bin_freqs(cfg), cfg)
+
+
+def vtlp_filterbank(alpha: float, cfg: LogMelConfig = DEFAULT, f_hi: float = 4800.0) -> np.ndarray:
+    """`mel_filterbank` of a spectrum stretched by ``alpha`` (vocal tract length perturbation,
+    Jaitly & Hinton 2013): energy at f counts as energy at ``alpha`` f, piecewise linear so
+    that the Nyquist frequency stays put. ``alpha`` > 1 reads a voice as a shorter vocal tract
+    (higher formants). ``alpha`` = 1 is `mel_filterbank`."""
+    f = _bin_freqs(cfg)
+    nyq = cfg.sample_rate / 2
+    knee = f_hi * min(alpha, 1.0) / alpha  # where the warp bends to keep Nyquist fixed
+    top = nyq - (nyq - f_hi * min(alpha, 1.0)) / (nyq - knee) * (nyq - f)
+    return _triangles(np.where(f <= knee, alpha * f, top), cfg)
 
 
 @lru_cache(maxsize=8)
@@ -125,8 +144,10 @@ class LogMelStream:
         return out
 
 
-def logmel_torch(samples, cfg: LogMelConfig = DEFAULT):
-    """Batched torch log-mel: [B, n] float → [B, n // hop, n_mels] (same framing as `logmel`)."""
+def logmel_torch(samples, cfg: LogMelConfig = DEFAULT, filterbank=None):
+    """Batched torch log-mel: [B, n] float → [B, n // hop, n_mels] (same framing as `logmel`).
+    ``filterbank``: a tensor [n_fft // 2 + 1, n_mels] or one per example [B, …] instead of
+    `mel_filterbank` (training augmentation: `vtlp_filterbank`)."""
     import torch
 
     x = samples if samples.ndim == 2 else samples[None]
@@ -137,6 +158,7 @@ def logmel_torch(samples, cfg: LogMelConfig = DEFAULT):
     win = torch.hann_window(cfg.win_length, periodic=True, device=x.device, dtype=x.dtype)
     spec = torch.fft.rfft(frames * win, n=cfg.n_fft, dim=-1)
     power = spec.real**2 + spec.imag**2
-    fb = torch.as_tensor(mel_filterbank(cfg), device=x.device, dtype=x.dtype)
+    fb = mel_filterbank(cfg) if filterbank is None else filterbank
+    fb = torch.as_tensor(fb, device=x.device, dtype=x.dtype)
     out = torch.log(torch.clamp(power @ fb, min=cfg.floor))
     return out if samples.ndim == 2 else out[0]

@@ -75,6 +75,18 @@ def add_commands(subparsers) -> None:
         help="front ends: random speed factor within 1 ± this per batch (0: off)",
     )
     p.add_argument(
+        "--vtlp",
+        type=float,
+        default=0.0,
+        help="viseme-frontend: vocal tract length perturbation, a random spectral stretch "
+        "within 1 ± this per crop (0: off)",
+    )
+    p.add_argument(
+        "--spec-augment",
+        action="store_true",
+        help="viseme-frontend: mask random mel bands and frame spans of the input (SpecAugment)",
+    )
+    p.add_argument(
         "--lipsync-frontend",
         action="store_true",
         help="viseme-frontend: weight P/B/M, rounded and open-vowel frames as the predictors do",
@@ -143,6 +155,8 @@ def train_options(args, command: str):
         w2v_feature=args.w2v_feature,
         viseme_input=args.viseme_input,
         speed_perturb=args.speed_perturb,
+        vtlp=args.vtlp,
+        spec_augment=args.spec_augment,
         lipsync_frontend=args.lipsync_frontend,
         distill_from=tuple(args.distill_from or ()),
         size=args.size,

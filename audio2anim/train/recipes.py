@@ -111,6 +111,12 @@ class TrainOptions:
     # front ends: speed perturbation by a random factor in [1 - s, 1 + s] per batch (tempo,
     # pitch and formants together: a cheap stand-in for more speakers); 0 turns it off
     speed_perturb: float = 0.1
+    # viseme front end: vocal tract length perturbation, each crop's spectrum stretched by a
+    # random factor in [1 - v, 1 + v] (formants move, tempo does not); 0 turns it off
+    vtlp: float = 0.0
+    # viseme front end: SpecAugment-style masks on the log-mel input (2 bands of ≤ 8 mels and
+    # 2 spans of ≤ 4 frames per crop, set to the band means)
+    spec_augment: bool = False
     # viseme front end: weight its frame loss by LIPSYNC_WEIGHTS too (P/B/M, rounded and open
     # frames count more), as the predictors' losses always are
     lipsync_frontend: bool = False
@@ -256,6 +262,34 @@ def augment_audio(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     x = x + use_noise * noise * rms / 10 ** (snr_db / 20)
     gain = 10 ** ((rand(b, 1) * 18 - 12) / 20)
     return (x * gain).clamp(-1, 1)
+
+
+def vtlp_filterbanks(amount: float, b: int, gen: torch.Generator, device) -> torch.Tensor:
+    """One `vtlp_filterbank` per crop, factors uniform in [1 - amount, 1 + amount] → [B, K, M]."""
+    from audio2anim.models.logmel import vtlp_filterbank
+
+    alphas = 1 + amount * (2 * torch.rand(b, generator=gen, device=device) - 1)
+    return torch.as_tensor(
+        np.stack([vtlp_filterbank(float(a)) for a in alphas.cpu()]), device=device
+    )
+
+
+def spec_augment(
+    lm: torch.Tensor, fill: torch.Tensor, gen: torch.Generator, bands=(2, 8), spans=(2, 4)
+) -> torch.Tensor:
+    """Log-mel [B, T, M] with ``bands[0]`` random mel bands of width 0…``bands[1]`` and
+    ``spans[0]`` random spans of 0…``spans[1]`` frames per crop set to ``fill`` [M]."""
+    b, t, m = lm.shape
+    dev = lm.device
+
+    def masks(count: int, width: int, size: int) -> torch.Tensor:
+        w = torch.randint(0, width + 1, (b, count, 1), device=dev, generator=gen)
+        start = (torch.rand(b, count, 1, device=dev, generator=gen) * (size - w + 1)).long()
+        pos = torch.arange(size, device=dev)
+        return ((pos >= start) & (pos < start + w)).any(1)  # [B, size]
+
+    hit = masks(*bands, m)[:, None, :] | masks(*spans, t)[:, :, None]
+    return torch.where(hit, fill.to(lm.dtype), lm)
 
 
 def blurred_onehots(ids: torch.Tensor, gen: torch.Generator, train: bool = True) -> torch.Tensor:
@@ -460,7 +494,9 @@ def train_viseme_frontend(data: TrainingData, opts: TrainOptions):
         n100 = 2 * (audio.shape[1] // HOP)
         labels = stretch_frames(tset.vis100_of(idx), r, n100)
         m100 = stretch_frames(mask.repeat_interleave(2, dim=1), r, n100)
-        logits = model(logmel_torch(augment_audio(audio, gen)))
+        fb = vtlp_filterbanks(opts.vtlp, len(audio), gen, dev) if opts.vtlp else None
+        lm = logmel_torch(augment_audio(audio, gen), filterbank=fb)
+        logits = model(spec_augment(lm, model.in_mean, gen) if opts.spec_augment else lm)
         n = labels.shape[1] - lk
         loss = F.cross_entropy(
             logits[:, lk:].reshape(-1, N_VISEMES), labels[:, :n].reshape(-1), reduction="none"
@@ -799,6 +835,10 @@ def train(data: TrainingData, opts: TrainOptions) -> Path:
         raise ValueError(f"unknown model {opts.model!r} (known: {', '.join(MODELS)})")
     if opts.size not in HPARAMS:
         raise ValueError(f"unknown size {opts.size!r} (known: {', '.join(HPARAMS)})")
+    if (opts.vtlp or opts.spec_augment) and opts.model != "viseme-frontend":
+        raise ValueError("--vtlp and --spec-augment act on log-mel input: viseme-frontend only")
+    if not 0 <= opts.vtlp < 0.5:
+        raise ValueError(f"--vtlp must be in [0, 0.5), got {opts.vtlp}")
     torch.manual_seed(opts.seed)
     np.random.seed(opts.seed)
     recipe = {

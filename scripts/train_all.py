@@ -84,6 +84,8 @@ def main() -> int:
     )
     ap.add_argument("--lipsync-frontend", action="store_true",
                     help="viseme-frontend: lip-sync-weighted frame loss (as the predictors')")  # fmt: skip
+    ap.add_argument("--voice-weight", action="append", metavar="VOICE=W", default=[],
+                    help="every model: crop weight of a voice or engine (repeatable)")  # fmt: skip
     ap.add_argument("--vtlp", type=float, default=0.0,
                     help="viseme-frontend: vocal tract length perturbation within 1 ± this")  # fmt: skip
     ap.add_argument("--spec-augment", action="store_true",
@@ -171,6 +173,8 @@ def main() -> int:
             single += ["--split-seed", str(args.split_seed)]
         for extra in args.add_train:
             single += ["--add-train", extra]
+        for item in args.voice_weight:
+            single += ["--voice-weight", item]
         if frontend:
             single += ["--frontend", frontend]
         if args.w2v_feature and name.startswith("w2v-"):

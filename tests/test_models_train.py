@@ -334,3 +334,33 @@ def test_vtlp_and_spec_augment_train_the_front_end_only(export, tmp_path, capsys
     assert "viseme-frontend only" in capsys.readouterr().err
     assert main([*base, "--vtlp", "0.7"]) == 2
     assert "--vtlp must be in [0, 0.5)" in capsys.readouterr().err
+
+
+def test_voice_weights_set_how_often_crops_come_from_each_voice(tmp_path, capsys):
+    import torch
+
+    from audio2anim.train.recipes import FrameSet
+
+    export = tmp_path / "export"
+    write_synthetic_export(export, voices=6, utterances_per_voice=2, seconds=1.0)
+    train = load_data(export).split(0)[0]
+    voices = sorted({u.voice for u in train})  # synthetic export: synth0 … (engine "synth0")
+    gen = torch.Generator().manual_seed(0)
+    plain = FrameSet(train, "cpu")
+    weighted = FrameSet(train, "cpu", voice_weights={voices[0]: 0.0})
+    drawn = {train[int(i)].voice for i in weighted.crop(200, 10, gen)[0]}
+    assert voices[0] not in drawn and drawn == set(voices[1:])
+    assert {train[int(i)].voice for i in plain.crop(200, 10, gen)[0]} == set(voices)
+
+    out = tmp_path / "fe"
+    args = ["train", "viseme-frontend", "--data", str(export), "--out", str(out), *TINY]
+    assert main([*args, "--voice-weight", f"{voices[0]}=0.5"]) == 0
+    side = json.loads((out / "config.json").read_text())
+    assert side["training"]["options"]["voice_weights"] == {voices[0]: 0.5}
+    for bad, message in [
+        ("festival=2", "matches no training voice"),
+        (f"{voices[0]}=x", "expected VOICE=WEIGHT"),
+        (f"{voices[0]}=-1", "is negative"),
+    ]:
+        assert main([*args, "--voice-weight", bad]) == 2
+        assert message in capsys.readouterr().err

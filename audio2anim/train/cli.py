@@ -75,6 +75,13 @@ def add_commands(subparsers) -> None:
         help="front ends: random speed factor within 1 ± this per batch (0: off)",
     )
     p.add_argument(
+        "--voice-weight",
+        action="append",
+        metavar="VOICE=W",
+        help="draw training crops from a voice (festival:ked) or engine (espeak) W times as often "
+        "as its share of the audio (repeatable; 0 leaves it out)",
+    )
+    p.add_argument(
         "--vtlp",
         type=float,
         default=0.0,
@@ -134,6 +141,20 @@ def parse_train_args(argv: list[str]):
     return parser.parse_args(argv)
 
 
+def voice_weights(items) -> dict:
+    """["espeak=0.5", …] → {"espeak": 0.5, …}; ValueError naming a malformed item."""
+    out = {}
+    for item in items:
+        key, sep, w = item.rpartition("=")
+        try:
+            out[key] = float(w)
+        except ValueError:
+            sep = ""
+        if not sep or not key:
+            raise ValueError(f"--voice-weight {item!r}: expected VOICE=WEIGHT, e.g. espeak=0.5")
+    return out
+
+
 def train_options(args, command: str):
     """The `TrainOptions` of parsed ``audio2anim train`` arguments."""
     from .recipes import TrainOptions
@@ -155,6 +176,7 @@ def train_options(args, command: str):
         w2v_feature=args.w2v_feature,
         viseme_input=args.viseme_input,
         speed_perturb=args.speed_perturb,
+        voice_weights=voice_weights(args.voice_weight or ()),
         vtlp=args.vtlp,
         spec_augment=args.spec_augment,
         lipsync_frontend=args.lipsync_frontend,
@@ -188,8 +210,8 @@ def cmd_train(args) -> int:
     from .data import load_data
     from .recipes import train
 
-    opts = train_options(args, getattr(args, "command_line", None) or _command_line())
     try:
+        opts = train_options(args, getattr(args, "command_line", None) or _command_line())
         out = train(load_data(args.data, args.add_train or ()), opts)
     except (ValueError, FileNotFoundError) as e:
         print(f"train {args.model}: {e}", file=sys.stderr)

@@ -124,6 +124,9 @@ class TrainOptions:
     # distillation: an ensemble's accuracy in one network); the loss is the mean of the label
     # cross-entropy and the cross-entropy against their posteriors
     distill_from: tuple[str, ...] = ()
+    # how often crops come from each training voice, relative to its share of the audio: voice
+    # name ("festival:ked") or engine ("espeak") → weight; a full name wins over its engine
+    voice_weights: dict = field(default_factory=dict)
     size: str = "full"
     split_seed: int | None = None  # the split by voice; None: ``seed`` (runs before this option)
     val_max_utts: int = 200
@@ -139,10 +142,36 @@ class TrainOptions:
 # ----------------------------------------------------------------------------- device data
 
 
+def crop_weights(utts: list[Utterance], voice_weights: dict) -> np.ndarray:
+    """Per-utterance crop weights from ``voice_weights`` (voice or engine → weight, default 1);
+    a ValueError names a key that matches no voice, a negative weight, or an all-zero result."""
+    voices = sorted({u.voice for u in utts})
+    for key, w in voice_weights.items():
+        if not any(v == key or v.split(":")[0] == key for v in voices):
+            raise ValueError(
+                f"voice weight {key!r} matches no training voice ({', '.join(voices)})"
+            )
+        if w < 0:
+            raise ValueError(f"voice weight {key!r}: {w} is negative")
+    out = np.array(
+        [voice_weights.get(u.voice, voice_weights.get(u.voice.split(":")[0], 1.0)) for u in utts],
+        np.float32,
+    )
+    if not out.any():
+        raise ValueError("voice weights leave no training voice")
+    return out
+
+
 class FrameSet:
     """The utterances of one split as flat device tensors, with random-crop gathering."""
 
-    def __init__(self, utts: list[Utterance], device, features: list[np.ndarray] | None = None):
+    def __init__(
+        self,
+        utts: list[Utterance],
+        device,
+        features: list[np.ndarray] | None = None,
+        voice_weights: dict | None = None,
+    ):
         self.utts = utts
         self.device = device
         nf = np.array([u.frames for u in utts], np.int64)
@@ -160,7 +189,9 @@ class FrameSet:
         self.lipsync = torch.as_tensor(
             np.concatenate([lipsync_classes(u) for u in utts]), device=device
         )
-        self.weights = self.nf.float()
+        self.weights = self.nf.float() * torch.as_tensor(
+            crop_weights(utts, voice_weights or {}), device=device
+        )
 
     def crop(self, batch: int, frames: int, gen: torch.Generator):
         """Random crops → (utt index [B], start frame [B], flat frame index [B, F], mask [B, F])."""
@@ -470,7 +501,7 @@ def train_viseme_frontend(data: TrainingData, opts: TrainOptions):
     dev = torch.device(opts.device)
     train, val, _ = data.split(opts.data_split_seed)
     model = build("viseme-frontend", dict(n_mels=LM.n_mels, **_hparams(opts))).to(dev)
-    tset = FrameSet(train, dev)
+    tset = FrameSet(train, dev, voice_weights=opts.voice_weights)
     # normalization statistics from (clean) training audio
     with torch.no_grad():
         minute = 16000 * 60
@@ -573,7 +604,7 @@ def train_wav2vec2(data: TrainingData, opts: TrainOptions):
     hp = _hparams(opts)
     chunk, left = hp.pop("chunk_frames"), hp.pop("left_chunks")
     front = W.build_small(chunk_frames=chunk, left_chunks=left, seed=opts.seed, **hp).to(dev)
-    tset = FrameSet(train, dev)
+    tset = FrameSet(train, dev, voice_weights=opts.voice_weights)
     gen = torch.Generator(device=dev).manual_seed(opts.seed)
     frames = int(opts.crop_s * 50)
     use_amp = dev.type == "cuda"
@@ -729,7 +760,7 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
         }
         in_dim = N_VISEMES
     model = build(name, dict(in_dim=in_dim, out_dim=OUT_DIM, **_hparams(opts))).to(dev)
-    tset = FrameSet(train, dev, tfeat)
+    tset = FrameSet(train, dev, tfeat, opts.voice_weights)
     if uses_w2v:  # (viseme inputs are probabilities: left unnormalized)
         in_mean, in_std = tset.features.mean(0), tset.features.std(0)
     else:

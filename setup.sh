@@ -9,7 +9,7 @@ APT_PACKAGES=(
   festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts   # more TTS voices
   flite                                                     # two more speakers (flite:awb, flite:rms)
   sox                                                       # audio checks in tests/docs
-  alsa-utils ktuberling-data                                # real recorded speech (bench/real_speech.py)
+  alsa-utils ktuberling-data tuxpaint-stamps-default        # real recorded speech (bench/real_speech.py)
   asterisk-core-sounds-en-g722 asterisk-core-sounds-en      # real speech + transcripts (data asterisk)
   libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri               # headless OpenGL (EGL + llvmpipe)
   libportaudio2                                             # microphone / speaker (sounddevice)

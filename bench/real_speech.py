@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""The shipped checkpoints on real recorded speech, forced-aligned: three sets from Debian packages.
+"""The shipped checkpoints on real recorded speech, forced-aligned: four sets from Debian packages.
 
-    python bench/real_speech.py [--checkpoints checkpoints] [--sets alsa,ktuberling,asterisk-test]
+    python bench/real_speech.py [--checkpoints checkpoints]
+                                [--sets alsa,ktuberling,asterisk-test,tuxpaint]
                                 [--out out/real_speech.md]
 
 Real recorded English speech with known words that a Debian machine can install (`setup.sh`
@@ -16,6 +17,13 @@ does):
 - ``asterisk-test``: the test side of Asterisk's English prompts (`audio2anim.data.asterisk`,
   ``data asterisk --part test``: 138 prompts, 6 minutes, Allison Smith). Models trained with the
   train side (``--add-train``) have heard this speaker, not these prompts.
+- ``tuxpaint``: Tux Paint's English spoken stamp descriptions (``tuxpaint-stamps-default``,
+  ``X_desc.ogg``: 65 animal names, 52 s), imported from Childsplay; the recorder is not
+  credited, and the pitch (median F0 about 160–230 Hz) suggests one speaker. The words come
+  from each stamp's English description (``X.txt``, first line) less its article: the clips say
+  the bare name ("frog" for "A frog."; forced alignment scores it above "a frog" on 64 of 65
+  clips), six other words than the description (``TUXPAINT_WORDS``: "nandu" for "A rhea.").
+  ``wallaby``, with no English description, is left out.
 
 Each set is linked into a temporary folder with a transcript file, aligned by pocketsphinx
 (`audio2anim.data.align.align_files`, as ``audio2anim data align``), exported
@@ -50,6 +58,10 @@ KTUBERLING = Path("/usr/share/ktuberling/sounds/en")
 KTUBERLING_WORDS = {"palmtree": "palm tree", "fallingstar": "falling star",
                     "moonwalker": "moon walker", "sphynx": "sphinx", "broccolli": "broccoli",
                     "ufo": None, "moon_sign": None}  # fmt: skip
+TUXPAINT = Path("/usr/share/tuxpaint/stamps")
+# stamp → the words said, where its description less the article does not give them
+TUXPAINT_WORDS = {"hen": "hen", "kangaroo": "kangaroo", "nandou": "nandu", "chimp": "chimp",
+                  "mountaingoat": "mountain goat", "wildboar": "wild boar"}  # fmt: skip
 
 
 def alsa_clips() -> list[tuple[str, Path, str]]:
@@ -73,6 +85,27 @@ def ktuberling_words() -> list[tuple[str, Path, str]]:
     return out
 
 
+def tuxpaint_descriptions() -> list[tuple[str, Path, str]]:
+    files = sorted(TUXPAINT.rglob("*_desc.ogg"))  # English; other languages are X_desc_LL.ogg
+    if not files:
+        raise FileNotFoundError(
+            f"{TUXPAINT}: no English *_desc.ogg descriptions (install tuxpaint-stamps-default)"
+        )
+    stems = [f.name.removesuffix("_desc.ogg") for f in files]
+    out = []
+    for f, stem in zip(files, stems, strict=True):
+        txt = f.with_name(f"{stem}.txt")
+        first = txt.read_text(encoding="utf-8").partition("\n")[0] if txt.is_file() else ""
+        words = first.strip().rstrip(".").split()  # "A frog." → "frog": the clips say the name
+        if words and words[0].lower() in ("a", "an"):
+            words = words[1:]
+        if not words:  # no English description
+            continue
+        uid = stem if stems.count(stem) == 1 else str(f.relative_to(TUXPAINT).parent / stem)
+        out.append((uid.replace("/", "_"), f, TUXPAINT_WORDS.get(stem, " ".join(words))))
+    return out
+
+
 def asterisk_test() -> list[tuple[str, Path, str]]:
     from audio2anim.data.asterisk import prompts, split_prompts
 
@@ -85,6 +118,9 @@ SETS = {
     "asterisk-test": (asterisk_test, "asterisk:allison", "Asterisk's English prompts, test side "
                       "(`data asterisk --part test`), Allison Smith: a speaker the models trained with "
                       "`--add-train` heard on other prompts"),
+    "tuxpaint": (tuxpaint_descriptions, "tuxpaint", "Tux Paint's English stamp descriptions "
+                 "(`tuxpaint-stamps-default`), animal names from Childsplay; recorder not credited, "
+                 "one speaker by pitch"),
 }  # fmt: skip
 
 

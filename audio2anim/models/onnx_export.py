@@ -43,7 +43,7 @@ class _FrontEndGraph(nn.Module):
         keep = history.shape[2]
         history_out = h[:, :, h.shape[2] - keep :]
         y, h1 = m.gru(m._convs(h).transpose(1, 2), h0)
-        return torch.softmax(m.out(y), -1), history_out, h1
+        return torch.softmax(m.head(y), -1), history_out, h1
 
 
 class _PredictorGraph(nn.Module):

@@ -12,6 +12,10 @@ trained to be the viseme of frame ``t - lookahead``, so it has heard ``lookahead
   last L frames are completed with silence-floor padding).
 - `VisemeStream` does the same block by block with explicit state (conv history + GRU hidden);
   its concatenated output equals `posteriors`.
+- `combine_frontends([a, b, c])` → one front end whose posteriors are the mean of theirs (an
+  ensemble, ``members`` = 3): the members side by side in one wider network with
+  block-diagonal weights (grouped convs, a GRU whose gates only connect a member's own units,
+  one output head per member), so streaming, ONNX export and the operator need nothing new.
 """
 
 from __future__ import annotations
@@ -40,10 +44,13 @@ class VisemeFrontEnd(nn.Module):
         kernel: int = 3,
         lookahead: int = 4,
         dropout: float = 0.1,
+        members: int = 1,
     ) -> None:
         super().__init__()
         if not 0 <= lookahead <= 6:
             raise ValueError(f"lookahead must be 0..6 frames (≤ 60 ms), got {lookahead}")
+        if members < 1 or channels % members or hidden % members:
+            raise ValueError(f"members ({members}) must divide channels and hidden")
         self.hparams = dict(
             n_mels=n_mels,
             n_visemes=n_visemes,
@@ -53,17 +60,20 @@ class VisemeFrontEnd(nn.Module):
             kernel=kernel,
             lookahead=lookahead,
             dropout=dropout,
+            members=members,
         )
         self.n_mels, self.lookahead, self.kernel = n_mels, lookahead, kernel
+        self.members, self.n_visemes = members, n_visemes
         self.register_buffer("in_mean", torch.zeros(n_mels))
         self.register_buffer("in_std", torch.ones(n_mels))
         dims = [n_mels] + [channels] * conv_layers
-        self.convs = nn.ModuleList(
-            nn.Conv1d(a, b, kernel) for a, b in zip(dims[:-1], dims[1:], strict=True)
+        self.convs = nn.ModuleList(  # every member reads the whole input, then only its own
+            nn.Conv1d(a, b, kernel, groups=1 if i == 0 else members)
+            for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True))
         )
         self.drop = nn.Dropout(dropout)
         self.gru = nn.GRU(channels, hidden, batch_first=True)
-        self.out = nn.Linear(hidden, n_visemes)
+        self.out = nn.Linear(hidden, n_visemes * members)
 
     def set_normalization(self, mean, std) -> None:
         # torch.as_tensor accepts arrays and tensors on any device; copy_ moves them
@@ -86,7 +96,16 @@ class VisemeFrontEnd(nn.Module):
         pad = len(self.convs) * (self.kernel - 1)
         h = self._convs(F.pad(x, (pad, 0))).transpose(1, 2)
         y, _ = self.gru(h, state)
-        return self.out(y)
+        return self.head(y)
+
+    def head(self, y: torch.Tensor) -> torch.Tensor:
+        """GRU output [..., hidden] → logits [..., 15]; with several members, the log of their
+        mean posteriors (a softmax of it is that mean)."""
+        logits = self.out(y)
+        if self.members == 1:
+            return logits
+        logp = F.log_softmax(logits.unflatten(-1, (self.members, self.n_visemes)), -1)
+        return torch.logsumexp(logp, -2) - float(np.log(self.members))
 
     @torch.no_grad()
     def posteriors(self, logmel: np.ndarray) -> np.ndarray:
@@ -122,7 +141,7 @@ class VisemeStream:
         h = torch.cat([self.history, xn], dim=2)
         self.history = h[:, :, h.shape[2] - self.history.shape[2] :]
         y, self.state = m.gru(m._convs(h).transpose(1, 2), self.state)
-        probs = torch.softmax(m.out(y)[0], -1)
+        probs = torch.softmax(m.head(y)[0], -1)
         drop = min(self.skip, len(probs))
         self.skip -= drop
         return probs[drop:].cpu().numpy()
@@ -132,6 +151,58 @@ class VisemeStream:
         m = self.model
         n = m.lookahead if self.seen else 0
         return self.push(np.full((n, m.n_mels), SILENCE_LOGMEL, np.float32))
+
+
+SHARED_HPARAMS = ("n_mels", "n_visemes", "conv_layers", "kernel", "lookahead")
+
+
+@torch.no_grad()
+def combine_frontends(models: list[VisemeFrontEnd]) -> VisemeFrontEnd:
+    """One front end whose posteriors are the mean of ``models``' (same input normalization,
+    lookahead and layer shapes; single-member models). ValueError names what differs."""
+    if len(models) < 2:
+        raise ValueError("combining front ends needs at least two")
+    first = models[0]
+    for i, m in enumerate(models[1:], 1):
+        if m.members != 1:
+            raise ValueError(f"front end {i} is already an ensemble of {m.members}")
+        for key in (*SHARED_HPARAMS, "channels", "hidden"):
+            if m.hparams[key] != first.hparams[key]:
+                raise ValueError(
+                    f"front end {i}: {key} {m.hparams[key]} differs from front end 0's "
+                    f"{first.hparams[key]}"
+                )
+        same = torch.equal(m.in_mean, first.in_mean) and torch.equal(m.in_std, first.in_std)
+        if not same:
+            raise ValueError(f"front end {i}: input normalization differs from front end 0's")
+    k = len(models)
+    c, h, v = first.hparams["channels"], first.hparams["hidden"], first.n_visemes
+    hp = {**first.hparams, "channels": c * k, "hidden": h * k, "members": k}
+    out = VisemeFrontEnd(**hp)
+    out.in_mean.copy_(first.in_mean)
+    out.in_std.copy_(first.in_std)
+    for layer, conv in enumerate(out.convs):  # output channels stack; groups keep them apart
+        conv.weight.copy_(torch.cat([m.convs[layer].weight for m in models]))
+        conv.bias.copy_(torch.cat([m.convs[layer].bias for m in models]))
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        big = getattr(out.gru, name)
+        big.zero_()
+        for i, m in enumerate(models):  # gates r, z, n, each with every member's units
+            small = getattr(m.gru, name)
+            for g in range(3):
+                rows = slice(g * h * k + i * h, g * h * k + (i + 1) * h)
+                part = small[g * h : (g + 1) * h]
+                if name.startswith("bias"):
+                    big[rows] = part
+                else:
+                    cols = slice(i * part.shape[1], (i + 1) * part.shape[1])
+                    big[rows, cols] = part
+    out.out.weight.zero_()
+    for i, m in enumerate(models):
+        out.out.weight[i * v : (i + 1) * v, i * h : (i + 1) * h] = m.out.weight
+    out.out.bias.copy_(torch.cat([m.out.bias for m in models]))
+    out.kind = first.kind
+    return out.eval()
 
 
 def downsample_posteriors(probs: np.ndarray, factor: int = 2) -> np.ndarray:

@@ -4,6 +4,7 @@
     audio2anim train MODEL --data DATA [--device cpu|cuda] [--out DIR] [--epochs N] [--seed S]
                            [--frontend CKPT] [--max-minutes M] ...
     audio2anim eval CHECKPOINT --data DATA [--split test] [--out DIR] [--frontend CKPT]
+    audio2anim combine-frontends CHECKPOINT CHECKPOINT... --out DIR [--data DATA]
     audio2anim export-onnx CHECKPOINT [--out FILE]
 
 MODEL is one of viseme-frontend, wav2vec2, viseme-mlp, viseme-cnn, w2v-cnn, w2v-ar,
@@ -120,6 +121,16 @@ def add_commands(subparsers) -> None:
     )
     e.add_argument("--max-utts", type=int)
     e.set_defaults(func=cmd_eval)
+
+    c = subparsers.add_parser(
+        "combine-frontends",
+        help="average trained viseme front ends into one ensemble checkpoint",
+        description="One viseme front end whose posteriors are the mean of the given ones'.",
+    )
+    c.add_argument("members", nargs="+", metavar="CHECKPOINT", help="viseme-frontend dirs (≥ 2)")
+    c.add_argument("--out", required=True, help="the ensemble's checkpoint directory")
+    c.add_argument("--data", help="export whose test voices the ensemble is evaluated on")
+    c.set_defaults(func=cmd_combine)
 
     x = subparsers.add_parser("export-onnx", help="export a predictor / viseme front end to ONNX")
     x.add_argument("checkpoint")
@@ -239,6 +250,18 @@ def cmd_eval(args) -> int:
         return 2
     print(report.read_text())
     print(f"report: {report}")
+    return 0
+
+
+def cmd_combine(args) -> int:
+    from .combine import combine_checkpoints
+
+    try:
+        out = combine_checkpoints(args.members, args.out, args.data, _command_line())
+    except (ValueError, FileNotFoundError) as e:
+        print(f"combine-frontends: {e}", file=sys.stderr)
+        return 2
+    print(f"saved {out}")
     return 0
 
 

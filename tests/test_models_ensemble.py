@@ -1,0 +1,91 @@
+"""`combine-frontends`: an ensemble front end is the mean of its members, in every runtime."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from audio2anim.models.checkpoint import build, load, save
+from audio2anim.models.logmel import logmel
+from audio2anim.models.onnx_export import OnnxModel, export_onnx
+from audio2anim.models.viseme_frontend import VisemeStream, combine_frontends
+from audio2anim.train.cli import main
+from audio2anim.train.recipes import HPARAMS
+from audio2anim.train.synthetic import write_synthetic_export
+
+
+def _frontend(seed: int, **changes):
+    torch.manual_seed(seed)
+    hp = {**HPARAMS["tiny"]["viseme-frontend"], **changes}
+    model = build("viseme-frontend", dict(n_mels=80, **hp))
+    model.set_normalization(np.full(80, -6.0), np.full(80, 3.0))
+    for p in model.parameters():  # untrained GRUs and heads are near-uniform: spread them
+        p.data.add_(0.3 * torch.randn_like(p))
+    return model.eval()
+
+
+def _speech_logmel(seconds=1.5):
+    t = np.arange(int(seconds * 16000)) / 16000
+    x = np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 4 * t)) * 0.2
+    x += 0.02 * np.random.default_rng(0).standard_normal(len(t))
+    return logmel(x.astype(np.float32))
+
+
+def test_ensemble_posteriors_are_the_members_mean_one_shot_streamed_and_onnx(tmp_path):
+    members = [_frontend(s) for s in (1, 2, 3)]
+    ens = combine_frontends(members)
+    lm = _speech_logmel()
+    mean = np.mean([m.posteriors(lm) for m in members], 0)
+    assert np.abs(members[0].posteriors(lm) - mean).max() > 0.05  # the members do disagree
+    np.testing.assert_allclose(ens.posteriors(lm), mean, atol=1e-5)
+
+    stream = VisemeStream(ens)
+    parts = [stream.push(lm[i : i + 7]) for i in range(0, len(lm), 7)]
+    np.testing.assert_allclose(np.concatenate([*parts, stream.flush()]), mean, atol=1e-5)
+
+    save(ens, tmp_path / "ens")
+    loaded, side = load(tmp_path / "ens")
+    assert side["hparams"]["members"] == 3
+    np.testing.assert_allclose(loaded.posteriors(lm), mean, atol=1e-5)
+    onnx = OnnxModel(export_onnx(tmp_path / "ens", tmp_path / "ens.onnx"))
+    np.testing.assert_allclose(onnx.posteriors(lm), mean, atol=1e-4)
+
+
+def test_members_must_match():
+    a = _frontend(1)
+    with pytest.raises(ValueError, match="at least two"):
+        combine_frontends([a])
+    with pytest.raises(ValueError, match="front end 1: lookahead 1 differs"):
+        combine_frontends([a, _frontend(2, lookahead=1)])
+    b = _frontend(2)
+    b.set_normalization(np.full(80, -5.0), np.full(80, 3.0))
+    with pytest.raises(ValueError, match="front end 1: input normalization differs"):
+        combine_frontends([a, b])
+    with pytest.raises(ValueError, match="already an ensemble"):
+        combine_frontends([a, combine_frontends([a, a])])
+
+
+def test_combine_frontends_cli_writes_an_evaluated_checkpoint(tmp_path, capsys):
+    export = tmp_path / "export"
+    write_synthetic_export(export, voices=3, utterances_per_voice=2, seconds=1.0)
+    tiny = ["--size", "tiny", "--epochs", "1", "--steps-per-epoch", "2", "--batch", "2"]
+    dirs = []
+    for seed in (0, 1):
+        out = tmp_path / f"fe{seed}"
+        args = ["train", "viseme-frontend", "--data", str(export), "--out", str(out)]
+        assert main([*args, "--seed", str(seed), "--split-seed", "0", "--crop-s", "1", *tiny]) == 0
+        dirs.append(str(out))
+    ens = tmp_path / "ens"
+    assert main(["combine-frontends", *dirs, "--out", str(ens), "--data", str(export)]) == 0
+    side = json.loads((ens / "config.json").read_text())
+    assert [m["seed"] for m in side["ensemble"]["members"]] == [0, 1]
+    assert side["training"]["stop_reason"] == "mean of 2 front ends"
+    assert 0 <= side["metrics"]["viseme_frame_accuracy"] <= 1
+    assert side["feature"]["kind"] == "logmel" and side["lookahead_frames"] == 2
+
+    mlp = tmp_path / "mlp"
+    args = ["train", "viseme-mlp", "--data", str(export), "--out", str(mlp), *tiny]
+    assert main([*args, "--crop-s", "1"]) == 0
+    assert main(["combine-frontends", dirs[0], str(mlp), "--out", str(tmp_path / "x")]) == 2
+    assert "a viseme-mlp checkpoint, not a viseme-frontend" in capsys.readouterr().err

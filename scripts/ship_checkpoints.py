@@ -97,6 +97,11 @@ def main() -> int:
         t = sides[models[0]].get("training", {})
         where = f"torch {t.get('torch', '?')} on `{t.get('device', '?')}`"
         lines += [f"{', '.join(models)} ({where}):", "", "```", cmd, "```", ""]
+        for m in models:  # an ensemble (`combine-frontends`): how each member was trained
+            members = sides[m].get("ensemble", {}).get("members", [])
+            if members:
+                calls = [str(x.get("command", "")).split("   # run by: ")[-1] for x in members]
+                lines += [f"The {len(members)} members of {m}:", "", "```", *calls, "```", ""]
     for export, models in exports.items():
         data = sides[models[0]].get("data", {})
         lines += [

@@ -49,3 +49,18 @@ def test_train_all_then_ship(tmp_path):
     assert "w2v-attention (torch " in readme and " on `cpu`):" in readme  # where it ran
     assert "| viseme-frontend |" in readme and "| w2v-attention |" in readme
     assert f"Added to the train side only (`--add-train`): `{extra}`, 2 utterances" in readme
+
+    # an ensemble front end ships like any: its combine call, and each member's training call
+    fe = out / "viseme-frontend"
+    r = run("-m", "audio2anim.train.cli", "combine-frontends", fe, fe, "--out", tmp_path / "ens")
+    assert r.returncode == 0, r.stderr[-2000:]
+    for f in ("config.json", "model.safetensors"):
+        (fe / f).write_bytes((tmp_path / "ens" / f).read_bytes())
+    r = run("scripts/ship_checkpoints.py", out, "--dest", dest)
+    assert r.returncode == 0, r.stderr[-2000:]
+    readme = (dest / "README.md").read_text()
+    assert "audio2anim combine-frontends" in readme and "mean of 2 front ends" in readme
+    members = readme.split("The 2 members of viseme-frontend:")[1].split("```")[1].splitlines()
+    assert [m for m in members if m] == 2 * [members[1]] and "train_all.py --synthetic" in members[
+        1
+    ]

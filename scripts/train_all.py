@@ -77,6 +77,8 @@ def main() -> int:
         "--epochs", type=int, default=200, help="upper bound; budget/early stop end runs"
     )
     ap.add_argument("--w2v-feature", help="w2v predictors' input: posteriors (default) or hidden-N")
+    ap.add_argument("--w2v-augment", action="store_true",
+                    help="w2v predictors: learn from features of augmented audio")  # fmt: skip
     ap.add_argument(
         "--frontends-from",
         help="copy trained viseme-frontend/ and wav2vec2/ from this directory (e.g. checkpoints) "
@@ -179,6 +181,8 @@ def main() -> int:
             single += ["--frontend", frontend]
         if args.w2v_feature and name.startswith("w2v-"):
             single += ["--w2v-feature", args.w2v_feature]
+        if args.w2v_augment and name.startswith("w2v-"):
+            single += ["--w2v-augment"]
         if name == "viseme-frontend":
             single += ["--lipsync-frontend"] if args.lipsync_frontend else []
             single += ["--vtlp", str(args.vtlp)] if args.vtlp else []

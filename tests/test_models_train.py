@@ -364,3 +364,26 @@ def test_voice_weights_set_how_often_crops_come_from_each_voice(tmp_path, capsys
     ]:
         assert main([*args, "--voice-weight", bad]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_w2v_augment_learns_from_features_of_augmented_audio(export, tmp_path, capsys):
+    from audio2anim.models.random_checkpoints import make_random_checkpoints
+    from audio2anim.train.recipes import w2v_features
+
+    w2v = str(make_random_checkpoints(tmp_path / "ck", size="tiny")["wav2vec2"])
+    utts = load_data(export).utterances[:2]
+    clean, _ = w2v_features(w2v, utts, "cpu", "hidden-1")
+    noisy, _ = w2v_features(w2v, utts, "cpu", "hidden-1", augment_seed=1)
+    again, _ = w2v_features(w2v, utts, "cpu", "hidden-1", augment_seed=1)
+    assert all(a.shape == b.shape for a, b in zip(clean, noisy, strict=True))
+    assert min(float(np.abs(a - b).mean()) for a, b in zip(clean, noisy, strict=True)) > 1e-2
+    assert all(np.array_equal(a, b) for a, b in zip(noisy, again, strict=True))
+
+    out = tmp_path / "w2v-cnn"
+    args = ["train", "w2v-cnn", "--data", str(export), "--frontend", w2v, *TINY]
+    assert main([*args, "--out", str(out), "--w2v-feature", "hidden-1", "--w2v-augment"]) == 0
+    side = json.loads((out / "config.json").read_text())
+    assert side["feature"]["train_input"] == "augmented" and "from_audio" in side["metrics"]
+    args = ["train", "viseme-mlp", "--data", str(export), "--out", str(tmp_path / "m"), *TINY]
+    assert main([*args, "--w2v-augment"]) == 2
+    assert "--w2v-augment is for the w2v-* predictors" in capsys.readouterr().err

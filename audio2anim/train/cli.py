@@ -63,6 +63,11 @@ def add_commands(subparsers) -> None:
         "--w2v-feature", help="w2v-*: 'posteriors' (CTC softmax) or 'hidden-N' (encoder layer N)"
     )
     p.add_argument(
+        "--w2v-augment",
+        action="store_true",
+        help="w2v-*: learn from features of augmented audio (gain, EQ, noise)",
+    )
+    p.add_argument(
         "--viseme-input",
         default="auto",
         choices=("auto", "onehot", "frontend", "mixed"),
@@ -185,6 +190,7 @@ def train_options(args, command: str):
         max_minutes=args.max_minutes,
         frontend=args.frontend,
         w2v_feature=args.w2v_feature,
+        w2v_augment=args.w2v_augment,
         viseme_input=args.viseme_input,
         speed_perturb=args.speed_perturb,
         voice_weights=voice_weights(args.voice_weight or ()),

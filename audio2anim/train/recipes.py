@@ -105,6 +105,9 @@ class TrainOptions:
     max_minutes: float | None = None
     frontend: str | None = None
     w2v_feature: str | None = None  # w2v-*: "posteriors" or "hidden-N" (default: the checkpoint's)
+    # w2v-*: learn from the features of augmented audio (gain, EQ, noise: `augment_audio`), as
+    # the viseme predictors learn from the front end's posteriors of it
+    w2v_augment: bool = False
     # viseme-*: "onehot" (blurred true visemes), "frontend" (the viseme front end's posteriors
     # of the training audio), "mixed" (half of each); "auto" = mixed when --frontend is given
     viseme_input: str = "auto"
@@ -667,9 +670,14 @@ _FEATURE_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
 
 
 def w2v_features(
-    frontend_dir: str, utts: list[Utterance], device, feature: str | None = None
+    frontend_dir: str,
+    utts: list[Utterance],
+    device,
+    feature: str | None = None,
+    augment_seed: int | None = None,
 ) -> tuple[list[np.ndarray], dict]:
-    """Per-utterance features of a wav2vec2 checkpoint (streaming/chunked attention)."""
+    """Per-utterance features of a wav2vec2 checkpoint (streaming/chunked attention), of the
+    clean audio or, with ``augment_seed``, of audio through `augment_audio` (gain, EQ, noise)."""
     from tqdm import tqdm
 
     from audio2anim.models.wav2vec import load_wav2vec2
@@ -681,14 +689,17 @@ def w2v_features(
         weights.stat().st_mtime_ns,
         str(device),
         front.feature,
+        augment_seed,
     )
     cache = _FEATURE_CACHE.setdefault(key, {})
     feats = []
+    gen = None if augment_seed is None else torch.Generator(device=device).manual_seed(augment_seed)
     with torch.no_grad():
         for u in tqdm(utts, desc="wav2vec2 features", unit="utt", leave=False, mininterval=2.0):
             if u.id not in cache:
                 x = torch.as_tensor(u.audio, device=device)[None]
-                cache[u.id] = front.features_torch(x)[0].cpu().numpy()
+                cache[u.id] = front.features_torch(x if gen is None else augment_audio(x, gen))
+                cache[u.id] = cache[u.id][0].cpu().numpy()
             feats.append(cache[u.id])
     info = {
         "checkpoint": str(frontend_dir),
@@ -735,7 +746,9 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
     if uses_w2v:
         if not opts.frontend:
             raise ValueError(f"{name}: needs --frontend, a trained wav2vec2 checkpoint directory")
-        feats, finfo = w2v_features(opts.frontend, train + val, dev, opts.w2v_feature)
+        seed = opts.seed + 1 if opts.w2v_augment else None
+        feats, finfo = w2v_features(opts.frontend, train + val, dev, opts.w2v_feature, seed)
+        finfo["train_input"] = "augmented" if opts.w2v_augment else "clean"
         tfeat, vfeat = feats[: len(train)], feats[len(train) :]
         in_dim = finfo["dim"]
     else:
@@ -866,6 +879,8 @@ def train(data: TrainingData, opts: TrainOptions) -> Path:
         raise ValueError(f"unknown model {opts.model!r} (known: {', '.join(MODELS)})")
     if opts.size not in HPARAMS:
         raise ValueError(f"unknown size {opts.size!r} (known: {', '.join(HPARAMS)})")
+    if opts.w2v_augment and not opts.model.startswith("w2v-"):
+        raise ValueError("--w2v-augment is for the w2v-* predictors")
     if (opts.vtlp or opts.spec_augment) and opts.model != "viseme-frontend":
         raise ValueError("--vtlp and --spec-augment act on log-mel input: viseme-frontend only")
     if not 0 <= opts.vtlp < 0.5:

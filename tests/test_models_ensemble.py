@@ -63,7 +63,7 @@ def test_members_must_match():
     with pytest.raises(ValueError, match="front end 1: input normalization differs"):
         combine_frontends([a, b])
     with pytest.raises(ValueError, match="already an ensemble"):
-        combine_frontends([a, combine_frontends([a, a])])
+        combine_frontends([combine_frontends([a, a]), a])
 
 
 def test_combine_frontends_cli_writes_an_evaluated_checkpoint(tmp_path, capsys):

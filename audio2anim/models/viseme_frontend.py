@@ -153,9 +153,6 @@ class VisemeStream:
         return self.push(np.full((n, m.n_mels), SILENCE_LOGMEL, np.float32))
 
 
-SHARED_HPARAMS = ("n_mels", "n_visemes", "conv_layers", "kernel", "lookahead")
-
-
 @torch.no_grad()
 def combine_frontends(models: list[VisemeFrontEnd]) -> VisemeFrontEnd:
     """One front end whose posteriors are the mean of ``models``' (same input normalization,
@@ -163,10 +160,18 @@ def combine_frontends(models: list[VisemeFrontEnd]) -> VisemeFrontEnd:
     if len(models) < 2:
         raise ValueError("combining front ends needs at least two")
     first = models[0]
-    for i, m in enumerate(models[1:], 1):
+    for i, m in enumerate(models):
         if m.members != 1:
             raise ValueError(f"front end {i} is already an ensemble of {m.members}")
-        for key in (*SHARED_HPARAMS, "channels", "hidden"):
+        for key in (
+            "n_mels",
+            "n_visemes",
+            "channels",
+            "hidden",
+            "conv_layers",
+            "kernel",
+            "lookahead",
+        ):
             if m.hparams[key] != first.hparams[key]:
                 raise ValueError(
                     f"front end {i}: {key} {m.hparams[key]} differs from front end 0's "

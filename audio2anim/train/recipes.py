@@ -698,8 +698,8 @@ def w2v_features(
         for u in tqdm(utts, desc="wav2vec2 features", unit="utt", leave=False, mininterval=2.0):
             if u.id not in cache:
                 x = torch.as_tensor(u.audio, device=device)[None]
-                cache[u.id] = front.features_torch(x if gen is None else augment_audio(x, gen))
-                cache[u.id] = cache[u.id][0].cpu().numpy()
+                x = x if gen is None else augment_audio(x, gen)
+                cache[u.id] = front.features_torch(x)[0].cpu().numpy()
             feats.append(cache[u.id])
     info = {
         "checkpoint": str(frontend_dir),

@@ -9,7 +9,8 @@ overhead). Front ends and predictors are timed separately and then as the two pi
 issue targets (viseme front end + predictor ≤ 10 ms/s; small wav2vec2 + predictor ≤ 60 ms/s).
 Checkpoints from ``--checkpoints`` are used where present, otherwise freshly initialized
 full-size models (same architecture, same cost). ONNX Runtime timings of the exported
-predictors are listed too. Prints a Markdown table; median of ``--repeats`` runs.
+predictors are listed too, and the viseme front end as the ``feature.visemes`` operator streams
+it (log-mel included) on each backend. Prints Markdown tables; median of ``--repeats`` runs.
 """
 
 from __future__ import annotations
@@ -188,6 +189,23 @@ def main() -> int:
                 cost = _timed(lambda om=om, x=x: om.predict(x), args.repeats) * per_s
             onnx_rows.append((kind, cost))
 
+    # the front end as feature.visemes streams it, audio in, on each backend (needs a checkpoint)
+    from audio2anim.operators.feature_visemes import OnnxFrontEndStream, TorchFrontEndStream
+
+    op_rows = []
+    if (ck / "viseme-frontend" / "config.json").is_file():
+        for backend, cls in (("torch", TorchFrontEndStream), ("onnx", OnnxFrontEndStream)):
+            stream = cls(ck / "viseme-frontend")
+
+            def op_stream(stream=stream):
+                stream.reset()
+                for i in range(0, n, block):
+                    stream.push(audio[i : i + block])
+                stream.flush()
+
+            with torch.inference_mode():
+                op_rows.append((backend, _timed(op_stream, args.repeats) * per_s))
+
     print(
         f"CPU cost, ms per second of audio ({args.seconds:.0f} s input, torch {torch.__version__}, "
         f"{args.threads} threads, stream blocks {args.block_ms} ms, median of {args.repeats})\n"
@@ -209,6 +227,13 @@ def main() -> int:
     print("|---|---|")
     for kind, cost in onnx_rows:
         print(f"| {kind} | {cost:.2f} |")
+    if op_rows:
+        print(
+            f"\n| `feature.visemes` backend (streamed, {args.block_ms} ms blocks, incl. log-mel) | ms/s |"
+        )
+        print("|---|---|")
+        for backend, cost in op_rows:
+            print(f"| {backend} | {cost:.2f} |")
     return 0
 
 

@@ -72,7 +72,7 @@ class VisemeFeatureParams(OperatorParams):
     )
 
 
-class _FrontEndTorch:
+class TorchFrontEndStream:
     """Log-mel + `VisemeStream`: push(samples) → 100 Hz posteriors of the completed frames."""
 
     def __init__(self, model_dir) -> None:
@@ -98,8 +98,9 @@ class _FrontEndTorch:
         return self.stream.flush()
 
 
-class _FrontEndOnnx:
-    """The exported stateful front-end graph (history + GRU state carried between calls)."""
+class OnnxFrontEndStream:
+    """The exported stateful front-end graph (history + GRU state carried between calls), with
+    log-mel: push(samples) → 100 Hz posteriors. Both backends are timed by bench/model_cost.py."""
 
     def __init__(self, model_dir) -> None:
         from audio2anim.models.logmel import LogMelConfig
@@ -247,7 +248,7 @@ class VisemeFeatures(Operator):
             self.recognizer = PocketsphinxVisemes(p.stable_ms, p.restart_s)
         else:
             model_dir = require_model_dir(p.model, "feature.visemes: model")
-            cls = _FrontEndTorch if p.backend == "torch" else _FrontEndOnnx
+            cls = TorchFrontEndStream if p.backend == "torch" else OnnxFrontEndStream
             self.recognizer = cls(model_dir)
         # first calls allocate; pay for that here, not on the first live packet
         self.recognizer.push(np.zeros(SAMPLE_RATE // 2, np.float32))

@@ -81,6 +81,7 @@ def test_combine_frontends_cli_writes_an_evaluated_checkpoint(tmp_path, capsys):
     side = json.loads((ens / "config.json").read_text())
     assert [m["seed"] for m in side["ensemble"]["members"]] == [0, 1]
     assert side["training"]["stop_reason"] == "mean of 2 front ends"
+    assert side["training"]["options"] == {"split_seed": 0}  # what `eval` splits by
     assert 0 <= side["metrics"]["viseme_frame_accuracy"] <= 1
     assert side["feature"]["kind"] == "logmel" and side["lookahead_frames"] == 2
 

@@ -31,7 +31,10 @@ def combine_checkpoints(
         model = combine_frontends([m for m, _ in loaded])
     except ValueError as e:
         raise ValueError(f"{members[0]} + …: {e}") from None
+    from .evaluate import trained_split_seed
+
     first = loaded[0][1]
+    split_seed = trained_split_seed(first)  # `eval` reads it from the sidecar, as for any model
     trainings = [side.get("training", {}) for _, side in loaded]
     sidecar = {k: v for k, v in first.items() if k not in ("format", "kind", "hparams", "metrics")}
     sidecar["training"] = {
@@ -41,6 +44,7 @@ def combine_checkpoints(
         "stop_reason": f"mean of {len(loaded)} front ends",
         "torch": torch.__version__,
         "device": "cpu",
+        "options": {"split_seed": split_seed},
     }
     sidecar["ensemble"] = {
         "members": [
@@ -58,9 +62,7 @@ def combine_checkpoints(
         from .data import load_data
         from .evaluate import evaluate
 
-        seed = first.get("training", {}).get("options", {}).get("split_seed")
-        seed = first.get("training", {}).get("options", {}).get("seed", 0) if seed is None else seed
-        _, _, test = load_data(data).split(seed)
+        _, _, test = load_data(data).split(split_seed)
         sidecar["metrics"] = {"split": "test", **evaluate(out, test)}
         save(model, out, sidecar)
     return out

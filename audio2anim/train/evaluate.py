@@ -263,6 +263,14 @@ def plot_sample(path: Path, uid: str, target: np.ndarray, pred: np.ndarray, titl
     plt.close(fig)
 
 
+def trained_split_seed(sidecar: dict) -> int:
+    """The seed of the split by voice a checkpoint trained on: its ``split_seed``, else its
+    ``seed`` (runs before that option), else 0."""
+    options = sidecar.get("training", {}).get("options", {})
+    seed = options.get("split_seed")
+    return options.get("seed", 0) if seed is None else seed
+
+
 def run_eval(
     checkpoint: str | Path,
     data_path: str | Path,
@@ -285,11 +293,7 @@ def run_eval(
     checkpoint = Path(checkpoint)
     sidecar = read_sidecar(checkpoint)
     data = load_data(data_path)
-    if seed is None:
-        options = sidecar.get("training", {}).get("options", {})
-        seed = options.get("split_seed")
-        seed = options.get("seed", 0) if seed is None else seed
-    train, val, test = data.split(seed)
+    train, val, test = data.split(trained_split_seed(sidecar) if seed is None else seed)
     utts = {"train": train, "val": val, "test": test, "all": data.utterances}[split]
     if max_utts:
         utts = utts[:max_utts]

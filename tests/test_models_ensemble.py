@@ -52,6 +52,47 @@ def test_ensemble_posteriors_are_the_members_mean_one_shot_streamed_and_onnx(tmp
     np.testing.assert_allclose(onnx.posteriors(lm), mean, atol=1e-4)
 
 
+def test_ensemble_stores_only_its_members_weights(tmp_path):
+    members = [_frontend(s) for s in (1, 2, 3)]
+    save(members[0], tmp_path / "one")
+    save(combine_frontends(members), tmp_path / "ens")
+    one = (tmp_path / "one" / "model.safetensors").stat().st_size
+    ens = (tmp_path / "ens" / "model.safetensors").stat().st_size
+    assert ens < 3.1 * one  # no zero blocks between the members
+
+
+def test_an_ensemble_saved_with_one_dense_gru_still_loads(tmp_path):
+    """Ensembles combined before per-member GRUs stored one GRU and one head with zero
+    off-diagonal blocks; loading one rewrites it and keeps its posteriors."""
+    from safetensors.torch import save_file
+
+    members = [_frontend(s) for s in (1, 2)]
+    ens = combine_frontends(members)
+    save(ens, tmp_path / "ens")
+    state = {k: v for k, v in ens.state_dict().items() if ".grus." not in k and ".heads." not in k}
+    h = members[0].hparams["hidden"]
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        parts = [getattr(m.gru, name) for m in members]
+        big = torch.zeros(6 * h, *([2 * parts[0].shape[1]] if parts[0].dim() == 2 else []))
+        for i, part in enumerate(parts):
+            for g in range(3):
+                rows = slice(g * 2 * h + i * h, g * 2 * h + (i + 1) * h)
+                if part.dim() == 2:
+                    cols = slice(i * part.shape[1], (i + 1) * part.shape[1])
+                    big[rows, cols] = part[g * h : (g + 1) * h]
+                else:
+                    big[rows] = part[g * h : (g + 1) * h]
+        state[f"gru.{name}"] = big
+    state["out.weight"] = torch.block_diag(*[m.out.weight for m in members])
+    state["out.bias"] = torch.cat([m.out.bias for m in members])
+    save_file({k: t.contiguous() for k, t in state.items()}, tmp_path / "ens" / "model.safetensors")
+
+    loaded, _ = load(tmp_path / "ens")
+    lm = _speech_logmel()
+    mean = np.mean([m.posteriors(lm) for m in members], 0)
+    np.testing.assert_allclose(loaded.posteriors(lm), mean, atol=1e-5)
+
+
 def test_members_must_match():
     a = _frontend(1)
     with pytest.raises(ValueError, match="at least two"):

@@ -13,9 +13,9 @@ trained to be the viseme of frame ``t - lookahead``, so it has heard ``lookahead
 - `VisemeStream` does the same block by block with explicit state (conv history + GRU hidden);
   its concatenated output equals `posteriors`.
 - `combine_frontends([a, b, c])` → one front end whose posteriors are the mean of theirs (an
-  ensemble, ``members`` = 3): the members side by side in one wider network with
-  block-diagonal weights (grouped convs, a GRU whose gates only connect a member's own units,
-  one output head per member), so streaming, ONNX export and the operator need nothing new.
+  ensemble, ``members`` = 3): the members side by side in one wider network (grouped convs,
+  one GRU and one output head per member behind a single-GRU interface whose state is the
+  members' states concatenated), so streaming, ONNX export and the operator need nothing new.
 """
 
 from __future__ import annotations
@@ -72,8 +72,12 @@ class VisemeFrontEnd(nn.Module):
             for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True))
         )
         self.drop = nn.Dropout(dropout)
-        self.gru = nn.GRU(channels, hidden, batch_first=True)
-        self.out = nn.Linear(hidden, n_visemes * members)
+        if members == 1:
+            self.gru = nn.GRU(channels, hidden, batch_first=True)
+            self.out = nn.Linear(hidden, n_visemes)
+        else:
+            self.gru = MemberGRUs(channels, hidden, members)
+            self.out = MemberHeads(hidden, n_visemes, members)
 
     def set_normalization(self, mean, std) -> None:
         # torch.as_tensor accepts arrays and tensors on any device; copy_ moves them
@@ -98,6 +102,11 @@ class VisemeFrontEnd(nn.Module):
         y, _ = self.gru(h, state)
         return self.head(y)
 
+    def _load_from_state_dict(self, state, prefix, *args, **kwargs):
+        if self.members > 1 and prefix + "gru.weight_ih_l0" in state:
+            _split_block_diagonal(state, prefix, self.members, self.n_visemes)
+        super()._load_from_state_dict(state, prefix, *args, **kwargs)
+
     def head(self, y: torch.Tensor) -> torch.Tensor:
         """GRU output [..., hidden] → logits [..., 15]; with several members, the log of their
         mean posteriors (a softmax of it is that mean)."""
@@ -115,6 +124,58 @@ class VisemeFrontEnd(nn.Module):
         xt = torch.as_tensor(np.concatenate([x, tail]), device=self.in_mean.device)[None]
         logits = self(xt)[0, self.lookahead :]
         return torch.softmax(logits, -1).cpu().numpy()
+
+
+class MemberGRUs(nn.Module):
+    """``members`` one-layer GRUs side by side, called like one ``nn.GRU(channels, hidden)``:
+    member i reads its own slice of the input channels and keeps its own slice of the hidden
+    units (input [B, T, channels], state [1, B, hidden] = the members' states concatenated)."""
+
+    def __init__(self, channels: int, hidden: int, members: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden
+        self.grus = nn.ModuleList(
+            nn.GRU(channels // members, hidden // members, batch_first=True) for _ in range(members)
+        )
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
+        k = len(self.grus)
+        states = state.chunk(k, -1) if state is not None else (None,) * k
+        outs = [gru(xi, si) for gru, xi, si in zip(self.grus, x.chunk(k, -1), states, strict=True)]
+        return torch.cat([y for y, _ in outs], -1), torch.cat([h for _, h in outs], -1)
+
+
+class MemberHeads(nn.Module):
+    """One linear head per member: [..., hidden] → [..., members × n_visemes], member i's
+    logits from its own slice of the hidden units."""
+
+    def __init__(self, hidden: int, n_visemes: int, members: int) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Linear(hidden // members, n_visemes) for _ in range(members))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        parts = y.chunk(len(self.heads), -1)
+        return torch.cat([head(p) for head, p in zip(self.heads, parts, strict=True)], -1)
+
+
+def _split_block_diagonal(state: dict, prefix: str, k: int, v: int) -> None:
+    """Rewrite, in place, an ensemble saved before per-member GRUs existed (one dense GRU and
+    head with zero off-diagonal blocks) into `MemberGRUs` / `MemberHeads` tensors."""
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        big = state.pop(f"{prefix}gru.{name}")
+        h = big.shape[0] // 3 // k
+        for i in range(k):  # gates r, z, n, each laid out over every member's units
+            rows = [big[g * h * k + i * h : g * h * k + (i + 1) * h] for g in range(3)]
+            if big.dim() == 2:
+                cols = big.shape[1] // k
+                rows = [r[:, i * cols : (i + 1) * cols] for r in rows]
+            state[f"{prefix}gru.grus.{i}.{name}"] = torch.cat(rows).contiguous()
+    weight, bias = state.pop(f"{prefix}out.weight"), state.pop(f"{prefix}out.bias")
+    h = weight.shape[1] // k
+    for i in range(k):
+        block = weight[i * v : (i + 1) * v, i * h : (i + 1) * h]
+        state[f"{prefix}out.heads.{i}.weight"] = block.contiguous()
+        state[f"{prefix}out.heads.{i}.bias"] = bias[i * v : (i + 1) * v].contiguous()
 
 
 class VisemeStream:
@@ -181,7 +242,7 @@ def combine_frontends(models: list[VisemeFrontEnd]) -> VisemeFrontEnd:
         if not same:
             raise ValueError(f"front end {i}: input normalization differs from front end 0's")
     k = len(models)
-    c, h, v = first.hparams["channels"], first.hparams["hidden"], first.n_visemes
+    c, h = first.hparams["channels"], first.hparams["hidden"]
     hp = {**first.hparams, "channels": c * k, "hidden": h * k, "members": k}
     out = VisemeFrontEnd(**hp)
     out.in_mean.copy_(first.in_mean)
@@ -189,23 +250,9 @@ def combine_frontends(models: list[VisemeFrontEnd]) -> VisemeFrontEnd:
     for layer, conv in enumerate(out.convs):  # output channels stack; groups keep them apart
         conv.weight.copy_(torch.cat([m.convs[layer].weight for m in models]))
         conv.bias.copy_(torch.cat([m.convs[layer].bias for m in models]))
-    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-        big = getattr(out.gru, name)
-        big.zero_()
-        for i, m in enumerate(models):  # gates r, z, n, each with every member's units
-            small = getattr(m.gru, name)
-            for g in range(3):
-                rows = slice(g * h * k + i * h, g * h * k + (i + 1) * h)
-                part = small[g * h : (g + 1) * h]
-                if name.startswith("bias"):
-                    big[rows] = part
-                else:
-                    cols = slice(i * part.shape[1], (i + 1) * part.shape[1])
-                    big[rows, cols] = part
-    out.out.weight.zero_()
     for i, m in enumerate(models):
-        out.out.weight[i * v : (i + 1) * v, i * h : (i + 1) * h] = m.out.weight
-    out.out.bias.copy_(torch.cat([m.out.bias for m in models]))
+        out.gru.grus[i].load_state_dict(m.gru.state_dict())
+        out.out.heads[i].load_state_dict(m.out.state_dict())
     out.kind = first.kind
     return out.eval()
 

@@ -53,7 +53,7 @@ def main() -> int:
     from audio2anim.models.predictors import ARStream
     from audio2anim.models.viseme_frontend import VisemeStream, downsample_posteriors
     from audio2anim.models.wav2vec import build_small, load_wav2vec2
-    from audio2anim.models.wav2vec_stream import Wav2Vec2Stream
+    from audio2anim.models.wav2vec_stream import open_stream
     from audio2anim.train.recipes import HPARAMS
 
     torch.set_num_threads(args.threads)
@@ -118,7 +118,7 @@ def main() -> int:
     w2v = get("wav2vec2")
 
     def w2v_stream():
-        s = Wav2Vec2Stream(w2v)
+        s = open_stream(w2v)
         for i in range(0, n, block):
             s.push(audio[i : i + block])
         s.flush()

@@ -140,10 +140,7 @@ def main() -> int:
             src = Path(args.frontends_from) / name
             if not (src / "config.json").is_file():
                 ap.error(f"--frontends-from: {src} has no config.json")
-            (out / name).mkdir(parents=True, exist_ok=True)
-            for f in src.iterdir():
-                if f.is_file():
-                    shutil.copy2(f, out / name / f.name)
+            shutil.copytree(src, out / name, dirs_exist_ok=True)  # ensembles hold subdirs
     models = ORDER if not args.only else [m for m in ORDER if m in args.only.split(",")]
     summary: dict = {
         "command": "python3 scripts/train_all.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

@@ -130,4 +130,4 @@ def test_combine_frontends_cli_writes_an_evaluated_checkpoint(tmp_path, capsys):
     args = ["train", "viseme-mlp", "--data", str(export), "--out", str(mlp), *tiny]
     assert main([*args, "--crop-s", "1"]) == 0
     assert main(["combine-frontends", dirs[0], str(mlp), "--out", str(tmp_path / "x")]) == 2
-    assert "a viseme-mlp checkpoint, not a viseme-frontend" in capsys.readouterr().err
+    assert "a viseme-mlp checkpoint; combine viseme-frontend or wav2vec2" in capsys.readouterr().err

@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 
 FORMAT = "audio2anim-model/1"
+WAV2VEC2_ENSEMBLE_FORMAT = "audio2anim-wav2vec2-ensemble/1"  # see models/wav2vec_ensemble.py
 
 # The seven models, in training order: each front end before the predictors that read its
 # features. Imported by the trainers and scripts/train_all.py, so this module stays free of
@@ -125,7 +126,7 @@ def read_sidecar(directory: str | Path) -> dict:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: not valid JSON: {e}") from None
-    if config.get("model_type") == "wav2vec2":
+    if config.get("model_type") == "wav2vec2" or config.get("format") == WAV2VEC2_ENSEMBLE_FORMAT:
         side = dict(config.get("audio2anim", {}))
         side["kind"] = "wav2vec2"
         return side

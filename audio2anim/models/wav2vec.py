@@ -260,7 +260,7 @@ class Wav2Vec2FrontEnd(nn.Module):
     @torch.no_grad()
     def features(self, samples: np.ndarray) -> np.ndarray:
         """One utterance: samples [n] float32 at 16 kHz → [n // 320, D] float32."""
-        dev = next(self.model.parameters()).device
+        dev = next(self.parameters()).device
         x = torch.as_tensor(np.asarray(samples, np.float32), device=dev)[None]
         if x.shape[-1] < self.hop:
             return np.zeros((0, self.feature_dim), np.float32)
@@ -304,15 +304,25 @@ def load_wav2vec2(
     """Load our shipped directory, any HF Wav2Vec2 checkpoint directory, or a hub id.
 
     ``feature`` overrides the stored feature choice; ``chunk_frames="auto"`` keeps what the
-    checkpoint was trained with (full attention for foreign checkpoints).
+    checkpoint was trained with (full attention for foreign checkpoints). An ensemble directory
+    (`wav2vec_ensemble`) loads as a `Wav2Vec2Ensemble`, whose only feature is "posteriors".
+    Weights stored in half precision are run in float32.
     """
     from transformers import Wav2Vec2ForCTC
+
+    from .wav2vec_ensemble import is_ensemble_dir, load_ensemble
 
     path = Path(source)
     local = path.is_dir()
     if not local and path.exists():
         raise ValueError(f"{source}: not a directory (expected a checkpoint dir or hub id)")
-    model = Wav2Vec2ForCTC.from_pretrained(str(source), local_files_only=local)
+    if local and is_ensemble_dir(path):
+        if feature not in (None, "posteriors"):
+            raise ValueError(
+                f"{source}: a wav2vec2 ensemble has only 'posteriors' features, not {feature!r}"
+            )
+        return load_ensemble(path, device, chunk_frames).to(device)
+    model = Wav2Vec2ForCTC.from_pretrained(str(source), local_files_only=local).float()
     ours = getattr(model.config, "audio2anim", None) or {}
     hp = dict(ours.get("hparams", {}))
     vocab = hp.get("vocab")

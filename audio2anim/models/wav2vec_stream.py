@@ -33,6 +33,7 @@ import torch
 from torch.nn import functional as F
 
 from .wav2vec import LEFT_PAD, Wav2Vec2FrontEnd
+from .wav2vec_ensemble import Wav2Vec2Ensemble
 
 _EMPTY = np.zeros((0, 0), np.float32)
 
@@ -295,3 +296,33 @@ class Wav2Vec2Stream:
         if not outs:
             return np.zeros((0, self.dim), np.float32)
         return torch.cat(outs).cpu().numpy().astype(np.float32, copy=False)
+
+
+class Wav2Vec2EnsembleStream:
+    """Block-wise features of a `Wav2Vec2Ensemble`: one `Wav2Vec2Stream` per member, their
+    frames averaged. The members frame alike, so every push returns as many frames from each;
+    the output equals the ensemble's `features` of the whole utterance (tested)."""
+
+    def __init__(self, front: Wav2Vec2Ensemble, **stream_args) -> None:
+        self.front = front.eval()
+        self.streams = [Wav2Vec2Stream(m, **stream_args) for m in front.members]
+        first = self.streams[0]
+        self.pos_right, self.dim = first.pos_right, first.dim
+
+    def reset(self) -> None:
+        for s in self.streams:
+            s.reset()
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        return np.mean([s.push(samples) for s in self.streams], axis=0, dtype=np.float32)
+
+    def flush(self) -> np.ndarray:
+        return np.mean([s.flush() for s in self.streams], axis=0, dtype=np.float32)
+
+
+def open_stream(front, **stream_args) -> Wav2Vec2Stream | Wav2Vec2EnsembleStream:
+    """The stream of a front end as `load_wav2vec2` returns it (a single model or an
+    ensemble); ``stream_args`` as `Wav2Vec2Stream`'s."""
+    if isinstance(front, Wav2Vec2Ensemble):
+        return Wav2Vec2EnsembleStream(front, **stream_args)
+    return Wav2Vec2Stream(front, **stream_args)

@@ -21,6 +21,8 @@ Streaming (`audio2anim.models.wav2vec_stream.Wav2Vec2Stream`):
   ``hop_ms`` on a window of ``context_ms`` past audio, the new audio and ``lookahead_ms`` of
   future audio (``latency()`` = ``lookahead_ms`` + the hop). This approximates its
   whole-utterance features, more closely with more context.
+- an ensemble directory (`audio2anim.models.wav2vec_ensemble`) streams each member as above and
+  emits the mean of their posteriors; its only feature is ``posteriors``.
 
 Params: ``model`` (directory or hub id), ``feature`` (``posteriors`` = softmax of the CTC
 logits, or ``hidden-N`` = hidden states after layer N; default: the checkpoint's),
@@ -118,7 +120,7 @@ class Wav2Vec2Features(Operator):
         configure_torch_threads()
 
         from audio2anim.models.wav2vec import load_wav2vec2
-        from audio2anim.models.wav2vec_stream import Wav2Vec2Stream
+        from audio2anim.models.wav2vec_stream import open_stream
 
         p = self.params
         if p.device == "cuda" and not torch.cuda.is_available():
@@ -126,7 +128,7 @@ class Wav2Vec2Features(Operator):
         front = load_wav2vec2(self._source(), device=p.device, feature=p.feature)
         dtype = torch.float16 if (p.device == "cuda" and p.fp16) else torch.float32
         front = front.to(dtype)
-        self.stream = Wav2Vec2Stream(
+        self.stream = open_stream(
             front,
             hop_frames=max(1, _frames(p.hop_ms)),
             context_frames=_frames(p.context_ms),

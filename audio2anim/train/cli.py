@@ -4,7 +4,7 @@
     audio2anim train MODEL --data DATA [--device cpu|cuda] [--out DIR] [--epochs N] [--seed S]
                            [--frontend CKPT] [--max-minutes M] ...
     audio2anim eval CHECKPOINT --data DATA [--split test] [--out DIR] [--frontend CKPT]
-    audio2anim combine-frontends CHECKPOINT CHECKPOINT... --out DIR [--data DATA]
+    audio2anim combine-frontends CHECKPOINT CHECKPOINT... --out DIR [--data DATA] [--float16]
     audio2anim export-onnx CHECKPOINT [--out FILE]
 
 MODEL is one of viseme-frontend, wav2vec2, viseme-mlp, viseme-cnn, w2v-cnn, w2v-ar,
@@ -129,12 +129,20 @@ def add_commands(subparsers) -> None:
 
     c = subparsers.add_parser(
         "combine-frontends",
-        help="average trained viseme front ends into one ensemble checkpoint",
-        description="One viseme front end whose posteriors are the mean of the given ones'.",
+        help="average trained front ends (viseme or wav2vec2) into one ensemble checkpoint",
+        description="One front end whose posteriors are the mean of the given ones'.",
     )
-    c.add_argument("members", nargs="+", metavar="CHECKPOINT", help="viseme-frontend dirs (≥ 2)")
+    c.add_argument(
+        "members", nargs="+", metavar="CHECKPOINT", help="viseme-frontend or wav2vec2 dirs (≥ 2)"
+    )
     c.add_argument("--out", required=True, help="the ensemble's checkpoint directory")
     c.add_argument("--data", help="export whose test voices the ensemble is evaluated on")
+    c.add_argument(
+        "--float16",
+        action="store_true",
+        help="wav2vec2: store the members' weights in half precision (half the size; they "
+        "still run in float32)",
+    )
     c.set_defaults(func=cmd_combine)
 
     x = subparsers.add_parser("export-onnx", help="export a predictor / viseme front end to ONNX")
@@ -263,7 +271,9 @@ def cmd_combine(args) -> int:
     from .combine import combine_checkpoints
 
     try:
-        out = combine_checkpoints(args.members, args.out, args.data, _command_line())
+        out = combine_checkpoints(
+            args.members, args.out, args.data, _command_line(), float16=args.float16
+        )
     except (ValueError, FileNotFoundError) as e:
         print(f"combine-frontends: {e}", file=sys.stderr)
         return 2

@@ -1,7 +1,9 @@
-"""``audio2anim combine-frontends``: several trained viseme front ends → one ensemble checkpoint.
+"""``audio2anim combine-frontends``: several trained front ends → one ensemble checkpoint.
 
-The ensemble's posteriors are the mean of its members' (`combine_frontends`). Averaging front
-ends trained alike with different seeds makes real-speech accuracy steadier than any one seed
+The ensemble's posteriors are the mean of its members'. Viseme front ends become one
+`VisemeFrontEnd` (`combine_frontends`); wav2vec2 front ends an ensemble directory
+(`wav2vec_ensemble`, members optionally stored in float16). Averaging front ends trained alike
+with different seeds makes real-speech accuracy steadier than any one seed
 (checkpoints/README.md has the figures). Its sidecar is the first member's (feature, lookahead,
 visemes, data), with ``ensemble.members`` listing every member's checkpoint, training command
 and test figures, and, when ``data`` is given, its own figures on that data's test voices.
@@ -11,26 +13,38 @@ from __future__ import annotations
 
 from pathlib import Path
 
+KINDS = ("viseme-frontend", "wav2vec2")
+
 
 def combine_checkpoints(
-    members: list[str | Path], out: str | Path, data: str | Path | None = None, command: str = ""
+    members: list[str | Path],
+    out: str | Path,
+    data: str | Path | None = None,
+    command: str = "",
+    float16: bool = False,
 ) -> Path:
-    """Write the ensemble of the viseme front-end checkpoints ``members`` to ``out``."""
+    """Write the ensemble of the front-end checkpoints ``members`` (all viseme-frontend or all
+    wav2vec2) to ``out``; ``float16`` stores wav2vec2 members' weights in half precision."""
     import torch
 
-    from audio2anim.models.checkpoint import load, save
+    from audio2anim.models.checkpoint import load, read_sidecar, save
     from audio2anim.models.viseme_frontend import combine_frontends
+    from audio2anim.models.wav2vec_ensemble import save_ensemble
 
     loaded = []
     for path in members:
-        model, side = load(path)
-        if side["kind"] != "viseme-frontend":
-            raise ValueError(f"{path}: a {side['kind']} checkpoint, not a viseme-frontend")
-        loaded.append((model, side))
-    try:
-        model = combine_frontends([m for m, _ in loaded])
-    except ValueError as e:
-        raise ValueError(f"{members[0]} + …: {e}") from None
+        side = read_sidecar(path)
+        if side["kind"] not in KINDS or side["kind"] != read_sidecar(members[0])["kind"]:
+            raise ValueError(
+                f"{path}: a {side['kind']} checkpoint; combine viseme-frontend or wav2vec2 "
+                f"checkpoints, all of one kind"
+            )
+        if side.get("hparams", {}).get("members", 1) > 1:
+            raise ValueError(f"{path}: already an ensemble")
+        loaded.append((path, side))
+    kind = loaded[0][1]["kind"]
+    if float16 and kind != "wav2vec2":
+        raise ValueError("float16 storage applies to wav2vec2 members only")
     from .evaluate import trained_split_seed
 
     first = loaded[0][1]
@@ -52,17 +66,36 @@ def combine_checkpoints(
                 "checkpoint": str(path),
                 "command": t.get("command"),
                 "seed": t.get("options", {}).get("seed"),
-                "test_viseme_frame_accuracy": side.get("metrics", {}).get("viseme_frame_accuracy"),
+                **{
+                    f"test_{k}": side["metrics"][k]
+                    for k in ("viseme_frame_accuracy", "phone_error_rate")
+                    if k in side.get("metrics", {})
+                },
             }
             for path, t, (_, side) in zip(members, trainings, loaded, strict=True)
         ]
     }
-    out = save(model, out, sidecar)
+    if kind == "wav2vec2":
+        sidecar["ensemble"]["weights"] = "float16" if float16 else "float32"
+
+        def write(sidecar):
+            save_ensemble(members, out, sidecar, float16)
+            return Path(out)
+    else:
+        try:
+            model = combine_frontends([load(path)[0] for path in members])
+        except ValueError as e:
+            raise ValueError(f"{members[0]} + …: {e}") from None
+
+        def write(sidecar):
+            return save(model, out, sidecar)
+
+    out = write(sidecar)
     if data is not None:
         from .data import load_data
         from .evaluate import evaluate
 
         _, _, test = load_data(data).split(split_seed)
         sidecar["metrics"] = {"split": "test", **evaluate(out, test)}
-        save(model, out, sidecar)
+        write(sidecar)
     return out

@@ -683,7 +683,7 @@ def w2v_features(
     from audio2anim.models.wav2vec import load_wav2vec2
 
     front = load_wav2vec2(frontend_dir, device=str(device), feature=feature)
-    weights = Path(frontend_dir) / "model.safetensors"
+    weights = Path(frontend_dir) / "config.json"  # rewritten with every save, ensembles too
     key = (
         str(Path(frontend_dir).resolve()),
         weights.stat().st_mtime_ns,

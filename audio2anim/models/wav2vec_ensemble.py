@@ -1,0 +1,143 @@
+"""Several wav2vec2 front ends as one: its features are the mean of their CTC posteriors.
+
+Small wav2vec2 models trained alike with different seeds make different phone errors on
+unseen speakers, so the mean of their posteriors has a lower phone error rate than any one of
+them (checkpoints/README.md has the figures). Only ``posteriors`` features can be averaged:
+each member's hidden states live in a space of their own.
+
+A saved ensemble is a directory (`save_ensemble`; `load_wav2vec2` reads it like any wav2vec2
+checkpoint):
+
+    config.json    {"format": ENSEMBLE_FORMAT, "members": ["member-0", ...], "audio2anim": {...}}
+    member-0/      one wav2vec2 checkpoint directory per member (Hugging Face format)
+
+The members' weights may be stored as float16 to halve the file size; they always run in
+float32 (or whatever the caller casts the module to).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import WAV2VEC2_ENSEMBLE_FORMAT as ENSEMBLE_FORMAT
+from .checkpoint import _jsonable
+from .wav2vec import Wav2Vec2FrontEnd, load_wav2vec2, save_wav2vec2
+
+
+class Wav2Vec2Ensemble(nn.Module):
+    """The mean of ``members``' CTC posteriors, with a `Wav2Vec2FrontEnd`'s interface.
+
+    Input: 16 kHz audio; output: [T, vocab] posteriors at 50 Hz (``feature`` is always
+    ``"posteriors"``). The members must share vocab, framing, attention chunks and input
+    normalization; ValueError names the first that differs.
+    """
+
+    kind = "wav2vec2"
+    feature = "posteriors"
+
+    def __init__(self, members: list[Wav2Vec2FrontEnd]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("a wav2vec2 ensemble needs at least two front ends")
+        first = members[0]
+        for i, m in enumerate(members):
+            if m.feature != "posteriors":
+                raise ValueError(
+                    f"member {i}: feature {m.feature!r}; an ensemble averages 'posteriors' only"
+                )
+            for key in ("vocab", "chunk_frames", "left_chunks", "normalize_input"):
+                if m.hparams[key] != first.hparams[key]:
+                    raise ValueError(f"member {i}: {key} differs from member 0's")
+            if (m.hop, m.lookahead_frames) != (first.hop, first.lookahead_frames):
+                raise ValueError(f"member {i}: framing or lookahead differs from member 0's")
+        self.members = nn.ModuleList(members)
+        self.vocab, self.hop = first.vocab, first.hop
+        self.chunk_frames, self.left_chunks = first.chunk_frames, first.left_chunks
+        self.hparams = {**first.hparams, "members": len(members)}
+
+    @property
+    def frame_rate(self) -> float:
+        return self.members[0].frame_rate
+
+    @property
+    def lookahead_frames(self) -> int | None:
+        return self.members[0].lookahead_frames
+
+    @property
+    def feature_dim(self) -> int:
+        return self.members[0].feature_dim
+
+    def run(self, audio: torch.Tensor, hidden_layer: int | None = None, chunked: bool = True):
+        """As `Wav2Vec2FrontEnd.run`; the "logits" are the log of the mean posteriors (their
+        softmax is that mean, their arg-max the greedy CTC path)."""
+        if hidden_layer is not None:
+            raise ValueError("a wav2vec2 ensemble has no hidden-N features, only 'posteriors'")
+        probs = [torch.softmax(m.run(audio, None, chunked)[0].float(), -1) for m in self.members]
+        return torch.stack(probs).mean(0).clamp_min(1e-12).log(), None
+
+    def features_torch(self, audio: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m.features_torch(audio) for m in self.members]).mean(0)
+
+    features = Wav2Vec2FrontEnd.features
+
+
+def is_ensemble_dir(path: str | Path) -> bool:
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("format") == ENSEMBLE_FORMAT
+    except ValueError:
+        return False
+
+
+def load_ensemble(
+    path: str | Path, device: str = "cpu", chunk_frames: int | None | str = "auto"
+) -> Wav2Vec2Ensemble:
+    path = Path(path)
+    config = json.loads((path / "config.json").read_text())
+    members = []
+    for name in config.get("members", []):
+        if not (path / name / "config.json").is_file():
+            raise FileNotFoundError(f"{path / name}: member checkpoint missing")
+        members.append(load_wav2vec2(path / name, device, "posteriors", chunk_frames))
+    try:
+        return Wav2Vec2Ensemble(members).eval()
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def save_ensemble(
+    sources: list[str | Path], out: str | Path, sidecar: dict, float16: bool = False
+) -> Wav2Vec2Ensemble:
+    """Write the wav2vec2 checkpoints ``sources`` as one ensemble directory ``out``; with
+    ``float16`` the members' weights are stored in half precision. Returns the ensemble as
+    loaded back from ``out`` (so it computes with exactly the stored weights)."""
+    out = Path(out)
+    members = [load_wav2vec2(s, feature="posteriors") for s in sources]
+    Wav2Vec2Ensemble(members)  # validates before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, (src, front) in enumerate(zip(sources, members, strict=True)):
+        if float16:
+            front.model.half()
+        own = dict(getattr(front.model.config, "audio2anim", None) or {})
+        own.pop("hparams", None)
+        names.append(f"member-{i}")
+        save_wav2vec2(front, out / names[-1], {**own, "source": str(src)})
+    first = members[0].model.config
+    config = {
+        "format": ENSEMBLE_FORMAT,
+        "members": names,
+        # what `feature.wav2vec2` reads to report its latency before it loads the model
+        "num_conv_pos_embeddings": first.num_conv_pos_embeddings,
+        "audio2anim": _jsonable(
+            {"hparams": {**members[0].hparams, "members": len(names)}, **sidecar}
+        ),
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    return load_ensemble(out)

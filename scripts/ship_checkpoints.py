@@ -3,9 +3,10 @@
 
     python scripts/ship_checkpoints.py OUT [--dest checkpoints] [--bench bench-output.md]
 
-Copies ``config.json``, ``model.safetensors`` (and ``vocab.json``) of the seven model
-directories — front-end references in the sidecars are relative (``../wav2vec2``), so they stay
-valid — checks the 30 MB budget, and writes ``DEST/README.md``: the exact commands, the
+Replaces each of the seven model directories with ``config.json``, ``model.safetensors`` (and
+``vocab.json``) of the run's — and those of every member directory of an ensemble
+(``member-N/``) — front-end references in the sidecars are relative (``../wav2vec2``), so they
+stay valid — checks the 30 MB budget, and writes ``DEST/README.md``: the exact commands, the
 training-data summary and split, each model's size, training run and test-voice figures (from
 the sidecars), and, if given, the Markdown table printed by ``bench/model_cost.py``.
 """
@@ -21,15 +22,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audio2anim.models.checkpoint import MODELS as ORDER  # noqa: E402 (after the path)
+from audio2anim.models.checkpoint import read_sidecar  # noqa: E402
 from audio2anim.train.evaluate import fmt  # noqa: E402
 
 FILES = ("config.json", "model.safetensors", "vocab.json")
 BUDGET = 30 * 10**6
 
 
-def sidecar(path: Path) -> dict:
-    cfg = json.loads((path / "config.json").read_text())
-    return cfg.get("audio2anim", cfg) if cfg.get("model_type") == "wav2vec2" else cfg
+def model_files(path: Path) -> list[Path]:
+    """The files that make up a model directory, an ensemble's member directories included."""
+    dirs = [path, *sorted(d for d in path.iterdir() if (d / "config.json").is_file())]
+    return [d / f for d in dirs for f in FILES if (d / f).is_file()]
 
 
 def kept_sections(readme: Path, written: set[str]) -> list[str]:
@@ -57,18 +60,22 @@ def main() -> int:
     ap.add_argument("--bench", help="a file holding bench/model_cost.py output")
     args = ap.parse_args()
     out, dest = Path(args.out), Path(args.dest)
+    if out.resolve() == dest.resolve():
+        print(f"{out}: is --dest itself; ship from a training output directory", file=sys.stderr)
+        return 2
     missing = [m for m in ORDER if not (out / m / "config.json").is_file()]
     if missing:
         print(f"{out}: missing trained models {missing}", file=sys.stderr)
         return 2
     total = 0
     for m in ORDER:
-        (dest / m).mkdir(parents=True, exist_ok=True)
-        for f in FILES:
-            if (out / m / f).is_file():
-                shutil.copy2(out / m / f, dest / m / f)
-                total += (dest / m / f).stat().st_size
-    sides = {m: sidecar(dest / m) for m in ORDER}
+        shutil.rmtree(dest / m, ignore_errors=True)  # no stale weights or member dirs stay
+        for f in model_files(out / m):
+            target = dest / m / f.relative_to(out / m)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target)
+            total += target.stat().st_size
+    sides = {m: read_sidecar(dest / m) for m in ORDER}
     # the train_all.py calls that made the seven (a sidecar's command ends "# run by: CALL")
     runs: dict[str, list[str]] = {}
     for m, side in sides.items():
@@ -130,8 +137,8 @@ def main() -> int:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in ORDER:
-        s = sidecar(dest / m)
-        size = sum((dest / m / f).stat().st_size for f in FILES if (dest / m / f).is_file()) / 1e6
+        s = read_sidecar(dest / m)
+        size = sum(f.stat().st_size for f in model_files(dest / m)) / 1e6
         t = s.get("training", {})
         met = s.get("metrics", {})
         row = met.get("from_audio") or met.get("oracle") or {}
@@ -164,7 +171,7 @@ def main() -> int:
     ]
     for m in ORDER:
         lines.append(
-            sidecar(dest / m).get("training", {}).get("command", "").split("   # run by:")[0]
+            read_sidecar(dest / m).get("training", {}).get("command", "").split("   # run by:")[0]
         )
     lines += ["```", ""]
     if args.bench:

@@ -64,3 +64,20 @@ def test_train_all_then_ship(tmp_path):
     assert [m for m in members if m] == 2 * [members[1]] and "train_all.py --synthetic" in members[
         1
     ]
+
+    # a wav2vec2 ensemble replaces the single model: member directories in, no stale weights
+    import shutil
+
+    w2v = out / "wav2vec2"
+    r = run("-m", "audio2anim.train.cli", "combine-frontends", w2v, w2v, "--out",
+            tmp_path / "w2v-ens", "--float16")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    shutil.rmtree(w2v)
+    shutil.copytree(tmp_path / "w2v-ens", w2v)
+    r = run("scripts/ship_checkpoints.py", out, "--dest", dest)
+    assert r.returncode == 0, r.stderr[-2000:]
+    shipped = dest / "wav2vec2"
+    assert not (shipped / "model.safetensors").exists()
+    assert all((shipped / f"member-{i}" / "model.safetensors").is_file() for i in (0, 1))
+    assert "The 2 members of wav2vec2:" in (dest / "README.md").read_text()
+    assert run("scripts/ship_checkpoints.py", dest, "--dest", dest).returncode == 2

@@ -14,7 +14,6 @@ the sidecars), and, if given, the Markdown table printed by ``bench/model_cost.p
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path

@@ -97,14 +97,15 @@ def test_wav2vec2_stream_emits_each_chunk_once_its_lookahead_arrived():
         assert emitted == complete
 
 
-def test_wav2vec2_windowed_stream_approximates_full_attention():
+@pytest.mark.parametrize("feature", ["hidden-2", "posteriors+hidden-2"])
+def test_wav2vec2_windowed_stream_approximates_full_attention(feature):
     """Full-attention models (foreign checkpoints) stream through a sliding window: exact when
     the window holds the whole utterance, close with a bounded one."""
     from audio2anim.models.wav2vec import build_small
     from audio2anim.models.wav2vec_stream import Wav2Vec2Stream
 
     front = build_small(chunk_frames=None, **W2V_TINY).eval()
-    front.feature = "hidden-2"
+    front.feature = feature
     x = _noise(3.0, seed=1)
     full = front.features(x)
     whole = _stream(Wav2Vec2Stream(front, context_frames=500, lookahead_frames=500), x, 320)

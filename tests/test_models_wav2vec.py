@@ -96,6 +96,7 @@ def test_phone_labels():
         (True, "hidden-1", [1000, 7, 5000]),
         (False, "posteriors", [4321]),
         (False, "hidden-0", [160]),
+        (True, "posteriors+hidden-2", [900, 333]),
     ],
 )
 def test_stream_equals_full_pass(stable, feature, blocks):

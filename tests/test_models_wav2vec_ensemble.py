@@ -73,8 +73,22 @@ def test_saved_ensemble_loads_everywhere_and_float16_halves_its_size(tmp_path):
     side = read_sidecar(tmp_path / "ens16")
     assert side["kind"] == "wav2vec2" and side["hparams"]["members"] == 2
     assert full.hparams["members"] == 2
-    with pytest.raises(ValueError, match="only 'posteriors' features, not 'hidden-1'"):
-        load_wav2vec2(tmp_path / "ens32", feature="hidden-1")
+
+
+@pytest.mark.parametrize("feature", ["hidden-1", "posteriors+hidden-1"])
+def test_hidden_features_of_an_ensemble_sit_side_by_side(tmp_path, feature):
+    paths = [_member(tmp_path, s) for s in (1, 2)]
+    save_ensemble(paths, tmp_path / "ens", {})
+    ens = load_wav2vec2(tmp_path / "ens", feature=feature)
+    x = _speechlike()
+    post = np.mean([load_wav2vec2(p).features(x) for p in paths], 0)
+    hidden = [load_wav2vec2(p, feature="hidden-1").features(x) for p in paths]
+    want = np.concatenate(([post] if feature.startswith("posteriors") else []) + hidden, -1)
+    assert ens.feature_dim == want.shape[1] == (41 if "posteriors" in feature else 0) + 2 * 32
+    np.testing.assert_allclose(ens.features(x), want, atol=1e-5)
+    stream = open_stream(ens)
+    parts = [stream.push(x[i : i + 700]) for i in range(0, len(x), 700)]
+    np.testing.assert_allclose(np.concatenate([*parts, stream.flush()]), want, atol=2e-5)
 
 
 def test_feature_wav2vec2_operator_streams_an_ensemble(tmp_path):
@@ -104,9 +118,8 @@ def test_members_must_match(tmp_path):
         Wav2Vec2Ensemble([a])
     with pytest.raises(ValueError, match="member 1: chunk_frames differs"):
         Wav2Vec2Ensemble([a, load_wav2vec2(_member(tmp_path, 2), chunk_frames=None)])
-    b = load_wav2vec2(_member(tmp_path, 3))
-    b.feature = "hidden-1"
-    with pytest.raises(ValueError, match="member 1: feature 'hidden-1'"):
+    b = load_wav2vec2(_member(tmp_path, 3), feature="hidden-1")
+    with pytest.raises(ValueError, match="member 1: feature 'hidden-1' differs"):
         Wav2Vec2Ensemble([a, b])
 
 

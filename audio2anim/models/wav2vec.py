@@ -18,8 +18,8 @@ Framing: the audio is left-padded with 80 samples so that frame ``j`` ends at sa
 ``320 (j + 1)``, like the log-mel frames (n samples → n // 320 frames at 50 Hz).
 
 Features (``feature``): ``"posteriors"`` = softmax of the CTC logits (as the original system
-used), or ``"hidden-N"`` = hidden states after encoder layer N (0 = encoder input), matching
-the HF ``output_hidden_states[N]``.
+used), ``"hidden-N"`` = hidden states after encoder layer N (0 = encoder input), matching
+the HF ``output_hidden_states[N]``, or ``"posteriors+hidden-N"`` = both, side by side.
 """
 
 from __future__ import annotations
@@ -202,13 +202,13 @@ class Wav2Vec2FrontEnd(nn.Module):
         cfg = self.model.config
         if self.feature == "posteriors":
             return cfg.vocab_size
-        m = re.fullmatch(r"hidden-(\d+)", self.feature)
-        if not m or int(m.group(1)) > cfg.num_hidden_layers:
+        m = re.fullmatch(r"(posteriors\+)?hidden-(\d+)", self.feature)
+        if not m or int(m.group(2)) > cfg.num_hidden_layers:
             raise ValueError(
-                f"feature {self.feature!r}: expected 'posteriors' or 'hidden-N' with "
-                f"N in 0..{cfg.num_hidden_layers}"
+                f"feature {self.feature!r}: expected 'posteriors', 'hidden-N' or "
+                f"'posteriors+hidden-N' with N in 0..{cfg.num_hidden_layers}"
             )
-        return cfg.hidden_size
+        return cfg.hidden_size + (cfg.vocab_size if m.group(1) else 0)
 
     def chunk_mask(self, t: int, device, dtype) -> torch.Tensor | None:
         """[1, 1, T, T] additive mask of the chunked attention (None = full attention)."""
@@ -247,15 +247,22 @@ class Wav2Vec2FrontEnd(nn.Module):
         return logits, picked
 
     def _hidden_layer(self) -> int | None:
-        return None if self.feature == "posteriors" else int(self.feature.split("-")[1])
+        return None if self.feature == "posteriors" else int(self.feature.split("-")[-1])
 
     def features_torch(self, audio: torch.Tensor) -> torch.Tensor:
         """audio [B, n] float at 16 kHz → features [B, n // hop, D] (chunked if configured)."""
         n_frames = audio.shape[-1] // self.hop
         x = nn.functional.pad(audio[:, : n_frames * self.hop], (LEFT_PAD, 0))
         logits, hidden = self.run(x, self._hidden_layer())
-        out = torch.softmax(logits.float(), -1) if hidden is None else hidden.float()
-        return out[:, :n_frames]
+        return self.feature_of(logits, hidden)[:, :n_frames]
+
+    def feature_of(self, logits: torch.Tensor | None, hidden: torch.Tensor | None) -> torch.Tensor:
+        """The configured feature (float32) from the CTC logits and the picked hidden layer."""
+        if self.feature == "posteriors":
+            return torch.softmax(logits.float(), -1)
+        if self.feature.startswith("posteriors+"):
+            return torch.cat([torch.softmax(logits.float(), -1), hidden.float()], -1)
+        return hidden.float()
 
     @torch.no_grad()
     def features(self, samples: np.ndarray) -> np.ndarray:
@@ -317,11 +324,7 @@ def load_wav2vec2(
     if not local and path.exists():
         raise ValueError(f"{source}: not a directory (expected a checkpoint dir or hub id)")
     if local and is_ensemble_dir(path):
-        if feature not in (None, "posteriors"):
-            raise ValueError(
-                f"{source}: a wav2vec2 ensemble has only 'posteriors' features, not {feature!r}"
-            )
-        return load_ensemble(path, device, chunk_frames).to(device)
+        return load_ensemble(path, device, chunk_frames, feature).to(device)
     model = Wav2Vec2ForCTC.from_pretrained(str(source), local_files_only=local).float()
     ours = getattr(model.config, "audio2anim", None) or {}
     hp = dict(ours.get("hparams", {}))

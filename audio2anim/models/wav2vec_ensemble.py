@@ -2,8 +2,9 @@
 
 Small wav2vec2 models trained alike with different seeds make different phone errors on
 unseen speakers, so the mean of their posteriors has a lower phone error rate than any one of
-them (checkpoints/README.md has the figures). Only ``posteriors`` features can be averaged:
-each member's hidden states live in a space of their own.
+them (checkpoints/README.md has the figures). Only posteriors can be averaged: each member's
+hidden states live in a space of their own, so ``hidden-N`` features are the members' side by
+side ([T, members × hidden]), and ``posteriors+hidden-N`` the mean posteriors followed by those.
 
 A saved ensemble is a directory (`save_ensemble`; `load_wav2vec2` reads it like any wav2vec2
 checkpoint):
@@ -29,15 +30,15 @@ from .wav2vec import Wav2Vec2FrontEnd, load_wav2vec2, save_wav2vec2
 
 
 class Wav2Vec2Ensemble(nn.Module):
-    """The mean of ``members``' CTC posteriors, with a `Wav2Vec2FrontEnd`'s interface.
+    """Several wav2vec2 front ends with a `Wav2Vec2FrontEnd`'s interface (see the module
+    docstring for how their features combine).
 
-    Input: 16 kHz audio; output: [T, vocab] posteriors at 50 Hz (``feature`` is always
-    ``"posteriors"``). The members must share vocab, framing, attention chunks and input
-    normalization; ValueError names the first that differs.
+    Input: 16 kHz audio; output: [T, feature_dim] at 50 Hz. The members must share feature,
+    vocab, framing, attention chunks and input normalization; ValueError names the first that
+    differs. `run` gives the log of the mean posteriors (for CTC decoding).
     """
 
     kind = "wav2vec2"
-    feature = "posteriors"
 
     def __init__(self, members: list[Wav2Vec2FrontEnd]) -> None:
         super().__init__()
@@ -45,16 +46,15 @@ class Wav2Vec2Ensemble(nn.Module):
             raise ValueError("a wav2vec2 ensemble needs at least two front ends")
         first = members[0]
         for i, m in enumerate(members):
-            if m.feature != "posteriors":
-                raise ValueError(
-                    f"member {i}: feature {m.feature!r}; an ensemble averages 'posteriors' only"
-                )
+            if m.feature != first.feature:
+                raise ValueError(f"member {i}: feature {m.feature!r} differs from member 0's")
             for key in ("vocab", "chunk_frames", "left_chunks", "normalize_input"):
                 if m.hparams[key] != first.hparams[key]:
                     raise ValueError(f"member {i}: {key} differs from member 0's")
             if (m.hop, m.lookahead_frames) != (first.hop, first.lookahead_frames):
                 raise ValueError(f"member {i}: framing or lookahead differs from member 0's")
         self.members = nn.ModuleList(members)
+        self.feature = first.feature
         self.vocab, self.hop = first.vocab, first.hop
         self.chunk_frames, self.left_chunks = first.chunk_frames, first.left_chunks
         self.hparams = {**first.hparams, "members": len(members)}
@@ -69,18 +69,30 @@ class Wav2Vec2Ensemble(nn.Module):
 
     @property
     def feature_dim(self) -> int:
-        return self.members[0].feature_dim
+        if self.feature == "posteriors":
+            return self.members[0].feature_dim
+        v = self.members[0].model.config.vocab_size if self.feature.startswith("posteriors+") else 0
+        return v + len(self.members) * (self.members[0].feature_dim - v)
 
     def run(self, audio: torch.Tensor, hidden_layer: int | None = None, chunked: bool = True):
-        """As `Wav2Vec2FrontEnd.run`; the "logits" are the log of the mean posteriors (their
-        softmax is that mean, their arg-max the greedy CTC path)."""
+        """As `Wav2Vec2FrontEnd.run` without hidden states; the "logits" are the log of the
+        mean posteriors (their softmax is that mean, their arg-max the greedy CTC path)."""
         if hidden_layer is not None:
-            raise ValueError("a wav2vec2 ensemble has no hidden-N features, only 'posteriors'")
+            raise ValueError("a wav2vec2 ensemble's run gives posteriors only; use features")
         probs = [torch.softmax(m.run(audio, None, chunked)[0].float(), -1) for m in self.members]
         return torch.stack(probs).mean(0).clamp_min(1e-12).log(), None
 
     def features_torch(self, audio: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m.features_torch(audio) for m in self.members]).mean(0)
+        return self.merge([m.features_torch(audio) for m in self.members])
+
+    def merge(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """The members' features → the ensemble's: posteriors averaged, hidden states side by
+        side (each member's live in a space of their own)."""
+        if self.feature == "posteriors":
+            return torch.stack(feats).mean(0)
+        v = self.members[0].model.config.vocab_size if self.feature.startswith("posteriors+") else 0
+        mean = [torch.stack([f[..., :v] for f in feats]).mean(0)] if v else []
+        return torch.cat([*mean, *[f[..., v:] for f in feats]], -1)
 
     features = Wav2Vec2FrontEnd.features
 
@@ -96,7 +108,10 @@ def is_ensemble_dir(path: str | Path) -> bool:
 
 
 def load_ensemble(
-    path: str | Path, device: str = "cpu", chunk_frames: int | None | str = "auto"
+    path: str | Path,
+    device: str = "cpu",
+    chunk_frames: int | None | str = "auto",
+    feature: str | None = None,
 ) -> Wav2Vec2Ensemble:
     path = Path(path)
     config = json.loads((path / "config.json").read_text())
@@ -104,7 +119,7 @@ def load_ensemble(
     for name in config.get("members", []):
         if not (path / name / "config.json").is_file():
             raise FileNotFoundError(f"{path / name}: member checkpoint missing")
-        members.append(load_wav2vec2(path / name, device, "posteriors", chunk_frames))
+        members.append(load_wav2vec2(path / name, device, feature or "posteriors", chunk_frames))
     try:
         return Wav2Vec2Ensemble(members).eval()
     except ValueError as e:

@@ -199,11 +199,12 @@ class Wav2Vec2Stream:
         return layer.final_layer_norm(h + layer.feed_forward(h))
 
     def _head(self, hidden: torch.Tensor, picked: torch.Tensor | None) -> torch.Tensor:
-        if picked is not None:
-            return picked.float()
-        if self.cfg.do_stable_layer_norm:
-            hidden = self.front.model.wav2vec2.encoder.layer_norm(hidden)
-        return torch.softmax(self.front.model.lm_head(hidden).float(), -1)
+        logits = None
+        if self.front.feature.startswith("posteriors"):  # "posteriors" or "posteriors+hidden-N"
+            if self.cfg.do_stable_layer_norm:
+                hidden = self.front.model.wav2vec2.encoder.layer_norm(hidden)
+            logits = self.front.model.lm_head(hidden)
+        return self.front.feature_of(logits, picked)
 
     # -- windowed (approximate) mode ------------------------------------------------------
 
@@ -222,17 +223,17 @@ class Wav2Vec2Stream:
             lo = max(0, first - self.context_frames)
             hi = min(self.frames_in, last + self.lookahead)
             if self.incremental_encoder:
-                logits, picked = self._window_from_proj(lo, hi)
+                feats = self._window_from_proj(lo, hi)
             else:
-                logits, picked = self._window_from_audio(lo, hi)
-            feats = torch.softmax(logits.float(), -1) if picked is None else picked.float()
+                feats = self._window_from_audio(lo, hi)
             outs.append(feats[first - lo : last - lo])
             self.emitted = last
             self._trim(max(0, last - self.context_frames))
         return outs
 
-    def _window_from_proj(self, lo: int, hi: int):
-        """Encoder over projected frames [lo, hi) (the full forward of that window)."""
+    def _window_from_proj(self, lo: int, hi: int) -> torch.Tensor:
+        """Features of frames [lo, hi): the encoder over their projected frames (the full
+        forward of that window)."""
         w2v, cfg = self.front.model.wav2vec2, self.cfg
         enc = w2v.encoder
         h = self.proj[lo - self.proj_start : hi - self.proj_start][None]
@@ -244,19 +245,15 @@ class Wav2Vec2Stream:
             h = layer(h, attention_mask=None)
             if i == self.layer:
                 picked = h
-        if picked is not None:
-            return None, picked[0]
-        if cfg.do_stable_layer_norm:
-            h = enc.layer_norm(h)
-        return self.front.model.lm_head(h)[0], None
+        return self._head(h[0], None if picked is None else picked[0])
 
-    def _window_from_audio(self, lo: int, hi: int):
-        """The front end's own forward over the audio of frames [lo, hi)."""
+    def _window_from_audio(self, lo: int, hi: int) -> torch.Tensor:
+        """Features of frames [lo, hi): the front end's own forward over their audio."""
         a = lo * self.hop - self.audio_start
         b = hi * self.hop + LEFT_PAD - self.audio_start
         x = torch.as_tensor(self.audio[a:b], device=self.device, dtype=self.dtype)[None]
         logits, picked = self.front.run(x, self.layer)
-        return (logits[0], None) if picked is None else (None, picked[0])
+        return self.front.feature_of(logits[0], None if picked is None else picked[0])
 
     def _trim(self, first_needed: int) -> None:
         """Forget projected frames and audio before frame ``first_needed``."""
@@ -300,24 +297,30 @@ class Wav2Vec2Stream:
 
 class Wav2Vec2EnsembleStream:
     """Block-wise features of a `Wav2Vec2Ensemble`: one `Wav2Vec2Stream` per member, their
-    frames averaged. The members frame alike, so every push returns as many frames from each;
-    the output equals the ensemble's `features` of the whole utterance (tested)."""
+    frames merged as the ensemble merges them. The members frame alike, so every push returns
+    as many frames from each; the output equals the ensemble's `features` of the whole
+    utterance (tested)."""
 
     def __init__(self, front: Wav2Vec2Ensemble, **stream_args) -> None:
         self.front = front.eval()
         self.streams = [Wav2Vec2Stream(m, **stream_args) for m in front.members]
         first = self.streams[0]
-        self.pos_right, self.dim = first.pos_right, first.dim
+        self.pos_right, self.dim = first.pos_right, front.feature_dim
 
     def reset(self) -> None:
         for s in self.streams:
             s.reset()
 
     def push(self, samples: np.ndarray) -> np.ndarray:
-        return np.mean([s.push(samples) for s in self.streams], axis=0, dtype=np.float32)
+        return self._merge([s.push(samples) for s in self.streams])
 
     def flush(self) -> np.ndarray:
-        return np.mean([s.flush() for s in self.streams], axis=0, dtype=np.float32)
+        return self._merge([s.flush() for s in self.streams])
+
+    def _merge(self, outs: list[np.ndarray]) -> np.ndarray:
+        if len(outs[0]) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return self.front.merge([torch.from_numpy(o) for o in outs]).numpy()
 
 
 def open_stream(front, **stream_args) -> Wav2Vec2Stream | Wav2Vec2EnsembleStream:

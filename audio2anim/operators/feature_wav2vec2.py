@@ -21,11 +21,12 @@ Streaming (`audio2anim.models.wav2vec_stream.Wav2Vec2Stream`):
   ``hop_ms`` on a window of ``context_ms`` past audio, the new audio and ``lookahead_ms`` of
   future audio (``latency()`` = ``lookahead_ms`` + the hop). This approximates its
   whole-utterance features, more closely with more context.
-- an ensemble directory (`audio2anim.models.wav2vec_ensemble`) streams each member as above and
-  emits the mean of their posteriors; its only feature is ``posteriors``.
+- an ensemble directory (`audio2anim.models.wav2vec_ensemble`) streams each member as above
+  and emits the mean of their posteriors (``hidden-N``: their hidden states side by side).
 
 Params: ``model`` (directory or hub id), ``feature`` (``posteriors`` = softmax of the CTC
-logits, or ``hidden-N`` = hidden states after layer N; default: the checkpoint's),
+logits, ``hidden-N`` = hidden states after layer N, or ``posteriors+hidden-N`` = both; default:
+the checkpoint's),
 ``device`` (``cpu`` | ``cuda``; ``fp16`` applies on cuda), ``hop_ms`` (how often the model runs:
 at least every 20 ms frame; chunked models emit per complete chunk, so a hop below a chunk
 changes nothing), ``context_ms`` and ``lookahead_ms`` (the window of full-attention models).

@@ -85,6 +85,9 @@ def test_hidden_features_of_an_ensemble_sit_side_by_side(tmp_path, feature):
     hidden = [load_wav2vec2(p, feature="hidden-1").features(x) for p in paths]
     want = np.concatenate(([post] if feature.startswith("posteriors") else []) + hidden, -1)
     assert ens.feature_dim == want.shape[1] == (41 if "posteriors" in feature else 0) + 2 * 32
+    post_ens = load_wav2vec2(tmp_path / "ens")
+    post_ens.feature = feature  # switches every member
+    np.testing.assert_allclose(post_ens.features(x), want, atol=1e-5)
     np.testing.assert_allclose(ens.features(x), want, atol=1e-5)
     stream = open_stream(ens)
     parts = [stream.push(x[i : i + 700]) for i in range(0, len(x), 700)]

@@ -54,10 +54,18 @@ class Wav2Vec2Ensemble(nn.Module):
             if (m.hop, m.lookahead_frames) != (first.hop, first.lookahead_frames):
                 raise ValueError(f"member {i}: framing or lookahead differs from member 0's")
         self.members = nn.ModuleList(members)
-        self.feature = first.feature
         self.vocab, self.hop = first.vocab, first.hop
         self.chunk_frames, self.left_chunks = first.chunk_frames, first.left_chunks
         self.hparams = {**first.hparams, "members": len(members)}
+
+    @property
+    def feature(self) -> str:
+        return self.members[0].feature
+
+    @feature.setter
+    def feature(self, name: str) -> None:  # as a single front end's: every member's at once
+        for m in self.members:
+            m.feature = name
 
     @property
     def frame_rate(self) -> float:

@@ -5,7 +5,7 @@ Sits after ``resample`` and before a wav2vec predictor (the wav2vec method)::
     src → rs (resample 16000) → feat (feature.wav2vec2) → pred (predictor.w2v_*) → smooth → …
 
 Ports: ``in`` `Audio` (16 kHz mono) → ``out`` `Features` [frames, D] at 50 Hz, ``kind``
-``w2v2-posteriors`` or ``w2v2-hidden-N``. Frame j covers the audio ending at (j + 1) × 20 ms;
+``w2v2-`` + the feature (e.g. ``w2v2-posteriors``, ``w2v2-hidden-4``). Frame j covers the audio ending at (j + 1) × 20 ms;
 its media time is j × 20 ms after the stream start.
 
 Streaming (`audio2anim.models.wav2vec_stream.Wav2Vec2Stream`):
@@ -63,7 +63,9 @@ class Wav2Vec2Params(OperatorParams):
         "checkpoints/wav2vec2", description="wav2vec2 checkpoint directory or Hugging Face hub id"
     )
     feature: str | None = Field(
-        None, description="'posteriors' or 'hidden-N' (default: what the checkpoint stores)"
+        None,
+        description="'posteriors', 'hidden-N' or 'posteriors+hidden-N' (default: what the "
+        "checkpoint stores)",
     )
     device: Literal["cpu", "cuda"] = Field("cpu", description="where the model runs")
     fp16: bool = Field(True, description="half precision on cuda (ignored on cpu)")
@@ -80,8 +82,10 @@ class Wav2Vec2Params(OperatorParams):
     def _feature(cls, v: str | None) -> str | None:
         import re
 
-        if v is not None and v != "posteriors" and not re.fullmatch(r"hidden-\d+", v):
-            raise ValueError(f"expected 'posteriors' or 'hidden-N', got {v!r}")
+        if v is not None and not re.fullmatch(r"posteriors|(posteriors\+)?hidden-\d+", v):
+            raise ValueError(
+                f"expected 'posteriors', 'hidden-N' or 'posteriors+hidden-N', got {v!r}"
+            )
         return v
 
 

@@ -76,7 +76,10 @@ def main() -> int:
     ap.add_argument(
         "--epochs", type=int, default=200, help="upper bound; budget/early stop end runs"
     )
-    ap.add_argument("--w2v-feature", help="w2v predictors' input: posteriors (default) or hidden-N")
+    ap.add_argument(
+        "--w2v-feature",
+        help="w2v predictors' input: posteriors (default), hidden-N or posteriors+hidden-N",
+    )
     ap.add_argument("--w2v-augment", action="store_true",
                     help="w2v predictors: learn from features of augmented audio")  # fmt: skip
     ap.add_argument(

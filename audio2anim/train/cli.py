@@ -60,7 +60,9 @@ def add_commands(subparsers) -> None:
         "20 ms frames); default: the size preset's",
     )
     p.add_argument(
-        "--w2v-feature", help="w2v-*: 'posteriors' (CTC softmax) or 'hidden-N' (encoder layer N)"
+        "--w2v-feature",
+        help="w2v-*: 'posteriors' (CTC softmax), 'hidden-N' (encoder layer N) or "
+        "'posteriors+hidden-N' (both)",
     )
     p.add_argument(
         "--w2v-augment",

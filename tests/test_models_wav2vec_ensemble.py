@@ -127,10 +127,16 @@ def test_members_must_match(tmp_path):
 
 
 def test_combine_frontends_cli_makes_a_wav2vec2_ensemble(tmp_path, capsys):
+    from audio2anim.train.synthetic import write_synthetic_export
+
+    export = tmp_path / "export"
+    write_synthetic_export(export, voices=3, utterances_per_voice=2, seconds=1.0)
     paths = [str(_member(tmp_path, s)) for s in (1, 2)]
     out = tmp_path / "ens"
-    assert main(["combine-frontends", *paths, "--out", str(out), "--float16"]) == 0
+    args = ["combine-frontends", *paths, "--out", str(out), "--float16", "--data", str(export)]
+    assert main(args) == 0
     side = json.loads((out / "config.json").read_text())["audio2anim"]
+    assert side["metrics"]["phone_error_rate"] >= 0  # evaluated on the export's test voices
     assert [m["seed"] for m in side["ensemble"]["members"]] == [1, 2]
     assert side["ensemble"]["weights"] == "float16"
     assert side["training"]["stop_reason"] == "mean of 2 front ends"

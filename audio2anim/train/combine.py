@@ -32,9 +32,10 @@ def combine_checkpoints(
     from audio2anim.models.wav2vec_ensemble import save_ensemble
 
     loaded = []
+    kind = read_sidecar(members[0])["kind"]
     for path in members:
         side = read_sidecar(path)
-        if side["kind"] not in KINDS or side["kind"] != read_sidecar(members[0])["kind"]:
+        if side["kind"] not in KINDS or side["kind"] != kind:
             raise ValueError(
                 f"{path}: a {side['kind']} checkpoint; combine viseme-frontend or wav2vec2 "
                 f"checkpoints, all of one kind"
@@ -42,7 +43,6 @@ def combine_checkpoints(
         if side.get("hparams", {}).get("members", 1) > 1:
             raise ValueError(f"{path}: already an ensemble")
         loaded.append((path, side))
-    kind = loaded[0][1]["kind"]
     if float16 and kind != "wav2vec2":
         raise ValueError("float16 storage applies to wav2vec2 members only")
     from .evaluate import trained_split_seed

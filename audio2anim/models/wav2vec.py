@@ -312,8 +312,8 @@ def load_wav2vec2(
 
     ``feature`` overrides the stored feature choice; ``chunk_frames="auto"`` keeps what the
     checkpoint was trained with (full attention for foreign checkpoints). An ensemble directory
-    (`wav2vec_ensemble`) loads as a `Wav2Vec2Ensemble`, whose only feature is "posteriors".
-    Weights stored in half precision are run in float32.
+    (`wav2vec_ensemble`) loads as a `Wav2Vec2Ensemble` (default feature: "posteriors"). Weights
+    stored in half precision are run in float32.
     """
     from transformers import Wav2Vec2ForCTC
 

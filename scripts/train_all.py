@@ -97,8 +97,25 @@ def main() -> int:
                     help="viseme-frontend: SpecAugment masks on the log-mel input")  # fmt: skip
     ap.add_argument("--distill-from", action="append", metavar="DIR", default=[],
                     help="viseme-frontend: also learn these front ends' mean posteriors")  # fmt: skip
+    ap.add_argument("--hparam", action="append", metavar="MODEL:KEY=VALUE", default=[],
+                    help="one model's hyper-parameter, e.g. viseme-frontend:hidden=256 "
+                    "(repeatable)")  # fmt: skip
     ap.add_argument("--synthetic", action="store_true", help="dry run on synthetic data")
     args = ap.parse_args()
+    from audio2anim.train.cli import hparam_overrides
+
+    hparams: dict[str, list[str]] = {}  # model → its KEY=VALUE overrides, checked up front
+    for item in args.hparam:
+        model, sep, setting = item.partition(":")
+        if not sep or model not in ORDER:
+            ap.error(
+                f"--hparam {item!r}: expected MODEL:KEY=VALUE with MODEL in {', '.join(ORDER)}"
+            )
+        try:
+            hparam_overrides([setting], model, args.size)
+        except ValueError as e:
+            ap.error(str(e))
+        hparams.setdefault(model, []).append(setting)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,6 +206,8 @@ def main() -> int:
             single += ["--spec-augment"] if args.spec_augment else []
         for teacher in args.distill_from if name == "viseme-frontend" else ():
             single += ["--distill-from", teacher]
+        for setting in hparams.get(name, ()):
+            single += ["--hparam", setting]
         # the options come from the single-model command itself: one mapping, in train/cli.py
         command = " ".join(shlex.quote(a) for a in single) + f"   # run by: {summary['command']}"
         opts = train_options(parse_train_args(single[1:]), command)

@@ -387,3 +387,15 @@ def test_w2v_augment_learns_from_features_of_augmented_audio(export, tmp_path, c
     args = ["train", "viseme-mlp", "--data", str(export), "--out", str(tmp_path / "m"), *TINY]
     assert main([*args, "--w2v-augment"]) == 2
     assert "--w2v-augment is for the w2v-* predictors" in capsys.readouterr().err
+
+
+def test_hparam_overrides_a_preset_and_names_unknown_keys(export, tmp_path, capsys):
+    out = tmp_path / "fe"
+    args = ["train", "viseme-frontend", "--data", str(export), "--out", str(out), *TINY]
+    assert main([*args, "--hparam", "hidden=24", "--hparam", "conv_layers=2"]) == 0
+    hp = json.loads((out / "config.json").read_text())["hparams"]
+    assert hp["hidden"] == 24 and hp["conv_layers"] == 2
+    assert main([*args, "--hparam", "width=3"]) == 2
+    assert "--hparam width: not a hyper-parameter of viseme-frontend" in capsys.readouterr().err
+    assert main([*args, "--hparam", "hidden"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err

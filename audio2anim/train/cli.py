@@ -19,6 +19,7 @@ on a bare training machine (torch, numpy, transformers, safetensors, tqdm).
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 
@@ -81,6 +82,12 @@ def add_commands(subparsers) -> None:
         type=float,
         default=0.1,
         help="front ends: random speed factor within 1 ± this per batch (0: off)",
+    )
+    p.add_argument(
+        "--hparam",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one hyper-parameter of the size preset, e.g. channels=256 (repeatable)",
     )
     p.add_argument(
         "--voice-weight",
@@ -181,6 +188,28 @@ def voice_weights(items) -> dict:
     return out
 
 
+def hparam_overrides(items, model: str, size: str) -> dict:
+    """["channels=256", …] → {"channels": 256, …} (JSON values: numbers, true/false, lists);
+    ValueError naming a malformed item or a key the model's preset does not have."""
+    from .recipes import HPARAMS
+
+    known = HPARAMS[size][model]
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--hparam {item!r}: expected KEY=VALUE, e.g. channels=256")
+        if key not in known:
+            raise ValueError(
+                f"--hparam {key}: not a hyper-parameter of {model} (known: {', '.join(known)})"
+            )
+        try:
+            out[key] = json.loads(text)
+        except ValueError:
+            out[key] = text
+    return out
+
+
 def train_options(args, command: str):
     """The `TrainOptions` of parsed ``audio2anim train`` arguments."""
     from .recipes import TrainOptions
@@ -209,9 +238,14 @@ def train_options(args, command: str):
         lipsync_frontend=args.lipsync_frontend,
         distill_from=tuple(args.distill_from or ()),
         size=args.size,
-        hparams={}
-        if args.lookahead is None or args.model == "wav2vec2"
-        else {"lookahead": args.lookahead},
+        hparams={
+            **hparam_overrides(args.hparam or (), args.model, args.size),
+            **(
+                {}
+                if args.lookahead is None or args.model == "wav2vec2"
+                else {"lookahead": args.lookahead}
+            ),
+        },
         command=command,
     )
 

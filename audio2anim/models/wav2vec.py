@@ -302,6 +302,20 @@ def save_wav2vec2(front: Wav2Vec2FrontEnd, directory: Path, sidecar: dict) -> Pa
     return directory
 
 
+def _from_pretrained_quietly(cls, source: str, **kwargs):
+    """``cls.from_pretrained`` without transformers' per-load progress bar: loading a small
+    model takes milliseconds, and the bar would cut through the caller's own (e.g. animate's)."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return cls.from_pretrained(source, **kwargs)
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_wav2vec2(
     source: str | Path,
     device: str = "cpu",
@@ -325,7 +339,7 @@ def load_wav2vec2(
         raise ValueError(f"{source}: not a directory (expected a checkpoint dir or hub id)")
     if local and is_ensemble_dir(path):
         return load_ensemble(path, device, chunk_frames, feature).to(device)
-    model = Wav2Vec2ForCTC.from_pretrained(str(source), local_files_only=local).float()
+    model = _from_pretrained_quietly(Wav2Vec2ForCTC, str(source), local_files_only=local).float()
     ours = getattr(model.config, "audio2anim", None) or {}
     hp = dict(ours.get("hparams", {}))
     vocab = hp.get("vocab")

@@ -24,6 +24,7 @@ the HF ``output_hidden_states[N]``, or ``"posteriors+hidden-N"`` = both, side by
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -290,9 +291,8 @@ def save_wav2vec2(front: Wav2Vec2FrontEnd, directory: Path, sidecar: dict) -> Pa
     + ``vocab.json`` (token → id, the HF CTC tokenizer's format)."""
     from .checkpoint import _jsonable
 
-    front.model.save_pretrained(
-        str(directory)
-    )  # safetensors: the default since 4.35, the only format in 5.x
+    with _no_hf_progress_bars():  # safetensors: the default since 4.35, the only format in 5.x
+        front.model.save_pretrained(str(directory))
     cfg_path = directory / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["audio2anim"] = _jsonable({"hparams": front.hparams, **sidecar})
@@ -302,15 +302,16 @@ def save_wav2vec2(front: Wav2Vec2FrontEnd, directory: Path, sidecar: dict) -> Pa
     return directory
 
 
-def _from_pretrained_quietly(cls, source: str, **kwargs):
-    """``cls.from_pretrained`` without transformers' per-load progress bar: loading a small
-    model takes milliseconds, and the bar would cut through the caller's own (e.g. animate's)."""
+@contextlib.contextmanager
+def _no_hf_progress_bars():
+    """Without transformers' per-load / per-save progress bars: a small model loads in
+    milliseconds, and the bars would cut through the caller's own (e.g. animate's)."""
     from transformers.utils import logging as hf_logging
 
     was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        return cls.from_pretrained(source, **kwargs)
+        yield
     finally:
         if was_on:
             hf_logging.enable_progress_bar()
@@ -339,7 +340,8 @@ def load_wav2vec2(
         raise ValueError(f"{source}: not a directory (expected a checkpoint dir or hub id)")
     if local and is_ensemble_dir(path):
         return load_ensemble(path, device, chunk_frames, feature).to(device)
-    model = _from_pretrained_quietly(Wav2Vec2ForCTC, str(source), local_files_only=local).float()
+    with _no_hf_progress_bars():
+        model = Wav2Vec2ForCTC.from_pretrained(str(source), local_files_only=local).float()
     ours = getattr(model.config, "audio2anim", None) or {}
     hp = dict(ours.get("hparams", {}))
     vocab = hp.get("vocab")

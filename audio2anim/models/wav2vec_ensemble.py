@@ -76,10 +76,18 @@ class Wav2Vec2Ensemble(nn.Module):
         return self.members[0].lookahead_frames
 
     @property
-    def feature_dim(self) -> int:
+    def _averaged_dims(self) -> int:
+        """How many leading feature dims are posteriors, averaged over the members (the rest
+        are hidden states, one block per member)."""
         if self.feature == "posteriors":
             return self.members[0].feature_dim
-        v = self.members[0].model.config.vocab_size if self.feature.startswith("posteriors+") else 0
+        return (
+            self.members[0].model.config.vocab_size if self.feature.startswith("posteriors+") else 0
+        )
+
+    @property
+    def feature_dim(self) -> int:
+        v = self._averaged_dims
         return v + len(self.members) * (self.members[0].feature_dim - v)
 
     def run(self, audio: torch.Tensor, hidden_layer: int | None = None, chunked: bool = True):
@@ -96,9 +104,7 @@ class Wav2Vec2Ensemble(nn.Module):
     def merge(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """The members' features → the ensemble's: posteriors averaged, hidden states side by
         side (each member's live in a space of their own)."""
-        if self.feature == "posteriors":
-            return torch.stack(feats).mean(0)
-        v = self.members[0].model.config.vocab_size if self.feature.startswith("posteriors+") else 0
+        v = self._averaged_dims
         mean = [torch.stack([f[..., :v] for f in feats]).mean(0)] if v else []
         return torch.cat([*mean, *[f[..., v:] for f in feats]], -1)
 

@@ -5,8 +5,8 @@ Sits after ``resample`` and before a wav2vec predictor (the wav2vec method)::
     src → rs (resample 16000) → feat (feature.wav2vec2) → pred (predictor.w2v_*) → smooth → …
 
 Ports: ``in`` `Audio` (16 kHz mono) → ``out`` `Features` [frames, D] at 50 Hz, ``kind``
-``w2v2-`` + the feature (e.g. ``w2v2-posteriors``, ``w2v2-hidden-4``). Frame j covers the audio ending at (j + 1) × 20 ms;
-its media time is j × 20 ms after the stream start.
+``w2v2-`` + the feature (e.g. ``w2v2-posteriors``, ``w2v2-hidden-4``). Frame j covers the audio
+ending at (j + 1) × 20 ms; its media time is j × 20 ms after the stream start.
 
 Streaming (`audio2anim.models.wav2vec_stream.Wav2Vec2Stream`):
 

@@ -93,6 +93,11 @@ def main() -> int:
                     help="every model: crop weight of a voice or engine (repeatable)")  # fmt: skip
     ap.add_argument("--vtlp", type=float, default=0.0,
                     help="viseme-frontend: vocal tract length perturbation within 1 ± this")  # fmt: skip
+    ap.add_argument("--gain-db", default="-12:6", metavar="LO:HI",
+                    help="front ends: random gain range of the training audio in dB "
+                    "(write --gain-db=-24:12)")  # fmt: skip
+    ap.add_argument("--eq-db", type=float, default=6.0,
+                    help="front ends: random smooth EQ within ± this many dB")  # fmt: skip
     ap.add_argument("--spec-augment", action="store_true",
                     help="viseme-frontend: SpecAugment masks on the log-mel input")  # fmt: skip
     ap.add_argument("--distill-from", action="append", metavar="DIR", default=[],
@@ -200,6 +205,8 @@ def main() -> int:
             single += ["--w2v-feature", args.w2v_feature]
         if args.w2v_augment and name.startswith("w2v-"):
             single += ["--w2v-augment"]
+        if name in ("viseme-frontend", "wav2vec2"):
+            single += [f"--gain-db={args.gain_db}", "--eq-db", str(args.eq_db)]
         if name == "viseme-frontend":
             single += ["--lipsync-frontend"] if args.lipsync_frontend else []
             single += ["--vtlp", str(args.vtlp)] if args.vtlp else []

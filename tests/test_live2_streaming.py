@@ -176,6 +176,39 @@ def test_feature_visemes_streams_like_the_offline_front_end(ckpts, sentence, bac
     assert op.latency() == pytest.approx(0.02 + 0.01)  # tiny lookahead 2 frames + pairing
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_feature_visemes_viseme_bias_replaces_the_checkpoints(ckpts, sentence, backend, tmp_path):
+    """A checkpoint saved with viseme_bias {PP: 1}: by default the operator gives its biased
+    posteriors; viseme_bias {} gives the plain model's; {PP: 2} that of a model biased by 2."""
+    from audio2anim.models.checkpoint import load, save
+    from audio2anim.models.logmel import logmel
+    from audio2anim.models.viseme_frontend import downsample_posteriors
+    from audio2anim.operators.feature_visemes import VisemeFeatures
+
+    model, side = load(ckpts["viseme-frontend"])
+    lm = logmel(sentence)
+    expected = {}
+    for key, bias in (("plain", {}), ("two", {"PP": 2.0}), ("stored", {"PP": 1.0})):
+        model.set_viseme_bias(bias)
+        expected[key] = downsample_posteriors(model.posteriors(lm))
+    save(model, tmp_path / "biased", side)  # stored with PP: 1.0
+    pkts = [
+        Packet(Audio(sentence[i : i + 800], 16000), i / 16000) for i in range(0, len(sentence), 800)
+    ]
+    for key, bias in (("stored", None), ("plain", {}), ("two", {"PP": 2.0})):
+        params = VisemeFeatures.Params(
+            model=str(tmp_path / "biased"), backend=backend, viseme_bias=bias
+        )
+        probs = np.concatenate([p.payload.probs for p in _run_op(VisemeFeatures(params), pkts)])
+        np.testing.assert_allclose(probs, expected[key], atol=1e-5)
+    assert (expected["two"][:, 1] > expected["plain"][:, 1]).all()
+
+    with pytest.raises(ValueError, match="unknown viseme 'P'"):
+        VisemeFeatures.Params(viseme_bias={"P": 1.0})
+    with pytest.raises(ValueError, match="viseme_bias applies to the trained front end"):
+        VisemeFeatures.Params(backend="pocketsphinx", viseme_bias={"PP": 1.0})
+
+
 def test_feature_visemes_pocketsphinx_backend(sentence):
     from audio2anim.operators.feature_visemes import VisemeFeatures
 

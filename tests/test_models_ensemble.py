@@ -52,6 +52,35 @@ def test_ensemble_posteriors_are_the_members_mean_one_shot_streamed_and_onnx(tmp
     np.testing.assert_allclose(onnx.posteriors(lm), mean, atol=1e-4)
 
 
+def test_viseme_bias_reweights_the_posteriors_in_every_runtime(tmp_path):
+    """A bias of b on PP multiplies its posterior by e^b before renormalizing: one-shot,
+    streamed, after a save/load round trip and in the ONNX export."""
+    ens = combine_frontends([_frontend(s) for s in (1, 2, 3)])
+    lm = _speech_logmel()
+    plain = ens.posteriors(lm)
+    ens.set_viseme_bias({"PP": 1.5, "ou": -0.5})
+    expect = plain * np.exp([0, 1.5] + [0] * 12 + [-0.5])
+    expect /= expect.sum(-1, keepdims=True)
+    assert (expect[:, 1] - plain[:, 1]).min() > 0  # PP is more likely everywhere
+    np.testing.assert_allclose(ens.posteriors(lm), expect, atol=1e-5)
+
+    stream = VisemeStream(ens)
+    parts = [stream.push(lm[i : i + 5]) for i in range(0, len(lm), 5)]
+    np.testing.assert_allclose(np.concatenate([*parts, stream.flush()]), expect, atol=1e-5)
+    save(ens, tmp_path / "ens")
+    loaded, side = load(tmp_path / "ens")
+    assert side["hparams"]["viseme_bias"] == {"PP": 1.5, "ou": -0.5}
+    np.testing.assert_allclose(loaded.posteriors(lm), expect, atol=1e-5)
+    onnx = OnnxModel(export_onnx(tmp_path / "ens", tmp_path / "ens.onnx"))
+    np.testing.assert_allclose(onnx.posteriors(lm), expect, atol=1e-4)
+
+    loaded.set_viseme_bias({})  # removed: the plain posteriors, and no key in the sidecar
+    np.testing.assert_allclose(loaded.posteriors(lm), plain, atol=1e-5)
+    assert "viseme_bias" not in loaded.hparams
+    with pytest.raises(ValueError, match="unknown viseme 'B'"):
+        loaded.set_viseme_bias({"B": 1.0})
+
+
 def test_ensemble_stores_only_its_members_weights(tmp_path):
     members = [_frontend(s) for s in (1, 2, 3)]
     save(members[0], tmp_path / "one")
@@ -125,6 +154,15 @@ def test_combine_frontends_cli_writes_an_evaluated_checkpoint(tmp_path, capsys):
     assert side["training"]["options"] == {"split_seed": 0}  # what `eval` splits by
     assert 0 <= side["metrics"]["viseme_frame_accuracy"] <= 1
     assert side["feature"]["kind"] == "logmel" and side["lookahead_frames"] == 2
+    assert "viseme_bias" not in side["hparams"]
+
+    biased = tmp_path / "biased"
+    assert main(["combine-frontends", *dirs, "--out", str(biased), "--viseme-bias", "PP=1"]) == 0
+    assert load(biased)[1]["hparams"]["viseme_bias"] == {"PP": 1.0}
+    assert main(["combine-frontends", *dirs, "--out", str(biased), "--viseme-bias", "PP"]) == 2
+    assert "--viseme-bias 'PP': expected VISEME=LOGIT, e.g. PP=1.0" in capsys.readouterr().err
+    assert main(["combine-frontends", *dirs, "--out", str(biased), "--viseme-bias", "XX=1"]) == 2
+    assert "unknown viseme 'XX'" in capsys.readouterr().err
 
     mlp = tmp_path / "mlp"
     args = ["train", "viseme-mlp", "--data", str(export), "--out", str(mlp), *tiny]

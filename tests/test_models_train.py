@@ -336,6 +336,29 @@ def test_vtlp_and_spec_augment_train_the_front_end_only(export, tmp_path, capsys
     assert "--vtlp must be in [0, 0.5)" in capsys.readouterr().err
 
 
+def test_augment_audio_gain_and_eq_ranges_are_the_options(export, tmp_path, capsys):
+    """The level of a tone after `augment_audio` falls in the gain range asked for (EQ off, noise
+    ≤ -5 dB of the signal), and `train --gain-db/--eq-db` record and check their ranges."""
+    import torch
+
+    from audio2anim.train.recipes import augment_audio
+
+    t = torch.arange(16000) / 16000
+    tone = (0.01 * torch.sin(2 * torch.pi * 440 * t)).repeat(64, 1)
+    out = augment_audio(tone, torch.Generator().manual_seed(0), gain_db=(-30.0, -20.0), eq_db=0.0)
+    db = 20 * torch.log10(out.pow(2).mean(-1).sqrt() / tone.pow(2).mean(-1).sqrt())
+    assert float(db.min()) > -30.5 and float(db.max()) < -18.5  # noise adds at most 1.2 dB
+    assert float(db.max() - db.min()) > 5  # spread over the range, not one value
+
+    fe = tmp_path / "fe"
+    base = ["train", "viseme-frontend", "--data", str(export), "--out", str(fe), *TINY]
+    assert main([*base, "--gain-db=-30:15", "--eq-db", "12"]) == 0
+    opts = json.loads((fe / "config.json").read_text())["training"]["options"]
+    assert opts["gain_db"] == [-30.0, 15.0] and opts["eq_db"] == 12.0
+    assert main([*base, "--gain-db=10:-10"]) == 2
+    assert "--gain-db must be LO:HI" in capsys.readouterr().err
+
+
 def test_voice_weights_set_how_often_crops_come_from_each_voice(tmp_path, capsys):
     import torch
 

@@ -95,7 +95,8 @@ def _jsonable(obj):
 def save(model, directory: str | Path, sidecar: dict | None = None) -> Path:
     """Write ``model`` (a module built by `build`, or a wav2vec2 front end) to ``directory``.
 
-    ``sidecar``: extra JSON-able metadata merged into the config (numpy arrays become lists).
+    ``sidecar``: extra JSON-able metadata merged into the config (numpy arrays become lists;
+    its ``format``, ``kind`` and ``hparams``, if any, are the model's).
     Returns the directory path.
     """
     out = Path(directory)
@@ -109,7 +110,9 @@ def save(model, directory: str | Path, sidecar: dict | None = None) -> Path:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"), metadata={"format": FORMAT})
     config = {"format": FORMAT, "kind": model.kind, "hparams": model.hparams}
-    config.update(sidecar or {})
+    # the model's own hyper-parameters win over a sidecar's (e.g. one read from another file):
+    # the config must build the network these weights belong to
+    config.update({k: v for k, v in (sidecar or {}).items() if k not in config})
     (out / "config.json").write_text(json.dumps(_jsonable(config), indent=1) + "\n")
     return out
 

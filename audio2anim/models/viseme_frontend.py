@@ -16,6 +16,11 @@ trained to be the viseme of frame ``t - lookahead``, so it has heard ``lookahead
   ensemble, ``members`` = 3): the members side by side in one wider network (grouped convs,
   one GRU and one output head per member behind a single-GRU interface whose state is the
   members' states concatenated), so streaming, ONNX export and the operator need nothing new.
+- ``viseme_bias`` ({"PP": 1.0}): a log-odds offset per viseme added to the output, i.e. each
+  named viseme's posterior multiplied by e^offset before renormalizing (a prior correction).
+  Recognizers trained on synthetic voices hear fewer P/B/M in real speech than are there;
+  lips that never close on them look worse than an occasional extra closure. Stored in the
+  hyper-parameters, so every path (posteriors, streaming, ONNX, the operator) applies it.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class VisemeFrontEnd(nn.Module):
         lookahead: int = 4,
         dropout: float = 0.1,
         members: int = 1,
+        viseme_bias: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= lookahead <= 6:
@@ -64,6 +70,9 @@ class VisemeFrontEnd(nn.Module):
         )
         self.n_mels, self.lookahead, self.kernel = n_mels, lookahead, kernel
         self.members, self.n_visemes = members, n_visemes
+        # not in the state dict: the hyper-parameters carry it, so older files load unchanged
+        self.register_buffer("logit_bias", torch.zeros(n_visemes), persistent=False)
+        self.set_viseme_bias(viseme_bias or {})
         self.register_buffer("in_mean", torch.zeros(n_mels))
         self.register_buffer("in_std", torch.ones(n_mels))
         dims = [n_mels] + [channels] * conv_layers
@@ -78,6 +87,23 @@ class VisemeFrontEnd(nn.Module):
         else:
             self.gru = MemberGRUs(channels, hidden, members)
             self.out = MemberHeads(hidden, n_visemes, members)
+
+    def set_viseme_bias(self, bias: dict[str, float]) -> None:
+        """Replace the per-viseme log-odds offsets (see the module docstring); {} removes them.
+        ValueError names an unknown viseme."""
+        from audio2anim.data.visemes import VISEMES
+
+        values = torch.zeros(self.n_visemes)
+        for name, value in bias.items():
+            if name not in VISEMES:
+                raise ValueError(
+                    f"viseme_bias: unknown viseme {name!r} (known: {', '.join(VISEMES)})"
+                )
+            values[VISEMES.index(name)] = float(value)
+        self.logit_bias.copy_(values)
+        self.hparams.pop("viseme_bias", None)
+        if bias:  # only biased models carry the key: unbiased sidecars stay as they were
+            self.hparams["viseme_bias"] = {k: float(v) for k, v in bias.items()}
 
     def set_normalization(self, mean, std) -> None:
         # torch.as_tensor accepts arrays and tensors on any device; copy_ moves them
@@ -109,12 +135,12 @@ class VisemeFrontEnd(nn.Module):
 
     def head(self, y: torch.Tensor) -> torch.Tensor:
         """GRU output [..., hidden] → logits [..., 15]; with several members, the log of their
-        mean posteriors (a softmax of it is that mean)."""
+        mean posteriors (a softmax of it is that mean); plus ``viseme_bias``."""
         logits = self.out(y)
-        if self.members == 1:
-            return logits
-        logp = F.log_softmax(logits.unflatten(-1, (self.members, self.n_visemes)), -1)
-        return torch.logsumexp(logp, -2) - float(np.log(self.members))
+        if self.members > 1:
+            logp = F.log_softmax(logits.unflatten(-1, (self.members, self.n_visemes)), -1)
+            logits = torch.logsumexp(logp, -2) - float(np.log(self.members))
+        return logits + self.logit_bias
 
     @torch.no_grad()
     def posteriors(self, logmel: np.ndarray) -> np.ndarray:
@@ -244,6 +270,7 @@ def combine_frontends(models: list[VisemeFrontEnd]) -> VisemeFrontEnd:
     k = len(models)
     c, h = first.hparams["channels"], first.hparams["hidden"]
     hp = {**first.hparams, "channels": c * k, "hidden": h * k, "members": k}
+    hp.pop("viseme_bias", None)  # an ensemble's own bias is set on it, not inherited
     out = VisemeFrontEnd(**hp)
     out.in_mean.copy_(first.in_mean)
     out.in_std.copy_(first.in_std)

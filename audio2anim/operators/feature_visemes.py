@@ -26,12 +26,16 @@ Backends (``backend``):
   ``restart_s`` seconds so memory stays bounded on endless live input.
 
 Params: ``model``, ``backend``, ``frame_rate`` (50 = what the viseme predictors take, or 100),
+``viseme_bias`` (trained front end only: log-odds offsets per viseme, e.g. ``{PP: 1.5}``, that
+replace the checkpoint's own ``viseme_bias``; ``{}`` = none: each posterior is reweighted by
+e^(new − stored) and renormalized, which is what the model would output with that bias),
 ``stable_ms`` and ``restart_s`` (pocketsphinx only).
 
 Example node::
 
     vis: {op: feature.visemes, params: {model: checkpoints/viseme-frontend, frame_rate: 50}}
     vis: {op: feature.visemes, params: {backend: pocketsphinx, stable_ms: 120}}
+    vis: {op: feature.visemes, params: {viseme_bias: {PP: 1.5}}}   # lips close more eagerly
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
@@ -70,6 +74,27 @@ class VisemeFeatureParams(OperatorParams):
     restart_s: float = Field(
         20.0, ge=1, le=600, description="pocketsphinx: start a new utterance after this long"
     )
+    viseme_bias: dict[str, float] | None = Field(
+        None,
+        description="trained front end: log-odds offset per viseme, e.g. {PP: 1.5}, replacing "
+        "the checkpoint's (None: the checkpoint's; {}: none)",
+    )
+
+    @field_validator("viseme_bias")
+    @classmethod
+    def _known_visemes(cls, bias):
+        from audio2anim.data.visemes import VISEMES
+
+        unknown = [name for name in bias or {} if name not in VISEMES]
+        if unknown:
+            raise ValueError(f"unknown viseme {unknown[0]!r} (known: {', '.join(VISEMES)})")
+        return bias
+
+    @model_validator(mode="after")
+    def _bias_needs_a_model(self):
+        if self.viseme_bias is not None and self.backend == "pocketsphinx":
+            raise ValueError("viseme_bias applies to the trained front end (backend torch or onnx)")
+        return self
 
 
 class TorchFrontEndStream:
@@ -142,6 +167,17 @@ class OnnxFrontEndStream:
         hp = self.onnx.hp
         n = hp["lookahead"] if self.seen else 0
         return self._run(np.full((n, hp["n_mels"]), self.silence, np.float32))
+
+
+def _reweight(model_dir, asked: dict[str, float]) -> np.ndarray:
+    """e^(asked − stored bias) per viseme: posteriors times this, renormalized, are those of
+    the model with ``asked`` as its ``viseme_bias``."""
+    from audio2anim.data.visemes import VISEMES
+    from audio2anim.models.checkpoint import read_sidecar
+
+    stored = read_sidecar(model_dir)["hparams"].get("viseme_bias", {})
+    delta = [asked.get(v, 0.0) - stored.get(v, 0.0) for v in VISEMES]
+    return np.exp(np.asarray(delta, np.float32))
 
 
 def _logmel_config(sidecar: dict) -> dict:
@@ -244,12 +280,15 @@ class VisemeFeatures(Operator):
     def setup(self) -> None:
         p = self.params
         configure_torch_threads()
+        self.reweight = None  # posteriors as the model gives them
         if p.backend == "pocketsphinx":
             self.recognizer = PocketsphinxVisemes(p.stable_ms, p.restart_s)
         else:
             model_dir = require_model_dir(p.model, "feature.visemes: model")
             cls = TorchFrontEndStream if p.backend == "torch" else OnnxFrontEndStream
             self.recognizer = cls(model_dir)
+            if p.viseme_bias is not None:
+                self.reweight = _reweight(model_dir, p.viseme_bias)
         # first calls allocate; pay for that here, not on the first live packet
         self.recognizer.push(np.zeros(SAMPLE_RATE // 2, np.float32))
         self.recognizer.flush()
@@ -287,6 +326,9 @@ class VisemeFeatures(Operator):
     def _emit(self, probs: np.ndarray) -> Outputs:
         if len(probs) == 0:
             return None
+        if self.reweight is not None:
+            probs = probs * self.reweight
+            probs /= probs.sum(axis=1, keepdims=True)
         x = np.concatenate([self.pending, probs]) if len(self.pending) else probs
         n = len(x) // self.factor
         self.pending = x[n * self.factor :]

@@ -19,6 +19,7 @@ on a bare training machine (torch, numpy, transformers, safetensors, tqdm).
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import sys
@@ -82,6 +83,20 @@ def add_commands(subparsers) -> None:
         type=float,
         default=0.1,
         help="front ends: random speed factor within 1 ± this per batch (0: off)",
+    )
+    p.add_argument(
+        "--gain-db",
+        type=gain_range,
+        default=(-12.0, 6.0),
+        metavar="LO:HI",
+        help="front ends: random gain of the training audio, uniform in LO…HI dB (default -12:6; "
+        "write --gain-db=-24:12)",
+    )
+    p.add_argument(
+        "--eq-db",
+        type=float,
+        default=6.0,
+        help="front ends: random smooth EQ of the training audio, within ± this many dB",
     )
     p.add_argument(
         "--hparam",
@@ -152,6 +167,13 @@ def add_commands(subparsers) -> None:
         help="wav2vec2: store the members' weights in half precision (half the size; they "
         "still run in float32)",
     )
+    c.add_argument(
+        "--viseme-bias",
+        action="append",
+        metavar="VISEME=LOGIT",
+        help="viseme-frontend: add LOGIT to that viseme's log-odds, e.g. PP=1.0 (P/B/M "
+        "recognized more eagerly, so lips close more reliably; repeatable)",
+    )
     c.set_defaults(func=cmd_combine)
 
     x = subparsers.add_parser("export-onnx", help="export a predictor / viseme front end to ONNX")
@@ -174,8 +196,11 @@ def parse_train_args(argv: list[str]):
     return parser.parse_args(argv)
 
 
-def voice_weights(items) -> dict:
-    """["espeak=0.5", …] → {"espeak": 0.5, …}; ValueError naming a malformed item."""
+def keyed_floats(
+    items, option: str = "--voice-weight", form: str = "VOICE=WEIGHT", example: str = "espeak=0.5"
+) -> dict:
+    """["espeak=0.5", …] → {"espeak": 0.5, …} (``--voice-weight``, ``--viseme-bias``);
+    ValueError naming the option and the malformed item."""
     out = {}
     for item in items:
         key, sep, w = item.rpartition("=")
@@ -184,8 +209,19 @@ def voice_weights(items) -> dict:
         except ValueError:
             sep = ""
         if not sep or not key:
-            raise ValueError(f"--voice-weight {item!r}: expected VOICE=WEIGHT, e.g. espeak=0.5")
+            raise ValueError(f"{option} {item!r}: expected {form}, e.g. {example}")
     return out
+
+
+def gain_range(text: str) -> tuple[float, float]:
+    """``"LO:HI"`` (dB) → (LO, HI), for ``--gain-db``."""
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LO:HI in dB, e.g. -24:12, got {text!r}"
+        ) from None
+    return lo, hi
 
 
 def hparam_overrides(items, model: str, size: str) -> dict:
@@ -232,8 +268,10 @@ def train_options(args, command: str):
         w2v_augment=args.w2v_augment,
         viseme_input=args.viseme_input,
         speed_perturb=args.speed_perturb,
-        voice_weights=voice_weights(args.voice_weight or ()),
+        voice_weights=keyed_floats(args.voice_weight or ()),
         vtlp=args.vtlp,
+        gain_db=args.gain_db,
+        eq_db=args.eq_db,
         spec_augment=args.spec_augment,
         lipsync_frontend=args.lipsync_frontend,
         distill_from=tuple(args.distill_from or ()),
@@ -307,8 +345,14 @@ def cmd_combine(args) -> int:
     from .combine import combine_checkpoints
 
     try:
+        bias = keyed_floats(args.viseme_bias or (), "--viseme-bias", "VISEME=LOGIT", "PP=1.0")
         out = combine_checkpoints(
-            args.members, args.out, args.data, _command_line(), float16=args.float16
+            args.members,
+            args.out,
+            args.data,
+            _command_line(),
+            float16=args.float16,
+            viseme_bias=bias,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"combine-frontends: {e}", file=sys.stderr)

@@ -22,9 +22,12 @@ def combine_checkpoints(
     data: str | Path | None = None,
     command: str = "",
     float16: bool = False,
+    viseme_bias: dict[str, float] | None = None,
 ) -> Path:
     """Write the ensemble of the front-end checkpoints ``members`` (all viseme-frontend or all
-    wav2vec2) to ``out``; ``float16`` stores wav2vec2 members' weights in half precision."""
+    wav2vec2) to ``out``; ``float16`` stores wav2vec2 members' weights in half precision;
+    ``viseme_bias`` ({"PP": 1.0}) sets a viseme ensemble's log-odds offsets
+    (`VisemeFrontEnd.set_viseme_bias`)."""
     import torch
 
     from audio2anim.models.checkpoint import load, read_sidecar, save
@@ -45,6 +48,8 @@ def combine_checkpoints(
         loaded.append((path, side))
     if float16 and kind != "wav2vec2":
         raise ValueError("float16 storage applies to wav2vec2 members only")
+    if viseme_bias and kind != "viseme-frontend":
+        raise ValueError("--viseme-bias applies to viseme-frontend members only")
     from .evaluate import trained_split_seed
 
     first = loaded[0][1]
@@ -84,6 +89,7 @@ def combine_checkpoints(
     else:
         try:
             model = combine_frontends([load(path)[0] for path in members])
+            model.set_viseme_bias(viseme_bias or {})
         except ValueError as e:
             raise ValueError(f"{members[0]} + …: {e}") from None
 

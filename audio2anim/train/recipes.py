@@ -120,6 +120,10 @@ class TrainOptions:
     # viseme front end: SpecAugment-style masks on the log-mel input (2 bands of ≤ 8 mels and
     # 2 spans of ≤ 4 frames per crop, set to the band means)
     spec_augment: bool = False
+    # front ends: the range of the random gain (dB) and of the random EQ (± dB) of
+    # `augment_audio`
+    gain_db: tuple[float, float] = (-12.0, 6.0)
+    eq_db: float = 6.0
     # viseme front end: weight its frame loss by LIPSYNC_WEIGHTS too (P/B/M, rounded and open
     # frames count more), as the predictors' losses always are
     lipsync_frontend: bool = False
@@ -272,8 +276,12 @@ def stretch_frames(x: torch.Tensor, r: float, n: int) -> torch.Tensor:
     return x[:, src]
 
 
-def augment_audio(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random gain (−12…+6 dB), smooth random EQ (±6 dB), white/brown noise at 5–40 dB SNR."""
+def augment_audio(
+    x: torch.Tensor, gen: torch.Generator, gain_db=(-12.0, 6.0), eq_db: float = 6.0
+) -> torch.Tensor:
+    """Random gain (uniform in ``gain_db``), smooth random EQ (±``eq_db`` at 6 control points
+    over 0…8 kHz), white/brown noise at 5–40 dB SNR. Real recordings arrive at any level and
+    through any microphone; these ranges are what the front end learns to ignore."""
     b, n = x.shape
     dev = x.device
 
@@ -281,7 +289,7 @@ def augment_audio(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return torch.rand(*shape, device=dev, generator=gen)
 
     spec = torch.fft.rfft(x, dim=-1)
-    ctrl = (rand(b, 1, 6) * 12 - 6).float()  # dB at 6 control points over 0..8 kHz
+    ctrl = ((rand(b, 1, 6) * 2 - 1) * eq_db).float()  # dB at 6 control points over 0..8 kHz
     curve = F.interpolate(ctrl, size=spec.shape[-1], mode="linear", align_corners=True)[:, 0]
     x = torch.fft.irfft(spec * 10 ** (curve / 20), n=n, dim=-1)
     rms = x.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-4)
@@ -294,7 +302,8 @@ def augment_audio(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     snr_db = 5 + 35 * rand(b, 1)
     use_noise = (rand(b, 1) < 0.7).float()
     x = x + use_noise * noise * rms / 10 ** (snr_db / 20)
-    gain = 10 ** ((rand(b, 1) * 18 - 12) / 20)
+    lo, hi = gain_db
+    gain = 10 ** ((lo + rand(b, 1) * (hi - lo)) / 20)
     return (x * gain).clamp(-1, 1)
 
 
@@ -529,7 +538,7 @@ def train_viseme_frontend(data: TrainingData, opts: TrainOptions):
         labels = stretch_frames(tset.vis100_of(idx), r, n100)
         m100 = stretch_frames(mask.repeat_interleave(2, dim=1), r, n100)
         fb = vtlp_filterbanks(opts.vtlp, len(audio), gen, dev) if opts.vtlp else None
-        lm = logmel_torch(augment_audio(audio, gen), filterbank=fb)
+        lm = logmel_torch(augment_audio(audio, gen, opts.gain_db, opts.eq_db), filterbank=fb)
         logits = model(spec_augment(lm, model.in_mean, gen) if opts.spec_augment else lm)
         n = labels.shape[1] - lk
         loss = F.cross_entropy(
@@ -626,7 +635,7 @@ def train_wav2vec2(data: TrainingData, opts: TrainOptions):
         u, start, idx, mask = tset.crop(opts.batch, frames, gen)
         audio, r = speed_perturb(tset.audio_of(idx, mask), opts.speed_perturb, gen)
         mask = stretch_frames(mask, r, audio.shape[1] // HOP)
-        audio = augment_audio(audio, gen)
+        audio = augment_audio(audio, gen, opts.gain_db, opts.eq_db)
         labels = [
             crop_ctc_labels(train[i], s, frames)
             for i, s in zip(u.tolist(), start.tolist(), strict=True)
@@ -883,6 +892,11 @@ def train(data: TrainingData, opts: TrainOptions) -> Path:
         raise ValueError("--w2v-augment is for the w2v-* predictors")
     if (opts.vtlp or opts.spec_augment) and opts.model != "viseme-frontend":
         raise ValueError("--vtlp and --spec-augment act on log-mel input: viseme-frontend only")
+    lo, hi = opts.gain_db
+    if not -60 <= lo <= hi <= 40:
+        raise ValueError(f"--gain-db must be LO:HI with -60 <= LO <= HI <= 40, got {lo}:{hi}")
+    if not 0 <= opts.eq_db <= 24:
+        raise ValueError(f"--eq-db must be in [0, 24], got {opts.eq_db}")
     if not 0 <= opts.vtlp < 0.5:
         raise ValueError(f"--vtlp must be in [0, 0.5), got {opts.vtlp}")
     torch.manual_seed(opts.seed)

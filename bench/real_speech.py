@@ -147,36 +147,46 @@ def alignment_line(segments) -> str:
     )
 
 
+def align_and_export(name: str, tmp: Path) -> tuple[int, float]:
+    """Align set ``name`` into ``tmp``/corpus and export it to ``tmp``/export (labels: the aligned
+    phones; targets: the teacher's on them) → (clips aligned, seconds)."""
+    from audio2anim.data.align import align_files
+    from audio2anim.data.corpus import Corpus
+    from audio2anim.train.data import export_data
+
+    list_items, voice, _ = SETS[name]
+    items = list_items()
+    result = align_files(items, tmp / "corpus", voice=voice, workers=2, progress=False)
+    corpus = Corpus(tmp / "corpus")
+    seconds = sum(u.duration for u in corpus.utterances)
+    print(f"{name}: {len(corpus.utterances)} of {len(items)} clips aligned, {seconds:.1f} s")
+    for message in result["failed"]:
+        print(f"  alignment failed: {message}")
+    if len(items) <= 10:  # small enough to read: phones between pauses, seconds
+        order = [stem for stem, _, _ in items]
+        for u in sorted(corpus.utterances, key=lambda u: order.index(u.id)):
+            print(f"  {u.id:<13} {u.duration:4.2f} s  {u.text!r:<15} "
+                  f"{alignment_line(corpus.phones(u.id))}")  # fmt: skip
+    export_data(tmp / "corpus", tmp / "export", max_mb=None)
+    return len(corpus.utterances), seconds
+
+
 def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> list[str]:
     """Align, export and evaluate one set; returns its Markdown lines."""
     import numpy as np
 
-    from audio2anim.data.align import align_files
-    from audio2anim.data.corpus import Corpus
     from audio2anim.operators.feature_visemes import PocketsphinxVisemes
-    from audio2anim.train.data import export_data, load_data
+    from audio2anim.train.data import load_data
     from audio2anim.train.evaluate import run_eval
     from audio2anim.train.metrics import frame_accuracy
 
-    list_items, voice, description = SETS[name]
-    items = list_items()
+    description = SETS[name][2]
     with tempfile.TemporaryDirectory(prefix="real_speech-") as tmp:
         tmp = Path(tmp)
-        result = align_files(items, tmp / "corpus", voice=voice, workers=2, progress=False)
-        corpus = Corpus(tmp / "corpus")
-        seconds = sum(u.duration for u in corpus.utterances)
-        print(f"{name}: {len(corpus.utterances)} of {len(items)} clips aligned, {seconds:.1f} s")
-        for message in result["failed"]:
-            print(f"  alignment failed: {message}")
-        if len(items) <= 10:  # small enough to read: phones between pauses, seconds
-            order = [stem for stem, _, _ in items]
-            for u in sorted(corpus.utterances, key=lambda u: order.index(u.id)):
-                print(f"  {u.id:<13} {u.duration:4.2f} s  {u.text!r:<15} "
-                      f"{alignment_line(corpus.phones(u.id))}")  # fmt: skip
-        export_data(tmp / "corpus", tmp / "export", max_mb=None)
+        clips, seconds = align_and_export(name, tmp)
 
         lines = [
-            f"### {name}: {len(corpus.utterances)} clips, {seconds:.1f} s",
+            f"### {name}: {clips} clips, {seconds:.1f} s",
             "",
             f"{description}; aligned by pocketsphinx (labels approximate), targets from the "
             f"teacher on the aligned phones. Checkpoints: `{ckdir}`.",

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from real_speech import SETS, align_and_export  # noqa: E402 (after the path)
+from real_speech import SETS, align_and_export, parse_sets  # noqa: E402 (after the path)
 
 FIGURES = {  # model → (column label, its figure in an evaluation)
     "viseme-frontend": ("viseme acc.", lambda r: r["viseme_frame_accuracy"]),
@@ -88,11 +88,10 @@ def main() -> int:
 
     ckdirs = [Path(c) for c in args.checkpoints or ["checkpoints"]]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
-    unknown = [s for s in sets if s not in SETS]
-    if unknown or not sets:
-        print(f"--sets: unknown set {unknown[0] if unknown else '(none)'!r} (known: {', '.join(SETS)})",
-              file=sys.stderr)  # fmt: skip
+    try:
+        sets = parse_sets(args.sets)
+    except ValueError as e:
+        print(e, file=sys.stderr)
         return 2
     missing = [str(d / m) for d in ckdirs for m in models if not (d / m / "config.json").is_file()]
     if missing:

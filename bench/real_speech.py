@@ -124,6 +124,16 @@ SETS = {
 }  # fmt: skip
 
 
+def parse_sets(text: str) -> list[str]:
+    """``"tuxpaint,alsa"`` → the set names; ValueError naming an unknown one."""
+    sets = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in sets if s not in SETS]
+    if unknown or not sets:
+        name = unknown[0] if unknown else "(none)"
+        raise ValueError(f"--sets: unknown set {name!r} (known: {', '.join(SETS)})")
+    return sets
+
+
 def lip(row: dict, key: str, seg: str) -> str:
     """A lip-sync figure with its segment count, or 'n/a (0 segments)'."""
     n = row["segments"][seg]
@@ -237,11 +247,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args()
 
-    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
-    unknown = [s for s in sets if s not in SETS]
-    if unknown or not sets:
-        print(f"--sets: unknown set {unknown[0] if unknown else '(none)'!r} (known: {', '.join(SETS)})",
-              file=sys.stderr)  # fmt: skip
+    try:
+        sets = parse_sets(args.sets)
+    except ValueError as e:
+        print(e, file=sys.stderr)
         return 2
     out = Path(args.out)
     if out.suffix != ".md" or out.is_dir():  # the per-model reports go to the same path less .md

@@ -38,18 +38,23 @@ def test_ensemble_posteriors_are_the_members_mean_one_shot_streamed_and_onnx(tmp
     lm = _speech_logmel()
     mean = np.mean([m.posteriors(lm) for m in members], 0)
     assert np.abs(members[0].posteriors(lm) - mean).max() > 0.05  # the members do disagree
-    np.testing.assert_allclose(ens.posteriors(lm), mean, atol=1e-5)
-
-    stream = VisemeStream(ens)
-    parts = [stream.push(lm[i : i + 7]) for i in range(0, len(lm), 7)]
-    np.testing.assert_allclose(np.concatenate([*parts, stream.flush()]), mean, atol=1e-5)
-
-    save(ens, tmp_path / "ens")
-    loaded, side = load(tmp_path / "ens")
+    _, side = _assert_every_runtime_gives(mean, ens, lm, tmp_path)
     assert side["hparams"]["members"] == 3
-    np.testing.assert_allclose(loaded.posteriors(lm), mean, atol=1e-5)
+
+
+def _assert_every_runtime_gives(expect, model, lm, tmp_path):
+    """``model``'s posteriors of ``lm`` equal ``expect`` one-shot, streamed in odd blocks,
+    after a save/load round trip and in its ONNX export → the loaded (model, sidecar)."""
+    np.testing.assert_allclose(model.posteriors(lm), expect, atol=1e-5)
+    stream = VisemeStream(model)
+    parts = [stream.push(lm[i : i + 7]) for i in range(0, len(lm), 7)]
+    np.testing.assert_allclose(np.concatenate([*parts, stream.flush()]), expect, atol=1e-5)
+    save(model, tmp_path / "ens")
+    loaded, side = load(tmp_path / "ens")
+    np.testing.assert_allclose(loaded.posteriors(lm), expect, atol=1e-5)
     onnx = OnnxModel(export_onnx(tmp_path / "ens", tmp_path / "ens.onnx"))
-    np.testing.assert_allclose(onnx.posteriors(lm), mean, atol=1e-4)
+    np.testing.assert_allclose(onnx.posteriors(lm), expect, atol=1e-4)
+    return loaded, side
 
 
 def test_viseme_bias_reweights_the_posteriors_in_every_runtime(tmp_path):
@@ -62,17 +67,8 @@ def test_viseme_bias_reweights_the_posteriors_in_every_runtime(tmp_path):
     expect = plain * np.exp([0, 1.5] + [0] * 12 + [-0.5])
     expect /= expect.sum(-1, keepdims=True)
     assert (expect[:, 1] - plain[:, 1]).min() > 0  # PP is more likely everywhere
-    np.testing.assert_allclose(ens.posteriors(lm), expect, atol=1e-5)
-
-    stream = VisemeStream(ens)
-    parts = [stream.push(lm[i : i + 5]) for i in range(0, len(lm), 5)]
-    np.testing.assert_allclose(np.concatenate([*parts, stream.flush()]), expect, atol=1e-5)
-    save(ens, tmp_path / "ens")
-    loaded, side = load(tmp_path / "ens")
+    loaded, side = _assert_every_runtime_gives(expect, ens, lm, tmp_path)
     assert side["hparams"]["viseme_bias"] == {"PP": 1.5, "ou": -0.5}
-    np.testing.assert_allclose(loaded.posteriors(lm), expect, atol=1e-5)
-    onnx = OnnxModel(export_onnx(tmp_path / "ens", tmp_path / "ens.onnx"))
-    np.testing.assert_allclose(onnx.posteriors(lm), expect, atol=1e-4)
 
     loaded.set_viseme_bias({})  # removed: the plain posteriors, and no key in the sidecar
     np.testing.assert_allclose(loaded.posteriors(lm), plain, atol=1e-5)

@@ -54,22 +54,25 @@ def scaled(utts, gain_db: float):
 
 
 def plot(rows: dict, gains: list[float], path: Path) -> None:
+    """One panel per (figure, set): figure against gain, a line per checkpoint."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sets = sorted({s for s, _ in rows})
-    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.4), squeeze=False)
-    for ax, name in zip(axes[0], sets, strict=True):
-        for (s, label), values in rows.items():
-            if s == name:
-                ax.plot(gains, values, marker="o", label=label)
-        ax.set_title(name)
+    sets = list(dict.fromkeys(s for s, _, _ in rows))
+    figures = list(dict.fromkeys(f for _, f, _ in rows))
+    fig, axes = plt.subplots(
+        len(figures), len(sets), figsize=(4.2 * len(sets), 3.0 * len(figures)), squeeze=False
+    )
+    for (name, figure, label), values in rows.items():
+        ax = axes[figures.index(figure)][sets.index(name)]
+        ax.plot(gains, values, marker="o", label=label)
+        ax.set_title(f"{name}: {figure}")
         ax.set_xlabel("input gain (dB)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("figure (see table)")
-    axes[0][-1].legend(fontsize=7)
+    for row in axes:
+        row[-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -114,7 +117,7 @@ def main() -> int:
     gains = args.gains
     head = " | ".join(f"{g:+g} dB" for g in gains)
     lines = ["## Input level", ""]
-    rows: dict[tuple[str, str], list[float]] = {}
+    rows: dict[tuple[str, str, str], list[float]] = {}  # (set, figure, checkpoint) → values
     for name in sets:
         with tempfile.TemporaryDirectory(prefix="input_level-") as tmp:
             clips, seconds = align_and_export(name, Path(tmp))
@@ -129,7 +132,7 @@ def main() -> int:
                 for g in gains:
                     values.append(read(evaluate(d / m, scaled(utts, g))))
                     bar.update()
-                rows[(name, f"{d}/{m}")] = values
+                rows[(name, label, str(d))] = values
                 cells = " | ".join(f"{v:.3f}" for v in values)
                 lines.append(f"| `{d}/{m}` | {label} | {cells} |")
             bar.close()

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .wav2vec_features import hidden_layer as feature_layer
+
 ARPABET = [
     "AA",
     "AE",
@@ -201,15 +203,15 @@ class Wav2Vec2FrontEnd(nn.Module):
     @property
     def feature_dim(self) -> int:
         cfg = self.model.config
-        if self.feature == "posteriors":
+        layer = feature_layer(self.feature)
+        if layer is None:
             return cfg.vocab_size
-        m = re.fullmatch(r"(posteriors\+)?hidden-(\d+)", self.feature)
-        if not m or int(m.group(2)) > cfg.num_hidden_layers:
+        if layer > cfg.num_hidden_layers:
             raise ValueError(
-                f"feature {self.feature!r}: expected 'posteriors', 'hidden-N' or "
-                f"'posteriors+hidden-N' with N in 0..{cfg.num_hidden_layers}"
+                f"feature {self.feature!r}: this model's hidden-N go up to "
+                f"hidden-{cfg.num_hidden_layers}"
             )
-        return cfg.hidden_size + (cfg.vocab_size if m.group(1) else 0)
+        return cfg.hidden_size + (cfg.vocab_size if self.feature.startswith("posteriors+") else 0)
 
     def chunk_mask(self, t: int, device, dtype) -> torch.Tensor | None:
         """[1, 1, T, T] additive mask of the chunked attention (None = full attention)."""
@@ -248,7 +250,7 @@ class Wav2Vec2FrontEnd(nn.Module):
         return logits, picked
 
     def _hidden_layer(self) -> int | None:
-        return None if self.feature == "posteriors" else int(self.feature.split("-")[-1])
+        return feature_layer(self.feature)
 
     def features_torch(self, audio: torch.Tensor) -> torch.Tensor:
         """audio [B, n] float at 16 kHz → features [B, n // hop, D] (chunked if configured)."""

@@ -80,12 +80,10 @@ class Wav2Vec2Params(OperatorParams):
     @field_validator("feature")
     @classmethod
     def _feature(cls, v: str | None) -> str | None:
-        import re
+        from audio2anim.models.wav2vec_features import hidden_layer
 
-        if v is not None and not re.fullmatch(r"posteriors|(posteriors\+)?hidden-\d+", v):
-            raise ValueError(
-                f"expected 'posteriors', 'hidden-N' or 'posteriors+hidden-N', got {v!r}"
-            )
+        if v is not None:
+            hidden_layer(v)  # ValueError naming it
         return v
 
 

@@ -115,6 +115,63 @@ def test_feature_wav2vec2_operator_streams_an_ensemble(tmp_path):
     assert out[0].payload.kind == "w2v2-posteriors"
 
 
+@pytest.mark.parametrize("feature", ["posteriors", "posteriors+hidden-1"])
+def test_phone_bias_reweights_the_posteriors_features_but_not_ctc(tmp_path, feature):
+    """A stored phone_bias multiplies each member's P/B/M posteriors by e^bias before they
+    are averaged: one-shot, streamed and in the operator, whose {} removes it. CTC decoding
+    (`run`) and hidden states are untouched."""
+    from audio2anim.models.wav2vec import PHONE_VOCAB
+    from audio2anim.operators.feature_wav2vec2 import Wav2Vec2Features
+
+    paths = [_member(tmp_path, s) for s in (1, 2)]
+    bias = {"P": 2.0, "B": 2.0, "M": 2.0}
+    assert main(["combine-frontends", *map(str, paths), "--out", str(tmp_path / "ens"),
+                 *[a for p in "PBM" for a in ("--phone-bias", f"{p}=2")]]) == 0  # fmt: skip
+    ens = load_wav2vec2(tmp_path / "ens", feature=feature)
+    assert read_sidecar(tmp_path / "ens")["hparams"]["phone_bias"] == bias
+    x = _speechlike()
+    weight = np.ones(len(PHONE_VOCAB))
+    weight[[PHONE_VOCAB.index(p) for p in "PBM"]] = np.exp(2.0)
+    parts = []
+    for m in ens.members:
+        post = m.features(x)[:, : len(PHONE_VOCAB)]
+        m.set_phone_bias({})
+        plain = m.features(x)
+        m.set_phone_bias(bias)
+        want = plain[:, : len(PHONE_VOCAB)] * weight
+        np.testing.assert_allclose(post, want / want.sum(-1, keepdims=True), atol=1e-5)
+        parts.append(plain)
+    got = ens.features(x)
+    v = len(PHONE_VOCAB)
+    assert (got[:, [PHONE_VOCAB.index(p) for p in "PBM"]] > 0).all()
+    if feature != "posteriors":  # the hidden states are the unbiased members' own
+        np.testing.assert_allclose(
+            got[:, v:], np.concatenate([p[:, v:] for p in parts], -1), atol=1e-5
+        )
+    stream = open_stream(ens)
+    chunks = [stream.push(x[i : i + 900]) for i in range(0, len(x), 900)]
+    np.testing.assert_allclose(np.concatenate([*chunks, stream.flush()]), got, atol=2e-5)
+
+    plain_ens = load_wav2vec2(tmp_path / "ens", feature=feature)
+    plain_ens.set_phone_bias({})
+    with torch.no_grad():  # CTC decoding reads `run`, which the offsets never touch
+        audio = torch.nn.functional.pad(torch.as_tensor(x)[None], (80, 0))
+        np.testing.assert_allclose(ens.run(audio)[0].numpy(), plain_ens.run(audio)[0].numpy())
+    op = Wav2Vec2Features(
+        Wav2Vec2Features.Params(model=str(tmp_path / "ens"), feature=feature, phone_bias={})
+    )
+    op.setup()
+    out = [*(op.process("in", Packet(Audio(x, 16000), 0.0)) or ()), *(op.flush() or ())]
+    op.close()
+    got_op = np.concatenate([p.payload.data for p in out])
+    np.testing.assert_allclose(got_op, plain_ens.features(x), atol=2e-5)
+    bad = Wav2Vec2Features(
+        Wav2Vec2Features.Params(model=str(tmp_path / "ens"), phone_bias={"PP": 1})
+    )
+    with pytest.raises(ValueError, match="feature.wav2vec2: phone_bias: unknown phone 'PP'"):
+        bad.setup()
+
+
 def test_members_must_match(tmp_path):
     a = load_wav2vec2(_member(tmp_path, 1))
     with pytest.raises(ValueError, match="at least two"):
@@ -145,3 +202,6 @@ def test_combine_frontends_cli_makes_a_wav2vec2_ensemble(tmp_path, capsys):
     again = ["combine-frontends", str(out), paths[0], "--out", str(tmp_path / "x")]
     assert main(again) == 2
     assert "already an ensemble" in capsys.readouterr().err
+    visemes = ["combine-frontends", *paths, "--out", str(tmp_path / "y"), "--viseme-bias", "PP=1"]
+    assert main(visemes) == 2
+    assert "--viseme-bias applies to viseme-frontend members only" in capsys.readouterr().err

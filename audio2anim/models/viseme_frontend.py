@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .class_bias import bias_vector
 from .logmel import DEFAULT as LOGMEL_DEFAULT
 
 N_VISEMES = 15
@@ -93,14 +94,7 @@ class VisemeFrontEnd(nn.Module):
         ValueError names an unknown viseme."""
         from audio2anim.data.visemes import VISEMES
 
-        values = torch.zeros(self.n_visemes)
-        for name, value in bias.items():
-            if name not in VISEMES:
-                raise ValueError(
-                    f"viseme_bias: unknown viseme {name!r} (known: {', '.join(VISEMES)})"
-                )
-            values[VISEMES.index(name)] = float(value)
-        self.logit_bias.copy_(values)
+        self.logit_bias.copy_(bias_vector(bias, VISEMES, "viseme_bias", "viseme"))
         self.hparams.pop("viseme_bias", None)
         if bias:  # only biased models carry the key: unbiased sidecars stay as they were
             self.hparams["viseme_bias"] = {k: float(v) for k, v in bias.items()}

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .class_bias import bias_vector
 from .wav2vec_features import hidden_layer as feature_layer
 
 ARPABET = [
@@ -171,6 +172,7 @@ class Wav2Vec2FrontEnd(nn.Module):
         left_chunks: int = 10,
         feature: str = "posteriors",
         normalize_input: bool = False,
+        phone_bias: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -188,6 +190,19 @@ class Wav2Vec2FrontEnd(nn.Module):
             feature=feature,
             normalize_input=normalize_input,
         )
+        # log-odds offsets of the posteriors *features*; not in the state dict (the sidecar's
+        # hparams carry them), and never in `run`, so CTC decoding and the PER stay the model's
+        self.register_buffer("logit_bias", torch.zeros(len(self.vocab)), persistent=False)
+        self.set_phone_bias(phone_bias or {})
+
+    def set_phone_bias(self, bias: dict[str, float]) -> None:
+        """Replace the per-phone log-odds offsets of the posteriors features, e.g.
+        ``{"P": 2.0, "B": 2.0, "M": 2.0}`` (`class_bias`); {} removes them. ValueError names a
+        phone not in the vocabulary."""
+        self.logit_bias.copy_(bias_vector(bias, self.vocab, "phone_bias", "phone"))
+        self.hparams.pop("phone_bias", None)
+        if bias:  # only biased models carry the key
+            self.hparams["phone_bias"] = {k: float(v) for k, v in bias.items()}
 
     @property
     def frame_rate(self) -> float:
@@ -262,9 +277,10 @@ class Wav2Vec2FrontEnd(nn.Module):
     def feature_of(self, logits: torch.Tensor | None, hidden: torch.Tensor | None) -> torch.Tensor:
         """The configured feature (float32) from the CTC logits and the picked hidden layer."""
         if self.feature == "posteriors":
-            return torch.softmax(logits.float(), -1)
+            return torch.softmax(logits.float() + self.logit_bias.float(), -1)
         if self.feature.startswith("posteriors+"):
-            return torch.cat([torch.softmax(logits.float(), -1), hidden.float()], -1)
+            posteriors = torch.softmax(logits.float() + self.logit_bias.float(), -1)
+            return torch.cat([posteriors, hidden.float()], -1)
         return hidden.float()
 
     @torch.no_grad()
@@ -366,5 +382,6 @@ def load_wav2vec2(
         left_chunks=hp.get("left_chunks", 10),
         feature=feature or hp.get("feature", "posteriors"),
         normalize_input=normalize,
+        phone_bias=hp.get("phone_bias"),
     )
     return front.to(device).eval()

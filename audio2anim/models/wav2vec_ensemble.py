@@ -58,6 +58,13 @@ class Wav2Vec2Ensemble(nn.Module):
         self.chunk_frames, self.left_chunks = first.chunk_frames, first.left_chunks
         self.hparams = {**first.hparams, "members": len(members)}
 
+    def set_phone_bias(self, bias: dict[str, float]) -> None:
+        """Every member's `Wav2Vec2FrontEnd.set_phone_bias` (the offsets apply to each
+        member's posteriors before they are averaged)."""
+        for m in self.members:
+            m.set_phone_bias(bias)
+        self.hparams = {**self.members[0].hparams, "members": len(self.members)}
+
     @property
     def feature(self) -> str:
         return self.members[0].feature
@@ -141,14 +148,19 @@ def load_ensemble(
 
 
 def save_ensemble(
-    sources: list[str | Path], out: str | Path, sidecar: dict, float16: bool = False
+    sources: list[str | Path],
+    out: str | Path,
+    sidecar: dict,
+    float16: bool = False,
+    phone_bias: dict[str, float] | None = None,
 ) -> Wav2Vec2Ensemble:
     """Write the wav2vec2 checkpoints ``sources`` as one ensemble directory ``out``; with
-    ``float16`` the members' weights are stored in half precision. Returns the ensemble as
-    loaded back from ``out`` (so it computes with exactly the stored weights)."""
+    ``float16`` the members' weights are stored in half precision; ``phone_bias`` is stored with
+    every member (`Wav2Vec2FrontEnd.set_phone_bias`). Returns the ensemble as loaded back from
+    ``out`` (so it computes with exactly the stored weights)."""
     out = Path(out)
     members = [load_wav2vec2(s, feature="posteriors") for s in sources]
-    Wav2Vec2Ensemble(members)  # validates before anything is written
+    Wav2Vec2Ensemble(members).set_phone_bias(phone_bias or {})  # validates before writing
     out.mkdir(parents=True, exist_ok=True)
     names = []
     for i, (src, front) in enumerate(zip(sources, members, strict=True)):

@@ -29,7 +29,10 @@ logits, ``hidden-N`` = hidden states after layer N, or ``posteriors+hidden-N`` =
 the checkpoint's),
 ``device`` (``cpu`` | ``cuda``; ``fp16`` applies on cuda), ``hop_ms`` (how often the model runs:
 at least every 20 ms frame; chunked models emit per complete chunk, so a hop below a chunk
-changes nothing), ``context_ms`` and ``lookahead_ms`` (the window of full-attention models).
+changes nothing), ``context_ms`` and ``lookahead_ms`` (the window of full-attention models),
+``phone_bias`` (log-odds offsets per phone of the posteriors features, e.g. ``{P: 2, B: 2,
+M: 2}``, replacing the checkpoint's; ``{}`` = none: P/B/M heard more eagerly, so predictors
+reading posteriors close the lips more often).
 
 Example node::
 
@@ -75,6 +78,12 @@ class Wav2Vec2Params(OperatorParams):
     )
     lookahead_ms: float = Field(
         100.0, ge=0, le=5000, description="full-attention models: future audio in the window"
+    )
+
+    phone_bias: dict[str, float] | None = Field(
+        None,
+        description="log-odds offset per phone of the posteriors features, e.g. {P: 2, B: 2, "
+        "M: 2}, replacing the checkpoint's (None: the checkpoint's; {}: none)",
     )
 
     @field_validator("feature")
@@ -129,6 +138,11 @@ class Wav2Vec2Features(Operator):
         if p.device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("feature.wav2vec2: device 'cuda' but torch sees no GPU")
         front = load_wav2vec2(self._source(), device=p.device, feature=p.feature)
+        if p.phone_bias is not None:
+            try:
+                front.set_phone_bias(p.phone_bias)
+            except ValueError as e:
+                raise ValueError(f"feature.wav2vec2: {e}") from None
         dtype = torch.float16 if (p.device == "cuda" and p.fp16) else torch.float32
         front = front.to(dtype)
         self.stream = open_stream(

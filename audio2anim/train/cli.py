@@ -174,6 +174,13 @@ def add_commands(subparsers) -> None:
         help="viseme-frontend: add LOGIT to that viseme's log-odds, e.g. PP=1.0 (P/B/M "
         "recognized more eagerly, so lips close more reliably; repeatable)",
     )
+    c.add_argument(
+        "--phone-bias",
+        action="append",
+        metavar="PHONE=LOGIT",
+        help="wav2vec2: add LOGIT to that phone's log-odds in the posteriors features, e.g. "
+        "P=2 (repeatable)",
+    )
     c.set_defaults(func=cmd_combine)
 
     x = subparsers.add_parser("export-onnx", help="export a predictor / viseme front end to ONNX")
@@ -346,6 +353,7 @@ def cmd_combine(args) -> int:
 
     try:
         bias = keyed_floats(args.viseme_bias or (), "--viseme-bias", "VISEME=LOGIT", "PP=1.0")
+        phones = keyed_floats(args.phone_bias or (), "--phone-bias", "PHONE=LOGIT", "P=2")
         out = combine_checkpoints(
             args.members,
             args.out,
@@ -353,6 +361,7 @@ def cmd_combine(args) -> int:
             _command_line(),
             float16=args.float16,
             viseme_bias=bias,
+            phone_bias=phones,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"combine-frontends: {e}", file=sys.stderr)

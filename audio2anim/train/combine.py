@@ -23,11 +23,13 @@ def combine_checkpoints(
     command: str = "",
     float16: bool = False,
     viseme_bias: dict[str, float] | None = None,
+    phone_bias: dict[str, float] | None = None,
 ) -> Path:
     """Write the ensemble of the front-end checkpoints ``members`` (all viseme-frontend or all
     wav2vec2) to ``out``; ``float16`` stores wav2vec2 members' weights in half precision;
     ``viseme_bias`` ({"PP": 1.0}) sets a viseme ensemble's log-odds offsets
-    (`VisemeFrontEnd.set_viseme_bias`)."""
+    (`VisemeFrontEnd.set_viseme_bias`), ``phone_bias`` ({"P": 2.0}) a wav2vec2 ensemble's
+    (`Wav2Vec2FrontEnd.set_phone_bias`)."""
     import torch
 
     from audio2anim.models.checkpoint import load, read_sidecar, save
@@ -50,6 +52,8 @@ def combine_checkpoints(
         raise ValueError("float16 storage applies to wav2vec2 members only")
     if viseme_bias and kind != "viseme-frontend":
         raise ValueError("--viseme-bias applies to viseme-frontend members only")
+    if phone_bias and kind != "wav2vec2":
+        raise ValueError("--phone-bias applies to wav2vec2 members only")
     from .evaluate import trained_split_seed
 
     first = loaded[0][1]
@@ -84,7 +88,7 @@ def combine_checkpoints(
         sidecar["ensemble"]["weights"] = "float16" if float16 else "float32"
 
         def write(sidecar):
-            save_ensemble(members, out, sidecar, float16)
+            save_ensemble(members, out, sidecar, float16, phone_bias)
             return Path(out)
     else:
         try:

@@ -79,7 +79,6 @@ class Wav2Vec2Params(OperatorParams):
     lookahead_ms: float = Field(
         100.0, ge=0, le=5000, description="full-attention models: future audio in the window"
     )
-
     phone_bias: dict[str, float] | None = Field(
         None,
         description="log-odds offset per phone of the posteriors features, e.g. {P: 2, B: 2, "

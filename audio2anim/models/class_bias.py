@@ -7,15 +7,22 @@ occasional extra closure."""
 
 from __future__ import annotations
 
-import torch
+
+def check_bias_names(bias: dict[str, float], names, what: str, kind: str) -> None:
+    """ValueError naming the first class of ``bias`` not in ``names`` (``what``: the setting,
+    e.g. 'viseme_bias'; ``kind``: what a class is, e.g. 'viseme'). Torch-free, so graph
+    validation can call it before any model loads."""
+    unknown = [name for name in bias if name not in names]
+    if unknown:
+        raise ValueError(f"{what}: unknown {kind} {unknown[0]!r} (known: {', '.join(names)})")
 
 
-def bias_vector(bias: dict[str, float], names, what: str, kind: str) -> torch.Tensor:
-    """[len(names)] float32 offsets; ValueError naming an unknown class (``what``: the setting,
-    e.g. 'viseme_bias'; ``kind``: what a class is, e.g. 'viseme')."""
+def bias_vector(bias: dict[str, float], names, what: str, kind: str):
+    """[len(names)] float32 torch offsets (`check_bias_names` first)."""
+    import torch
+
+    check_bias_names(bias, names, what, kind)
     values = torch.zeros(len(names))
     for name, value in bias.items():
-        if name not in names:
-            raise ValueError(f"{what}: unknown {kind} {name!r} (known: {', '.join(names)})")
         values[list(names).index(name)] = float(value)
     return values

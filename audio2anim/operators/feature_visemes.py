@@ -84,10 +84,9 @@ class VisemeFeatureParams(OperatorParams):
     @classmethod
     def _known_visemes(cls, bias):
         from audio2anim.data.visemes import VISEMES
+        from audio2anim.models.class_bias import check_bias_names
 
-        unknown = [name for name in bias or {} if name not in VISEMES]
-        if unknown:
-            raise ValueError(f"unknown viseme {unknown[0]!r} (known: {', '.join(VISEMES)})")
+        check_bias_names(bias or {}, VISEMES, "viseme_bias", "viseme")
         return bias
 
     @model_validator(mode="after")

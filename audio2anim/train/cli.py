@@ -206,8 +206,8 @@ def parse_train_args(argv: list[str]):
 def keyed_floats(
     items, option: str = "--voice-weight", form: str = "VOICE=WEIGHT", example: str = "espeak=0.5"
 ) -> dict:
-    """["espeak=0.5", …] → {"espeak": 0.5, …} (``--voice-weight``, ``--viseme-bias``);
-    ValueError naming the option and the malformed item."""
+    """["espeak=0.5", …] → {"espeak": 0.5, …} (``--voice-weight``, ``--viseme-bias``,
+    ``--phone-bias``); ValueError naming the option and the malformed item."""
     out = {}
     for item in items:
         key, sep, w = item.rpartition("=")

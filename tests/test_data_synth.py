@@ -1,4 +1,5 @@
-"""Synthetic corpus: exact phone timings from espeak-ng, Festival and Flite, augmentations, building."""
+"""Synthetic corpus: exact phone timings from espeak-ng, Festival and Flite, aligned ones for
+Piper, augmentations, building."""
 
 import json
 
@@ -64,6 +65,26 @@ def test_festival_and_flite_segments_cover_audio_and_match_energy(voice):
     errors = boundary_errors(segments, audio)
     assert len(errors) >= 3
     assert np.median(errors) <= 0.030 and max(errors) <= 0.045, errors
+
+
+def test_piper_speech_is_aligned_to_its_text_and_sentences_are_joined_by_a_pause():
+    # two sentences: Piper speaks them separately, the engine joins them with a pause
+    utt, audio, segments = synth("piper:joe", "Bob made a map. Anna is in Rome.")
+    assert utt.phoneset == "arpabet" and utt.source == "aligned"  # times from forced alignment
+    check_segments(segments, len(audio) / SR)
+    phones = [s.phone for s in segments if s.phone != "sil"]
+    assert phones[:4] == ["B", "AA", "B", "M"] and phones[-2:] == ["OW", "M"]
+    inner = [s for s in segments[1:-1] if s.phone == "sil"]
+    assert inner and max(s.end - s.start for s in inner) >= 0.15  # the sentence pause
+    errors = boundary_errors(segments, audio)
+    assert len(errors) >= 2 and max(errors) <= 0.045, errors  # 10 ms alignment frames
+
+
+def test_piper_unknown_voice_is_refused_naming_the_known_ones():
+    from audio2anim.data.synth import parse_voice
+
+    with pytest.raises(ValueError, match="piper:\\{joe\\}"):
+        parse_voice("piper:amy")
 
 
 def test_augment_speed_scales_timings_and_others_keep_length():

@@ -11,8 +11,10 @@ vary by a few per cent), so which worker spoke what before matters; the phone ti
 always those of the audio actually produced.
 
 Voices are ids ``engine:name``: ``espeak:<voice>[+variant]`` (any espeak-ng English voice and
-variant, e.g. ``espeak:en-us+f3``), ``festival:kal|ked|slt`` and ``flite:awb|rms``.
-``DEFAULT_VOICES`` lists the ones used when none are given (Flite's are not among them). Synthesis runs in ``workers`` processes (spawned: espeak-ng
+variant, e.g. ``espeak:en-us+f3``), ``festival:kal|ked|slt``, ``flite:awb|rms`` and
+``piper:joe`` (a neural voice; its phone times come from forced alignment, `data.piper`).
+``DEFAULT_VOICES`` lists the ones used when none are given (Flite's and Piper's are not among
+them). Synthesis runs in ``workers`` processes (spawned: espeak-ng
 keeps global state per process, so the parent never synthesizes during a build).
 """
 
@@ -73,9 +75,9 @@ def parse_voice(voice_id: str) -> tuple[str, str]:
 
 def _stretch_engines() -> dict:
     """Engines driven by a duration stretch, each a module with ``VOICES`` and ``synth``."""
-    from . import festival, flite
+    from . import festival, flite, piper
 
-    return {"festival": festival, "flite": flite}
+    return {"festival": festival, "flite": flite, "piper": piper}
 
 
 def check_voices(voices: tuple[str, ...]) -> None:
@@ -101,10 +103,15 @@ def _speak(engine: str, name: str, text: str, rng: np.random.Generator):
         pitch = int(rng.integers(30, 71))
         range_ = int(rng.integers(35, 81))
         audio, sr, segments = ESpeak().synth(text, name, rate=rate, pitch=pitch, range_=range_)
-        return audio, sr, segments, "espeak", {"rate_wpm": rate, "pitch": pitch, "range": range_}
+        voice_params = {"rate_wpm": rate, "pitch": pitch, "range": range_}
+        return audio, sr, segments, "espeak", "espeak", voice_params
     stretch = round(float(rng.uniform(0.85, 1.2)), 3)
-    audio, sr, segments = _stretch_engines()[engine].synth(text, name, duration_stretch=stretch)
-    return audio, sr, segments, "arpabet", {"duration_stretch": stretch}
+    module = _stretch_engines()[engine]
+    audio, sr, segments = module.synth(text, name, duration_stretch=stretch)
+    # the manifest's source says where the phone times come from: the synthesizer, unless the
+    # engine aligns them (Piper)
+    source = getattr(module, "TIMINGS", engine)
+    return audio, sr, segments, "arpabet", source, {"duration_stretch": stretch}
 
 
 def _resample(audio: np.ndarray, sr: int, segments: list[PhoneSegment]):
@@ -147,7 +154,7 @@ def run_job(job: dict) -> tuple[Utterance, np.ndarray, list[PhoneSegment]]:
 
     rng = np.random.default_rng(job["seed"])
     engine, name = parse_voice(job["voice"])
-    audio, sr, segments, phoneset, voice_params = _speak(engine, name, job["text"], rng)
+    audio, sr, segments, phoneset, source, voice_params = _speak(engine, name, job["text"], rng)
     if len(audio) == 0 or not segments:
         raise RuntimeError(f"{job['voice']}: no audio for {job['text']!r}")
     for seg in segments:
@@ -165,7 +172,7 @@ def run_job(job: dict) -> tuple[Utterance, np.ndarray, list[PhoneSegment]]:
         text=job["text"],
         duration=len(audio) / SAMPLE_RATE,
         phoneset=phoneset,
-        source=engine,
+        source=source,
         augment=done,
     )
     return utt, audio, segments

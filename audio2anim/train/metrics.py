@@ -44,6 +44,21 @@ def frame_accuracy(pred_ids: np.ndarray, true_ids: np.ndarray) -> float:
     return float((pred_ids == true_ids).mean()) if len(true_ids) else float("nan")
 
 
+def frame_accuracy_within(pred_ids: np.ndarray, true_ids: np.ndarray, frames: int) -> float:
+    """Fraction of frames whose prediction equals the label of some frame within ±``frames``:
+    frame accuracy that forgives a boundary placed up to ``frames`` frames off (forced-aligned
+    labels put boundaries tens of ms from where a synthesizer put them)."""
+    pred_ids, true_ids = np.asarray(pred_ids), np.asarray(true_ids)
+    if not len(true_ids):
+        return float("nan")
+    padded = np.pad(true_ids, frames, mode="edge")
+    n = len(true_ids)
+    hit = np.zeros(n, bool)
+    for shift in range(2 * frames + 1):
+        hit |= pred_ids == padded[shift : shift + n]
+    return float(hit.mean())
+
+
 def confusion_matrix(pred_ids: np.ndarray, true_ids: np.ndarray, n: int = N_VISEMES) -> np.ndarray:
     """C[true, predicted] counts."""
     c = np.zeros((n, n), np.int64)

@@ -422,3 +422,15 @@ def test_hparam_overrides_a_preset_and_names_unknown_keys(export, tmp_path, caps
     assert "--hparam width: not a hyper-parameter of viseme-frontend" in capsys.readouterr().err
     assert main([*args, "--hparam", "hidden"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_frame_accuracy_within_forgives_boundaries_only_as_far_as_asked():
+    from audio2anim.train.metrics import frame_accuracy, frame_accuracy_within
+
+    true = np.array([0, 0, 0, 0, 5, 5, 5, 5, 9, 9])
+    late = np.array([0, 0, 0, 0, 0, 0, 5, 5, 5, 5])  # both boundaries 2 frames late
+    assert frame_accuracy_within(late, true, 0) == frame_accuracy(late, true) == 0.6
+    assert frame_accuracy_within(late, true, 1) == 0.8
+    assert frame_accuracy_within(late, true, 2) == 1.0
+    wrong = np.full(10, 7)  # a viseme that is nowhere: no tolerance helps
+    assert frame_accuracy_within(wrong, true, 3) == 0.0

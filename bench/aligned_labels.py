@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from real_speech import SETS, align_and_export, parse_sets  # noqa: E402 (after the path)
+from real_speech import SETS, align_and_export, markdown_out, parse_sets  # noqa: E402
 
 HELD_OUT = "espeak:en-us+m3,espeak:en-gb-x-gbcwmd+f5,espeak:en+m1,festival:kal"
 FRAME_RATE = 100
@@ -132,12 +132,8 @@ def main() -> int:
     if args.utterances < 1:
         print(f"--utterances: expected at least 1, got {args.utterances}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    if out.suffix != ".md" or out.is_dir():
-        print(f"--out: expected a Markdown file path such as out/aligned_labels.md, got {out}",
-              file=sys.stderr)  # fmt: skip
-        return 2
     try:
+        out = markdown_out(args.out, "out/aligned_labels.md")
         from audio2anim.data.synth import check_voices
 
         voices = tuple(v.strip() for v in args.voices.split(",") if v.strip())

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from real_speech import SETS, align_and_export, parse_sets  # noqa: E402 (after the path)
+from real_speech import SETS, align_and_export, markdown_out, parse_sets  # noqa: E402
 
 FIGURES = {  # model → (column label, its figure in an evaluation)
     "viseme-frontend": ("viseme acc.", lambda r: r["viseme_frame_accuracy"]),
@@ -100,10 +100,10 @@ def main() -> int:
     if missing:
         print(f"{missing[0]}: no checkpoint (config.json missing)", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    if out.suffix != ".md" or out.is_dir():
-        print(f"--out: expected a Markdown file path such as out/input_level.md, got {out}",
-              file=sys.stderr)  # fmt: skip
+    try:
+        out = markdown_out(args.out, "out/input_level.md")
+    except ValueError as e:
+        print(e, file=sys.stderr)
         return 2
     os.environ.setdefault("TQDM_DISABLE", "1")
     import torch

@@ -159,6 +159,14 @@ SETS = {
 DEBIAN_SETS = ("alsa", "ktuberling", "asterisk-test", "tuxpaint")
 
 
+def markdown_out(text: str, example: str) -> Path:
+    """``--out`` as a Markdown file path; ValueError (one line, with ``example``) otherwise."""
+    out = Path(text)
+    if out.suffix != ".md" or out.is_dir():
+        raise ValueError(f"--out: expected a Markdown file path such as {example}, got {out}")
+    return out
+
+
 def parse_sets(text: str) -> list[str]:
     """``"tuxpaint,alsa"`` → the set names; ValueError naming an unknown one."""
     sets = [s.strip() for s in text.split(",") if s.strip()]
@@ -330,13 +338,10 @@ def main() -> int:
                   "to add the set)", file=sys.stderr)  # fmt: skip
     try:
         sets = parse_sets(args.sets)
+        # the per-model reports go to the same path less .md
+        out = markdown_out(args.out, "out/real_speech.md")
     except ValueError as e:
         print(e, file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    if out.suffix != ".md" or out.is_dir():  # the per-model reports go to the same path less .md
-        print(f"--out: expected a Markdown file path such as out/real_speech.md, got {out}",
-              file=sys.stderr)  # fmt: skip
         return 2
     ckdir = Path(args.checkpoints)
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars of the export and weight loading

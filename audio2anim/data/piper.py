@@ -66,9 +66,9 @@ def synth(
 
     ``duration_stretch`` > 1 speaks slower (Piper's ``length_scale``).
     """
+    model = _voice(voice)  # first: a missing package is reported by name there
     from piper import SynthesisConfig
 
-    model = _voice(voice)
     config = SynthesisConfig(length_scale=duration_stretch)
     rate = model.config.sample_rate
     pause = np.zeros(int(SENTENCE_PAUSE_S * duration_stretch * rate), np.float32)

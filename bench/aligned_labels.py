@@ -19,7 +19,10 @@ augmentation) and aligned to their text, and the table gives:
 
 The real-speech sets of ``--sets`` (aligned as in `bench/real_speech.py`) get the last two
 columns, so a reader sees how far the aligned-label figure of real speech sits below what the
-same front end reaches against true labels. Prints a Markdown table and writes it to ``--out``.
+same front end reaches against true labels. They score the aligned 16-bit audio, where
+`bench/real_speech.py` scores the exported 8-bit µ-law clips (through ``eval``), so the two
+benches' accuracies differ by a point or two. Prints a Markdown table and writes it to
+``--out``.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from real_speech import SETS, align_and_export, markdown_out, parse_sets  # noqa: E402
+from real_speech import SETS, align_and_export, markdown_out, parse_sets, totals  # noqa: E402
 
 FIGURES = {  # model → (column label, its figure in an evaluation)
     "viseme-frontend": ("viseme acc.", lambda r: r["viseme_frame_accuracy"]),
@@ -120,7 +120,7 @@ def main() -> int:
     rows: dict[tuple[str, str, str], list[float]] = {}  # (set, figure, checkpoint) → values
     for name in sets:
         with tempfile.TemporaryDirectory(prefix="input_level-") as tmp:
-            clips, seconds = align_and_export(name, Path(tmp))
+            clips, seconds = totals(align_and_export(name, Path(tmp)))
             utts = load_data(Path(tmp) / "export").utterances
             lines += [f"### {name}: {clips} clips, {seconds:.1f} s", ""]
             lines += [f"| checkpoint | figure | {head} |", "|---|---|" + "---|" * len(gains)]

@@ -234,6 +234,11 @@ def align_and_export(name: str, tmp: Path) -> dict[str, list[float]]:
     return voices
 
 
+def totals(voices: dict[str, list[float]]) -> tuple[int, float]:
+    """`align_and_export`'s {voice: durations} → (clips, seconds)."""
+    return sum(map(len, voices.values())), sum(map(sum, voices.values()))
+
+
 def speaker_table(voices: dict[str, list[float]], figures: dict[str, dict]) -> list[str]:
     """Markdown lines: one row per voice, most seconds first: its clips, seconds and
     ``figures`` (column title → {voice: figure})."""
@@ -258,7 +263,7 @@ def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> lis
     with tempfile.TemporaryDirectory(prefix="real_speech-") as tmp:
         tmp = Path(tmp)
         voices = align_and_export(name, tmp)
-        clips, seconds = sum(map(len, voices.values())), sum(map(sum, voices.values()))
+        clips, seconds = totals(voices)
 
         lines = [
             f"### {name}: {clips} clips, {seconds:.1f} s",

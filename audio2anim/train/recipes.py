@@ -111,6 +111,11 @@ class TrainOptions:
     # viseme-*: "onehot" (blurred true visemes), "frontend" (the viseme front end's posteriors
     # of the training audio), "mixed" (half of each); "auto" = mixed when --frontend is given
     viseme_input: str = "auto"
+    # viseme-*: the front end's posteriors of the training audio, softened per crop by a random
+    # temperature in this range (argmax kept, the runner-up nearer it): on voices it never heard,
+    # the front end is that unsure, and a predictor trained on near one-hots ignores a P/B/M
+    # posterior of 0.3; (1, 1) leaves them as they are
+    posterior_temperature: tuple[float, float] = (1.0, 1.0)
     # front ends: speed perturbation by a random factor in [1 - s, 1 + s] per batch (tempo,
     # pitch and formants together: a cheap stand-in for more speakers); 0 turns it off
     speed_perturb: float = 0.1
@@ -350,6 +355,16 @@ def blurred_onehots(ids: torch.Tensor, gen: torch.Generator, train: bool = True)
     soft = torch.softmax(torch.randn(b, f, N_VISEMES, device=dev, generator=gen) * 2, -1)
     replace = (torch.rand(b, f, 1, device=dev, generator=gen) < 0.08).float()
     return x * (1 - replace) + soft * replace
+
+
+def soften(post: torch.Tensor, temperature: tuple[float, float], gen: torch.Generator):
+    """Posteriors [B, F, C] → the same at a random temperature in ``temperature`` per crop:
+    ``softmax(log p / T)``, the ranking kept and the distribution flatter for T > 1."""
+    lo, hi = temperature
+    if hi <= 1.0 and lo >= 1.0:
+        return post
+    t = lo + (hi - lo) * torch.rand(post.shape[0], 1, 1, device=post.device, generator=gen)
+    return torch.softmax(post.clamp(min=1e-6).log() / t, -1)
 
 
 def crop_ctc_labels(utt: Utterance, start_frame: int, frames: int) -> list[int]:
@@ -797,13 +812,18 @@ def train_predictor(data: TrainingData, opts: TrainOptions):
     lipsync_w = torch.tensor(LIPSYNC_WEIGHTS, device=dev)
 
     def inputs(idx, train_mode):
-        if uses_w2v or finfo.get("train_input") == "frontend":
+        if uses_w2v:
             return tset.features[idx]
+        post = tset.features[idx] if finfo.get("train_input") != "onehot" else None
+        if post is not None and train_mode:
+            post = soften(post, opts.posterior_temperature, gen)
+        if finfo.get("train_input") == "frontend":
+            return post
         onehots = blurred_onehots(tset.vis50[idx], gen, train_mode)
-        if finfo.get("train_input") != "mixed":
+        if post is None:
             return onehots
         use_post = torch.rand(idx.shape[0], 1, 1, device=dev, generator=gen) < 0.5
-        return torch.where(use_post, tset.features[idx], onehots)
+        return torch.where(use_post, post, onehots)
 
     def step_fn(progress):
         _, _, idx, mask = tset.crop(opts.batch, frames, gen)
@@ -895,6 +915,13 @@ def train(data: TrainingData, opts: TrainOptions) -> Path:
     lo, hi = opts.gain_db
     if not -60 <= lo <= hi <= 40:
         raise ValueError(f"--gain-db must be LO:HI with -60 <= LO <= HI <= 40, got {lo}:{hi}")
+    lo, hi = opts.posterior_temperature
+    if not 0.2 <= lo <= hi <= 10:
+        raise ValueError(
+            f"--posterior-temperature must be LO:HI with 0.2 <= LO <= HI <= 10, got {lo}:{hi}"
+        )
+    if (lo, hi) != (1.0, 1.0) and opts.model not in ("viseme-mlp", "viseme-cnn"):
+        raise ValueError("--posterior-temperature softens viseme posteriors: viseme-mlp/-cnn only")
     if not 0 <= opts.eq_db <= 24:
         raise ValueError(f"--eq-db must be in [0, 24], got {opts.eq_db}")
     if not 0 <= opts.vtlp < 0.5:

@@ -393,6 +393,9 @@ def test_posterior_temperature_flattens_the_front_ends_posteriors_keeping_their_
     other = ["train", "viseme-frontend", "--data", str(export), "--out", str(tmp_path / "x")]
     assert main([*other, *TINY, "--posterior-temperature", "1:2"]) == 2
     assert "viseme-mlp/-cnn only" in capsys.readouterr().err
+    alone = ["train", "viseme-mlp", "--data", str(export), "--out", str(tmp_path / "y")]
+    assert main([*alone, *TINY, "--posterior-temperature", "1:2"]) == 2
+    assert "softens the posteriors of --frontend" in capsys.readouterr().err
 
 
 def test_voice_weights_set_how_often_crops_come_from_each_voice(tmp_path, capsys):

@@ -922,6 +922,8 @@ def train(data: TrainingData, opts: TrainOptions) -> Path:
         )
     if (lo, hi) != (1.0, 1.0) and opts.model not in ("viseme-mlp", "viseme-cnn"):
         raise ValueError("--posterior-temperature softens viseme posteriors: viseme-mlp/-cnn only")
+    if (lo, hi) != (1.0, 1.0) and (not opts.frontend or opts.viseme_input == "onehot"):
+        raise ValueError("--posterior-temperature softens the posteriors of --frontend: give one")
     if not 0 <= opts.eq_db <= 24:
         raise ValueError(f"--eq-db must be in [0, 24], got {opts.eq_db}")
     if not 0 <= opts.vtlp < 0.5:

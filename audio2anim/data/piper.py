@@ -15,6 +15,10 @@ duration output needs a patched model). The phone segments therefore come from p
 forced alignment of the audio to the text (`audio2anim.data.align`), as for the real
 recordings: ARPAbet, ``sil`` for silence. Piper speaks each sentence separately; they are
 joined by a 0.25 s pause, scaled by the duration stretch.
+
+Piper draws its durations and voice noise afresh on every call (noise inside the ONNX graph,
+no seed to set), so a ``data synth --seed`` run with ``piper:`` voices picks the same
+sentences and augmentations but not the same audio: the corpus keeps what was spoken.
 """
 
 from __future__ import annotations

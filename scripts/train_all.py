@@ -98,6 +98,8 @@ def main() -> int:
                     "(write --gain-db=-24:12)")  # fmt: skip
     ap.add_argument("--eq-db", type=float, default=6.0,
                     help="front ends: random smooth EQ within ± this many dB")  # fmt: skip
+    ap.add_argument("--reverb", type=float, default=0.0,
+                    help="front ends: fraction of training crops put in a random room")  # fmt: skip
     ap.add_argument("--spec-augment", action="store_true",
                     help="viseme-frontend: SpecAugment masks on the log-mel input")  # fmt: skip
     ap.add_argument("--distill-from", action="append", metavar="DIR", default=[],
@@ -207,6 +209,7 @@ def main() -> int:
             single += ["--w2v-augment"]
         if name in ("viseme-frontend", "wav2vec2"):
             single += [f"--gain-db={args.gain_db}", "--eq-db", str(args.eq_db)]
+            single += ["--reverb", str(args.reverb)] if args.reverb else []
         if name == "viseme-frontend":
             single += ["--lipsync-frontend"] if args.lipsync_frontend else []
             single += ["--vtlp", str(args.vtlp)] if args.vtlp else []

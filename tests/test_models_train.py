@@ -398,6 +398,43 @@ def test_posterior_temperature_flattens_the_front_ends_posteriors_keeping_their_
     assert "softens the posteriors of --frontend" in capsys.readouterr().err
 
 
+def test_reverb_adds_a_decaying_tail_after_the_direct_sound_and_keeps_the_level(
+    export, tmp_path, capsys
+):
+    """`add_reverb` keeps a click where it was and rings after it; `augment_audio(reverb=0)`
+    draws nothing more from the generator (earlier runs stay reproducible); `train --reverb` is
+    for the front ends only."""
+    import torch
+
+    from audio2anim.train.recipes import add_reverb, augment_audio
+
+    x = torch.zeros(4, 16000)
+    x[:, 4000] = 1.0
+    y = add_reverb(x, torch.Generator().manual_seed(0))
+    assert bool((y.abs().argmax(-1) == 4000).all())  # the direct sound, not shifted
+    assert float(y[:, :4000].abs().max()) < 1e-6  # nothing before it (FFT rounding aside)
+    tail = y[:, 4000 + 160 : 4000 + 1600].pow(2).sum(-1)  # 10–100 ms after the click
+    late = y[:, 4000 + 9600 : 4000 + 11200].pow(2).sum(-1)  # 600–700 ms after
+    assert bool((tail > 0).all()) and bool((late < tail).all())
+    ratio = y.pow(2).mean(-1) / x.pow(2).mean(-1)
+    assert torch.allclose(ratio, torch.ones(4), rtol=1e-3)
+
+    tone = torch.sin(torch.arange(16000) / 16000 * 2 * torch.pi * 300).repeat(2, 1) * 0.1
+    a = augment_audio(tone, torch.Generator().manual_seed(3))
+    b = augment_audio(tone, torch.Generator().manual_seed(3), reverb=0.0)
+    assert torch.equal(a, b)
+
+    mlp = ["train", "viseme-mlp", "--data", str(export), "--out", str(tmp_path / "m")]
+    assert main([*mlp, *TINY, "--reverb", "0.5"]) == 2
+    assert "--reverb augments the front ends' training audio" in capsys.readouterr().err
+    fe = ["train", "viseme-frontend", "--data", str(export), "--out", str(tmp_path / "fe")]
+    assert main([*fe, *TINY, "--reverb", "1.5"]) == 2
+    assert "--reverb must be a fraction in [0, 1]" in capsys.readouterr().err
+    assert main([*fe, *TINY, "--reverb", "0.5"]) == 0
+    opts = json.loads((tmp_path / "fe" / "config.json").read_text())["training"]["options"]
+    assert opts["reverb"] == 0.5
+
+
 def test_voice_weights_set_how_often_crops_come_from_each_voice(tmp_path, capsys):
     import torch
 

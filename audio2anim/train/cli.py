@@ -99,6 +99,12 @@ def add_commands(subparsers) -> None:
         help="front ends: random smooth EQ of the training audio, within ± this many dB",
     )
     p.add_argument(
+        "--reverb",
+        type=float,
+        default=0.0,
+        help="front ends: put this fraction of the training crops in a random room (0: none)",
+    )
+    p.add_argument(
         "--hparam",
         action="append",
         metavar="KEY=VALUE",
@@ -285,6 +291,7 @@ def train_options(args, command: str):
         vtlp=args.vtlp,
         gain_db=args.gain_db,
         eq_db=args.eq_db,
+        reverb=args.reverb,
         spec_augment=args.spec_augment,
         lipsync_frontend=args.lipsync_frontend,
         posterior_temperature=args.posterior_temperature,

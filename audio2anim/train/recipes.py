@@ -129,6 +129,8 @@ class TrainOptions:
     # `augment_audio`
     gain_db: tuple[float, float] = (-12.0, 6.0)
     eq_db: float = 6.0
+    # front ends: the fraction of training crops put in a random room (`add_reverb`); 0: none
+    reverb: float = 0.0
     # viseme front end: weight its frame loss by LIPSYNC_WEIGHTS too (P/B/M, rounded and open
     # frames count more), as the predictors' losses always are
     lipsync_frontend: bool = False
@@ -282,17 +284,24 @@ def stretch_frames(x: torch.Tensor, r: float, n: int) -> torch.Tensor:
 
 
 def augment_audio(
-    x: torch.Tensor, gen: torch.Generator, gain_db=(-12.0, 6.0), eq_db: float = 6.0
+    x: torch.Tensor,
+    gen: torch.Generator,
+    gain_db=(-12.0, 6.0),
+    eq_db: float = 6.0,
+    reverb: float = 0.0,
 ) -> torch.Tensor:
     """Random gain (uniform in ``gain_db``), smooth random EQ (±``eq_db`` at 6 control points
-    over 0…8 kHz), white/brown noise at 5–40 dB SNR. Real recordings arrive at any level and
-    through any microphone; these ranges are what the front end learns to ignore."""
+    over 0…8 kHz), white/brown noise at 5–40 dB SNR and, for a ``reverb`` fraction of the crops,
+    a room (`add_reverb`). Real recordings arrive at any level, through any microphone and in
+    any room; these ranges are what the front end learns to ignore."""
     b, n = x.shape
     dev = x.device
 
     def rand(*shape):
         return torch.rand(*shape, device=dev, generator=gen)
 
+    if reverb > 0:
+        x = torch.where(rand(b, 1) < reverb, add_reverb(x, gen), x)
     spec = torch.fft.rfft(x, dim=-1)
     ctrl = ((rand(b, 1, 6) * 2 - 1) * eq_db).float()  # dB at 6 control points over 0..8 kHz
     curve = F.interpolate(ctrl, size=spec.shape[-1], mode="linear", align_corners=True)[:, 0]
@@ -310,6 +319,27 @@ def augment_audio(
     lo, hi = gain_db
     gain = 10 ** ((lo + rand(b, 1) * (hi - lo)) / 20)
     return (x * gain).clamp(-1, 1)
+
+
+def add_reverb(x: torch.Tensor, gen: torch.Generator, sr: int = 16000) -> torch.Tensor:
+    """Audio [B, N] in a random room each: convolved with a synthetic impulse response, the
+    direct sound at t = 0 (so labels keep their times) plus exponentially decaying noise with
+    RT60 0.15–0.8 s at a direct-to-reverberant ratio of −5…+15 dB; the level is kept."""
+    b, n = x.shape
+    dev = x.device
+    length = int(0.8 * sr)
+    t = torch.arange(length, device=dev) / sr
+    rt60 = 0.15 + 0.65 * torch.rand(b, 1, device=dev, generator=gen)
+    tail = torch.randn(b, length, device=dev, generator=gen) * torch.exp(-6.9 * t / rt60)
+    tail[:, 0] = 0.0
+    drr_db = -5 + 20 * torch.rand(b, 1, device=dev, generator=gen)
+    tail = tail / tail.pow(2).sum(-1, keepdim=True).sqrt().clamp(min=1e-9) * 10 ** (-drr_db / 20)
+    rir = tail
+    rir[:, 0] = 1.0
+    size = n + length
+    wet = torch.fft.irfft(torch.fft.rfft(x, size) * torch.fft.rfft(rir, size), size)[:, :n]
+    scale = x.pow(2).mean(-1, keepdim=True).sqrt() / wet.pow(2).mean(-1, keepdim=True).sqrt()
+    return wet * scale.nan_to_num(1.0).clamp(max=10.0)
 
 
 def vtlp_filterbanks(amount: float, b: int, gen: torch.Generator, device) -> torch.Tensor:
@@ -553,7 +583,8 @@ def train_viseme_frontend(data: TrainingData, opts: TrainOptions):
         labels = stretch_frames(tset.vis100_of(idx), r, n100)
         m100 = stretch_frames(mask.repeat_interleave(2, dim=1), r, n100)
         fb = vtlp_filterbanks(opts.vtlp, len(audio), gen, dev) if opts.vtlp else None
-        lm = logmel_torch(augment_audio(audio, gen, opts.gain_db, opts.eq_db), filterbank=fb)
+        audio = augment_audio(audio, gen, opts.gain_db, opts.eq_db, opts.reverb)
+        lm = logmel_torch(audio, filterbank=fb)
         logits = model(spec_augment(lm, model.in_mean, gen) if opts.spec_augment else lm)
         n = labels.shape[1] - lk
         loss = F.cross_entropy(
@@ -650,7 +681,7 @@ def train_wav2vec2(data: TrainingData, opts: TrainOptions):
         u, start, idx, mask = tset.crop(opts.batch, frames, gen)
         audio, r = speed_perturb(tset.audio_of(idx, mask), opts.speed_perturb, gen)
         mask = stretch_frames(mask, r, audio.shape[1] // HOP)
-        audio = augment_audio(audio, gen, opts.gain_db, opts.eq_db)
+        audio = augment_audio(audio, gen, opts.gain_db, opts.eq_db, opts.reverb)
         labels = [
             crop_ctc_labels(train[i], s, frames)
             for i, s in zip(u.tolist(), start.tolist(), strict=True)
@@ -924,6 +955,12 @@ def train(data: TrainingData, opts: TrainOptions) -> Path:
         raise ValueError("--posterior-temperature softens viseme posteriors: viseme-mlp/-cnn only")
     if (lo, hi) != (1.0, 1.0) and (not opts.frontend or opts.viseme_input == "onehot"):
         raise ValueError("--posterior-temperature softens the posteriors of --frontend: give one")
+    if not 0 <= opts.reverb <= 1:
+        raise ValueError(f"--reverb must be a fraction in [0, 1], got {opts.reverb}")
+    if opts.reverb and opts.model not in ("viseme-frontend", "wav2vec2"):
+        raise ValueError(
+            "--reverb augments the front ends' training audio: viseme-frontend, wav2vec2"
+        )
     if not 0 <= opts.eq_db <= 24:
         raise ValueError(f"--eq-db must be in [0, 24], got {opts.eq_db}")
     if not 0 <= opts.vtlp < 0.5:

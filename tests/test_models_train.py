@@ -359,6 +359,13 @@ def test_augment_audio_gain_and_eq_ranges_are_the_options(export, tmp_path, caps
     assert "--gain-db must be LO:HI" in capsys.readouterr().err
 
 
+def refuses(capsys, argv: list[str], message: str) -> None:
+    """``main(argv)`` exits 2 with ``message`` in its one-line error."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_posterior_temperature_flattens_the_front_ends_posteriors_keeping_their_ranking(
     export, tmp_path, capsys
 ):
@@ -387,15 +394,11 @@ def test_posterior_temperature_flattens_the_front_ends_posteriors_keeping_their_
     assert main([*base, *TINY, "--posterior-temperature", "1:3"]) == 0
     opts = json.loads((mlp / "config.json").read_text())["training"]["options"]
     assert opts["posterior_temperature"] == [1.0, 3.0]
-    capsys.readouterr()
-    assert main([*base, *TINY, "--posterior-temperature", "3:1"]) == 2
-    assert "--posterior-temperature must be LO:HI" in capsys.readouterr().err
+    refuses(capsys, [*base, *TINY, "--posterior-temperature", "3:1"], "must be LO:HI")
     other = ["train", "viseme-frontend", "--data", str(export), "--out", str(tmp_path / "x")]
-    assert main([*other, *TINY, "--posterior-temperature", "1:2"]) == 2
-    assert "viseme-mlp/-cnn only" in capsys.readouterr().err
+    refuses(capsys, [*other, *TINY, "--posterior-temperature", "1:2"], "viseme-mlp/-cnn only")
     alone = ["train", "viseme-mlp", "--data", str(export), "--out", str(tmp_path / "y")]
-    assert main([*alone, *TINY, "--posterior-temperature", "1:2"]) == 2
-    assert "softens the posteriors of --frontend" in capsys.readouterr().err
+    refuses(capsys, [*alone, *TINY, "--posterior-temperature", "1:2"], "posteriors of --frontend")
 
 
 def test_reverb_adds_a_decaying_tail_after_the_direct_sound_and_keeps_the_level(
@@ -425,11 +428,9 @@ def test_reverb_adds_a_decaying_tail_after_the_direct_sound_and_keeps_the_level(
     assert torch.equal(a, b)
 
     mlp = ["train", "viseme-mlp", "--data", str(export), "--out", str(tmp_path / "m")]
-    assert main([*mlp, *TINY, "--reverb", "0.5"]) == 2
-    assert "--reverb augments the front ends' training audio" in capsys.readouterr().err
+    refuses(capsys, [*mlp, *TINY, "--reverb", "0.5"], "--reverb augments the front ends'")
     fe = ["train", "viseme-frontend", "--data", str(export), "--out", str(tmp_path / "fe")]
-    assert main([*fe, *TINY, "--reverb", "1.5"]) == 2
-    assert "--reverb must be a fraction in [0, 1]" in capsys.readouterr().err
+    refuses(capsys, [*fe, *TINY, "--reverb", "1.5"], "--reverb must be a fraction in [0, 1]")
     assert main([*fe, *TINY, "--reverb", "0.5"]) == 0
     opts = json.loads((tmp_path / "fe" / "config.json").read_text())["training"]["options"]
     assert opts["reverb"] == 0.5

@@ -16,9 +16,11 @@ forced alignment of the audio to the text (`audio2anim.data.align`), as for the 
 recordings: ARPAbet, ``sil`` for silence. Piper speaks each sentence separately; they are
 joined by a 0.25 s pause, scaled by the duration stretch.
 
-Piper draws its durations and voice noise afresh on every call (noise inside the ONNX graph,
-no seed to set), so a ``data synth --seed`` run with ``piper:`` voices picks the same
-sentences and augmentations but not the same audio: the corpus keeps what was spoken.
+Piper samples its durations and voice noise inside the ONNX graph, and onnxruntime seeds those
+draws only when a session is created. So `synth` with a ``seed`` sets onnxruntime's seed and
+loads a fresh session for the call (about 0.3 s): the same seed gives the same audio, and
+``data synth --seed`` corpora with ``piper:`` voices are reproducible. Without a seed, a cached
+session draws new noise each call.
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ VOICES: dict[str, tuple[str, str]] = {
 }
 SENTENCE_PAUSE_S = 0.25
 TIMINGS = "aligned"  # the corpus source of the phone times
+SAMPLED = True  # `synth` takes a seed: its audio is drawn at random
 
 
-@cache
-def _voice(name: str):
-    """Load a voice once per process (about 0.3 s)."""
+def _load_voice(name: str):
+    """A new onnxruntime session of a voice (about 0.3 s)."""
     import importlib
 
     if name not in VOICES:
@@ -56,6 +58,9 @@ def _voice(name: str):
     return PiperVoice.load(package.model_path(), config_path=package.config_path())
 
 
+_voice = cache(_load_voice)  # once per process, for unseeded calls
+
+
 @lru_cache(maxsize=1)
 def _aligner():
     from .align import Aligner
@@ -64,13 +69,19 @@ def _aligner():
 
 
 def synth(
-    text: str, voice: str = "joe", duration_stretch: float = 1.0
+    text: str, voice: str = "joe", duration_stretch: float = 1.0, seed: int | None = None
 ) -> tuple[np.ndarray, int, list[PhoneSegment]]:
     """Speak ``text`` with a Piper voice → (float32 samples, rate, ARPAbet segments).
 
-    ``duration_stretch`` > 1 speaks slower (Piper's ``length_scale``).
+    ``duration_stretch`` > 1 speaks slower (Piper's ``length_scale``); ``seed`` makes the audio
+    reproducible (a fresh session, see the module docstring).
     """
     model = _voice(voice)  # first: a missing package is reported by name there
+    if seed is not None:
+        import onnxruntime
+
+        onnxruntime.set_seed(seed)
+        model = _load_voice(voice)
     from piper import SynthesisConfig
 
     config = SynthesisConfig(length_scale=duration_stretch)

@@ -107,7 +107,9 @@ def _speak(engine: str, name: str, text: str, rng: np.random.Generator):
         return audio, sr, segments, "espeak", "espeak", voice_params
     stretch = round(float(rng.uniform(0.85, 1.2)), 3)
     module = _stretch_engines()[engine]
-    audio, sr, segments = module.synth(text, name, duration_stretch=stretch)
+    # engines that sample their audio (Piper) are seeded from the job, so corpora reproduce
+    seed = {"seed": int(rng.integers(2**31))} if getattr(module, "SAMPLED", False) else {}
+    audio, sr, segments = module.synth(text, name, duration_stretch=stretch, **seed)
     # the manifest's source says where the phone times come from: the synthesizer, unless the
     # engine aligns them (Piper)
     source = getattr(module, "TIMINGS", engine)

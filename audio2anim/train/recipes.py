@@ -331,11 +331,10 @@ def add_reverb(x: torch.Tensor, gen: torch.Generator, sr: int = 16000) -> torch.
     t = torch.arange(length, device=dev) / sr
     rt60 = 0.15 + 0.65 * torch.rand(b, 1, device=dev, generator=gen)
     tail = torch.randn(b, length, device=dev, generator=gen) * torch.exp(-6.9 * t / rt60)
-    tail[:, 0] = 0.0
+    tail[:, 0] = 0.0  # the reverberant part only, for its level
     drr_db = -5 + 20 * torch.rand(b, 1, device=dev, generator=gen)
-    tail = tail / tail.pow(2).sum(-1, keepdim=True).sqrt().clamp(min=1e-9) * 10 ** (-drr_db / 20)
-    rir = tail
-    rir[:, 0] = 1.0
+    rir = tail / tail.pow(2).sum(-1, keepdim=True).sqrt().clamp(min=1e-9) * 10 ** (-drr_db / 20)
+    rir[:, 0] = 1.0  # the direct sound
     size = n + length
     wet = torch.fft.irfft(torch.fft.rfft(x, size) * torch.fft.rfft(rir, size), size)[:, :n]
     scale = x.pow(2).mean(-1, keepdim=True).sqrt() / wet.pow(2).mean(-1, keepdim=True).sqrt()
@@ -391,7 +390,7 @@ def soften(post: torch.Tensor, temperature: tuple[float, float], gen: torch.Gene
     """Posteriors [B, F, C] → the same at a random temperature in ``temperature`` per crop:
     ``softmax(log p / T)``, the ranking kept and the distribution flatter for T > 1."""
     lo, hi = temperature
-    if hi <= 1.0 and lo >= 1.0:
+    if (lo, hi) == (1.0, 1.0):
         return post
     t = lo + (hi - lo) * torch.rand(post.shape[0], 1, 1, device=post.device, generator=gen)
     return torch.softmax(post.clamp(min=1e-6).log() / t, -1)

@@ -37,4 +37,6 @@ PY=${PYTHON:-python3}
 if [ -f audio2anim/sinks/viewer/package.json ]; then
   (cd audio2anim/sinks/viewer && npm ci --no-audit --no-fund --silent)
 fi
+# the Kokoro TTS voices (npm kokoro-js's voice files, sha256 checked; kept when present)
+.venv/bin/audio2anim data kokoro-voices --quiet
 echo "setup: done. Run the tests with: .venv/bin/python -m pytest"

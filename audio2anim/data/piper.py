@@ -25,7 +25,7 @@ session draws new noise each call.
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -61,13 +61,6 @@ def _load_voice(name: str):
 _voice = cache(_load_voice)  # once per process, for unseeded calls
 
 
-@lru_cache(maxsize=1)
-def _aligner():
-    from .align import Aligner
-
-    return Aligner()
-
-
 def synth(
     text: str, voice: str = "joe", duration_stretch: float = 1.0, seed: int | None = None
 ) -> tuple[np.ndarray, int, list[PhoneSegment]]:
@@ -94,4 +87,6 @@ def synth(
     for sentence in sentences[1:]:
         pieces += [pause, sentence]
     audio = np.concatenate(pieces)
-    return audio, rate, _aligner().align(audio, rate, text)
+    from .align import align
+
+    return audio, rate, align(audio, rate, text)

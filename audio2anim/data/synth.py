@@ -12,9 +12,9 @@ always those of the audio actually produced.
 
 Voices are ids ``engine:name``: ``espeak:<voice>[+variant]`` (any espeak-ng English voice and
 variant, e.g. ``espeak:en-us+f3``), ``festival:kal|ked|slt``, ``flite:awb|rms`` and
-``piper:joe`` (a neural voice; its phone times come from forced alignment, `data.piper`).
-``DEFAULT_VOICES`` lists the ones used when none are given (Flite's and Piper's are not among
-them). Synthesis runs in ``workers`` processes (spawned: espeak-ng
+``piper:joe`` and ``kokoro:<voice>`` (neural voices, e.g. ``kokoro:af_heart``, ``kokoro:bm_george``;
+their phone times come from forced alignment, `data.piper`, `data.kokoro`). ``DEFAULT_VOICES``
+lists the ones used when none are given (Flite's and the neural ones are not among them). Synthesis runs in ``workers`` processes (spawned: espeak-ng
 keeps global state per process, so the parent never synthesizes during a build).
 """
 
@@ -73,11 +73,24 @@ def parse_voice(voice_id: str) -> tuple[str, str]:
     raise ValueError(f"voice {voice_id!r}: expected espeak:<voice> or {known}")
 
 
+def expand_voices(voice_ids) -> tuple[str, ...]:
+    """Voice ids with each ``engine:all`` replaced by that engine's voices (``kokoro:all``)."""
+    out = []
+    for voice_id in voice_ids:
+        engine, _, name = voice_id.partition(":")
+        engines = _stretch_engines()
+        if name == "all" and engine in engines:
+            out += [f"{engine}:{v}" for v in engines[engine].VOICES]
+        else:
+            out.append(voice_id)
+    return tuple(out)
+
+
 def _stretch_engines() -> dict:
     """Engines driven by a duration stretch, each a module with ``VOICES`` and ``synth``."""
-    from . import festival, flite, piper
+    from . import festival, flite, kokoro, piper
 
-    return {"festival": festival, "flite": flite, "piper": piper}
+    return {"festival": festival, "flite": flite, "piper": piper, "kokoro": kokoro}
 
 
 def check_voices(voices: tuple[str, ...]) -> None:
@@ -111,7 +124,7 @@ def _speak(engine: str, name: str, text: str, rng: np.random.Generator):
     seed = {"seed": int(rng.integers(2**31))} if getattr(module, "SAMPLED", False) else {}
     audio, sr, segments = module.synth(text, name, duration_stretch=stretch, **seed)
     # the manifest's source says where the phone times come from: the synthesizer, unless the
-    # engine aligns them (Piper)
+    # engine aligns them (Piper, Kokoro)
     source = getattr(module, "TIMINGS", engine)
     return audio, sr, segments, "arpabet", source, {"duration_stretch": stretch}
 

@@ -132,6 +132,7 @@ def test_kokoro_reads_its_accent_keeps_punctuation_and_is_deterministic():
     us, gb = kokoro.phonemize("Stop, dog!"), kokoro.phonemize("Stop, dog!", british=True)
     assert "ɑː" in us and "ɒ" in gb  # the LOT vowel: American vs British
     assert us.index(",") < us.index("!") and us.endswith("!")
+    assert kokoro.phonemize("-5 degrees").startswith("mˈaɪnəs")  # text, not an option
     a, rate, _ = kokoro.synth("Bob made a map.", "af_heart")
     b, _, _ = kokoro.synth("Bob made a map.", "af_heart")
     slow, _, _ = kokoro.synth("Bob made a map.", "af_heart", duration_stretch=1.3)

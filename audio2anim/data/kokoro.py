@@ -149,8 +149,12 @@ def phonemize(text: str, british: bool = False) -> str:
     for m in [*_PUNCT_RUN.finditer(text), None]:
         piece = text[pos : m.start() if m else len(text)]
         if piece.strip():
-            ipa = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", lang, piece],
-                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
+            try:  # the text on stdin: a piece such as "-5 degrees" is not an option
+                ipa = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", lang], input=piece,
+                                     capture_output=True, text=True, check=True).stdout  # fmt: skip
+            except FileNotFoundError:
+                raise RuntimeError("kokoro voices need the espeak-ng program "
+                                   "(Debian package espeak-ng)") from None  # fmt: skip
             out.append(" ".join(ipa.split()))
         if m:
             out.append(m.group(0))

@@ -272,8 +272,9 @@ def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> lis
             f"{description}; aligned by pocketsphinx (labels approximate), targets from the "
             f"teacher on the aligned phones. Checkpoints: `{ckdir}`.",
             "",
-            "| model | viseme acc. | PER | MAE mouth | closure (n segments) | rounding (n) | openness (n) |",
-            "|---|---|---|---|---|---|---|",
+            "| model | viseme acc. | PER | MAE mouth | closure (n segments) | rounding (n) "
+            "| openness (n) | false closures (open frames) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         fronts: dict[str, dict] = {}  # front ends' figures per speaker, for a set of several
         for model in names:
@@ -286,11 +287,11 @@ def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> lis
                     }
             if "viseme_frame_accuracy" in r:
                 lines.append(
-                    f"| {model} | {fmt(r['viseme_frame_accuracy'])} | n/a | n/a | n/a | n/a | n/a |"
+                    f"| {model} | {fmt(r['viseme_frame_accuracy'])} | n/a | n/a | n/a | n/a | n/a | n/a |"
                 )
             elif "phone_error_rate" in r:
                 lines.append(
-                    f"| {model} | n/a | {fmt(r['phone_error_rate'])} | n/a | n/a | n/a | n/a |"
+                    f"| {model} | n/a | {fmt(r['phone_error_rate'])} | n/a | n/a | n/a | n/a | n/a |"
                 )
             for mode, label in (("from_audio", model), ("oracle", f"{model} (true visemes in)")):
                 if mode not in r:
@@ -300,7 +301,8 @@ def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> lis
                     f"| {label} | | | {fmt(row['mae']['mouth'])} "
                     f"| {lip(row, 'bilabial_closure_recall', 'bilabial')} "
                     f"| {lip(row, 'rounding_recall', 'rounded')} "
-                    f"| {lip(row, 'open_vowel_openness', 'open')} |"
+                    f"| {lip(row, 'open_vowel_openness', 'open')} "
+                    f"| {fmt(row.get('false_closure_rate'))} ({row.get('open_frames', 0)}) |"
                 )
         # the second front end the issue asks to compare against: pocketsphinx's phone loop
         hits = total = 0
@@ -312,7 +314,7 @@ def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> lis
             total += n
         lines.append(
             f"| pocketsphinx phone loop (`feature.visemes` backend) | {fmt(hits / max(1, total))} "
-            "| n/a | n/a | n/a | n/a | n/a |"
+            "| n/a | n/a | n/a | n/a | n/a | n/a |"
         )
     if len(voices) > 1 and fronts:
         lines += ["", f"Per speaker ({len(voices)}), front ends from audio:", ""]

@@ -203,6 +203,8 @@ def markdown_report(checkpoint: Path, sidecar: dict, result: dict, plot_name: st
                 f"| bilabial closure recall | {r['bilabial_closure_recall']:.3f} | {r['segments']['bilabial']} |",
                 f"| rounding recall | {r['rounding_recall']:.3f} | {r['segments']['rounded']} |",
                 f"| open-vowel openness | {r['open_vowel_openness']:.3f} | {r['segments']['open']} |",
+                f"| false closure rate (lower is better) | {fmt(r.get('false_closure_rate'))} "
+                f"| {r.get('open_frames', 0)} frames |",
                 "",
             ]
     if len(result.get("per_voice", {})) > 1:
@@ -224,8 +226,9 @@ def _per_voice_table(per_voice: dict) -> list[str]:
     lines = [
         "## Per voice",
         "",
-        "| voice | mode | viseme acc. | PER | MAE mouth | closure | rounding | openness |",
-        "|---|---|---|---|---|---|---|---|",
+        "| voice | mode | viseme acc. | PER | MAE mouth | closure | rounding | openness "
+        "| false closures |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
 
     for voice, modes in per_voice.items():
@@ -234,7 +237,7 @@ def _per_voice_table(per_voice: dict) -> list[str]:
                 f"| {voice} | {titles.get(mode, mode)} | {fmt(r.get('viseme_frame_accuracy'))} "
                 f"| {fmt(r.get('phone_error_rate'))} | {fmt(r.get('mae', {}).get('mouth'))} "
                 f"| {fmt(r.get('bilabial_closure_recall'))} | {fmt(r.get('rounding_recall'))} "
-                f"| {fmt(r.get('open_vowel_openness'))} |"
+                f"| {fmt(r.get('open_vowel_openness'))} | {fmt(r.get('false_closure_rate'))} |"
             )
     return [*lines, ""]
 

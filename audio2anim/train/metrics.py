@@ -21,6 +21,10 @@ frames on each side to forgive 20 ms of timing):
 - **open-vowel openness**: over AA/AE/AH/AO/AW/AY/EH segments where the teacher opens the jaw
   (peak jawOpen ≥ ``OPEN`` = 0.1), the fraction where the prediction's peak jawOpen reaches at
   least half the teacher's peak *and* its peak lip gap is above CLOSED (the mouth stays open).
+- **false closure rate**: over the frames where the teacher's lips are clearly open (lip gap >
+  2 × CLOSED), the fraction where the prediction's are closed (lip gap ≤ CLOSED). The three
+  recalls above count only misses; this counts the closures a P/B/M offset adds where none
+  belongs (lower is better).
 """
 
 from __future__ import annotations
@@ -106,10 +110,11 @@ def segment_frames(start: float, end: float, n_frames: int) -> slice:
 
 
 class LipSyncCounter:
-    """Accumulates the three lip-sync figures over utterances."""
+    """Accumulates the lip-sync figures over utterances."""
 
     def __init__(self) -> None:
-        self.counts = {k: [0, 0] for k in ("bilabial", "rounded", "open")}  # [hits, total]
+        # [hits, total]: segments, except open_frames (frames)
+        self.counts = {k: [0, 0] for k in ("bilabial", "rounded", "open", "open_frames")}
 
     def add(self, pred, target, seg_start, seg_end, seg_class) -> None:
         """pred/target [T, 30]; segments with class codes 1 bilabial, 2 rounded, 3 open."""
@@ -120,6 +125,9 @@ class LipSyncCounter:
         gp, gt = lip_gap(pred), lip_gap(target)
         rp, rt = rounding(pred), rounding(target)
         jp, jt = pred[:, _IX["jawOpen"]], target[:, _IX["jawOpen"]]
+        open_ = gt > 2 * CLOSED
+        self.counts["open_frames"][0] += int((gp[open_] <= CLOSED).sum())
+        self.counts["open_frames"][1] += int(open_.sum())
         for s, e, c in zip(seg_start, seg_end, seg_class, strict=True):
             w = segment_frames(float(s), float(e), n)
             if w.start >= w.stop:
@@ -144,7 +152,9 @@ class LipSyncCounter:
             "bilabial_closure_recall": ratio("bilabial"),
             "rounding_recall": ratio("rounded"),
             "open_vowel_openness": ratio("open"),
-            "segments": {k: v[1] for k, v in self.counts.items()},
+            "false_closure_rate": ratio("open_frames"),
+            "segments": {k: v[1] for k, v in self.counts.items() if k != "open_frames"},
+            "open_frames": self.counts["open_frames"][1],
         }
 
 

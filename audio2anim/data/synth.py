@@ -12,9 +12,10 @@ always those of the audio actually produced.
 
 Voices are ids ``engine:name``: ``espeak:<voice>[+variant]`` (any espeak-ng English voice and
 variant, e.g. ``espeak:en-us+f3``), ``festival:kal|ked|slt``, ``flite:awb|rms`` and
-``piper:joe`` and ``kokoro:<voice>`` (neural voices, e.g. ``kokoro:af_heart``, ``kokoro:bm_george``;
-their phone times come from forced alignment, `data.piper`, `data.kokoro`). ``DEFAULT_VOICES``
-lists the ones used when none are given (Flite's and the neural ones are not among them). Synthesis runs in ``workers`` processes (spawned: espeak-ng
+``piper:joe`` and ``kokoro:<voice>`` (neural voices, e.g. ``kokoro:af_heart``; their phone
+times come from forced alignment, `data.piper`, `data.kokoro`). ``DEFAULT_VOICES`` lists the
+ones used when none are given (Flite's and the neural ones are not among them). Synthesis runs
+in ``workers`` processes (spawned: espeak-ng
 keeps global state per process, so the parent never synthesizes during a build).
 """
 
@@ -75,10 +76,9 @@ def parse_voice(voice_id: str) -> tuple[str, str]:
 
 def expand_voices(voice_ids) -> tuple[str, ...]:
     """Voice ids with each ``engine:all`` replaced by that engine's voices (``kokoro:all``)."""
-    out = []
+    engines, out = _stretch_engines(), []
     for voice_id in voice_ids:
         engine, _, name = voice_id.partition(":")
-        engines = _stretch_engines()
         if name == "all" and engine in engines:
             out += [f"{engine}:{v}" for v in engines[engine].VOICES]
         else:

@@ -113,8 +113,8 @@ class LipSyncCounter:
     """Accumulates the lip-sync figures over utterances."""
 
     def __init__(self) -> None:
-        # [hits, total]: segments, except open_frames (frames)
-        self.counts = {k: [0, 0] for k in ("bilabial", "rounded", "open", "open_frames")}
+        self.counts = {k: [0, 0] for k in ("bilabial", "rounded", "open")}  # [hits, total]
+        self.open_frames = [0, 0]  # [closed by the prediction, open in the target]
 
     def add(self, pred, target, seg_start, seg_end, seg_class) -> None:
         """pred/target [T, 30]; segments with class codes 1 bilabial, 2 rounded, 3 open."""
@@ -126,8 +126,8 @@ class LipSyncCounter:
         rp, rt = rounding(pred), rounding(target)
         jp, jt = pred[:, _IX["jawOpen"]], target[:, _IX["jawOpen"]]
         open_ = gt > 2 * CLOSED
-        self.counts["open_frames"][0] += int((gp[open_] <= CLOSED).sum())
-        self.counts["open_frames"][1] += int(open_.sum())
+        self.open_frames[0] += int((gp[open_] <= CLOSED).sum())
+        self.open_frames[1] += int(open_.sum())
         for s, e, c in zip(seg_start, seg_end, seg_class, strict=True):
             w = segment_frames(float(s), float(e), n)
             if w.start >= w.stop:
@@ -144,17 +144,17 @@ class LipSyncCounter:
         self.counts[key][1] += 1
 
     def result(self) -> dict:
-        def ratio(k):
-            hits, total = self.counts[k]
+        def ratio(counts):
+            hits, total = counts
             return hits / total if total else float("nan")
 
         return {
-            "bilabial_closure_recall": ratio("bilabial"),
-            "rounding_recall": ratio("rounded"),
-            "open_vowel_openness": ratio("open"),
-            "false_closure_rate": ratio("open_frames"),
-            "segments": {k: v[1] for k, v in self.counts.items() if k != "open_frames"},
-            "open_frames": self.counts["open_frames"][1],
+            "bilabial_closure_recall": ratio(self.counts["bilabial"]),
+            "rounding_recall": ratio(self.counts["rounded"]),
+            "open_vowel_openness": ratio(self.counts["open"]),
+            "false_closure_rate": ratio(self.open_frames),
+            "segments": {k: v[1] for k, v in self.counts.items()},
+            "open_frames": self.open_frames[1],
         }
 
 

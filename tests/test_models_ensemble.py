@@ -9,7 +9,7 @@ import torch
 from audio2anim.models.checkpoint import build, load, save
 from audio2anim.models.logmel import logmel
 from audio2anim.models.onnx_export import OnnxModel, export_onnx
-from audio2anim.models.viseme_frontend import VisemeStream, combine_frontends
+from audio2anim.models.viseme_frontend import VisemeStream, combine_frontends, ensemble_members
 from audio2anim.train.cli import main
 from audio2anim.train.recipes import HPARAMS
 from audio2anim.train.synthetic import write_synthetic_export
@@ -124,12 +124,47 @@ def test_members_must_match():
         combine_frontends([a])
     with pytest.raises(ValueError, match="front end 1: lookahead 1 differs"):
         combine_frontends([a, _frontend(2, lookahead=1)])
-    b = _frontend(2)
-    b.set_normalization(np.full(80, -5.0), np.full(80, 3.0))
-    with pytest.raises(ValueError, match="front end 1: input normalization differs"):
-        combine_frontends([a, b])
-    with pytest.raises(ValueError, match="already an ensemble"):
-        combine_frontends([combine_frontends([a, a]), a])
+    with pytest.raises(ValueError, match="front end 1: channels 8 differs"):
+        combine_frontends([a, _frontend(2, channels=8)])
+
+
+def test_an_ensemble_comes_apart_into_its_members_and_recombines_with_others(tmp_path):
+    """`ensemble_members` inverts `combine_frontends`; an ensemble given to it counts as its
+    members, each weighted like a single front end."""
+    a, b, c = (_frontend(s) for s in (1, 2, 3))
+    lm = _speech_logmel()
+    ab = combine_frontends([a, b])
+    for mine, theirs in zip(ensemble_members(ab), (a, b), strict=True):
+        np.testing.assert_allclose(mine.posteriors(lm), theirs.posteriors(lm), atol=1e-6)
+    mean = np.mean([m.posteriors(lm) for m in (a, b, c)], 0)
+    abc = combine_frontends([ab, c])
+    assert abc.members == 3
+    np.testing.assert_allclose(abc.posteriors(lm), mean, atol=1e-5)
+    ab.set_viseme_bias({"PP": 2.0})  # an ensemble's own bias stays with it
+    np.testing.assert_allclose(combine_frontends([ab, c]).posteriors(lm), mean, atol=1e-5)
+
+
+def test_members_normalized_differently_are_folded_onto_the_first(tmp_path):
+    """Front ends trained on different audio have their own input normalization; the ensemble
+    keeps the first's and folds the others' into their first conv: the same posteriors in
+    every runtime, up to the stream start's left padding, which then stands for the first's
+    mean log-mel (these untrained GRUs never quite forget it)."""
+    a, b = _frontend(1), _frontend(2)
+    b.set_normalization(np.linspace(-7, -4, 80), np.linspace(2, 4, 80))
+    lm = _speech_logmel()
+    mean = np.mean([m.posteriors(lm) for m in (a, b)], 0)
+    ens = combine_frontends([a, b])
+    torch.testing.assert_close(ens.in_mean, a.in_mean)
+    got = ens.posteriors(lm)
+    assert 1e-4 < np.abs(got - mean).max() < 0.01
+    unfolded = np.mean([a.posteriors(lm), _frontend(2).posteriors(lm)], 0)  # b read as a's input
+    assert np.abs(unfolded - mean).max() > 0.1
+    stream = VisemeStream(ens)
+    parts = [stream.push(lm[i : i + 7]) for i in range(0, len(lm), 7)]
+    np.testing.assert_allclose(np.concatenate([*parts, stream.flush()]), got, atol=1e-5)
+    save(ens, tmp_path / "ens")
+    onnx = OnnxModel(export_onnx(tmp_path / "ens", tmp_path / "ens.onnx"))
+    np.testing.assert_allclose(onnx.posteriors(lm), got, atol=1e-4)
 
 
 def test_combine_frontends_cli_writes_an_evaluated_checkpoint(tmp_path, capsys):
@@ -159,6 +194,22 @@ def test_combine_frontends_cli_writes_an_evaluated_checkpoint(tmp_path, capsys):
     assert "--viseme-bias 'PP': expected VISEME=LOGIT, e.g. PP=1.0" in capsys.readouterr().err
     assert main(["combine-frontends", *dirs, "--out", str(biased), "--viseme-bias", "XX=1"]) == 2
     assert "unknown viseme 'XX'" in capsys.readouterr().err
+
+    # an ensemble's members recombine: the second of `ens` with both single ones
+    re = tmp_path / "re"
+    assert main(["combine-frontends", f"{ens}#1", *dirs, "--out", str(re)]) == 0
+    side = json.loads((re / "config.json").read_text())
+    assert [m["seed"] for m in side["ensemble"]["members"]] == [1, 0, 1]
+    assert side["training"]["stop_reason"] == "mean of 3 front ends"
+    assert side["training"]["epochs_run"] == "1+1+1"
+    lm = _speech_logmel()
+    fronts = [load(d)[0] for d in (dirs[1], *dirs)]
+    mean = np.mean([m.posteriors(lm) for m in fronts], 0)
+    np.testing.assert_allclose(load(re)[0].posteriors(lm), mean, atol=1e-5)
+    for bad, why in ((f"{ens}#2", "members are numbered 0…1, each once; got 2"),
+                     (f"{ens}#x", "expected DIR#i,j,… with member numbers from 0")):  # fmt: skip
+        assert main(["combine-frontends", bad, dirs[0], "--out", str(re)]) == 2
+        assert f"{bad}: {why}" in capsys.readouterr().err
 
     mlp = tmp_path / "mlp"
     args = ["train", "viseme-mlp", "--data", str(export), "--out", str(mlp), *tiny]

@@ -16,6 +16,8 @@ trained to be the viseme of frame ``t - lookahead``, so it has heard ``lookahead
   ensemble, ``members`` = 3): the members side by side in one wider network (grouped convs,
   one GRU and one output head per member behind a single-GRU interface whose state is the
   members' states concatenated), so streaming, ONNX export and the operator need nothing new.
+  `ensemble_members(ens)` takes one apart again, so an ensemble's members can be recombined
+  with others.
 - ``viseme_bias`` ({"PP": 1.0}): a log-odds offset per viseme added to the output, i.e. each
   named viseme's posterior multiplied by e^offset before renormalizing (a prior correction).
   Recognizers trained on synthetic voices hear fewer P/B/M in real speech than are there;
@@ -235,43 +237,75 @@ class VisemeStream:
 
 
 @torch.no_grad()
+def ensemble_members(model: VisemeFrontEnd) -> list[VisemeFrontEnd]:
+    """The single front ends whose mean ``model`` is (``[model]`` for a single one); each has
+    the ensemble's input normalization and no viseme bias (an ensemble's bias is its own)."""
+    k = model.members
+    if k == 1:
+        return [model]
+    hp = {**model.hparams, "members": 1}
+    hp["channels"] //= k
+    hp["hidden"] //= k
+    hp.pop("viseme_bias", None)
+    out = []
+    for i in range(k):
+        m = VisemeFrontEnd(**hp)
+        m.set_normalization(model.in_mean, model.in_std)
+        for mine, theirs in zip(m.convs, model.convs, strict=True):  # output channels stack
+            mine.weight.copy_(theirs.weight.chunk(k)[i])
+            mine.bias.copy_(theirs.bias.chunk(k)[i])
+        m.gru.load_state_dict(model.gru.grus[i].state_dict())
+        m.out.load_state_dict(model.out.heads[i].state_dict())
+        m.kind = model.kind
+        out.append(m.eval())
+    return out
+
+
+@torch.no_grad()
+def _renormalized_first_conv(m: VisemeFrontEnd, mean: torch.Tensor, std: torch.Tensor):
+    """``m``'s first conv (weight, bias) for input normalized by (``mean``, ``std``) instead of
+    its own: its input (x - m_i) / s_i is (x0 · std + mean - m_i) / s_i for x0 the other
+    normalization's, an affine map folded into the conv."""
+    conv = m.convs[0]
+    scale = (std / m.in_std)[None, :, None]
+    shift = ((mean - m.in_mean) / m.in_std)[None, :, None]
+    return conv.weight * scale, conv.bias + (conv.weight * shift).sum((1, 2))
+
+
+@torch.no_grad()
 def combine_frontends(models: list[VisemeFrontEnd]) -> VisemeFrontEnd:
-    """One front end whose posteriors are the mean of ``models``' (same input normalization,
-    lookahead and layer shapes; single-member models). ValueError names what differs."""
-    if len(models) < 2:
+    """One front end whose posteriors are the mean of ``models``' members (an ensemble given
+    counts as its members, each weighted like any other; same lookahead and layer shapes).
+
+    Members normalized differently (trained on different audio) are folded onto the first's
+    normalization: exact but for the stream's start, whose left padding (the normalized zero)
+    then stands for the first's mean log-mel rather than the member's own, a difference that
+    lasts as long as the member's GRU remembers it. ValueError names what differs."""
+    flat = [(i, m) for i, model in enumerate(models) for m in ensemble_members(model)]
+    if len(flat) < 2:
         raise ValueError("combining front ends needs at least two")
-    first = models[0]
-    for i, m in enumerate(models):
-        if m.members != 1:
-            raise ValueError(f"front end {i} is already an ensemble of {m.members}")
-        for key in (
-            "n_mels",
-            "n_visemes",
-            "channels",
-            "hidden",
-            "conv_layers",
-            "kernel",
-            "lookahead",
-        ):
+    first = flat[0][1]
+    for i, m in flat:
+        for key in ("n_mels", "n_visemes", "channels", "hidden", "conv_layers", "kernel",
+                    "lookahead"):  # fmt: skip
             if m.hparams[key] != first.hparams[key]:
                 raise ValueError(
                     f"front end {i}: {key} {m.hparams[key]} differs from front end 0's "
-                    f"{first.hparams[key]}"
+                    f"{first.hparams[key]} (per member)"
                 )
-        same = torch.equal(m.in_mean, first.in_mean) and torch.equal(m.in_std, first.in_std)
-        if not same:
-            raise ValueError(f"front end {i}: input normalization differs from front end 0's")
-    k = len(models)
+    k = len(flat)
     c, h = first.hparams["channels"], first.hparams["hidden"]
     hp = {**first.hparams, "channels": c * k, "hidden": h * k, "members": k}
     hp.pop("viseme_bias", None)  # an ensemble's own bias is set on it, not inherited
     out = VisemeFrontEnd(**hp)
-    out.in_mean.copy_(first.in_mean)
-    out.in_std.copy_(first.in_std)
-    for layer, conv in enumerate(out.convs):  # output channels stack; groups keep them apart
-        conv.weight.copy_(torch.cat([m.convs[layer].weight for m in models]))
-        conv.bias.copy_(torch.cat([m.convs[layer].bias for m in models]))
-    for i, m in enumerate(models):
+    out.set_normalization(first.in_mean, first.in_std)
+    first_conv = [_renormalized_first_conv(m, first.in_mean, first.in_std) for _, m in flat]
+    out.convs[0].weight.copy_(torch.cat([w for w, _ in first_conv]))
+    out.convs[0].bias.copy_(torch.cat([b for _, b in first_conv]))
+    for layer, conv in enumerate(out.convs[1:], 1):  # output channels stack; groups keep them apart
+        conv.weight.copy_(torch.cat([m.convs[layer].weight for _, m in flat]))
+        conv.bias.copy_(torch.cat([m.convs[layer].bias for _, m in flat]))
+    for i, (_, m) in enumerate(flat):
         out.gru.grus[i].load_state_dict(m.gru.state_dict())
         out.out.heads[i].load_state_dict(m.out.state_dict())
     out.kind = first.kind

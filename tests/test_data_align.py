@@ -172,6 +172,17 @@ def test_asterisk_prompts_become_an_aligned_corpus_split_by_prompt(tmp_path, cap
     assert len(ids["test"]) == 2 and len(ids["train"]) == 3 and not ids["test"] & ids["train"]
     every = {"vm-goodbye", "digits_7", "demo-keys", "letters-at", "vm-bye"}
     assert ids["test"] | ids["train"] == every
+
+    # a prompt that cannot be aligned is left out, the rest kept, and the exit status says so
+    (sounds / "vm-empty.g722").write_bytes(b"")
+    transcripts.write_bytes(gzip.compress(("\n".join([*lines, "vm-empty: Hello"]) + "\n").encode()))
+    argv = ["data", "asterisk", "--out", str(tmp_path / "all"), "--sounds", str(sounds),
+            "--transcripts", str(transcripts), "--workers", "1", "--quiet"]  # fmt: skip
+    assert main(argv) == 1
+    out = capsys.readouterr()
+    assert "aligned 5 of 6 Asterisk prompts (all); 1 failed and left out" in out.out
+    assert "failed: " in out.err and "vm-empty" in out.err
+    assert {u.id for u in Corpus(tmp_path / "all").utterances} == every
     (tmp_path / "empty").mkdir()
     argv = ["data", "asterisk", "--out", str(tmp_path / "x"), "--sounds", str(tmp_path / "empty")]
     assert main(argv) == 2

@@ -21,6 +21,7 @@ import numpy as np
 from .corpus import PhoneSegment
 
 FRAME_S = 0.01
+MIN_AUDIO_S = 0.1  # shorter audio holds no word to align
 
 
 def transcript_words(text: str) -> list[str]:
@@ -84,6 +85,8 @@ class Aligner:
         if sample_rate != 16000:
             audio = soxr.resample(audio, sample_rate, 16000)
         duration = len(audio) / 16000
+        if duration < MIN_AUDIO_S:  # pocketsphinx fails on a few frames with an IndexError
+            raise ValueError(f"{duration:.3f} s of audio is too short to align {text[:60]!r}")
         words = transcript_words(text)
         self.prepare(words)
         pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()

@@ -240,7 +240,7 @@ def cmd_asterisk(args) -> int:
           f"({args.part}); {len(result['failed'])} failed and left out")  # fmt: skip
     for message in result["failed"]:
         print(f"  failed: {message}", file=sys.stderr)
-    return 0
+    return 1 if result["failed"] else 0
 
 
 def cmd_kokoro_voices(args) -> int:

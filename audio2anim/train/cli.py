@@ -171,7 +171,11 @@ def add_commands(subparsers) -> None:
         description="One front end whose posteriors are the mean of the given ones'.",
     )
     c.add_argument(
-        "members", nargs="+", metavar="CHECKPOINT", help="viseme-frontend or wav2vec2 dirs (≥ 2)"
+        "members",
+        nargs="+",
+        metavar="CHECKPOINT",
+        help="viseme-frontend or wav2vec2 dirs (≥ 2 front ends); a viseme ensemble counts as "
+        "its members, DIR#i,j,… as those members (from 0)",
     )
     c.add_argument("--out", required=True, help="the ensemble's checkpoint directory")
     c.add_argument("--data", help="export whose test voices the ensemble is evaluated on")

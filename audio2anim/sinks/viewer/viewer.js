@@ -84,21 +84,25 @@ function onVisemes(msg) {
   msg.ids.forEach((id, i) => visemeQueue.push({ t: msg.t + i * dt, id }));
 }
 
+// Made when the socket opens, not at the first audio block: creating an AudioContext can take
+// longer than PLAYOUT_DELAY on a busy machine, and that block would then arrive too late to play.
+function openAudio() {
+  if (!audioCtx) audioCtx = new AudioContext();
+}
+
 function onAudio(buf) {
   const view = new DataView(buf);
   const t = view.getFloat64(0, true);
   const rate = view.getUint32(8, true);
   const samples = new Float32Array(buf, 16);
   startClock(t);
-  if (!audioCtx) {
-    audioCtx = new AudioContext();
-    if (audioCtx.state !== "running") {
+  openAudio();
+  if (audioOffset === null) {
+    if (audioCtx.state !== "running") {  // the page may not play sound before a user gesture
       const b = document.getElementById("sound");
       b.hidden = false;
       b.onclick = () => { audioCtx.resume(); b.hidden = true; };
     }
-  }
-  if (audioOffset === null) {
     // align the audio clock with the wall-clock timeline already running
     const now = mediaNow();
     audioOffset = audioCtx.currentTime - (now === null ? t - PLAYOUT_DELAY : now);
@@ -157,7 +161,10 @@ function setStatus(text) {
 function connect() {
   const ws = new WebSocket(`ws://${location.host}/ws`);
   ws.binaryType = "arraybuffer";
-  ws.onopen = () => { socketOpen = true; state.ready = meshes.length > 0; setStatus(); };
+  ws.onopen = () => {
+    socketOpen = true; state.ready = meshes.length > 0; setStatus();
+    openAudio();
+  };
   ws.onclose = () => {
     socketOpen = false; state.ready = false; setStatus("disconnected; retrying");
     setTimeout(connect, 1000);

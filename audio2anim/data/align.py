@@ -90,11 +90,15 @@ class Aligner:
         words = transcript_words(text)
         self.prepare(words)
         pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
-        # Live cepstral mean normalization starts from the previous utterance's estimate; a
-        # poor start can lose the transcript's path. A second try starts from this
-        # utterance's own estimate; a fresh decoder is the last resort.
+        # The feature extraction adapts as it reads (live cepstral mean, noise estimate). Every
+        # utterance starts it afresh, so that an alignment does not depend on which files this
+        # decoder (a pool worker's) read before. A poor start can lose the transcript's path: a
+        # second try starts from this utterance's own estimate (what the failed try left); a
+        # fresh decoder is the last resort.
         alignment, error = None, ""
         for attempt in range(3):
+            if attempt == 0:
+                self.decoder.reinit_feat()
             if attempt == 2:
                 self.decoder = self._make_decoder()
                 self.prepare(words)

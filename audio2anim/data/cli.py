@@ -221,9 +221,7 @@ def cmd_align(args) -> int:
                           g2p=not args.no_g2p, workers=args.workers, progress=not args.quiet)  # fmt: skip
     print(f"{args.out}: aligned {result['aligned']} utterances; {len(result['failed'])} failed, "
           f"{len(result['untranscribed'])} audio files without a transcript")  # fmt: skip
-    for message in result["failed"]:
-        print(f"  failed: {message}", file=sys.stderr)
-    return 1 if result["failed"] else 0
+    return _failures(result)
 
 
 def cmd_asterisk(args) -> int:
@@ -238,6 +236,11 @@ def cmd_asterisk(args) -> int:
                          voice=VOICE, workers=args.workers, progress=not args.quiet)  # fmt: skip
     print(f"{args.out}: aligned {result['aligned']} of {len(items)} Asterisk prompts "
           f"({args.part}); {len(result['failed'])} failed and left out")  # fmt: skip
+    return _failures(result)
+
+
+def _failures(result: dict) -> int:
+    """Names each file an alignment run left out on stderr → the exit status (1 if any)."""
     for message in result["failed"]:
         print(f"  failed: {message}", file=sys.stderr)
     return 1 if result["failed"] else 0

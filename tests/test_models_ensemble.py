@@ -216,3 +216,21 @@ def test_combine_frontends_cli_writes_an_evaluated_checkpoint(tmp_path, capsys):
     assert main([*args, "--crop-s", "1"]) == 0
     assert main(["combine-frontends", dirs[0], str(mlp), "--out", str(tmp_path / "x")]) == 2
     assert "a viseme-mlp checkpoint; combine viseme-frontend or wav2vec2" in capsys.readouterr().err
+
+
+def test_an_ensemble_worse_than_every_member_is_flagged():
+    """The tenth session's wav2vec2 seeds 2 + 3: their CTC spikes fell on different frames and
+    the pair read PER 0.238 where each alone read 0.128 and 0.124; seeds 2 + 4 averaged fine."""
+    from audio2anim.train.combine import averaging_warning
+
+    def sidecar(own, members, key="phone_error_rate"):
+        return {"metrics": {key: own},
+                "ensemble": {"members": [{f"test_{key}": m} for m in members]}}  # fmt: skip
+
+    warning = averaging_warning(sidecar(0.238, [0.128, 0.124]))
+    assert warning.startswith("the ensemble's test phone error rate 0.238 is worse than every ")
+    assert "(0.128, 0.124)" in warning and "\n" not in warning
+    assert averaging_warning(sidecar(0.125, [0.128, 0.125])) is None
+    assert averaging_warning(sidecar(0.80, [0.82, 0.83], "viseme_frame_accuracy")) is not None
+    assert averaging_warning(sidecar(0.85, [0.82, 0.83], "viseme_frame_accuracy")) is None
+    assert averaging_warning({"ensemble": {"members": []}}) is None  # not evaluated: no figure

@@ -367,7 +367,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_combine(args) -> int:
-    from .combine import combine_checkpoints
+    from audio2anim.models.checkpoint import read_sidecar
+
+    from .combine import averaging_warning, combine_checkpoints
 
     try:
         bias = keyed_floats(args.viseme_bias or (), "--viseme-bias", "VISEME=LOGIT", "PP=1.0")
@@ -385,6 +387,9 @@ def cmd_combine(args) -> int:
         print(f"combine-frontends: {e}", file=sys.stderr)
         return 2
     print(f"saved {out}")
+    warning = averaging_warning(read_sidecar(out))
+    if warning:
+        print(f"combine-frontends: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -152,3 +152,26 @@ def _member_records(path: str, side: dict, picks: list[int] | None) -> list[dict
             "steps": t.get("steps"),
         }
     ]
+
+
+def averaging_warning(sidecar: dict) -> str | None:
+    """One line when an evaluated ensemble (``sidecar``) scores worse on its test voices than
+    every member did on theirs, else None. Seeds of a CTC model can place their phone spikes on
+    different frames; the mean of misplaced spikes loses to the blank (a wav2vec2 pair of the
+    tenth session read PER 0.238 where its members read 0.128 and 0.124)."""
+    metrics = sidecar.get("metrics", {})
+    members = sidecar.get("ensemble", {}).get("members", [])
+    for key, lower_is_better in (("phone_error_rate", True), ("viseme_frame_accuracy", False)):
+        own = metrics.get(key)
+        theirs = [m[f"test_{key}"] for m in members if f"test_{key}" in m]
+        if own is None or len(theirs) != len(members) or not theirs:
+            continue
+        worse = own > max(theirs) if lower_is_better else own < min(theirs)
+        if worse:
+            listed = ", ".join(f"{v:.3f}" for v in theirs)
+            return (
+                f"the ensemble's test {key.replace('_', ' ')} {own:.3f} is worse than every "
+                f"member's ({listed}); members that disagree on timing do not average "
+                f"(CTC seeds can place their phone spikes on different frames): try other members"
+            )
+    return None

@@ -36,14 +36,15 @@ def combine_checkpoints(
     import torch
 
     from audio2anim.models.checkpoint import load, read_sidecar, save
-    from audio2anim.models.viseme_frontend import combine_frontends
+    from audio2anim.models.viseme_frontend import combine_frontends, ensemble_members
     from audio2anim.models.wav2vec_ensemble import save_ensemble
 
     loaded = []  # (path, sidecar, picked member indices or None for a single front end)
-    kind = read_sidecar(str(members[0]).partition("#")[0])["kind"]
+    kind = None
     for spec in members:
         path, _, picks = str(spec).partition("#")
         side = read_sidecar(path)
+        kind = kind or side["kind"]  # the first member's
         if side["kind"] not in KINDS or side["kind"] != kind:
             raise ValueError(
                 f"{path}: a {side['kind']} checkpoint; combine viseme-frontend or wav2vec2 "
@@ -84,8 +85,6 @@ def combine_checkpoints(
             return Path(out)
     else:
         try:
-            from audio2anim.models.viseme_frontend import ensemble_members
-
             parts = []
             for path, _, picks in loaded:
                 each = ensemble_members(load(path)[0])

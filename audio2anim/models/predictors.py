@@ -30,6 +30,12 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def constructor_args(frame_locals: dict) -> dict:
+    """A constructor's arguments from its ``locals()``, taken before it binds any other name:
+    the hyper-parameters a checkpoint stores to build the model again."""
+    return {k: v for k, v in frame_locals.items() if k not in ("self", "__class__")}
+
+
 class SequencePredictor(nn.Module):
     """Shared plumbing: hyper-parameters, normalization buffers, padding, `predict`."""
 
@@ -96,15 +102,7 @@ class WindowMLP(SequencePredictor):
         dropout: float = 0.1,
     ) -> None:
         super().__init__(in_dim, out_dim, past, lookahead)
-        self.hparams = dict(
-            in_dim=in_dim,
-            out_dim=out_dim,
-            past=past,
-            lookahead=lookahead,
-            hidden=hidden,
-            layers=layers,
-            dropout=dropout,
-        )
+        self.hparams = constructor_args(locals())
         mods: list[nn.Module] = [nn.Conv1d(in_dim, hidden, past + lookahead + 1), nn.GELU()]
         for _ in range(layers - 1):
             mods += [nn.Dropout(dropout), nn.Conv1d(hidden, hidden, 1), nn.GELU()]
@@ -173,15 +171,7 @@ class ConvPredictor(SequencePredictor):
         dropout: float = 0.1,
     ) -> None:
         super().__init__(in_dim, out_dim, _trunk_past(layers, kernel, lookahead), lookahead)
-        self.hparams = dict(
-            in_dim=in_dim,
-            out_dim=out_dim,
-            lookahead=lookahead,
-            channels=channels,
-            layers=layers,
-            kernel=kernel,
-            dropout=dropout,
-        )
+        self.hparams = constructor_args(locals())
         self.trunk = ConvTrunk(in_dim, channels, layers, kernel, dropout)
         self.head = nn.Conv1d(channels, out_dim, 1)
 
@@ -211,16 +201,7 @@ class AutoregressivePredictor(SequencePredictor):
         dropout: float = 0.1,
     ) -> None:
         super().__init__(in_dim, out_dim, _trunk_past(layers, kernel, lookahead), lookahead)
-        self.hparams = dict(
-            in_dim=in_dim,
-            out_dim=out_dim,
-            lookahead=lookahead,
-            channels=channels,
-            layers=layers,
-            kernel=kernel,
-            prev_frames=prev_frames,
-            dropout=dropout,
-        )
+        self.hparams = constructor_args(locals())
         self.prev_frames = prev_frames
         self.trunk = ConvTrunk(in_dim, channels, layers, kernel, dropout)
         self.prev_proj = nn.Linear(prev_frames * out_dim, channels)
@@ -378,18 +359,7 @@ class AttentionPredictor(SequencePredictor):
         dropout: float = 0.1,
     ) -> None:
         super().__init__(in_dim, out_dim, _trunk_past(layers, kernel, lookahead), lookahead)
-        self.hparams = dict(
-            in_dim=in_dim,
-            out_dim=out_dim,
-            lookahead=lookahead,
-            channels=channels,
-            layers=layers,
-            kernel=kernel,
-            attn_layers=attn_layers,
-            heads=heads,
-            attn_window=attn_window,
-            dropout=dropout,
-        )
+        self.hparams = constructor_args(locals())
         self.attn_window = attn_window
         self.trunk = ConvTrunk(in_dim, channels, layers, kernel, dropout)
         self.blocks = nn.ModuleList(

@@ -49,6 +49,12 @@ MODEL_KINDS: dict[str, str] = {
 }
 
 
+def constructor_args(frame_locals: dict) -> dict:
+    """A model constructor's arguments from its ``locals()``, taken before it binds any other
+    name: the ``hparams`` that build it again (``Class(**hparams)``)."""
+    return {k: v for k, v in frame_locals.items() if k not in ("self", "__class__")}
+
+
 class CheckpointError(ValueError):
     """A checkpoint directory that cannot be loaded; the message names the file and field."""
 

@@ -29,11 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-def constructor_args(frame_locals: dict) -> dict:
-    """A constructor's arguments from its ``locals()``, taken before it binds any other name:
-    the hyper-parameters a checkpoint stores to build the model again."""
-    return {k: v for k, v in frame_locals.items() if k not in ("self", "__class__")}
+from .checkpoint import constructor_args
 
 
 class SequencePredictor(nn.Module):

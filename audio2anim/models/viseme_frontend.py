@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .checkpoint import constructor_args
 from .class_bias import bias_vector
 from .logmel import DEFAULT as LOGMEL_DEFAULT
 
@@ -60,17 +61,7 @@ class VisemeFrontEnd(nn.Module):
             raise ValueError(f"lookahead must be 0..6 frames (≤ 60 ms), got {lookahead}")
         if members < 1 or channels % members or hidden % members:
             raise ValueError(f"members ({members}) must divide channels and hidden")
-        self.hparams = dict(
-            n_mels=n_mels,
-            n_visemes=n_visemes,
-            channels=channels,
-            hidden=hidden,
-            conv_layers=conv_layers,
-            kernel=kernel,
-            lookahead=lookahead,
-            dropout=dropout,
-            members=members,
-        )
+        self.hparams = constructor_args(locals())  # viseme_bias: see set_viseme_bias
         self.n_mels, self.lookahead, self.kernel = n_mels, lookahead, kernel
         self.members, self.n_visemes = members, n_visemes
         # not in the state dict: the hyper-parameters carry it, so older files load unchanged

@@ -121,20 +121,12 @@ def tuxpaint_descriptions() -> list[tuple[str, Path, str]]:
     return out
 
 
-PYPI_DIR: Path | None = None  # --pypi-dir; None: `pypi_speech.DEFAULT_OUT`
+def pypi_clips(root: Path | None = None) -> list[tuple[str, Path, str, str]]:
+    """(clip, wav, words, speaker): the one set whose clips carry their own voices; ``root``:
+    `audio2anim data pypi-speech`'s output (None: its default)."""
+    from audio2anim.data.pypi_speech import DEFAULT_OUT, read_clips
 
-
-def pypi_dir() -> Path:
-    from audio2anim.data.pypi_speech import DEFAULT_OUT
-
-    return PYPI_DIR or DEFAULT_OUT
-
-
-def pypi_clips() -> list[tuple[str, Path, str, str]]:
-    """(clip, wav, words, speaker): the one set whose clips carry their own voices."""
-    from audio2anim.data.pypi_speech import read_clips
-
-    return read_clips(pypi_dir(), part="test")
+    return read_clips(root or DEFAULT_OUT, part="test")
 
 
 def asterisk_test() -> list[tuple[str, Path, str]]:
@@ -201,16 +193,17 @@ def alignment_line(segments) -> str:
     )
 
 
-def align_and_export(name: str, tmp: Path) -> dict[str, list[float]]:
+def align_and_export(name: str, tmp: Path, items: list | None = None) -> dict[str, list[float]]:
     """Align set ``name`` into ``tmp``/corpus and export it to ``tmp``/export (labels: the aligned
     phones; targets: the teacher's on them) → {voice: durations of its clips aligned}. A set's
-    items are (stem, path, words), voiced as the set's voice, or (stem, path, words, voice)."""
+    items are (stem, path, words), voiced as the set's voice, or (stem, path, words, voice);
+    ``items``: these instead of what the set lists by default."""
     from audio2anim.data.align import align_files
     from audio2anim.data.corpus import Corpus
     from audio2anim.train.data import export_data
 
     list_items, voice, _ = SETS[name]
-    items = list_items()
+    items = list_items() if items is None else items
     groups: dict[str, list] = {}
     for item in items:
         groups.setdefault(item[3] if len(item) > 3 else voice, []).append(tuple(item[:3]))
@@ -251,8 +244,11 @@ def speaker_table(voices: dict[str, list[float]], figures: dict[str, dict]) -> l
     return [*lines, ""]
 
 
-def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> list[str]:
-    """Align, export and evaluate one set; returns its Markdown lines."""
+def evaluate_set(
+    name: str, ckdir: Path, names: list[str], reports: Path, items: list | None = None
+) -> list[str]:
+    """Align, export and evaluate one set (``items``: see `align_and_export`); returns its
+    Markdown lines."""
     import numpy as np
 
     from audio2anim.operators.feature_visemes import PocketsphinxVisemes
@@ -263,7 +259,7 @@ def evaluate_set(name: str, ckdir: Path, names: list[str], reports: Path) -> lis
     description = SETS[name][2]
     with tempfile.TemporaryDirectory(prefix="real_speech-") as tmp:
         tmp = Path(tmp)
-        voices = align_and_export(name, tmp)
+        voices = align_and_export(name, tmp, items)
         clips, seconds = totals(voices)
 
         lines = [
@@ -333,16 +329,15 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args()
 
-    global PYPI_DIR
-    PYPI_DIR = args.pypi_dir
     if args.sets is None:
-        from audio2anim.data.pypi_speech import MARKER
+        from audio2anim.data.pypi_speech import DEFAULT_OUT, MARKER
 
         args.sets = ",".join(DEBIAN_SETS)
-        if (pypi_dir() / MARKER).is_file():
+        pypi_root = args.pypi_dir or DEFAULT_OUT
+        if (pypi_root / MARKER).is_file():
             args.sets += ",pypi"
         else:
-            print(f"pypi: left out, no clips in {pypi_dir()} (run `audio2anim data pypi-speech` "
+            print(f"pypi: left out, no clips in {pypi_root} (run `audio2anim data pypi-speech` "
                   "to add the set)", file=sys.stderr)  # fmt: skip
     try:
         sets = parse_sets(args.sets)
@@ -367,7 +362,8 @@ def main() -> int:
     lines = ["## Real recorded speech", ""]
     for name in sets:
         try:
-            lines += evaluate_set(name, ckdir, names, out.with_suffix(""))
+            items = pypi_clips(args.pypi_dir) if name == "pypi" else None
+            lines += evaluate_set(name, ckdir, names, out.with_suffix(""), items)
         except FileNotFoundError as e:
             print(f"{name}: {e}", file=sys.stderr)
             return 2

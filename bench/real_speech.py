@@ -329,11 +329,11 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args()
 
-    if args.sets is None:
-        from audio2anim.data.pypi_speech import DEFAULT_OUT, MARKER
+    from audio2anim.data.pypi_speech import DEFAULT_OUT, MARKER
 
+    pypi_root = args.pypi_dir or DEFAULT_OUT
+    if args.sets is None:
         args.sets = ",".join(DEBIAN_SETS)
-        pypi_root = args.pypi_dir or DEFAULT_OUT
         if (pypi_root / MARKER).is_file():
             args.sets += ",pypi"
         else:
@@ -362,7 +362,7 @@ def main() -> int:
     lines = ["## Real recorded speech", ""]
     for name in sets:
         try:
-            items = pypi_clips(args.pypi_dir) if name == "pypi" else None
+            items = pypi_clips(pypi_root) if name == "pypi" else None
             lines += evaluate_set(name, ckdir, names, out.with_suffix(""), items)
         except FileNotFoundError as e:
             print(f"{name}: {e}", file=sys.stderr)

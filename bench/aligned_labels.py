@@ -43,7 +43,7 @@ TOLERANCE = 2  # frames: ±20 ms
 
 
 def frame_labels(segments, phoneset: str, n: int):
-    from audio2anim.data.visemes import viseme_ids
+    from audio2anim.visemes import viseme_ids
 
     return viseme_ids([(s.start, s.end, s.phone) for s in segments], phoneset, FRAME_RATE, n)
 

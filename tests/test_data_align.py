@@ -8,7 +8,7 @@ import pytest
 from audio2anim.data.align import Aligner, transcript_words
 from audio2anim.data.corpus import check_segments
 from audio2anim.data.g2p import ESPEAK_TO_ARPABET, pronounce, to_arpabet
-from audio2anim.data.visemes import known_phones, viseme_of
+from audio2anim.visemes import known_phones, viseme_of
 
 TEXT = "Anna is in Iowa, and Emily is in Rome. The quick brown fox jumps over the lazy dog."
 
@@ -126,10 +126,10 @@ def write_g722(path, audio):
 def test_asterisk_prompts_become_an_aligned_corpus_split_by_prompt(tmp_path, capsys):
     import gzip
 
+    from audio2anim.audio import read_audio
     from audio2anim.cli import main
     from audio2anim.data.asterisk import speakable
     from audio2anim.data.corpus import Corpus
-    from audio2anim.data.livelink import read_audio
 
     sounds = tmp_path / "en_US_f_Allison"
     (sounds / "digits").mkdir(parents=True)
@@ -144,7 +144,7 @@ def test_asterisk_prompts_become_an_aligned_corpus_split_by_prompt(tmp_path, cap
         audio, _ = espeak_speech(speakable(text), "en+f2")
         write_g722(sounds / f"{name}.g722", audio)
         if name == "vm-goodbye":  # G.722 is read back at its own 16 kHz, whole
-            assert abs(len(read_audio(sounds / f"{name}.g722", 16000)) - len(audio)) < 160
+            assert abs(len(read_audio(sounds / f"{name}.g722", 16000)[0]) - len(audio)) < 160
     write_g722(sounds / "beep.g722", 0.3 * np.sin(np.arange(8000) * 0.3))
     lines = ["; Core Asterisk Sounds in English", "beep: [this is a simple beep tone]"]
     lines += [f"{k}: {v}" for k, v in said.items()]

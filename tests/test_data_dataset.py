@@ -7,7 +7,7 @@ from audio2anim import arkit
 from audio2anim.data import dataset as D
 from audio2anim.data.corpus import Corpus, CorpusWriter
 from audio2anim.data.synth import SynthOptions, make_job, run_job
-from audio2anim.data.visemes import viseme_ids
+from audio2anim.visemes import viseme_ids
 
 VOICES = ("espeak:en-us", "espeak:en+f2", "espeak:en-029+m2", "festival:kal")
 

@@ -6,7 +6,7 @@ import pytest
 from audio2anim import arkit
 from audio2anim.data.corpus import PhoneSegment
 from audio2anim.data.teacher import animate, lip_aperture, pitch_accents
-from audio2anim.data.visemes import phone_class
+from audio2anim.visemes import phone_class
 
 FPS = 50.0
 M = {n: i for i, n in enumerate(arkit.MOUTH)}

@@ -21,9 +21,9 @@ from live2_models import speak
 
 from audio2anim import arkit
 from audio2anim.animate.graph_edit import offline_graph
-from audio2anim.data.visemes import phone_class
 from audio2anim.graph.runner import run_graph
 from audio2anim.train.metrics import CLOSED, lip_gap
+from audio2anim.visemes import phone_class
 
 ROOT = Path(__file__).resolve().parents[1]
 METHOD_GRAPHS = ("viseme_mlp", "viseme_cnn", "w2v_cnn", "w2v_ar", "w2v_attention", "pocketsphinx")

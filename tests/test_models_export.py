@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from audio2anim.data.corpus import CorpusWriter, PhoneSegment, Utterance
-from audio2anim.data.visemes import viseme_ids
 from audio2anim.models.wav2vec import PHONE_VOCAB
 from audio2anim.train.data import export_data, load_data
+from audio2anim.visemes import viseme_ids
 
 WORDS = [
     [("sil", 0.1), ("HH", 0.08), ("AH0", 0.12), ("L", 0.07), ("OW1", 0.2), ("sil", 0.1)],

@@ -18,6 +18,8 @@ import re
 
 import numpy as np
 
+from audio2anim.audio import MODEL_RATE
+
 from .corpus import PhoneSegment
 
 FRAME_S = 0.01
@@ -41,7 +43,7 @@ class Aligner:
 
         self.g2p = g2p
         self._make_decoder = lambda: Decoder(
-            samprate=16000,
+            samprate=MODEL_RATE,
             bestpath=False,
             loglevel="FATAL",
             beam=1e-200,
@@ -82,9 +84,9 @@ class Aligner:
         """Audio (any rate, mono float) + transcript → ARPAbet phone segments covering it."""
         import soxr
 
-        if sample_rate != 16000:
-            audio = soxr.resample(audio, sample_rate, 16000)
-        duration = len(audio) / 16000
+        if sample_rate != MODEL_RATE:
+            audio = soxr.resample(audio, sample_rate, MODEL_RATE)
+        duration = len(audio) / MODEL_RATE
         if duration < MIN_AUDIO_S:  # pocketsphinx fails on a few frames with an IndexError
             raise ValueError(f"{duration:.3f} s of audio is too short to align {text[:60]!r}")
         words = transcript_words(text)
@@ -145,11 +147,11 @@ def align(audio: np.ndarray, sample_rate: int, text: str, g2p: bool = True) -> l
 
 def _align_one(job):
     audio_path, text, uid, voice, g2p = job
-    from .livelink import read_audio
+    from audio2anim.audio import read_audio
 
-    audio = read_audio(audio_path, 16000)
+    audio, _ = read_audio(audio_path, MODEL_RATE)
     try:
-        segments = align(audio, 16000, text, g2p)
+        segments = align(audio, MODEL_RATE, text, g2p)
     except ValueError as exc:
         raise ValueError(f"{audio_path}: {exc}") from None
     return uid, voice, text, audio, segments
@@ -208,7 +210,7 @@ def align_folder(audio_dir, transcripts, out, voice: str = "speaker", g2p: bool 
                 failed.append(result)
                 continue
             uid, voice_, text, audio, segments = result
-            utt = Utterance(uid, voice_, text, len(audio) / 16000, "arpabet", "aligned", {})
+            utt = Utterance(uid, voice_, text, len(audio) / MODEL_RATE, "arpabet", "aligned", {})
             writer.add(utt, audio, segments)
         if workers > 1:
             pool.close()

@@ -32,8 +32,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
+
 FORMAT = "audio2anim-corpus/1"
-SAMPLE_RATE = 16000
 PHONESETS = ("arpabet", "espeak")
 SOURCES = ("espeak", "festival", "flite", "aligned", "livelink")
 
@@ -185,15 +186,15 @@ class Corpus:
 
     def audio(self, uid: str) -> np.ndarray:
         """float32 mono samples at ``self.sample_rate``."""
-        import soundfile as sf
+        from audio2anim.audio import read_audio
 
         self.utterance(uid)
-        samples, rate = sf.read(self.path / "audio" / f"{uid}.wav", dtype="float32")
+        samples, rate = read_audio(self.path / "audio" / f"{uid}.wav")
         if rate != self.sample_rate:
             raise ValueError(
                 f"{self.path}/audio/{uid}.wav: {rate} Hz, manifest says {self.sample_rate}"
             )
-        return samples if samples.ndim == 1 else samples.mean(axis=1)
+        return samples
 
     def phones(self, uid: str) -> list[PhoneSegment]:
         self.utterance(uid)

@@ -246,7 +246,7 @@ def make_viseme_ids(corpus_path, out, frame_rate: float = 50.0, progress: bool =
     """Corpus phone segments → array ``viseme_ids`` [T] int64 per utterance. Returns count."""
     from tqdm import tqdm
 
-    from .visemes import VISEMES, viseme_ids
+    from audio2anim.visemes import VISEMES, viseme_ids
 
     corpus = Corpus(corpus_path)
     ds = _corpus_dataset(corpus, out, frame_rate)
@@ -449,7 +449,7 @@ def read_split(path: str | Path) -> dict:
 
 def info(path: str | Path, frame_rate: float = 50.0) -> dict:
     """Summary of a corpus or a dataset: utterances, hours, voices, viseme frame histogram."""
-    from .visemes import VISEMES, viseme_ids
+    from audio2anim.visemes import VISEMES, viseme_ids
 
     path = Path(path)
     manifest = (

@@ -7,7 +7,7 @@ where the phoneme starts in that audio. The library keeps global state, so one `
 process, guarded by a lock; worker processes each make their own.
 
 Phoneme names are espeak's own English mnemonics (``S``, ``i:``, ``@2``, ``o@``, …); pauses
-(``_``, ``_:``, ``_!``, …) become ``sil``. See `audio2anim.data.visemes` for their visemes.
+(``_``, ``_:``, ``_!``, …) become ``sil``. See `audio2anim.visemes` for their visemes.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audio2anim.audio import read_audio
+
 from . import tts_binary
 from .corpus import PhoneSegment, segments_from_ends
 
@@ -73,6 +75,6 @@ def synth(
             raise RuntimeError(
                 f"festival ({voice}) failed for {text!r}: {proc.stderr.strip()[-300:]}"
             )
-        audio, rate = tts_binary.read_mono(wav)
+        audio, rate = read_audio(wav)
         segments = parse_segs(segs.read_text(), len(audio) / rate, str(segs))
     return audio, rate, segments

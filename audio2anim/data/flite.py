@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audio2anim.audio import read_audio
+
 from . import tts_binary
 from .corpus import PhoneSegment, segments_from_ends
 
@@ -64,6 +66,6 @@ def synth(
         )
         if proc.returncode != 0 or not wav.exists():
             raise RuntimeError(f"flite ({voice}) failed for {text!r}: {proc.stderr.strip()[-300:]}")
-        audio, rate = tts_binary.read_mono(wav)
+        audio, rate = read_audio(wav)
         segments = parse_psdur(proc.stdout, len(audio) / rate, f"flite ({voice})")
     return audio, rate, segments

@@ -151,42 +151,6 @@ def write_csv(path: str | Path, names, values: np.ndarray, fps: float, start: fl
             w.writerow([format_timecode(start + i / fps, fps), len(arkit.ALL), *cells])
 
 
-# read through PyAV; a headerless format needs its demuxer named
-PYAV_FORMATS = {".mov": None, ".mp4": None, ".m4a": None, ".g722": "g722"}
-
-
-def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Mono float32 audio at ``sample_rate`` from a sound file, or via PyAV from a .mov/.mp4/.m4a
-    or a headerless G.722 stream (``.g722``: 16 kHz wideband, as Asterisk stores its prompts)."""
-    import soxr
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such audio file")
-    if path.suffix.lower() in PYAV_FORMATS:
-        import av
-
-        with av.open(str(path), format=PYAV_FORMATS[path.suffix.lower()]) as container:
-            if not container.streams.audio:
-                raise ValueError(f"{path}: no audio stream")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-            chunks = []
-            for frame in container.decode(container.streams.audio[0]):
-                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
-            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
-            audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-            rate = sample_rate
-    else:
-        import soundfile as sf
-
-        audio, rate = sf.read(path, dtype="float32")
-        if audio.ndim > 1:
-            audio = audio.mean(axis=1)
-    if rate != sample_rate:
-        audio = soxr.resample(audio, rate, sample_rate).astype(np.float32)
-    return audio
-
-
 def import_take(
     csv_path: str | Path,
     audio_path: str | Path,
@@ -205,10 +169,12 @@ def import_take(
     file is a single sil segment and the manifest entry says ``"phones": "none"`` (such
     utterances train the wav2vec method only; `make_viseme_ids` skips them).
     """
+    from audio2anim.audio import read_audio
+
     from .corpus import SAMPLE_RATE, CorpusWriter, PhoneSegment, Utterance
 
     times, names, values, fps = read_csv(csv_path, fps)
-    audio = read_audio(audio_path, SAMPLE_RATE)
+    audio, _ = read_audio(audio_path, SAMPLE_RATE)
     duration = len(audio) / SAMPLE_RATE
     n = int(duration * frame_rate)
     params = resample_take(times + offset, values, fps, frame_rate, n)

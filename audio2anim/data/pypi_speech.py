@@ -85,6 +85,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audio2anim.audio import MODEL_RATE as RATE
+
 from .download import CACHE_ROOT, download, sha256
 
 if TYPE_CHECKING:
@@ -94,7 +96,6 @@ CACHE = CACHE_ROOT / "pypi-speech"
 DEFAULT_OUT = CACHE / "clips"  # `data pypi-speech`'s default --out, the bench's --pypi-dir
 MARKER = "pypi-speech.json"  # in OUT: this module wrote the folder
 PYPI = "https://pypi.org/pypi"
-RATE = 16000
 # The shipped viseme front end trains on MFA's author and LJ Speech's reader; the other 15
 # speakers are the test part, `bench/real_speech.py`'s ``pypi`` set.
 TRAIN_SPEAKERS = ("mfa:michael", "ljspeech:linda-johnson")
@@ -461,19 +462,19 @@ def check_out(out: Path) -> None:
 
 def read_clip_audio(name: str, data: bytes) -> np.ndarray:
     """Mono float32 at 16 kHz from a member's bytes: ``.raw`` is headerless 16 kHz 16-bit
-    little-endian (pocketsphinx's test format); others go through `livelink.read_audio`."""
+    little-endian (pocketsphinx's test format); others go through `audio2anim.audio.read_audio`."""
     import tempfile
 
     import numpy as np
 
-    from .livelink import read_audio
+    from audio2anim.audio import read_audio
 
     if name.endswith(".raw"):
         return (np.frombuffer(data, "<i2").astype(np.float32) / 32768.0).copy()
     with tempfile.TemporaryDirectory(prefix="a2a-pypi-") as tmp:
         path = Path(tmp) / Path(name).name
         path.write_bytes(data)
-        return read_audio(path, RATE)
+        return read_audio(path, RATE)[0]
 
 
 def extract(out: Path = DEFAULT_OUT, cache: Path = CACHE, sdists=None,

@@ -164,8 +164,9 @@ def make_job(index: int, options: SynthOptions) -> dict:
 
 def run_job(job: dict) -> tuple[Utterance, np.ndarray, list[PhoneSegment]]:
     """Synthesize one job → (manifest entry, 16 kHz audio, phone segments)."""
+    from audio2anim.visemes import viseme_of
+
     from . import augment
-    from .visemes import viseme_of
 
     rng = np.random.default_rng(job["seed"])
     engine, name = parse_voice(job["voice"])

@@ -5,7 +5,7 @@ This makes the training targets of both methods when no captured animation exist
 ``{"mouth": [T, len(arkit.MOUTH)], "eyes": [T, len(arkit.EYES)]}`` in [0, 1], columns in
 `audio2anim.arkit` order, ``T = int(len(audio) / sample_rate * frame_rate)``; frame ``i``
 describes time ``(i + 0.5) / frame_rate`` (the same convention as
-`audio2anim.data.visemes.viseme_ids`).
+`audio2anim.visemes.viseme_ids`).
 
 Mouth
 -----
@@ -73,8 +73,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from audio2anim import arkit
-
-from .visemes import VISEMES, normalize_phone, phone_class, viseme_of
+from audio2anim.visemes import VISEMES, normalize_phone, phone_class, viseme_of
 
 _POSE_SPEC: dict[str, dict[str, float]] = {
     "sil": {},

@@ -35,8 +35,9 @@ def add_commands(subparsers) -> None:
 
 
 def render_command(args: argparse.Namespace) -> int:
-    import soundfile as sf
     from tqdm import tqdm
+
+    from audio2anim.audio import read_audio
 
     from ..operators.render_mesh import parse_color
     from ..sinks.video import VideoWriter
@@ -51,11 +52,7 @@ def render_command(args: argparse.Namespace) -> int:
             raise ValueError(f"--size {args.size}: must be even for H.264")
         audio = rate = None
         if args.audio is not None:
-            try:
-                audio, rate = sf.read(str(args.audio), dtype="float32", always_2d=True)
-            except Exception as e:
-                raise ValueError(f"{args.audio}: cannot read audio ({e})") from None
-            audio = audio.mean(axis=1)
+            audio, rate = read_audio(args.audio)
         rig = load_glb(args.glb or DEFAULT_GLB)
     except (ValueError, OSError) as e:
         print(f"audio2anim render: {e}", file=sys.stderr)

@@ -32,11 +32,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from audio2anim.visemes import N_VISEMES
+
 from .checkpoint import constructor_args
 from .class_bias import bias_vector
 from .logmel import DEFAULT as LOGMEL_DEFAULT
 
-N_VISEMES = 15
 SILENCE_LOGMEL = float(np.log(LOGMEL_DEFAULT.floor))  # log-mel of digital silence
 
 
@@ -85,7 +86,7 @@ class VisemeFrontEnd(nn.Module):
     def set_viseme_bias(self, bias: dict[str, float]) -> None:
         """Replace the per-viseme log-odds offsets (see the module docstring); {} removes them.
         ValueError names an unknown viseme."""
-        from audio2anim.data.visemes import VISEMES
+        from audio2anim.visemes import VISEMES
 
         self.logit_bias.copy_(bias_vector(bias, VISEMES, "viseme_bias", "viseme"))
         self.hparams.pop("viseme_bias", None)

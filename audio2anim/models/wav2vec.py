@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
+
 from .class_bias import bias_vector
 from .wav2vec_features import hidden_layer as feature_layer
 
@@ -80,7 +82,6 @@ ARPABET = [
 PHONE_VOCAB: tuple[str, ...] = ("<pad>", "sil", *ARPABET)  # id 0 = CTC blank
 HOP = 320  # samples per frame at 16 kHz (product of the conv strides)
 LEFT_PAD = 80  # 400-sample receptive field - 320 hop: makes frame j end at 320 (j + 1)
-SAMPLE_RATE = 16000
 
 # espeak-ng phonemes (IPA or its ASCII mnemonics) → ARPAbet, for CTC labels of espeak-aligned
 # utterances. Phones not listed fall back to a phone of the same viseme (`phone_label`).
@@ -107,7 +108,7 @@ _SILENCE = {"sil", "sp", "spn", "pau", "_", "", "<sil>", "SIL"}
 def phone_label(phone: str, phoneset: str) -> int:
     """CTC label id (index into `PHONE_VOCAB`) of a phone from an ``arpabet`` or ``espeak``
     alignment. Stress digits are dropped; silence → ``sil``; unknown phones map to a phone of
-    the same viseme (through ``audio2anim.data.visemes.viseme_of``)."""
+    the same viseme (through ``audio2anim.visemes.viseme_of``)."""
     p = phone.strip()
     if p in _SILENCE:
         return 1
@@ -120,7 +121,7 @@ def phone_label(phone: str, phoneset: str) -> int:
         for cand in (key, key.rstrip(":ː")):
             if cand in _ESPEAK_TO_ARPABET:
                 return PHONE_VOCAB.index(_ESPEAK_TO_ARPABET[cand])
-    from audio2anim.data.visemes import viseme_of
+    from audio2anim.visemes import viseme_of
 
     rep = _VISEME_REPRESENTATIVE[viseme_of(phone, phoneset)]
     return PHONE_VOCAB.index(rep) if rep in PHONE_VOCAB else 1

@@ -20,7 +20,7 @@ Backends (``backend``):
   ``downsample_posteriors(front.posteriors(logmel(audio)))`` whatever the block sizes.
 - ``pocketsphinx``: phone-loop recognition (no words, no language model beyond phone bigrams)
   with the en-us acoustic model of the pocketsphinx wheel; ARPAbet phones → visemes
-  (`data.visemes.viseme_of`), one-hot probabilities. The decoder is fed every block; a frame
+  (`audio2anim.visemes.viseme_of`), one-hot probabilities. The decoder is fed every block; a frame
   leaves once the partial hypothesis has moved ``stable_ms`` past it (its phone rarely
   changes after that), which is this backend's ``latency()``. A new utterance starts every
   ``restart_s`` seconds so memory stays bounded on endless live input.
@@ -45,16 +45,16 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
 from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
 from audio2anim.streams import Audio, Visemes
+from audio2anim.visemes import N_VISEMES
 
 from .model_paths import require_model_dir
 from .torch_threads import configure_torch_threads
 
-SAMPLE_RATE = 16000
-N_VISEMES = 15
 FRAME_S = 0.01  # the recognizers' native frame: 10 ms
 
 
@@ -83,8 +83,8 @@ class VisemeFeatureParams(OperatorParams):
     @field_validator("viseme_bias")
     @classmethod
     def _known_visemes(cls, bias):
-        from audio2anim.data.visemes import VISEMES
         from audio2anim.models.class_bias import check_bias_names
+        from audio2anim.visemes import VISEMES
 
         check_bias_names(bias or {}, VISEMES, "viseme_bias", "viseme")
         return bias
@@ -171,8 +171,8 @@ class OnnxFrontEndStream:
 def _reweight(model_dir, asked: dict[str, float]) -> np.ndarray:
     """e^(asked − stored bias) per viseme: posteriors times this, renormalized, are those of
     the model with ``asked`` as its ``viseme_bias``."""
-    from audio2anim.data.visemes import VISEMES
     from audio2anim.models.checkpoint import read_sidecar
+    from audio2anim.visemes import VISEMES
 
     stored = read_sidecar(model_dir)["hparams"].get("viseme_bias", {})
     delta = [asked.get(v, 0.0) - stored.get(v, 0.0) for v in VISEMES]
@@ -198,7 +198,7 @@ class PocketsphinxVisemes:
 
         from pocketsphinx import Decoder, get_model_path
 
-        from audio2anim.data.visemes import viseme_of
+        from audio2anim.visemes import viseme_of
 
         base = os.path.join(get_model_path(), "en-us")
         self.decoder = Decoder(

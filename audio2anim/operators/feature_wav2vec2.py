@@ -49,6 +49,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
 from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
@@ -57,7 +58,6 @@ from audio2anim.streams import Audio, Features
 from .model_paths import find_model_dir
 from .torch_threads import configure_torch_threads
 
-SAMPLE_RATE = 16000
 FRAME_S = 0.02
 
 

@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from audio2anim import arkit
+from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
 
 FORMAT = "audio2anim-trainingdata/1"
-SAMPLE_RATE = 16000
 FRAME_RATE = 50  # parameter / wav2vec2 frame rate
 HOP = SAMPLE_RATE // FRAME_RATE  # 320 samples
 PARAM_NAMES: tuple[str, ...] = arkit.MOUTH + arkit.EYES
@@ -102,7 +102,8 @@ class Utterance:
 def utterance_arrays(corpus, utt) -> dict:
     """Compute the exported arrays of one corpus utterance (teacher targets unless captured);
     audio at any corpus rate is resampled to 16 kHz."""
-    from audio2anim.data import teacher, visemes
+    from audio2anim import visemes
+    from audio2anim.data import teacher
     from audio2anim.models.wav2vec import phone_label
 
     uid, phoneset = utt.id, utt.phoneset

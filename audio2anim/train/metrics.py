@@ -32,8 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 from audio2anim import arkit
+from audio2anim.visemes import N_VISEMES
 
-N_VISEMES = 15
 FRAME_RATE = 50.0
 TOLERANCE = 1
 CLOSED = 0.1

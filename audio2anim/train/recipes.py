@@ -37,10 +37,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from audio2anim.visemes import N_VISEMES
+
 from ..models.checkpoint import MODELS
 from .data import HOP, PARAM_NAMES, TrainingData, Utterance
 
-N_VISEMES = 15
 OUT_DIM = len(PARAM_NAMES)
 
 # model hyper-parameters: "full" for the shipped checkpoints, "tiny" for tests
@@ -628,7 +629,7 @@ def _logmel_np(audio: np.ndarray) -> np.ndarray:
 
 def _viseme_names() -> list[str]:
     try:
-        from audio2anim.data.visemes import VISEMES
+        from audio2anim.visemes import VISEMES
 
         return list(VISEMES)
     except ImportError:  # the training machine may ship without the data package

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from audio2anim.visemes import N_VISEMES
+
 from .data import FRAME_RATE, HOP, PARAM_NAMES, SAMPLE_RATE, write_meta, write_shard
 
-N_VISEMES = 15
 # CTC label of a viseme's representative phone (PHONE_VOCAB ids): sil, P, F, TH, D, K, CH, S,
 # N, R, AA, EH, IH, OW, UW
 _LABEL_OF_VISEME = (1, 28, 15, 33, 10, 21, 9, 30, 24, 29, 2, 12, 18, 26, 35)

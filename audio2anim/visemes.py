@@ -29,6 +29,7 @@ import numpy as np
 VISEMES: tuple[str, ...] = (
     "sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou",
 )  # fmt: skip
+N_VISEMES = len(VISEMES)
 VISEME_ID: dict[str, int] = {name: i for i, name in enumerate(VISEMES)}
 
 _ARPABET: dict[str, str] = {

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from audio2anim.data.corpus import PhoneSegment
-from audio2anim.data.visemes import VISEMES, known_phones, phone_class, viseme_ids, viseme_of
+from audio2anim.visemes import VISEMES, known_phones, phone_class, viseme_ids, viseme_of
 
 ARPABET_CMUDICT = str.split(
     "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH "

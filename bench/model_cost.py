@@ -190,7 +190,7 @@ def main() -> int:
             onnx_rows.append((kind, cost))
 
     # the front end as feature.visemes streams it, audio in, on each backend (needs a checkpoint)
-    from audio2anim.operators.feature_visemes import OnnxFrontEndStream, TorchFrontEndStream
+    from audio2anim.models.viseme_streams import OnnxFrontEndStream, TorchFrontEndStream
 
     op_rows = []
     if (ck / "viseme-frontend" / "config.json").is_file():

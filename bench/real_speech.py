@@ -251,7 +251,7 @@ def evaluate_set(
     Markdown lines."""
     import numpy as np
 
-    from audio2anim.operators.feature_visemes import PocketsphinxVisemes
+    from audio2anim.models.viseme_streams import PocketsphinxVisemes
     from audio2anim.train.data import load_data
     from audio2anim.train.evaluate import run_eval
     from audio2anim.train.metrics import frame_accuracy

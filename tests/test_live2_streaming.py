@@ -16,10 +16,10 @@ from audio2anim.streams import Audio, Features, Visemes
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """As the operators do (`operators.torch_threads`): with torch's default two OpenMP
+    """As the operators do (`models.torch_threads`): with torch's default two OpenMP
     threads, the many small ops of a stream stall whenever another process holds a core
     (30 s instead of 0.3 s for one test here)."""
-    from audio2anim.operators.torch_threads import configure_torch_threads
+    from audio2anim.models.torch_threads import configure_torch_threads
 
     configure_torch_threads()
 

@@ -53,10 +53,10 @@ from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
 from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
+from audio2anim.models.torch_threads import configure_torch_threads
 from audio2anim.streams import Audio, Features
 
 from .model_paths import find_model_dir
-from .torch_threads import configure_torch_threads
 
 FRAME_S = 0.02
 

@@ -41,10 +41,10 @@ from pydantic import Field
 from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
+from audio2anim.models.torch_threads import configure_torch_threads
 from audio2anim.streams import Features, Params, Visemes
 
 from .model_paths import require_model_dir
-from .torch_threads import configure_torch_threads
 
 
 def _params_model(default_checkpoint: str) -> type[OperatorParams]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from audio2anim.face import Renderer, load_glb
-from audio2anim.sinks.video import VideoWriter
+from audio2anim.face.video import VideoWriter
 
 
 def bench(rig, size: int, msaa: int, frames: int, encode: bool) -> tuple[list[float], float]:

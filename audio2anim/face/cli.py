@@ -39,11 +39,10 @@ def render_command(args: argparse.Namespace) -> int:
 
     from audio2anim.audio import read_audio
 
-    from ..operators.render_mesh import parse_color
-    from ..sinks.video import VideoWriter
     from .params_csv import read_params_csv
-    from .renderer import Renderer
+    from .renderer import Renderer, parse_color
     from .rig import DEFAULT_GLB, load_glb
+    from .video import VideoWriter
 
     try:
         values, names, fps = read_params_csv(args.params, fps=args.fps)

@@ -69,6 +69,17 @@ void main() { f_color = vec4(v_rgb, 1.0); }
 """
 
 
+def parse_color(text: str) -> tuple[float, float, float]:
+    """``#rrggbb`` -> sRGB floats in [0, 1]; ValueError on anything else."""
+    t = text.strip().lstrip("#")
+    if len(t) != 6:
+        raise ValueError(f"colour {text!r}: expected #rrggbb")
+    try:
+        return tuple(int(t[i : i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
+    except ValueError:
+        raise ValueError(f"colour {text!r}: expected #rrggbb") from None
+
+
 @dataclass(frozen=True)
 class Camera:
     """A perspective camera orbiting ``target`` (metres, degrees)."""

@@ -27,21 +27,11 @@ from typing import Annotated, ClassVar
 from pydantic import Field, field_validator
 
 from .. import streams
+from ..face.renderer import parse_color
 from ..graph.operator import Operator, OperatorParams, Port, existing_file
 from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Frames
-
-
-def parse_color(text: str) -> tuple[float, float, float]:
-    """``#rrggbb`` -> sRGB floats in [0, 1]; ValueError on anything else."""
-    t = text.strip().lstrip("#")
-    if len(t) != 6:
-        raise ValueError(f"colour {text!r}: expected #rrggbb")
-    try:
-        return tuple(int(t[i : i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
-    except ValueError:
-        raise ValueError(f"colour {text!r}: expected #rrggbb") from None
 
 
 class RenderMeshParams(OperatorParams):

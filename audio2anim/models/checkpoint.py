@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 from pathlib import Path
 
-FORMAT = "audio2anim-model/1"
-WAV2VEC2_ENSEMBLE_FORMAT = "audio2anim-wav2vec2-ensemble/1"  # see models/wav2vec_ensemble.py
+from .sidecar import FORMAT, WAV2VEC2_ENSEMBLE_FORMAT, jsonable
 
 # The seven models, in training order: each front end before the predictors that read its
 # features. Imported by the trainers and scripts/train_all.py, so this module stays free of
@@ -77,27 +75,6 @@ def build(kind: str, hparams: dict):
     return model
 
 
-def jsonable(obj):
-    """``obj`` with numpy arrays/scalars as lists/numbers and NaN/inf as None (strict JSON)."""
-    return _jsonable(obj)
-
-
-def _jsonable(obj):
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None  # strict JSON has no NaN/inf (e.g. a recall with no segments to count)
-    return obj
-
-
 def save(model, directory: str | Path, sidecar: dict | None = None) -> Path:
     """Write ``model`` (a module built by `build`, or a wav2vec2 front end) to ``directory``.
 
@@ -119,7 +96,7 @@ def save(model, directory: str | Path, sidecar: dict | None = None) -> Path:
     # the model's own hyper-parameters win over a sidecar's (e.g. one read from another file):
     # the config must build the network these weights belong to
     config.update({k: v for k, v in (sidecar or {}).items() if k not in config})
-    (out / "config.json").write_text(json.dumps(_jsonable(config), indent=1) + "\n")
+    (out / "config.json").write_text(json.dumps(jsonable(config), indent=1) + "\n")
     return out
 
 

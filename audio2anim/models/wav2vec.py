@@ -20,6 +20,9 @@ Framing: the audio is left-padded with 80 samples so that frame ``j`` ends at sa
 Features (``feature``): ``"posteriors"`` = softmax of the CTC logits (as the original system
 used), ``"hidden-N"`` = hidden states after encoder layer N (0 = encoder input), matching
 the HF ``output_hidden_states[N]``, or ``"posteriors+hidden-N"`` = both, side by side.
+
+Ensembles (`models.wav2vec_ensemble.Wav2Vec2Ensemble`): `save_ensemble` writes several front
+ends as one directory, which `load_wav2vec2` (or `load_ensemble`) reads back.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from torch import nn
 from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
 
 from .class_bias import bias_vector
+from .sidecar import WAV2VEC2_ENSEMBLE_FORMAT, jsonable
+from .wav2vec_ensemble import Wav2Vec2Ensemble
 from .wav2vec_features import hidden_layer as feature_layer
 
 ARPABET = [
@@ -308,13 +313,11 @@ def build_small(
 def save_wav2vec2(front: Wav2Vec2FrontEnd, directory: Path, sidecar: dict) -> Path:
     """HF ``save_pretrained`` (safetensors) + our sidecar under ``"audio2anim"`` in config.json
     + ``vocab.json`` (token → id, the HF CTC tokenizer's format)."""
-    from .checkpoint import _jsonable
-
     with _no_hf_progress_bars():  # safetensors: the default since 4.35, the only format in 5.x
         front.model.save_pretrained(str(directory))
     cfg_path = directory / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    cfg["audio2anim"] = _jsonable({"hparams": front.hparams, **sidecar})
+    cfg["audio2anim"] = jsonable({"hparams": front.hparams, **sidecar})
     cfg_path.write_text(json.dumps(cfg, indent=1) + "\n")
     vocab = {tok: i for i, tok in enumerate(front.vocab)}
     (directory / "vocab.json").write_text(json.dumps(vocab, indent=1) + "\n")
@@ -351,8 +354,6 @@ def load_wav2vec2(
     """
     from transformers import Wav2Vec2ForCTC
 
-    from .wav2vec_ensemble import is_ensemble_dir, load_ensemble
-
     path = Path(source)
     local = path.is_dir()
     if not local and path.exists():
@@ -386,3 +387,71 @@ def load_wav2vec2(
         phone_bias=hp.get("phone_bias"),
     )
     return front.to(device).eval()
+
+
+def is_ensemble_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds a wav2vec2 ensemble (`Wav2Vec2Ensemble`) checkpoint."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("format") == WAV2VEC2_ENSEMBLE_FORMAT
+    except ValueError:
+        return False
+
+
+def load_ensemble(
+    path: str | Path,
+    device: str = "cpu",
+    chunk_frames: int | None | str = "auto",
+    feature: str | None = None,
+) -> Wav2Vec2Ensemble:
+    """The ensemble saved in ``path`` by `save_ensemble` (arguments as `load_wav2vec2`'s)."""
+    path = Path(path)
+    config = json.loads((path / "config.json").read_text())
+    members = []
+    for name in config.get("members", []):
+        if not (path / name / "config.json").is_file():
+            raise FileNotFoundError(f"{path / name}: member checkpoint missing")
+        members.append(load_wav2vec2(path / name, device, feature or "posteriors", chunk_frames))
+    try:
+        return Wav2Vec2Ensemble(members).eval()
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def save_ensemble(
+    sources: list[str | Path],
+    out: str | Path,
+    sidecar: dict,
+    float16: bool = False,
+    phone_bias: dict[str, float] | None = None,
+) -> Wav2Vec2Ensemble:
+    """Write the wav2vec2 checkpoints ``sources`` as one ensemble directory ``out``; with
+    ``float16`` the members' weights are stored in half precision; ``phone_bias`` is stored with
+    every member (`Wav2Vec2FrontEnd.set_phone_bias`). Returns the ensemble as loaded back from
+    ``out`` (so it computes with exactly the stored weights)."""
+    out = Path(out)
+    members = [load_wav2vec2(s, feature="posteriors") for s in sources]
+    Wav2Vec2Ensemble(members).set_phone_bias(phone_bias or {})  # validates before writing
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, (src, front) in enumerate(zip(sources, members, strict=True)):
+        if float16:
+            front.model.half()
+        own = dict(getattr(front.model.config, "audio2anim", None) or {})
+        own.pop("hparams", None)
+        names.append(f"member-{i}")
+        save_wav2vec2(front, out / names[-1], {**own, "source": str(src)})
+    first = members[0].model.config
+    config = {
+        "format": WAV2VEC2_ENSEMBLE_FORMAT,
+        "members": names,
+        # what `feature.wav2vec2` reads to report its latency before it loads the model
+        "num_conv_pos_embeddings": first.num_conv_pos_embeddings,
+        "audio2anim": jsonable(
+            {"hparams": {**members[0].hparams, "members": len(names)}, **sidecar}
+        ),
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    return load_ensemble(out)

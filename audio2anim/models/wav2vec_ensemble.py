@@ -6,10 +6,11 @@ them (checkpoints/README.md has the figures). Only posteriors can be averaged: e
 hidden states live in a space of their own, so ``hidden-N`` features are the members' side by
 side ([T, members × hidden]), and ``posteriors+hidden-N`` the mean posteriors followed by those.
 
-A saved ensemble is a directory (`save_ensemble`; `load_wav2vec2` reads it like any wav2vec2
-checkpoint):
+A saved ensemble is a directory (`models.wav2vec.save_ensemble` writes it; `load_wav2vec2`
+reads it like any wav2vec2 checkpoint):
 
-    config.json    {"format": ENSEMBLE_FORMAT, "members": ["member-0", ...], "audio2anim": {...}}
+    config.json    {"format": WAV2VEC2_ENSEMBLE_FORMAT, "members": ["member-0", ...],
+                    "audio2anim": {...}}
     member-0/      one wav2vec2 checkpoint directory per member (Hugging Face format)
 
 The members' weights may be stored as float16 to halve the file size; they always run in
@@ -18,15 +19,9 @@ float32 (or whatever the caller casts the module to).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
+import numpy as np
 import torch
 from torch import nn
-
-from .checkpoint import WAV2VEC2_ENSEMBLE_FORMAT as ENSEMBLE_FORMAT
-from .checkpoint import _jsonable
-from .wav2vec import Wav2Vec2FrontEnd, load_wav2vec2, save_wav2vec2
 
 
 class Wav2Vec2Ensemble(nn.Module):
@@ -40,7 +35,7 @@ class Wav2Vec2Ensemble(nn.Module):
 
     kind = "wav2vec2"
 
-    def __init__(self, members: list[Wav2Vec2FrontEnd]) -> None:
+    def __init__(self, members: list[nn.Module]) -> None:
         super().__init__()
         if len(members) < 2:
             raise ValueError("a wav2vec2 ensemble needs at least two front ends")
@@ -115,70 +110,11 @@ class Wav2Vec2Ensemble(nn.Module):
         mean = [torch.stack([f[..., :v] for f in feats]).mean(0)] if v else []
         return torch.cat([*mean, *[f[..., v:] for f in feats]], -1)
 
-    features = Wav2Vec2FrontEnd.features
-
-
-def is_ensemble_dir(path: str | Path) -> bool:
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        return False
-    try:
-        return json.loads(config.read_text()).get("format") == ENSEMBLE_FORMAT
-    except ValueError:
-        return False
-
-
-def load_ensemble(
-    path: str | Path,
-    device: str = "cpu",
-    chunk_frames: int | None | str = "auto",
-    feature: str | None = None,
-) -> Wav2Vec2Ensemble:
-    path = Path(path)
-    config = json.loads((path / "config.json").read_text())
-    members = []
-    for name in config.get("members", []):
-        if not (path / name / "config.json").is_file():
-            raise FileNotFoundError(f"{path / name}: member checkpoint missing")
-        members.append(load_wav2vec2(path / name, device, feature or "posteriors", chunk_frames))
-    try:
-        return Wav2Vec2Ensemble(members).eval()
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-
-
-def save_ensemble(
-    sources: list[str | Path],
-    out: str | Path,
-    sidecar: dict,
-    float16: bool = False,
-    phone_bias: dict[str, float] | None = None,
-) -> Wav2Vec2Ensemble:
-    """Write the wav2vec2 checkpoints ``sources`` as one ensemble directory ``out``; with
-    ``float16`` the members' weights are stored in half precision; ``phone_bias`` is stored with
-    every member (`Wav2Vec2FrontEnd.set_phone_bias`). Returns the ensemble as loaded back from
-    ``out`` (so it computes with exactly the stored weights)."""
-    out = Path(out)
-    members = [load_wav2vec2(s, feature="posteriors") for s in sources]
-    Wav2Vec2Ensemble(members).set_phone_bias(phone_bias or {})  # validates before writing
-    out.mkdir(parents=True, exist_ok=True)
-    names = []
-    for i, (src, front) in enumerate(zip(sources, members, strict=True)):
-        if float16:
-            front.model.half()
-        own = dict(getattr(front.model.config, "audio2anim", None) or {})
-        own.pop("hparams", None)
-        names.append(f"member-{i}")
-        save_wav2vec2(front, out / names[-1], {**own, "source": str(src)})
-    first = members[0].model.config
-    config = {
-        "format": ENSEMBLE_FORMAT,
-        "members": names,
-        # what `feature.wav2vec2` reads to report its latency before it loads the model
-        "num_conv_pos_embeddings": first.num_conv_pos_embeddings,
-        "audio2anim": _jsonable(
-            {"hparams": {**members[0].hparams, "members": len(names)}, **sidecar}
-        ),
-    }
-    (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
-    return load_ensemble(out)
+    @torch.no_grad()
+    def features(self, samples: np.ndarray) -> np.ndarray:
+        """One utterance: samples [n] float32 at 16 kHz → [n // 320, D] float32."""
+        dev = next(self.parameters()).device
+        x = torch.as_tensor(np.asarray(samples, np.float32), device=dev)[None]
+        if x.shape[-1] < self.hop:
+            return np.zeros((0, self.feature_dim), np.float32)
+        return self.features_torch(x)[0].cpu().numpy()

@@ -37,7 +37,7 @@ def combine_checkpoints(
 
     from audio2anim.models.checkpoint import load, read_sidecar, save
     from audio2anim.models.viseme_frontend import combine_frontends, ensemble_members
-    from audio2anim.models.wav2vec_ensemble import save_ensemble
+    from audio2anim.models.wav2vec import save_ensemble
 
     loaded = []  # (path, sidecar, picked member indices or None for a single front end)
     kind = None

@@ -19,24 +19,12 @@ PREDICTORS = ("viseme-mlp", "viseme-cnn", "w2v-cnn", "w2v-ar", "w2v-attention")
 PARAM_NAMES = arkit.MOUTH + arkit.EYES
 
 
-# wav2vec2-base dimensions (~95 M parameters) with our streaming structure (chunked attention,
-# per-frame layer norms, a 4-wide positional conv): for GPU timing of a base-sized model
-W2V_BASE = dict(
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-    conv_dim=(512,) * 7,
-    num_conv_pos_embedding_groups=16,
-)
-
-
 def make_random_checkpoints(
     root: str | Path, size: str = "tiny", seed: int = 0, w2v_size: str | None = None
 ) -> dict[str, Path]:
     """Write the seven checkpoints under ``root`` (one directory per kind) → kind → directory.
 
-    ``w2v_size="base"`` makes the wav2vec2 model base-sized (`W2V_BASE`) instead of ``size``.
+    ``w2v_size="base"`` makes the wav2vec2 model base-sized (``WAV2VEC2_SIZES["base"]`` of `models.wav2vec`) instead of ``size``.
     """
     import torch
 
@@ -44,7 +32,7 @@ def make_random_checkpoints(
 
     from .checkpoint import build, save
     from .logmel import DEFAULT as LM
-    from .wav2vec import build_small
+    from .wav2vec import WAV2VEC2_SIZES, build_small
 
     root = Path(root)
     torch.manual_seed(seed)
@@ -57,7 +45,7 @@ def make_random_checkpoints(
     w2v_hp = dict(hp["wav2vec2"])
     chunk, left = w2v_hp.pop("chunk_frames"), w2v_hp.pop("left_chunks")
     if w2v_size == "base":
-        w2v_hp = dict(W2V_BASE)
+        w2v_hp = dict(WAV2VEC2_SIZES["base"])
     front = build_small(chunk_frames=chunk, left_chunks=left, seed=seed, **w2v_hp)
     out["wav2vec2"] = save(front, root / "wav2vec2", {"output_frame_rate": 50.0})
     rng = np.random.default_rng(seed)

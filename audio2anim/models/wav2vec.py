@@ -132,22 +132,50 @@ def phone_label(phone: str, phoneset: str) -> int:
     return PHONE_VOCAB.index(rep) if rep in PHONE_VOCAB else 1
 
 
-def small_config(vocab_size: int = len(PHONE_VOCAB), **overrides):
-    """The Wav2Vec2Config of our small streaming model (~3.5 M parameters)."""
-    from transformers import Wav2Vec2Config
-
-    kw = dict(
-        vocab_size=vocab_size,
+# The wav2vec2 sizes, as encoder dimensions (`small_config` takes any of them as overrides):
+# "small" is the shipped front end (~3.5 M parameters; the default of `small_config`), "tiny" the
+# size of ``--size tiny`` training and of fast tests, "base" the wav2vec2-base dimensions
+# (~95 M parameters) with our streaming structure, for timing a base-sized model.
+WAV2VEC2_SIZES: dict[str, dict] = {
+    "tiny": dict(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embedding_groups=4,
+    ),
+    "small": dict(
         hidden_size=256,
         num_hidden_layers=4,
         num_attention_heads=4,
         intermediate_size=1024,
         conv_dim=(64, 128, 128, 128, 128, 128, 128),
+        num_conv_pos_embedding_groups=16,
+    ),
+    "base": dict(
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        conv_dim=(512,) * 7,
+        num_conv_pos_embedding_groups=16,
+    ),
+}
+
+
+def small_config(vocab_size: int = len(PHONE_VOCAB), **overrides):
+    """The Wav2Vec2Config of our small streaming model (``WAV2VEC2_SIZES["small"]``); the
+    ``overrides`` (e.g. another size's dimensions) replace its values."""
+    from transformers import Wav2Vec2Config
+
+    kw = dict(
+        vocab_size=vocab_size,
+        **WAV2VEC2_SIZES["small"],
         conv_stride=(5, 2, 2, 2, 2, 2, 2),
         conv_kernel=(10, 3, 3, 3, 3, 2, 2),
         feat_extract_norm="layer",
         num_conv_pos_embeddings=4,
-        num_conv_pos_embedding_groups=16,
         do_stable_layer_norm=True,
         hidden_dropout=0.1,
         attention_dropout=0.1,

@@ -40,6 +40,7 @@ from torch.nn import functional as F
 from audio2anim.visemes import N_VISEMES
 
 from ..models.checkpoint import MODELS
+from ..models.wav2vec import WAV2VEC2_SIZES
 from .data import HOP, PARAM_NAMES, TrainingData, Utterance
 
 OUT_DIM = len(PARAM_NAMES)
@@ -59,16 +60,7 @@ HPARAMS: dict[str, dict[str, dict]] = {
     },
     "tiny": {
         "viseme-frontend": dict(channels=16, hidden=16, conv_layers=1, kernel=3, lookahead=2),
-        "wav2vec2": dict(
-            chunk_frames=4,
-            left_chunks=4,
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            conv_dim=(16,) * 7,
-            num_conv_pos_embedding_groups=4,
-        ),
+        "wav2vec2": dict(chunk_frames=4, left_chunks=4, **WAV2VEC2_SIZES["tiny"]),
         "viseme-mlp": dict(past=4, lookahead=1, hidden=32, layers=2),
         "viseme-cnn": dict(lookahead=1, channels=16, layers=2, kernel=3),
         "w2v-cnn": dict(lookahead=1, channels=16, layers=2, kernel=3),

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from audio2anim.graph.packets import Packet
-from audio2anim.sources.audio_devices import (
+from audio2anim.sources._audio_devices import (
     NO_INPUT_MESSAGE,
     Device,
     NoInputDevice,

@@ -2,7 +2,8 @@
 
 Built-in operators register with the ``@register("name")`` decorator in their own module under
 `audio2anim.sources`, `audio2anim.operators` or `audio2anim.sinks`; those packages are scanned on
-first lookup. Third-party packages add operators through the entry-point group
+first lookup. The scan imports every module of them except private ones (a leading underscore:
+helpers the operators share, such as ``sinks/_udp.py``) and ``cli`` (a command's module). Third-party packages add operators through the entry-point group
 ``audio2anim.operators``: each entry point names an `Operator` subclass (registered under the
 entry point's name) or a module whose import registers its operators with the decorator.
 """
@@ -42,6 +43,11 @@ def register(name: str):
     return deco
 
 
+def _is_operator_module(name: str) -> bool:
+    """Whether the scan imports the module ``name`` of a built-in operator package."""
+    return not name.startswith("_") and name != "cli"
+
+
 def _scan() -> None:
     global _scanned
     if _scanned:
@@ -49,8 +55,9 @@ def _scan() -> None:
     _scanned = True
     for pkg_name in BUILTIN_PACKAGES:
         pkg = importlib.import_module(pkg_name)
-        for info in pkgutil.iter_modules(pkg.__path__, pkg_name + "."):
-            importlib.import_module(info.name)
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if _is_operator_module(info.name):
+                importlib.import_module(f"{pkg_name}.{info.name}")
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()

@@ -49,7 +49,7 @@ from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Params as ParamsStream
 from ..streams import Visemes
-from .arkit_columns import LIVE_LINK_ORDER, VISEME_MORPHS, ColumnMap, pascal
+from ._arkit_columns import LIVE_LINK_ORDER, VISEME_MORPHS, ColumnMap, pascal
 
 
 class CsvSinkParams(OperatorParams):

@@ -58,8 +58,8 @@ from ..graph.operator import Operator, OperatorParams, Outputs, Port
 from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Params as ParamsStream
-from .arkit_columns import ROTATIONS, ColumnMap
-from .udp import open_udp
+from ._arkit_columns import ROTATIONS, ColumnMap
+from ._udp import open_udp
 
 PACKET_VERSION = 6
 

@@ -43,8 +43,8 @@ from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Params as ParamsStream
 from ..streams import Visemes
-from .arkit_columns import VISEME_MORPHS
-from .udp import open_udp
+from ._arkit_columns import VISEME_MORPHS
+from ._udp import open_udp
 
 BLEND_VAL = "/VMC/Ext/Blend/Val"
 BLEND_APPLY = "/VMC/Ext/Blend/Apply"

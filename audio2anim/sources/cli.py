@@ -17,7 +17,7 @@ def add_commands(subparsers) -> None:
 
 def devices_command(args: argparse.Namespace) -> int:
     """Print the device table; exit code 0 even when there are none (that is an answer)."""
-    from .audio_devices import format_device_table, query_devices
+    from ._audio_devices import format_device_table, query_devices
 
     print(format_device_table(query_devices()))
     return 0

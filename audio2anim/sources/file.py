@@ -23,7 +23,7 @@ from audio2anim.graph.operator import OperatorParams, Output, Port, Source
 from audio2anim.graph.registry import register
 from audio2anim.streams import Audio
 
-from .pacing import audio_packets
+from ._pacing import audio_packets
 
 SHIPPED_SPEECH = Path(str(files("audio2anim") / "assets" / "speech.wav"))
 

@@ -43,7 +43,7 @@ from ..graph.operator import OperatorParams, Output, Port, Source
 from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Audio
-from .audio_devices import pick_input_device, query_devices
+from ._audio_devices import pick_input_device, query_devices
 
 
 class MicrophoneParams(OperatorParams):

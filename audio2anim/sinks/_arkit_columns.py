@@ -4,7 +4,7 @@ Live Link Face (CSV and UDP) always carries 61 values: the 52 ARKit blendshapes 
 eye rotations. A model predicts only some of them (a mouth group, an eyes group); the rest are
 written as 0. This module maps a payload's names onto such a fixed order once per stream.
 
-No operator lives here; the sinks (`sink.csv`, `sink.livelink`, `sink.vmc`) use it.
+The sinks (`sink.csv`, `sink.livelink`, `sink.vmc`) use it.
 """
 
 from __future__ import annotations

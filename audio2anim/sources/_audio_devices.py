@@ -1,6 +1,6 @@
 """Audio devices as PortAudio (through sounddevice) sees them: listing and picking an input.
 
-No operator lives here; `source.microphone` and ``audio2anim devices`` use it. The functions
+`source.microphone` and ``audio2anim devices`` use it. The functions
 that take a ``devices`` list are pure, so the choice logic is testable on any machine.
 """
 

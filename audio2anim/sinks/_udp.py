@@ -1,7 +1,4 @@
-"""The UDP socket the network sinks (`sink.livelink`, `sink.vmc`) send their datagrams on.
-
-No operator lives here.
-"""
+"""The UDP socket the network sinks (`sink.livelink`, `sink.vmc`) send their datagrams on."""
 
 from __future__ import annotations
 

@@ -29,6 +29,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from audio2anim.resources import find_graph, graph_not_found
+
 from . import registry
 from .errors import GraphError
 from .operator import Operator, OperatorParams, Port
@@ -172,11 +174,14 @@ def _type_name(t: type) -> str:
 
 def load_graph(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Graph:
     """Read a graph file, apply ``--set`` overrides and validate it."""
-    path = Path(path)
+    found = find_graph(path)
+    if found is None:
+        raise GraphError(graph_not_found(path))
     try:
-        text = path.read_text()
+        text = found.read_text()
     except OSError as e:
         raise GraphError(f"{path}: cannot read graph file: {e.strerror}") from None
+    path = Path(path)
     return parse_graph(text, source=str(path), overrides=overrides, default_name=path.stem)
 
 

@@ -49,10 +49,10 @@ from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
 from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
+from audio2anim.resources import require_checkpoint
 from audio2anim.streams import Audio, Visemes
 from audio2anim.visemes import N_VISEMES
 
-from .model_paths import require_model_dir
 from .torch_threads import configure_torch_threads
 
 FRAME_S = 0.01  # the recognizers' native frame: 10 ms
@@ -283,7 +283,7 @@ class VisemeFeatures(Operator):
         if p.backend == "pocketsphinx":
             self.recognizer = PocketsphinxVisemes(p.stable_ms, p.restart_s)
         else:
-            model_dir = require_model_dir(p.model, "feature.visemes: model")
+            model_dir = require_checkpoint(p.model, "feature.visemes: model")
             cls = TorchFrontEndStream if p.backend == "torch" else OnnxFrontEndStream
             self.recognizer = cls(model_dir)
             if p.viseme_bias is not None:
@@ -305,7 +305,7 @@ class VisemeFeatures(Operator):
         try:
             from audio2anim.models.checkpoint import read_sidecar
 
-            side = read_sidecar(require_model_dir(p.model, "feature.visemes: model"))
+            side = read_sidecar(require_checkpoint(p.model, "feature.visemes: model"))
             return side["hparams"]["lookahead"] * FRAME_S + pairing
         except (OSError, ValueError, KeyError):
             return pairing

@@ -1,4 +1,5 @@
-"""Where graph files and checkpoints are found, from any working directory.
+"""Where graph files and checkpoints are found, from any working directory, and which optional
+dependencies (extras) are installed.
 
 A relative **checkpoint** path (``checkpoints/viseme-cnn``, as the shipped graphs name them) is
 looked up, in this order:
@@ -13,6 +14,10 @@ A checkpoint is a directory with a ``config.json``. A relative **graph file**
 (``graphs/viseme_cnn.yaml``) is looked up in the current directory, then among the graphs
 shipped inside the package (``audio2anim/graphs/``; ``viseme_cnn.yaml`` also finds it there).
 Absolute paths are used as they are.
+
+Optional dependencies come with extras (``pip install 'audio2anim[render]'``); `require` and
+`missing_dependency` turn a missing one into a one-line message naming the extra, checked when a
+graph is validated (`Operator.requires`) or a command starts.
 """
 
 from __future__ import annotations
@@ -117,3 +122,60 @@ def graph_not_found(path: str | Path) -> str:
 def shipped_graphs() -> list[Path]:
     """The graph files shipped with the package, by name."""
     return sorted(PACKAGE_GRAPHS.glob("*.yaml"))
+
+
+# -- optional dependencies ---------------------------------------------------------------------
+
+#: import name → (what to call it, the extra that installs it): pip install 'audio2anim[EXTRA]'
+OPTIONAL = {
+    "av": ("PyAV", "render"),
+    "moderngl": ("moderngl", "render"),
+    "pygltflib": ("pygltflib", "render"),
+    "PIL": ("Pillow", "render"),
+    "sounddevice": ("sounddevice", "live"),
+    "pythonosc": ("python-osc", "live"),
+    "aiohttp": ("aiohttp", "live"),
+    "onnx": ("onnx", "train"),
+    "matplotlib": ("matplotlib", "train"),
+    "pocketsphinx": ("pocketsphinx", "data"),
+    "piper": ("piper-tts", "data"),
+    "keras": ("Keras", "keras"),
+    "h5py": ("h5py", "keras"),
+}
+
+
+class MissingDependency(ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def missing_dependency(what: str, *modules: str) -> str | None:
+    """A one-line message if one of ``modules`` (import names, see `OPTIONAL`) is not installed:
+    ``"{what} needs PyAV: pip install 'audio2anim[render]'"``; None when all are."""
+    from importlib.util import find_spec
+
+    for module in modules:
+        try:
+            found = find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            label, extra = OPTIONAL.get(module, (module, "dev"))
+            return f"{what} needs {label}: pip install 'audio2anim[{extra}]'"
+    return None
+
+
+def require(what: str, *modules: str) -> None:
+    """Raise `MissingDependency` with `missing_dependency`'s message if one is missing."""
+    message = missing_dependency(what, *modules)
+    if message is not None:
+        raise MissingDependency(message)
+
+
+def missing_module_message(what: str, error: ModuleNotFoundError) -> str | None:
+    """`missing_dependency`'s message for an ImportError of an optional dependency (e.g. raised
+    by a command's lazy import); None when the missing module is not an optional one."""
+    top = (error.name or "").split(".")[0]
+    if top not in OPTIONAL:
+        return None
+    label, extra = OPTIONAL[top]
+    return f"{what} needs {label}: pip install 'audio2anim[{extra}]'"

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from audio2anim.resources import find_graph, graph_not_found
+from audio2anim.resources import find_graph, graph_not_found, missing_dependency
 
 from . import registry
 from .errors import GraphError
@@ -243,6 +243,9 @@ def _build(gf: _GraphFile, source: str, overrides, name: str) -> Graph:
             raise GraphError(
                 f"{source}: node '{n}' ({op_name}): {_pydantic_message(e, 'params')}"
             ) from None
+        missing = missing_dependency(f"node '{n}' ({op_name})", *op.required_modules(params))
+        if missing:
+            raise GraphError(f"{source}: {missing}")
         nodes[n] = Node(n, op, params)
 
     edges: list[Edge] = []

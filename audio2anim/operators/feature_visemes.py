@@ -276,6 +276,10 @@ class VisemeFeatures(Operator):
     outputs = {"out": Port(Visemes, doc="viseme IDs + probabilities at frame_rate")}
     executor = "thread"
 
+    @classmethod
+    def required_modules(cls, params: VisemeFeatureParams) -> tuple[str, ...]:
+        return ("pocketsphinx",) if params.backend == "pocketsphinx" else ()
+
     def setup(self) -> None:
         p = self.params
         configure_torch_threads()

@@ -190,6 +190,8 @@ class VideoWriter:
 class VideoSink(Operator):
     """Writes frames (+ the audio, AAC) to an H.264 MP4, finalized on end, stop or error."""
 
+    requires = ("av",)
+
     Params = VideoParams
     inputs: ClassVar = {
         "in": Port(Frames, doc="rendered frames"),

@@ -135,7 +135,6 @@ OPTIONAL = {
     "sounddevice": ("sounddevice", "live"),
     "pythonosc": ("python-osc", "live"),
     "aiohttp": ("aiohttp", "live"),
-    "onnx": ("onnx", "train"),
     "matplotlib": ("matplotlib", "train"),
     "pocketsphinx": ("pocketsphinx", "data"),
     "piper": ("piper-tts", "data"),

@@ -20,6 +20,7 @@ from audio2anim.resources import (
     find_checkpoint,
     find_graph,
     missing_dependency,
+    set_checkpoint_folder,
 )
 from tests.conftest import ROOT
 
@@ -102,6 +103,9 @@ def test_graph_and_checkpoint_lookup_order(tmp_path, monkeypatch):
     shutil.copytree(shipped, user / "viseme-cnn")
     monkeypatch.setenv("AUDIO2ANIM_CHECKPOINTS", str(user))
     assert find_checkpoint("checkpoints/viseme-cnn") == user / "viseme-cnn"
+    monkeypatch.setenv("AUDIO2ANIM_CHECKPOINTS", "")
+    set_checkpoint_folder(user)  # --checkpoints DIR
+    assert find_checkpoint("viseme-cnn") == user / "viseme-cnn"
     # and the current directory before both
     shutil.copytree(shipped, tmp_path / "checkpoints" / "viseme-cnn")
     assert find_checkpoint("checkpoints/viseme-cnn") == tmp_path / "checkpoints" / "viseme-cnn"
@@ -111,18 +115,16 @@ def test_graph_and_checkpoint_lookup_order(tmp_path, monkeypatch):
     assert len(checkpoint_candidates("checkpoints/nope")) == 3
 
 
-def test_missing_graph_and_checkpoint_errors_say_where_they_looked(python, tmp_path):
-    r = subprocess.run(
-        [python, "-m", "audio2anim", "run", "graphs/nope.yaml"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert r.returncode == 2
-    (line,) = r.stderr.strip().splitlines()
+def test_missing_graph_and_checkpoint_errors_say_where_they_looked(tmp_path, monkeypatch, capsys):
+    from audio2anim.cli import main
+    from audio2anim.resources import require_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "graphs/nope.yaml"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
     assert "graphs/nope.yaml: cannot read graph file: no such file (looked for" in line
     assert str(tmp_path / "graphs" / "nope.yaml") in line
     with pytest.raises(FileNotFoundError, match=r"no checkpoint directory 'checkpoints/nope'.*"):
-        from audio2anim.resources import require_checkpoint
-
         require_checkpoint("checkpoints/nope", "predictor.viseme_cnn: checkpoint")
 
 

@@ -45,7 +45,16 @@ def main(
     """
     args = build_parser(modules, prog).parse_args(argv)
     args.command_line = "audio2anim " + shlex.join(sys.argv[1:] if argv is None else argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ModuleNotFoundError as e:  # an optional dependency: name the extra that installs it
+        from audio2anim.resources import missing_module_message
+
+        message = missing_module_message(f"{prog} {args.command}", e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What forced-aligned reference labels cost the real-speech viseme accuracy.
 
-    python bench/aligned_labels.py [--checkpoints checkpoints]
+    python bench/aligned_labels.py [--checkpoints audio2anim/checkpoints]
         [--voices espeak:en-us+m3,espeak:en-gb-x-gbcwmd+f5,espeak:en+m1,festival:kal]
         [--utterances 40] [--seed 11] [--sets tuxpaint,ktuberling,alsa] [--out out/aligned_labels.md]
 
@@ -34,8 +34,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from real_speech import SETS, align_and_export, markdown_out, parse_sets  # noqa: E402
+
+from audio2anim.resources import PACKAGE_CHECKPOINTS  # noqa: E402
 
 HELD_OUT = "espeak:en-us+m3,espeak:en-gb-x-gbcwmd+f5,espeak:en+m1,festival:kal"
 FRAME_RATE = 100
@@ -118,7 +119,7 @@ def real_row(name: str, frontend) -> tuple[int, Scores]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoints", default="checkpoints")
+    ap.add_argument("--checkpoints", default=str(PACKAGE_CHECKPOINTS))
     ap.add_argument("--voices", default=HELD_OUT, help="comma-separated data synth voice ids")
     ap.add_argument("--utterances", type=int, default=40, help="per voice")
     ap.add_argument("--seed", type=int, default=11)

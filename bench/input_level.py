@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How the front ends hold up when the input is quieter or louder: real speech at fixed gains.
 
-    python bench/input_level.py [--checkpoints checkpoints] [--checkpoints OTHER ...]
+    python bench/input_level.py [--checkpoints audio2anim/checkpoints] [--checkpoints OTHER ...]
                                 [--sets tuxpaint,ktuberling,alsa] [--gains=-30,-20,-10,0,10]
                                 [--models viseme-frontend,wav2vec2] [--out out/input_level.md]
 
@@ -24,8 +24,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from real_speech import SETS, align_and_export, markdown_out, parse_sets, totals  # noqa: E402
+
+from audio2anim.resources import PACKAGE_CHECKPOINTS  # noqa: E402
 
 FIGURES = {  # model → (column label, its figure in an evaluation)
     "viseme-frontend": ("viseme acc.", lambda r: r["viseme_frame_accuracy"]),
@@ -89,7 +90,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
 
-    ckdirs = [Path(c) for c in args.checkpoints or ["checkpoints"]]
+    ckdirs = [Path(c) for c in args.checkpoints or [PACKAGE_CHECKPOINTS]]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
         sets = parse_sets(args.sets)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end latency of each method graph, and how fast ``animate`` runs, on this machine.
 
-Live latency: each graph in ``graphs/`` reads a speech file paced like a microphone
+Live latency: each graph in ``audio2anim/graphs/`` reads a speech file paced like a microphone
 (``source.file`` with ``realtime: true``, 20 ms blocks), keeps its live queue policies, and
 ends in ``sink.null`` after its smoothing node (the browser and Live Link sinks are dropped so
 that nothing waits on a network peer). The run report's end-to-end latency at that sink is
@@ -34,9 +34,9 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 from audio2anim.animate.graph_edit import offline_graph  # noqa: E402
 from audio2anim.graph.runner import run_graph  # noqa: E402
+from audio2anim.resources import PACKAGE_GRAPHS  # noqa: E402
 from audio2anim.sources.file import SHIPPED_SPEECH  # noqa: E402
 
 GRAPHS = ("viseme_mlp", "viseme_cnn", "pocketsphinx", "w2v_cnn", "w2v_ar", "w2v_attention")
@@ -53,7 +53,7 @@ def write_repeated(src: Path, dst: Path, seconds: float) -> float:
 
 def live_latency(graph: str, audio: Path, overrides: list[str]) -> dict:
     g = offline_graph(
-        ROOT / "graphs" / f"{graph}.yaml",
+        PACKAGE_GRAPHS / f"{graph}.yaml",
         audio,
         {"out": ("sink.null", {})},
         realtime=True,
@@ -74,7 +74,7 @@ def live_latency(graph: str, audio: Path, overrides: list[str]) -> dict:
 def animate_speed(graph: str, audio: Path, seconds: float, overrides: list[str], tmp: Path):
     t0 = time.perf_counter()
     g = offline_graph(
-        ROOT / "graphs" / f"{graph}.yaml",
+        PACKAGE_GRAPHS / f"{graph}.yaml",
         audio,
         {"csv": ("sink.csv", {"path": str(tmp / f"{graph}.csv"), "layout": "simple"})},
         overrides=overrides,
@@ -133,7 +133,7 @@ def main() -> int:
     env = (
         f"torch {torch.__version__}, intra-op threads per operator: "
         f"{os.environ.get('AUDIO2ANIM_TORCH_THREADS', '1')}, "
-        f"{'random full-size models' if args.random_full else (args.checkpoints or 'checkpoints/')}"
+        f"{'random full-size models' if args.random_full else (args.checkpoints or 'audio2anim/checkpoints/')}"
         f"{' (wav2vec2 base-sized)' if args.w2v_base else ''}, device {args.device}"
     )
     print(f"\n{env}; live: {live_s:.1f} s paced from {args.audio.name}, 20 ms blocks; "

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """CPU cost of the models: milliseconds of compute per second of audio, batch 1.
 
-    python bench/model_cost.py [--checkpoints checkpoints] [--threads 2] [--seconds 10]
+    python bench/model_cost.py [--checkpoints audio2anim/checkpoints] [--threads 2] [--seconds 10]
 
 For each model: ``one-shot`` = a whole 10 s utterance in one call (the offline cost);
 ``stream`` = the same audio in blocks of ``--block-ms`` (the live cost, incl. per-call
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from audio2anim.resources import PACKAGE_CHECKPOINTS  # noqa: E402
 
 
 def _timed(fn, repeats: int) -> float:
@@ -39,7 +40,7 @@ def _timed(fn, repeats: int) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoints", default="checkpoints")
+    ap.add_argument("--checkpoints", default=str(PACKAGE_CHECKPOINTS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--block-ms", type=int, default=100)

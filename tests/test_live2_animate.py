@@ -55,7 +55,7 @@ def test_animate_reads_any_rate_and_channel_count(tmp_path, ckpts, speech, rate,
     sf.write(src, x, rate, format=fmt)
     out = tmp_path / "out.csv"
     rc = main(
-        ["animate", str(src), "-o", str(out), "--graph", str(ROOT / "graphs/viseme_cnn.yaml"),
+        ["animate", str(src), "-o", str(out), "--graph", str(ROOT / "audio2anim/graphs/viseme_cnn.yaml"),
          "--quiet", *_tiny_overrides("viseme_cnn", ckpts)]
     )  # fmt: skip
     assert rc == 0
@@ -81,7 +81,7 @@ def test_animate_writes_a_video_too(tmp_path, ckpts, speech):
     out, video = tmp_path / "out.csv", tmp_path / "out.mp4"
     rc = main(
         ["animate", str(src), "-o", str(out), "--video", str(video), "--size", "96",
-         "--graph", str(ROOT / "graphs/w2v_cnn.yaml"), "--quiet",
+         "--graph", str(ROOT / "audio2anim/graphs/w2v_cnn.yaml"), "--quiet",
          *_tiny_overrides("w2v_cnn", ckpts)]
     )  # fmt: skip
     assert rc == 0
@@ -114,7 +114,7 @@ def test_method_graphs_validate_live_and_from_a_file(graph, tmp_path):
     """Each graph loads as shipped (microphone) and with the source swapped to a file."""
     from audio2anim.graph.spec import load_graph
 
-    path = ROOT / "graphs" / f"{graph}.yaml"
+    path = ROOT / "audio2anim" / "graphs" / f"{graph}.yaml"
     live = load_graph(path)
     assert live.nodes["src"].op_class.name == "source.microphone"
     assert "sink.browser" in {n.op_class.name for n in live.nodes.values()}

@@ -75,7 +75,7 @@ def _run(graph: str, wav: Path, tmp_path: Path) -> tuple[np.ndarray, np.ndarray,
         "raw": ("sink.csv", {"path": str(tmp_path / "raw.csv"), "layout": "simple"},
                 [("pred", "in")]),
     }  # fmt: skip
-    g = offline_graph(ROOT / "graphs" / f"{graph}.yaml", wav, sinks)
+    g = offline_graph(ROOT / "audio2anim" / "graphs" / f"{graph}.yaml", wav, sinks)
     report = asyncio.run(run_graph(g))
     assert report.stopped == "eos"
     return _read(tmp_path / "smooth.csv"), _read(tmp_path / "raw.csv"), g

@@ -10,7 +10,7 @@ import pytest
 
 from audio2anim.models.checkpoint import MODELS
 
-CKPT = Path(__file__).resolve().parents[1] / "checkpoints"
+CKPT = Path(__file__).resolve().parents[1] / "audio2anim" / "checkpoints"
 
 pytestmark = pytest.mark.skipif(
     not all((CKPT / m / "config.json").is_file() for m in MODELS),

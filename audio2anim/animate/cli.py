@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from audio2anim.operators.model_paths import PROJECT_ROOT
+from audio2anim.graph.cli import add_checkpoints_argument, apply_checkpoints_argument
 
 # the best method on this 2-core CPU by bench/latency.py (see docs/methods.md)
 DEFAULT_GRAPH = "graphs/viseme_cnn.yaml"
@@ -46,13 +46,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="override a node parameter of the graph (repeatable)",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="do not print the run summary")
+    add_checkpoints_argument(p)
     p.set_defaults(func=cmd_animate)
-
-
-def default_graph() -> Path:
-    """The default method graph, found from the current directory or the project root."""
-    local = Path(DEFAULT_GRAPH)
-    return local if local.is_file() else PROJECT_ROOT / DEFAULT_GRAPH
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
@@ -64,6 +59,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
 
     from .graph_edit import offline_graph
 
+    apply_checkpoints_argument(args)
     if not args.input.is_file():
         print(f"error: {args.input}: no such file", file=sys.stderr)
         return 2
@@ -90,7 +86,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
             {"path": str(args.video)},
             [("face", "in"), ("rs", "audio")],
         )
-    graph_file = args.graph or default_graph()
+    graph_file = args.graph or Path(DEFAULT_GRAPH)
     try:
         graph = offline_graph(graph_file, args.input, sinks, overrides=args.overrides)
     except GraphError as e:

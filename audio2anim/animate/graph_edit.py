@@ -21,6 +21,7 @@ import yaml
 from audio2anim.graph import registry
 from audio2anim.graph.errors import GraphError
 from audio2anim.graph.spec import Graph, parse_graph
+from audio2anim.resources import find_graph, graph_not_found
 
 
 def expand_edges(edges: list) -> list[dict[str, Any]]:
@@ -58,8 +59,11 @@ def offline_graph(
     file like a live device and keep the graph's queue policies (for latency benches).
     """
     path = Path(graph_file)
+    found = find_graph(path)
+    if found is None:
+        raise GraphError(graph_not_found(path))
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(found.read_text())
     except OSError as e:
         raise GraphError(f"{path}: cannot read graph file: {e.strerror}") from None
     except yaml.YAMLError as e:

@@ -33,12 +33,30 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     p.add_argument("--report", type=Path, metavar="FILE.json", help="write the run summary here")
     p.add_argument("--quiet", action="store_true", help="do not print the summary table")
+    add_checkpoints_argument(p)
+
+
+def add_checkpoints_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoints", type=Path, metavar="DIR",
+        help="look for the graph's checkpoints in DIR first (after the current directory; "
+        "like $AUDIO2ANIM_CHECKPOINTS), then in the shipped ones",
+    )  # fmt: skip
+
+
+def apply_checkpoints_argument(args: argparse.Namespace) -> None:
+    """``--checkpoints DIR``: search DIR (see `audio2anim.resources`)."""
+    if getattr(args, "checkpoints", None) is not None:
+        from audio2anim.resources import set_checkpoint_folder
+
+        set_checkpoint_folder(args.checkpoints)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .errors import GraphError
     from .spec import load_graph
 
+    apply_checkpoints_argument(args)
     try:
         graph = load_graph(args.graph, args.overrides)
     except GraphError as e:

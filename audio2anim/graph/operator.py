@@ -69,6 +69,14 @@ class Operator:
     inputs: ClassVar[dict[str, Port]] = {"in": Port()}
     outputs: ClassVar[dict[str, Port]] = {"out": Port()}
     executor: ClassVar[Literal["loop", "thread"]] = "loop"
+    #: optional dependencies (import names, see `audio2anim.resources.OPTIONAL`) checked when a
+    #: graph is validated; import them inside setup() so that the registry scan never needs them
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def required_modules(cls, params: OperatorParams) -> tuple[str, ...]:
+        """The optional dependencies a node with ``params`` needs. Default: `requires`."""
+        return cls.requires
 
     def __init__(self, params: OperatorParams) -> None:
         self.params: Any = params

@@ -29,6 +29,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from audio2anim.resources import find_graph, graph_not_found, missing_dependency
+
 from . import registry
 from .errors import GraphError
 from .operator import Operator, OperatorParams, Port
@@ -172,11 +174,14 @@ def _type_name(t: type) -> str:
 
 def load_graph(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Graph:
     """Read a graph file, apply ``--set`` overrides and validate it."""
-    path = Path(path)
+    found = find_graph(path)
+    if found is None:
+        raise GraphError(graph_not_found(path))
     try:
-        text = path.read_text()
+        text = found.read_text()
     except OSError as e:
         raise GraphError(f"{path}: cannot read graph file: {e.strerror}") from None
+    path = Path(path)
     return parse_graph(text, source=str(path), overrides=overrides, default_name=path.stem)
 
 
@@ -238,6 +243,9 @@ def _build(gf: _GraphFile, source: str, overrides, name: str) -> Graph:
             raise GraphError(
                 f"{source}: node '{n}' ({op_name}): {_pydantic_message(e, 'params')}"
             ) from None
+        missing = missing_dependency(f"node '{n}' ({op_name})", *op.required_modules(params))
+        if missing:
+            raise GraphError(f"{source}: {missing}")
         nodes[n] = Node(n, op, params)
 
     edges: list[Edge] = []

@@ -53,10 +53,9 @@ from audio2anim.models.viseme_streams import (
     bias_reweighting,
     frontend_lookahead_s,
 )
+from audio2anim.resources import require_checkpoint
 from audio2anim.streams import Audio, Visemes
 from audio2anim.visemes import N_VISEMES
-
-from .model_paths import require_model_dir
 
 
 class VisemeFeatureParams(OperatorParams):
@@ -106,6 +105,10 @@ class VisemeFeatures(Operator):
     outputs = {"out": Port(Visemes, doc="viseme IDs + probabilities at frame_rate")}
     executor = "thread"
 
+    @classmethod
+    def required_modules(cls, params: VisemeFeatureParams) -> tuple[str, ...]:
+        return ("pocketsphinx",) if params.backend == "pocketsphinx" else ()
+
     def setup(self) -> None:
         p = self.params
         configure_torch_threads()
@@ -113,7 +116,7 @@ class VisemeFeatures(Operator):
         if p.backend == "pocketsphinx":
             self.recognizer = PocketsphinxVisemes(p.stable_ms, p.restart_s)
         else:
-            model_dir = require_model_dir(p.model, "feature.visemes: model")
+            model_dir = require_checkpoint(p.model, "feature.visemes: model")
             cls = TorchFrontEndStream if p.backend == "torch" else OnnxFrontEndStream
             self.recognizer = cls(model_dir)
             if p.viseme_bias is not None:
@@ -134,7 +137,7 @@ class VisemeFeatures(Operator):
             return p.stable_ms / 1000 + pairing
         try:
             return (
-                frontend_lookahead_s(require_model_dir(p.model, "feature.visemes: model")) + pairing
+                frontend_lookahead_s(require_checkpoint(p.model, "feature.visemes: model")) + pairing
             )
         except (OSError, ValueError, KeyError):
             return pairing

@@ -54,9 +54,8 @@ from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
 from audio2anim.models.torch_threads import configure_torch_threads
+from audio2anim.resources import find_checkpoint
 from audio2anim.streams import Audio, Features
-
-from .model_paths import find_model_dir
 
 FRAME_S = 0.02
 
@@ -111,7 +110,7 @@ class Wav2Vec2Features(Operator):
     def _source(self) -> str:
         """The model's local directory: a checkpoint directory, or a hub id's snapshot in the
         local Hugging Face cache (never downloaded here: a graph must not stall on the net)."""
-        found = find_model_dir(self.params.model)
+        found = find_checkpoint(self.params.model)
         if found:
             return str(found)
         from huggingface_hub import snapshot_download
@@ -172,7 +171,7 @@ class Wav2Vec2Features(Operator):
         stream = getattr(self, "stream", None)
         if stream is not None:
             return stream.front.chunk_frames, stream.pos_right
-        found = find_model_dir(self.params.model)
+        found = find_checkpoint(self.params.model)
         if found is None:
             return None, 0
         try:

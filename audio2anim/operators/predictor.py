@@ -42,9 +42,8 @@ from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
 from audio2anim.models.torch_threads import configure_torch_threads
+from audio2anim.resources import require_checkpoint
 from audio2anim.streams import Features, Params, Visemes
-
-from .model_paths import require_model_dir
 
 
 def _params_model(default_checkpoint: str) -> type[OperatorParams]:
@@ -75,7 +74,7 @@ class StreamingPredictor(Operator):
 
         p = self.params
         where = f"{self.name}: checkpoint"
-        path = require_model_dir(p.checkpoint, where)
+        path = require_checkpoint(p.checkpoint, where)
         stream, side, self._keepalive = open_predictor_stream(path, p.backend, p.device, p.onnx)
         if side["kind"] != self.kind:
             op = "predictor." + side["kind"].replace("-", "_")
@@ -98,7 +97,7 @@ class StreamingPredictor(Operator):
         from audio2anim.models.checkpoint import read_sidecar
 
         try:
-            side = read_sidecar(require_model_dir(self.params.checkpoint, self.name))
+            side = read_sidecar(require_checkpoint(self.params.checkpoint, self.name))
             return side["hparams"]["lookahead"] / float(side.get("input_frame_rate", 50.0))
         except (OSError, ValueError, KeyError):
             return 0.0

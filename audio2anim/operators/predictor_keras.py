@@ -69,6 +69,8 @@ class KerasParams(OperatorParams):
 class KerasPredictorOp(Operator):
     """Runs a Keras .h5 model (the original system's) over viseme or feature frames."""
 
+    requires = ("keras", "h5py")
+
     Params = KerasParams
     executor = "thread"
     inputs = {"in": Port(object, doc="Visemes (their probabilities) or Features")}

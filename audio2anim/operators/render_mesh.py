@@ -62,6 +62,8 @@ class RenderMeshParams(OperatorParams):
 class RenderMesh(Operator):
     """Renders the face rig posed by ARKit weights into RGB frames (moderngl, headless EGL)."""
 
+    requires = ("moderngl", "pygltflib")
+
     Params = RenderMeshParams
     inputs: ClassVar = {"in": Port(streams.Params, doc="ARKit-named blendshape weights")}
     outputs: ClassVar = {"out": Port(Frames, doc="RGB frames, one per parameter row")}

@@ -134,6 +134,8 @@ class ViewerServer:
 class BrowserSink(Operator):
     """Serves a three.js face page and streams weights, audio, latency and visemes to it."""
 
+    requires = ("aiohttp",)
+
     Params = BrowserParams
     inputs: ClassVar = {
         "in": Port(streams.Params, doc="ARKit-named weights to show"),

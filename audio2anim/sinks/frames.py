@@ -49,6 +49,8 @@ class FramesParams(OperatorParams):
 class FramesSink(Operator):
     """Writes each frame as a PNG named by its frame index."""
 
+    requires = ("PIL",)
+
     Params = FramesParams
     inputs: ClassVar = {"in": Port(Frames, doc="rendered frames")}
     outputs: ClassVar = {}

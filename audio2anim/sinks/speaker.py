@@ -104,6 +104,8 @@ class _Ring:
 class SpeakerSink(Operator):
     """Plays the audio on an output device, delayed to line up with the animation."""
 
+    requires = ("sounddevice",)
+
     Params = SpeakerParams
     inputs: ClassVar = {"in": Port(Audio, doc="mono audio to play")}
     outputs: ClassVar = {}

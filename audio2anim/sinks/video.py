@@ -49,6 +49,8 @@ class VideoParams(OperatorParams):
 class VideoSink(Operator):
     """Writes frames (+ the audio, AAC) to an H.264 MP4, finalized on end, stop or error."""
 
+    requires = ("av",)
+
     Params = VideoParams
     inputs: ClassVar = {
         "in": Port(Frames, doc="rendered frames"),

@@ -100,6 +100,8 @@ def _vrm_matrix(names: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
 class VmcSink(Operator):
     """Sends each frame as VMC /VMC/Ext/Blend/Val messages + /VMC/Ext/Blend/Apply (OSC)."""
 
+    requires = ("pythonosc",)
+
     Params = VmcSinkParams
     inputs: ClassVar[dict[str, Port]] = {
         "in": Port(ParamsStream, doc="parameters to send"),

@@ -75,6 +75,8 @@ class MicrophoneParams(OperatorParams):
 class MicrophoneSource(Source):
     """Captures a sound card input through PortAudio, one mono packet per block."""
 
+    requires = ("sounddevice",)
+
     Params = MicrophoneParams
     outputs: ClassVar[dict[str, Port]] = {"out": Port(Audio, doc="mono float32 blocks")}
 

@@ -1,11 +1,11 @@
-"""Test helpers: tiny random checkpoints (see `audio2anim.models.random_checkpoints`) and
+"""Test helpers: tiny random checkpoints (see `audio2anim.train.random_checkpoints`) and
 espeak-ng speech with its phone timings."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from audio2anim.models.random_checkpoints import (
+from audio2anim.train.random_checkpoints import (
     PREDICTORS,
     graph_overrides,
     make_random_checkpoints,

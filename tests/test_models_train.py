@@ -467,7 +467,7 @@ def test_voice_weights_set_how_often_crops_come_from_each_voice(tmp_path, capsys
 
 
 def test_w2v_augment_learns_from_features_of_augmented_audio(export, tmp_path, capsys):
-    from audio2anim.models.random_checkpoints import make_random_checkpoints
+    from audio2anim.train.random_checkpoints import make_random_checkpoints
     from audio2anim.train.recipes import w2v_features
 
     w2v = str(make_random_checkpoints(tmp_path / "ck", size="tiny")["wav2vec2"])

@@ -40,11 +40,11 @@ def make_random_checkpoints(
     """
     import torch
 
-    from audio2anim.train.recipes import HPARAMS
+    from audio2anim.models.checkpoint import build, save
+    from audio2anim.models.logmel import DEFAULT as LM
+    from audio2anim.models.wav2vec import build_small
 
-    from .checkpoint import build, save
-    from .logmel import DEFAULT as LM
-    from .wav2vec import build_small
+    from .recipes import HPARAMS
 
     root = Path(root)
     torch.manual_seed(seed)
@@ -88,7 +88,7 @@ def graph_overrides(graph: str, ckpts: dict[str, Path]) -> list[str]:
     if graph.startswith("viseme"):
         sets.append(f"vis.model={ckpts['viseme-frontend']}")
     if graph.startswith("w2v"):
-        from .checkpoint import read_sidecar
+        from audio2anim.models.checkpoint import read_sidecar
 
         sets.append(f"feat.model={ckpts['wav2vec2']}")
         # the wav2vec2 output these predictors were made for (the shipped graphs name theirs)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from audio2anim.train.cli import main
+from audio2anim.cli import main
 from audio2anim.train.data import load_data, mulaw_decode, mulaw_encode
 from audio2anim.train.synthetic import write_synthetic_export
 

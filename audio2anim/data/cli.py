@@ -1,8 +1,8 @@
 """``audio2anim data …``: corpus building, labels, the teacher and the dataset steps.
 
 Subcommands: synth, align, asterisk, pypi-speech, kokoro-voices, import-livelink, teach,
-make-viseme-ids, append, softmax, normalize, split, info. See docs/data.md. Run standalone with
-``python -m audio2anim.data.cli data STEP …`` or through ``audio2anim data STEP …``.
+make-viseme-ids, append, softmax, normalize, split, info. See docs/data.md. Run with
+``audio2anim data STEP …`` or ``python -m audio2anim data STEP …``.
 """
 
 from __future__ import annotations
@@ -416,12 +416,3 @@ def add_commands(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_one_line_errors(cmd_info))
 
-
-def main(argv: list[str] | None = None) -> int:
-    from audio2anim.cli import main as run_commands
-
-    return run_commands(argv, ["audio2anim.data.cli"])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,8 +13,9 @@ into CORPUS/cache/training-data on first use). The w2v-* predictors need ``--fro
 trained wav2vec2 checkpoint); viseme-* predictors take an optional ``--frontend`` (a viseme
 front end) for the end-to-end part of their evaluation.
 
-This module imports neither pydantic nor soundfile, so ``python -m audio2anim.train.cli`` runs
-on a bare training machine (torch, numpy, transformers, safetensors, tqdm).
+This module imports neither pydantic nor soundfile, so scripts/train_all.py (which takes
+`parse_train_args` and `train_options` from it) runs on a bare training machine (torch, numpy,
+transformers, safetensors, tqdm).
 """
 
 from __future__ import annotations
@@ -402,12 +403,3 @@ def cmd_export_onnx(args) -> int:
     print(f"wrote {out}")
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    from audio2anim.cli import main as run_commands
-
-    return run_commands(argv, ["audio2anim.train.cli"], prog="python -m audio2anim.train.cli")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

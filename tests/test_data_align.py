@@ -21,7 +21,7 @@ def aligner():
 def espeak_speech(text, voice="en-us"):
     import soxr
 
-    from audio2anim.data.tts.espeak import ESpeak
+    from audio2anim.data.espeak_ng import ESpeak
 
     audio, sr, segments = ESpeak().synth(text, voice)
     return soxr.resample(audio, sr, 16000).astype(np.float32), segments

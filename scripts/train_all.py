@@ -135,6 +135,7 @@ def main() -> int:
 
     from audio2anim.train.cli import parse_train_args, train_options
     from audio2anim.train.data import load_data
+    from audio2anim.train.features import FeatureCache
     from audio2anim.train.recipes import train
 
     if args.synthetic:
@@ -180,6 +181,7 @@ def main() -> int:
         old = json.loads(previous.read_text())
         summary["models"] = {m: v for m, v in old.get("models", {}).items() if m not in models}
         summary["earlier_commands"] = old.get("earlier_commands", []) + [old.get("command")]
+    features = FeatureCache()  # the w2v predictors share one wav2vec2 feature extraction
     for name in models:
         minutes = round(args.minutes * SHARES[name], 3)
         frontend = None
@@ -223,7 +225,7 @@ def main() -> int:
         opts = train_options(parse_train_args(single[1:]), command)
         t = time.monotonic()
         print(f"=== {name}: budget {minutes} min, elapsed {time.monotonic() - t0:.0f} s")
-        path = train(data, opts)
+        path = train(data, opts, features=features)
         side = json.loads((path / "config.json").read_text())
         meta = side.get("audio2anim", side)
         size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())

@@ -1,16 +1,16 @@
-"""Test helpers: tiny random checkpoints (see `audio2anim.models.random_checkpoints`) and
+"""Test helpers: tiny random checkpoints (see `audio2anim.train.random_checkpoints`) and
 espeak-ng speech with its phone timings."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from audio2anim.models.random_checkpoints import (
+from audio2anim.models.wav2vec import WAV2VEC2_SIZES
+from audio2anim.train.random_checkpoints import (
     PREDICTORS,
     graph_overrides,
     make_random_checkpoints,
 )
-from audio2anim.models.wav2vec import WAV2VEC2_SIZES
 
 __all__ = ["PREDICTORS", "W2V_TINY", "graph_overrides", "make_tiny_checkpoints", "speak"]
 
@@ -26,7 +26,7 @@ def make_tiny_checkpoints(root: Path) -> dict[str, Path]:
 
 def speak(text: str, voice: str = "en-us", rate: int = 150):
     """espeak-ng speech → (float32 samples, sample rate, phone segments [(start, end, phone)])."""
-    from audio2anim.data.espeak import ESpeak
+    from audio2anim.data.espeak_ng import ESpeak
 
     audio, sr, segments = ESpeak().synth(text, voice, rate=rate)
     return audio, sr, [(s.start, s.end, s.phone) for s in segments]

@@ -21,7 +21,7 @@ def aligner():
 def espeak_speech(text, voice="en-us"):
     import soxr
 
-    from audio2anim.data.espeak import ESpeak
+    from audio2anim.data.espeak_ng import ESpeak
 
     audio, sr, segments = ESpeak().synth(text, voice)
     return soxr.resample(audio, sr, 16000).astype(np.float32), segments
@@ -128,8 +128,8 @@ def test_asterisk_prompts_become_an_aligned_corpus_split_by_prompt(tmp_path, cap
 
     from audio2anim.audio import read_audio
     from audio2anim.cli import main
-    from audio2anim.data.asterisk import speakable
     from audio2anim.data.corpus import Corpus
+    from audio2anim.data.realspeech.asterisk import speakable
 
     sounds = tmp_path / "en_US_f_Allison"
     (sounds / "digits").mkdir(parents=True)

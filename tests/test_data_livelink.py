@@ -8,6 +8,7 @@ from audio2anim import arkit
 from audio2anim.data import livelink
 from audio2anim.data.corpus import Corpus
 from audio2anim.data.dataset import Dataset, make_viseme_ids, teach
+from audio2anim.formats import livelink_csv
 
 FPS = 60
 START = 12 * 3600 + 34 * 60 + 56 + 7 / FPS  # 12:34:56:07
@@ -18,7 +19,7 @@ def jaw(t):
 
 
 def write_take(path, seconds=2.0, drop_every=0):
-    """A take in the app's layout, written here independently of livelink.write_csv."""
+    """A take in the app's layout, written here independently of livelink_csv.write_csv."""
     header = ["Timecode", "BlendShapeCount"] + [n[0].upper() + n[1:] for n in arkit.ALL] + [
         "HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll",
         "RightEyeYaw", "RightEyePitch", "RightEyeRoll"]  # fmt: skip
@@ -49,9 +50,9 @@ def write_audio(path, seconds=2.0, sr=44100):
 
 def test_read_csv_parses_timecodes_and_names(tmp_path):
     rows = write_take(tmp_path / "take.csv")
-    times, names, values, fps = livelink.read_csv(tmp_path / "take.csv")
+    times, names, values, fps = livelink_csv.read_csv(tmp_path / "take.csv")
     assert fps == 60  # inferred from the frame numbers
-    assert names[: len(arkit.ALL)] == list(arkit.ALL) and names[-9:] == list(livelink.ROTATIONS)
+    assert names[: len(arkit.ALL)] == list(arkit.ALL) and names[-9:] == list(livelink_csv.ROTATIONS)
     assert np.allclose(times, np.arange(len(rows)) / FPS, atol=1e-6)
     assert np.allclose(values, rows, atol=1e-6)
 
@@ -91,12 +92,12 @@ def test_round_trip_through_write_csv(tmp_path):
         tmp_path / "take.csv", tmp_path / "take.wav", tmp_path / "c", frame_rate=60
     )
     p = Corpus(tmp_path / "c").params("take")
-    livelink.write_csv(tmp_path / "out.csv", p["names"], p["values"], 60, start=START)
+    livelink_csv.write_csv(tmp_path / "out.csv", p["names"], p["values"], 60, start=START)
     original = (tmp_path / "take.csv").read_text().splitlines()
     exported = (tmp_path / "out.csv").read_text().splitlines()
     assert exported[0] == original[0]  # the app's header, column for column
     assert [r.split(",")[0] for r in exported] == [r.split(",")[0] for r in original]
-    times, names, values, _ = livelink.read_csv(tmp_path / "out.csv")
+    times, names, values, _ = livelink_csv.read_csv(tmp_path / "out.csv")
     assert names == p["names"] and np.allclose(values, p["values"], atol=1e-6)
 
 
@@ -124,7 +125,7 @@ def test_bad_csv_errors_name_file_line_and_column(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("Time,EyeBlinkLeft\n")
     with pytest.raises(ValueError, match=r"bad.csv:1: first column must be 'Timecode'"):
-        livelink.read_csv(bad)
+        livelink_csv.read_csv(bad)
     write_take(tmp_path / "take.csv", seconds=0.2)
     text = (tmp_path / "take.csv").read_text().splitlines()
     cells = text[3].split(",")
@@ -132,4 +133,4 @@ def test_bad_csv_errors_name_file_line_and_column(tmp_path):
     text[3] = ",".join(cells)
     bad.write_text("\n".join(text))
     with pytest.raises(ValueError, match=r"bad.csv:4: column EyeLookOutLeft is not a number"):
-        livelink.read_csv(bad, fps=60)
+        livelink_csv.read_csv(bad, fps=60)

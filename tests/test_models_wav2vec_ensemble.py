@@ -8,13 +8,13 @@ import pytest
 import torch
 from live2_models import W2V_TINY
 
+from audio2anim.cli import main
 from audio2anim.graph.packets import Packet
 from audio2anim.models.checkpoint import read_sidecar
 from audio2anim.models.wav2vec import build_small, load_wav2vec2, save_ensemble, save_wav2vec2
 from audio2anim.models.wav2vec_ensemble import Wav2Vec2Ensemble
 from audio2anim.models.wav2vec_stream import open_stream
 from audio2anim.streams import Audio
-from audio2anim.train.cli import main
 
 
 def _speechlike(seconds=1.3, seed=0):

@@ -1,4 +1,4 @@
-"""`audio2anim.data.pypi_speech` (``data pypi-speech``) on a fake sdist built here: no network."""
+"""`audio2anim.data.realspeech.pypi_speech` (``data pypi-speech``) on a fake sdist built here: no network."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio2anim.data import pypi_speech as ps
+from audio2anim.data.realspeech import pypi_speech as ps
 
 LONG_TG = """File type = "ooTextFile"
 Object class = "TextGrid"

@@ -52,7 +52,7 @@ def test_train_all_then_ship(tmp_path):
 
     # an ensemble front end ships like any: its combine call, and each member's training call
     fe = out / "viseme-frontend"
-    r = run("-m", "audio2anim.train.cli", "combine-frontends", fe, fe, "--out", tmp_path / "ens")
+    r = run("-m", "audio2anim", "combine-frontends", fe, fe, "--out", tmp_path / "ens")
     assert r.returncode == 0, r.stderr[-2000:]
     for f in ("config.json", "model.safetensors"):
         (fe / f).write_bytes((tmp_path / "ens" / f).read_bytes())
@@ -69,7 +69,7 @@ def test_train_all_then_ship(tmp_path):
     import shutil
 
     w2v = out / "wav2vec2"
-    r = run("-m", "audio2anim.train.cli", "combine-frontends", w2v, w2v, "--out",
+    r = run("-m", "audio2anim", "combine-frontends", w2v, w2v, "--out",
             tmp_path / "w2v-ens", "--float16")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     shutil.rmtree(w2v)

@@ -53,7 +53,7 @@ def test_unmapped_symbol_is_an_error_naming_it():
 
 
 def test_every_espeak_phoneme_of_english_words_maps():
-    from audio2anim.data.espeak import ESpeak
+    from audio2anim.data.espeak_ng import ESpeak
     from audio2anim.data.sentences import vocabulary
 
     words = vocabulary()

@@ -51,6 +51,8 @@ def pitch(audio, sr, semitones: float) -> np.ndarray:
     """Pitch shift by ``semitones`` keeping the tempo (sox's WSOLA ``pitch`` effect)."""
     import soundfile as sf
 
+    from audio2anim.audio import read_audio
+
     with tempfile.TemporaryDirectory(prefix="a2a-pitch-") as tmp:
         src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
         sf.write(src, audio, sr, subtype="FLOAT")
@@ -58,7 +60,7 @@ def pitch(audio, sr, semitones: float) -> np.ndarray:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"sox pitch failed: {proc.stderr.strip()}")
-        out, _ = sf.read(dst, dtype="float32")
+        out, _ = read_audio(dst)
     out = out[: len(audio)]
     return np.pad(out, (0, len(audio) - len(out))).astype(np.float32)
 

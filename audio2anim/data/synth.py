@@ -10,13 +10,13 @@ runs: espeak-ng carries state from one message to the next inside a process (pau
 vary by a few per cent), so which worker spoke what before matters; the phone timings are
 always those of the audio actually produced.
 
-Voices are ids ``engine:name``: ``espeak:<voice>[+variant]`` (any espeak-ng English voice and
-variant, e.g. ``espeak:en-us+f3``), ``festival:kal|ked|slt``, ``flite:awb|rms`` and
-``piper:joe`` and ``kokoro:<voice>`` (neural voices, e.g. ``kokoro:af_heart``; their phone
-times come from forced alignment, `data.piper`, `data.kokoro`). ``DEFAULT_VOICES`` lists the
-ones used when none are given (Flite's and the neural ones are not among them). Synthesis runs
-in ``workers`` processes (spawned: espeak-ng
-keeps global state per process, so the parent never synthesizes during a build).
+Voices are ids ``engine:name``, resolved by the voice registry `audio2anim.data.tts`:
+``espeak:<voice>[+variant]`` (any espeak-ng English voice and variant, e.g.
+``espeak:en-us+f3``), ``festival:kal|ked|slt``, ``flite:awb|rms``, and ``piper:joe`` and
+``kokoro:<voice>`` (neural voices, e.g. ``kokoro:af_heart``; their phone times come from forced
+alignment). ``DEFAULT_VOICES`` lists the ones used when none are given (Flite's and the neural
+ones are not among them). Synthesis runs in ``workers`` processes (forked: espeak-ng keeps
+global state per process, so the parent never synthesizes during a build).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import SAMPLE_RATE, CorpusWriter, PhoneSegment, Utterance
+from .tts import resolve
 
 DEFAULT_VOICES: tuple[str, ...] = (
     "espeak:en-us",
@@ -62,43 +63,12 @@ class SynthOptions:
     extra: dict = field(default_factory=dict)
 
 
-def parse_voice(voice_id: str) -> tuple[str, str]:
-    """``"espeak:en-us+f3"`` → ("espeak", "en-us+f3"); raises on an unknown engine/voice."""
-    engine, _, name = voice_id.partition(":")
-    if engine == "espeak" and name:
-        return engine, name
-    engines = _stretch_engines()
-    if engine in engines and name in engines[engine].VOICES:
-        return engine, name
-    known = " or ".join(f"{e}:{{{','.join(m.VOICES)}}}" for e, m in engines.items())
-    raise ValueError(f"voice {voice_id!r}: expected espeak:<voice> or {known}")
-
-
-def expand_voices(voice_ids) -> tuple[str, ...]:
-    """Voice ids with each ``engine:all`` replaced by that engine's voices (``kokoro:all``)."""
-    engines, out = _stretch_engines(), []
-    for voice_id in voice_ids:
-        engine, _, name = voice_id.partition(":")
-        if name == "all" and engine in engines:
-            out += [f"{engine}:{v}" for v in engines[engine].VOICES]
-        else:
-            out.append(voice_id)
-    return tuple(out)
-
-
-def _stretch_engines() -> dict:
-    """Engines driven by a duration stretch, each a module with ``VOICES`` and ``synth``."""
-    from . import festival, flite, kokoro, piper
-
-    return {"festival": festival, "flite": flite, "piper": piper, "kokoro": kokoro}
-
-
 def check_voices(voices: tuple[str, ...]) -> None:
     """Synthesize one word with each voice; raise naming the first that does not work."""
     for voice_id in voices:
-        engine, name = parse_voice(voice_id)
+        engine, name = resolve(voice_id)
         try:
-            _speak(engine, name, "Hello.", np.random.default_rng(0))
+            engine.speak("Hello.", name, np.random.default_rng(0))
         except Exception as exc:
             raise ValueError(f"voice {voice_id!r} does not work here: {exc}") from None
 
@@ -106,27 +76,6 @@ def check_voices(voices: tuple[str, ...]) -> None:
 def utterance_id(index: int, voice_id: str) -> str:
     slug = voice_id.replace(":", "-").replace("+", "-").replace("/", "-")
     return f"{index:06d}-{slug}"
-
-
-def _speak(engine: str, name: str, text: str, rng: np.random.Generator):
-    if engine == "espeak":
-        from .espeak import ESpeak
-
-        rate = int(rng.integers(140, 211))
-        pitch = int(rng.integers(30, 71))
-        range_ = int(rng.integers(35, 81))
-        audio, sr, segments = ESpeak().synth(text, name, rate=rate, pitch=pitch, range_=range_)
-        voice_params = {"rate_wpm": rate, "pitch": pitch, "range": range_}
-        return audio, sr, segments, "espeak", "espeak", voice_params
-    stretch = round(float(rng.uniform(0.85, 1.2)), 3)
-    module = _stretch_engines()[engine]
-    # engines that sample their audio (Piper) are seeded from the job, so corpora reproduce
-    seed = {"seed": int(rng.integers(2**31))} if getattr(module, "SAMPLED", False) else {}
-    audio, sr, segments = module.synth(text, name, duration_stretch=stretch, **seed)
-    # the manifest's source says where the phone times come from: the synthesizer, unless the
-    # engine aligns them (Piper, Kokoro)
-    source = getattr(module, "TIMINGS", engine)
-    return audio, sr, segments, "arpabet", source, {"duration_stretch": stretch}
 
 
 def _resample(audio: np.ndarray, sr: int, segments: list[PhoneSegment]):
@@ -169,8 +118,11 @@ def run_job(job: dict) -> tuple[Utterance, np.ndarray, list[PhoneSegment]]:
     from . import augment
 
     rng = np.random.default_rng(job["seed"])
-    engine, name = parse_voice(job["voice"])
-    audio, sr, segments, phoneset, source, voice_params = _speak(engine, name, job["text"], rng)
+    engine, name = resolve(job["voice"])
+    audio, sr, segments, voice_params = engine.speak(job["text"], name, rng)
+    # the manifest's source says where the phone times come from: the synthesizer, unless the
+    # engine aligns them (Piper, Kokoro)
+    phoneset, source = engine.phoneset, engine.timings
     if len(audio) == 0 or not segments:
         raise RuntimeError(f"{job['voice']}: no audio for {job['text']!r}")
     for seg in segments:
@@ -205,7 +157,7 @@ def build(out: str | Path, options: SynthOptions, progress: bool = True) -> dict
     from tqdm import tqdm
 
     for voice_id in options.voices:
-        parse_voice(voice_id)
+        resolve(voice_id)
     target = options.hours * 3600.0
     added = failed = 0
     with CorpusWriter(out) as writer:

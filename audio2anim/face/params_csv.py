@@ -1,7 +1,7 @@
 """Parameter tracks from CSV: Live Link Face takes, or audio2anim's own layout.
 
 Live Link Face (the iPhone app) writes ``Timecode,BlendShapeCount,EyeBlinkLeft,...`` with
-capitalized ARKit names; those takes are read by `audio2anim.data.livelink` (timecodes, dropped
+capitalized ARKit names; those takes are read by `audio2anim.formats.livelink_csv` (timecodes, dropped
 rows, frame-rate inference) and resampled onto a uniform frame grid. audio2anim's ``simple``
 layout (``sink.csv``) is ``time`` (seconds) followed by ARKit names as spelled in
 `audio2anim.arkit.ALL`. Other columns (head/eye rotations, viseme probabilities) are ignored.
@@ -44,7 +44,7 @@ def read_params_csv(
 
 
 def _read_live_link(path: Path, fps: float | None):
-    from ..data.livelink import read_csv, resample_take
+    from ..formats.livelink_csv import read_csv, resample_take
 
     times, names, values, take_fps = read_csv(path, fps)
     keep = [i for i, n in enumerate(names) if n in arkit.ALL]

@@ -13,8 +13,9 @@ into CORPUS/cache/training-data on first use). The w2v-* predictors need ``--fro
 trained wav2vec2 checkpoint); viseme-* predictors take an optional ``--frontend`` (a viseme
 front end) for the end-to-end part of their evaluation.
 
-This module imports neither pydantic nor soundfile, so ``python -m audio2anim.train.cli`` runs
-on a bare training machine (torch, numpy, transformers, safetensors, tqdm).
+This module imports neither pydantic nor soundfile, so scripts/train_all.py (which takes
+`parse_train_args` and `train_options` from it) runs on a bare training machine (torch, numpy,
+transformers, safetensors, tqdm).
 """
 
 from __future__ import annotations
@@ -250,7 +251,7 @@ def float_range(text: str) -> tuple[float, float]:
 def hparam_overrides(items, model: str, size: str) -> dict:
     """["channels=256", …] → {"channels": 256, …} (JSON values: numbers, true/false, lists);
     ValueError naming a malformed item or a key the model's preset does not have."""
-    from .recipes import HPARAMS
+    from .config import HPARAMS
 
     known = HPARAMS[size][model]
     out = {}
@@ -271,7 +272,7 @@ def hparam_overrides(items, model: str, size: str) -> dict:
 
 def train_options(args, command: str):
     """The `TrainOptions` of parsed ``audio2anim train`` arguments."""
-    from .recipes import TrainOptions
+    from .config import TrainOptions
 
     return TrainOptions(
         model=args.model,
@@ -401,13 +402,3 @@ def cmd_export_onnx(args) -> int:
     out = export_onnx(args.checkpoint, args.out or str(Path(args.checkpoint) / "model.onnx"))
     print(f"wrote {out}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from audio2anim.cli import main as run_commands
-
-    return run_commands(argv, ["audio2anim.train.cli"], prog="python -m audio2anim.train.cli")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Untrained checkpoints of all seven models at the shipped (``full``) or the ``tiny`` size.
 
 Random weights, real architectures and sidecars (hyper-parameters of
-`audio2anim.train.recipes.HPARAMS`): for tests of streaming code and for timing the method
+`audio2anim.train.config.HPARAMS`): for tests of streaming code and for timing the method
 graphs before (or without) trained models — speed depends on the architecture, not the weights.
 
     make_random_checkpoints("/tmp/ckpts", size="full")   # → {"viseme-mlp": Path, ...}
@@ -28,11 +28,11 @@ def make_random_checkpoints(
     """
     import torch
 
-    from audio2anim.train.recipes import HPARAMS
+    from audio2anim.models.checkpoint import build, save
+    from audio2anim.models.logmel import DEFAULT as LM
+    from audio2anim.models.wav2vec import WAV2VEC2_SIZES, build_small
 
-    from .checkpoint import build, save
-    from .logmel import DEFAULT as LM
-    from .wav2vec import WAV2VEC2_SIZES, build_small
+    from .config import HPARAMS
 
     root = Path(root)
     torch.manual_seed(seed)
@@ -76,7 +76,7 @@ def graph_overrides(graph: str, ckpts: dict[str, Path]) -> list[str]:
     if graph.startswith("viseme"):
         sets.append(f"vis.model={ckpts['viseme-frontend']}")
     if graph.startswith("w2v"):
-        from .checkpoint import read_sidecar
+        from audio2anim.models.checkpoint import read_sidecar
 
         sets.append(f"feat.model={ckpts['wav2vec2']}")
         # the wav2vec2 output these predictors were made for (the shipped graphs name theirs)

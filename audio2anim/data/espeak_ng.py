@@ -1,4 +1,5 @@
-"""espeak-ng through its C library (ctypes), with exact phoneme timings.
+"""espeak-ng through its C library (ctypes), with exact phoneme timings: the speech of the
+``espeak:`` voices (`audio2anim.data.tts.espeak`) and the pronunciations of `audio2anim.data.g2p`.
 
 ``libespeak-ng.so.1`` initialized with ``AUDIO_OUTPUT_SYNCHRONOUS`` and
 ``espeakINITIALIZE_PHONEME_EVENTS`` calls our synth callback with the audio and with

@@ -19,8 +19,9 @@ import numpy as np
 
 from audio2anim.audio import read_audio
 
-from . import tts_binary
-from .corpus import PhoneSegment, segments_from_ends
+from ..corpus import PhoneSegment, segments_from_ends
+from . import binary
+from .engine import StretchEngine
 
 VOICES: dict[str, str] = {
     "kal": "voice_kal_diphone",
@@ -57,7 +58,7 @@ def synth(
 
     ``duration_stretch`` > 1 speaks slower (Festival's ``Duration_Stretch`` parameter).
     """
-    tts_binary.require("festival", voice, VOICES, "festival")
+    binary.require("festival", voice, VOICES, "festival")
     with tempfile.TemporaryDirectory(prefix="a2a-festival-") as tmp:
         wav, segs, script = Path(tmp) / "out.wav", Path(tmp) / "out.segs", Path(tmp) / "in.scm"
         script.write_text(
@@ -78,3 +79,6 @@ def synth(
         audio, rate = read_audio(wav)
         segments = parse_segs(segs.read_text(), len(audio) / rate, str(segs))
     return audio, rate, segments
+
+
+ENGINE = StretchEngine("festival", VOICES, synth)

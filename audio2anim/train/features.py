@@ -1,0 +1,109 @@
+"""Predictor inputs computed by trained front ends: wav2vec2 features (`w2v_features`) and
+viseme front-end posteriors (`frontend_posteriors`), and `FeatureCache`, which lets several
+trainings in one process (scripts/train_all.py's three w2v predictors) share one extraction."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .augmentation import augment_audio
+from .data import Utterance
+
+
+class FeatureCache:
+    """Per-utterance features of up to ``max_sets`` feature sets (a set: one checkpoint, its
+    weights' version, device, feature and augmentation), the least recently used dropped first.
+    Owned by the caller that runs several trainings; pass it to `w2v_features` or
+    ``train(..., features=cache)``."""
+
+    def __init__(self, max_sets: int = 2) -> None:
+        self.max_sets = max_sets
+        self._sets: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
+
+    def features(self, key: tuple) -> dict[str, np.ndarray]:
+        """The features of set ``key`` (utterance id → array), created empty when new."""
+        if key in self._sets:
+            self._sets.move_to_end(key)
+        else:
+            self._sets[key] = {}
+            while len(self._sets) > self.max_sets:
+                self._sets.popitem(last=False)
+        return self._sets[key]
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+
+def w2v_features(
+    frontend_dir: str,
+    utts: list[Utterance],
+    device,
+    feature: str | None = None,
+    augment_seed: int | None = None,
+    cache: FeatureCache | None = None,
+) -> tuple[list[np.ndarray], dict]:
+    """Per-utterance features of a wav2vec2 checkpoint (streaming/chunked attention), of the
+    clean audio or, with ``augment_seed``, of audio through `augment_audio` (gain, EQ, noise).
+    With a ``cache``, features it holds for the same checkpoint, device, feature and
+    augmentation are reused and new ones are added to it."""
+    from tqdm import tqdm
+
+    from audio2anim.models.wav2vec import load_wav2vec2
+
+    front = load_wav2vec2(frontend_dir, device=str(device), feature=feature)
+    weights = Path(frontend_dir) / "config.json"  # rewritten with every save, ensembles too
+    key = (
+        str(Path(frontend_dir).resolve()),
+        weights.stat().st_mtime_ns,
+        str(device),
+        front.feature,
+        augment_seed,
+    )
+    store = {} if cache is None else cache.features(key)
+    feats = []
+    gen = None if augment_seed is None else torch.Generator(device=device).manual_seed(augment_seed)
+    with torch.no_grad():
+        for u in tqdm(utts, desc="wav2vec2 features", unit="utt", leave=False, mininterval=2.0):
+            if u.id not in store:
+                x = torch.as_tensor(u.audio, device=device)[None]
+                x = x if gen is None else augment_audio(x, gen)
+                store[u.id] = front.features_torch(x)[0].cpu().numpy()
+            feats.append(store[u.id])
+    info = {
+        "checkpoint": str(frontend_dir),
+        "feature": front.feature,
+        "dim": front.feature_dim,
+        "frame_rate": front.frame_rate,
+        "lookahead_frames": front.lookahead_frames,
+    }
+    return feats, info
+
+
+def frontend_posteriors(
+    frontend_dir: str, utts: list[Utterance], device, seed: int = 0
+) -> list[np.ndarray]:
+    """50 Hz viseme posteriors of a viseme front end on (augmented, as in its training) audio:
+    the realistic, imperfect input a viseme predictor gets at inference."""
+    from tqdm import tqdm
+
+    from audio2anim.models.checkpoint import load
+    from audio2anim.models.logmel import DEFAULT as LM
+    from audio2anim.models.logmel import logmel_torch
+
+    front, _ = load(frontend_dir, device=str(device))
+    gen = torch.Generator(device=device).manual_seed(seed + 1)
+    out = []
+    with torch.no_grad():
+        for u in tqdm(utts, desc="viseme posteriors", unit="utt", leave=False, mininterval=2.0):
+            audio = augment_audio(torch.as_tensor(u.audio, device=device)[None], gen)
+            lm = logmel_torch(audio)
+            tail = torch.full((1, front.lookahead, lm.shape[2]), math.log(LM.floor), device=device)
+            probs = torch.softmax(front(torch.cat([lm, tail], 1))[:, front.lookahead :], -1)[0]
+            t = probs.shape[0] // 2
+            out.append(probs[: 2 * t].reshape(t, 2, -1).mean(1).cpu().numpy())
+    return out

@@ -22,35 +22,30 @@ COMMAND_MODULES = [
 ]
 
 
-def build_parser(
-    modules: list[str] = COMMAND_MODULES, prog: str = "audio2anim"
-) -> argparse.ArgumentParser:
+def build_parser(modules: list[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     """The parser with the subcommands of the dotted module names ``modules``."""
-    parser = argparse.ArgumentParser(prog=prog, description="Real-time speech to face animation.")
+    parser = argparse.ArgumentParser(
+        prog="audio2anim", description="Real-time speech to face animation."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in modules:
         importlib.import_module(name).add_commands(sub)
     return parser
 
 
-def main(
-    argv: list[str] | None = None,
-    modules: list[str] = COMMAND_MODULES,
-    prog: str = "audio2anim",
-) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: the process's arguments) and run the chosen command → exit code.
 
-    An area's ``python -m audio2anim.AREA.cli`` entry calls this with ``modules`` = itself.
     ``args.command_line`` is the command as ``audio2anim ...``, for commands that record it.
     """
-    args = build_parser(modules, prog).parse_args(argv)
+    args = build_parser().parse_args(argv)
     args.command_line = "audio2anim " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
     except ModuleNotFoundError as e:  # an optional dependency: name the extra that installs it
         from audio2anim.resources import missing_module_message
 
-        message = missing_module_message(f"{prog} {args.command}", e)
+        message = missing_module_message(f"audio2anim {args.command}", e)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

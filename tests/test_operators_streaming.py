@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from live2_models import PREDICTORS, W2V_TINY, make_tiny_checkpoints, speak
+from tiny_models import PREDICTORS, W2V_TINY, make_tiny_checkpoints, speak
 
 from audio2anim.graph.packets import Packet
 from audio2anim.streams import Audio, Features, Visemes

@@ -220,26 +220,16 @@ edges: [src -> out]
 
 
 def test_resample_keeps_tone_frequency_and_is_block_size_independent(tmp_path):
-    from audio2anim.graph.packets import Packet
+    from audio2anim.graph.testing import audio_packets, run_operator
     from audio2anim.operators.resample import Resample, ResampleParams
-    from audio2anim.streams import Audio
 
     rate_in, rate_out, f0 = 44100, 16000, 1234.0
     x = (0.5 * np.sin(2 * np.pi * f0 * np.arange(rate_in) / rate_in)).astype(np.float32)
 
     def through(blocks):
         op = Resample(ResampleParams(rate=rate_out))
-        op.setup()
-        outs, pos = [], 0
-        for n in blocks:
-            for p in (
-                op.process("in", Packet(Audio(x[pos : pos + n], rate_in), pos / rate_in)) or ()
-            ):
-                outs.append(p.payload.samples)
-            pos += n
-        for p in op.flush() or ():
-            outs.append(p.payload.samples)
-        return np.concatenate(outs)
+        outs = run_operator(op, audio_packets(x, rate_in, blocks))["out"]
+        return np.concatenate([p.payload.samples for p in outs])
 
     one_shot = through([len(x)])
     rng = np.random.default_rng(0)

@@ -122,7 +122,9 @@ def test_errors_propagate_after_close():
 
 def test_sources_are_collected_and_limit_stops_them():
     out = run_operator("source.synthetic", params={"duration_s": 0.1, "block_ms": 20})["out"]
-    assert len(out) == 5 and [p.media_time for p in out] == pytest.approx([0, .02, .04, .06, .08])
+    assert len(out) == 5 and [p.media_time for p in out] == pytest.approx(
+        [0, 0.02, 0.04, 0.06, 0.08]
+    )
     assert len(run_operator("source.synthetic", params={"duration_s": 60}, limit=3)["out"]) == 3
 
 

@@ -64,14 +64,27 @@ queues: {{size: 2, policy: block}}
 
 @pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
 def test_drop_policies_bound_depth_and_count_drops(policy):
+    """The sink holds its first packet until the source has emitted all 100: the queue fills
+    and overflows by packet count, not by how fast the machine runs."""
     text = f"""
+name: drops
 nodes:
   src:  {{op: source.synthetic, params: {{duration_s: 1.0, block_ms: 10}}}}
-  slow: {{op: test.slow_sink, params: {{delay_s: 0.004}}}}
+  slow: {{op: test.slow_sink, params: {{delay_s: 0, gated: true}}}}
 edges:
   - {{from: src, to: slow, size: 3, policy: {policy}}}
 """
-    runner, report = run(text)
+
+    async def main():
+        runner = Runner(parse_graph(text))
+        task = asyncio.ensure_future(runner.run())
+        labels = {"graph": "drops", "node": "src"}
+        while (runner.registry.get_sample_value("audio2anim_packets_total", labels) or 0) < 100:
+            await asyncio.sleep(0.001)
+        runner.operator("slow").gate.set()
+        return runner, await asyncio.wait_for(task, 5)
+
+    runner, report = asyncio.run(main())
     edge = report.edges["src.out->slow.in"]
     got = runner.operator("slow").got
     assert edge["max_depth"] <= 3

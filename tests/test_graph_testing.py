@@ -131,10 +131,12 @@ def test_sources_are_collected_and_limit_stops_them():
 def test_async_variant_inside_a_loop():
     async def main():
         with pytest.raises(RuntimeError, match="run_operator_async"):
-            run_operator(graph_ops.Mix, [])
-        return await run_operator_async(graph_ops.Mix, audio_packets(np.zeros(4), 100, block=2))
+            run_operator(Splitter, [])  # async methods need the loop already running
+        assert len(run_operator(graph_ops.Mix, [])["out"]) == 0  # plain methods need none
+        return await run_operator_async(Splitter, audio_packets(np.zeros(4), 100, block=2))
 
-    assert len(asyncio.run(main())["out"]) == 2
+    out = asyncio.run(main())
+    assert len(out["out"]) == 2 and len(out["odd"]) == 1  # one packet, then the flush tail
 
 
 def test_a_lost_packet_is_seen():

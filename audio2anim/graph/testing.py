@@ -102,6 +102,78 @@ def _schedule(op: Operator, inputs: Inputs) -> list[tuple[str, Packet]]:
     return order
 
 
+class _Outputs:
+    """Collects and stamps what an operator emits, as the runner's ``_emit`` does."""
+
+    def __init__(self, op: Operator) -> None:
+        self.ports: dict[str, list[Packet]] = {port: [] for port in op.outputs}
+        self.origin = op.name or type(op).__name__
+        self.latest_capture = math.nan
+
+    def consumed(self, pkt: Packet) -> None:
+        cap = pkt.capture_time
+        if cap == cap and not (cap <= self.latest_capture):
+            self.latest_capture = cap
+
+    def add(self, outs) -> None:
+        if outs is None:
+            return
+        if isinstance(outs, Packet):
+            outs = (outs,)
+        for out in outs:
+            port, pkt = ("out", out) if isinstance(out, Packet) else out
+            if port not in self.ports or not isinstance(pkt, Packet):
+                raise TypeError(
+                    f"emitted {type(pkt).__name__} on port '{port}' "
+                    f"(outputs: {', '.join(self.ports) or 'none'})"
+                )
+            cap = pkt.capture_time
+            self.ports[port].append(
+                pkt.stamped(self.latest_capture if cap != cap else cap, self.origin)
+            )
+
+    def count(self) -> int:
+        return sum(map(len, self.ports.values()))
+
+
+def _needs_loop(op: Operator) -> bool:
+    """Whether any step must run on an event loop (a source, or an ``async def`` method)."""
+    return isinstance(op, Source) or any(
+        inspect.iscoroutinefunction(getattr(op, m)) for m in ("setup", "process", "flush", "close")
+    )
+
+
+def _prepare(op, inputs, params) -> tuple[Operator, list[tuple[str, Packet]]]:
+    op = make_operator(op, params)
+    schedule = _schedule(op, inputs)
+    if isinstance(op, Source) and schedule:
+        raise ValueError(f"{type(op).__name__} is a source: it takes no inputs")
+    return op, schedule
+
+
+def _run_sync(op: Operator, schedule: list[tuple[str, Packet]]) -> dict[str, list[Packet]]:
+    """Plain methods only: called in turn (on one worker thread for ``executor = "thread"``)."""
+    out = _Outputs(op)
+    pool = ThreadPoolExecutor(1, "a2a-test") if op.executor == "thread" else None
+
+    def call(fn: Callable, *args):
+        return fn(*args) if pool is None else pool.submit(fn, *args).result()
+
+    try:
+        call(op.setup)
+        try:
+            for port, pkt in schedule:
+                out.consumed(pkt)
+                out.add(call(op.process, port, pkt))
+            out.add(call(op.flush))
+        finally:
+            call(op.close)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    return out.ports
+
+
 async def run_operator_async(
     op: Operator | type[Operator] | str,
     inputs: Inputs = (),
@@ -110,13 +182,8 @@ async def run_operator_async(
     limit: int | None = None,
 ) -> dict[str, list[Packet]]:
     """`run_operator` inside a running event loop (for tests that are ``async`` themselves)."""
-    op = make_operator(op, params)
-    schedule = _schedule(op, inputs)
-    if isinstance(op, Source) and schedule:
-        raise ValueError(f"{type(op).__name__} is a source: it takes no inputs")
-    outputs: dict[str, list[Packet]] = {port: [] for port in op.outputs}
-    origin = op.name or type(op).__name__
-    latest_capture = math.nan
+    op, schedule = _prepare(op, inputs, params)
+    out = _Outputs(op)
     pool = ThreadPoolExecutor(1, "a2a-test") if op.executor == "thread" else None
 
     async def call(fn: Callable, *args):
@@ -126,46 +193,29 @@ async def run_operator_async(
             return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         return fn(*args)
 
-    def collect(outs) -> None:
-        if outs is None:
-            return
-        if isinstance(outs, Packet):
-            outs = (outs,)
-        for out in outs:
-            port, pkt = ("out", out) if isinstance(out, Packet) else out
-            if port not in outputs or not isinstance(pkt, Packet):
-                raise TypeError(
-                    f"emitted {type(pkt).__name__} on port '{port}' "
-                    f"(outputs: {', '.join(outputs) or 'none'})"
-                )
-            cap = pkt.capture_time
-            outputs[port].append(pkt.stamped(latest_capture if cap != cap else cap, origin))
-
     try:
         await call(op.setup)
         try:
             if isinstance(op, Source):
                 agen = op.packets()
                 try:
-                    async for out in agen:
-                        collect((out,))
-                        if limit is not None and sum(map(len, outputs.values())) >= limit:
+                    async for item in agen:
+                        out.add((item,))
+                        if limit is not None and out.count() >= limit:
                             break
                 finally:
                     await agen.aclose()
             else:
                 for port, pkt in schedule:
-                    cap = pkt.capture_time
-                    if cap == cap and not (cap <= latest_capture):
-                        latest_capture = cap
-                    collect(await call(op.process, port, pkt))
-                collect(await call(op.flush))
+                    out.consumed(pkt)
+                    out.add(await call(op.process, port, pkt))
+                out.add(await call(op.flush))
         finally:
             await call(op.close)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
-    return outputs
+    return out.ports
 
 
 def run_operator(
@@ -179,11 +229,15 @@ def run_operator(
     the end of its streams; return ``{output port: [packets]}``, every declared port present.
 
     Pass an instance to look at it afterwards (counters, files a sink wrote). Exceptions from
-    the operator propagate unchanged (after ``close()``)."""
+    the operator propagate unchanged (after ``close()``). An operator whose methods are all
+    plain runs without an event loop (the runner would call them the same way)."""
+    op, schedule = _prepare(op, inputs, params)
+    if not _needs_loop(op):
+        return _run_sync(op, schedule)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run_operator_async(op, inputs, params, limit=limit))
+        return asyncio.run(run_operator_async(op, schedule, limit=limit))
     raise RuntimeError("run_operator inside an event loop: use await run_operator_async(...)")
 
 

@@ -9,8 +9,9 @@ stamped as the runner does: a bare `Packet` goes to port "out", ``(port, packet)
 an undeclared port is a `TypeError`; each output gets ``origin`` (the operator's registry name)
 and, unless it set one, the capture time of the newest input consumed so far. The harness keeps
 no clock: packets reach the operator exactly as given (set ``capture_time`` / ``received_time``
-on them to test lateness), so a test's result never depends on how fast the machine is.
+on them to test lateness), so nothing the harness does depends on how fast the machine is.
 
+    import numpy as np
     from audio2anim.graph.testing import audio_packets, run_operator
 
     x = np.zeros(16000, np.float32)                           # one second at 16 kHz

@@ -16,11 +16,13 @@ from audio2anim.streams import Audio, Params
 
 class SlowParams(OperatorParams):
     delay_s: float = Field(0.01, ge=0)
+    gated: bool = False  # hold the first packet until the test sets ``gate``
 
 
 @register("test.slow_sink")
 class SlowSink(Operator):
-    """Sleeps per packet and remembers what it got."""
+    """Sleeps per packet and remembers what it got; with ``gated`` it takes no packet further
+    until ``gate`` is set, so its queue fills whatever the machine's speed."""
 
     Params = SlowParams
     inputs = {"in": Port(object)}
@@ -28,8 +30,12 @@ class SlowSink(Operator):
 
     def setup(self):
         self.got: list[Packet] = []
+        self.gate = asyncio.Event()
+        if not self.params.gated:
+            self.gate.set()
 
     async def process(self, port, packet):
+        await self.gate.wait()
         await asyncio.sleep(self.params.delay_s)
         self.got.append(packet)
 

@@ -6,6 +6,7 @@ import pytest
 from audio2anim.face.build import EYE_C, MOUTH_Y
 from audio2anim.face.renderer import Renderer
 from audio2anim.graph.packets import Packet
+from audio2anim.graph.testing import run_operator
 from audio2anim.operators.render_mesh import RenderMesh
 from audio2anim.streams import Frames, Params
 
@@ -69,19 +70,14 @@ def test_blink_covers_the_eye(renderer, side):
 
 
 def test_render_mesh_operator_emits_one_frame_per_row():
-    op = RenderMesh(RenderMesh.Params(size=64, msaa=1))
-    op.setup()
-    try:
-        values = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32)
-        params = Params(values, ("jawOpen", "notAShape"), 25.0)
-        (out,) = op.process("in", Packet(params, 2.0))
-        assert isinstance(out.payload, Frames) and out.media_time == 2.0
-        assert out.payload.images.shape == (3, 64, 64, 3) and out.payload.frame_rate == 25.0
-        imgs = out.payload.images
-        assert not np.array_equal(imgs[0], imgs[1])
-        np.testing.assert_array_equal(imgs[0], imgs[2])  # unknown names are ignored
-    finally:
-        op.close()
+    values = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32)
+    params = Params(values, ("jawOpen", "notAShape"), 25.0)
+    (out,) = run_operator(RenderMesh, [Packet(params, 2.0)], {"size": 64, "msaa": 1})["out"]
+    assert isinstance(out.payload, Frames) and out.media_time == 2.0
+    assert out.payload.images.shape == (3, 64, 64, 3) and out.payload.frame_rate == 25.0
+    imgs = out.payload.images
+    assert not np.array_equal(imgs[0], imgs[1])
+    np.testing.assert_array_equal(imgs[0], imgs[2])  # unknown names are ignored
 
 
 def test_render_mesh_skips_late_rows():

@@ -5,19 +5,20 @@ import pytest
 from PIL import Image
 
 from audio2anim.graph.packets import Packet
+from audio2anim.graph.testing import run_operator
 from audio2anim.sinks.frames import FramesSink
 from audio2anim.sinks.speaker import SpeakerSink, _Ring, find_output_device
 from audio2anim.streams import Frames
 
 
 def test_frames_sink_numbers_files_by_media_time(tmp_path):
-    sink = FramesSink(FramesSink.Params(dir=str(tmp_path / "f")))
-    sink.setup()
     imgs = np.zeros((2, 8, 10, 3), np.uint8)
     imgs[1, :, :, 0] = 200
-    sink.process("in", Packet(Frames(imgs, 25.0), 0.0))
-    sink.process("in", Packet(Frames(imgs[:1], 25.0), 1.0))  # frame 25: a live gap before it
-    sink.close()
+    packets = [
+        Packet(Frames(imgs, 25.0), 0.0),
+        Packet(Frames(imgs[:1], 25.0), 1.0),  # frame 25: a live gap before it
+    ]
+    run_operator(FramesSink, packets, {"dir": str(tmp_path / "f")})
     names = sorted(p.name for p in (tmp_path / "f").iterdir())
     assert names == ["frame_000000.png", "frame_000001.png", "frame_000025.png"]
     back = np.asarray(Image.open(tmp_path / "f" / "frame_000001.png"))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from audio2anim.graph.packets import Packet
+from audio2anim.graph.testing import run_operator
 from audio2anim.sinks.video import VideoSink
 from audio2anim.streams import Audio, Frames
 
@@ -16,13 +17,16 @@ def _tone(seconds, t0):
     return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
 
 
-def _feed(sink, blocks):
-    """Send `blocks` blocks of 0.2 s: audio first (as in a live graph), then 5 frames."""
+def _blocks(blocks):
+    """`blocks` blocks of 0.2 s as (port, packet): audio first (as in a live graph), then 5
+    frames."""
+    out = []
     for k in range(blocks):
         t0 = k * 0.2
-        sink.process("audio", Packet(Audio(_tone(0.2, t0), RATE), t0))
+        out.append(("audio", Packet(Audio(_tone(0.2, t0), RATE), t0)))
         frames = np.full((5, 64, 96, 3), (k * 40) % 256, np.uint8)
-        sink.process("in", Packet(Frames(frames, FPS), t0))
+        out.append(("in", Packet(Frames(frames, FPS), t0)))
+    return out
 
 
 def _read(path):
@@ -38,11 +42,7 @@ def _read(path):
 
 
 def test_video_has_audio_and_the_right_length(tmp_path):
-    sink = VideoSink(VideoSink.Params(path=str(tmp_path / "out.mp4")))
-    sink.setup()
-    _feed(sink, 10)  # 2 s
-    sink.flush()
-    sink.close()
+    run_operator(VideoSink, _blocks(10), {"path": str(tmp_path / "out.mp4")})  # 2 s
     kinds, n, size, video_s, audio_s = _read(tmp_path / "out.mp4")
     assert sorted(kinds) == ["audio", "video"]
     assert n == 50 and size == (96, 64)
@@ -54,7 +54,8 @@ def test_video_is_playable_after_an_error_midway(tmp_path):
     sink = VideoSink(VideoSink.Params(path=str(tmp_path / "err.mp4")))
     sink.setup()
     try:
-        _feed(sink, 6)  # 1.2 s, then the graph fails: no flush, only close()
+        for port, packet in _blocks(6):  # 1.2 s, then the graph fails: no flush, only close()
+            sink.process(port, packet)
         raise RuntimeError("upstream operator failed")
     except RuntimeError:
         pass
@@ -68,12 +69,12 @@ def test_video_is_playable_after_an_error_midway(tmp_path):
 
 
 def test_gaps_keep_later_frames_in_place(tmp_path):
-    sink = VideoSink(VideoSink.Params(path=str(tmp_path / "gap.mp4"), audio=False))
-    sink.setup()
     img = np.zeros((1, 32, 32, 3), np.uint8)
-    sink.process("in", Packet(Frames(img, FPS), 0.0))
-    sink.process("in", Packet(Frames(img, FPS), 1.0))  # frames 1..24 skipped (live lag)
-    sink.close()
+    run_operator(
+        VideoSink,
+        [Packet(Frames(img, FPS), 0.0), Packet(Frames(img, FPS), 1.0)],  # frames 1..24 skipped
+        {"path": str(tmp_path / "gap.mp4"), "audio": False},
+    )
     with av.open(str(tmp_path / "gap.mp4")) as c:
         assert [s.type for s in c.streams] == ["video"]
         times = [f.time for f in c.decode(video=0)]
@@ -81,8 +82,6 @@ def test_gaps_keep_later_frames_in_place(tmp_path):
 
 
 def test_odd_frame_size_is_a_clear_error(tmp_path):
-    sink = VideoSink(VideoSink.Params(path=str(tmp_path / "odd.mp4"), audio=False))
-    sink.setup()
-    with pytest.raises(ValueError, match="must be even"):
-        sink.process("in", Packet(Frames(np.zeros((30, 33, 33, 3), np.uint8), FPS), 0.0))
-    sink.close()
+    odd = Packet(Frames(np.zeros((30, 33, 33, 3), np.uint8), FPS), 0.0)
+    with pytest.raises(ValueError, match="must be even"):  # raised after close()
+        run_operator(VideoSink, [odd], {"path": str(tmp_path / "odd.mp4"), "audio": False})

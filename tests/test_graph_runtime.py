@@ -64,14 +64,27 @@ queues: {{size: 2, policy: block}}
 
 @pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
 def test_drop_policies_bound_depth_and_count_drops(policy):
+    """The sink holds its first packet until the source has emitted all 100: the queue fills
+    and overflows by packet count, not by how fast the machine runs."""
     text = f"""
+name: drops
 nodes:
   src:  {{op: source.synthetic, params: {{duration_s: 1.0, block_ms: 10}}}}
-  slow: {{op: test.slow_sink, params: {{delay_s: 0.004}}}}
+  slow: {{op: test.slow_sink, params: {{delay_s: 0, gated: true}}}}
 edges:
   - {{from: src, to: slow, size: 3, policy: {policy}}}
 """
-    runner, report = run(text)
+
+    async def main():
+        runner = Runner(parse_graph(text))
+        task = asyncio.ensure_future(runner.run())
+        labels = {"graph": "drops", "node": "src"}
+        while (runner.registry.get_sample_value("audio2anim_packets_total", labels) or 0) < 100:
+            await asyncio.sleep(0.001)
+        runner.operator("slow").gate.set()
+        return runner, await asyncio.wait_for(task, 5)
+
+    runner, report = asyncio.run(main())
     edge = report.edges["src.out->slow.in"]
     got = runner.operator("slow").got
     assert edge["max_depth"] <= 3
@@ -118,10 +131,13 @@ edges: [src -> log]
         run(text)
 
 
-def test_capture_time_and_e2e_latency_realtime():
+def test_capture_and_arrival_times_are_stamped_in_order():
+    """Every packet carries its source's capture time through the graph and the time it reached
+    the node; the sink's end-to-end latency is recorded. How small that latency is, and how
+    closely a paced source follows the wall clock, are figures of bench/runtime_overhead.py."""
     text = """
 nodes:
-  src:  {op: source.synthetic, params: {duration_s: 0.3, block_ms: 20, realtime: true}}
+  src:  {op: source.synthetic, params: {duration_s: 0.3, block_ms: 20}}
   rs:   {op: resample, params: {rate: 8000}}
   slow: {op: test.slow_sink, params: {delay_s: 0}}
 edges: [src -> rs -> slow]
@@ -129,15 +145,15 @@ edges: [src -> rs -> slow]
     runner, report = run(text)
     got = runner.operator("slow").got
     assert [p.origin for p in got[:2]] == ["rs", "rs"]
+    assert sum(len(p.payload.samples) for p in got) == round(0.3 * 8000)  # every block arrived
     caps = [p.capture_time for p in got]
     assert all(c == c for c in caps) and caps == sorted(caps)
-    # paced at wall-clock rate: capture times advance like media times
-    span = caps[-1] - caps[0]
-    assert span == pytest.approx(got[-1].media_time - got[0].media_time, abs=0.05)
-    assert report.sinks["slow"]["e2e_p50_ms"] < 50
+    times = [p.media_time for p in got]
+    assert times == sorted(times)
+    assert report.sinks["slow"]["e2e_p50_ms"] >= 0 and report.sinks["slow"]["e2e_p99_ms"] >= 0
     # the runner stamps arrival too: a node reads how late a packet is without a clock
     assert all(p.received_time >= p.capture_time for p in got)
-    assert all(0 <= p.lateness < 1 for p in got)
+    assert all(p.lateness >= 0 for p in got)
 
 
 def test_fan_out_and_fan_in_by_port():
@@ -178,24 +194,41 @@ edges: [src -> probe -> out]
 
 
 def test_stop_ends_streams_and_drains():
+    """A stop ends the paced source at once: what it had emitted drains to the sink, in order,
+    and at most one queue's worth arrives after the stop. (How long the stop takes is a figure
+    of bench/runtime_overhead.py.)"""
     text = """
 nodes:
   src:  {op: source.synthetic, params: {duration_s: 60, block_ms: 10, realtime: true}}
   slow: {op: test.slow_sink, params: {delay_s: 0}}
 edges: [src -> slow]
+queues: {size: 8, policy: block}
 """
 
     async def main():
         runner = Runner(parse_graph(text))
         task = asyncio.ensure_future(runner.run())
-        await asyncio.sleep(0.3)
+
+        def delivered():
+            try:
+                return len(runner.operator("slow").got)
+            except (KeyError, AttributeError):  # not built or not set up yet
+                return 0
+
+        while delivered() < 10:
+            await asyncio.sleep(0.01)
+        at_stop = delivered()
         runner.stop()
         report = await asyncio.wait_for(task, 5)
-        return runner, report
+        return runner, report, at_stop
 
-    runner, report = asyncio.run(main())
+    runner, report, at_stop = asyncio.run(main())
+    got = runner.operator("slow").got
     assert report.stopped == "stop"
-    assert 10 <= len(runner.operator("slow").got) <= 60
+    # the source emitted nothing after the stop: at most the queue (8) and the packet in hand
+    assert 10 <= at_stop <= len(got) <= at_stop + 9
+    assert report.nodes["src"]["packets"] == len(got)  # everything emitted was delivered
+    assert [p.media_time for p in got] == pytest.approx([k * 0.01 for k in range(len(got))])
 
 
 def test_two_graphs_in_one_process_share_a_registry():
@@ -220,26 +253,16 @@ edges: [src -> out]
 
 
 def test_resample_keeps_tone_frequency_and_is_block_size_independent(tmp_path):
-    from audio2anim.graph.packets import Packet
+    from audio2anim.graph.testing import audio_packets, run_operator
     from audio2anim.operators.resample import Resample, ResampleParams
-    from audio2anim.streams import Audio
 
     rate_in, rate_out, f0 = 44100, 16000, 1234.0
     x = (0.5 * np.sin(2 * np.pi * f0 * np.arange(rate_in) / rate_in)).astype(np.float32)
 
     def through(blocks):
         op = Resample(ResampleParams(rate=rate_out))
-        op.setup()
-        outs, pos = [], 0
-        for n in blocks:
-            for p in (
-                op.process("in", Packet(Audio(x[pos : pos + n], rate_in), pos / rate_in)) or ()
-            ):
-                outs.append(p.payload.samples)
-            pos += n
-        for p in op.flush() or ():
-            outs.append(p.payload.samples)
-        return np.concatenate(outs)
+        outs = run_operator(op, audio_packets(x, rate_in, blocks))["out"]
+        return np.concatenate([p.payload.samples for p in outs])
 
     one_shot = through([len(x)])
     rng = np.random.default_rng(0)

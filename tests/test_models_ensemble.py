@@ -219,8 +219,8 @@ def test_combine_frontends_cli_writes_an_evaluated_checkpoint(tmp_path, capsys):
 
 
 def test_an_ensemble_worse_than_every_member_is_flagged():
-    """The tenth session's wav2vec2 seeds 2 + 3: their CTC spikes fell on different frames and
-    the pair read PER 0.238 where each alone read 0.128 and 0.124; seeds 2 + 4 averaged fine."""
+    """Two wav2vec2 seeds whose CTC spikes fall on different frames average badly: the pair
+    reads PER 0.238 where each alone reads 0.128 and 0.124 (another pair averages fine)."""
     from audio2anim.train.combine import averaging_warning
 
     def sidecar(own, members, key="phone_error_rate"):

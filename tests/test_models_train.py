@@ -406,7 +406,7 @@ def test_reverb_adds_a_decaying_tail_after_the_direct_sound_and_keeps_the_level(
     export, tmp_path, capsys
 ):
     """`add_reverb` keeps a click where it was and rings after it; `augment_audio(reverb=0)`
-    draws nothing more from the generator (earlier runs stay reproducible); `train --reverb` is
+    draws nothing more from the generator (runs without reverb are unaffected); `train --reverb` is
     for the front ends only."""
     import torch
 

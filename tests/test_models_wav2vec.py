@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from live2_models import W2V_TINY
+from tiny_models import W2V_TINY
 from torch.nn import functional as F
 
 from audio2anim.models.wav2vec import (

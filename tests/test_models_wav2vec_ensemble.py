@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from live2_models import W2V_TINY
+from tiny_models import W2V_TINY
 
 from audio2anim.cli import main
 from audio2anim.graph.packets import Packet

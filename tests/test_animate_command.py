@@ -1,6 +1,6 @@
 """``audio2anim animate``: any rate, mono or stereo, WAV or FLAC → CSV (and MP4); the shipped
 method graphs validate with a file source. Tiny random checkpoints: the plumbing is checked,
-not the animation (that is test_live2_graphs)."""
+not the animation (that is test_method_graphs)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from live2_models import graph_overrides, make_tiny_checkpoints, speak
+from tiny_models import graph_overrides, make_tiny_checkpoints, speak
 
 from audio2anim import arkit
 from audio2anim.cli import main

@@ -1,4 +1,5 @@
-"""Live operators inside real graphs run by the runner: audio -> params -> smoothing -> outputs."""
+"""Loudness-driven graphs run by the runner: file or microphone audio -> params -> smoothing ->
+CSV, Live Link and VMC outputs."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from live2_models import speak
+from tiny_models import speak
 
 from audio2anim import arkit
 from audio2anim.animate.graph_edit import offline_graph

@@ -7,6 +7,7 @@ import pytest
 
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import get
+from audio2anim.graph.testing import params_packets, run_operator
 from audio2anim.streams import Params
 
 RATE = 60.0
@@ -36,22 +37,9 @@ def run(op_name: str, params: dict, values: np.ndarray, blocks: list[int] | None
     """Feed ``values`` through the operator in blocks; return (operator, output, media times)."""
     cls = get(op_name)
     op = cls(cls.Params(**params))
-    op.setup()
-    sizes = blocks or [len(values)]
+    packets = params_packets(values, NAMES, RATE, blocks, start=10.0)
     outs, times = [], []
-    start = 0
-    packets = []
-    for n in sizes:
-        chunk = values[start : start + n]
-        packets.append(Packet(Params(chunk, NAMES, RATE), 10.0 + start / RATE))
-        start += n
-    assert start == len(values)
-    results = []
-    for p in packets:
-        results.extend(op.process("in", p) or [])
-    results.extend(op.flush() or [])
-    op.close()
-    for r in results:
+    for r in run_operator(op, packets)["out"]:
         assert isinstance(r, Packet) and isinstance(r.payload, Params)
         assert r.payload.names == NAMES and r.payload.frame_rate == RATE
         outs.append(r.payload.values)

@@ -5,20 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audio2anim.graph.packets import Packet
+from audio2anim.graph.testing import audio_packets, run_operator
 from audio2anim.operators.loudness_jaw import LoudnessJaw
-from audio2anim.streams import Audio, Params
+from audio2anim.streams import Params
 
 
 def run(samples: np.ndarray, rate: int, block: int, **params):
-    op = LoudnessJaw(LoudnessJaw.Params(**params))
-    outs = []
-    for start in range(0, len(samples), block):
-        outs += (
-            op.process("in", Packet(Audio(samples[start : start + block], rate), start / rate))
-            or []
-        )
-    outs += op.flush() or []
+    outs = run_operator(LoudnessJaw, audio_packets(samples, rate, block), params)["out"]
     assert all(isinstance(p.payload, Params) for p in outs)
     values = np.concatenate([p.payload.values for p in outs])
     times = np.concatenate([p.media_time + np.arange(len(p.payload.values)) / 60 for p in outs])

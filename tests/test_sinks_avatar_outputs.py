@@ -11,6 +11,7 @@ import pytest
 from audio2anim.arkit import ALL
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import get
+from audio2anim.graph.testing import run_operator
 from audio2anim.streams import Params
 
 ROTATIONS = [
@@ -74,9 +75,8 @@ def test_csv_timecode_subframes_and_hours():
 
 def test_csv_simple_layout(tmp_path):
     path = tmp_path / "anim.csv"
-    op = make_op("sink.csv", path=str(path), layout="simple")
-    op.process("in", Packet(Params(frames(4), NAMES, 50.0), 0.0))
-    op.close()
+    run_operator("sink.csv", [Packet(Params(frames(4), NAMES, 50.0), 0.0)],
+                 {"path": str(path), "layout": "simple"})  # fmt: skip
     lines = path.read_text().splitlines()
     assert lines[0].split(",") == ["time", *ALL]
     times = [float(line.split(",")[0]) for line in lines[1:]]
@@ -130,9 +130,8 @@ def parse_livelink(data: bytes) -> dict:
 
 def test_livelink_packets_decode_to_the_values_sent(udp_receiver):
     port = udp_receiver.getsockname()[1]
-    op = make_op("sink.livelink", port=port, subject="Mia", device_id="test-device")
-    op.process("in", Packet(Params(frames(3), NAMES, 60.0), 2.0))
-    op.close()
+    params = {"port": port, "subject": "Mia", "device_id": "test-device"}
+    run_operator("sink.livelink", [Packet(Params(frames(3), NAMES, 60.0), 2.0)], params)
     got = [parse_livelink(udp_receiver.recvfrom(2048)[0]) for _ in range(3)]
     assert [g["frame"] for g in got] == [120, 121, 122]
     for i, g in enumerate(got):
@@ -175,9 +174,7 @@ def parse_osc_frames(sock: socket.socket, n: int) -> list[list[tuple[str, list]]
 
 def test_vmc_arkit_names(udp_receiver):
     port = udp_receiver.getsockname()[1]
-    op = make_op("sink.vmc", port=port)
-    op.process("in", Packet(Params(frames(2), NAMES, 60.0), 0.0))
-    op.close()
+    run_operator("sink.vmc", [Packet(Params(frames(2), NAMES, 60.0), 0.0)], {"port": port})
     got = parse_osc_frames(udp_receiver, 2)
     for i, msgs in enumerate(got):
         assert msgs[-1] == ("/VMC/Ext/Blend/Apply", [])
@@ -194,9 +191,8 @@ def test_vmc_vrm_presets_without_bundles(udp_receiver):
     port = udp_receiver.getsockname()[1]
     names = ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "eyeBlinkRight")
     values = np.array([[0.6, 0.4, 0.2, 1.0]], dtype=np.float32)
-    op = make_op("sink.vmc", port=port, names="vrm", bundle=False)
-    op.process("in", Packet(Params(values, names, 30.0), 0.0))
-    op.close()
+    params = {"port": port, "names": "vrm", "bundle": False}
+    run_operator("sink.vmc", [Packet(Params(values, names, 30.0), 0.0)], params)
     msgs = []
     while True:
         m = OscMessage(udp_receiver.recvfrom(65536)[0])
@@ -254,9 +250,8 @@ def test_csv_viseme_columns_align_by_time(tmp_path):
 
 def test_vmc_sends_viseme_weights(udp_receiver):
     port = udp_receiver.getsockname()[1]
-    op = make_op("sink.vmc", port=port)
-    op.process("visemes", Packet(viseme_payload(2, 100.0, first_id=10), 0.0))
-    op.close()
+    visemes = Packet(viseme_payload(2, 100.0, first_id=10), 0.0)
+    run_operator("sink.vmc", [("visemes", visemes)], {"port": port})
     got = parse_osc_frames(udp_receiver, 2)
     for i, msgs in enumerate(got):
         assert msgs[-1] == ("/VMC/Ext/Blend/Apply", [])

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from live2_models import PREDICTORS, W2V_TINY, make_tiny_checkpoints, speak
+from tiny_models import PREDICTORS, W2V_TINY, make_tiny_checkpoints, speak
 
 from audio2anim.graph.packets import Packet
+from audio2anim.graph.testing import run_operator
 from audio2anim.streams import Audio, Features, Visemes
 
 
@@ -48,15 +49,7 @@ def _stream(stream, x: np.ndarray, block: int) -> np.ndarray:
 
 
 def _run_op(op, packets) -> list[Packet]:
-    op.setup()
-    out = []
-    try:
-        for pkt in packets:
-            out += list(op.process("in", pkt) or ())
-        out += list(op.flush() or ())
-    finally:
-        op.close()
-    return out
+    return run_operator(op, packets)["out"]
 
 
 # -- wav2vec2 ------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ For each queue policy and chain length N:
 - latency: a source paced at wall-clock rate (queues near empty), e2e latency at the sink;
   per-hop cost = (e2e with N hops - e2e with 0 hops) / N, at p50 and p99.
 
-    .venv/bin/python bench/runtime_overhead.py [--seconds 2] [--hops 1 4 16]
+    .venv/bin/python bench/runtime_overhead.py [--seconds 2] [--hops 1 4 16] [--write-docs]
+
+``--write-docs`` also writes the table into docs/performance.md (section ``runtime-overhead``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from perf_page import add_arguments, write_from_args  # noqa: E402
 
 from audio2anim.graph.operator import Operator, Port  # noqa: E402
 from audio2anim.graph.registry import register  # noqa: E402
@@ -57,7 +61,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=2.0, help="paced run length per row")
     ap.add_argument("--hops", type=int, nargs="+", default=[1, 4, 16])
+    add_arguments(ap)
     args = ap.parse_args()
+    rows = []
     print(
         f"{'policy':<12}{'hops':>5}{'pkt/s':>10}{'e2e p50 us':>12}{'e2e p99 us':>12}{'hop p50 us':>12}{'hop p99 us':>12}"
     )
@@ -74,6 +80,15 @@ def main() -> int:
             print(
                 f"{policy:<12}{hops:>5}{pps:>10.0f}{p50:>12.1f}{p99:>12.1f}{h50:>12.1f}{h99:>12.1f}"
             )
+            rows.append(f"| {policy} | {hops} | {pps:.0f} | {h50:.1f} µs | {h99:.1f} µs |")
+    table = "\n".join(
+        [
+            "| policy | hops | packets/s (unpaced) | per-hop p50 | per-hop p99 |",
+            "|---|---|---|---|---|",
+        ]
+        + rows
+    )
+    write_from_args(args, "runtime-overhead", table)
     return 0
 
 

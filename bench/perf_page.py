@@ -11,7 +11,8 @@ Each figure on the performance page lives between two markers that name its sect
 A bench script given ``--write-docs`` replaces everything between its markers with the table it
 just printed, preceded by one line: the command, the machine and the date. The rest of the page
 (prose, other sections) is left as it is, so the page has one source for each number: the bench
-that measured it.
+that measured it. A section found on several pages (the README's CPU latency table) is written
+on each.
 
     from perf_page import add_arguments, write_from_args
     add_arguments(ap)                       # --write-docs, --machine
@@ -30,7 +31,11 @@ import shlex
 import sys
 from pathlib import Path
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "performance.md"
+# the pages a section may live on; the README carries the CPU latency table, written by the same
+# bench, so the two copies cannot disagree
+PAGES = (PAGE, ROOT / "README.md")
 
 
 def default_machine() -> str:
@@ -43,7 +48,7 @@ def command_line(argv: list[str] | None = None) -> str:
     argv = list(sys.argv if argv is None else argv)
     script = Path(argv[0])
     with contextlib.suppress(ValueError):
-        script = script.resolve().relative_to(PAGE.parents[1])
+        script = script.resolve().relative_to(ROOT)
     args, skip = [], False
     for a in argv[1:]:
         if skip:
@@ -66,22 +71,28 @@ def write_section(
     command: str,
     machine: str | None = None,
     date: str | None = None,
-    page: Path = PAGE,
-) -> None:
-    """Replace the body of section ``name`` of ``page`` with ``table`` and its provenance line.
+    pages: tuple[Path, ...] = PAGES,
+) -> list[Path]:
+    """Replace the body of section ``name`` with ``table`` and its provenance line, on every page
+    of ``pages`` that has the section; returns those pages.
 
-    Raises ``KeyError`` if the page has no ``<!-- bench:NAME -->`` … ``<!-- /bench:NAME -->``
+    Raises ``KeyError`` if no page has a ``<!-- bench:NAME -->`` … ``<!-- /bench:NAME -->``
     pair, so a renamed section fails loudly instead of writing nothing.
     """
     machine = machine or default_machine()
     date = date or datetime.date.today().isoformat()
-    text = page.read_text(encoding="utf-8")
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    if not pattern.search(text):
-        raise KeyError(f"{page}: no section {start} … {end}")
     body = f"{start}\n`{command}` · {machine} · {date}\n\n{table.strip()}\n{end}"
-    page.write_text(pattern.sub(lambda _m: body, text, count=1), encoding="utf-8")
+    written = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8") if page.is_file() else ""
+        if pattern.search(text):
+            page.write_text(pattern.sub(lambda _m: body, text, count=1), encoding="utf-8")
+            written.append(page)
+    if not written:
+        raise KeyError(f"no section {start} … {end} in {', '.join(map(str, pages))}")
+    return written
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -89,7 +100,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--write-docs",
         action="store_true",
-        help=f"also write the table into its section of {PAGE.relative_to(PAGE.parents[1])}",
+        help=f"also write the table into its section of {PAGE.relative_to(ROOT)}",
     )
     ap.add_argument("--machine", default=None,
                     help="machine description on the page (default: $AUDIO2ANIM_BENCH_MACHINE "
@@ -100,5 +111,5 @@ def write_from_args(args: argparse.Namespace, name: str, table: str) -> None:
     """Write ``table`` into section ``name`` when the bench ran with ``--write-docs``."""
     if not getattr(args, "write_docs", False):
         return
-    write_section(name, table, command_line(), machine=args.machine)
-    print(f"written to {PAGE} (section {name})", file=sys.stderr)
+    for page in write_section(name, table, command_line(), machine=args.machine):
+        print(f"written to {page} (section {name})", file=sys.stderr)

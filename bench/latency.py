@@ -137,6 +137,7 @@ def main() -> int:
             "animate": animate_speed(graph, anim_audio, anim_s, sets, tmp),
         }
     env = (
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs, "
         f"torch {torch.__version__}, intra-op threads per operator: "
         f"{os.environ.get('AUDIO2ANIM_TORCH_THREADS', '1')}, "
         f"{'random full-size models' if args.random_full else (args.checkpoints or 'checkpoints/')}"

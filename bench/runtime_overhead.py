@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def main() -> int:
         ]
         + rows
     )
-    write_from_args(args, "runtime-overhead", table)
+    load = f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    write_from_args(args, "runtime-overhead", load + "\n\n" + table)
     return 0
 
 

@@ -6,7 +6,7 @@
 For each model: ``one-shot`` = a whole 10 s utterance in one call (the offline cost);
 ``stream`` = the same audio in blocks of ``--block-ms`` (the live cost, incl. per-call
 overhead). Front ends and predictors are timed separately and then as the two pipelines the
-issue targets (viseme front end + predictor ≤ 10 ms/s; small wav2vec2 + predictor ≤ 60 ms/s).
+project targets (viseme front end + predictor ≤ 10 ms/s; small wav2vec2 + predictor ≤ 60 ms/s).
 Checkpoints from ``--checkpoints`` are used where present, otherwise freshly initialized
 full-size models (same architecture, same cost). ONNX Runtime timings of the exported
 predictors are listed too, and the viseme front end as the ``feature.visemes`` operator streams

@@ -303,7 +303,7 @@ def evaluate_set(
                     f"| {lip(row, 'open_vowel_openness', 'open')} "
                     f"| {fmt(row.get('false_closure_rate'))} ({row.get('open_frames', 0)}) |"
                 )
-        # the second front end the issue asks to compare against: pocketsphinx's phone loop
+        # the second viseme front end to compare against: pocketsphinx's phone loop
         hits = total = 0
         for u in load_data(tmp / "export").utterances:
             ps = PocketsphinxVisemes(stable_ms=120, restart_s=20)

@@ -219,7 +219,7 @@ def test_combine_frontends_cli_writes_an_evaluated_checkpoint(tmp_path, capsys):
 
 
 def test_an_ensemble_worse_than_every_member_is_flagged():
-    """The tenth session's wav2vec2 seeds 2 + 3: their CTC spikes fell on different frames and
+    """Two wav2vec2 seeds (2 + 3) whose CTC spikes fell on different frames:
     the pair read PER 0.238 where each alone read 0.128 and 0.124; seeds 2 + 4 averaged fine."""
     from audio2anim.train.combine import averaging_warning
 

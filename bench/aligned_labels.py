@@ -4,6 +4,7 @@
     python bench/aligned_labels.py [--checkpoints audio2anim/checkpoints]
         [--voices espeak:en-us+m3,espeak:en-gb-x-gbcwmd+f5,espeak:en+m1,festival:kal]
         [--utterances 40] [--seed 11] [--sets tuxpaint,ktuberling,alsa] [--out out/aligned_labels.md]
+        [--write-docs]
 
 Real recordings have no true phone times: `bench/real_speech.py` scores against labels from
 pocketsphinx forced alignment (`audio2anim.data.align`). Synthetic speech has both: the
@@ -22,7 +23,7 @@ columns, so a reader sees how far the aligned-label figure of real speech sits b
 same front end reaches against true labels. They score the aligned 16-bit audio, where
 `bench/real_speech.py` scores the exported 8-bit µ-law clips (through ``eval``), so the two
 benches' accuracies differ by a point or two. Prints a Markdown table and writes it to
-``--out``.
+``--out`` (and, with ``--write-docs``, into docs/performance.md, section ``aligned-labels``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from perf_page import add_arguments, write_from_args  # noqa: E402
 from real_speech import SETS, align_and_export, markdown_out, parse_sets  # noqa: E402
 
 from audio2anim.resources import PACKAGE_CHECKPOINTS  # noqa: E402
@@ -126,6 +129,7 @@ def main() -> int:
     ap.add_argument("--sets", default="tuxpaint,ktuberling,alsa",
                     help=f"real-speech sets, comma-separated, of {', '.join(SETS)}; '' for none")  # fmt: skip
     ap.add_argument("--out", default="out/aligned_labels.md")
+    add_arguments(ap)
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
 
@@ -179,6 +183,7 @@ def main() -> int:
     print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
+    write_from_args(args, "aligned-labels", "\n".join(lines[2:]))
     return 0
 
 

@@ -2,11 +2,13 @@
 """Wall time of the data pipeline: corpus synthesis, viseme labels and the teacher.
 
     python bench/data_corpus.py --out /tmp/corpus [--hours 1] [--workers 2] [--augment all]
+                                [--write-docs]
 
 Builds a fresh synthetic corpus (``audio2anim data synth``) into ``--out`` (must not exist),
 then labels it (``make-viseme-ids``) and runs the teacher at 50 Hz (``teach``) into
 ``--out``-ds50, timing each step. Prints a Markdown table: hours of audio, voices,
-utterances, wall seconds and the real-time factor (audio seconds per wall second).
+utterances, wall seconds and the real-time factor (audio seconds per wall second);
+``--write-docs`` also writes it into docs/performance.md (section ``data-corpus``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from perf_page import add_arguments, write_from_args  # noqa: E402
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -27,6 +31,7 @@ def main() -> int:
     ap.add_argument("--augment", default="all", help="as for data synth; '' for none")
     ap.add_argument("--augment-prob", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
+    add_arguments(ap)
     args = ap.parse_args()
 
     from audio2anim.data import augment
@@ -55,13 +60,17 @@ def main() -> int:
     rows.append(("teach (50 Hz)", time.perf_counter() - t))
 
     audio_s = result["hours"] * 3600
-    print(f"corpus {out}: {result['hours']:.3f} h, {len(result['voices'])} voices, "
-          f"{result['utterances']} utterances, {result['failed']} failed; "
-          f"workers={args.workers}, augment={','.join(names) or 'none'} p={args.augment_prob}\n")  # fmt: skip
-    print("| step | wall s | audio s per wall s |")
-    print("| --- | ---: | ---: |")
-    for name, wall in rows:
-        print(f"| {name} | {wall:.1f} | {audio_s / wall:.0f} |")
+    lines = [
+        f"{result['hours']:.3f} h, {len(result['voices'])} voices, "
+        f"{result['utterances']} utterances, {result['failed']} failed; "
+        f"workers={args.workers}, augment={','.join(names) or 'none'} p={args.augment_prob}",
+        "",
+        "| step | wall s | audio s per wall s |",
+        "| --- | ---: | ---: |",
+    ]
+    lines += [f"| {name} | {wall:.1f} | {audio_s / wall:.0f} |" for name, wall in rows]
+    print(f"corpus {out}: " + "\n".join(lines))
+    write_from_args(args, "data-corpus", "\n".join(lines))
     return 0
 
 

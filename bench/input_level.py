@@ -4,6 +4,7 @@
     python bench/input_level.py [--checkpoints audio2anim/checkpoints] [--checkpoints OTHER ...]
                                 [--sets tuxpaint,ktuberling,alsa] [--gains=-30,-20,-10,0,10]
                                 [--models viseme-frontend,wav2vec2] [--out out/input_level.md]
+                                [--write-docs]
 
 A microphone's level depends on the device, its gain setting and the distance to the mouth;
 recordings differ by tens of dB. Each set of `bench/real_speech.py` is aligned and exported as
@@ -12,6 +13,8 @@ there, then every ``--models`` checkpoint of every ``--checkpoints`` folder is e
 real input would be. Figures: viseme frame accuracy (viseme-frontend), phone error rate
 (wav2vec2), mouth MAE end to end from the audio (predictors). Prints one Markdown table per
 set, writes them to ``--out`` and a plot of figure against gain next to it (``.png``).
+``--write-docs`` also writes the tables into docs/performance.md (section ``input-level``) and
+the plot to docs/input-level.png.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from perf_page import PAGE, add_arguments, write_from_args  # noqa: E402
 from real_speech import SETS, align_and_export, markdown_out, parse_sets, totals  # noqa: E402
 
 from audio2anim.resources import PACKAGE_CHECKPOINTS  # noqa: E402
@@ -87,6 +92,7 @@ def main() -> int:
                     help="input gains in dB (write --gains=-30,-20,0)")  # fmt: skip
     ap.add_argument("--models", default="viseme-frontend,wav2vec2")
     ap.add_argument("--out", default="out/input_level.md")
+    add_arguments(ap)
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
 
@@ -147,6 +153,9 @@ def main() -> int:
     out.write_text(text)
     plot(rows, gains, out.with_suffix(".png"))
     print(f"written to {out} and {out.with_suffix('.png')}")
+    if args.write_docs:
+        plot(rows, gains, PAGE.parent / "input-level.png")
+    write_from_args(args, "input-level", "\n".join(lines[2:]))
     return 0
 
 

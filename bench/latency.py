@@ -16,6 +16,9 @@ of the whole run, model loading included (interpreter start-up and imports exclu
     .venv/bin/python bench/latency.py --random-full         # untrained models of the shipped sizes
     .venv/bin/python bench/latency.py --graphs viseme_cnn,w2v_cnn --repeat 4 --json out.json
     .venv/bin/python bench/latency.py --random-full --w2v-base --device cuda --graphs w2v_cnn
+
+``--write-docs`` also writes the table into docs/performance.md (section ``latency-cpu``, or
+``latency-gpu`` with ``--device cuda``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from perf_page import add_arguments, write_from_args  # noqa: E402
+
 from audio2anim.animate.graph_edit import offline_graph  # noqa: E402
 from audio2anim.graph.runner import run_graph  # noqa: E402
 from audio2anim.resources import PACKAGE_GRAPHS  # noqa: E402
@@ -102,6 +108,7 @@ def main() -> int:
         help="cuda: wav2vec2 (fp16) and the w2v predictors (torch) on the GPU",
     )  # fmt: skip
     ap.add_argument("--json", type=Path, help="also write the results here")
+    add_arguments(ap)
     args = ap.parse_args()
 
     import torch
@@ -131,6 +138,7 @@ def main() -> int:
             "animate": animate_speed(graph, anim_audio, anim_s, sets, tmp),
         }
     env = (
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs, "
         f"torch {torch.__version__}, intra-op threads per operator: "
         f"{os.environ.get('AUDIO2ANIM_TORCH_THREADS', '1')}, "
         f"{'random full-size models' if args.random_full else (args.checkpoints or 'audio2anim/checkpoints/')}"
@@ -138,14 +146,19 @@ def main() -> int:
     )
     print(f"\n{env}; live: {live_s:.1f} s paced from {args.audio.name}, 20 ms blocks; "
           f"animate: {anim_s:.0f} s of audio\n")  # fmt: skip
-    print("| graph | e2e p50 ms | e2e p99 ms | algorithmic ms | drops | animate × real time |")
-    print("|---|---|---|---|---|---|")
+    lines = [
+        "| graph | e2e p50 ms | e2e p99 ms | algorithmic ms | drops | animate × real time |",
+        "|---|---|---|---|---|---|",
+    ]
     for graph, r in results.items():
         live, anim = r["live"], r["animate"]
-        print(
+        lines.append(
             f"| {graph} | {live['e2e_p50_ms']:.1f} | {live['e2e_p99_ms']:.1f} | "
             f"{live['algorithmic_ms']:.0f} | {live['dropped']} | {anim['x_realtime']:.1f} |"
         )
+    print("\n".join(lines))
+    section = "latency-gpu" if args.device == "cuda" else "latency-cpu"
+    write_from_args(args, section, env + "\n\n" + "\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps({"env": env, "results": results}, indent=1) + "\n")
     return 0

@@ -6,7 +6,9 @@ packets of 1 frame (live: one frame per packet) and of 120 frames (offline, e.g.
 and prints microseconds per frame and how many times faster than real time (60 frames/s) the
 operator alone runs. UDP outputs send to a local socket that this script drains.
 
-    .venv/bin/python bench/live_outputs.py [--seconds 20]
+    .venv/bin/python bench/live_outputs.py [--seconds 20] [--write-docs]
+
+``--write-docs`` also writes the table into docs/performance.md (section ``live-outputs``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from perf_page import add_arguments, write_from_args  # noqa: E402
 
 from audio2anim.arkit import ALL  # noqa: E402
 from audio2anim.graph.packets import Packet  # noqa: E402
@@ -61,6 +65,7 @@ def measure(op_name: str, params: dict, values: np.ndarray, per_packet: int, dra
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="stream length per case")
+    add_arguments(parser)
     args = parser.parse_args()
     n = int(args.seconds * FPS)
     rng = np.random.default_rng(0)
@@ -79,12 +84,20 @@ def main() -> int:
 
     print(f"{n} frames of {len(ALL)} parameters at {FPS:.0f} Hz per case")
     print(f"{'operator':<22}{'frames/packet':>14}{'us/frame':>11}{'x realtime':>12}")
+    rows = [
+        f"{n} frames of {len(ALL)} parameters at {FPS:.0f} Hz per case",
+        "",
+        "| operator | frames/packet | µs/frame | × real time |",
+        "|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for label, op_name, params in cases(Path(tmp), recv.getsockname()[1]):
             for per_packet in (1, 120):
                 s = measure(op_name, params, values, per_packet, drain)
                 print(f"{label:<22}{per_packet:>14}{s * 1e6:>11.1f}{1 / (s * FPS):>12.0f}")
+                rows.append(f"| {label} | {per_packet} | {s * 1e6:.1f} | {1 / (s * FPS):.0f} |")
     recv.close()
+    write_from_args(args, "live-outputs", "\n".join(rows))
     return 0
 
 

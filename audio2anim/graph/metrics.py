@@ -44,7 +44,7 @@ class Samples:
 
 
 class GraphMetrics:
-    """The metric families of one registry; `bind_*` returns per-series children."""
+    """The metric families of one registry; `.labels(graph, …)` gives a series."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()

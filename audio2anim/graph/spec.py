@@ -5,7 +5,7 @@ A graph file (see DESIGN.md):
 ```yaml
 name: passthrough
 nodes:
-  src:  {op: source.file, params: {path: assets/hello.wav, block_ms: 20}}
+  src:  {op: source.file, params: {path: assets/speech.wav, block_ms: 20}}
   rs:   {op: resample, params: {rate: 16000}}
   out:  {op: sink.jsonl, params: {path: out/passthrough.jsonl}}
 edges:

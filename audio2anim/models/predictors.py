@@ -213,7 +213,7 @@ class AutoregressivePredictor(SequencePredictor):
         """What is fed back: normalized outputs clamped to the valid parameter range [0, 1].
 
         Without the clamp a free-running model can feed itself values no target ever had and
-        diverge (the first GPU run's w2v-ar did, up to NaN).
+        diverge, up to NaN.
         """
         lo = -self.out_mean / self.out_std
         hi = (1 - self.out_mean) / self.out_std

@@ -156,8 +156,8 @@ def _member_records(path: str, side: dict, picks: list[int] | None) -> list[dict
 def averaging_warning(sidecar: dict) -> str | None:
     """One line when an evaluated ensemble (``sidecar``) scores worse on its test voices than
     every member did on theirs, else None. Seeds of a CTC model can place their phone spikes on
-    different frames; the mean of misplaced spikes loses to the blank (a wav2vec2 pair of the
-    tenth session read PER 0.238 where its members read 0.128 and 0.124)."""
+    different frames; the mean of misplaced spikes loses to the blank (a wav2vec2 pair read
+    PER 0.238 where its members read 0.128 and 0.124; docs/experiments.md)."""
     metrics = sidecar.get("metrics", {})
     members = sidecar.get("ensemble", {}).get("members", [])
     for key, lower_is_better in (("phone_error_rate", True), ("viseme_frame_accuracy", False)):

@@ -286,7 +286,7 @@ def train_predictor(data: TrainingData, opts: TrainOptions, features: FeatureCac
             # model's own (clamped) predictions for a growing fraction p of the frames, each
             # pass starting from the previous one's, so errors compound as they do when it runs
             # free; plus noise on what is fed back. Pure teacher forcing lets it learn "copy the
-            # last frame" and drift at inference (the first GPU run's w2v-ar did).
+            # last frame" and drift at inference, up to NaN.
             p = ar["start"] + (ar["end"] - ar["start"]) * min(1.0, 2 * progress)
             prev = y
             with torch.no_grad():

@@ -1,0 +1,1 @@
+"""Exchange formats: animation files that other tools read and write."""

@@ -10,7 +10,9 @@ An :class:`Animation` holds frames at a fixed rate ``fps``; frame ``k`` is at me
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -170,3 +172,22 @@ def _check_finite(what: str, arr: np.ndarray) -> None:
             f"Animation: {what} has {int(bad.sum())} non-finite numbers "
             f"(first at frame {frame}, column {col})"
         )
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it to ``path``.
+
+    A reader never sees a half-written file, and an interrupted write leaves no temporary file.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if isinstance(data, str):
+            with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+                f.write(data)
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,6 +1,7 @@
 """Morph-target weight animations added to glTF/GLB/VRM models, checked by loading them back."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pygltflib
@@ -8,7 +9,11 @@ import pytest
 
 from audio2anim import arkit
 from audio2anim.formats.animation import Animation
-from audio2anim.formats.gltf_animation import add_morph_animation, read_morph_animation
+from audio2anim.formats.gltf_animation import (
+    add_morph_animation,
+    load_model,
+    read_morph_animation,
+)
 from audio2anim.visemes import N_VISEMES, VISEME_ID
 
 FACE = arkit.__file__.replace("arkit.py", "face/assets/face.glb")
@@ -87,9 +92,14 @@ def test_shipped_head_gets_a_linear_weight_animation(tmp_path):
     np.testing.assert_allclose(w[:, names.index("mouthFunnel")], a.column("mouthFunnel"))
     assert w[:, names.index("tongueOut")].max() == 0  # not in the animation: weight 0
     # the model itself is untouched: same meshes, targets and geometry
-    src = pygltflib.GLTF2().load(FACE)
-    assert len(gltf.meshes[0].primitives[0].targets) == len(src.meshes[0].primitives[0].targets)
-    assert gltf.binary_blob()[: len(src.binary_blob())] == src.binary_blob()
+    src, src_blob = load_model(FACE)
+    assert len(gltf.meshes[0].primitives[0].targets) == 52
+    assert len(gltf.accessors) == len(src["accessors"]) + 2
+    assert gltf.binary_blob()[: len(src_blob)] == bytes(src_blob)
+    # the source's own bytes: its GLB binary chunk is the start of the new one
+    raw = Path(FACE).read_bytes()
+    json_len = int.from_bytes(raw[12:16], "little")
+    assert bytes(src_blob) == raw[28 + json_len : 28 + json_len + len(src_blob)]
 
 
 def test_user_model_matches_arkit_and_viseme_names_case_insensitively(tmp_path):

@@ -110,3 +110,21 @@ def test_bad_csv_and_missing_visemes_give_one_line_errors(tmp_path):
         aj.read_viseme_csv(bad)
     with pytest.raises(ValueError, match="not JSON-serialisable"):
         aj.format_animation_json(Animation(50, ("jawOpen",), [[0]], metadata={"x": object()}))
+
+
+def test_json_streams_in_pieces_that_join_to_the_document():
+    a = random_animation(frames=40)
+    pieces = list(aj.animation_json_pieces(a, frames_per_piece=7))
+    assert len(pieces) == 1 + 6 + 1
+    assert "".join(pieces) == aj.format_animation_json(a)
+    assert aj.parse_animation_json("".join(pieces)).frames == 40
+
+
+def test_fixed_rows_format_seven_decimals_exactly():
+    rows = aj.fixed_rows(np.array([[0, 1, 0.5, 1e-8, 0.99999999, 0.12345675]]))
+    assert rows == ["0.0000000, 1.0000000, 0.5000000, 0.0000000, 1.0000000, 0.1234568"]
+    assert aj.fixed_rows(np.array([[2.5, -1]]), ",") == ["2.5000000,-1.0000000"]
+    assert aj.fixed_rows(np.zeros((0, 15))) == []
+    x = np.random.default_rng(1).random((200, 9))
+    back = np.array([[float(v) for v in r.split(", ")] for r in aj.fixed_rows(x)])
+    np.testing.assert_allclose(back, x, atol=5.1e-8, rtol=0)

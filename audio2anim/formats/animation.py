@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,19 +175,24 @@ def _check_finite(what: str, arr: np.ndarray) -> None:
         )
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it to ``path``.
+def write_atomic(path: str | os.PathLike, data: str | bytes | Iterable[str]) -> None:
+    """Write ``data`` (text, bytes, or text in pieces) beside ``path``, then rename it to ``path``.
 
     A reader never sees a half-written file, and an interrupted write leaves no temporary file.
+    Pieces are written as they come, so a long document never has to be held in memory.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        if isinstance(data, str):
-            with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-                f.write(data)
-        else:
+        if isinstance(data, bytes | bytearray):
             tmp.write_bytes(data)
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+                if isinstance(data, str):
+                    f.write(data)
+                else:
+                    for piece in data:
+                        f.write(piece)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ Targets are matched by name, case-insensitively, in this order:
    aa, ih, ou, E and oh, times the bind weight (summed where binds share a target, clipped to 1).
 
 The model is read and written directly as glTF JSON and GLB chunks (no glTF library, so a
-4 MB head loads in milliseconds); its meshes, nodes, materials, images and existing animations
+model loads in milliseconds); its meshes, nodes, materials, images and existing animations
 are kept as they are, the new data is appended to its binary buffer. A ``.gltf`` input may
 keep its buffers in data URIs or in files beside it; images it references by URI keep their
 URI.

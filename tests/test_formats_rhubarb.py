@@ -68,8 +68,9 @@ def test_summed_posteriors_choose_the_shape():
 
 def test_without_extended_shapes_they_become_basic_shapes():
     a = speech([("sil", 0.1), ("FF", 0.1), ("aa", 0.1), ("sil", 0.1)])
-    assert [c.value for c in rb.mouth_cues(a, extended_shapes="")] == ["A", "B", "D", "A"]
-    assert [c.value for c in rb.mouth_cues(a, extended_shapes="X")] == ["X", "B", "D", "X"]
+    assert [c.value for c in rb.mouth_cues(a, extended_shapes="")] == ["A", "D", "A"]
+    assert [c.value for c in rb.mouth_cues(a, extended_shapes="X")] == ["X", "A", "D", "X"]
+    assert [c.value for c in rb.mouth_cues(a, extended_shapes="GX")] == ["X", "G", "D", "X"]
     assert rb.format_tsv(rb.mouth_cues(a, extended_shapes="G"), "G").endswith("0.40\tA\n")
 
 
@@ -135,19 +136,36 @@ def test_layouts_match_rhubarbs_documented_example(tmp_path):
         "  ]\n"
         "}\n"
     )
-    # Moho frames are 1 + int(rate * start); at 10 fps D (0.05 s) falls on frame 1 and is left out
+    # Moho frames are 1 + int(rate * start)
     assert rb.format_dat(cues) == "MohoSwitch1\n1 X\n2 D\n7 C\n8 B\n11 X\n12 X\n"
-    assert rb.format_dat(cues, 10) == "MohoSwitch1\n1 X\n3 C\n4 B\n5 X\n6 X\n"
+    assert rb.format_dat(cues, 30) == "MohoSwitch1\n1 X\n2 D\n9 C\n10 B\n13 X\n15 X\n"
     assert rb.format_dat(cues, 24, preston_blair=True).splitlines()[1:3] == ["1 rest", "2 AI"]
 
 
-def test_json_sound_file_is_absolute_and_xml_escapes(tmp_path, monkeypatch):
+def test_sound_file_is_absolute_and_escaped_as_rhubarb_escapes_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cues = rb.mouth_cues(speech(HI))
-    doc = json.loads(rb.format_json(cues, 'say "hi".wav'))
-    assert doc["metadata"] == {"soundFile": str(tmp_path / 'say "hi".wav'), "duration": 1.0}
-    cues_x, meta = rb.parse_xml(rb.format_xml(cues, "a&b<c>.wav"))
-    assert meta == {"soundFile": "a&b<c>.wav", "duration": 1.0} and cues_x == cues
+    text = rb.format_json(cues, 'say "hé".wav')
+    assert '"soundFile": "' + str(tmp_path) + '/say \\"h\\u00e9\\".wav",' in text
+    assert json.loads(text)["metadata"] == {
+        "soundFile": str(tmp_path / 'say "hé".wav'),
+        "duration": 1.0,
+    }
+    xml = rb.format_xml(cues, "a&b<c>'d\".wav")
+    assert f"<soundFile>{tmp_path}/a&amp;b&lt;c&gt;&apos;d&quot;.wav</soundFile>" in xml
+    cues_x, meta = rb.parse_xml(xml)
+    assert meta == {"soundFile": str(tmp_path / "a&b<c>'d\".wav"), "duration": 1.0}
+    assert cues_x == cues
+
+
+def test_duration_is_truncated_to_centiseconds():
+    a = speech([("aa", 0.5)], fps=60)  # 30 frames
+    a = Animation(
+        60, a.names, np.vstack([a.values, a.values[:1]]), np.vstack([a.visemes, a.visemes[:1]])
+    )
+    assert a.end == pytest.approx(0.51667, abs=1e-5)
+    cues = rb.mouth_cues(a)
+    assert cues[-1].end == 0.51 and rb.format_tsv(cues).endswith("0.51\tX\n")
 
 
 def test_empty_animation_writes_one_zero_length_idle_cue():
@@ -194,7 +212,7 @@ def test_dat_skips_cues_that_start_on_the_previous_lines_frame():
         (lambda: rb.mouth_cues(Animation(50, ("jawOpen",), np.zeros((3, 1)))), "need viseme"),
         (lambda: rb.mouth_cues(speech(HI), extended_shapes="GQ"), "only G, H and X"),
         (lambda: rb.mouth_cues(speech(HI), min_cue=-1), "min_cue"),
-        (lambda: rb.format_dat([], 5), "between 10 and 100"),
+        (lambda: rb.format_dat([], 20), "between 24 and 100"),
         (lambda: rb.format_cues([], "srt"), "unknown Rhubarb format 'srt'"),
         (lambda: rb.format_for("cues.txt"), "cues.txt: no Rhubarb format"),
         (lambda: rb.parse_tsv("0.00 X\n"), "TSV line 1"),

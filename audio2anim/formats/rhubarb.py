@@ -30,24 +30,28 @@ Mapping from the 15 Oculus visemes (and the ``jawOpen`` weight where it splits o
 
 Every frame gets the shape with the largest summed posterior over the visemes that map to it
 (without ``jawOpen`` among the parameters, aa is D and E is C). Shapes missing from
-``extended_shapes`` become their basic shape as Rhubarb converts them: G → B, H → C, X → A.
+``extended_shapes`` become their basic shape as Rhubarb converts them: G → A, H → C, X → A.
 
 Cues: consecutive frames with the same shape form one cue; cue boundaries are media times
-rounded to centiseconds (Rhubarb's resolution); a cue shorter than ``min_cue`` seconds (default
+rounded to centiseconds (Rhubarb's resolution), the end of the last cue (the duration) truncated
+to centiseconds as Rhubarb truncates it; a cue shorter than ``min_cue`` seconds (default
 0.02 s: one frame at 50 fps) is absorbed by the cue before it (the first one by the cue after
 it), and neighbours that then share a shape are merged. Time before the animation's first frame
-is idle (X). The cue list always starts at 0.00.
+is idle (X). The cue list always starts at 0.00. No in-between shapes are inserted (Rhubarb adds
+a C or E tween between some pairs, such as D → B): the cues follow the visemes frame by frame.
 
-Layouts, as Rhubarb writes them (times with two decimals):
+Layouts, as Rhubarb Lip Sync 1.14 writes them (times with two decimals):
 
 - TSV: ``start<TAB>shape`` per cue, then a final line with the end time and the closed mouth
   (X, or A without extended X).
 - JSON: ``metadata`` (``soundFile``: absolute path, ``duration``) and ``mouthCues`` with one
-  ``{ "start": s, "end": e, "value": "S" }`` per line.
-- XML: ``rhubarbResult`` with ``metadata`` (``soundFile`` as given, ``duration``) and
-  ``mouthCues`` of ``<mouthCue start=".." end="..">S</mouthCue>``, two-space indent.
+  ``{ "start": s, "end": e, "value": "S" }`` per line; characters outside ASCII written as
+  ``\\uXXXX`` (UTF-16 code units).
+- XML: ``rhubarbResult`` with ``metadata`` (``soundFile``: absolute path, ``duration``) and
+  ``mouthCues`` of ``<mouthCue start=".." end="..">S</mouthCue>``, two-space indent, and the
+  five XML entities escaped (``& < > " '``).
 - DAT (Moho switch data, read by Moho and OpenToonz): ``MohoSwitch1``, then ``frame shape`` per
-  cue with 1-based frame numbers ``1 + int(rate * start)`` at ``dat_frame_rate`` (10–100 fps,
+  cue with 1-based frame numbers ``1 + int(rate * start)`` at ``dat_frame_rate`` (24–100 fps,
   default 24; a cue starting on the frame of the previous line is left out), then the closed
   mouth on the end frame (one past the last line's frame if they coincide). ``preston_blair``
   writes the Preston Blair names (MBP, etc, E, AI, O, U, FV, L, rest) that OpenToonz needs.
@@ -74,7 +78,7 @@ from audio2anim.visemes import VISEMES
 SHAPES: tuple[str, ...] = ("A", "B", "C", "D", "E", "F", "G", "H", "X")
 BASIC_SHAPES: tuple[str, ...] = ("A", "B", "C", "D", "E", "F")
 EXTENDED_SHAPES = "GHX"
-BASIC_SHAPE: dict[str, str] = {"G": "B", "H": "C", "X": "A"}
+BASIC_SHAPE: dict[str, str] = {"G": "A", "H": "C", "X": "A"}
 PRESTON_BLAIR: dict[str, str] = {
     "A": "MBP", "B": "etc", "C": "E", "D": "AI", "E": "O", "F": "U", "G": "FV", "H": "L",
     "X": "rest",
@@ -162,6 +166,9 @@ def mouth_cues(
             if runs:
                 runs[-1][1] = t0
             runs.append([t0, t1, shape])
+    end_cs = max(0, int(math.floor(animation.end * 100.0 + 1e-6)))
+    for r in runs:
+        r[0], r[1] = min(r[0], end_cs), min(r[1], end_cs)
     min_cs = min_cue * 100.0 - 1e-9
     kept: list[list] = []
     carry: int | None = None  # start of short cues before the first kept one
@@ -186,6 +193,14 @@ def mouth_cues(
 
 def _cs(seconds: float) -> int:
     return int(math.floor(seconds * 100.0 + 0.5 + 1e-9))
+
+
+_XML_QUOTES = {'"': "&quot;", "'": "&apos;"}
+
+
+def _absolute(sound_file: str | os.PathLike) -> str:
+    path = os.fspath(sound_file)
+    return os.path.abspath(path) if path else ""
 
 
 def _fmt(seconds: float) -> str:
@@ -215,11 +230,11 @@ def format_json(
     extended_shapes: str = EXTENDED_SHAPES,
 ) -> str:  # fmt: skip
     """Rhubarb's JSON: metadata (absolute ``soundFile``, ``duration``) and ``mouthCues``."""
-    sound = os.path.abspath(os.fspath(sound_file)) if os.fspath(sound_file) else ""
+    sound = _absolute(sound_file)
     out = [
         "{",
         '  "metadata": {',
-        f'    "soundFile": {json.dumps(sound, ensure_ascii=False)},',
+        f'    "soundFile": {json.dumps(sound)},',
         f'    "duration": {_fmt(_end(cues))}',
         "  },",
         '  "mouthCues": [',
@@ -242,7 +257,7 @@ def format_xml(
         '<?xml version="1.0" encoding="utf-8"?>',
         "<rhubarbResult>",
         "  <metadata>",
-        f"    <soundFile>{escape(os.fspath(sound_file))}</soundFile>",
+        f"    <soundFile>{escape(_absolute(sound_file), _XML_QUOTES)}</soundFile>",
         f"    <duration>{_fmt(_end(cues))}</duration>",
         "  </metadata>",
         "  <mouthCues>",
@@ -257,8 +272,8 @@ def format_xml(
 
 def _check_rate(frame_rate: float) -> float:
     rate = float(frame_rate)
-    if not (10.0 <= rate <= 100.0):
-        raise ValueError(f"dat frame rate must be between 10 and 100 fps, got {frame_rate}")
+    if not (24.0 <= rate <= 100.0):
+        raise ValueError(f"dat frame rate must be between 24 and 100 fps, got {frame_rate}")
     return rate
 
 

@@ -28,11 +28,13 @@ VISEME_MORPHS: tuple[str, ...] = tuple(
 assert len(VISEME_MORPHS) == len(VISEMES)
 
 
-@dataclass
+@dataclass(eq=False)
 class Animation:
     """Frames of ARKit weights (and optionally viseme posteriors) at a fixed frame rate.
 
-    ``values`` is converted to float32 ``[frames, len(names)]`` and clipped into ``[0, 1]``
+    ``names`` are the parameter names, spelled as ARKit spells them (``jawOpen``); any subset of
+    :data:`audio2anim.arkit.ALL` in any order, and other parameters a model predicts (head
+    rotations, say) are carried along under their own names. ``values`` is converted to float32 ``[frames, len(names)]`` and clipped into ``[0, 1]``
     (the range ARKit defines for every blendshape); ``visemes`` to float32 ``[frames, 15]``.
     Shape mismatches, non-finite numbers, a non-positive ``fps`` and repeated names raise
     ``ValueError`` with a one-line message.

@@ -12,29 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..arkit import ALL
+from ..formats.livelink_csv import ROTATIONS
 from ..streams import Params
-
-#: Head and eye rotations that follow the 52 blendshapes in Live Link Face data (radians in the
-#: app's CSV takes). audio2anim predicts none of them; they are written as 0 unless a stream
-#: carries parameters with these names.
-ROTATIONS: tuple[str, ...] = (
-    "HeadYaw", "HeadPitch", "HeadRoll",
-    "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll",
-    "RightEyeYaw", "RightEyePitch", "RightEyeRoll",
-)  # fmt: skip
-
-#: Morph-target names of the 15 Oculus/Meta visemes (index order sil, PP, FF, TH, DD, kk, CH,
-#: SS, nn, RR, aa, E, ih, oh, ou), spelled as Ready Player Me avatars and OVRLipSync rigs name
-#: them (https://docs.readyplayer.me, "Oculus OVR LipSync": ih, oh, ou become I, O, U).
-VISEME_MORPHS: tuple[str, ...] = tuple(
-    "viseme_" + v
-    for v in ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "I", "O", "U")
-)
-
-
-def pascal(name: str) -> str:
-    """``eyeBlinkLeft`` -> ``EyeBlinkLeft`` (Live Link Face's spelling)."""
-    return name[:1].upper() + name[1:]
 
 
 class ColumnMap:

@@ -44,12 +44,14 @@ import numpy as np
 from pydantic import Field
 
 from ..arkit import ALL
+from ..formats.animation import VISEME_MORPHS
+from ..formats.livelink_csv import csv_name
 from ..graph.operator import Operator, OperatorParams, Outputs, Port
 from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Params as ParamsStream
 from ..streams import Visemes
-from ._arkit_columns import LIVE_LINK_ORDER, VISEME_MORPHS, ColumnMap, pascal
+from ._arkit_columns import LIVE_LINK_ORDER, ColumnMap
 
 
 class CsvSinkParams(OperatorParams):
@@ -117,7 +119,7 @@ class CsvSink(Operator):
             raise FileNotFoundError(f"sink.csv: folder {str(path.parent)!r} of path does not exist")
         self._file = path.open("w", encoding="utf-8", newline="")
         if self.params.layout == "livelink":
-            header = ["Timecode", "BlendShapeCount", *(pascal(n) for n in LIVE_LINK_ORDER)]
+            header = ["Timecode", "BlendShapeCount", *(csv_name(n) for n in LIVE_LINK_ORDER)]
         else:
             header = ["time", *ALL]
         if self.params.viseme_columns:

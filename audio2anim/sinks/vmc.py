@@ -38,12 +38,12 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from ..formats.animation import VISEME_MORPHS
 from ..graph.operator import Operator, OperatorParams, Outputs, Port
 from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Params as ParamsStream
 from ..streams import Visemes
-from ._arkit_columns import VISEME_MORPHS
 from ._udp import open_udp
 
 BLEND_VAL = "/VMC/Ext/Blend/Val"

@@ -11,8 +11,8 @@ Each figure on the performance page lives between two markers that name its sect
 A bench script given ``--write-docs`` replaces everything between its markers with the table it
 just printed, preceded by one line: the command, the machine and the date. The rest of the page
 (prose, other sections) is left as it is, so the page has one source for each number: the bench
-that measured it. A section found on several pages (the README's CPU latency table) is written
-on each.
+that measured it. The README carries one section, the CPU latency table, and the
+performance page links to it.
 
     from perf_page import add_arguments, write_from_args
     add_arguments(ap)                       # --write-docs, --machine
@@ -33,8 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "performance.md"
-# the pages a section may live on; the README carries the CPU latency table, written by the same
-# bench, so the two copies cannot disagree
+# the pages a section may live on (the README carries the CPU latency table)
 PAGES = (PAGE, ROOT / "README.md")
 
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Copy the trained models of a train_all.py run into the shipped checkpoints
-(``audio2anim/checkpoints/``, package data) and write its README.md.
+(``audio2anim/checkpoints/``, package data) and write the run's record, TRAINING.md.
 
     python scripts/ship_checkpoints.py OUT [--dest audio2anim/checkpoints] [--bench bench-output.md]
 
 Replaces each of the seven model directories with ``config.json``, ``model.safetensors`` (and
 ``vocab.json``) of the run's — and those of every member directory of an ensemble
 (``member-N/``) — front-end references in the sidecars are relative (``../wav2vec2``), so they
-stay valid — checks the 30 MB budget, and writes ``DEST/README.md``: the exact commands, the
+stay valid — checks the 30 MB budget, and writes ``DEST/TRAINING.md``: the exact commands, the
 training-data summary and split, each model's size, training run and test-voice figures (from
 the sidecars), and, if given, the Markdown table printed by ``bench/model_cost.py``.
 """
@@ -199,10 +199,11 @@ def main() -> int:
             Path(args.bench).read_text().strip(),
             "",
         ]
-    readme = dest / "README.md"
+    # the run's record; README.md holds the hand-written model cards and is left as it is
+    readme = dest / "TRAINING.md"
     lines += kept_sections(readme, {ln for ln in lines if ln.startswith("## ")})
     readme.write_text("\n".join(lines).rstrip("\n") + "\n")
-    print(f"copied {len(ORDER)} models, {total / 1e6:.1f} MB → {dest}; wrote {dest / 'README.md'}")
+    print(f"copied {len(ORDER)} models, {total / 1e6:.1f} MB → {dest}; wrote {dest / 'TRAINING.md'}")
     if total > BUDGET:
         print(f"warning: {total / 1e6:.1f} MB exceeds the 30 MB budget", file=sys.stderr)
         return 1

@@ -1,5 +1,5 @@
 """The GPU job's scripts end to end on CPU: train_all.py's synthetic dry run, then
-ship_checkpoints.py copying its models and writing the README (keeping hand-written sections)."""
+ship_checkpoints.py copying its models and writing the run's record, TRAINING.md (keeping hand-written sections)."""
 
 import json
 import subprocess
@@ -35,14 +35,14 @@ def test_train_all_then_ship(tmp_path):
     dest = tmp_path / "checkpoints"
     dest.mkdir()
     hand = "## Real recorded speech\n\nA table someone measured by hand.\n"
-    (dest / "README.md").write_text(
+    (dest / "TRAINING.md").write_text(
         "# Shipped checkpoints\n\n## Figures (test voices)\n\nold\n\n" + hand
     )
     r = run("scripts/ship_checkpoints.py", out, "--dest", dest)
     assert r.returncode == 0, r.stderr[-2000:]
     for m in MODELS:
         assert (dest / m / "config.json").is_file() and (dest / m / "model.safetensors").is_file()
-    readme = (dest / "README.md").read_text()
+    readme = (dest / "TRAINING.md").read_text()
     assert readme.count(hand) == 1  # kept, once
     assert "\nold\n" not in readme  # a section the script writes is rewritten
     assert "scripts/train_all.py --synthetic" in readme  # the call that made the models
@@ -58,7 +58,7 @@ def test_train_all_then_ship(tmp_path):
         (fe / f).write_bytes((tmp_path / "ens" / f).read_bytes())
     r = run("scripts/ship_checkpoints.py", out, "--dest", dest)
     assert r.returncode == 0, r.stderr[-2000:]
-    readme = (dest / "README.md").read_text()
+    readme = (dest / "TRAINING.md").read_text()
     assert "audio2anim combine-frontends" in readme and "mean of 2 front ends" in readme
     members = readme.split("The 2 members of viseme-frontend:")[1].split("```")[1].splitlines()
     assert [m for m in members if m] == 2 * [members[1]] and "train_all.py --synthetic" in members[
@@ -79,5 +79,5 @@ def test_train_all_then_ship(tmp_path):
     shipped = dest / "wav2vec2"
     assert not (shipped / "model.safetensors").exists()
     assert all((shipped / f"member-{i}" / "model.safetensors").is_file() for i in (0, 1))
-    assert "The 2 members of wav2vec2:" in (dest / "README.md").read_text()
+    assert "The 2 members of wav2vec2:" in (dest / "TRAINING.md").read_text()
     assert run("scripts/ship_checkpoints.py", dest, "--dest", dest).returncode == 2

@@ -23,7 +23,7 @@ Register a class with ``@register("family.name")`` from `audio2anim.graph.regist
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -33,6 +33,32 @@ from .packets import Packet
 
 Output = Packet | tuple[str, Packet]
 Outputs = Iterable[Output] | None
+
+
+def routed(
+    outs: Outputs | Packet, ports: Collection[str], latest_capture: float, origin: str
+) -> list[tuple[str, Packet]]:
+    """What an operator returned → ``(port, packet)`` pairs, each packet stamped with ``origin``
+    and, unless it carries its own, the newest capture time of the inputs it was made from.
+
+    A bare `Packet` goes to port "out"; a port the operator does not declare, or something that
+    is not a packet, is a ``TypeError`` naming it. The runner and `graph.testing` both route
+    through here, so a test sees exactly what a graph would.
+    """
+    if outs is None:
+        return []
+    if isinstance(outs, Packet):
+        outs = (outs,)
+    pairs = []
+    for out in outs:
+        port, pkt = ("out", out) if isinstance(out, Packet) else out
+        if port not in ports or not isinstance(pkt, Packet):
+            raise TypeError(
+                f"emitted {type(pkt).__name__} on port '{port}' (outputs: {', '.join(ports) or 'none'})"
+            )
+        cap = pkt.capture_time
+        pairs.append((port, pkt.stamped(latest_capture if cap != cap else cap, origin)))
+    return pairs
 
 
 class Port(NamedTuple):

@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from .errors import OperatorError
 from .metrics import GraphMetrics, Samples
-from .operator import Operator, Source
+from .operator import Operator, Source, routed
 from .packets import EndOfStream, Packet
 from .spec import Edge as EdgeSpec
 from .spec import Graph
@@ -298,21 +298,8 @@ class Runner:
         self.stop("error")
 
     async def _emit(self, st: NodeState, outs) -> None:
-        if outs is None:
-            return
-        if isinstance(outs, Packet):
-            outs = (outs,)
-        for out in outs:
-            port, pkt = ("out", out) if isinstance(out, Packet) else out
-            queues = st.outputs.get(port)
-            if queues is None or not isinstance(pkt, Packet):
-                raise TypeError(
-                    f"emitted {type(pkt).__name__} on port '{port}' "
-                    f"(outputs: {', '.join(st.outputs) or 'none'})"
-                )
-            cap = pkt.capture_time
-            pkt = pkt.stamped(st.latest_capture if cap != cap else cap, st.name)
-            for q in queues:
+        for port, pkt in routed(outs, st.outputs, st.latest_capture, st.name):
+            for q in st.outputs[port]:
                 await q.put(pkt)
 
     async def _end_outputs(self, st: NodeState) -> None:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .operator import Operator, OperatorParams, Source
+from .operator import Operator, OperatorParams, Source, routed
 from .packets import Packet
 
 __all__ = [
@@ -117,21 +117,8 @@ class _Outputs:
             self.latest_capture = cap
 
     def add(self, outs) -> None:
-        if outs is None:
-            return
-        if isinstance(outs, Packet):
-            outs = (outs,)
-        for out in outs:
-            port, pkt = ("out", out) if isinstance(out, Packet) else out
-            if port not in self.ports or not isinstance(pkt, Packet):
-                raise TypeError(
-                    f"emitted {type(pkt).__name__} on port '{port}' "
-                    f"(outputs: {', '.join(self.ports) or 'none'})"
-                )
-            cap = pkt.capture_time
-            self.ports[port].append(
-                pkt.stamped(self.latest_capture if cap != cap else cap, self.origin)
-            )
+        for port, pkt in routed(outs, self.ports, self.latest_capture, self.origin):
+            self.ports[port].append(pkt)
 
     def count(self) -> int:
         return sum(map(len, self.ports.values()))

@@ -22,11 +22,23 @@ COMMAND_MODULES = [
 ]
 
 
+def version() -> str:
+    """The installed distribution's version (the source tree's when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("audio2anim")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser(modules: list[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     """The parser with the subcommands of the dotted module names ``modules``."""
     parser = argparse.ArgumentParser(
         prog="audio2anim", description="Real-time speech to face animation."
     )
+    parser.add_argument("--version", action="version", version=f"audio2anim {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in modules:
         importlib.import_module(name).add_commands(sub)

@@ -103,3 +103,12 @@ def test_metrics_served_during_run_and_sigint_stops_cleanly(python, tmp_path):
     assert "ended by SIGINT" in err
     lines = [json.loads(x) for x in out.read_text().splitlines()]  # complete, valid lines
     assert 0 < len(lines) < 376
+
+
+def test_version_names_the_installed_distribution(python):
+    from importlib.metadata import version
+
+    r = subprocess.run([python, "-m", "audio2anim", "--version"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"audio2anim {version('audio2anim')}"

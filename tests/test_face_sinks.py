@@ -78,11 +78,12 @@ def test_browser_sink_serves_page_assets_and_streams_to_every_client():
         await sink.setup()
         try:
             async with aiohttp.ClientSession() as http:
-                for path in ("", "viewer.js", "face.glb", "three/build/three.module.js"):
-                    async with http.get(sink.url + path) as resp:
+                token = f"?token={sink.server.token}"
+                for path in ("", "viewer.js", "face.glb" + token, "three/build/three.module.js"):
+                    async with http.get(sink.server.base + path) as resp:
                         assert resp.status == 200, path
                         assert len(await resp.read()) > 100
-                sockets = [await http.ws_connect(sink.url + "ws") for _ in range(2)]
+                sockets = [await http.ws_connect(sink.server.base + "ws" + token) for _ in range(2)]
                 while len(sink.server.clients) < 2:
                     await asyncio.sleep(0.01)
                 params = Params(
@@ -97,7 +98,7 @@ def test_browser_sink_serves_page_assets_and_streams_to_every_client():
                     ]
                     await ws.close()
             # a second sink on the same port is one clear error
-            other = BrowserSink(BrowserSink.Params(port=int(sink.url.rsplit(":", 1)[1].strip("/"))))
+            other = BrowserSink(BrowserSink.Params(port=sink.server.port))
             with pytest.raises(OSError, match="cannot listen"):
                 await other.setup()
         finally:

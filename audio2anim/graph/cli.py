@@ -30,7 +30,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="override a node parameter (repeatable; VALUE is parsed as YAML)",
     )  # fmt: skip
     p.add_argument("--metrics-port", type=int, metavar="N", help="serve /metrics on this port")
-    p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address for --metrics-port (default loopback; any other address prints a warning)",
+    )
     p.add_argument("--report", type=Path, metavar="FILE.json", help="write the run summary here")
     p.add_argument("--quiet", action="store_true", help="do not print the summary table")
     add_checkpoints_argument(p)
@@ -66,22 +70,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run(graph, args: argparse.Namespace) -> int:
-    from prometheus_client import start_http_server
-
     from .errors import OperatorError
+    from .metrics import serve_metrics
+    from .netguard import exposure_warning
     from .runner import Runner
 
     runner = Runner(graph)
     server = None
     if args.metrics_port is not None:
         try:
-            server, _ = start_http_server(
-                args.metrics_port, addr=args.metrics_host, registry=runner.registry
-            )
+            server = serve_metrics(args.metrics_host, args.metrics_port, runner.registry)
         except OSError as e:
             print(f"error: --metrics-port {args.metrics_port}: {e.strerror}", file=sys.stderr)
             return 2
-        print(f"metrics: http://{args.metrics_host}:{args.metrics_port}/metrics", file=sys.stderr)
+        port = server.server_address[1]
+        warning = exposure_warning("the metrics server (--metrics-host)", args.metrics_host, port)
+        if warning:
+            print(warning, file=sys.stderr)
+        print(f"metrics: http://{args.metrics_host}:{port}/metrics", file=sys.stderr)
 
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
@@ -108,6 +114,7 @@ async def _run(graph, args: argparse.Namespace) -> int:
             loop.remove_signal_handler(sig)
         if server is not None:
             server.shutdown()
+            server.server_close()
     if rc == 0 and signals:
         rc = EXIT_BY_SIGNAL.get(signals[0], 1)
     if report is not None:

@@ -3,15 +3,24 @@
 Each `GraphMetrics` owns its metric families in a `CollectorRegistry` (its own, or one shared by
 several graphs in a process: every series carries the ``graph`` label), so nothing here is
 module-level state. Names and labels are those of DESIGN.md.
+
+`serve_metrics` serves one registry at ``/metrics`` (``audio2anim run --metrics-port``) with the
+Host check of `netguard` (no DNS rebinding into a local Prometheus endpoint). It has no token:
+scrapers are configured with a bare URL, and the series hold timings and counts, no media.
 """
 
 from __future__ import annotations
 
 import random
+import socket
 from array import array
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+from .netguard import host_allowed
 
 # DESIGN.md: buckets cover 1 ms ... 2 s; operator time also gets sub-millisecond buckets, since
 # most operators take microseconds per packet.
@@ -73,3 +82,31 @@ class GraphMetrics:
         self.errors = Counter(
             "audio2anim_errors", "Operator failures", ["graph", "node"], registry=r
         )
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
+def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> ThreadingWSGIServer:
+    """Serve ``registry`` at ``http://host:port/metrics`` on a daemon thread; a request whose
+    Host header does not name this server gets 403. ``server.shutdown()`` stops it."""
+    import threading
+
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        if not host_allowed(environ.get("HTTP_HOST"), host, server.server_address[1]):
+            start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return [b"forbidden: the Host header does not name this server\n"]
+        return metrics_app(environ, start_response)
+
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family[0]
+
+    server = make_server(family[4][0], port, app, Server, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -13,9 +13,29 @@ browser: ``params`` (JSON: media time, names, frame rate, rows, end-to-end laten
 (binary: float64 media time, uint32 rate, 4 pad bytes, float32 samples) and ``visemes``. The
 page plays frames and audio on one media-time timeline a short playout delay behind arrival.
 
+Access: every run makes a random token (``secrets.token_urlsafe``; the ``token`` param pins
+one for scripts) and prints ``http://127.0.0.1:8765/?token=…``. The page reads the token from
+its own URL and passes it on ``/ws?token=…`` and ``/face.glb?token=…``: the socket carries the
+audio (on a live run, the microphone) and the GLB may be the user's own avatar. The page,
+``viewer.js`` and three.js are served without the token: they are the package's own files,
+the same on every install, and hold no run data. Every request is refused (403) unless its
+``Host`` names this server (`audio2anim.graph.netguard.host_allowed`: DNS rebinding), and a
+socket is refused unless it carries the token and, when it has an ``Origin`` (browsers always
+send one), that origin is the server's own. A socket without ``Origin`` comes from a program,
+not a web page, and is accepted with the token alone. Refusals are counted (``refused``).
+Binding anything but loopback (``host: 0.0.0.0``) prints one warning line.
+
+Each viewer has its own queue of ``queue`` messages, filled without waiting; a writer task per
+viewer empties it onto the socket. A viewer whose queue is full (it stopped reading, or reads
+slower than the stream) is dropped at once — its connection aborted, a line printed, counted
+in ``dropped_viewers`` — so it never delays the graph or the other viewers. The page
+reconnects by itself and rejoins the live stream.
+
 Ports: ``in`` `Params`; ``audio`` `Audio` (optional); ``visemes`` `Visemes` (optional).
 Params: ``host``, ``port``, ``glb`` (rig to show; default: the packaged face), ``audio``
-(send audio to the page). Runs on the event loop: sending is cheap and non-blocking.
+(send audio to the page), ``token``, ``hosts`` (more names the Host check accepts),
+``queue``. Runs on the event loop: sending never waits for a viewer.
+Counters (run summary): ``viewers`` (sockets accepted), ``refused``, ``dropped_viewers``.
 
 Example node::
 
@@ -27,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import secrets
 import struct
 import sys
 from pathlib import Path
@@ -36,6 +57,7 @@ import numpy as np
 from pydantic import Field
 
 from .. import streams
+from ..graph.netguard import exposure_warning, host_allowed
 from ..graph.operator import Operator, OperatorParams, Port, existing_file
 from ..graph.packets import Packet
 from ..graph.registry import register
@@ -46,24 +68,56 @@ THREE_DIR = VIEWER_DIR / "node_modules" / "three"
 
 
 class BrowserParams(OperatorParams):
-    host: str = Field("127.0.0.1", description="address to serve on")
+    host: str = Field("127.0.0.1", description="address to serve on (not loopback: a warning)")
     port: int = Field(8765, ge=0, le=65535, description="HTTP/WebSocket port (0 = any free)")
     glb: Annotated[str | None, existing_file("glb")] = Field(
         None, description="rig GLB to show; default: ours"
     )
     audio: bool = Field(True, description="send the audio for the page to play")
+    token: str | None = Field(
+        None, min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$",
+        description="access token in the URL; default: a new random one per run",
+    )  # fmt: skip
+    hosts: list[str] = Field(
+        default_factory=list,
+        description="more host names the Host check accepts (e.g. the machine's LAN name)",
+    )
+    queue: int = Field(64, ge=2, le=100_000, description="messages queued per viewer")
+
+
+class _Viewer:
+    """One connected socket: its queue and the task that writes the queue to it."""
+
+    def __init__(self, ws, request, size: int) -> None:
+        self.ws, self.request = ws, request
+        self.queue: asyncio.Queue = asyncio.Queue(size)
+        self.task: asyncio.Task | None = None
+
+    def abort(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
 
 
 class ViewerServer:
     """The aiohttp server behind `BrowserSink`; usable on its own (``await start()``)."""
 
-    def __init__(self, host: str, port: int, glb: Path) -> None:
+    def __init__(
+        self, host: str, port: int, glb: Path, token: str | None = None,
+        hosts: tuple[str, ...] = (), queue: int = 64,
+    ) -> None:  # fmt: skip
         self.host, self.port, self.glb = host, port, glb
-        self.clients: set = set()
+        self.token = token or secrets.token_urlsafe(24)
+        self.hosts, self.queue_size = tuple(hosts), queue
+        self.clients: set[_Viewer] = set()
+        self.accepted = self.refused = self.dropped = 0
         self._runner = None
-        self.url = ""
+        self.base = self.url = ""
 
     async def start(self) -> str:
+        """Listen; returns the URL to open (with the token)."""
         from aiohttp import web
 
         if not (THREE_DIR / "build" / "three.module.js").exists():
@@ -74,16 +128,26 @@ class ViewerServer:
         if not self.glb.exists():
             raise FileNotFoundError(f"sink.browser: glb {self.glb} does not exist")
 
-        def file(path: Path):
+        def file(path: Path, token: bool = False):
             async def handler(request):
+                if token and not self._token_ok(request):
+                    return self._refuse("missing or wrong token")
                 return web.FileResponse(path)
 
             return handler
 
-        app = web.Application()
+        @web.middleware
+        async def check_host(request, handler):
+            if not host_allowed(request.headers.get("Host"), self.host, self.port, self.hosts):
+                return self._refuse("the Host header does not name this server")
+            response = await handler(request)
+            response.headers["Referrer-Policy"] = "no-referrer"
+            return response
+
+        app = web.Application(middlewares=[check_host])
         app.router.add_get("/", file(VIEWER_DIR / "index.html"))
         app.router.add_get("/viewer.js", file(VIEWER_DIR / "viewer.js"))
-        app.router.add_get("/face.glb", file(self.glb))
+        app.router.add_get("/face.glb", file(self.glb, token=True))
         app.router.add_get("/ws", self._socket)
         app.router.add_static("/three/", THREE_DIR)
         self._runner = web.AppRunner(app, access_log=None)
@@ -94,37 +158,96 @@ class ViewerServer:
         except OSError as e:
             await self._runner.cleanup()
             raise OSError(f"sink.browser: cannot listen on {self.host}:{self.port}: {e}") from None
-        port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://{self.host}:{port}/"
+        self.port = site._server.sockets[0].getsockname()[1]
+        warning = exposure_warning("sink.browser", self.host, self.port)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+        self.base = f"http://{self.host}:{self.port}/"
+        self.url = f"{self.base}?token={self.token}"
         return self.url
+
+    def _token_ok(self, request) -> bool:
+        given = request.query.get("token", "")
+        return secrets.compare_digest(given.encode(), self.token.encode())
+
+    def _refuse(self, why: str):
+        from aiohttp import web
+
+        self.refused += 1
+        return web.Response(status=403, text=f"forbidden: {why}\n")
 
     async def _socket(self, request):
         from aiohttp import web
 
+        if not self._token_ok(request):
+            return self._refuse("missing or wrong token")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.lower() != f"http://{request.host}".lower():
+            return self._refuse("the Origin is not this server's page")
         ws = web.WebSocketResponse(heartbeat=20)
         await ws.prepare(request)
-        self.clients.add(ws)
+        viewer = _Viewer(ws, request, self.queue_size)
+        viewer.task = asyncio.create_task(self._write(viewer))
+        self.clients.add(viewer)
+        self.accepted += 1
         try:
             async for _ in ws:  # the page sends nothing; wait for it to go away
                 pass
         finally:
-            self.clients.discard(ws)
+            self.clients.discard(viewer)
+            if not viewer.task.done():
+                viewer.task.cancel()
         return ws
 
-    async def broadcast(self, message: str | bytes) -> None:
-        """Send to every open socket; a socket that fails is dropped, never waited on."""
-        for ws in list(self.clients):
-            try:
+    async def _write(self, viewer: _Viewer) -> None:
+        ws = viewer.ws
+        try:
+            while True:
+                message = await viewer.queue.get()
+                if message is None:  # the server stops
+                    await ws.close()
+                    return
                 if isinstance(message, bytes):
                     await ws.send_bytes(message)
                 else:
                     await ws.send_str(message)
-            except (ConnectionError, RuntimeError):
-                self.clients.discard(ws)
+        except (ConnectionError, RuntimeError):
+            self.clients.discard(viewer)
 
-    async def stop(self) -> None:
-        for ws in list(self.clients):
-            await ws.close()
+    def _drop(self, viewer: _Viewer) -> None:
+        self.clients.discard(viewer)
+        viewer.abort()
+        self.dropped += 1
+        print(
+            f"sink.browser: dropped a viewer that is not reading ({self.dropped} so far)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def broadcast(self, message: str | bytes) -> None:
+        """Queue ``message`` for every viewer without waiting for any; a viewer whose queue is
+        full is dropped. Yields to the loop once so the viewers' writers get to run."""
+        for viewer in list(self.clients):
+            try:
+                viewer.queue.put_nowait(message)
+            except asyncio.QueueFull:
+                self._drop(viewer)
+        await asyncio.sleep(0)
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Send what is queued and close each socket (at most ``grace`` seconds), then stop."""
+        writers = []
+        for viewer in list(self.clients):
+            try:
+                viewer.queue.put_nowait(None)
+                writers.append(viewer.task)
+            except asyncio.QueueFull:
+                viewer.abort()
+        if writers:
+            await asyncio.wait(writers, timeout=grace)
+        for viewer in list(self.clients):
+            viewer.abort()
+        self.clients.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -148,7 +271,8 @@ class BrowserSink(Operator):
         from ..face.rig import DEFAULT_GLB
 
         glb = Path(self.params.glb) if self.params.glb else DEFAULT_GLB
-        self.server = ViewerServer(self.params.host, self.params.port, glb)
+        p = self.params
+        self.server = ViewerServer(p.host, p.port, glb, p.token, tuple(p.hosts), p.queue)
         self.url = await self.server.start()
         print(f"sink.browser: open {self.url}", file=sys.stderr, flush=True)
 
@@ -181,6 +305,16 @@ class BrowserSink(Operator):
     async def flush(self):
         await self.server.broadcast(json.dumps({"type": "end"}))
         return None
+
+    def counters(self) -> dict[str, int]:
+        server = getattr(self, "server", None)
+        if server is None:
+            return {}
+        return {
+            "viewers": server.accepted,
+            "refused": server.refused,
+            "dropped_viewers": server.dropped,
+        }
 
     async def close(self) -> None:
         server = getattr(self, "server", None)

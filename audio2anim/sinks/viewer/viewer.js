@@ -2,10 +2,14 @@
 // visemes) over a WebSocket from sink.browser, and plays them on a media-time timeline.
 // Clock: the audio clock when audio plays, else the wall clock; frames and audio are scheduled
 // PLAYOUT_DELAY seconds after their first arrival so network jitter does not stall them.
+// Access: the URL that the run prints carries ?token=…; the page passes it on the socket and
+// the GLB request (the server refuses both without it).
 import * as THREE from "three";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
 
 const PLAYOUT_DELAY = 0.12;
+const TOKEN = new URLSearchParams(location.search).get("token") ?? "";
+const withToken = (path) => `${path}?token=${encodeURIComponent(TOKEN)}`;
 // Oculus/Meta 15-class viseme set, in the order of audio2anim's Visemes ids
 const VISEMES = ["sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou"];
 
@@ -31,7 +35,7 @@ fill.position.set(0.8, 0.05, 0.5);
 scene.add(fill);
 
 let meshes = [];  // meshes with morph targets
-new GLTFLoader().load("/face.glb", (gltf) => {
+if (TOKEN) new GLTFLoader().load(withToken("/face.glb"), (gltf) => {
   scene.add(gltf.scene);
   gltf.scene.traverse((o) => {
     if (o.isMesh && o.morphTargetDictionary) {
@@ -159,7 +163,11 @@ function setStatus(text) {
     text ?? (state.ready ? "live" : socketOpen ? "loading face…" : "connecting…");
 }
 function connect() {
-  const ws = new WebSocket(`ws://${location.host}/ws`);
+  if (!TOKEN) {
+    setStatus("no token: open the full URL that audio2anim printed (…/?token=…)");
+    return;
+  }
+  const ws = new WebSocket(`ws://${location.host}${withToken("/ws")}`);
   ws.binaryType = "arraybuffer";
   ws.onopen = () => {
     socketOpen = true; state.ready = meshes.length > 0; setStatus();

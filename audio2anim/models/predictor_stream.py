@@ -239,7 +239,9 @@ def open_predictor_stream(
 
         onnx = cached_onnx_model(checkpoint) if onnx_path is None else OnnxModel(onnx_path)
         if onnx.kind != kind:
-            raise ValueError(f"{onnx_path or checkpoint}: holds a {onnx.kind!r} model, {checkpoint} a {kind!r}")
+            raise ValueError(
+                f"{onnx_path or checkpoint}: holds a {onnx.kind!r} model, {checkpoint} a {kind!r}"
+            )
         if kind == "w2v-ar":
             from safetensors.numpy import load_file
 

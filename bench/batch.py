@@ -128,7 +128,7 @@ def main() -> int:
     table += [
         "",
         f"start-up: `audio2anim animate` on a 0.5 s clip {startup_cli:.2f} s; "
-        f"`Animator()` in a process that has imported nothing else {startup_api:.2f} s",
+        f"`Animator()` in the bench process (torch not yet imported) {startup_api:.2f} s",
     ]
     text = "\n".join(table)
     print(text)

@@ -22,6 +22,7 @@ temporary directory unless an exported ``.onnx`` is given).
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 from collections.abc import Callable
@@ -183,11 +184,13 @@ def export_to_temp(checkpoint: str | Path) -> tuple[Path, tempfile.TemporaryDire
 
 
 # Process-wide cache of ONNX models exported from checkpoints: (checkpoint directory, the
-# modification times and sizes of its files) → (session, its temporary directory). Exporting
-# imports torch and traces the model (seconds); running an exported session is cheap, and one
-# session serves any number of streams (a stream keeps its own state; onnxruntime's ``run`` is
-# thread-safe). A checkpoint rewritten in place gets a new key, so it is exported again.
-_ONNX_CACHE: dict[tuple, tuple[Any, tempfile.TemporaryDirectory]] = {}
+# modification times and sizes of its files) → (process id, session, exported file, its
+# temporary directory). Exporting imports torch and traces the model (seconds); running an
+# exported session is cheap, and one session serves any number of streams (a stream keeps its
+# own state; onnxruntime's ``run`` is thread-safe). A checkpoint rewritten in place gets a new
+# key, so it is exported again. A forked child (a batch worker) opens its own session from the
+# file its parent exported, without exporting again.
+_ONNX_CACHE: dict[tuple, tuple[int, Any, Path, tempfile.TemporaryDirectory]] = {}
 _ONNX_LOCK = threading.Lock()
 
 
@@ -204,10 +207,12 @@ def cached_onnx_model(checkpoint: str | Path):
     key = _checkpoint_key(checkpoint)
     with _ONNX_LOCK:
         hit = _ONNX_CACHE.get(key)
-        if hit is None:
+        if hit is None or (hit[0] != os.getpid() and not hit[2].is_file()):
             path, tmp = export_to_temp(checkpoint)
-            hit = _ONNX_CACHE[key] = (OnnxModel(path), tmp)
-    return hit[0]
+            hit = _ONNX_CACHE[key] = (os.getpid(), OnnxModel(path), path, tmp)
+        elif hit[0] != os.getpid():
+            hit = _ONNX_CACHE[key] = (os.getpid(), OnnxModel(hit[2]), hit[2], hit[3])
+    return hit[1]
 
 
 def open_predictor_stream(

@@ -98,7 +98,7 @@ def test_animate_errors_are_one_line(tmp_path, capsys):
     assert "missing.wav: no such file" in capsys.readouterr().err
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
-    assert main(["animate", str(bad), "-o", str(tmp_path / "o.csv")]) == 2
+    assert main(["animate", str(bad), "-o", str(tmp_path / "o.csv")]) == 1  # the input failed
     assert "not a readable audio file" in capsys.readouterr().err
     good = tmp_path / "good.wav"
     sf.write(good, np.zeros(1600, np.float32), 16000)

@@ -1,135 +1,407 @@
-"""``audio2anim animate IN -o OUT.csv [--graph graphs/NAME.yaml] [--video OUT.mp4]``.
+"""``audio2anim animate IN [IN …] [-o OUT …] [--format F,…] [--out-dir DIR] [--fps N]``.
 
-Runs a method graph as fast as possible over an audio file (any format and rate libsndfile
-and soxr handle, mono or multichannel — channels are averaged) and writes the animation as a
-CSV: ``time`` (seconds) then the 52 ARKit blendshape names exactly as ARKit spells them (the
-``simple`` layout of ``sink.csv``; parameters the model does not predict are 0). ``--video``
-also renders the face (``render.mesh``) into an MP4 with the audio (``sink.video``).
+Animates audio files offline, as fast as possible, with a method graph loaded once
+(`audio2anim.animate.api.Animator`), and writes each animation in the formats asked for
+(`audio2anim.animate.outputs`: ARKit CSV, Live Link Face CSV, animation JSON, Oculus viseme CSV,
+Rhubarb TSV/JSON/XML/DAT, glTF/GLB/VRM).
 
-The graph's ``src`` node becomes ``source.file``, its live sinks are dropped, the CSV (and
-video) sinks hang off its ``smooth`` node, and every queue blocks: nothing is dropped
-(`audio2anim.animate.graph_edit`).
+- One input and ``-o OUT`` (repeatable): the formats follow the extensions, or ``--format``
+  names one format per ``-o`` (``-o take.csv --format livelink``).
+- Otherwise inputs are files, folders (searched recursively for audio files), globs and
+  ``@list.txt`` (one input per line); each input gets one file per ``--format`` (default
+  ``csv``) named after it (``line01.wav`` → ``line01.csv``, ``line01.visemes.csv`` …), beside it
+  or under ``--out-dir`` mirroring the input tree. ``--skip-existing`` leaves inputs whose
+  outputs all exist.
+- Several files run on a pool of worker processes (``--workers``, default min(cores, files)),
+  each with its own models and one torch thread; one progress bar follows the files and the
+  seconds of audio done. A file that cannot be animated (unreadable, empty, shorter than
+  0.1 s, NaN samples) is reported and the others carry on; ``--report F.json`` writes the
+  failures as JSON. Exit code: 0 all written, 1 some failed, 2 usage error (nothing run).
+- ``--fps N`` resamples the animation (from the models' 50 fps) with
+  `Animation.resample`; timecodes follow the new rate.
+- ``--video OUT.mp4`` (one input) also renders the face into an MP4 with the audio.
+
+Outputs are checked before any audio is processed: an unknown extension, an output that is
+an input, and two outputs that are the same file are refused. Every file is written under a
+temporary name and renamed when complete.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import json
+import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from audio2anim.graph.cli import add_checkpoints_argument, apply_checkpoints_argument
+from audio2anim.graph.cli import add_checkpoints_argument
 
-# the best method on this 2-core CPU by bench/latency.py (see docs/methods.md)
-DEFAULT_GRAPH = "graphs/viseme_cnn.yaml"
+from .api import DEFAULT_GRAPH
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".opus")
+
+
+class UsageError(Exception):
+    """A command line that cannot run; exit code 2."""
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "animate",
-        help="animate an audio file offline → CSV of ARKit weights (and MP4)",
-        description="Run a method graph over an audio file as fast as possible; write a CSV "
-        "(time + ARKit names) and optionally an MP4 of the rendered face.",
+        help="animate audio files offline → ARKit CSV, Live Link CSV, JSON, Rhubarb cues, GLB …",
+        description="Run a method graph over audio files as fast as possible and write the "
+        "animation in the formats asked for. Exit code 0: all written; 1: some inputs failed; "
+        "2: usage error.",
     )
-    p.add_argument("input", type=Path, help="audio file (WAV, FLAC, OGG, … any rate, any channels)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write")
     p.add_argument(
-        "--graph",
-        type=Path,
-        default=None,
+        "inputs", nargs="+", metavar="IN",
+        help="audio files, folders (searched recursively), globs or @list.txt",
+    )  # fmt: skip
+    p.add_argument(
+        "-o", "--output", dest="outputs", action="append", type=Path, default=[],
+        metavar="OUT", help="output file (one input; repeatable; format by extension)",
+    )  # fmt: skip
+    p.add_argument(
+        "--format", dest="formats", action="append", default=[], metavar="F[,F…]",
+        help="output formats: csv livelink json visemes tsv xml dat rhubarb-json glb gltf vrm",
+    )  # fmt: skip
+    p.add_argument("--out-dir", type=Path, help="write outputs here, mirroring the input tree")
+    p.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs exist")
+    p.add_argument("--fps", type=int, help="output frame rate (24, 25, 30, 50, 60 or any > 0)")
+    p.add_argument("--workers", type=int, help="worker processes (default min(cores, files))")
+    p.add_argument("--report", type=Path, metavar="F.json", help="write the failures as JSON")
+    p.add_argument("--model", type=Path, help="GLB/VRM/glTF to animate (default: shipped head)")
+    p.add_argument(
+        "--graph", type=Path, default=None,
         help=f"method graph (default: {DEFAULT_GRAPH}, the best method on CPU)",
-    )
-    p.add_argument("--video", type=Path, metavar="OUT.mp4", help="also render an MP4 with audio")
+    )  # fmt: skip
+    p.add_argument("--video", type=Path, metavar="OUT.mp4", help="also render an MP4 (one input)")
     p.add_argument("--size", type=int, default=512, help="video frame size in pixels (512)")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
         help="override a node parameter of the graph (repeatable)",
     )  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="do not print the run summary")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     add_checkpoints_argument(p)
     p.set_defaults(func=cmd_animate)
 
 
-def cmd_animate(args: argparse.Namespace) -> int:
-    import asyncio
+@dataclass
+class Job:
+    """One input and its outputs ``[(path, format)]``."""
 
-    import soundfile as sf
+    input: Path
+    outputs: list[tuple[Path, str]] = field(default_factory=list)
 
-    from audio2anim.graph.errors import GraphError, OperatorError
 
-    from .graph_edit import offline_graph
+# ------------------------------------------------------------------------- planning
 
-    apply_checkpoints_argument(args)
-    if not args.input.is_file():
-        print(f"error: {args.input}: no such file", file=sys.stderr)
-        return 2
-    try:
-        info = sf.info(str(args.input))
-    except Exception as e:  # libsndfile's message says what is wrong with the file
-        print(f"error: {args.input}: not a readable audio file ({e})", file=sys.stderr)
-        return 2
-    for out in (args.output, args.video):
-        if out is None:
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files, folders (recursive, audio extensions), globs and ``@list.txt`` → files, in order."""
+    found: list[Path] = []
+    for item in items:
+        if item.startswith("@"):
+            listing = Path(item[1:])
+            try:
+                lines = listing.read_text(encoding="utf-8").splitlines()
+            except OSError as e:
+                raise UsageError(f"{listing}: cannot read the input list ({e.strerror})") from None
+            base = listing.parent
+            entries = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+            found += expand_inputs([e if os.path.isabs(e) else str(base / e) for e in entries])
             continue
-        try:  # like the README's `-o out/speech.csv` on a fresh clone: make the folder
-            out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            print(
-                f"error: {out}: cannot create folder {out.parent} ({e.strerror})", file=sys.stderr
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
             )
-            return 2
-    sinks: dict = {"csv": ("sink.csv", {"path": str(args.output), "layout": "simple"})}
-    if args.video:
-        sinks["face"] = ("render.mesh", {"size": args.size})
-        sinks["video"] = (
-            "sink.video",
-            {"path": str(args.video)},
-            [("face", "in"), ("rs", "audio")],
-        )
-    graph_file = args.graph or Path(DEFAULT_GRAPH)
+        elif path.is_file():
+            found.append(path)
+        elif glob.has_magic(item):
+            hits = sorted(Path(h) for h in glob.glob(item, recursive=True))
+            if not hits:
+                raise UsageError(f"{item}: no file matches")
+            found += [h for h in hits if h.is_file()]
+        else:
+            raise UsageError(f"{item}: no such file")
+    seen: set[Path] = set()
+    unique = []
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def _formats(args) -> list[str]:
+    from .outputs import check_format
+
+    names = [f.strip() for item in args.formats for f in item.split(",") if f.strip()]
+    return [check_format(n) for n in names]
+
+
+def plan_jobs(args, inputs: list[Path]) -> list[Job]:
+    """Every input's outputs, checked before anything runs (`UsageError` otherwise)."""
+    from .outputs import EXTENSION, OutputError, format_of
+
     try:
-        graph = offline_graph(graph_file, args.input, sinks, overrides=args.overrides)
+        formats = _formats(args)
+        if args.outputs:
+            if len(inputs) != 1:
+                raise UsageError("-o takes one input; for several, use --format and --out-dir")
+            if args.out_dir:
+                raise UsageError("give -o or --out-dir, not both")
+            if formats and len(formats) != len(args.outputs):
+                raise UsageError(
+                    f"{len(args.outputs)} outputs and {len(formats)} formats: give one --format "
+                    "per -o, or none (formats by extension)"
+                )
+            outs = [
+                (o, formats[i] if formats else format_of(o)) for i, o in enumerate(args.outputs)
+            ]
+            for out, _ in outs:
+                try:  # like the README's `-o out/speech.csv` on a fresh clone: make the folder
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise UsageError(
+                        f"{out}: cannot create folder {out.parent} ({e.strerror})"
+                    ) from None
+            jobs = [Job(inputs[0], outs)]
+        else:
+            formats = formats or ["csv"]
+            jobs = []
+            for inp in inputs:
+                folder = inp.parent
+                if args.out_dir:
+                    folder = args.out_dir / _relative_folder(inp, args.inputs)
+                stem = folder / inp.stem
+                jobs.append(Job(inp, [(Path(f"{stem}{EXTENSION[f]}"), f) for f in formats]))
+    except OutputError as e:
+        raise UsageError(str(e)) from None
+    if args.video and len(jobs) != 1:
+        raise UsageError("--video takes one input")
+    taken = {p.resolve(): p for p in inputs}
+    if args.model:
+        taken[args.model.resolve()] = args.model
+    written: dict[Path, Path] = {}
+    for job in jobs:
+        extra = [(args.video, "video")] if args.video else []
+        for out, _ in job.outputs + extra:
+            key = out.resolve()
+            if key in taken:
+                raise UsageError(f"{out}: the output would overwrite an input; refused")
+            if key in written:
+                raise UsageError(f"{out}: written twice (two outputs are the same file)")
+            written[key] = out
+    return jobs
+
+
+def _relative_folder(inp: Path, items: list[str]) -> Path:
+    """Where ``inp`` sits under the folder (or glob root) it was found from."""
+    resolved = inp.resolve()
+    for item in items:
+        root = Path(item.split("*")[0].split("?")[0].split("[")[0] or ".")
+        root = root if root.is_dir() else root.parent
+        try:
+            return resolved.parent.relative_to(root.resolve())
+        except ValueError:
+            continue
+    return Path()
+
+
+# ------------------------------------------------------------------------- running
+
+
+@dataclass
+class Settings:
+    graph: str
+    overrides: tuple[str, ...]
+    checkpoints: str | None
+    fps: int | None
+    model: str | None
+
+
+_ANIMATOR = None  # the worker process's Animator
+
+
+def _init_worker(settings: Settings) -> None:
+    global _ANIMATOR
+    from .api import Animator
+
+    _ANIMATOR = Animator(settings.graph, settings.overrides, settings.checkpoints)
+
+
+def animate_job(job: Job, settings: Settings, progress=None) -> tuple[str, float, str | None]:
+    """Animate one input and write its outputs → (input, seconds of audio, error or None)."""
+    from .api import AnimateError, audio_seconds
+    from .outputs import OutputError, write_output
+
+    assert _ANIMATOR is not None
+    seconds = audio_seconds(job.input)
+    try:
+        anim = _ANIMATOR.animate(job.input, progress=progress)
+        if settings.fps:
+            anim = anim.resample(settings.fps)
+        for path, fmt in job.outputs:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"{path}: cannot create folder ({e.strerror})") from None
+            write_output(path, anim, fmt, settings.model)
+    except (AnimateError, OutputError) as e:
+        return str(job.input), 0.0 if seconds != seconds else seconds, str(e)
+    except Exception as e:  # anything else: still one line, the batch carries on
+        return str(job.input), 0.0, f"{job.input}: {type(e).__name__}: {e}".splitlines()[0]
+    return str(job.input), seconds, None
+
+
+def cmd_animate(args: argparse.Namespace) -> int:
+    try:
+        if args.fps is not None and args.fps <= 0:
+            raise UsageError(f"--fps {args.fps}: must be a positive integer")
+        if args.workers is not None and args.workers <= 0:
+            raise UsageError(f"--workers {args.workers}: must be at least 1")
+        if args.model and not args.model.is_file():
+            raise UsageError(f"{args.model}: no such model file")
+        inputs = expand_inputs(args.inputs)
+        if not inputs:
+            raise UsageError("no audio files found in the inputs")
+        jobs = plan_jobs(args, inputs)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    skipped = 0
+    if args.skip_existing:
+        todo = [j for j in jobs if not all(p.is_file() for p, _ in j.outputs)]
+        skipped = len(jobs) - len(todo)
+        jobs = todo
+    settings = Settings(
+        str(args.graph or DEFAULT_GRAPH),
+        tuple(args.overrides),
+        str(args.checkpoints) if args.checkpoints else None,
+        args.fps,
+        str(args.model) if args.model else None,
+    )
+    from audio2anim.graph.errors import GraphError
+
+    t0 = time.perf_counter()
+    try:
+        results = _run_jobs(jobs, settings, args)
     except GraphError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    seconds = info.frames / info.samplerate
-    t0 = time.perf_counter()
-    try:
-        report = asyncio.run(_run_with_progress(graph, seconds, quiet=args.quiet))
-    except OperatorError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if args.video and jobs and results[0][2] is None:
+        err = _render_video(jobs[0].input, args, settings)
+        if err:
+            results[0] = (results[0][0], results[0][1], err)
     wall = time.perf_counter() - t0
-    if not args.quiet:
-        print(report.table(), file=sys.stderr)
-    print(
-        f"{args.output}: {seconds:.2f} s of audio animated in {wall:.2f} s "
-        f"({seconds / max(wall, 1e-9):.1f}x real time) with {graph_file}"
-        + (f"; video {args.video}" if args.video else ""),
-        file=sys.stderr,
-    )
-    return 0
+    failures = [{"input": i, "error": e} for i, _, e in results if e is not None]
+    for f in failures:
+        print(f"error: {f['error']}", file=sys.stderr)
+    if args.report:
+        from audio2anim.formats.animation import write_atomic
+
+        doc = {"inputs": len(results) + skipped, "written": len(results) - len(failures),
+               "skipped": skipped, "failures": failures}  # fmt: skip
+        write_atomic(args.report, json.dumps(doc, indent=2) + "\n")
+    seconds = sum(s for _, s, e in results if e is None)
+    done = len(results) - len(failures)
+    if len(jobs) == 1 and not failures:
+        outs = ", ".join(str(p) for p, _ in jobs[0].outputs)
+        print(
+            f"{outs}: {seconds:.2f} s of audio animated in {wall:.2f} s "
+            f"({seconds / max(wall, 1e-9):.1f}x real time) with {settings.graph}"
+            + (f"; video {args.video}" if args.video else ""),
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"{done} of {len(results)} files animated ({seconds:.1f} s of audio in {wall:.1f} s, "
+            f"{seconds / max(wall, 1e-9):.1f}x real time), {len(failures)} failed"
+            + (f", {skipped} skipped (outputs exist)" if skipped else ""),
+            file=sys.stderr,
+        )
+    return 1 if failures else 0
 
 
-async def _run_with_progress(graph, seconds: float, quiet: bool):
-    """Run ``graph``; a tqdm bar follows the seconds of animation the CSV sink has written."""
-    import asyncio
-
+def _run_jobs(jobs: list[Job], settings: Settings, args) -> list[tuple[str, float, str | None]]:
     from tqdm import tqdm
 
+    from .api import audio_seconds
+
+    if not jobs:
+        return []
+    total = sum(s for s in (audio_seconds(j.input) for j in jobs) if s == s)
+    workers = args.workers or min(os.cpu_count() or 1, len(jobs))
+    workers = min(workers, len(jobs))
+    results: list[tuple[str, float, str | None]] = []
+    with tqdm(
+        total=round(total, 2), unit="s", desc="animate", disable=args.quiet, leave=False,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio{postfix} [{elapsed}<{remaining}]",
+    ) as bar:  # fmt: skip
+        bar.set_postfix_str(f"0/{len(jobs)} files")
+
+        def finished(result) -> None:
+            results.append(result)
+            bar.set_postfix_str(f"{len(results)}/{len(jobs)} files")
+
+        if workers == 1:
+            _init_worker(settings)
+            for job in jobs:
+                base = bar.n
+
+                def progress(s: float, base=base) -> None:
+                    bar.update(max(0.0, min(base + s, total) - bar.n))
+
+                result = animate_job(job, settings, progress if len(jobs) == 1 else None)
+                bar.update(
+                    max(0.0, base + audio_seconds(job.input) - bar.n) if result[2] is None else 0
+                )
+                finished(result)
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            # export the models once here: forked workers reuse the exported ONNX files
+            _init_worker(settings)
+            ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            with ProcessPoolExecutor(workers, ctx, _init_worker, (settings,)) as pool:
+                futures = {pool.submit(animate_job, j, settings): j for j in jobs}
+                for fut in as_completed(futures):
+                    try:
+                        result = fut.result()
+                    except Exception as e:  # a worker died
+                        job = futures[fut]
+                        result = (str(job.input), 0.0, f"{job.input}: worker failed ({e})")
+                    if result[2] is None:
+                        bar.update(result[1])
+                    finished(result)
+    order = {str(j.input): k for k, j in enumerate(jobs)}
+    return sorted(results, key=lambda r: order.get(r[0], 0))
+
+
+def _render_video(audio: Path, args, settings: Settings) -> str | None:
+    """Render the face of ``audio`` into ``args.video``; an error line or None."""
+    import asyncio
+
+    from audio2anim.graph.errors import GraphError, OperatorError
     from audio2anim.graph.runner import Runner
 
-    runner = Runner(graph)
-    task = asyncio.ensure_future(runner.run())
-    with tqdm(
-        total=round(seconds, 2), unit="s", desc="animate", disable=quiet, leave=False,
-        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]",
-    ) as bar:  # fmt: skip
-        while not task.done():
-            await asyncio.wait({task}, timeout=0.25)
-            try:
-                rows = runner.operator("csv").rows
-            except (KeyError, AttributeError):  # not started yet
-                continue
-            bar.update(min(rows / 50.0, seconds) - bar.n)
-    return task.result()
+    from .graph_edit import offline_graph
+
+    try:
+        args.video.parent.mkdir(parents=True, exist_ok=True)
+        sinks: dict = {
+            "face": ("render.mesh", {"size": args.size}),
+            "video": ("sink.video", {"path": str(args.video)}, [("face", "in"), ("rs", "audio")]),
+        }
+        graph = offline_graph(settings.graph, audio, sinks, overrides=settings.overrides)
+        asyncio.run(Runner(graph).run())
+    except (GraphError, OperatorError, OSError) as e:
+        return f"{args.video}: {e}".splitlines()[0]
+    return None

@@ -22,10 +22,12 @@ temporary directory unless an exported ``.onnx`` is given).
 
 from __future__ import annotations
 
+import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -181,6 +183,38 @@ def export_to_temp(checkpoint: str | Path) -> tuple[Path, tempfile.TemporaryDire
     return export_onnx(checkpoint, Path(tmp.name) / "model.onnx"), tmp
 
 
+# Process-wide cache of ONNX models exported from checkpoints: (checkpoint directory, the
+# modification times and sizes of its files) → (process id, session, exported file, its
+# temporary directory). Exporting imports torch and traces the model (seconds); running an
+# exported session is cheap, and one session serves any number of streams (a stream keeps its
+# own state; onnxruntime's ``run`` is thread-safe). A checkpoint rewritten in place gets a new
+# key, so it is exported again. A forked child (a batch worker) opens its own session from the
+# file its parent exported, without exporting again.
+_ONNX_CACHE: dict[tuple, tuple[int, Any, Path, tempfile.TemporaryDirectory]] = {}
+_ONNX_LOCK = threading.Lock()
+
+
+def _checkpoint_key(checkpoint: str | Path) -> tuple:
+    root = Path(checkpoint).resolve()
+    files = sorted(p for p in root.iterdir() if p.is_file()) if root.is_dir() else []
+    return (str(root), tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+
+
+def cached_onnx_model(checkpoint: str | Path):
+    """The `OnnxModel` of ``checkpoint``, exported once per process (see ``_ONNX_CACHE``)."""
+    from .onnx_export import OnnxModel
+
+    key = _checkpoint_key(checkpoint)
+    with _ONNX_LOCK:
+        hit = _ONNX_CACHE.get(key)
+        if hit is None or (hit[0] != os.getpid() and not hit[2].is_file()):
+            path, tmp = export_to_temp(checkpoint)
+            hit = _ONNX_CACHE[key] = (os.getpid(), OnnxModel(path), path, tmp)
+        elif hit[0] != os.getpid():
+            hit = _ONNX_CACHE[key] = (os.getpid(), OnnxModel(hit[2]), hit[2], hit[3])
+    return hit[1]
+
+
 def open_predictor_stream(
     checkpoint: str | Path,
     backend: str = "torch",
@@ -190,8 +224,9 @@ def open_predictor_stream(
     """A streaming predictor for a checkpoint directory → ``(stream, sidecar, keepalive)``.
 
     ``backend``: ``"torch"`` (on ``device``) or ``"onnx"`` (onnxruntime, CPU; ``onnx_path``
-    = an existing export, else the checkpoint is exported to a temporary directory, returned
-    as ``keepalive``). The sidecar is the checkpoint's ``config.json``.
+    = an existing export, else the checkpoint's export cached in this process by
+    `cached_onnx_model`; ``keepalive`` is kept for callers and is None). The sidecar is the
+    checkpoint's ``config.json``.
     """
     sidecar = read_sidecar(checkpoint)
     kind = sidecar["kind"]
@@ -207,11 +242,11 @@ def open_predictor_stream(
     elif backend == "onnx":
         from .onnx_export import OnnxModel
 
-        if onnx_path is None:
-            onnx_path, keepalive = export_to_temp(checkpoint)
-        onnx = OnnxModel(onnx_path)
+        onnx = cached_onnx_model(checkpoint) if onnx_path is None else OnnxModel(onnx_path)
         if onnx.kind != kind:
-            raise ValueError(f"{onnx_path}: holds a {onnx.kind!r} model, {checkpoint} a {kind!r}")
+            raise ValueError(
+                f"{onnx_path or checkpoint}: holds a {onnx.kind!r} model, {checkpoint} a {kind!r}"
+            )
         if kind == "w2v-ar":
             from safetensors.numpy import load_file
 

@@ -64,12 +64,10 @@ class OnnxFrontEndStream:
 
     def __init__(self, model_dir) -> None:
         from audio2anim.models.logmel import LogMelConfig
-        from audio2anim.models.onnx_export import OnnxModel
-        from audio2anim.models.predictor_stream import export_to_temp
+        from audio2anim.models.predictor_stream import cached_onnx_model
         from audio2anim.models.viseme_frontend import SILENCE_LOGMEL
 
-        path, self._tmp = export_to_temp(model_dir)
-        self.onnx = OnnxModel(path)
+        self.onnx = cached_onnx_model(model_dir)
         self.cfg = LogMelConfig.from_dict(_logmel_config(self.onnx.meta))
         self.silence = SILENCE_LOGMEL
         self.reset()

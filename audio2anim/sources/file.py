@@ -1,7 +1,8 @@
 """``source.file``: audio from a file, block by block, optionally paced like a live device.
 
 Position: first node of an offline graph (or a live-like one with ``realtime: true``).
-Ports: out → Audio (float32 mono at the file's own rate; multichannel is averaged to mono).
+Ports: out → Audio (float32 mono at the file's own rate; multichannel is averaged to mono; a
+block with NaN or infinite samples is an error naming the file).
 Params: ``path`` (WAV/FLAC/OGG or anything libsndfile reads; default: the shipped speech clip),
 ``block_ms`` (block length), ``realtime`` (pace blocks at wall-clock rate).
 
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator
 from importlib.resources import files
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 from pydantic import Field, field_validator
 
@@ -66,6 +68,11 @@ class FileSource(Source):
                 data = f.read(block, dtype="float32", always_2d=True)
                 if len(data) == 0:
                     return
+                if not np.isfinite(data).all():
+                    at = (f.tell() - len(data)) / f.samplerate
+                    raise ValueError(
+                        f"{self.params.path}: non-finite samples (NaN or inf) near {at:.2f} s"
+                    )
                 yield data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
 
         async for pkt in audio_packets(blocks(), f.samplerate, self.params.realtime):

@@ -23,8 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-from pathlib import Path
 import sys
+from pathlib import Path
 
 from audio2anim.models.checkpoint import MODELS
 

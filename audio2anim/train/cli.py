@@ -8,8 +8,10 @@
     audio2anim export-onnx CHECKPOINT [--out FILE]
 
 MODEL is one of viseme-frontend, wav2vec2, viseme-mlp, viseme-cnn, w2v-cnn, w2v-ar,
-w2v-attention. DATA is a training-data export (``export-data``) or a corpus directory (exported
-into CORPUS/cache/training-data on first use). The w2v-* predictors need ``--frontend`` (a
+w2v-attention. DATA is a training-data export (``export-data``), a corpus directory (exported
+into CORPUS/cache/training-data on first use) or a dataset directory (``audio2anim data``
+steps: its corpus, its teach targets and its ``data split``). Outputs default to the working
+directory: ``runs/MODEL``, ``eval-NAME/``, ``NAME.onnx``; nothing is written into the package. The w2v-* predictors need ``--frontend`` (a
 trained wav2vec2 checkpoint); viseme-* predictors take an optional ``--frontend`` (a viseme
 front end) for the end-to-end part of their evaluation.
 
@@ -36,7 +38,9 @@ def add_commands(subparsers) -> None:
         description="Train one of the seven models, or export a corpus as training data.",
     )
     p.add_argument("model", choices=(*MODELS, "export-data"))
-    p.add_argument("--data", required=True, help="training-data export or corpus directory")
+    p.add_argument(
+        "--data", required=True, help="training-data export, corpus or dataset directory"
+    )
     p.add_argument(
         "--add-train",
         action="append",
@@ -160,7 +164,9 @@ def add_commands(subparsers) -> None:
 
     e = subparsers.add_parser("eval", help="evaluate a checkpoint: report.md + plot.png")
     e.add_argument("checkpoint")
-    e.add_argument("--data", required=True, help="training-data export or corpus directory")
+    e.add_argument(
+        "--data", required=True, help="training-data export, corpus or dataset directory"
+    )
     e.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
     e.add_argument("--out", help="report directory (default eval-NAME in the working directory)")
     e.add_argument("--frontend", help="front end to evaluate a predictor end to end")

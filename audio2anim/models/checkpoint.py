@@ -23,10 +23,8 @@ import importlib
 import json
 from pathlib import Path
 
-from .sidecar import FORMAT, WAV2VEC2_ENSEMBLE_FORMAT, ChecksumError, jsonable, verify_files
-from .sidecar import file_digests as file_digests
-
-__all__ = ["ChecksumError"]  # raised by `load` for a file that differs from its sidecar's sha256
+from .sidecar import FORMAT, WAV2VEC2_ENSEMBLE_FORMAT, file_digests, jsonable, verify_files
+from .sidecar import ChecksumError as ChecksumError  # raised by `load` for a differing file
 
 # The seven models, in training order: each front end before the predictors that read its
 # features. Imported by the trainers and scripts/train_all.py, so this module stays free of

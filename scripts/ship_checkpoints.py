@@ -6,7 +6,8 @@
 
 Replaces each of the seven model directories with ``config.json``, ``model.safetensors`` (and
 ``vocab.json``) of the run's — and those of every member directory of an ensemble
-(``member-N/``) — front-end references in the sidecars are relative (``../wav2vec2``), so they
+(``member-N/``), records the sha256 of each weight file in its sidecar (``"files"``), which
+loading verifies — front-end references in the sidecars are relative (``../wav2vec2``), so they
 stay valid — checks the 30 MB budget, and writes ``DEST/TRAINING.md``: the exact commands, the
 training-data summary and split, each model's size, training run and test-voice figures (from
 the sidecars), and, if given, the Markdown table printed by ``bench/model_cost.py``.
@@ -24,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from audio2anim.models.checkpoint import MODELS as ORDER  # noqa: E402 (after the path)
 from audio2anim.models.checkpoint import read_sidecar  # noqa: E402
+from audio2anim.models.sidecar import stamp_files  # noqa: E402
 from audio2anim.train.evaluate import fmt  # noqa: E402
 
 FILES = ("config.json", "model.safetensors", "vocab.json")
@@ -79,6 +81,9 @@ def main() -> int:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, target)
             total += target.stat().st_size
+        for d in [dest / m, *sorted(p.parent for p in (dest / m).glob("*/config.json"))]:
+            if (d / "model.safetensors").is_file():
+                stamp_files(d)  # the sha256 every load checks the copied weights against
     sides = {m: read_sidecar(dest / m) for m in ORDER}
     # the train_all.py calls that made the seven (a sidecar's command ends "# run by: CALL")
     runs: dict[str, list[str]] = {}

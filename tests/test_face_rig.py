@@ -46,7 +46,7 @@ def test_glb_round_trip_keeps_deltas(built, tmp_path):
 
 
 def test_shipped_glb_matches_the_generator(built, shipped):
-    # fails when build.py changed but `audio2anim face build` was not rerun
+    # fails when build.py changed but `audio2anim face build -o DEFAULT_GLB` was not rerun
     np.testing.assert_allclose(shipped.positions, built.positions, atol=1e-5)
     np.testing.assert_allclose(shipped.target_positions, built.target_positions, atol=1e-5)
 

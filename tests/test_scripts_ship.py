@@ -81,3 +81,10 @@ def test_train_all_then_ship(tmp_path):
     assert all((shipped / f"member-{i}" / "model.safetensors").is_file() for i in (0, 1))
     assert "The 2 members of wav2vec2:" in (dest / "TRAINING.md").read_text()
     assert run("scripts/ship_checkpoints.py", dest, "--dest", dest).returncode == 2
+    for m in MODELS:  # every shipped weight file carries the sha256 that loading checks
+        dirs = [dest / m, *(p.parent for p in (dest / m).glob("*/config.json"))]
+        for d in dirs:
+            if (d / "model.safetensors").is_file():
+                config = json.loads((d / "config.json").read_text())
+                files = config.get("files") or config["audio2anim"]["files"]
+                assert files["model.safetensors"].startswith("sha256:")

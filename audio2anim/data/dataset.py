@@ -23,6 +23,9 @@ Steps (each also an ``audio2anim data`` subcommand, same meaning as the original
 - `split`: train/test by utterance or by voice, seeded; an utterance is never on both sides.
 - `info`: hours, voices, per-viseme frame histogram.
 
+`audio2anim train` and `eval` take a dataset folder as ``--data`` (`audio2anim.train.data`):
+audio and labels from its source corpus, targets from its ``mouth``/``eyes``, its split.
+
 Every shard and manifest is written to a temporary file and renamed into place.
 """
 

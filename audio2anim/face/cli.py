@@ -30,7 +30,10 @@ def add_commands(subparsers) -> None:
     face = subparsers.add_parser("face", help="face rig tools")
     fsub = face.add_subparsers(dest="face_command", metavar="COMMAND", required=True)
     b = fsub.add_parser("build", help="regenerate the default face rig GLB")
-    b.add_argument("-o", "--output", type=Path, help="output .glb (default: the packaged one)")
+    b.add_argument(
+        "-o", "--output", type=Path, default=Path("face.glb"),
+        help="output .glb (default face.glb in the working directory)",
+    )  # fmt: skip
     b.set_defaults(func=build_command)
 
 
@@ -83,9 +86,9 @@ def render_command(args: argparse.Namespace) -> int:
 
 def build_command(args: argparse.Namespace) -> int:
     from .build import build_rig
-    from .rig import DEFAULT_GLB, save_glb
+    from .rig import save_glb
 
-    out = args.output or DEFAULT_GLB
+    out = args.output or Path("face.glb")
     rig = build_rig()
     save_glb(rig, out)
     print(

@@ -3,7 +3,9 @@
 The sidecar is plain JSON: ``{"format": "audio2anim-model/1", "kind": ..., "hparams": {...}}``
 (enough to rebuild the architecture) plus whatever the trainer adds — feature config,
 normalization statistics, parameter names, frame rate, lookahead, training-data summary,
-metrics, the exact training command. Weights are read with ``safetensors`` only: nothing is
+metrics, the exact training command, and under ``"files"`` the sha256 of ``model.safetensors``
+(``{"model.safetensors": "sha256:<hex>"}``), which every load checks (a checkpoint without
+the field loads unchecked). Weights are read with ``safetensors`` only: nothing is
 ever unpickled, so a checkpoint from an untrusted source cannot run code.
 
 The wav2vec2 front end is the one exception to the layout: its directory is a Hugging Face
@@ -21,7 +23,8 @@ import importlib
 import json
 from pathlib import Path
 
-from .sidecar import FORMAT, WAV2VEC2_ENSEMBLE_FORMAT, jsonable
+from .sidecar import FORMAT, WAV2VEC2_ENSEMBLE_FORMAT, file_digests, jsonable, verify_files
+from .sidecar import ChecksumError as ChecksumError  # raised by `load` for a differing file
 
 # The seven models, in training order: each front end before the predictors that read its
 # features. Imported by the trainers and scripts/train_all.py, so this module stays free of
@@ -96,6 +99,7 @@ def save(model, directory: str | Path, sidecar: dict | None = None) -> Path:
     # the model's own hyper-parameters win over a sidecar's (e.g. one read from another file):
     # the config must build the network these weights belong to
     config.update({k: v for k, v in (sidecar or {}).items() if k not in config})
+    config["files"] = file_digests(out)  # what `load` checks the weights against
     (out / "config.json").write_text(json.dumps(jsonable(config), indent=1) + "\n")
     return out
 
@@ -144,6 +148,7 @@ def load(directory: str | Path, device: str = "cpu"):
     weights = directory / "model.safetensors"
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing")
+    verify_files(directory, sidecar.get("files"))
     try:
         model = build(sidecar["kind"], sidecar["hparams"])
     except TypeError as e:

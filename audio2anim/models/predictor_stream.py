@@ -250,6 +250,9 @@ def open_predictor_stream(
         if kind == "w2v-ar":
             from safetensors.numpy import load_file
 
+            from .sidecar import verify_files
+
+            verify_files(checkpoint, sidecar.get("files"))
             weights = load_file(str(Path(checkpoint) / "model.safetensors"))
             stream = OnnxARStream(onnx, weights["in_mean"], weights["in_std"])
             return stream, sidecar, keepalive

@@ -39,7 +39,7 @@ from torch import nn
 from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
 
 from .class_bias import bias_vector
-from .sidecar import WAV2VEC2_ENSEMBLE_FORMAT, jsonable
+from .sidecar import WAV2VEC2_ENSEMBLE_FORMAT, file_digests, jsonable, verify_files
 from .wav2vec_ensemble import Wav2Vec2Ensemble
 from .wav2vec_features import hidden_layer as feature_layer
 
@@ -345,10 +345,12 @@ def save_wav2vec2(front: Wav2Vec2FrontEnd, directory: Path, sidecar: dict) -> Pa
         front.model.save_pretrained(str(directory))
     cfg_path = directory / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    cfg["audio2anim"] = jsonable({"hparams": front.hparams, **sidecar})
-    cfg_path.write_text(json.dumps(cfg, indent=1) + "\n")
     vocab = {tok: i for i, tok in enumerate(front.vocab)}
     (directory / "vocab.json").write_text(json.dumps(vocab, indent=1) + "\n")
+    side = {k: v for k, v in sidecar.items() if k != "files"}
+    cfg["audio2anim"] = jsonable({"hparams": front.hparams, **side})
+    cfg["audio2anim"]["files"] = file_digests(directory)  # checked by `load_wav2vec2`
+    cfg_path.write_text(json.dumps(cfg, indent=1) + "\n")
     return directory
 
 
@@ -388,6 +390,12 @@ def load_wav2vec2(
         raise ValueError(f"{source}: not a directory (expected a checkpoint dir or hub id)")
     if local and is_ensemble_dir(path):
         return load_ensemble(path, device, chunk_frames, feature).to(device)
+    if local and (path / "config.json").is_file():
+        try:
+            ours = json.loads((path / "config.json").read_text()).get("audio2anim") or {}
+        except ValueError:
+            ours = {}  # from_pretrained names the broken file below
+        verify_files(path, ours.get("files"))
     with _no_hf_progress_bars():
         model = Wav2Vec2ForCTC.from_pretrained(str(source), local_files_only=local).float()
     ours = getattr(model.config, "audio2anim", None) or {}

@@ -8,8 +8,10 @@
     audio2anim export-onnx CHECKPOINT [--out FILE]
 
 MODEL is one of viseme-frontend, wav2vec2, viseme-mlp, viseme-cnn, w2v-cnn, w2v-ar,
-w2v-attention. DATA is a training-data export (``export-data``) or a corpus directory (exported
-into CORPUS/cache/training-data on first use). The w2v-* predictors need ``--frontend`` (a
+w2v-attention. DATA is a training-data export (``export-data``), a corpus directory (exported
+into CORPUS/cache/training-data on first use) or a dataset directory (``audio2anim data``
+steps: its corpus, its teach targets and its ``data split``). Outputs default to the working
+directory: ``runs/MODEL``, ``eval-NAME/``, ``NAME.onnx``; nothing is written into the package. The w2v-* predictors need ``--frontend`` (a
 trained wav2vec2 checkpoint); viseme-* predictors take an optional ``--frontend`` (a viseme
 front end) for the end-to-end part of their evaluation.
 
@@ -24,6 +26,7 @@ import argparse
 import json
 import shlex
 import sys
+from pathlib import Path
 
 from audio2anim.models.checkpoint import MODELS
 
@@ -35,14 +38,20 @@ def add_commands(subparsers) -> None:
         description="Train one of the seven models, or export a corpus as training data.",
     )
     p.add_argument("model", choices=(*MODELS, "export-data"))
-    p.add_argument("--data", required=True, help="training-data export or corpus directory")
+    p.add_argument(
+        "--data", required=True, help="training-data export, corpus or dataset directory"
+    )
     p.add_argument(
         "--add-train",
         action="append",
         metavar="DIR",
         help="another export or corpus whose utterances all train (own voices; repeatable)",
     )
-    p.add_argument("--out", help="output directory (default checkpoints/MODEL)")
+    p.add_argument(
+        "--out",
+        help="output directory (default runs/MODEL in the working directory; never inside the "
+        "installed package)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0, help="initialization, batches, augmentation")
@@ -155,9 +164,11 @@ def add_commands(subparsers) -> None:
 
     e = subparsers.add_parser("eval", help="evaluate a checkpoint: report.md + plot.png")
     e.add_argument("checkpoint")
-    e.add_argument("--data", required=True, help="training-data export or corpus directory")
+    e.add_argument(
+        "--data", required=True, help="training-data export, corpus or dataset directory"
+    )
     e.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
-    e.add_argument("--out", help="report directory (default CHECKPOINT/eval)")
+    e.add_argument("--out", help="report directory (default eval-NAME in the working directory)")
     e.add_argument("--frontend", help="front end to evaluate a predictor end to end")
     e.add_argument("--device", default="cpu")
     e.add_argument(
@@ -204,7 +215,7 @@ def add_commands(subparsers) -> None:
 
     x = subparsers.add_parser("export-onnx", help="export a predictor / viseme front end to ONNX")
     x.add_argument("checkpoint")
-    x.add_argument("--out", help="ONNX file (default CHECKPOINT/model.onnx)")
+    x.add_argument("--out", help="ONNX file (default NAME.onnx in the working directory)")
     x.set_defaults(func=cmd_export_onnx)
 
 
@@ -270,13 +281,43 @@ def hparam_overrides(items, model: str, size: str) -> dict:
     return out
 
 
+def default_train_out(model: str) -> str:
+    """Where ``train MODEL`` writes without ``--out``: ``runs/MODEL`` in the working directory."""
+    return str(Path("runs") / model)
+
+
+def inside_package(path: str | Path) -> bool:
+    """Whether ``path`` lies in the installed package (its code, graphs and shipped checkpoints),
+    where no command writes by default and `train` never writes."""
+    from audio2anim.resources import PACKAGE_DIR
+
+    return Path(path).resolve().is_relative_to(PACKAGE_DIR.resolve())
+
+
+def _refuse_package_out(what: str, out: str | Path) -> str | None:
+    if inside_package(out):
+        return (
+            f"{what}: --out {out} is inside the installed package ({out} would replace shipped "
+            "files); choose a directory of your own"
+        )
+    return None
+
+
+def _checkpoint_arg(path: str) -> Path:
+    """A checkpoint argument as the graphs resolve it (working directory, then the checkpoint
+    folders, then the shipped ones), or the path as given when none holds it."""
+    from audio2anim.resources import find_checkpoint
+
+    return find_checkpoint(path) or Path(path)
+
+
 def train_options(args, command: str):
     """The `TrainOptions` of parsed ``audio2anim train`` arguments."""
     from .config import TrainOptions
 
     return TrainOptions(
         model=args.model,
-        out=args.out or f"checkpoints/{args.model}",
+        out=args.out or default_train_out(args.model),
         device=args.device,
         epochs=args.epochs,
         seed=args.seed,
@@ -321,6 +362,10 @@ def cmd_train(args) -> int:
         if not args.out:
             print("train export-data: --out is required", file=sys.stderr)
             return 2
+        refused = _refuse_package_out("train export-data", args.out)
+        if refused:
+            print(refused, file=sys.stderr)
+            return 2
         try:
             meta = export_data(args.data, args.out, max_mb=args.max_mb, seed=args.seed)
         except (ValueError, FileNotFoundError) as e:
@@ -335,6 +380,10 @@ def cmd_train(args) -> int:
     from .data import load_data
     from .recipes import train
 
+    refused = _refuse_package_out(f"train {args.model}", args.out or default_train_out(args.model))
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
     try:
         opts = train_options(args, getattr(args, "command_line", None) or _command_line())
         out = train(load_data(args.data, args.add_train or ()), opts)
@@ -348,11 +397,17 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from .evaluate import run_eval
 
+    checkpoint = _checkpoint_arg(args.checkpoint)
+    out = args.out or f"eval-{checkpoint.resolve().name}"
+    refused = _refuse_package_out("eval", out)
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
     try:
         result, report = run_eval(
-            args.checkpoint,
+            checkpoint,
             args.data,
-            out=args.out,
+            out=out,
             split=args.split,
             device=args.device,
             frontend=args.frontend,
@@ -395,10 +450,18 @@ def cmd_combine(args) -> int:
 
 
 def cmd_export_onnx(args) -> int:
-    from pathlib import Path
-
     from audio2anim.models.onnx_export import export_onnx
 
-    out = export_onnx(args.checkpoint, args.out or str(Path(args.checkpoint) / "model.onnx"))
+    checkpoint = _checkpoint_arg(args.checkpoint)
+    out = args.out or f"{checkpoint.resolve().name}.onnx"
+    refused = _refuse_package_out("export-onnx", out)
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
+    try:
+        out = export_onnx(checkpoint, out)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"export-onnx {args.checkpoint}: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {out}")
     return 0

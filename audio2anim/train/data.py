@@ -22,9 +22,13 @@ with noise augmentation far above its quantization noise); lzma takes another ~2
 ``max_mb`` caps the export (clean utterances first, voices interleaved, then augmented ones)
 so it fits the 64 MiB working tree sent to the GPU machine.
 
-`load_data(path)` accepts an export directory or a corpus directory; for a corpus it exports
-(unbounded) into ``CORPUS/cache/training-data`` first and reuses that cache while the manifest
-is unchanged.
+`load_data(path)` accepts an export directory, a corpus directory, or a dataset directory
+(``audio2anim data make-viseme-ids / teach / split``). For a corpus it exports (unbounded) into
+``CORPUS/cache/training-data`` first and reuses that cache while the manifest is unchanged. A
+dataset reads its source corpus that way, keeps the dataset's utterances, takes its ``mouth``
+and ``eyes`` arrays as the targets (when it has both; they must be at 50 Hz) and, when it has
+a ``split.json`` (`data split`), uses that split: its train ids train, its test ids are the
+validation and test side.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ FRAME_RATE = 50  # parameter / wav2vec2 frame rate
 HOP = SAMPLE_RATE // FRAME_RATE  # 320 samples
 PARAM_NAMES: tuple[str, ...] = arkit.MOUTH + arkit.EYES
 CLASS_CODES = {None: 0, "bilabial": 1, "rounded": 2, "open": 3}
+DATASET_FORMAT = "audio2anim-dataset/1"  # audio2anim.data.dataset (not imported: numpy only here)
 MU = 255.0
 
 
@@ -330,6 +335,8 @@ class TrainingData:
     # voice, so adding them never moves a validation or test voice
     train_only: list[Utterance] = field(default_factory=list)
     train_only_from: list[dict] = field(default_factory=list)
+    # a dataset's `data split` ({"train": ids, "test": ids}): replaces the split by voice
+    fixed_split: dict | None = None
 
     @property
     def voices(self) -> list[str]:
@@ -355,7 +362,14 @@ class TrainingData:
     def split(self, seed: int = 0) -> tuple[list[Utterance], list[Utterance], list[Utterance]]:
         """(train, val, test) split by voice: ~15 % of voices each for val and test (≥ 1 each;
         with fewer than 3 voices, val = test = the last voice and — if only one voice — a
-        deterministic 80/20 split of its utterances instead)."""
+        deterministic 80/20 split of its utterances instead). Data read from a dataset with a
+        ``split.json`` uses that split (``seed`` unused): train ids train, test ids are both
+        the validation and the test side."""
+        if self.fixed_split is not None:
+            train_ids, test_ids = set(self.fixed_split["train"]), set(self.fixed_split["test"])
+            train = [u for u in self.utterances if u.id in train_ids]
+            test = [u for u in self.utterances if u.id in test_ids]
+            return train + self.train_only, test, test
         voices = self.voices
         rng = random.Random(seed)
         shuffled = voices[:]
@@ -444,13 +458,58 @@ def load_data(path: str | Path, add_train: tuple | list = ()) -> TrainingData:
     return data
 
 
+def _from_dataset(path: Path, manifest: dict) -> TrainingData:
+    """Training data of a dataset directory (see the module docstring)."""
+    corpus = Path(manifest.get("corpus", ""))
+    if not (corpus / "manifest.json").is_file():
+        raise FileNotFoundError(
+            f"{path / 'manifest.json'}: its source corpus {corpus} is not there (a dataset "
+            "trains from the corpus audio it was made from)"
+        )
+    data = _load_one(corpus)
+    ids = {u["id"] for u in manifest.get("utterances", [])}
+    data.utterances = [u for u in data.utterances if u.id in ids]
+    if not data.utterances:
+        raise ValueError(f"{path}: none of its utterances is in the export of {corpus}")
+    arrays = manifest.get("arrays", {})
+    if "mouth" in arrays and "eyes" in arrays:
+        rate = float(manifest.get("frame_rate", 0))
+        if abs(rate - FRAME_RATE) > 1e-9:
+            raise ValueError(
+                f"{path}: dataset is at {rate:g} Hz; training reads {FRAME_RATE} Hz targets "
+                f"(make it with `data teach --frame-rate {FRAME_RATE}`)"
+            )
+        for u in data.utterances:
+            shard = path / "shards" / f"{u.id}.npz"
+            with np.load(shard, allow_pickle=False) as z:
+                if "mouth" not in z.files or "eyes" not in z.files:
+                    raise ValueError(f"{shard}: lacks array 'mouth' or 'eyes'")
+                targets = np.concatenate([z["mouth"], z["eyes"]], axis=1).astype(np.float32)
+            u.targets = _fit_length(np.clip(targets, 0.0, 1.0), u.frames)
+    split_path = path / "split.json"
+    if split_path.is_file():
+        split = json.loads(split_path.read_text())
+        if not split.get("train") or not split.get("test"):
+            raise ValueError(f"{split_path}: needs non-empty 'train' and 'test' id lists")
+        data.fixed_split = {"train": list(split["train"]), "test": list(split["test"])}
+    data.path = path
+    return data
+
+
 def _load_one(path: Path) -> TrainingData:
     if (path / "export.json").is_file():
         return _read_export(path)
     if not (path / "manifest.json").is_file():
         raise FileNotFoundError(
-            f"{path}: neither a training-data export (export.json) nor a corpus (manifest.json)"
+            f"{path}: neither a training-data export (export.json), a corpus nor a dataset "
+            "(manifest.json)"
         )
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path / 'manifest.json'}: not valid JSON ({e})") from None
+    if manifest.get("format") == DATASET_FORMAT:
+        return _from_dataset(path, manifest)
     cache = path / "cache" / "training-data"
     if (cache / "export.json").is_file():
         meta = json.loads((cache / "export.json").read_text())

@@ -285,7 +285,7 @@ def run_eval(
     max_utts: int | None = None,
 ) -> tuple[dict, Path]:
     """Evaluate on a split of a training-data export (or corpus); write report.md (+ plot.png,
-    metrics.json) to ``out`` (default CHECKPOINT/eval). Returns (result, report path).
+    metrics.json) to ``out`` (default ``eval-NAME`` in the working directory). Returns (result, report path).
     ``seed`` is the seed of the split by voice; default: the one the checkpoint trained with."""
     import json
 
@@ -303,7 +303,7 @@ def run_eval(
     samples: dict = {}
     result = evaluate(checkpoint, utts, device=device, frontend=frontend, samples=samples)
     result["split"] = split
-    out = Path(out) if out else checkpoint / "eval"
+    out = Path(out) if out else Path(f"eval-{checkpoint.resolve().name}")
     out.mkdir(parents=True, exist_ok=True)
     plot_name = None
     mode = "from_audio" if "from_audio" in samples else ("oracle" if samples else None)

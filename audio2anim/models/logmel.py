@@ -46,6 +46,7 @@ class LogMelConfig:
 
 
 DEFAULT = LogMelConfig()
+SILENCE_LOGMEL = float(np.log(DEFAULT.floor))  # log-mel of digital silence
 
 
 def _hz_to_mel(f):

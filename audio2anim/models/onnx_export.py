@@ -16,60 +16,80 @@ exactly as `ARStream` does. `OnnxModel` mirrors the torch API (``predict``/``pos
 is checked equal to torch within 1e-4 in the tests.
 
 The exporter is torch's TorchScript-based one (``dynamo=False``): it needs no onnxscript.
+
+`cached_export(checkpoint)` keeps exports in an on-disk cache shared by all processes
+(`cache_dir`: ``$AUDIO2ANIM_CACHE`` or ``~/.cache/audio2anim``, subfolder ``onnx``), one entry
+per (weights sha256, sidecar, export settings, torch version): ``<key>.onnx`` and its sidecar
+``<key>.json``. A run whose models all come from the cache never imports torch: this module
+imports it only to export.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 OPSET = 17
+# bump when the exported graphs change (their inputs, outputs or computation): new cache keys
+EXPORT_VERSION = 1
+CACHE_ENV = "AUDIO2ANIM_CACHE"
 
 
-class _FrontEndGraph(nn.Module):
-    def __init__(self, m) -> None:
-        super().__init__()
-        self.m = m
+def _graph_classes():
+    """The torch wrappers that are exported (defined here so that importing this module does
+    not import torch)."""
+    import torch
+    from torch import nn
 
-    def forward(self, logmel, history, h0):
-        m = self.m
-        xn = ((logmel - m.in_mean) / m.in_std).transpose(1, 2)
-        h = torch.cat([history, xn], dim=2)
-        keep = history.shape[2]
-        history_out = h[:, :, h.shape[2] - keep :]
-        y, h1 = m.gru(m._convs(h).transpose(1, 2), h0)
-        return torch.softmax(m.head(y), -1), history_out, h1
+    class _FrontEndGraph(nn.Module):
+        def __init__(self, m) -> None:
+            super().__init__()
+            self.m = m
 
+        def forward(self, logmel, history, h0):
+            m = self.m
+            xn = ((logmel - m.in_mean) / m.in_std).transpose(1, 2)
+            h = torch.cat([history, xn], dim=2)
+            keep = history.shape[2]
+            history_out = h[:, :, h.shape[2] - keep :]
+            y, h1 = m.gru(m._convs(h).transpose(1, 2), h0)
+            return torch.softmax(m.head(y), -1), history_out, h1
 
-class _PredictorGraph(nn.Module):
-    def __init__(self, m) -> None:
-        super().__init__()
-        self.m = m
+    class _PredictorGraph(nn.Module):
+        def __init__(self, m) -> None:
+            super().__init__()
+            self.m = m
 
-    def forward(self, features):
-        return self.m.denormalize_out(self.m(features)).clamp(0, 1)
+        def forward(self, features):
+            return self.m.denormalize_out(self.m(features)).clamp(0, 1)
 
+    class _ARStepGraph(nn.Module):
+        def __init__(self, m) -> None:
+            super().__init__()
+            self.m = m
 
-class _ARStepGraph(nn.Module):
-    def __init__(self, m) -> None:
-        super().__init__()
-        self.m = m
+        def forward(self, window, prev):
+            h = self.m.trunk(window)[:, :, -1]
+            y = self.m.step_head(h, prev)
+            return self.m.feedback(y), self.m.denormalize_out(y).clamp(0, 1)
 
-    def forward(self, window, prev):
-        h = self.m.trunk(window)[:, :, -1]
-        y = self.m.step_head(h, prev)
-        return self.m.feedback(y), self.m.denormalize_out(y).clamp(0, 1)
+    return _FrontEndGraph, _PredictorGraph, _ARStepGraph
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
     """Export a checkpoint directory's model to ``out`` (.onnx) plus ``out``.json (its sidecar)."""
+    import torch
+
     from .checkpoint import load
 
+    _FrontEndGraph, _PredictorGraph, _ARStepGraph = _graph_classes()
     model, side = load(checkpoint)
     kind = side["kind"]
     out = Path(out)
@@ -128,6 +148,7 @@ class OnnxModel:
         import onnxruntime as ort
 
         path = Path(path)
+        self.path = path
         self.meta = json.loads(path.with_suffix(".json").read_text())
         self.kind = self.meta["kind"]
         opts = ort.SessionOptions()
@@ -137,7 +158,7 @@ class OnnxModel:
 
     def posteriors(self, logmel: np.ndarray) -> np.ndarray:
         """Viseme front end: [T, 80] log-mel → [T, 15] posteriors (like the torch method)."""
-        from .viseme_frontend import SILENCE_LOGMEL
+        from .logmel import SILENCE_LOGMEL
 
         hp = self.hp
         lk = hp["lookahead"]
@@ -176,3 +197,101 @@ class OnnxModel:
             prev = np.concatenate([prev[:, 1:], y[:, None]], axis=1)
             outs.append(params[0])
         return np.stack(outs) if outs else np.zeros((0, hp["out_dim"]), np.float32)
+
+
+def cache_dir() -> Path:
+    """Where exports are cached: ``$AUDIO2ANIM_CACHE``, else ``$XDG_CACHE_HOME/audio2anim``,
+    else ``~/.cache/audio2anim`` (subfolder ``onnx``)."""
+    root = os.environ.get(CACHE_ENV)
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = Path(xdg) / "audio2anim" if xdg else Path.home() / ".cache" / "audio2anim"
+    return Path(root) / "onnx"
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "none"
+
+
+def cache_key(checkpoint: str | Path) -> str:
+    """The cache entry name of a checkpoint's export: ``<kind>-<hash>`` where the hash covers
+    the sha256 of its weights (recorded in the sidecar, else computed), the whole sidecar, the
+    opset, `EXPORT_VERSION` and the torch version. Checks the weights against the sidecar."""
+    from .checkpoint import read_sidecar
+    from .sidecar import file_digests, verify_files
+
+    side = read_sidecar(checkpoint)
+    verify_files(checkpoint, side.get("files"))
+    material = {
+        "files": side.get("files") or file_digests(checkpoint),
+        "sidecar": side,
+        "opset": OPSET,
+        "export": EXPORT_VERSION,
+        "torch": _version("torch"),
+    }
+    blob = json.dumps(material, sort_keys=True, default=str).encode()
+    return f"{side['kind']}-{hashlib.sha256(blob).hexdigest()[:32]}"
+
+
+def _load_entry(path: Path) -> OnnxModel:
+    """Open a cache entry; raise ValueError (with the reason) if it is incomplete or corrupt."""
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"sidecar unreadable: {e}") from None
+    size = path.stat().st_size
+    if meta.get("onnx_bytes") != size:
+        raise ValueError(f"size {size} bytes, expected {meta.get('onnx_bytes')}")
+    try:
+        return OnnxModel(path)
+    except Exception as e:  # onnxruntime raises its own exception types for a bad model
+        raise ValueError(f"ONNX Runtime cannot load it: {str(e).splitlines()[0][:200]}") from None
+
+
+def _write_entry(checkpoint: str | Path, folder: Path, key: str) -> Path:
+    """Export into a temporary folder inside ``folder``, then rename into place (sidecar first,
+    model last: a ``.onnx`` that exists is complete)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{key}-", dir=folder) as tmp:
+        onnx = export_onnx(checkpoint, Path(tmp) / "model.onnx")
+        meta = json.loads(onnx.with_suffix(".json").read_text())
+        meta.update(onnx=f"{key}.onnx", onnx_bytes=onnx.stat().st_size)
+        side = Path(tmp) / "meta.json"
+        side.write_text(json.dumps(meta, indent=1) + "\n")
+        target = folder / f"{key}.onnx"
+        os.replace(side, target.with_suffix(".json"))
+        os.replace(onnx, target)
+    return target
+
+
+def cached_export(checkpoint: str | Path) -> OnnxModel:
+    """The `OnnxModel` of ``checkpoint`` from the on-disk cache (see the module docstring),
+    exported and stored first if missing. A corrupt entry (wrong size, or one ONNX Runtime
+    cannot load) is exported again, with a one-line warning on stderr."""
+    key = cache_key(checkpoint)
+    folder = cache_dir()
+    path = folder / f"{key}.onnx"
+    if path.is_file():
+        try:
+            return _load_entry(path)
+        except ValueError as e:
+            print(
+                f"audio2anim: warning: ONNX cache entry {path} is corrupt ({e}); rebuilding",
+                file=sys.stderr,
+            )
+    try:
+        path = _write_entry(checkpoint, folder, key)
+    except OSError as e:  # a read-only or full cache folder: export for this process only
+        print(f"audio2anim: warning: ONNX cache {folder} not writable ({e})", file=sys.stderr)
+        tmp = tempfile.TemporaryDirectory(prefix="audio2anim-onnx-")
+        _UNCACHED.append(tmp)
+        return OnnxModel(export_onnx(checkpoint, Path(tmp.name) / "model.onnx"))
+    return _load_entry(path)
+
+
+_UNCACHED: list[tempfile.TemporaryDirectory] = []  # exports that could not be cached

@@ -16,14 +16,13 @@ block sizes:
   explicit state: `ARStream` (torch, from `predictors`) or `OnnxARStream` (its exported step).
 
 The difference between backends is only the function that runs the model: torch
-``SequencePredictor.predict`` or `onnx_export.OnnxModel.predict` (exported on the fly into a
-temporary directory unless an exported ``.onnx`` is given).
+``SequencePredictor.predict`` or `onnx_export.OnnxModel.predict` (the checkpoint's export from
+the on-disk cache of `onnx_export.cached_export` unless an exported ``.onnx`` is given).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -174,23 +173,14 @@ class _TorchAR:
         return self.inner.flush()
 
 
-def export_to_temp(checkpoint: str | Path) -> tuple[Path, tempfile.TemporaryDirectory]:
-    """Export a checkpoint to ONNX in a new temporary directory → (model.onnx path, the dir;
-    keep the dir object alive as long as the model is used)."""
-    from .onnx_export import export_onnx
-
-    tmp = tempfile.TemporaryDirectory(prefix="audio2anim-onnx-")
-    return export_onnx(checkpoint, Path(tmp.name) / "model.onnx"), tmp
-
-
-# Process-wide cache of ONNX models exported from checkpoints: (checkpoint directory, the
-# modification times and sizes of its files) → (process id, session, exported file, its
-# temporary directory). Exporting imports torch and traces the model (seconds); running an
-# exported session is cheap, and one session serves any number of streams (a stream keeps its
-# own state; onnxruntime's ``run`` is thread-safe). A checkpoint rewritten in place gets a new
-# key, so it is exported again. A forked child (a batch worker) opens its own session from the
-# file its parent exported, without exporting again.
-_ONNX_CACHE: dict[tuple, tuple[int, Any, Path, tempfile.TemporaryDirectory]] = {}
+# Process-wide cache of ONNX models: (checkpoint directory, the modification times and sizes of
+# its files) → (process id, session, exported file). The export itself comes from the on-disk
+# cache shared by all processes (`onnx_export.cached_export`: exported once per checkpoint,
+# weights and torch version, by whichever process needs it first); this one saves re-hashing
+# the weights and reopening the session. One session serves any number of streams (a stream
+# keeps its own state; onnxruntime's ``run`` is thread-safe). A checkpoint rewritten in place
+# gets a new key. A forked child (a batch worker) opens its own session from the same file.
+_ONNX_CACHE: dict[tuple, tuple[int, Any, Path]] = {}
 _ONNX_LOCK = threading.Lock()
 
 
@@ -201,17 +191,18 @@ def _checkpoint_key(checkpoint: str | Path) -> tuple:
 
 
 def cached_onnx_model(checkpoint: str | Path):
-    """The `OnnxModel` of ``checkpoint``, exported once per process (see ``_ONNX_CACHE``)."""
-    from .onnx_export import OnnxModel
+    """The `OnnxModel` of ``checkpoint``: from the on-disk export cache, opened once per
+    process (see ``_ONNX_CACHE``)."""
+    from .onnx_export import OnnxModel, cached_export
 
     key = _checkpoint_key(checkpoint)
     with _ONNX_LOCK:
         hit = _ONNX_CACHE.get(key)
         if hit is None or (hit[0] != os.getpid() and not hit[2].is_file()):
-            path, tmp = export_to_temp(checkpoint)
-            hit = _ONNX_CACHE[key] = (os.getpid(), OnnxModel(path), path, tmp)
+            model = cached_export(checkpoint)
+            hit = _ONNX_CACHE[key] = (os.getpid(), model, model.path)
         elif hit[0] != os.getpid():
-            hit = _ONNX_CACHE[key] = (os.getpid(), OnnxModel(hit[2]), hit[2], hit[3])
+            hit = _ONNX_CACHE[key] = (os.getpid(), OnnxModel(hit[2]), hit[2])
     return hit[1]
 
 
@@ -224,8 +215,8 @@ def open_predictor_stream(
     """A streaming predictor for a checkpoint directory → ``(stream, sidecar, keepalive)``.
 
     ``backend``: ``"torch"`` (on ``device``) or ``"onnx"`` (onnxruntime, CPU; ``onnx_path``
-    = an existing export, else the checkpoint's export cached in this process by
-    `cached_onnx_model`; ``keepalive`` is kept for callers and is None). The sidecar is the
+    = an existing export, else the checkpoint's export from the on-disk cache, opened once per
+    process by `cached_onnx_model`; ``keepalive`` is kept for callers and is None). The sidecar is the
     checkpoint's ``config.json``.
     """
     sidecar = read_sidecar(checkpoint)

@@ -63,9 +63,8 @@ class OnnxFrontEndStream:
     log-mel: push(samples) → 100 Hz posteriors."""
 
     def __init__(self, model_dir) -> None:
-        from audio2anim.models.logmel import LogMelConfig
+        from audio2anim.models.logmel import SILENCE_LOGMEL, LogMelConfig
         from audio2anim.models.predictor_stream import cached_onnx_model
-        from audio2anim.models.viseme_frontend import SILENCE_LOGMEL
 
         self.onnx = cached_onnx_model(model_dir)
         self.cfg = LogMelConfig.from_dict(_logmel_config(self.onnx.meta))

@@ -111,7 +111,9 @@ class VisemeFeatures(Operator):
 
     def setup(self) -> None:
         p = self.params
-        configure_torch_threads()
+        self.torch = p.backend == "torch"  # onnx and pocketsphinx run without torch
+        if self.torch:
+            configure_torch_threads()
         self.reweight = None  # posteriors as the model gives them
         if p.backend == "pocketsphinx":
             self.recognizer = PocketsphinxVisemes(p.stable_ms, p.restart_s)
@@ -143,7 +145,8 @@ class VisemeFeatures(Operator):
             return pairing
 
     def process(self, port: str, packet: Packet) -> Outputs:
-        configure_torch_threads()
+        if self.torch:
+            configure_torch_threads()
         audio: Audio = packet.payload
         audio.require_rate(SAMPLE_RATE, "feature.visemes")
         if self.start is None:
@@ -151,7 +154,8 @@ class VisemeFeatures(Operator):
         return self._emit(self.recognizer.push(audio.samples))
 
     def flush(self) -> Outputs:
-        configure_torch_threads()
+        if self.torch:
+            configure_torch_threads()
         return self._emit(self.recognizer.flush())
 
     def _emit(self, probs: np.ndarray) -> Outputs:

@@ -23,7 +23,9 @@ parameters (the ARKit mouth + eyes groups, named exactly as ARKit spells them), 
 with the checkpoint's statistics and clipped to [0, 1], at 50 Hz; media time of the first frame.
 
 Params: ``checkpoint`` (directory), ``backend`` (``torch`` | ``onnx``: ONNX Runtime on the CPU;
-the checkpoint is exported at setup unless ``onnx`` names an exported file), ``device``
+the checkpoint's export comes from the on-disk cache of `models.onnx_export.cached_export`,
+made at setup if missing, unless ``onnx`` names an exported file; torch is imported only to
+export), ``device``
 (torch only). ``latency()`` = the model's lookahead frames × 20 ms.
 
 Example node::
@@ -70,9 +72,10 @@ class StreamingPredictor(Operator):
     def setup(self) -> None:
         from audio2anim.models.predictor_stream import open_predictor_stream, warm_up
 
-        configure_torch_threads()
-
         p = self.params
+        self.torch = p.backend == "torch"  # the onnx backend runs without importing torch
+        if self.torch:
+            configure_torch_threads()
         where = f"{self.name}: checkpoint"
         path = require_checkpoint(p.checkpoint, where)
         stream, side, self._keepalive = open_predictor_stream(path, p.backend, p.device, p.onnx)
@@ -125,13 +128,15 @@ class StreamingPredictor(Operator):
         return data
 
     def process(self, port: str, packet: Packet) -> Outputs:
-        configure_torch_threads()
+        if self.torch:
+            configure_torch_threads()
         if self.start is None:
             self.start = packet.media_time
         return self._emit(self.stream.push(self._frames(packet.payload)))
 
     def flush(self) -> Outputs:
-        configure_torch_threads()
+        if self.torch:
+            configure_torch_threads()
         return self._emit(self.stream.flush())
 
     def close(self) -> None:

@@ -1,9 +1,21 @@
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    # the ONNX export cache of the whole run (subprocesses too) lives in a temporary folder:
+    # the tests never read or fill the user's ~/.cache/audio2anim
+    if "AUDIO2ANIM_CACHE" not in os.environ:
+        cache = tempfile.mkdtemp(prefix="a2a-test-cache-")
+        os.environ["AUDIO2ANIM_CACHE"] = cache
+        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
 
 
 @pytest.fixture

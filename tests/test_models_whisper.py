@@ -137,7 +137,11 @@ def test_missing_and_corrupt_model_files(tmp_path):
     assert "version 7" in one_line(e)
 
 
-def test_transcribe_command(speech, tmp_path, capsys):
+def test_transcribe_command(whisper, speech, tmp_path, capsys, monkeypatch):
+    from audio2anim.models import whisper as module
+
+    load = module.load_whisper
+    monkeypatch.setattr(module, "load_whisper", lambda p=None: whisper if p is None else load(p))
     path = speech[0]
     out = tmp_path / "out.txt"
     assert main(["transcribe", str(path), "-o", str(out)]) == 0

@@ -151,3 +151,14 @@ def test_transcribe_command(whisper, speech, tmp_path, capsys, monkeypatch):
     assert captured.out.startswith(f"{path}\t") and "missing.wav" in captured.err
     assert main(["transcribe", str(path), "--model", str(tmp_path)]) == 2
     assert "no model.bin" in capsys.readouterr().err
+
+
+def test_the_packaged_model_saved_as_a_hugging_face_folder_loads_back_the_same(
+    whisper, speech, tmp_path
+):
+    whisper.model.save_pretrained(tmp_path)
+    shutil.copy(default_model_folder() / "tokenizer.json", tmp_path / "tokenizer.json")
+    again = load_whisper(tmp_path)
+    window = speech[1][:32000]
+    torch.testing.assert_close(again.encode(window), whisper.encode(window))
+    assert again.transcribe(speech[1]) == whisper.transcribe(speech[1])

@@ -234,8 +234,9 @@ def _load_ct2(folder: Path):
         decoder_start_token_id=sot,
         tie_word_embeddings=True,
     )
-    model = WhisperForConditionalGeneration(config)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    with torch.device("meta"):  # no random initialization: every tensor comes from the file
+        model = WhisperForConditionalGeneration(config)
+    missing, unexpected = model.load_state_dict(sd, strict=False, assign=True)
     missing = [k for k in missing if k != "proj_out.weight"]  # tied to the token embedding
     if missing or unexpected:
         raise WhisperLoadError(
@@ -243,6 +244,9 @@ def _load_ct2(folder: Path):
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     model.proj_out.weight = model.model.decoder.embed_tokens.weight
+    left = [n for n, p in [*model.named_parameters(), *model.named_buffers()] if p.is_meta]
+    if left:
+        raise WhisperLoadError(f"{folder / 'model.bin'}: no weights for {left[:3]}")
     return model, tokenizer
 
 

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "audio2anim.train.cli",
     "audio2anim.face.cli",
     "audio2anim.animate.cli",
+    "audio2anim.animate.transcribe",
 ]
 
 

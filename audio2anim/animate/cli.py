@@ -282,8 +282,6 @@ def _check_video(args) -> None:
     except ValueError as e:
         raise UsageError(str(e)) from None
     if args.video:
-        if args.video.suffix.lower() != ".mp4":
-            raise UsageError(f"--video {args.video}: must end in .mp4")
         try:
             check_writable(args.video)
         except VideoError as e:
@@ -337,6 +335,12 @@ def _animate(args: argparse.Namespace, stops) -> int:
     except (asyncio.CancelledError, Aborted, KeyboardInterrupt):
         print(f"{stops.first or 'signal'}: aborted; no output written", file=sys.stderr)
         return 1
+    except Exception:
+        if not stops.received:
+            raise
+        # stopped while the models loaded: nothing was animated
+        print(f"{stops.first}: stopped before any audio was animated", file=sys.stderr)
+        return 0
     video = None
     if args.video and jobs and results[0][2] is None and not stops.received:
         try:

@@ -367,6 +367,7 @@ def _animate(args: argparse.Namespace, stops) -> int:
             f"{outs}: {seconds:.2f} s of audio animated in {wall:.2f} s "
             f"({seconds / max(wall, 1e-9):.1f}x real time) with {settings.graph}"
             + (f"; video {args.video} ({video})" if video else "")
+            + ("; no video (stopped first)" if args.video and not video and stops.received else "")
             + (f"; stopped by {stops.first}" if stops.received else ""),
             file=sys.stderr,
         )
@@ -462,5 +463,7 @@ def _render_video(audio: Path, args, settings: Settings) -> tuple[str | None, st
     writer = getattr(runner.operator("video"), "writer", None)
     frames = writer.frames_written if writer is not None else 0
     if not frames:
+        if runner.stop_reason is not None:
+            return None, None  # stopped before the first frame: nothing to write
         return None, f"{args.video}: the clip is too short to render a frame; not written"
     return f"{frames} frames", None

@@ -195,6 +195,11 @@ class Runner:
         """The operator instance of ``node`` (exists once `run` has started)."""
         return self._nodes[node].op
 
+    @property
+    def stop_reason(self) -> str | None:
+        """Why a stop was asked for (``"stop"``, a signal name, ``"error"``), or None."""
+        return self._stop_reason
+
     # -- control --------------------------------------------------------------------------
 
     def stop(self, reason: str = "stop") -> None:

@@ -440,6 +440,7 @@ def _run_jobs(jobs: list[Job], settings: Settings, args) -> list[tuple[str, floa
 def _render_video(audio: Path, args, settings: Settings) -> tuple[str | None, str | None]:
     """Render the face of ``audio`` into ``args.video`` → (what was written, error line)."""
     import asyncio
+    import contextlib
 
     from audio2anim.graph.errors import GraphError, OperatorError
     from audio2anim.graph.runner import Runner
@@ -454,7 +455,9 @@ def _render_video(audio: Path, args, settings: Settings) -> tuple[str | None, st
         }
         graph = offline_graph(settings.graph, audio, sinks, overrides=settings.overrides)
         runner = Runner(graph)
-        asyncio.run(runner.run())
+        # aborted (CancelledError): the video sink was still closed, so its file is finalized
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.run(runner.run())
     except (GraphError, OSError) as e:
         return None, f"{args.video}: {e}".splitlines()[0]
     except OperatorError as e:
@@ -462,6 +465,8 @@ def _render_video(audio: Path, args, settings: Settings) -> tuple[str | None, st
         return None, msg if str(args.video) in msg else f"{args.video}: {msg}"
     writer = getattr(runner.operator("video"), "writer", None)
     frames = writer.frames_written if writer is not None else 0
+    if writer is not None and writer.failed:
+        return None, f"{args.video}: not written"
     if not frames:
         if runner.stop_reason is not None:
             return None, None  # stopped before the first frame: nothing to write

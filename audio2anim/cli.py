@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = "audio2anim " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
+        if getattr(args, "stop_signals", False):
+            return _with_stop_signals(args)
         return int(args.func(args) or 0)
     except ModuleNotFoundError as e:  # an optional dependency: name the extra that installs it
         from audio2anim.resources import missing_module_message
@@ -63,6 +65,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {message}", file=sys.stderr)
         return 2
+
+
+def _with_stop_signals(args: argparse.Namespace) -> int:
+    """A command that stops cleanly on SIGINT/SIGTERM: ``args.stops`` tells it of a signal."""
+    from audio2anim.graph.stopping import Aborted, StopSignals
+
+    with StopSignals() as stops:
+        args.stops = stops
+        try:
+            rc = int(args.func(args) or 0)
+        except Aborted:
+            print(f"{stops.first}: aborted", file=sys.stderr)
+            rc = 1
+    return stops.exit_code(rc)
 
 
 if __name__ == "__main__":

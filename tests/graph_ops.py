@@ -107,3 +107,56 @@ class ThreadProbe(Operator):
         return Packet(
             Audio(np.asarray(packet.payload.samples) * 0.5, packet.payload.rate), packet.media_time
         )
+
+
+class RaiseParams(OperatorParams):
+    after: int = Field(3, ge=0)
+
+
+@register("test.raising_sink")
+class RaisingSink(Operator):
+    """A sink that raises on packet number ``after``."""
+
+    Params = RaiseParams
+    inputs = {"in": Port(object)}
+    outputs = {}
+
+    def setup(self):
+        self.n = 0
+
+    def process(self, port, packet):
+        self.n += 1
+        if self.n > self.params.after:
+            raise RuntimeError("deliberate sink failure")
+
+
+class BlockingParams(OperatorParams):
+    pass
+
+
+@register("test.blocking_sink")
+class BlockingSink(Operator):
+    """A thread sink whose ``process`` waits for ``release`` (a `threading.Event`); it records
+    whether ``close`` ever ran while ``process`` was running."""
+
+    Params = BlockingParams
+    inputs = {"in": Port(object)}
+    outputs = {}
+    executor = "thread"
+
+    def setup(self):
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.running = False
+        self.overlap = False
+        self.closed = False
+
+    def process(self, port, packet):
+        self.running = True
+        self.started.set()
+        self.release.wait(30)
+        self.running = False
+
+    def close(self):
+        self.overlap = self.overlap or self.running
+        self.closed = True

@@ -21,9 +21,15 @@ Rhubarb TSV/JSON/XML/DAT, glTF/GLB/VRM).
   `Animation.resample`; timecodes follow the new rate.
 - ``--video OUT.mp4`` (one input) also renders the face into an MP4 with the audio.
 
-Outputs are checked before any audio is processed: an unknown extension, an output that is
-an input, and two outputs that are the same file are refused. Every file is written under a
-temporary name and renamed when complete.
+Outputs and options are checked before any audio is processed: an unknown extension, an
+output that is an input, two outputs that are the same file, a folder that cannot be written,
+and a ``--size`` H.264 does not take are refused. Every file is written under a temporary name
+and renamed when complete (the MP4 once its index is written).
+
+SIGINT/SIGTERM (`audio2anim.graph.stopping`): the first stops the graph; what was animated is
+written (a shorter, complete file) and a video being rendered is finalized with the frames
+rendered so far; later steps are skipped; exit code 130 (SIGINT) or 143 (SIGTERM). A second
+signal aborts: outputs not yet complete are left absent.
 """
 
 from __future__ import annotations
@@ -261,6 +267,32 @@ def animate_job(job: Job, settings: Settings, progress=None) -> tuple[str, float
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
+    from audio2anim.graph.stopping import StopSignals
+
+    with StopSignals() as stops:
+        rc = _animate(args, stops)
+    return stops.exit_code(rc)
+
+
+def _check_video(args) -> None:
+    from audio2anim.face.video import VideoError, check_size, check_writable
+
+    try:
+        check_size(args.size)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.video:
+        try:
+            check_writable(args.video)
+        except VideoError as e:
+            raise UsageError(str(e)) from None
+
+
+def _animate(args: argparse.Namespace, stops) -> int:
+    import asyncio
+
+    from audio2anim.graph.stopping import Aborted
+
     try:
         if args.fps is not None and args.fps <= 0:
             raise UsageError(f"--fps {args.fps}: must be a positive integer")
@@ -272,6 +304,11 @@ def cmd_animate(args: argparse.Namespace) -> int:
         if not inputs:
             raise UsageError("no audio files found in the inputs")
         jobs = plan_jobs(args, inputs)
+        _check_video(args)
+        for job in jobs:
+            for out, _ in job.outputs:
+                if out.parent.is_dir() and not os.access(out.parent, os.W_OK | os.X_OK):
+                    raise UsageError(f"{out}: folder {out.parent} is not writable")
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -295,8 +332,21 @@ def cmd_animate(args: argparse.Namespace) -> int:
     except GraphError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.video and jobs and results[0][2] is None:
-        err = _render_video(jobs[0].input, args, settings)
+    except (asyncio.CancelledError, Aborted, KeyboardInterrupt):
+        print(f"{stops.first or 'signal'}: aborted; no output written", file=sys.stderr)
+        return 1
+    except Exception:
+        if not stops.received:
+            raise
+        # stopped while the models loaded: nothing was animated
+        print(f"{stops.first}: stopped before any audio was animated", file=sys.stderr)
+        return 0
+    video = None
+    if args.video and jobs and results[0][2] is None and not stops.received:
+        try:
+            video, err = _render_video(jobs[0].input, args, settings)
+        except (asyncio.CancelledError, Aborted, KeyboardInterrupt):
+            video, err = None, f"{args.video}: aborted; not written"
         if err:
             results[0] = (results[0][0], results[0][1], err)
     wall = time.perf_counter() - t0
@@ -316,7 +366,9 @@ def cmd_animate(args: argparse.Namespace) -> int:
         print(
             f"{outs}: {seconds:.2f} s of audio animated in {wall:.2f} s "
             f"({seconds / max(wall, 1e-9):.1f}x real time) with {settings.graph}"
-            + (f"; video {args.video}" if args.video else ""),
+            + (f"; video {args.video} ({video})" if video else "")
+            + ("; no video (stopped first)" if args.video and not video and stops.received else "")
+            + (f"; stopped by {stops.first}" if stops.received else ""),
             file=sys.stderr,
         )
     else:
@@ -385,9 +437,10 @@ def _run_jobs(jobs: list[Job], settings: Settings, args) -> list[tuple[str, floa
     return sorted(results, key=lambda r: order.get(r[0], 0))
 
 
-def _render_video(audio: Path, args, settings: Settings) -> str | None:
-    """Render the face of ``audio`` into ``args.video``; an error line or None."""
+def _render_video(audio: Path, args, settings: Settings) -> tuple[str | None, str | None]:
+    """Render the face of ``audio`` into ``args.video`` → (what was written, error line)."""
     import asyncio
+    import contextlib
 
     from audio2anim.graph.errors import GraphError, OperatorError
     from audio2anim.graph.runner import Runner
@@ -401,7 +454,21 @@ def _render_video(audio: Path, args, settings: Settings) -> str | None:
             "video": ("sink.video", {"path": str(args.video)}, [("face", "in"), ("rs", "audio")]),
         }
         graph = offline_graph(settings.graph, audio, sinks, overrides=settings.overrides)
-        asyncio.run(Runner(graph).run())
-    except (GraphError, OperatorError, OSError) as e:
-        return f"{args.video}: {e}".splitlines()[0]
-    return None
+        runner = Runner(graph)
+        # aborted (CancelledError): the video sink was still closed, so its file is finalized
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.run(runner.run())
+    except (GraphError, OSError) as e:
+        return None, f"{args.video}: {e}".splitlines()[0]
+    except OperatorError as e:
+        msg = str(e.cause if isinstance(e.cause, OSError) else e).splitlines()[0]
+        return None, msg if str(args.video) in msg else f"{args.video}: {msg}"
+    writer = getattr(runner.operator("video"), "writer", None)
+    frames = writer.frames_written if writer is not None else 0
+    if writer is not None and writer.failed:
+        return None, f"{args.video}: not written"
+    if not frames:
+        if runner.stop_reason is not None:
+            return None, None  # stopped before the first frame: nothing to write
+        return None, f"{args.video}: the clip is too short to render a frame; not written"
+    return f"{frames} frames", None

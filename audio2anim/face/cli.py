@@ -25,7 +25,7 @@ def add_commands(subparsers) -> None:
     r.add_argument("--glb", type=Path, help="rig with ARKit-named morph targets (default: ours)")
     r.add_argument("--background", default="#292e38", help="background colour #rrggbb")
     r.add_argument("--msaa", type=int, default=4, help="multisamples per pixel (1 = off)")
-    r.set_defaults(func=render_command)
+    r.set_defaults(func=render_command, stop_signals=True)
 
     face = subparsers.add_parser("face", help="face rig tools")
     fsub = face.add_subparsers(dest="face_command", metavar="COMMAND", required=True)
@@ -38,6 +38,13 @@ def add_commands(subparsers) -> None:
 
 
 def render_command(args: argparse.Namespace) -> int:
+    """Render. ``args.stops`` (set by the entry point: `audio2anim.graph.stopping.StopSignals`)
+    tells of SIGINT/SIGTERM: the frames rendered so far are finalized into the MP4 (exit
+    130/143); a second signal aborts and leaves no file."""
+    return _render(args, getattr(args, "stops", None))
+
+
+def _render(args: argparse.Namespace, stops) -> int:
     from tqdm import tqdm
 
     from audio2anim.audio import read_audio
@@ -45,13 +52,16 @@ def render_command(args: argparse.Namespace) -> int:
     from .params_csv import read_params_csv
     from .renderer import Renderer, parse_color
     from .rig import DEFAULT_GLB, load_glb
-    from .video import VideoWriter
+    from .video import VideoError, VideoWriter, check_size, check_writable
 
     try:
+        check_size(args.size)
+        inputs = [p for p in (args.params, args.audio, args.glb) if p is not None]
+        if any(args.output.resolve() == p.resolve() for p in inputs):
+            raise ValueError(f"{args.output}: the output would overwrite an input; refused")
+        check_writable(args.output)
         values, names, fps = read_params_csv(args.params, fps=args.fps)
         background = parse_color(args.background)
-        if args.size % 2:
-            raise ValueError(f"--size {args.size}: must be even for H.264")
         audio = rate = None
         if args.audio is not None:
             audio, rate = read_audio(args.audio)
@@ -65,6 +75,7 @@ def render_command(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     writer = VideoWriter(args.output, fps=fps, with_audio=audio is not None)
+    done = 0
     try:
         if audio is not None:
             writer.add_audio(audio, 0.0, int(rate))
@@ -72,15 +83,28 @@ def render_command(args: argparse.Namespace) -> int:
             chunk = max(1, int(fps))
             with tqdm(total=len(values), desc="render", unit="frame") as bar:
                 for start in range(0, len(values), chunk):
+                    if stops is not None and stops.received:
+                        break
                     block = values[start : start + chunk]
                     frames = renderer.render_sequence(block, names)
                     writer.add_frames(frames, start / fps, fps)
+                    done += len(block)
                     bar.update(len(block))
-    finally:
         writer.close()
-    dur = len(values) / fps
-    print(f"wrote {args.output}: {len(values)} frames at {fps:g} fps ({dur:.2f} s)"
-          + (f", audio {len(audio) / rate:.2f} s" if audio is not None else ""))  # fmt: skip
+    except VideoError as e:
+        print(f"audio2anim render: {e}", file=sys.stderr)
+        return 1
+    except BaseException:
+        writer.abort()
+        raise
+    if not writer.frames_written:
+        print(f"audio2anim render: {args.output}: no frame to render; not written",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    dur = done / fps
+    print(f"wrote {args.output}: {done} frames at {fps:g} fps ({dur:.2f} s)"
+          + (f", audio {len(audio) / rate:.2f} s" if audio is not None else "")
+          + (f"; stopped by {stops.first}" if stops is not None and stops.received else ""))  # fmt: skip
     return 0
 
 

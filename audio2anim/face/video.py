@@ -3,14 +3,51 @@
 `VideoWriter` writes progressively through PyAV; frames and audio may arrive in any order and
 block sizes, audio gaps are filled with silence and overlaps trimmed. Used by ``audio2anim
 render`` and by the ``sink.video`` operator.
+
+A file is written under a temporary name beside it (``.NAME.PID.tmp``) and renamed when
+`VideoWriter.close` has written the MP4 index, so the path holds a playable file or nothing
+(a device such as ``/dev/null`` is written directly). A write error (a full disk, a file-size
+limit) raises `VideoError` naming the file; the temporary file is removed and the encoder is
+never used again. `VideoWriter.abort` drops an unfinished file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+MIN_SIZE, MAX_SIZE = 16, 4096  # frame side in pixels (H.264 level limits aside)
+
+
+class VideoError(OSError):
+    """The MP4 cannot be written; one line naming the file."""
+
+
+def check_size(size: int, option: str = "--size") -> None:
+    """A frame side H.264 (yuv420p) takes: even, within `MIN_SIZE` … `MAX_SIZE`."""
+    if size % 2 or not MIN_SIZE <= size <= MAX_SIZE:
+        raise ValueError(f"{option} {size}: must be even, from {MIN_SIZE} to {MAX_SIZE}")
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise `VideoError` unless ``path``'s folder can take a new file (made if missing)."""
+    path = Path(path)
+    if path.is_dir():
+        raise VideoError(f"{path}: is a folder")
+    if path.exists() and not path.is_file():
+        if not os.access(path, os.W_OK):
+            raise VideoError(f"{path}: not writable")
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VideoError(f"{path}: cannot create folder {path.parent} ({e.strerror})") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise VideoError(f"{path}: folder {path.parent} is not writable")
 
 
 class VideoWriter:
@@ -46,6 +83,8 @@ class VideoWriter:
         self._last_pts = -1
         self.frames_written = 0
         self.samples_written = 0
+        self._target: Path | None = None  # the file being written (temporary name or the path)
+        self.failed = False
 
     # --- input ---------------------------------------------------------------------------------
     def add_frames(self, images: np.ndarray, t0: float, fps: float) -> None:
@@ -86,7 +125,14 @@ class VideoWriter:
             self._pending_frames.clear()  # nothing can be written; close() has nothing to do
             raise ValueError(f"{self.path}: frame size {w}x{h} must be even for H.264 (yuv420p)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.container = av.open(str(self.path), mode="w", format="mp4")
+        direct = self.path.exists() and not self.path.is_file()  # a device: no rename
+        self._target = (
+            self.path if direct else self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        )
+        try:
+            self.container = av.open(str(self._target), mode="w", format="mp4")
+        except Exception as e:
+            self._fail(e)
         rate = Fraction(self.fps).limit_denominator(1001)
         vs = self.container.add_stream("libx264", rate=rate)
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
@@ -99,7 +145,29 @@ class VideoWriter:
             a.bit_rate = self.audio_bitrate
             self.astream = a
 
+    def _fail(self, e: BaseException) -> None:
+        """A write error: drop the container (never touched again) and the temporary file."""
+        self.failed = True
+        self.container = None
+        self._pending_frames.clear()
+        self._pending_audio.clear()
+        self._remove_temporary()
+        msg = getattr(e, "strerror", None) or (str(e).splitlines() or [type(e).__name__])[0]
+        raise VideoError(f"{self.path}: cannot write the video ({msg})") from None
+
+    def _remove_temporary(self) -> None:
+        if self._target is not None and self._target != self.path:
+            self._target.unlink(missing_ok=True)
+
     def _drain(self) -> None:
+        try:
+            self._write_pending()
+        except VideoError:
+            raise
+        except Exception as e:
+            self._fail(e)
+
+    def _write_pending(self) -> None:
         import av
 
         for img, t in self._pending_frames:
@@ -133,20 +201,36 @@ class VideoWriter:
         self._pending_audio.clear()
 
     def close(self) -> None:
-        """Flush the encoders and write the MP4 index; safe to call more than once."""
+        """Flush the encoders, write the MP4 index and rename the file into place; safe to call
+        more than once. Nothing is written when no frame arrived."""
+        if self.failed:
+            return
         if self.container is None and self._pending_frames:
             if self.with_audio is None:
                 self.with_audio = bool(self._pending_audio)
             self._open()
         if self.container is None:
             return
+        self._drain()
         try:
-            self._drain()
-        finally:
-            try:
-                self.container.mux(self.vstream.encode(None))
-                if self.astream is not None:
-                    self.container.mux(self.astream.encode(None))
-            finally:
-                self.container.close()
-                self.container = None
+            self.container.mux(self.vstream.encode(None))
+            if self.astream is not None:
+                self.container.mux(self.astream.encode(None))
+            self.container.close()
+        except Exception as e:
+            self._fail(e)
+        self.container = None
+        if self._target != self.path:
+            if self.frames_written:
+                os.replace(self._target, self.path)
+            else:
+                self._remove_temporary()
+
+    def abort(self) -> None:
+        """Drop the file being written (nothing is left at the path)."""
+        container, self.container = self.container, None
+        self.failed = True
+        if container is not None:
+            with contextlib.suppress(Exception):
+                container.close()
+        self._remove_temporary()

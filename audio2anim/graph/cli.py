@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
-EXIT_BY_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+from .stopping import EXIT_BY_SIGNAL, StopSignals
+
+__all__ = ["EXIT_BY_SIGNAL", "add_commands"]
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +67,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except GraphError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return asyncio.run(_run(graph, args))
+    with StopSignals() as stops:
+        rc = asyncio.run(_run(graph, args))
+    return stops.exit_code(rc)
 
 
 async def _run(graph, args: argparse.Namespace) -> int:
@@ -89,34 +92,19 @@ async def _run(graph, args: argparse.Namespace) -> int:
             print(warning, file=sys.stderr)
         print(f"metrics: http://{args.metrics_host}:{port}/metrics", file=sys.stderr)
 
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-    signals: list[str] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        signals.append(sig.name)
-        if len(signals) == 1:
-            print(f"\n{sig.name}: stopping (again to abort)", file=sys.stderr)
-            runner.stop(sig.name)
-        else:
-            main_task.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
     rc = 0
+    report = None
     try:
         report = await runner.run()
     except OperatorError as e:
         report, rc = e.report, 1
         print(f"error: {e}", file=sys.stderr)
+    except asyncio.CancelledError:  # a second signal: aborted, operators closed
+        print("aborted", file=sys.stderr)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         if server is not None:
             server.shutdown()
             server.server_close()
-    if rc == 0 and signals:
-        rc = EXIT_BY_SIGNAL.get(signals[0], 1)
     if report is not None:
         if not args.quiet:
             print(report.table(), file=sys.stderr)

@@ -12,6 +12,10 @@ end-of-stream, metrics, the thread pool for CPU-heavy operators, errors and shut
   them (sources: the time the packet entered the graph), unless the operator set one.
 - Stop (Ctrl-C, SIGTERM, `Runner.stop()`): sources are cancelled and end their streams; what is
   in flight drains to the sinks; then every operator's ``close()`` runs.
+- One call at a time per operator: ``close()`` never runs while the operator's ``process()`` or
+  ``flush()`` is still running (a thread operator's call outlives its task when the drain times
+  out or the run is cancelled). The runner waits for that call (up to ``CLOSE_WAIT_S``); if it
+  does not finish, that operator's ``close()`` is skipped with an error, never run alongside it.
 - An operator exception stops the graph the same way: the failed node ends its outputs (so the
   sinks downstream finalize what they already have), upstream packets addressed to it are
   discarded, and `run()` raises `OperatorError` naming the node once everything is closed.
@@ -20,6 +24,7 @@ end-of-stream, metrics, the thread pool for CPU-heavy operators, errors and shut
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import inspect
 import math
@@ -37,8 +42,10 @@ from .operator import Operator, Source, routed
 from .packets import EndOfStream, Packet
 from .spec import Edge as EdgeSpec
 from .spec import Graph
+from .stopping import watching
 
 DRAIN_TIMEOUT_S = 10.0  # after a stop or an error, how long in-flight work may take to drain
+CLOSE_WAIT_S = 10.0  # before close(): how long an operator's running call may take to finish
 
 
 class Queue:
@@ -112,6 +119,7 @@ class NodeState:
     packets: int = 0
     pump: asyncio.Task | None = None  # sources only: the task iterating packets()
     failed: bool = False
+    busy: concurrent.futures.Future | None = None  # the operator's call running on a thread
 
 
 @dataclass
@@ -187,6 +195,11 @@ class Runner:
         """The operator instance of ``node`` (exists once `run` has started)."""
         return self._nodes[node].op
 
+    @property
+    def stop_reason(self) -> str | None:
+        """Why a stop was asked for (``"stop"``, a signal name, ``"error"``), or None."""
+        return self._stop_reason
+
     # -- control --------------------------------------------------------------------------
 
     def stop(self, reason: str = "stop") -> None:
@@ -212,25 +225,25 @@ class Runner:
         set_up: list[NodeState] = []
         tasks: list[asyncio.Task] = []
         try:
-            for name in g.order:
-                st = self._nodes[name]
-                try:
-                    await self._call(st, st.op.setup)
-                except Exception as e:
-                    self._fail(st, e)
-                    break
-                set_up.append(st)
-            if self._error is None:
-                tasks = [asyncio.ensure_future(self._run_node(self._nodes[n])) for n in g.order]
-                await self._wait(tasks)
+            with watching(self):
+                for name in g.order:
+                    st = self._nodes[name]
+                    try:
+                        await self._call(st, st.op.setup)
+                    except Exception as e:
+                        self._fail(st, e)
+                        break
+                    set_up.append(st)
+                if self._error is None:
+                    tasks = [asyncio.ensure_future(self._run_node(self._nodes[n])) for n in g.order]
+                    await self._wait(tasks)
         finally:
             for t in tasks:
                 t.cancel()
-            for st in set_up:
-                try:
-                    await self._call(st, st.op.close)
-                except Exception as e:
-                    self._fail(st, e)
+            if tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.gather(*tasks, return_exceptions=True)
+            await self._close_all(set_up)
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
         report = self._report(time.perf_counter() - t0)
@@ -238,6 +251,43 @@ class Runner:
             self._error.report = report
             raise self._error
         return report
+
+    async def _close_all(self, set_up: list[NodeState]) -> None:
+        """Close every operator that was set up, each once its running call has finished."""
+        for st in set_up:
+            try:
+                if not await self._settled(st):
+                    self._fail(st, TimeoutError(
+                        f"still running after {CLOSE_WAIT_S:g} s; close() skipped"
+                    ))  # fmt: skip
+                    continue
+                await self._call(st, st.op.close)
+            except asyncio.CancelledError:
+                # cancelled again while closing: close the others without waiting
+                await self._close_now(set_up[set_up.index(st) + 1 :])
+                raise
+            except Exception as e:
+                self._fail(st, e)
+
+    async def _close_now(self, rest: list[NodeState]) -> None:
+        for st in rest:
+            if st.busy is not None and not st.busy.done():
+                continue  # never alongside a running call
+            with contextlib.suppress(Exception):
+                if inspect.iscoroutinefunction(st.op.close):
+                    await st.op.close()
+                else:
+                    st.op.close()
+
+    async def _settled(self, st: NodeState) -> bool:
+        """Wait (bounded) for the operator's call running on a thread; True when none runs."""
+        busy = st.busy
+        if busy is None or busy.done():
+            return True
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        while not busy.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return busy.done()
 
     async def _wait(self, tasks: list[asyncio.Task]) -> None:
         pending = set(tasks)
@@ -285,8 +335,15 @@ class Runner:
         if inspect.iscoroutinefunction(fn):
             return await fn(*args)
         if st.op.executor == "thread" and self._pool is not None:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+            return await self._on_thread(st, fn, *args)
         return fn(*args)
+
+    async def _on_thread(self, st: NodeState, fn, *args):
+        """Run ``fn`` on the pool, remembering the call so close() never overlaps it."""
+        if st.busy is not None and not st.busy.done():
+            raise RuntimeError(f"{st.name}: a call is still running")  # never two at once
+        st.busy = self._pool.submit(fn, *args)
+        return await asyncio.wrap_future(st.busy)
 
     def _fail(self, st: NodeState, e: BaseException) -> None:
         st.failed = True
@@ -384,9 +441,7 @@ class Runner:
             if is_async:
                 outs = await op.process(port, item)
             elif op.executor == "thread" and self._pool is not None:
-                outs = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, op.process, port, item
-                )
+                outs = await self._on_thread(st, op.process, port, item)
             else:
                 outs = op.process(port, item)
             dt = time.perf_counter() - t0

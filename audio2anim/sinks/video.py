@@ -13,8 +13,11 @@ Params: ``path`` (output .mp4), ``fps`` (default: the frames' rate), ``crf`` and
 (x264 quality/speed), ``audio_bitrate``, ``audio``: ``auto`` (mux audio when audio packets
 arrive before one second of frames has been buffered), ``true`` or ``false``.
 
-The file is written progressively through PyAV and finalized in ``close()``, which the runner
-calls on a normal end, a stop and an error alike, so whatever was written plays.
+The file is written progressively through PyAV under a temporary name and finalized (index
+written, renamed into place) in ``close()``, which the runner calls on a normal end, a stop and
+an error alike, and never while ``process()`` still runs; so the path holds a playable file or
+nothing. A write error (full disk, file-size limit) fails the node with one line naming the
+file, and no partial file is left.
 
 Example node::
 

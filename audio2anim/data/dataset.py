@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audio2anim.audio import MODEL_RATE
+
 from .corpus import Corpus, atomic_write_bytes
 
 FORMAT = "audio2anim-dataset/1"
@@ -132,7 +134,7 @@ class Dataset:
         self.save_manifest()
 
 
-def frame_count(duration: float, frame_rate: float, sample_rate: int = 16000) -> int:
+def frame_count(duration: float, frame_rate: float, sample_rate: int = MODEL_RATE) -> int:
     """Frames of an utterance, computed exactly as the teacher does from the sample count
     (``int(samples / sample_rate * frame_rate)``); the manifest's duration is rounded."""
     samples = round(duration * sample_rate)

@@ -19,12 +19,14 @@ from functools import lru_cache
 
 import numpy as np
 
+from audio2anim.audio import MODEL_RATE
+
 
 @dataclass(frozen=True)
 class LogMelConfig:
     """Parameters of the log-mel front end; stored in every checkpoint that consumes it."""
 
-    sample_rate: int = 16000
+    sample_rate: int = MODEL_RATE
     n_mels: int = 80
     win_length: int = 400  # 25 ms
     hop_length: int = 160  # 10 ms

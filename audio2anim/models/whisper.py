@@ -46,7 +46,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16000
+from audio2anim.audio import MODEL_RATE as SAMPLE_RATE  # Whisper's rate too
+
 N_FFT = 400
 HOP = 160
 CHUNK_SECONDS = 30

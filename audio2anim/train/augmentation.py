@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from audio2anim.audio import MODEL_RATE
+
 from .data import HOP
 
 
@@ -70,7 +72,7 @@ def augment_audio(
     return (x * gain).clamp(-1, 1)
 
 
-def add_reverb(x: torch.Tensor, gen: torch.Generator, sr: int = 16000) -> torch.Tensor:
+def add_reverb(x: torch.Tensor, gen: torch.Generator, sr: int = MODEL_RATE) -> torch.Tensor:
     """Audio [B, N] in a random room each: convolved with a synthetic impulse response, the
     direct sound at t = 0 (so labels keep their times) plus exponentially decaying noise with
     RT60 0.15–0.8 s at a direct-to-reverberant ratio of −5…+15 dB; the level is kept."""

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from audio2anim.audio import MODEL_RATE
 from audio2anim.visemes import N_VISEMES
 
 from .augmentation import (
@@ -71,7 +72,7 @@ def train_viseme_frontend(data: TrainingData, opts: TrainOptions):
     tset = FrameSet(train, dev, voice_weights=opts.voice_weights)
     # normalization statistics from (clean) training audio
     with torch.no_grad():
-        minute = 16000 * 60
+        minute = MODEL_RATE * 60
         stop = min(len(tset.audio), 10 * minute)
         sample = torch.cat(
             [logmel_torch(tset.audio[i : i + minute]) for i in range(0, stop, minute)]

@@ -197,12 +197,18 @@ def test_render_stops_on_sigint_with_a_playable_file(tmp_path):
            "--size", "128"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-    time.sleep(random.uniform(1.0, 6.0))
+    deadline = time.monotonic() + HANG_S
+    # signal once the video is being written (its temporary file exists)
+    while not list(tmp_path.glob(".x.mp4.*.tmp")) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=HANG_S)
     assert proc.returncode in (0, 130), err
     assert "Traceback" not in err
     assert_outputs_sound(tmp_path)
+    if proc.returncode == 130:
+        assert (tmp_path / "x.mp4").exists() or "stopped before the first frame" in err, err
 
 
 @pytest.mark.parametrize("size", ["511", "8", "10000"])
@@ -283,3 +289,22 @@ def test_close_is_skipped_when_the_call_does_not_finish(monkeypatch):
     assert error is not None and error.node == "hold"
     assert "close() skipped" in str(error)
     assert not op.closed and not op.overlap
+
+
+def test_render_stopped_before_its_first_frame_is_a_clean_stop(tmp_path, capsys):
+    """A signal that comes before the first frame: one line, exit 130, no file."""
+    import argparse
+
+    from audio2anim.face.cli import render_command
+    from audio2anim.graph.stopping import StopSignals
+
+    _params_csv(tmp_path / "x.csv")
+    stops = StopSignals()
+    stops.received.append("SIGINT")
+    args = argparse.Namespace(params=tmp_path / "x.csv", audio=None, output=tmp_path / "x.mp4",
+                              size=64, fps=None, glb=None, background="#000000", msaa=1,
+                              stops=stops)  # fmt: skip
+    assert stops.exit_code(render_command(args)) == 130
+    assert "SIGINT: stopped before the first frame" in capsys.readouterr().err
+    assert_outputs_sound(tmp_path)
+    assert not (tmp_path / "x.mp4").exists()

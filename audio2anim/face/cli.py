@@ -98,6 +98,10 @@ def _render(args: argparse.Namespace, stops) -> int:
         writer.abort()
         raise
     if not writer.frames_written:
+        if stops is not None and stops.received:  # a clean stop, not a failure: exit 130/143
+            print(f"{stops.first}: stopped before the first frame; {args.output} not written",
+                  file=sys.stderr)  # fmt: skip
+            return 0
         print(f"audio2anim render: {args.output}: no frame to render; not written",
               file=sys.stderr)  # fmt: skip
         return 1

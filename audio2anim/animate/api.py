@@ -104,26 +104,43 @@ class Animator:
         audio: str | os.PathLike | np.ndarray,
         rate: int | None = None,
         progress: Callable[[float], None] | None = None,
+        text: str | None = None,
     ) -> Animation:
         """``audio`` (a file path, or samples ``[n]`` / ``[n, channels]`` at ``rate`` Hz) →
         `Animation`. ``progress(seconds)`` is called now and then with the seconds animated.
 
+        ``text``: the words said; the visemes then follow their forced alignment to the audio
+        (`audio2anim.animate.text`), and ``metadata["visemes"]`` is ``"text"``. Where the text
+        cannot be used (alignment fails, the words do not fit the audio) the visemes are
+        recognized from the audio as without it, ``metadata["visemes"]`` is ``"audio"``,
+        ``metadata["text_warning"]`` says why in one line naming the file, and a
+        `TextAlignmentWarning` is issued with that line.
+
         Raises `AnimateError` (one line naming the file) for a missing, unreadable, empty or
-        too short (< 0.1 s) clip or one with NaN samples.
+        too short (< 0.1 s) clip or one with NaN samples, for a ``text`` without words, and for
+        ``text`` with a graph that has no viseme front end.
         """
-        return asyncio.run(self.animate_async(audio, rate, progress))
+        return asyncio.run(self.animate_async(audio, rate, progress, text))
 
     async def animate_async(
         self,
         audio: str | os.PathLike | np.ndarray,
         rate: int | None = None,
         progress: Callable[[float], None] | None = None,
+        text: str | None = None,
     ) -> Animation:
         """`animate` for a caller that already runs an event loop."""
+        graph, source = self._graph_for(audio, rate)
+        if text is not None:
+            from .text import with_text
+
+            return await with_text(self, graph, source, audio, rate, text, progress)
+        return await self._run(graph, source, progress)
+
+    async def _run(self, graph, source: str, progress=None) -> Animation:
         from audio2anim.graph.errors import OperatorError
         from audio2anim.graph.runner import Runner
 
-        graph, source = self._graph_for(audio, rate)
         runner = Runner(graph)
         task = asyncio.ensure_future(runner.run())
         while not task.done():

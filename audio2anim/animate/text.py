@@ -1,0 +1,222 @@
+"""Known words drive the visemes: forced alignment of a transcript → a viseme posterior stream.
+
+``audio2anim animate --text "the words"`` / ``--dialog FILE`` / ``--dialog-dir DIR`` and
+``Animator.animate(..., text=...)`` (Rhubarb Lip Sync's ``--dialogFile``): when the words of a
+recording are known, its visemes need not be recognized from the audio. The transcript is
+force-aligned to the audio by pocketsphinx (`audio2anim.data.align`, espeak-ng pronouncing the
+words CMUdict lacks); the aligned ARPAbet phones become visemes (`audio2anim.visemes`, the
+tables the training labels use) and then a 50 Hz posterior stream (`aligned_posteriors`) that
+replaces the recognizer's (``feature.visemes`` → ``feature.visemes_given``) in front of the
+SAME viseme predictor, smoothing and outputs, so the parameters of the two paths are made
+alike, frame for frame (same frame count and times).
+
+The stream is sharp but not one-hot: the 10 ms frames take their phone's viseme with
+probability 1 − ``SMOOTHING`` (0.15), the rest spread evenly over the 15 visemes (label
+smoothing), and pairs of 10 ms frames are averaged into a 50 Hz frame as the recognizer's
+posteriors are, so a frame that straddles a phone boundary is a mix of the two. The viseme
+predictors trained on viseme one-hots smoothed by 0 to 0.3 (and on the front end's
+posteriors), so this input is inside what they learned.
+
+When the text is not used (``TextVisemes.reason`` says why, one line): the transcript has no
+words, pocketsphinx's search fails (no path through the words), or the words do not fit the
+audio. Forced alignment always finds *some* path when the beam is wide, so fit is checked
+against what the recognizer hears: `fit_score` is the fraction of frames whose aligned viseme
+the recognizer's arg-max shows within ±``FIT_TOLERANCE`` frames (±40 ms); below ``MIN_FIT``
+the words are taken not to match and the recognized visemes are kept for the whole file. The
+threshold sits between the scores of right and wrong transcripts measured on synthetic and
+real speech (`bench/text_alignment.py`). It catches a transcript of other words; one wrong or
+missing word in a sentence passes, aligned as well as pocketsphinx can.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audio2anim.visemes import N_VISEMES, viseme_ids
+
+FRAME_RATE = 50  # the viseme predictors' input rate
+SMOOTHING = 0.15  # label smoothing of the aligned one-hots
+FIT_TOLERANCE = 2  # frames (±40 ms at 50 Hz) a boundary may sit from the recognizer's
+MIN_FIT = 0.4  # below: the words are taken not to match the audio
+
+
+class DialogError(ValueError):
+    """A transcript that cannot be used at all (missing or unreadable file, no words)."""
+
+
+@dataclass
+class TextVisemes:
+    """What a transcript gave: ``probs`` [frames, 15] at 50 Hz, or None and ``reason``."""
+
+    probs: np.ndarray | None
+    reason: str | None = None
+    fit: float | None = None
+    segments: list = field(default_factory=list)  # the aligned ARPAbet `PhoneSegment`s
+
+
+def read_dialog(path: str | Path) -> str:
+    """The transcript in a text file (UTF-8); `DialogError` naming it when missing, unreadable
+    or without words."""
+    path = Path(path)
+    if not path.is_file():
+        raise DialogError(f"{path}: no such dialog file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        why = getattr(e, "strerror", None) or type(e).__name__
+        raise DialogError(f"{path}: cannot read the dialog file ({why})") from None
+    check_words(text, str(path))
+    return text.strip()
+
+
+def check_words(text: str, where: str = "--text") -> list[str]:
+    """The words of ``text`` as the aligner reads them; `DialogError` when there are none."""
+    from audio2anim.data.align import transcript_words
+
+    try:
+        return transcript_words(text)
+    except ValueError:
+        raise DialogError(f"{where}: the transcript has no words") from None
+
+
+def aligned_posteriors(segments, n_frames: int, smoothing: float = SMOOTHING) -> np.ndarray:
+    """ARPAbet phone segments (start, end, phone) → [n_frames, 15] viseme probabilities at
+    50 Hz: 10 ms frames labelled by their phone, label-smoothed, averaged in pairs."""
+    n100 = 2 * n_frames
+    ids = viseme_ids([(s[0], s[1], s[2]) for s in segments], "arpabet", 100.0, n100)
+    p = np.full((n100, N_VISEMES), smoothing / N_VISEMES, np.float32)
+    p[np.arange(n100), ids] += 1.0 - smoothing
+    return p.reshape(n_frames, 2, N_VISEMES).mean(axis=1)
+
+
+def fit_score(aligned: np.ndarray, recognized: np.ndarray, tolerance: int = FIT_TOLERANCE) -> float:
+    """Fraction of the speech frames (not silence in both) whose arg-max viseme in ``aligned``
+    is the arg-max of ``recognized`` at some frame within ±``tolerance`` (both [frames, 15] at
+    the same rate); 1.0 when every frame is silence in both."""
+    n = min(len(aligned), len(recognized))
+    if n == 0:
+        return float("nan")
+    a = np.asarray(aligned[:n]).argmax(axis=1)
+    r = np.asarray(recognized[:n]).argmax(axis=1)
+    speech = (a != 0) | (r != 0)  # frames both call silence would flatter any transcript
+    if not speech.any():
+        return 1.0
+    padded = np.pad(r, tolerance, mode="edge")
+    hit = np.zeros(n, bool)
+    for shift in range(2 * tolerance + 1):
+        hit |= a == padded[shift : shift + n]
+    return float(hit[speech].mean())
+
+
+def text_visemes(
+    audio: np.ndarray,
+    rate: int,
+    text: str,
+    n_frames: int,
+    recognized: np.ndarray | None = None,
+    min_fit: float = MIN_FIT,
+) -> TextVisemes:
+    """Align ``text`` to ``audio`` → `TextVisemes` of ``n_frames`` 50 Hz frames. With
+    ``recognized`` (the recognizer's 50 Hz posteriors of the same audio) the fit is checked:
+    below ``min_fit`` the result has no ``probs`` and says why. Never raises for a transcript
+    that does not fit; `DialogError` only for one without words."""
+    from audio2anim.data.align import align
+
+    check_words(text)
+    try:
+        segments = align(np.asarray(audio, np.float32), rate, text)
+    except (ValueError, RuntimeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        detail = msg.rsplit(": ", 1)[-1]  # align's message repeats the text before the cause
+        return TextVisemes(None, f"forced alignment failed (pocketsphinx: {_short(detail)})")
+    probs = aligned_posteriors(segments, n_frames)
+    fit = None
+    if recognized is not None and len(recognized):
+        fit = fit_score(probs, recognized)
+        if fit < min_fit:
+            return TextVisemes(
+                None,
+                f"the words do not fit the audio (fit {fit:.2f} < {min_fit:.2f}: the aligned "
+                "visemes disagree with the recognized ones)",
+                fit,
+                segments,
+            )
+    return TextVisemes(probs, None, fit, segments)
+
+
+class TextAlignmentWarning(UserWarning):
+    """A transcript that was not used: the visemes were recognized from the audio instead."""
+
+
+async def with_text(animator, graph, source: str, audio, rate, text: str, progress=None):
+    """`Animator.animate_async` with the words known (see the module docstring): recognize as
+    usual, align ``text``, and when it fits run the graph again with the aligned visemes in
+    place of the recognized ones."""
+    import asyncio
+    import dataclasses
+    import warnings
+
+    from audio2anim.graph.spec import Node
+    from audio2anim.operators.feature_visemes_given import GivenVisemeParams, GivenVisemes
+
+    from .api import AnimateError
+
+    if animator.viseme_node is None:
+        raise AnimateError(
+            f"{source}: text needs a graph with a viseme front end (feature.visemes); "
+            f"{animator.graph_file} has none"
+        )
+    try:
+        check_words(text)
+    except DialogError:
+        raise AnimateError(f"{source}: the transcript has no words") from None
+    recognized = await animator._run(graph, source, progress)
+    samples, samples_rate = _samples(graph)
+    n_frames = int(np.ceil(len(samples) / samples_rate * FRAME_RATE)) + 1
+    found = await asyncio.to_thread(
+        text_visemes, samples, samples_rate, text, n_frames, recognized.visemes
+    )
+    if found.probs is None:
+        message = f"{source}: text not used, visemes recognized from the audio: {found.reason}"
+        recognized.metadata.update(visemes="audio", text_warning=message)
+        warnings.warn(message, TextAlignmentWarning, stacklevel=4)
+        return recognized
+    nodes = dict(graph.nodes)
+    name = animator.viseme_node
+    nodes[name] = Node(name, GivenVisemes, GivenVisemeParams(probs=found.probs, frame_rate=50))
+    anim = await animator._run(dataclasses.replace(graph, nodes=nodes), source, progress)
+    anim.metadata["visemes"] = "text"
+    return anim
+
+
+def _samples(graph) -> tuple[np.ndarray, int]:
+    """The audio of the graph's source node (``source.array`` or ``source.file``)."""
+    params = graph.nodes["src"].params
+    if hasattr(params, "samples"):
+        return params.samples, params.rate
+    from audio2anim.audio import read_audio
+
+    return read_audio(params.path)
+
+
+def _short(msg: str, limit: int = 120) -> str:
+    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
+
+
+__all__ = [
+    "FIT_TOLERANCE",
+    "MIN_FIT",
+    "SMOOTHING",
+    "DialogError",
+    "TextAlignmentWarning",
+    "TextVisemes",
+    "aligned_posteriors",
+    "check_words",
+    "fit_score",
+    "read_dialog",
+    "text_visemes",
+    "with_text",
+]

@@ -94,6 +94,7 @@ class Animator:
             for k, v in node.params.model_dump().items()
             if k in ("checkpoint", "model") and isinstance(v, str | Path)
         )
+        self.text_visemes = None  # the last call's aligned visemes (`text.TextVisemes`), if used
         if warm_up:
             self.animate(np.zeros(8000, np.float32), rate=16000)
 

@@ -156,11 +156,7 @@ async def with_text(animator, graph, source: str, audio, rate, text: str, progre
     usual, align ``text``, and when it fits run the graph again with the aligned visemes in
     place of the recognized ones."""
     import asyncio
-    import dataclasses
     import warnings
-
-    from audio2anim.graph.spec import Node
-    from audio2anim.operators.feature_visemes_given import GivenVisemeParams, GivenVisemes
 
     from .api import AnimateError
 
@@ -173,6 +169,7 @@ async def with_text(animator, graph, source: str, audio, rate, text: str, progre
         check_words(text)
     except DialogError:
         raise AnimateError(f"{source}: the transcript has no words") from None
+    animator.text_visemes = None
     recognized = await animator._run(graph, source, progress)
     samples, samples_rate = _samples(graph)
     n_frames = int(np.ceil(len(samples) / samples_rate * FRAME_RATE)) + 1
@@ -184,12 +181,24 @@ async def with_text(animator, graph, source: str, audio, rate, text: str, progre
         recognized.metadata.update(visemes="audio", text_warning=message)
         warnings.warn(message, TextAlignmentWarning, stacklevel=4)
         return recognized
-    nodes = dict(graph.nodes)
-    name = animator.viseme_node
-    nodes[name] = Node(name, GivenVisemes, GivenVisemeParams(probs=found.probs, frame_rate=50))
-    anim = await animator._run(dataclasses.replace(graph, nodes=nodes), source, progress)
+    animator.text_visemes = found
+    graph = given_visemes_graph(graph, animator.viseme_node, found.probs)
+    anim = await animator._run(graph, source, progress)
     anim.metadata["visemes"] = "text"
     return anim
+
+
+def given_visemes_graph(graph, node: str, probs: np.ndarray):
+    """``graph`` with its viseme node ``node`` replaced by ``feature.visemes_given`` replaying
+    ``probs`` (50 Hz); the rest of the graph is the same objects."""
+    import dataclasses
+
+    from audio2anim.graph.spec import Node
+    from audio2anim.operators.feature_visemes_given import GivenVisemeParams, GivenVisemes
+
+    nodes = dict(graph.nodes)
+    nodes[node] = Node(node, GivenVisemes, GivenVisemeParams(probs=probs, frame_rate=FRAME_RATE))
+    return dataclasses.replace(graph, nodes=nodes)
 
 
 def _samples(graph) -> tuple[np.ndarray, int]:
@@ -216,6 +225,7 @@ __all__ = [
     "aligned_posteriors",
     "check_words",
     "fit_score",
+    "given_visemes_graph",
     "read_dialog",
     "text_visemes",
     "with_text",

@@ -5,10 +5,12 @@
         [--utterances 20] [--seed 11] [--sets alsa,ktuberling,tuxpaint[,pypi]] [--limit N]
         [--graph graphs/viseme_cnn.yaml] [--out out/text_alignment.md] [--write-docs]
 
-Every clip is animated twice through the Python API (`audio2anim.Animator`, the default graph,
-as the command runs it): from the audio alone (the viseme front end recognizes the visemes) and
-with its words (``animate(..., text=...)``: the visemes follow pocketsphinx's forced alignment
-of the words, `audio2anim.animate.text`). Both are scored against a reference:
+Every clip is animated three ways through the Python API (`audio2anim.Animator`, the default
+graph, as the command runs it): from the audio alone (the viseme front end recognizes the
+visemes), and with its words (``animate(..., text=...)``: the visemes follow pocketsphinx's
+forced alignment of the words, `audio2anim.animate.text`) with the aligner's boundaries as they
+are (``refine=False``) and with them moved to where the recognizer hears them (the default).
+All are scored against a reference:
 
 - **synthetic voices** (``--voices``; by default the validation and test voices of the shipped
   split, which no shipped model trained on): ``--utterances`` sentences synthesized as ``data
@@ -82,20 +84,25 @@ class Tally:
         return [f"{self.hits / max(1, self.frames):.3f}", closure, f"{r['false_closure_rate']:.3f}"]
 
 
+WAYS = ("audio only", "text, aligner's timing", "text, refined timing (default)")
+
+
 class Row:
     def __init__(self, title: str) -> None:
         self.title = title
-        self.recognized, self.text = Tally(), Tally()
+        self.ways = {w: Tally() for w in WAYS}
         self.clips = self.used = self.wrong = self.refused = 0
         self.bilabials = 0
 
-    def line(self) -> str:
-        rec, txt = self.recognized.cells(), self.text.cells()
-        cells = [f"{a} → {b}" for a, b in zip(rec, txt, strict=True)]
-        return (
-            f"| {self.title} | {self.clips} | {self.bilabials} | " + " | ".join(cells)
-            + f" | {self.used}/{self.clips} | {self.refused}/{self.wrong} |"
-        )  # fmt: skip
+    def lines(self) -> list[str]:
+        out = []
+        for k, (way, tally) in enumerate(self.ways.items()):
+            head = f"| {self.title} | {self.clips} | {self.bilabials} |" if k == 0 else "| | | |"
+            tail = (
+                " | |" if k == 0 else f" {self.used}/{self.clips} | {self.refused}/{self.wrong} |"
+            )
+            out.append(f"{head} {way} | " + " | ".join(tally.cells()) + " |" + tail)
+        return out
 
 
 def score_clip(row: Row, animator, audio, text: str, wrong: str | None, segments, phoneset):
@@ -106,6 +113,7 @@ def score_clip(row: Row, animator, audio, text: str, wrong: str | None, segments
     recognized = animator.animate(audio, rate=16000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        aligned = animator.animate(audio, rate=16000, text=text, refine=False)
         known = animator.animate(audio, rate=16000, text=text)
         refused = None
         if wrong is not None:
@@ -116,8 +124,8 @@ def score_clip(row: Row, animator, audio, text: str, wrong: str | None, segments
     seed = int(hashlib.sha1(text.encode()).hexdigest()[:8], 16)
     t = teacher.animate(segs, phoneset, audio, 16000, FRAME_RATE, seed=seed)
     targets = np.concatenate([t["mouth"], t["eyes"]], axis=1)[:n]
-    row.recognized.add(recognized, reference, targets, segs, phoneset)
-    row.text.add(known, reference, targets, segs, phoneset)
+    for way, anim in zip(WAYS, (recognized, aligned, known), strict=True):
+        row.ways[way].add(anim, reference, targets, segs, phoneset)
     row.clips += 1
     row.used += known.metadata["visemes"] == "text"
     row.bilabials += sum(phone_class(s[2], phoneset) == "bilabial" for s in segs)
@@ -210,7 +218,7 @@ def main() -> int:
     lines = [
         "## Known words (`animate --text`)",
         "",
-        f"Graph `{graph}`; each cell is without text → with text. Synthetic rows are scored "
+        f"Graph `{graph}`. Synthetic rows are scored "
         "against the synthesizer's phone times (true). **Real rows are scored against "
         "pocketsphinx's forced alignment of the transcript, the aligner `--text` itself uses: "
         "their gain is partly circular** (the text path is compared with its own labels); the "
@@ -218,10 +226,10 @@ def main() -> int:
         "recall over P/B/M segments and false closures over open frames, on the teacher's "
         "parameters for the reference phones (`audio2anim/train/metrics.py`).",
         "",
-        "| speech | clips | P/B/M | viseme acc. | closure recall | false closures "
-        "| text used | wrong text refused |",
-        "|---|---|---|---|---|---|---|---|",
-        *[r.line() for r in rows],
+        "| speech | clips | P/B/M | visemes from | viseme acc. | closure recall "
+        "| false closures | text used | wrong text refused |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *[line for r in rows for line in r.lines()],
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -106,6 +106,8 @@ class Animator:
         rate: int | None = None,
         progress: Callable[[float], None] | None = None,
         text: str | None = None,
+        *,
+        refine: bool = True,
     ) -> Animation:
         """``audio`` (a file path, or samples ``[n]`` / ``[n, channels]`` at ``rate`` Hz) →
         `Animation`. ``progress(seconds)`` is called now and then with the seconds animated.
@@ -115,13 +117,15 @@ class Animator:
         cannot be used (alignment fails, the words do not fit the audio) the visemes are
         recognized from the audio as without it, ``metadata["visemes"]`` is ``"audio"``,
         ``metadata["text_warning"]`` says why in one line naming the file, and a
-        `TextAlignmentWarning` is issued with that line.
+        `TextAlignmentWarning` is issued with that line. ``refine`` (text only): move the
+        aligned viseme boundaries, up to ±120 ms, to where the recognizer hears them; False
+        keeps pocketsphinx's.
 
         Raises `AnimateError` (one line naming the file) for a missing, unreadable, empty or
         too short (< 0.1 s) clip or one with NaN samples, for a ``text`` without words, and for
         ``text`` with a graph that has no viseme front end.
         """
-        return asyncio.run(self.animate_async(audio, rate, progress, text))
+        return asyncio.run(self.animate_async(audio, rate, progress, text, refine=refine))
 
     async def animate_async(
         self,
@@ -129,13 +133,15 @@ class Animator:
         rate: int | None = None,
         progress: Callable[[float], None] | None = None,
         text: str | None = None,
+        *,
+        refine: bool = True,
     ) -> Animation:
         """`animate` for a caller that already runs an event loop."""
         graph, source = self._graph_for(audio, rate)
         if text is not None:
             from .text import with_text
 
-            return await with_text(self, graph, source, audio, rate, text, progress)
+            return await with_text(self, graph, source, audio, rate, text, progress, refine)
         return await self._run(graph, source, progress)
 
     async def _run(self, graph, source: str, progress=None) -> Animation:

@@ -41,6 +41,9 @@ FRAME_RATE = 50  # the viseme predictors' input rate
 SMOOTHING = 0.15  # label smoothing of the aligned one-hots
 FIT_TOLERANCE = 2  # frames (±40 ms at 50 Hz) a boundary may sit from the recognizer's
 MIN_FIT = 0.4  # below: the words are taken not to match the audio
+REFINE_BAND = 6  # frames (±120 ms) a viseme may move from where the aligner put it
+REFINE_COST = 0.5  # log-score per frame it moves outside the aligner's span
+REFINE_FLOOR = 0.05  # added to the recognizer's posterior before its log
 
 
 class DialogError(ValueError):
@@ -87,9 +90,7 @@ def aligned_posteriors(segments, n_frames: int, smoothing: float = SMOOTHING) ->
     50 Hz: 10 ms frames labelled by their phone, label-smoothed, averaged in pairs."""
     n100 = 2 * n_frames
     ids = viseme_ids([(s[0], s[1], s[2]) for s in segments], "arpabet", 100.0, n100)
-    p = np.full((n100, N_VISEMES), smoothing / N_VISEMES, np.float32)
-    p[np.arange(n100), ids] += 1.0 - smoothing
-    return p.reshape(n_frames, 2, N_VISEMES).mean(axis=1)
+    return smoothed_onehots(ids, smoothing).reshape(n_frames, 2, N_VISEMES).mean(axis=1)
 
 
 def fit_score(aligned: np.ndarray, recognized: np.ndarray, tolerance: int = FIT_TOLERANCE) -> float:
@@ -111,6 +112,56 @@ def fit_score(aligned: np.ndarray, recognized: np.ndarray, tolerance: int = FIT_
     return float(hit[speech].mean())
 
 
+def refine_timing(
+    ids: np.ndarray,
+    recognized: np.ndarray,
+    band: int = REFINE_BAND,
+    cost: float = REFINE_COST,
+    floor: float = REFINE_FLOOR,
+) -> np.ndarray:
+    """Aligned viseme IDs [frames] → the same sequence of visemes with its boundaries moved to
+    where the recognizer's posteriors [frames, 15] place them: a left-to-right Viterbi path
+    through the runs of ``ids`` (each keeps at least one frame, none is added or dropped)
+    scored by log(``floor`` + posterior) less ``cost`` per frame outside the run's aligned
+    span, at most ``band`` frames outside it. Returns ``ids`` unchanged if no path fits."""
+    ids = np.asarray(ids)
+    n = min(len(ids), len(recognized))
+    if n < 2:
+        return ids
+    change = np.flatnonzero(np.diff(ids[:n])) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [n]])
+    vis = ids[starts]
+    k = len(vis)
+    t = np.arange(n)[:, None]
+    outside = np.maximum(0, np.maximum(starts[None] - t, t - (ends[None] - 1)))
+    score = np.log(floor + np.asarray(recognized[:n], np.float64)[:, vis]) - cost * outside
+    score[outside > band] = -np.inf
+    best = np.full(k, -np.inf)
+    best[0] = score[0, 0]
+    moved = np.zeros((n, k), bool)  # entered run j at frame t (else stayed in it)
+    for i in range(1, n):
+        advance = np.concatenate([[-np.inf], best[:-1]])
+        moved[i] = advance > best
+        best = np.maximum(best, advance) + score[i]
+    if not np.isfinite(best[-1]):
+        return ids
+    out = ids.copy()
+    j = k - 1
+    for i in range(n - 1, -1, -1):
+        out[i] = vis[j]
+        if moved[i, j]:
+            j -= 1
+    return out
+
+
+def smoothed_onehots(ids: np.ndarray, smoothing: float = SMOOTHING) -> np.ndarray:
+    """Viseme IDs [frames] → [frames, 15]: 1 − ``smoothing`` on the ID, the rest spread evenly."""
+    p = np.full((len(ids), N_VISEMES), smoothing / N_VISEMES, np.float32)
+    p[np.arange(len(ids)), ids] += 1.0 - smoothing
+    return p
+
+
 def text_visemes(
     audio: np.ndarray,
     rate: int,
@@ -118,11 +169,13 @@ def text_visemes(
     n_frames: int,
     recognized: np.ndarray | None = None,
     min_fit: float = MIN_FIT,
+    refine: bool = True,
 ) -> TextVisemes:
     """Align ``text`` to ``audio`` → `TextVisemes` of ``n_frames`` 50 Hz frames. With
-    ``recognized`` (the recognizer's 50 Hz posteriors of the same audio) the fit is checked:
-    below ``min_fit`` the result has no ``probs`` and says why. Never raises for a transcript
-    that does not fit; `DialogError` only for one without words."""
+    ``recognized`` (the recognizer's 50 Hz posteriors of the same audio) the fit is checked
+    (below ``min_fit`` the result has no ``probs`` and says why) and, with ``refine``, the
+    boundaries move to where the recognizer hears them (`refine_timing`). Never raises for a
+    transcript that does not fit; `DialogError` only for one without words."""
     from audio2anim.data.align import align
 
     check_words(text)
@@ -144,6 +197,9 @@ def text_visemes(
                 fit,
                 segments,
             )
+        if refine:
+            ids = refine_timing(probs.argmax(axis=1), recognized)
+            probs = smoothed_onehots(ids)
     return TextVisemes(probs, None, fit, segments)
 
 
@@ -151,7 +207,9 @@ class TextAlignmentWarning(UserWarning):
     """A transcript that was not used: the visemes were recognized from the audio instead."""
 
 
-async def with_text(animator, graph, source: str, audio, rate, text: str, progress=None):
+async def with_text(
+    animator, graph, source: str, audio, rate, text: str, progress=None, refine: bool = True
+):
     """`Animator.animate_async` with the words known (see the module docstring): recognize as
     usual, align ``text``, and when it fits run the graph again with the aligned visemes in
     place of the recognized ones."""
@@ -174,7 +232,7 @@ async def with_text(animator, graph, source: str, audio, rate, text: str, progre
     samples, samples_rate = _samples(graph)
     n_frames = int(np.ceil(len(samples) / samples_rate * FRAME_RATE)) + 1
     found = await asyncio.to_thread(
-        text_visemes, samples, samples_rate, text, n_frames, recognized.visemes
+        text_visemes, samples, samples_rate, text, n_frames, recognized.visemes, MIN_FIT, refine
     )
     if found.probs is None:
         message = f"{source}: text not used, visemes recognized from the audio: {found.reason}"
@@ -227,6 +285,8 @@ __all__ = [
     "fit_score",
     "given_visemes_graph",
     "read_dialog",
+    "refine_timing",
+    "smoothed_onehots",
     "text_visemes",
     "with_text",
 ]

@@ -54,10 +54,14 @@ def _gap(names, values) -> np.ndarray:
     return lip_gap(values[:, [list(names).index(n) for n in arkit.MOUTH + arkit.EYES]])
 
 
-def test_text_closes_the_lips_at_the_bilabials_with_the_same_frames_and_format(bob, tmp_path):
+def test_text_closes_the_lips_at_the_bilabials_with_the_same_frames_and_format(
+    animator, bob, tmp_path
+):
+    from audio2anim.animate.outputs import write_output
+
     path, segments = bob
     plain, known = tmp_path / "plain.csv", tmp_path / "known.csv"
-    assert main(["animate", str(path), "-o", str(plain), "--quiet"]) == 0
+    write_output(plain, animator.animate(path))  # what `animate IN -o plain.csv` writes
     assert main(["animate", str(path), "-o", str(known), "--text", SENTENCE, "--quiet"]) == 0
     header, values = _read_csv(known)
     plain_header, plain_values = _read_csv(plain)
@@ -95,13 +99,14 @@ def test_api_text_marks_the_viseme_source_and_a_wrong_text_falls_back(animator, 
         animator.animate(np.zeros(8000, np.float32), rate=16000, text=" ... ")
 
 
-def test_wrong_dialog_is_a_warning_the_file_is_animated_from_audio(bob, tmp_path, capsys):
+def test_wrong_dialog_is_a_warning_the_file_is_animated_from_audio(animator, bob, tmp_path, capsys):
     path, _ = bob
     dialog = tmp_path / "bob.txt"
     dialog.write_text(WRONG + "\n", encoding="utf-8")
     plain, out, report = tmp_path / "plain.csv", tmp_path / "out.csv", tmp_path / "report.json"
-    assert main(["animate", str(path), "-o", str(plain), "--quiet"]) == 0
-    capsys.readouterr()
+    from audio2anim.animate.outputs import write_output
+
+    write_output(plain, animator.animate(path))
     rc = main(["animate", str(path), "-o", str(out), "--dialog", str(dialog), "--quiet",
                "--report", str(report)])  # fmt: skip
     assert rc == 0
@@ -192,3 +197,19 @@ def test_given_visemes_give_the_recognizers_frames_and_times():
     assert (ids == 3).all()  # beyond the 40 rows given, the last repeats
     with pytest.raises(ValueError, match="probs rows must sum to 1"):
         GivenVisemes.Params(probs=np.ones((3, 15)))
+
+
+def test_refined_timing_keeps_the_sequence_and_moves_the_boundaries():
+    from audio2anim.animate.text import refine_timing, smoothed_onehots
+
+    aligned = np.array([0] * 10 + [1] * 6 + [10] * 10 + [0] * 4)
+    heard = np.array([0] * 13 + [1] * 6 + [10] * 8 + [0] * 3)  # 60 ms later
+    refined = refine_timing(aligned, smoothed_onehots(heard, 0.3))
+    np.testing.assert_array_equal(refined, heard)
+    far = np.array([0] * 25 + [1] * 2 + [10] * 3)  # 300 ms away: beyond the band
+    moved = refine_timing(aligned, smoothed_onehots(far, 0.3))
+    runs = [int(v) for k, v in enumerate(moved) if k == 0 or v != moved[k - 1]]
+    assert runs == [0, 1, 10, 0]  # every viseme of the words kept, in order
+    assert np.abs(np.flatnonzero(moved == 1)[0] - 10) <= 6
+    sil_only = refine_timing(np.zeros(5, int), smoothed_onehots(np.ones(5, int)))
+    np.testing.assert_array_equal(sil_only, np.zeros(5, int))

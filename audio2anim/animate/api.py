@@ -139,8 +139,17 @@ class Animator:
         """`animate` for a caller that already runs an event loop."""
         graph, source = self._graph_for(audio, rate)
         if text is not None:
-            from .text import with_text
+            from .text import DialogError, check_words, with_text
 
+            if self.viseme_node is None:
+                raise AnimateError(
+                    f"{source}: text needs a graph with a viseme front end (feature.visemes); "
+                    f"{self.graph_file} has none"
+                )
+            try:
+                check_words(text)
+            except DialogError:
+                raise AnimateError(f"{source}: the transcript has no words") from None
             return await with_text(self, graph, source, audio, rate, text, progress, refine)
         return await self._run(graph, source, progress)
 

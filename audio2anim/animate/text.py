@@ -10,12 +10,20 @@ replaces the recognizer's (``feature.visemes`` → ``feature.visemes_given``) in
 SAME viseme predictor, smoothing and outputs, so the parameters of the two paths are made
 alike, frame for frame (same frame count and times).
 
-The stream is sharp but not one-hot: the 10 ms frames take their phone's viseme with
-probability 1 − ``SMOOTHING`` (0.15), the rest spread evenly over the 15 visemes (label
-smoothing), and pairs of 10 ms frames are averaged into a 50 Hz frame as the recognizer's
-posteriors are, so a frame that straddles a phone boundary is a mix of the two. The viseme
-predictors trained on viseme one-hots smoothed by 0 to 0.3 (and on the front end's
+The stream is sharp but not one-hot: each frame takes its viseme with probability
+1 − ``SMOOTHING`` (0.15), the rest spread evenly over the 15 visemes (label smoothing). The
+viseme predictors trained on viseme one-hots smoothed by 0 to 0.3 (and on the front end's
 posteriors), so this input is inside what they learned.
+
+The words fix the sequence of visemes; where its boundaries fall is refined by the recognizer
+(`refine_timing`, on by default): pocketsphinx places boundaries tens of ms from where a
+synthesizer put them, while the trained front end, on voices like those it learned from, hears
+them closer. A left-to-right Viterbi path through the aligned viseme runs, scored by the
+recognizer's posteriors and a cost for each frame a run moves outside its aligned span (at
+most ±``REFINE_BAND`` frames, 120 ms), keeps every viseme of the words and moves only the
+boundaries (`bench/text_alignment.py` measures both timings). Without refinement
+(``refine=False``) the 10 ms frames of the alignment are averaged in pairs into 50 Hz frames, so
+a frame that straddles a boundary is a mix of the two visemes.
 
 When the text is not used (``TextVisemes.reason`` says why, one line): the transcript has no
 words, pocketsphinx's search fails (no path through the words), or the words do not fit the
@@ -212,21 +220,11 @@ async def with_text(
 ):
     """`Animator.animate_async` with the words known (see the module docstring): recognize as
     usual, align ``text``, and when it fits run the graph again with the aligned visemes in
-    place of the recognized ones."""
+    place of the recognized ones. The caller has checked that ``text`` has words and that the
+    graph has a viseme node (``animator.viseme_node``)."""
     import asyncio
     import warnings
 
-    from .api import AnimateError
-
-    if animator.viseme_node is None:
-        raise AnimateError(
-            f"{source}: text needs a graph with a viseme front end (feature.visemes); "
-            f"{animator.graph_file} has none"
-        )
-    try:
-        check_words(text)
-    except DialogError:
-        raise AnimateError(f"{source}: the transcript has no words") from None
     animator.text_visemes = None
     recognized = await animator._run(graph, source, progress)
     samples, samples_rate = _samples(graph)

@@ -138,27 +138,38 @@ def refine_timing(
         return ids
     change = np.flatnonzero(np.diff(ids[:n])) + 1
     starts = np.concatenate([[0], change])
-    ends = np.concatenate([change, [n]])
+    ends = np.concatenate([change, [n]])  # exclusive
     vis = ids[starts]
-    k = len(vis)
-    t = np.arange(n)[:, None]
-    outside = np.maximum(0, np.maximum(starts[None] - t, t - (ends[None] - 1)))
-    score = np.log(floor + np.asarray(recognized[:n], np.float64)[:, vis]) - cost * outside
-    score[outside > band] = -np.inf
-    best = np.full(k, -np.inf)
-    best[0] = score[0, 0]
-    moved = np.zeros((n, k), bool)  # entered run j at frame t (else stayed in it)
-    for i in range(1, n):
-        advance = np.concatenate([[-np.inf], best[:-1]])
-        moved[i] = advance > best
-        best = np.maximum(best, advance) + score[i]
-    if not np.isfinite(best[-1]):
+    logp = np.log(floor + np.asarray(recognized[:n], np.float64))
+    # frame i may belong to the runs lo..hi-1: those whose span widened by `band` holds it
+    # (a window that only moves forward, so memory stays linear in the frames)
+    lo = np.searchsorted(ends - 1 + band, np.arange(n), side="left")
+    hi = np.searchsorted(starts - band, np.arange(n), side="right")
+    best = np.full(len(vis) + 1, -np.inf)  # best[j + 1]: best score ending in run j; best[0] pad
+    moved: list[np.ndarray] = []  # per frame, over its window: entered the run at this frame
+    for i in range(n):
+        a, b = lo[i], hi[i]
+        if i:
+            best[1 : a + 1] = -np.inf  # runs that can no longer hold a frame
+        j = np.arange(a, b)
+        outside = np.maximum(0, np.maximum(starts[j] - i, i - (ends[j] - 1)))
+        score = logp[i, vis[j]] - cost * outside
+        if i == 0:
+            step = np.where(j == 0, 0.0, -np.inf)
+            entered = np.zeros(len(j), bool)
+        else:
+            stay, advance = best[a + 1 : b + 1], best[a:b]
+            entered = advance > stay
+            step = np.maximum(stay, advance)
+        best[a + 1 : b + 1] = step + score
+        moved.append(entered)
+    if not np.isfinite(best[-1]) or hi[-1] < len(vis):
         return ids
     out = ids.copy()
-    j = k - 1
+    j = len(vis) - 1
     for i in range(n - 1, -1, -1):
         out[i] = vis[j]
-        if moved[i, j]:
+        if moved[i][j - lo[i]]:
             j -= 1
     return out
 

@@ -320,7 +320,11 @@ def animate_job(job: Job, settings: Settings, progress=None) -> tuple[str, float
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TextAlignmentWarning)
         result = _animate_job(job, settings, progress, text)
-    notes += [str(w.message) for w in caught if issubclass(w.category, TextAlignmentWarning)]
+    for w in caught:
+        if issubclass(w.category, TextAlignmentWarning):
+            notes.append(str(w.message))
+        else:  # not ours: shown as it would have been
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return JobResult.make(result, notes)
 
 
@@ -441,7 +445,8 @@ def _animate(args: argparse.Namespace, stops) -> int:
         except (asyncio.CancelledError, Aborted, KeyboardInterrupt):
             video, err = None, f"{args.video}: aborted; not written"
         if err:
-            results[0] = (results[0][0], results[0][1], err)
+            notes = getattr(results[0], "warnings", ())
+            results[0] = JobResult.make((results[0][0], results[0][1], err), list(notes))
     wall = time.perf_counter() - t0
     failures = [{"input": i, "error": e} for i, _, e in results if e is not None]
     notes = [{"input": r[0], "warning": w} for r in results for w in getattr(r, "warnings", ())]

@@ -445,8 +445,8 @@ def _animate(args: argparse.Namespace, stops) -> int:
         except (asyncio.CancelledError, Aborted, KeyboardInterrupt):
             video, err = None, f"{args.video}: aborted; not written"
         if err:
-            notes = getattr(results[0], "warnings", ())
-            results[0] = JobResult.make((results[0][0], results[0][1], err), list(notes))
+            kept = list(getattr(results[0], "warnings", ()))
+            results[0] = JobResult.make((results[0][0], results[0][1], err), kept)
     wall = time.perf_counter() - t0
     failures = [{"input": i, "error": e} for i, _, e in results if e is not None]
     notes = [{"input": r[0], "warning": w} for r in results for w in getattr(r, "warnings", ())]

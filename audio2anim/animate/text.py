@@ -31,9 +31,10 @@ audio. Forced alignment always finds *some* path when the beam is wide, so fit i
 against what the recognizer hears: `fit_score` is the fraction of frames whose aligned viseme
 the recognizer's arg-max shows within ±``FIT_TOLERANCE`` frames (±40 ms); below ``MIN_FIT``
 the words are taken not to match and the recognized visemes are kept for the whole file. The
-threshold sits between the scores of right and wrong transcripts measured on synthetic and
-real speech (`bench/text_alignment.py`). It catches a transcript of other words; one wrong or
-missing word in a sentence passes, aligned as well as pocketsphinx can.
+threshold was chosen between the scores of right transcripts and of other clips' words on the
+real-speech sets (docs/experiments.md); `bench/text_alignment.py` reports how often it refuses
+each. It catches another sentence, and most but not all other words on clips of a word or
+two; one wrong or missing word in a sentence passes, aligned as well as pocketsphinx can.
 """
 
 from __future__ import annotations

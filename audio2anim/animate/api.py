@@ -94,6 +94,7 @@ class Animator:
             for k, v in node.params.model_dump().items()
             if k in ("checkpoint", "model") and isinstance(v, str | Path)
         )
+        self.text_visemes = None  # the last call's aligned visemes (`text.TextVisemes`), if used
         if warm_up:
             self.animate(np.zeros(8000, np.float32), rate=16000)
 
@@ -104,26 +105,58 @@ class Animator:
         audio: str | os.PathLike | np.ndarray,
         rate: int | None = None,
         progress: Callable[[float], None] | None = None,
+        text: str | None = None,
+        *,
+        refine: bool = True,
     ) -> Animation:
         """``audio`` (a file path, or samples ``[n]`` / ``[n, channels]`` at ``rate`` Hz) →
         `Animation`. ``progress(seconds)`` is called now and then with the seconds animated.
 
+        ``text``: the words said; the visemes then follow their forced alignment to the audio
+        (`audio2anim.animate.text`), and ``metadata["visemes"]`` is ``"text"``. Where the text
+        cannot be used (alignment fails, the words do not fit the audio) the visemes are
+        recognized from the audio as without it, ``metadata["visemes"]`` is ``"audio"``,
+        ``metadata["text_warning"]`` says why in one line naming the file, and a
+        `TextAlignmentWarning` is issued with that line. ``refine`` (text only): move the
+        aligned viseme boundaries, up to ±120 ms, to where the recognizer hears them; False
+        keeps pocketsphinx's.
+
         Raises `AnimateError` (one line naming the file) for a missing, unreadable, empty or
-        too short (< 0.1 s) clip or one with NaN samples.
+        too short (< 0.1 s) clip or one with NaN samples, for a ``text`` without words, and for
+        ``text`` with a graph that has no viseme front end.
         """
-        return asyncio.run(self.animate_async(audio, rate, progress))
+        return asyncio.run(self.animate_async(audio, rate, progress, text, refine=refine))
 
     async def animate_async(
         self,
         audio: str | os.PathLike | np.ndarray,
         rate: int | None = None,
         progress: Callable[[float], None] | None = None,
+        text: str | None = None,
+        *,
+        refine: bool = True,
     ) -> Animation:
         """`animate` for a caller that already runs an event loop."""
+        graph, source = self._graph_for(audio, rate)
+        if text is not None:
+            from .text import DialogError, check_words, with_text
+
+            if self.viseme_node is None:
+                raise AnimateError(
+                    f"{source}: text needs a graph with a viseme front end (feature.visemes); "
+                    f"{self.graph_file} has none"
+                )
+            try:
+                check_words(text)
+            except DialogError:
+                raise AnimateError(f"{source}: the transcript has no words") from None
+            return await with_text(self, graph, source, audio, rate, text, progress, refine)
+        return await self._run(graph, source, progress)
+
+    async def _run(self, graph, source: str, progress=None) -> Animation:
         from audio2anim.graph.errors import OperatorError
         from audio2anim.graph.runner import Runner
 
-        graph, source = self._graph_for(audio, rate)
         runner = Runner(graph)
         task = asyncio.ensure_future(runner.run())
         while not task.done():

@@ -20,6 +20,15 @@ Rhubarb TSV/JSON/XML/DAT, glTF/GLB/VRM).
 - ``--fps N`` resamples the animation (from the models' 50 fps) with
   `Animation.resample`; timecodes follow the new rate.
 - ``--video OUT.mp4`` (one input) also renders the face into an MP4 with the audio.
+- Known words (`audio2anim.animate.text`): ``--text "the words"`` or ``--dialog FILE`` (one
+  input), or ``--dialog-dir DIR`` (a batch: the words of ``IN/sub/line01.wav`` are in
+  ``DIR/sub/line01.txt``, the input tree mirrored as ``--out-dir`` mirrors it; ``--dialog-dir``
+  = the input folder reads ``line01.txt`` beside ``line01.wav``). The visemes then follow a
+  forced alignment of the words. A transcript that cannot be used (no words, alignment fails,
+  the words do not fit the audio, no ``.txt`` for an input) is a one-line warning naming the
+  file; that file is animated from the audio alone and counts as written (exit code 0; the
+  warnings go into ``--report``). A ``--dialog`` file that is missing or unreadable, and a
+  ``--dialog-dir`` with no transcript for any input, are usage errors (exit code 2).
 
 Outputs and options are checked before any audio is processed: an unknown extension, an
 output that is an input, two outputs that are the same file, a folder that cannot be written,
@@ -91,6 +100,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="override a node parameter of the graph (repeatable)",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    words = p.add_argument_group("known words: visemes follow a forced alignment of the text")
+    words.add_argument("--text", metavar="WORDS", help="the words said (one input)")
+    words.add_argument("--dialog", type=Path, metavar="FILE", help="text file of the words said")
+    words.add_argument(
+        "--dialog-dir", type=Path, metavar="DIR",
+        help="transcripts of a batch: IN/sub/x.wav's words in DIR/sub/x.txt",
+    )  # fmt: skip
     add_checkpoints_argument(p)
     p.set_defaults(func=cmd_animate)
 
@@ -101,6 +117,8 @@ class Job:
 
     input: Path
     outputs: list[tuple[Path, str]] = field(default_factory=list)
+    text: str | None = None  # the words said (--text, --dialog)
+    dialog: Path | None = None  # their file, read by the worker (--dialog-dir)
 
 
 # ------------------------------------------------------------------------- planning
@@ -207,6 +225,40 @@ def plan_jobs(args, inputs: list[Path]) -> list[Job]:
     return jobs
 
 
+def attach_text(args, jobs: list[Job]) -> None:
+    """``--text`` / ``--dialog`` / ``--dialog-dir`` → each job's words, checked before any audio
+    is read (`UsageError` otherwise)."""
+    from .text import DialogError, check_words, read_dialog
+
+    text, dialog, folder = (getattr(args, k, None) for k in ("text", "dialog", "dialog_dir"))
+    given = [n for n, v in (("--text", text), ("--dialog", dialog), ("--dialog-dir", folder))
+             if v is not None]  # fmt: skip
+    if len(given) > 1:
+        raise UsageError(
+            f"give one of --text, --dialog and --dialog-dir, not {' and '.join(given)}"
+        )
+    if not given or not jobs:
+        return
+    try:
+        if folder is None:
+            if len(jobs) != 1:
+                raise UsageError(f"{given[0]} takes one input; for several, use --dialog-dir")
+            if dialog is not None:
+                jobs[0].text = read_dialog(dialog)
+            else:
+                check_words(text, "--text")
+                jobs[0].text = text
+            return
+    except DialogError as e:
+        raise UsageError(str(e)) from None
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such dialog folder")
+    for job in jobs:
+        job.dialog = folder / _relative_folder(job.input, args.inputs) / f"{job.input.stem}.txt"
+    if not any(job.dialog.is_file() for job in jobs):
+        raise UsageError(f"{folder}: no transcript for any input (e.g. {jobs[0].dialog})")
+
+
 def _relative_folder(inp: Path, items: list[str]) -> Path:
     """Where ``inp`` sits under the folder (or glob root) it was found from."""
     resolved = inp.resolve()
@@ -235,6 +287,18 @@ class Settings:
 _ANIMATOR = None  # the worker process's Animator
 
 
+class JobResult(tuple):
+    """``(input, seconds of audio, error or None)``; ``.warnings``: one-line warnings."""
+
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def make(cls, result: tuple, warnings: list[str]) -> JobResult:
+        out = cls(result)
+        out.warnings = tuple(warnings)
+        return out
+
+
 def _init_worker(settings: Settings) -> None:
     global _ANIMATOR
     from .api import Animator
@@ -243,14 +307,46 @@ def _init_worker(settings: Settings) -> None:
 
 
 def animate_job(job: Job, settings: Settings, progress=None) -> tuple[str, float, str | None]:
-    """Animate one input and write its outputs → (input, seconds of audio, error or None)."""
+    """Animate one input and write its outputs → (input, seconds of audio, error or None), a
+    `JobResult` carrying the job's warnings (a transcript not used)."""
+    import warnings
+
+    from .text import TextAlignmentWarning
+
+    notes: list[str] = []
+    text = job.text
+    if job.dialog is not None:
+        text = _dialog_of(job, notes)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TextAlignmentWarning)
+        result = _animate_job(job, settings, progress, text)
+    for w in caught:
+        if issubclass(w.category, TextAlignmentWarning):
+            notes.append(str(w.message))
+        else:  # not ours: shown as it would have been
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return JobResult.make(result, notes)
+
+
+def _dialog_of(job: Job, notes: list[str]) -> str | None:
+    """The words of a --dialog-dir job, or None with a warning in ``notes``."""
+    from .text import DialogError, read_dialog
+
+    try:
+        return read_dialog(job.dialog)
+    except DialogError as e:
+        notes.append(f"{job.input}: {e}; visemes recognized from the audio")
+        return None
+
+
+def _animate_job(job: Job, settings: Settings, progress, text) -> tuple[str, float, str | None]:
     from .api import AnimateError, audio_seconds
     from .outputs import OutputError, write_output
 
     assert _ANIMATOR is not None
     seconds = audio_seconds(job.input)
     try:
-        anim = _ANIMATOR.animate(job.input, progress=progress)
+        anim = _ANIMATOR.animate(job.input, progress=progress, text=text)
         if settings.fps:
             anim = anim.resample(settings.fps)
         for path, fmt in job.outputs:
@@ -304,6 +400,7 @@ def _animate(args: argparse.Namespace, stops) -> int:
         if not inputs:
             raise UsageError("no audio files found in the inputs")
         jobs = plan_jobs(args, inputs)
+        attach_text(args, jobs)
         _check_video(args)
         for job in jobs:
             for out, _ in job.outputs:
@@ -348,9 +445,13 @@ def _animate(args: argparse.Namespace, stops) -> int:
         except (asyncio.CancelledError, Aborted, KeyboardInterrupt):
             video, err = None, f"{args.video}: aborted; not written"
         if err:
-            results[0] = (results[0][0], results[0][1], err)
+            kept = list(getattr(results[0], "warnings", ()))
+            results[0] = JobResult.make((results[0][0], results[0][1], err), kept)
     wall = time.perf_counter() - t0
     failures = [{"input": i, "error": e} for i, _, e in results if e is not None]
+    notes = [{"input": r[0], "warning": w} for r in results for w in getattr(r, "warnings", ())]
+    for n in notes:
+        print(f"warning: {n['warning']}", file=sys.stderr)
     for f in failures:
         print(f"error: {f['error']}", file=sys.stderr)
     if args.report:
@@ -358,6 +459,8 @@ def _animate(args: argparse.Namespace, stops) -> int:
 
         doc = {"inputs": len(results) + skipped, "written": len(results) - len(failures),
                "skipped": skipped, "failures": failures}  # fmt: skip
+        if notes:
+            doc["warnings"] = notes
         write_atomic(args.report, json.dumps(doc, indent=2) + "\n")
     seconds = sum(s for _, s, e in results if e is None)
     done = len(results) - len(failures)
@@ -454,6 +557,11 @@ def _render_video(audio: Path, args, settings: Settings) -> tuple[str | None, st
             "video": ("sink.video", {"path": str(args.video)}, [("face", "in"), ("rs", "audio")]),
         }
         graph = offline_graph(settings.graph, audio, sinks, overrides=settings.overrides)
+        known = getattr(_ANIMATOR, "text_visemes", None)
+        if known is not None:  # the words drove the animation: the video shows the same visemes
+            from .text import given_visemes_graph
+
+            graph = given_visemes_graph(graph, _ANIMATOR.viseme_node, known.probs)
         runner = Runner(graph)
         # aborted (CancelledError): the video sink was still closed, so its file is finalized
         with contextlib.suppress(asyncio.CancelledError):

@@ -71,6 +71,7 @@ class Animator:
         warm_up: bool = True,
     ) -> None:
         from audio2anim.sources.file import SHIPPED_SPEECH
+        from audio2anim.streams import Visemes
 
         from .graph_edit import offline_graph
 
@@ -80,14 +81,12 @@ class Animator:
             set_checkpoint_folder(Path(checkpoints))
         self.graph_file = Path(graph)
         self.overrides = tuple(overrides)
-        probe = offline_graph(graph, SHIPPED_SPEECH, {}, overrides=self.overrides)
-        self.viseme_node = _viseme_node(probe)
-        inputs = [("smooth", "in")]
-        if self.viseme_node is not None:
-            inputs.append((self.viseme_node, "visemes"))
+        inputs = [("smooth", "in"), (Visemes, "visemes")]  # the node that outputs visemes, if any
         self._graph = offline_graph(
             graph, SHIPPED_SPEECH, {KEEP: ("sink.memory", {}, inputs)}, overrides=self.overrides
         )
+        into_keep = {e.dst_port: e.src for e in self._graph.in_edges(KEEP)}
+        self.viseme_node = into_keep.get("visemes")
         self.model = " + ".join(
             str(v)
             for node in self._graph.nodes.values()
@@ -208,16 +207,6 @@ class Animator:
             start=start,
             metadata={"source": source, "graph": str(self.graph_file), "model": self.model},
         )
-
-
-def _viseme_node(graph) -> str | None:
-    from audio2anim.streams import Visemes
-
-    for name in graph.order:
-        ports = graph.nodes[name].op_class.outputs
-        if any(issubclass(p.type, Visemes) for p in ports.values() if isinstance(p.type, type)):
-            return name
-    return None
 
 
 def _check_length(source: str, frames: int, rate: int) -> None:

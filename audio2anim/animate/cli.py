@@ -239,7 +239,8 @@ def _init_worker(settings: Settings) -> None:
     global _ANIMATOR
     from .api import Animator
 
-    _ANIMATOR = Animator(settings.graph, settings.overrides, settings.checkpoints)
+    # no warm-up run: a batch's first file pays the models' set-up instead, once
+    _ANIMATOR = Animator(settings.graph, settings.overrides, settings.checkpoints, warm_up=False)
 
 
 def animate_job(job: Job, settings: Settings, progress=None) -> tuple[str, float, str | None]:

@@ -11,7 +11,6 @@ A plain library, usable from a notebook; it knows nothing of the graph.
 parameter tracks (Live Link Face CSV or ours).
 """
 
-
 import importlib
 
 # imported on first use (PEP 562): `audio2anim.face.video` alone, as a batch that writes no
@@ -31,6 +30,7 @@ def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_GLB",

@@ -48,6 +48,10 @@ from audio2anim.formats.animation import Animation
 DEFAULT_GRAPH = "graphs/viseme_cnn.yaml"
 MIN_SECONDS = 0.1  # shorter audio is refused: too little for one frame with context
 KEEP = "keep"  # the sink.memory node
+# audio blocks of 10 s (the sources' largest): every model call has a fixed cost, so 1 s blocks
+# take about twice the CPU time of 10 s blocks on a long recording (bench/batch.py --minutes),
+# and the streaming models give the same frames for any block size
+BLOCK_MS = 10_000.0
 
 
 class AnimateError(ValueError):
@@ -152,7 +156,7 @@ class Animator:
             if rate is None:
                 raise AnimateError("<array>: give the sample rate (rate=...) of numpy audio")
             try:
-                params = ArraySourceParams(samples=audio, rate=rate)
+                params = ArraySourceParams(samples=audio, rate=rate, block_ms=BLOCK_MS)
             except Exception as e:
                 raise AnimateError(f"<array>: {_first_error(e)}") from None
             _check_length(source, len(params.samples), rate)
@@ -172,7 +176,7 @@ class Animator:
                 msg = str(e).splitlines()[0] if str(e) else type(e).__name__
                 raise AnimateError(f"{source}: not a readable audio file ({msg})") from None
             _check_length(source, info.frames, info.samplerate)
-            params = type(src.params)(path=path, block_ms=1000.0, realtime=False)
+            params = type(src.params)(path=path, block_ms=BLOCK_MS, realtime=False)
             node = Node("src", src.op_class, params)
         nodes = dict(self._graph.nodes)
         nodes["src"] = node

@@ -522,12 +522,13 @@ def _run_jobs(
 
 
 def _init_pool_worker(settings: Settings) -> None:
-    """A pool worker: SIGINT ignored (the parent decides), SIGTERM ends it; then the models."""
+    """A pool worker: SIGINT ignored (the parent decides), SIGTERM ends it; the Animator."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _init_worker(settings)
+    if _ANIMATOR is None:  # spawned, not forked from a parent that built it
+        _init_worker(settings)
 
 
 def _run_pool(jobs: list[Job], settings: Settings, workers: int, stops, finished, started) -> None:
@@ -539,7 +540,9 @@ def _run_pool(jobs: list[Job], settings: Settings, workers: int, stops, finished
 
     from audio2anim.graph.stopping import Aborted
 
-    # export the models once here: forked workers reuse the exported ONNX files
+    # the graph is built here, once: forked workers inherit it and the imports, and each loads
+    # its own model sessions on its first file (on a cold ONNX export cache each exports too,
+    # into the shared cache, whose entries are renamed into place when complete)
     _init_worker(settings)
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     pool = ProcessPoolExecutor(workers, ctx, _init_pool_worker, (settings,))

@@ -21,14 +21,18 @@ holding all 52 ARKit names in `audio2anim.arkit.ALL` order (those the model does
 are 0), then any other parameter the model predicts; ``metadata`` has ``source`` (the file, or
 ``<array>``), ``graph`` and ``model`` (the checkpoints the graph's nodes load).
 
-Why repeated calls are cheap: what costs time in a run is operator set-up (importing torch and
-exporting the checkpoints to ONNX, seconds), not the graph or the run itself. The exported
+Why repeated calls are cheap: what costs time in a run is operator set-up (loading the ONNX
+Runtime sessions; on a machine's first run, exporting the checkpoints to ONNX with torch), not
+the graph or the run itself. The exported
 ONNX sessions are cached per process in the model library (`audio2anim.models.predictor_stream.
 cached_onnx_model`, keyed by the checkpoint directory and its files' modification times), so
 every run builds fresh operators — with the runner's ordinary life cycle, no reset to get
 right in each operator — and their set-up finds the models already loaded. The validated graph
-is built once; each call only swaps its source node. ``Animator()`` does one warm-up run on
-half a second of silence, so the first ``animate`` is as fast as the later ones.
+is built once (with the viseme node found in the same pass); each call only swaps its source
+node, which feeds the audio in 10 s blocks (`BLOCK_MS`). ``Animator()`` does one warm-up run on
+half a second of silence, so the first ``animate`` is as fast as the later ones; ``warm_up=
+False`` skips it where only the total time counts (the ``animate`` command: the run costs more
+than it saves there, as the first file pays the same set-up).
 """
 
 from __future__ import annotations

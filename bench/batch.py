@@ -65,11 +65,14 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
+CODE = ROOT  # the source tree the subprocesses run (--code)
+
+
 def env() -> dict:
-    """The subprocesses' environment: this checkout first; bytecode written and used, as an
+    """The subprocesses' environment: the source tree first; bytecode written and used, as an
     installed package has it (``PYTHONDONTWRITEBYTECODE`` would recompile every module)."""
     e = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    e["PYTHONPATH"] = str(CODE) + os.pathsep + e.get("PYTHONPATH", "")
     return e
 
 
@@ -95,7 +98,7 @@ def cli(*args: str) -> float:
     t0 = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "audio2anim", "animate", *args, "--quiet"],
-        check=True, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        check=True, cwd=CODE, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     return time.perf_counter() - t0
 
@@ -103,9 +106,12 @@ def cli(*args: str) -> float:
 PHASES = """
 import time, sys
 t0 = time.perf_counter()
-from audio2anim.cli import build_parser, modules_for
+from audio2anim import cli as main_cli
 argv = ["animate", sys.argv[1], "-o", sys.argv[2], "--quiet"]
-build_parser(modules_for(argv))
+if hasattr(main_cli, "modules_for"):
+    main_cli.build_parser(main_cli.modules_for(argv))
+else:  # a tree whose parser imports every command
+    main_cli.build_parser()
 from audio2anim.animate import cli
 t1 = time.perf_counter()
 cli._init_worker(cli.Settings("graphs/viseme_cnn.yaml", (), None, None, None))
@@ -132,7 +138,7 @@ def startup(tmp: Path, line: Path, runs: int) -> tuple[list[float], dict[str, fl
     phases = []
     for k in range(max(3, runs // 2)):
         p = subprocess.run([sys.executable, "-c", PHASES, str(line), str(tmp / f"p{k}.csv")],
-                           cwd=ROOT, env=env(), capture_output=True, text=True, check=True)  # fmt: skip
+                           cwd=CODE, env=env(), capture_output=True, text=True, check=True)  # fmt: skip
         phases.append([float(x) for x in p.stdout.split()])
     med = np.median(np.array(phases), axis=0)
     return walls, {
@@ -142,6 +148,22 @@ def startup(tmp: Path, line: Path, runs: int) -> tuple[list[float], dict[str, fl
         "first file (ONNX sessions, run, CSV)": float(med[2]),
         "load": statistics.mean(loads),
     }
+
+
+def startup_table(args, tmp: Path) -> str:
+    """The start-up of ``--code``'s ``animate`` on a 1 s espeak-ng line, with its phases."""
+    line = tmp / "one-second.wav"
+    folder = tmp / "startup-line"
+    folder.mkdir()
+    synth_lines(folder, 1)
+    audio, sr = sf.read(next(folder.glob("*.wav")), dtype="float32")
+    sf.write(line, np.resize(audio, sr), sr)
+    walls, phases = startup(tmp, line, args.startup_runs)
+    lines = [
+        f"{CODE}: start-up {statistics.median(walls):.2f} s (median of {len(walls)}: "
+        f"{', '.join(f'{w:.2f}' for w in walls)}; load {phases['load']:.1f})"
+    ]
+    return "\n".join(lines + [f"  {k}: {v:.2f} s" for k, v in phases.items() if k != "load"])
 
 
 def _timed(cmd: list[str]) -> float:
@@ -218,7 +240,8 @@ def batch_table(args, tmp: Path) -> str:
         "|---|---|",
         *[f"| {k} | {v:.2f} |" for k, v in phases.items() if k != "load"],
         "",
-        "Goals: "
+        f"Goals (load {statistics.mean([load_per_line, load_batch, load_api]):.1f} on "
+        f"{os.cpu_count()} cores; above that, other jobs shared the CPU): "
         + "; ".join(
             [
                 _goal(
@@ -316,7 +339,7 @@ def long_table(args, tmp: Path) -> str:
     th.join()
     if proc.returncode != 0:
         raise SystemExit(f"animate failed: {err}")
-    sizes = ", ".join(f"{o.suffix[1:]} {o.stat().st_size / 1e6:.1f} MB" for o in outs)
+    sizes = ", ".join(f"{o.suffix[1:]} {o.stat().st_size / 1e3:,.0f} kB" for o in outs)
     print(f"long recording: {seconds / 60:.1f} min in {wall:.1f} s ({seconds / wall:.1f}x)")
     trace = ["| t (s) | RSS (MB) | load |", "|---|---|---|"]
     step = max(1, len(samples) // 12)
@@ -339,7 +362,7 @@ def long_table(args, tmp: Path) -> str:
         "",
         *trace,
         "",
-        "Goal: "
+        f"Goal (mean load {statistics.mean(loads):.1f} on {os.cpu_count()} cores): "
         + _goal(f"{seconds / wall:.1f}x real time", seconds / wall >= 50, "≥50x, flat memory"),
     ]
     return "\n".join(table)
@@ -352,12 +375,23 @@ def main() -> int:
     ap.add_argument("--startup-runs", type=int, default=7, help="one-line calls timed")
     ap.add_argument("--minutes", type=float, default=60.0,
                     help="length of the long recording (0: skip it)")  # fmt: skip
-    ap.add_argument("--only", choices=["batch", "long"], help="run one of the two benches")
+    ap.add_argument(
+        "--only",
+        choices=["batch", "long", "startup"],
+        help="run one bench (startup: the start-up figures alone, not written to docs)",
+    )
+    ap.add_argument("--code", type=Path, default=ROOT,
+                    help="source tree the animate subprocesses run (e.g. another checkout, to "
+                         "compare its start-up)")  # fmt: skip
     add_arguments(ap)
     args = ap.parse_args()
+    global CODE
+    CODE = args.code.resolve()
     print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="a2a-batch-") as tmp:
         tmp = Path(tmp)
+        if args.only == "startup":
+            print(startup_table(args, tmp))
         if args.only in (None, "batch"):
             text = batch_table(args, tmp)
             print(text)

@@ -489,7 +489,8 @@ def _run_jobs(
             if getattr(args, "ray", None):
                 from .ray_batch import run_on_ray
 
-                run_on_ray(args.ray, jobs, settings, stops, finished, started, args.workers)
+                run_on_ray(args.ray, jobs, settings, stops, finished, started,
+                           _init_worker, animate_job, args.workers)  # fmt: skip
             elif workers == 1:
                 _init_worker(settings)
                 for job in jobs:

@@ -24,7 +24,6 @@ from audio2anim.graph.errors import GraphError
 from audio2anim.graph.spec import Graph, parse_graph, parse_override
 from audio2anim.resources import find_graph, graph_not_found
 
-
 # libyaml's safe loader and dumper when PyYAML has them (several times faster than Python's)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

@@ -1,9 +1,10 @@
 """``audio2anim animate … --ray ADDRESS``: the same batch on a Ray cluster.
 
 The files are cut into groups (one Ray task each, `group_size`); a Ray actor per CPU of the
-cluster (`RayAnimator`) holds an `audio2anim.animate.api.Animator`, so the models are loaded
-once per worker and not once per file, and animates a group with the same function as a local
-worker (`audio2anim.animate.cli.animate_job`): the outputs are written by the worker, under
+cluster (`RayWorker`, set up by the command's ``_init_worker``) holds an
+`audio2anim.animate.api.Animator`, so the models are loaded once per worker and not once per
+file, and animates a group with the same function as a local worker (the command's
+``animate_job``, passed in): the outputs are written by the worker, under
 their temporary names and renamed when complete, so the cluster's nodes need the inputs and
 the output folder at the same paths (a shared file system) and audio2anim installed. Each file's
 result (seconds of audio, or its one-line error) comes back to this process, which shows the
@@ -32,19 +33,17 @@ def group_size(files: int, actors: int) -> int:
     return max(1, min(64, math.ceil(files / (8 * max(1, actors)))))
 
 
-class RayAnimator:
-    """One per Ray worker process: the method graph loaded once, then group after group."""
+class RayWorker:
+    """One per Ray worker process: ``setup(settings)`` once (the caller's: it loads the method
+    graph), then ``work(job, settings)`` for every file of group after group. The two functions
+    travel by reference (module and name), so this module imports nothing of the command."""
 
-    def __init__(self, settings) -> None:
-        from . import cli
-
-        cli._init_worker(settings)
+    def __init__(self, setup: Callable, settings) -> None:
+        setup(settings)
         self.settings = settings
 
-    def run(self, jobs) -> list[tuple[str, float, str | None]]:
-        from . import cli
-
-        return [cli.animate_job(job, self.settings) for job in jobs]
+    def run(self, work: Callable, jobs) -> list[tuple[str, float, str | None]]:
+        return [work(job, self.settings) for job in jobs]
 
 
 def connect(address: str) -> None:
@@ -79,11 +78,14 @@ def run_on_ray(
     stops,
     finished: Callable[[tuple[str, float, str | None]], None],
     started: set[str],
+    setup: Callable,
+    work: Callable,
     actors: int | None = None,
 ) -> None:
-    """Animate ``jobs`` on the cluster at ``address``; ``finished(result)`` per file, in the
-    order they complete; ``started`` gets the inputs handed out. ``actors``: default one per
-    CPU of the cluster."""
+    """Run ``work(job, settings)`` for every job on the cluster at ``address``, in actors that
+    ran ``setup(settings)`` first (module-level functions: they are sent by reference);
+    ``finished(result)`` per file, in the order they complete; ``started`` gets the inputs
+    handed out. ``actors``: default one per CPU of the cluster."""
     import ray
 
     from audio2anim.graph.stopping import Aborted
@@ -92,8 +94,8 @@ def run_on_ray(
     try:
         n = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
         n = min(n, len(jobs))
-        remote = ray.remote(num_cpus=1)(RayAnimator)
-        pool = [remote.remote(settings) for _ in range(n)]
+        remote = ray.remote(num_cpus=1)(RayWorker)
+        pool = [remote.remote(setup, settings) for _ in range(n)]
         size = group_size(len(jobs), n)
         groups = [jobs[k : k + size] for k in range(0, len(jobs), size)]
         groups.reverse()
@@ -107,7 +109,7 @@ def run_on_ray(
                         break
                     group = groups.pop()
                     started.update(str(j.input) for j in group)
-                    running[pool[k].run.remote(group)] = (k, group)
+                    running[pool[k].run.remote(work, group)] = (k, group)
                     load[k] += 1
                 if stops.received:
                     groups.clear()

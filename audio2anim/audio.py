@@ -3,7 +3,8 @@
 ``MODEL_RATE`` is the rate every model of the package runs at (16 kHz). ``read_audio`` reads
 anything libsndfile reads (WAV, FLAC, OGG, …) and, through PyAV, the audio track of a .mov,
 .mp4 or .m4a, or a headerless G.722 stream (``.g722``: 16 kHz wideband, as Asterisk stores its
-prompts). Several channels are averaged to mono.
+prompts). Several channels are averaged to mono. ``read_audio_channels`` reads the same files
+with their channels and rate as they are (for muxing the input's audio into a video).
 """
 
 from __future__ import annotations
@@ -60,3 +61,34 @@ def _read_pyav(path: Path, rate: int | None) -> tuple[np.ndarray, int]:
         chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
     audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     return audio.astype(np.float32), int(out_rate)
+
+
+def read_audio_channels(path: str | Path) -> tuple[np.ndarray, int]:
+    """``path`` → (float32 samples ``[frames, channels]``, native sample rate), nothing mixed or
+    resampled. Errors as `read_audio`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such audio file")
+    if path.suffix.lower() in PYAV_FORMATS:
+        import av
+
+        with av.open(str(path), format=PYAV_FORMATS[path.suffix.lower()]) as container:
+            if not container.streams.audio:
+                raise ValueError(f"{path}: no audio stream")
+            stream = container.streams.audio[0]
+            rate = stream.rate or MODEL_RATE
+            channels = stream.channels or 1
+            resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
+            chunks = []
+            for frame in container.decode(stream):
+                chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
+            chunks.extend(f.to_ndarray() for f in resampler.resample(None))
+        planar = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
+        return np.ascontiguousarray(planar.T, dtype=np.float32), int(rate)
+    import soundfile as sf
+
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:
+        raise ValueError(f"{path}: cannot read audio ({e})") from None
+    return np.ascontiguousarray(audio, dtype=np.float32), int(rate)

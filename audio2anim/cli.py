@@ -2,7 +2,10 @@
 
 Each module in ``COMMAND_MODULES`` provides ``add_commands(subparsers)``; its subparsers set
 ``func(args) -> int``. Modules import their heavy dependencies inside ``func`` so that
-``audio2anim --help`` stays fast.
+``audio2anim --help`` stays fast. ``COMMANDS`` names the module of each subcommand, so a
+command line that names one (``audio2anim animate …``) imports that module only: importing
+every command module would import the data, training and rendering libraries for any command
+(tests/test_cli_startup.py checks the table against the modules).
 """
 
 from __future__ import annotations
@@ -21,6 +24,22 @@ COMMAND_MODULES = [
     "audio2anim.animate.cli",
     "audio2anim.animate.transcribe",
 ]
+
+#: subcommand → the module of ``COMMAND_MODULES`` that adds it
+COMMANDS = {
+    "run": "audio2anim.graph.cli",
+    "ops": "audio2anim.graph.cli",
+    "devices": "audio2anim.sources.cli",
+    "data": "audio2anim.data.cli",
+    "train": "audio2anim.train.cli",
+    "eval": "audio2anim.train.cli",
+    "combine-frontends": "audio2anim.train.cli",
+    "export-onnx": "audio2anim.train.cli",
+    "render": "audio2anim.face.cli",
+    "face": "audio2anim.face.cli",
+    "animate": "audio2anim.animate.cli",
+    "transcribe": "audio2anim.animate.transcribe",
+}
 
 
 def version() -> str:
@@ -46,12 +65,21 @@ def build_parser(modules: list[str] = COMMAND_MODULES) -> argparse.ArgumentParse
     return parser
 
 
+def modules_for(argv: list[str]) -> list[str]:
+    """The command modules a command line needs: the one of its subcommand, or all of them
+    (no subcommand, ``--help``, an unknown name: argparse lists every command)."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first in COMMANDS and argv.index(first) == 0:
+        return [COMMANDS[first]]
+    return COMMAND_MODULES
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: the process's arguments) and run the chosen command → exit code.
 
     ``args.command_line`` is the command as ``audio2anim ...``, for commands that record it.
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser(modules_for(sys.argv[1:] if argv is None else argv)).parse_args(argv)
     args.command_line = "audio2anim " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         if getattr(args, "stop_signals", False):

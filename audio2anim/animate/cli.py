@@ -18,8 +18,10 @@ Rhubarb TSV/JSON/XML/DAT, glTF/GLB/VRM).
   0.1 s, NaN samples) is reported and the others carry on; ``--report F.json`` writes the
   failures as JSON. Exit code: 0 all written, 1 some failed, 2 usage error (nothing run).
 - ``--fps N`` resamples the animation (from the models' 50 fps) with
-  `Animation.resample`; timecodes follow the new rate.
-- ``--video OUT.mp4`` (one input) also renders the face into an MP4 with the audio.
+  `Animation.resample`; timecodes follow the new rate, and so does the video.
+- ``--video OUT.mp4`` (one input) also renders the face into an MP4 (`audio2anim.face.clip`)
+  at the output frame rate, with the input's audio as it is: its channels and its rate (the
+  nearest AAC rate when AAC does not take it), not the 16 kHz mono the models hear.
 - Known words (`audio2anim.animate.text`): ``--text "the words"`` or ``--dialog FILE`` (one
   input), or ``--dialog-dir DIR`` (a batch: the words of ``IN/sub/line01.wav`` are in
   ``DIR/sub/line01.txt``, the input tree mirrored as ``--out-dir`` mirrors it; ``--dialog-dir``
@@ -38,7 +40,10 @@ and renamed when complete (the MP4 once its index is written).
 SIGINT/SIGTERM (`audio2anim.graph.stopping`): the first stops the graph; what was animated is
 written (a shorter, complete file) and a video being rendered is finalized with the frames
 rendered so far; later steps are skipped; exit code 130 (SIGINT) or 143 (SIGTERM). A second
-signal aborts: outputs not yet complete are left absent.
+signal aborts: outputs not yet complete are left absent. A batch stops between files: no file
+is started after the first signal, the workers finish the one they are on, and the summary and
+``--report`` (``not_done``) name the inputs left without outputs; a second signal terminates the
+workers. The workers ignore SIGINT (a terminal's Ctrl-C reaches them too): the parent decides.
 """
 
 from __future__ import annotations
@@ -87,6 +92,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs exist")
     p.add_argument("--fps", type=int, help="output frame rate (24, 25, 30, 50, 60 or any > 0)")
     p.add_argument("--workers", type=int, help="worker processes (default min(cores, files))")
+    p.add_argument(
+        "--ray", metavar="ADDRESS",
+        help="run the batch on the Ray cluster at ADDRESS (HOST:PORT, auto; docs/batch.md)",
+    )  # fmt: skip
     p.add_argument("--report", type=Path, metavar="F.json", help="write the failures as JSON")
     p.add_argument("--model", type=Path, help="GLB/VRM/glTF to animate (default: shipped head)")
     p.add_argument(
@@ -303,12 +312,23 @@ def _init_worker(settings: Settings) -> None:
     global _ANIMATOR
     from .api import Animator
 
-    _ANIMATOR = Animator(settings.graph, settings.overrides, settings.checkpoints)
+    # no warm-up run: a batch's first file pays the models' set-up instead, once
+    _ANIMATOR = Animator(settings.graph, settings.overrides, settings.checkpoints, warm_up=False)
 
 
-def animate_job(job: Job, settings: Settings, progress=None) -> tuple[str, float, str | None]:
+def animate_job(
+    job: Job,
+    settings: Settings,
+    progress=None,
+    keep: list | None = None,
+    stopped=None,
+    partial: bool = False,
+) -> JobResult | None:
     """Animate one input and write its outputs → (input, seconds of audio, error or None), a
-    `JobResult` carrying the job's warnings (a transcript not used)."""
+    `JobResult` carrying the job's warnings (a transcript not used).
+    ``keep``: a list the animation (at the output rate) is appended to. ``stopped()``: asked
+    once the audio is animated; when true the run was cut short and nothing is written (→
+    None), unless ``partial`` and some frames were animated: then the shorter animation is."""
     import warnings
 
     from .text import TextAlignmentWarning
@@ -319,13 +339,13 @@ def animate_job(job: Job, settings: Settings, progress=None) -> tuple[str, float
         text = _dialog_of(job, notes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TextAlignmentWarning)
-        result = _animate_job(job, settings, progress, text)
+        result = _animate_job(job, settings, progress, text, keep, stopped, partial)
     for w in caught:
         if issubclass(w.category, TextAlignmentWarning):
             notes.append(str(w.message))
         else:  # not ours: shown as it would have been
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    return JobResult.make(result, notes)
+    return None if result is None else JobResult.make(result, notes)
 
 
 def _dialog_of(job: Job, notes: list[str]) -> str | None:
@@ -339,14 +359,23 @@ def _dialog_of(job: Job, notes: list[str]) -> str | None:
         return None
 
 
-def _animate_job(job: Job, settings: Settings, progress, text) -> tuple[str, float, str | None]:
+def _animate_job(
+    job: Job, settings: Settings, progress, text, keep, stopped, partial
+) -> tuple[str, float, str | None] | None:
     from .api import AnimateError, audio_seconds
     from .outputs import OutputError, write_output
 
     assert _ANIMATOR is not None
     seconds = audio_seconds(job.input)
     try:
-        anim = _ANIMATOR.animate(job.input, progress=progress, text=text)
+        try:
+            anim = _ANIMATOR.animate(job.input, progress=progress, text=text)
+        except AnimateError:
+            if stopped is not None and stopped():  # cut short before its first frame
+                return None
+            raise
+        if stopped is not None and stopped() and not partial:  # cut short: nothing is written
+            return None
         if settings.fps:
             anim = anim.resample(settings.fps)
         for path, fmt in job.outputs:
@@ -355,6 +384,8 @@ def _animate_job(job: Job, settings: Settings, progress, text) -> tuple[str, flo
             except OSError as e:
                 raise OutputError(f"{path}: cannot create folder ({e.strerror})") from None
             write_output(path, anim, fmt, settings.model)
+        if keep is not None:
+            keep.append(anim)
     except (AnimateError, OutputError) as e:
         return str(job.input), 0.0 if seconds != seconds else seconds, str(e)
     except Exception as e:  # anything else: still one line, the batch carries on
@@ -394,6 +425,14 @@ def _animate(args: argparse.Namespace, stops) -> int:
             raise UsageError(f"--fps {args.fps}: must be a positive integer")
         if args.workers is not None and args.workers <= 0:
             raise UsageError(f"--workers {args.workers}: must be at least 1")
+        if args.ray is not None:
+            from audio2anim.resources import missing_dependency
+
+            missing = missing_dependency("animate --ray", "ray")
+            if missing:
+                raise UsageError(missing)
+            if args.video:
+                raise UsageError("--video renders on this machine; run it without --ray")
         if args.model and not args.model.is_file():
             raise UsageError(f"{args.model}: no such model file")
         inputs = expand_inputs(args.inputs)
@@ -424,9 +463,11 @@ def _animate(args: argparse.Namespace, stops) -> int:
     from audio2anim.graph.errors import GraphError
 
     t0 = time.perf_counter()
+    kept: list = []  # the animation, for --video
     try:
-        results = _run_jobs(jobs, settings, args)
-    except GraphError as e:
+        outcome = _run_jobs(jobs, settings, args, stops, kept if args.video else None)
+        results = outcome.results
+    except (GraphError, ConnectionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (asyncio.CancelledError, Aborted, KeyboardInterrupt):
@@ -439,9 +480,15 @@ def _animate(args: argparse.Namespace, stops) -> int:
         print(f"{stops.first}: stopped before any audio was animated", file=sys.stderr)
         return 0
     video = None
-    if args.video and jobs and results[0][2] is None and not stops.received:
+    if len(jobs) == 1 and outcome.aborted:
+        print(f"{stops.first or 'signal'}: aborted; no output written", file=sys.stderr)
+        return 1
+    if len(jobs) == 1 and outcome.not_done:
+        print(f"{stops.first}: stopped before any audio was animated", file=sys.stderr)
+        return 0
+    if args.video and kept and results[0][2] is None and not stops.received:
         try:
-            video, err = _render_video(jobs[0].input, args, settings)
+            video, err = _render_video(jobs[0].input, kept[0], args, stops)
         except (asyncio.CancelledError, Aborted, KeyboardInterrupt):
             video, err = None, f"{args.video}: aborted; not written"
         if err:
@@ -457,14 +504,16 @@ def _animate(args: argparse.Namespace, stops) -> int:
     if args.report:
         from audio2anim.formats.animation import write_atomic
 
-        doc = {"inputs": len(results) + skipped, "written": len(results) - len(failures),
+        doc = {"inputs": len(jobs) + skipped, "written": len(results) - len(failures),
                "skipped": skipped, "failures": failures}  # fmt: skip
         if notes:
             doc["warnings"] = notes
+        if outcome.not_done:  # stopped by a signal: these inputs have no output
+            doc |= {"stopped_by": stops.first, "not_done": outcome.not_done}
         write_atomic(args.report, json.dumps(doc, indent=2) + "\n")
     seconds = sum(s for _, s, e in results if e is None)
     done = len(results) - len(failures)
-    if len(jobs) == 1 and not failures:
+    if len(jobs) == 1 and not failures and not outcome.not_done:
         outs = ", ".join(str(p) for p, _ in jobs[0].outputs)
         print(
             f"{outs}: {seconds:.2f} s of audio animated in {wall:.2f} s "
@@ -476,25 +525,58 @@ def _animate(args: argparse.Namespace, stops) -> int:
         )
     else:
         print(
-            f"{done} of {len(results)} files animated ({seconds:.1f} s of audio in {wall:.1f} s, "
+            f"{done} of {len(jobs)} files animated ({seconds:.1f} s of audio in {wall:.1f} s, "
             f"{seconds / max(wall, 1e-9):.1f}x real time), {len(failures)} failed"
-            + (f", {skipped} skipped (outputs exist)" if skipped else ""),
+            + (f", {skipped} skipped (outputs exist)" if skipped else "")
+            + (
+                f", {len(outcome.not_done)} not done ({stops.first or 'stopped'}"
+                + ("; aborted" if outcome.aborted else "")
+                + ")"
+                if outcome.not_done
+                else ""
+            ),
             file=sys.stderr,
         )
-    return 1 if failures else 0
+    return 1 if failures or outcome.aborted else 0
 
 
-def _run_jobs(jobs: list[Job], settings: Settings, args) -> list[tuple[str, float, str | None]]:
+@dataclass
+class Outcome:
+    """What a batch run did: one ``(input, seconds, error or None)`` per file animated or failed,
+    and the inputs not done because a signal stopped the run (``aborted``: a second one)."""
+
+    results: list[tuple[str, float, str | None]] = field(default_factory=list)
+    not_done: list[str] = field(default_factory=list)
+    aborted: bool = False
+
+
+def _run_jobs(
+    jobs: list[Job], settings: Settings, args, stops, keep: list | None = None
+) -> Outcome:
+    """Animate ``jobs`` in this process, on a pool of worker processes or on a Ray cluster.
+
+    The first signal ends the run between files: no file is started after it; a worker's file
+    in progress is finished (workers ignore SIGINT, which a terminal sends to them too), while
+    in this process the file being animated is cut short, so it is not written. A second
+    signal aborts: the workers are terminated and their temporary files removed. The files
+    not written are listed in ``Outcome.not_done``.
+    """
+    import asyncio
+
     from tqdm import tqdm
+
+    from audio2anim.graph.stopping import Aborted
 
     from .api import audio_seconds
 
+    out = Outcome()
     if not jobs:
-        return []
-    total = sum(s for s in (audio_seconds(j.input) for j in jobs) if s == s)
+        return out
+    seconds = {str(j.input): audio_seconds(j.input) for j in jobs}
+    total = sum(s for s in seconds.values() if s == s)
     workers = args.workers or min(os.cpu_count() or 1, len(jobs))
     workers = min(workers, len(jobs))
-    results: list[tuple[str, float, str | None]] = []
+    batch = len(jobs) > 1
     with tqdm(
         total=round(total, 2), unit="s", desc="animate", disable=args.quiet, leave=False,
         bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio{postfix} [{elapsed}<{remaining}]",
@@ -502,81 +584,131 @@ def _run_jobs(jobs: list[Job], settings: Settings, args) -> list[tuple[str, floa
         bar.set_postfix_str(f"0/{len(jobs)} files")
 
         def finished(result) -> None:
-            results.append(result)
-            bar.set_postfix_str(f"{len(results)}/{len(jobs)} files")
+            out.results.append(result)
+            if result[2] is None:
+                bar.update(max(0.0, min(bar.n + result[1], total) - bar.n))
+            bar.set_postfix_str(f"{len(out.results)}/{len(jobs)} files")
 
-        if workers == 1:
-            _init_worker(settings)
-            for job in jobs:
-                base = bar.n
+        started: set[str] = set()
+        try:
+            if getattr(args, "ray", None):
+                from .ray_batch import run_on_ray
 
-                def progress(s: float, base=base) -> None:
-                    bar.update(max(0.0, min(base + s, total) - bar.n))
+                run_on_ray(args.ray, jobs, settings, stops, finished, started,
+                           _init_worker, animate_job, args.workers)  # fmt: skip
+            elif workers == 1:
+                _init_worker(settings)
+                for job in jobs:
+                    if stops.received:
+                        break
+                    started.add(str(job.input))
+                    base = bar.n
 
-                result = animate_job(job, settings, progress if len(jobs) == 1 else None)
-                bar.update(
-                    max(0.0, base + audio_seconds(job.input) - bar.n) if result[2] is None else 0
-                )
-                finished(result)
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+                    def progress(s: float, base=base) -> None:
+                        bar.update(max(0.0, min(base + s, total) - bar.n))
 
-            # export the models once here: forked workers reuse the exported ONNX files
-            _init_worker(settings)
-            ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            with ProcessPoolExecutor(workers, ctx, _init_worker, (settings,)) as pool:
-                futures = {pool.submit(animate_job, j, settings): j for j in jobs}
-                for fut in as_completed(futures):
-                    try:
-                        result = fut.result()
-                    except Exception as e:  # a worker died
-                        job = futures[fut]
-                        result = (str(job.input), 0.0, f"{job.input}: worker failed ({e})")
-                    if result[2] is None:
-                        bar.update(result[1])
-                    finished(result)
+                    result = animate_job(
+                        job, settings, None if batch else progress, keep,
+                        stopped=lambda: bool(stops.received), partial=not batch,
+                    )  # fmt: skip
+                    if result is not None:  # None: cut short by a signal, not written
+                        bar.n = base
+                        finished(result)
+            else:
+                _run_pool(jobs, settings, workers, stops, finished, started)
+        except (Aborted, asyncio.CancelledError):  # a second signal
+            out.aborted = True
+    done = {r[0] for r in out.results}
+    out.not_done = [str(j.input) for j in jobs if str(j.input) not in done]
+    if out.not_done:
+        _remove_temporaries([j for j in jobs if str(j.input) in started])
     order = {str(j.input): k for k, j in enumerate(jobs)}
-    return sorted(results, key=lambda r: order.get(r[0], 0))
+    out.results.sort(key=lambda r: order.get(r[0], 0))
+    return out
 
 
-def _render_video(audio: Path, args, settings: Settings) -> tuple[str | None, str | None]:
-    """Render the face of ``audio`` into ``args.video`` → (what was written, error line)."""
-    import asyncio
-    import contextlib
+def _init_pool_worker(settings: Settings) -> None:
+    """A pool worker: SIGINT ignored (the parent decides), SIGTERM ends it; the Animator."""
+    import signal
 
-    from audio2anim.graph.errors import GraphError, OperatorError
-    from audio2anim.graph.runner import Runner
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if _ANIMATOR is None:  # spawned, not forked from a parent that built it
+        _init_worker(settings)
 
-    from .graph_edit import offline_graph
+
+def _run_pool(jobs: list[Job], settings: Settings, workers: int, stops, finished, started) -> None:
+    """``jobs`` on ``workers`` forked processes, a few files ahead of them at a time, so that a
+    signal leaves little queued: after the first, nothing more is handed out; the second
+    (`Aborted`, raised by the handler while this waits) terminates the workers."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from audio2anim.graph.stopping import Aborted
+
+    # the graph is built here, once: forked workers inherit it and the imports, and each loads
+    # its own model sessions on its first file (on a cold ONNX export cache each exports too,
+    # into the shared cache, whose entries are renamed into place when complete)
+    _init_worker(settings)
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    pool = ProcessPoolExecutor(workers, ctx, _init_pool_worker, (settings,))
+    todo = list(reversed(jobs))
+    running: dict = {}
+    try:
+        while todo or running:
+            while todo and len(running) < 2 * workers and not stops.received:
+                job = todo.pop()
+                started.add(str(job.input))
+                running[pool.submit(animate_job, job, settings)] = job
+            if not running:
+                break
+            ready, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in ready:
+                job = running.pop(fut)
+                try:
+                    result = fut.result()
+                except Exception as e:  # a worker died
+                    result = (str(job.input), 0.0, f"{job.input}: worker failed ({e})")
+                finished(result)
+            if stops.received:
+                todo.clear()
+    except Aborted:
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()  # a second signal: no file is finished
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _remove_temporaries(jobs: list[Job]) -> None:
+    """Remove the temporary files (``.NAME.PID.tmp``) a terminated worker may have left."""
+    for job in jobs:
+        for path, _ in job.outputs:
+            for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
+def _render_video(audio: Path, anim, args, stops) -> tuple[str | None, str | None]:
+    """Render ``anim`` (already at the output rate) into ``args.video`` with the input's audio
+    as it is (its rate and channels) → (what was written, error line)."""
+    from audio2anim.audio import read_audio_channels
+    from audio2anim.face.clip import render_clip
+    from audio2anim.face.video import VideoError
 
     try:
-        args.video.parent.mkdir(parents=True, exist_ok=True)
-        sinks: dict = {
-            "face": ("render.mesh", {"size": args.size}),
-            "video": ("sink.video", {"path": str(args.video)}, [("face", "in"), ("rs", "audio")]),
-        }
-        graph = offline_graph(settings.graph, audio, sinks, overrides=settings.overrides)
-        known = getattr(_ANIMATOR, "text_visemes", None)
-        if known is not None:  # the words drove the animation: the video shows the same visemes
-            from .text import given_visemes_graph
-
-            graph = given_visemes_graph(graph, _ANIMATOR.viseme_node, known.probs)
-        runner = Runner(graph)
-        # aborted (CancelledError): the video sink was still closed, so its file is finalized
-        with contextlib.suppress(asyncio.CancelledError):
-            asyncio.run(runner.run())
-    except (GraphError, OSError) as e:
+        samples, rate = read_audio_channels(audio)
+        writer = render_clip(
+            args.video, anim.values, anim.names, anim.fps, audio=samples, audio_rate=rate,
+            size=args.size, stopped=lambda: bool(stops.received),
+        )  # fmt: skip
+    except VideoError as e:
+        return None, str(e)
+    except (ValueError, OSError) as e:
         return None, f"{args.video}: {e}".splitlines()[0]
-    except OperatorError as e:
-        msg = str(e.cause if isinstance(e.cause, OSError) else e).splitlines()[0]
-        return None, msg if str(args.video) in msg else f"{args.video}: {msg}"
-    writer = getattr(runner.operator("video"), "writer", None)
-    frames = writer.frames_written if writer is not None else 0
-    if writer is not None and writer.failed:
-        return None, f"{args.video}: not written"
-    if not frames:
-        if runner.stop_reason is not None:
-            return None, None  # stopped before the first frame: nothing to write
-        return None, f"{args.video}: the clip is too short to render a frame; not written"
-    return f"{frames} frames", None
+    if not writer.frames_written:
+        return None, None  # stopped before the first frame: nothing to write
+    return (
+        f"{writer.frames_written} frames at {anim.fps:g} fps, audio {writer.out_rate} Hz "
+        f"{writer.channels} ch",
+        None,
+    )

@@ -13,6 +13,7 @@ like any graph file, with ``--set`` overrides applied last.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,12 @@ import yaml
 
 from audio2anim.graph import registry
 from audio2anim.graph.errors import GraphError
-from audio2anim.graph.spec import Graph, parse_graph
+from audio2anim.graph.spec import Graph, parse_graph, parse_override
 from audio2anim.resources import find_graph, graph_not_found
+
+# libyaml's safe loader and dumper when PyYAML has them (several times faster than Python's)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def expand_edges(edges: list) -> list[dict[str, Any]]:
@@ -35,6 +40,17 @@ def expand_edges(edges: list) -> list[dict[str, Any]]:
         else:
             out.append(dict(item))
     return out
+
+
+def _stream_node(ops: dict[str, type], endpoint) -> str | None:
+    """``endpoint`` itself, or for a stream type the first node whose operator outputs it."""
+    if isinstance(endpoint, str):
+        return endpoint
+    for name, op in ops.items():
+        types = [p.type for p in op.outputs.values() if isinstance(p.type, type)]
+        if any(issubclass(t, endpoint) for t in types):
+            return name
+    return None
 
 
 def _node_of(endpoint: str) -> str:
@@ -55,15 +71,18 @@ def offline_graph(
     """``graph_file`` rewritten to read ``audio`` (see the module docstring).
 
     ``sinks``: node name → ``(op, params)`` fed by ``params_node``, or
-    ``(op, params, [(from_endpoint, to_port), …])`` with explicit inputs. ``realtime``: pace the
-    file like a live device and keep the graph's queue policies (for latency benches).
+    ``(op, params, [(from_endpoint, to_port), …])`` with explicit inputs. A ``from_endpoint``
+    may be a stream type (``Visemes``) instead of a name: the first node, in file order, whose
+    operator (after ``overrides`` that swap one) outputs that stream; the input is left out when
+    no node does. ``realtime``: pace the file like a live device and keep the graph's queue
+    policies (for latency benches).
     """
     path = Path(graph_file)
     found = find_graph(path)
     if found is None:
         raise GraphError(graph_not_found(path))
     try:
-        raw = yaml.safe_load(found.read_text())
+        raw = yaml.load(found.read_text(), Loader=_LOADER)
     except OSError as e:
         raise GraphError(f"{path}: cannot read graph file: {e.strerror}") from None
     except yaml.YAMLError as e:
@@ -78,10 +97,18 @@ def offline_graph(
         "op": "source.file",
         "params": {"path": str(audio), "block_ms": block_ms, "realtime": realtime},
     }
+    swapped = {}
+    for text in overrides:
+        with contextlib.suppress(GraphError):  # validation below reports a bad one
+            node, keys, value = parse_override(text)
+            if keys == ["op"]:
+                swapped[node] = value
     dropped = set()
+    ops: dict[str, type] = {}
     for name, spec in list(nodes.items()):
         try:
             op = registry.get(spec["op"])
+            ops[name] = registry.get(swapped.get(name, spec["op"]))
         except (GraphError, KeyError, TypeError):
             continue  # validation below reports it with the file and node
         if not op.outputs:
@@ -95,6 +122,8 @@ def offline_graph(
     for name, sink in sinks.items():
         op, params = sink[0], sink[1]
         inputs = sink[2] if len(sink) > 2 else [(params_node, "in")]
+        inputs = [(_stream_node(ops, src), port) for src, port in inputs]
+        inputs = [(src, port) for src, port in inputs if src is not None]
         nodes[name] = {"op": op, "params": dict(params)}
         edges += [{"from": src, "to": f"{name}.{port}"} for src, port in inputs]
     if not realtime:
@@ -103,7 +132,7 @@ def offline_graph(
         raw["queues"] = {"size": (raw.get("queues") or {}).get("size", 8), "policy": "block"}
     raw["edges"] = edges
     return parse_graph(
-        yaml.safe_dump(raw, sort_keys=False),
+        yaml.dump(raw, Dumper=_DUMPER, sort_keys=False),
         source=str(path),
         overrides=overrides,
         default_name=path.stem,

@@ -11,9 +11,26 @@ A plain library, usable from a notebook; it knows nothing of the graph.
 parameter tracks (Live Link Face CSV or ours).
 """
 
-from .params_csv import read_params_csv
-from .renderer import Camera, Renderer
-from .rig import DEFAULT_GLB, Rig, load_glb, save_glb
+import importlib
+
+# imported on first use (PEP 562): `audio2anim.face.video` alone, as a batch that writes no
+# video needs it, must not import the renderer and scipy
+_LAZY = {
+    "read_params_csv": ".params_csv",
+    "Camera": ".renderer",
+    "Renderer": ".renderer",
+    "DEFAULT_GLB": ".rig",
+    "Rig": ".rig",
+    "load_glb": ".rig",
+    "save_glb": ".rig",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_GLB",

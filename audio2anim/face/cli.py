@@ -18,7 +18,7 @@ def add_commands(subparsers) -> None:
         description="Render ARKit blendshape tracks to an H.264/AAC MP4 with the face rig.",
     )
     r.add_argument("params", type=Path, help="CSV: Live Link Face take, or 'time' + ARKit names")
-    r.add_argument("--audio", type=Path, help="audio to mux (WAV/FLAC/OGG; mixed to mono)")
+    r.add_argument("--audio", type=Path, help="audio to mux (WAV/FLAC/OGG; its rate and channels)")
     r.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
     r.add_argument("--size", type=int, default=512, help="frame side in pixels (even)")
     r.add_argument("--fps", type=float, help="frame rate (default: from the CSV; Live Link 60)")
@@ -47,12 +47,13 @@ def render_command(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace, stops) -> int:
     from tqdm import tqdm
 
-    from audio2anim.audio import read_audio
+    from audio2anim.audio import read_audio_channels
 
+    from .clip import render_clip
     from .params_csv import read_params_csv
-    from .renderer import Renderer, parse_color
+    from .renderer import parse_color
     from .rig import DEFAULT_GLB, load_glb
-    from .video import VideoError, VideoWriter, check_size, check_writable
+    from .video import VideoError, check_size, check_writable
 
     try:
         check_size(args.size)
@@ -64,7 +65,7 @@ def _render(args: argparse.Namespace, stops) -> int:
         background = parse_color(args.background)
         audio = rate = None
         if args.audio is not None:
-            audio, rate = read_audio(args.audio)
+            audio, rate = read_audio_channels(args.audio)
         rig = load_glb(args.glb or DEFAULT_GLB)
     except (ValueError, OSError) as e:
         print(f"audio2anim render: {e}", file=sys.stderr)
@@ -74,29 +75,16 @@ def _render(args: argparse.Namespace, stops) -> int:
         print(f"audio2anim render: {args.params}: no column matches a morph target of the rig",
               file=sys.stderr)  # fmt: skip
         return 2
-    writer = VideoWriter(args.output, fps=fps, with_audio=audio is not None)
-    done = 0
     try:
-        if audio is not None:
-            writer.add_audio(audio, 0.0, int(rate))
-        with Renderer(rig, args.size, background=background, msaa=args.msaa) as renderer:
-            chunk = max(1, int(fps))
-            with tqdm(total=len(values), desc="render", unit="frame") as bar:
-                for start in range(0, len(values), chunk):
-                    if stops is not None and stops.received:
-                        break
-                    block = values[start : start + chunk]
-                    frames = renderer.render_sequence(block, names)
-                    writer.add_frames(frames, start / fps, fps)
-                    done += len(block)
-                    bar.update(len(block))
-        writer.close()
+        with tqdm(total=len(values), desc="render", unit="frame") as bar:
+            writer = render_clip(
+                args.output, values, names, fps, audio=audio, audio_rate=rate, size=args.size,
+                rig=rig, background=background, msaa=args.msaa,
+                stopped=lambda: stops is not None and bool(stops.received), progress=bar.update,
+            )  # fmt: skip
     except VideoError as e:
         print(f"audio2anim render: {e}", file=sys.stderr)
         return 1
-    except BaseException:
-        writer.abort()
-        raise
     if not writer.frames_written:
         if stops is not None and stops.received:  # a clean stop, not a failure: exit 130/143
             print(f"{stops.first}: stopped before the first frame; {args.output} not written",
@@ -105,9 +93,11 @@ def _render(args: argparse.Namespace, stops) -> int:
         print(f"audio2anim render: {args.output}: no frame to render; not written",
               file=sys.stderr)  # fmt: skip
         return 1
+    done = writer.frames_written
     dur = done / fps
     print(f"wrote {args.output}: {done} frames at {fps:g} fps ({dur:.2f} s)"
-          + (f", audio {len(audio) / rate:.2f} s" if audio is not None else "")
+          + (f", audio {writer.samples_written / writer.out_rate:.2f} s at {writer.out_rate} Hz, "
+             f"{writer.channels} channel(s)" if audio is not None else "")
           + (f"; stopped by {stops.first}" if stops is not None and stops.received else ""))  # fmt: skip
     return 0
 

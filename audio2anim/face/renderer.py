@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse
 
 from .rig import DEFAULT_GLB, Rig, load_glb
 
@@ -213,6 +212,8 @@ class Renderer:
         f = np.repeat(np.arange(len(dyn_tris)), 3)
         r = row[dyn_tris.reshape(-1)]
         keep = r >= 0
+        import scipy.sparse  # here: importing the renderer stays cheap
+
         self._incidence = scipy.sparse.csr_matrix(
             (np.ones(int(keep.sum()), np.float32), (r[keep], f[keep])),
             shape=(len(self._dyn_verts), len(dyn_tris)),

@@ -9,6 +9,10 @@ A file is written under a temporary name beside it (``.NAME.PID.tmp``) and renam
 (a device such as ``/dev/null`` is written directly). A write error (a full disk, a file-size
 limit) raises `VideoError` naming the file; the temporary file is removed and the encoder is
 never used again. `VideoWriter.abort` drops an unfinished file.
+
+Audio keeps its channels (mono, stereo, up to 6.1; more are mixed down to stereo) and its
+rate when AAC takes it (`AAC_RATES`); another rate is resampled to the nearest AAC rate
+(`aac_rate`), with soxr, streaming.
 """
 
 from __future__ import annotations
@@ -21,6 +25,15 @@ from pathlib import Path
 import numpy as np
 
 MIN_SIZE, MAX_SIZE = 16, 4096  # frame side in pixels (H.264 level limits aside)
+#: the sample rates of MPEG-4 AAC (FFmpeg's encoder takes these and no other)
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+#: channel count → the FFmpeg layout the AAC encoder takes
+LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1"}
+
+
+def aac_rate(rate: int) -> int:
+    """``rate`` if AAC takes it, else the nearest rate it takes (the higher one on a tie)."""
+    return min(AAC_RATES, key=lambda r: (abs(r - rate), -r))
 
 
 class VideoError(OSError):
@@ -78,7 +91,11 @@ class VideoWriter:
         self.vstream = self.astream = None
         self._pending_frames: list[tuple[np.ndarray, float]] = []  # (image, time)
         self._pending_audio: list[tuple[np.ndarray, float]] = []
-        self.audio_rate: int | None = None
+        self.audio_rate: int | None = None  # the rate audio comes at
+        self.channels = 1
+        self._resampler = None  # soxr stream to the AAC rate, when the input rate is not one
+        self._resampled_t0: float | None = None  # the first resampled block's time
+        self._resampled = 0  # samples out of the resampler
         self._audio_next = 0  # next audio sample index to write
         self._last_pts = -1
         self.frames_written = 0
@@ -102,19 +119,46 @@ class VideoWriter:
             self._drain()
 
     def add_audio(self, samples: np.ndarray, t0: float, rate: int) -> None:
+        """``samples``: ``[n]`` (mono) or ``[n, channels]`` at ``rate`` Hz, starting at ``t0``."""
+        samples = np.asarray(samples, np.float32)
+        samples = samples[:, None] if samples.ndim == 1 else samples
+        if samples.shape[1] not in LAYOUTS:  # mix down: the encoder takes no such layout
+            samples = np.stack([samples[:, 0::2].mean(1), samples[:, 1::2].mean(1)], axis=1)
         if self.audio_rate is None:
             self.audio_rate = int(rate)
+            self.channels = samples.shape[1]
+            out = aac_rate(self.audio_rate)
+            if out != self.audio_rate:
+                import soxr
+
+                self._resampler = soxr.ResampleStream(
+                    self.audio_rate, out, self.channels, dtype="float32"
+                )
         elif rate != self.audio_rate:
             raise ValueError(f"{self.path}: audio rate changed from {self.audio_rate} to {rate}")
+        elif samples.shape[1] != self.channels:
+            raise ValueError(
+                f"{self.path}: audio channels changed from {self.channels} to {samples.shape[1]}"
+            )
         if self.with_audio is None:
             self.with_audio = True
         if self.with_audio is False:
             return
-        self._pending_audio.append((np.asarray(samples, np.float32), t0))
+        if self._resampler is not None:  # resampled blocks follow each other from the first
+            t0 = self._resampled_t0 = t0 if self._resampled_t0 is None else self._resampled_t0
+            t0 += self._resampled / self.out_rate
+            samples = self._resampler.resample_chunk(samples)
+            self._resampled += len(samples)
+        self._pending_audio.append((samples, t0))
         if self.container is None and self._pending_frames:
             self._open()
         if self.container is not None:
             self._drain()
+
+    @property
+    def out_rate(self) -> int | None:
+        """The rate the audio is written at: the input's, or the nearest AAC rate."""
+        return None if self.audio_rate is None else aac_rate(self.audio_rate)
 
     # --- output --------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -140,8 +184,8 @@ class VideoWriter:
         vs.options = {"crf": str(self.crf), "preset": self.preset}
         self.vstream = vs
         if self.with_audio and self.audio_rate:
-            a = self.container.add_stream("aac", rate=self.audio_rate)
-            a.layout = "mono"
+            a = self.container.add_stream("aac", rate=self.out_rate)
+            a.layout = LAYOUTS[self.channels]
             a.bit_rate = self.audio_bitrate
             self.astream = a
 
@@ -183,18 +227,22 @@ class VideoWriter:
         if self.astream is None:
             self._pending_audio.clear()
             return
+        rate = self.out_rate
         for samples, t in self._pending_audio:
-            start = int(round(t * self.audio_rate))
+            start = int(round(t * rate))
             if start > self._audio_next:  # a gap: silence keeps later audio in place
-                samples = np.concatenate([np.zeros(start - self._audio_next, np.float32), samples])
+                gap = np.zeros((start - self._audio_next, samples.shape[1]), np.float32)
+                samples = np.concatenate([gap, samples])
             elif start < self._audio_next:  # overlap: already written
                 samples = samples[self._audio_next - start :]
             if len(samples) == 0:
                 continue
-            frame = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
-            frame.sample_rate = self.audio_rate
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples.T), format="fltp", layout=LAYOUTS[self.channels]
+            )
+            frame.sample_rate = rate
             frame.pts = self._audio_next
-            frame.time_base = Fraction(1, self.audio_rate)
+            frame.time_base = Fraction(1, rate)
             self.container.mux(self.astream.encode(frame))
             self._audio_next += len(samples)
             self.samples_written += len(samples)
@@ -211,6 +259,10 @@ class VideoWriter:
             self._open()
         if self.container is None:
             return
+        if self._resampler is not None and self.astream is not None:
+            t0 = (self._resampled_t0 or 0.0) + self._resampled / self.out_rate
+            tail = self._resampler.resample_chunk(np.zeros((0, self.channels), np.float32), True)
+            self._pending_audio.append((tail, t0))
         self._drain()
         try:
             self.container.mux(self.vstream.encode(None))

@@ -751,7 +751,7 @@ def precomputed(pre: list, prefix: str, utts) -> dict:
     """`stream_logits`' dict from `cmd_logits`' files (keys ``prefix/n/hop``), split per clip."""
     out = {}
     bounds = np.cumsum([0] + [u.frames for u in utts])
-    for z, key in ((z, k) for z in pre for k in z.files):
+    for z, key in ((f, k) for f in pre for k in f.files):
         if key.startswith(prefix + "/"):
             n, h = map(int, key[len(prefix) + 1 :].split("/"))
             lg = z[key].astype(np.float32)

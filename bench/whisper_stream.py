@@ -703,19 +703,24 @@ def encoder_seconds(w: int, threads: int, runs: int = 30) -> dict[str, tuple[flo
 
 def cost_table(threads: int) -> tuple[str, dict]:
     """The CPU cost table and {W: (% of a core at hop 40, at hop 80)} of torch's median."""
+    torch.set_num_threads(threads)
     filters = mel_filters()
-    audio = np.random.default_rng(0).standard_normal(RATE * 10).astype(np.float32) * 0.1
-    t0 = time.perf_counter()
-    for _ in range(10):  # mel of 10 s, i.e. what the cache computes per 10 s of audio
-        log10_mel(audio, filters)
-    mel_ms = (time.perf_counter() - t0) / 10 / 10 * 1000  # per second of audio
+    audio = np.random.default_rng(0).standard_normal(RATE).astype(np.float32) * 0.1
     head = Head().eval()
+    x = torch.randn(4, 3 * 768)
+
+    def median_ms(call, runs=50):
+        times = []
+        for i in range(runs + 5):
+            t0 = time.perf_counter()
+            call()
+            if i >= 5:
+                times.append(time.perf_counter() - t0)
+        return float(np.median(times)) * 1000
+
     with torch.inference_mode():
-        x = torch.randn(4, 3 * 768)
-        t0 = time.perf_counter()
-        for _ in range(200):
-            head(x)
-        head_ms = (time.perf_counter() - t0) / 200 * 1000  # one hop of ≤ 4 frames
+        mel_ms = median_ms(lambda: log10_mel(audio, filters))  # the cache's work per second
+        head_ms = median_ms(lambda: head(x))  # one hop: at most 4 frames
     lines = ["| window | runtime | one pass, median / best of 30 (ms) "
              "| hop 40 ms: % of a core (median / best) | hop 80 ms: % of a core (median / best) |",
              "|---|---|---|---|---|"]  # fmt: skip

@@ -5,11 +5,21 @@ CPU cost against window length, lookahead and hop, frozen or fine-tuned.
     python bench/whisper_stream.py pack --train CORPUS [--train CORPUS …] --out DIR
     python bench/whisper_stream.py train --data DIR --out MODELS [--device cuda]
                                    [--variants frozen,last2,all] [--windows 1,2]
-                                   [--steps 3000] [--batch 128] [--seed 0]
-    python bench/whisper_stream.py eval --models MODELS [--sets tuxpaint,alsa,ktuberling]
-                                   [--variants frozen,last2,all] [--windows 1,2]
+                                   [--steps 3000] [--batch 128] [--seed 0] [--budget-s S]
+    python bench/whisper_stream.py sets [--sets tuxpaint,alsa,ktuberling] --sets-dir SETS
+                                   --out DIR/sets.npz
+    python bench/whisper_stream.py logits --sets DIR/sets.npz --models MODELS --data DIR
+                                   --out MODELS/logits.npz [--device cuda]
+    python bench/whisper_stream.py eval --models MODELS --data DIR
+                                   [--sets tuxpaint,alsa,ktuberling] [--sets-dir SETS]
+                                   [--logits MODELS/logits.npz] [--variants …] [--windows 1,2]
                                    [--threads 1] [--out out/whisper_stream.md] [--write-docs]
+    python bench/whisper_stream.py export --models MODELS --data DIR --variant all --window 1
+                                   --lookahead 5 --hop-frames 2 --pp-offset 2.0 --out FOLDER
     python bench/whisper_stream.py cost [--threads 1]
+
+``pack``, ``sets`` and ``eval`` need the project installed; ``train`` and ``logits`` only torch,
+numpy and safetensors, so they run on a GPU machine with the packed folder.
 
 The streaming condition, as a live graph would run it. Log-mel frames (Whisper's: Hann 400, hop
 160, log10 floored at 1e-10) are computed once over the stream (cached mel). Every hop, the
@@ -29,33 +39,43 @@ than 12.75 below it stored as digital silence) and ``DIR/encoder.safetensors`` (
 Whisper tiny.en encoder, fp16, Hugging Face names) with ``encoder.json``: a compact copy for a
 GPU machine.
 
-``train`` trains, for each window length in ``--windows`` and each variant, on random windows
-of the packed corpora (each window ends at a random frame up to 18 frames past the clip's end;
-frames outside the clip are not scored): ``frozen``: the encoder as is and one head per lookahead
-n ∈ {3, 5, 7, 15} frames (60, 100, 140, 300 ms), each on lookaheads n … n + 3 (hops up to 80 ms);
-``last2``: the encoder's last two layers and final norm trained with one head shared by all
-lookaheads 3 … 18; ``all``: every encoder weight but the positional table, one shared head. Head:
-Linear → GELU → Dropout 0.1 → Linear (hidden 256), input standardised with the frozen
-features' mean and deviation over 20 batches. AdamW (heads 1e-3, encoder 5e-5, weight decay
-1e-2), 200 warm-up steps then cosine, bf16 autocast on CUDA, a fixed number of steps; nothing
-is selected on any scored set. Writes ``MODELS/<variant>-w<W>.safetensors`` (fp16: heads as
-``head<n>.*`` or ``head.*``; trained encoder weights as ``model.encoder.*``, the rest are the
-packaged ones) and ``MODELS/<variant>-w<W>.json`` (config, losses, seconds).
+``train`` trains, for each window length in ``--windows`` and each variant, on random windows of
+the packed corpora (each window ends at a random frame up to 18 frames past the clip's end;
+frames outside the clip are not scored): ``frozen``: the encoder as is and one head per
+lookahead n ∈ {3, 5, 7, 15} frames (60, 100, 140, 300 ms), each on lookaheads n … n + 3 (hops up
+to 80 ms); ``last2``: the encoder's last two layers and final norm trained with one head shared
+by all lookaheads 3 … 18; ``all``: every encoder weight but the positional table, one shared
+head. Head: Linear → GELU → Dropout 0.1 → Linear (hidden 256), input standardised with the
+frozen features' mean and deviation over 20 batches. AdamW (heads 1e-3, encoder 5e-5, weight
+decay 1e-2), 200 warm-up steps then cosine, bf16 autocast on CUDA, a fixed number of steps
+(``--budget-s``: fewer, the same for every run, when a few timed steps say they would not fit);
+nothing is selected on any scored set. A ``-aug`` variant (``all-aug`` …) also stretches each
+window's mel axis, adds a noise floor and masks a band (`Windows.augment`). Writes
+``MODELS/<variant>-w<W>.safetensors`` (fp16: heads as ``head<n>.*`` or ``head.*``; trained
+encoder weights as ``model.encoder.*``, the rest are the packaged ones) and
+``MODELS/<variant>-w<W>.json`` (config, losses, seconds).
 
-``eval`` (CPU) aligns and exports each of ``--sets`` exactly as `bench/real_speech.py` does
-(`align_and_export`), streams every clip (2 s of digital silence before it, 0.6 s after) with
+``sets`` aligns and exports each of ``--sets`` exactly as `bench/real_speech.py` does
+(`align_and_export`) into ``--sets-dir`` and packs their audio; ``logits`` streams that audio
+through every trained model (fp32, TF32 off) and saves the logits, so the encoder passes can
+run on a GPU. ``eval`` (CPU) reads the aligned sets (aligning them first when ``--sets-dir`` is
+not given or empty), streams every clip (2 s of digital silence before it, 0.6 s after) with
 windows ending every 40 ms and scores, for every trained model and lookahead, the 50 Hz
 posteriors at hop 40 ms and, for W = 1 s, 80 ms: viseme frame accuracy over 10 ms frames
 (posteriors repeated) with `audio2anim.train.evaluate`'s tallies, and P/B/M closure recall and
 false closures of the ``viseme-cnn`` predictor fed by the posteriors (as `bench/whisper_head.py`
 does). A log-odds offset on PP (0, 0.5, 1, 1.5, 2 or 3) is chosen per row on ``tuxpaint``
 (the validation set) by closure recall − false closures, then applied to every set. The
-shipped front end's row comes from `evaluate`. Prints one Markdown table (and the CPU cost
-table); ``--write-docs`` writes both into docs/performance.md (section ``whisper-stream``).
+shipped front end's row comes from `evaluate`. With ``--logits`` the streaming is read from
+``logits``' files instead. Prints one Markdown table (and the CPU cost table);
+``--write-docs`` writes both into docs/performance.md (section ``whisper-stream``).
 
-``cost`` times the encoder on one window of each length at ``--threads`` (median of 30 runs
-after 5) and prints milliseconds per second of audio and the share of one core at hops 40 and
-80 ms; the cached mel and head are timed too.
+``export`` writes one trained model as a folder: the whole encoder (fp16, ``model.encoder.*``,
+loads over `load_whisper()`'s model), the head of one lookahead and ``config.json``.
+
+``cost`` times the encoder on one window of each length at ``--threads``, in torch and in ONNX
+Runtime (median and best of 30 runs after 5) and prints the share of one core at hops 40 and
+80 ms, the cached mel (per second of audio) and the head (per hop) included.
 """
 
 from __future__ import annotations

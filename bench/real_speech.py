@@ -49,7 +49,11 @@ all of it (`audio2anim.train.evaluate.run_eval`, as ``audio2anim eval --split al
 printed so a reader can check it. Prints one Markdown table per set and writes them to ``--out``.
 Predictor rows are end to end from the audio; viseme predictors also get a row on the aligned
 (true) visemes; the last row scores pocketsphinx's own phone loop (the ``feature.visemes``
-backend), which shares its acoustic model with the aligner: a bias in its favour. A lip-sync
+backend), which shares its acoustic model with the aligner: a bias in its favour. With the
+Whisper front end among the checkpoints (``whisper-viseme-head``) each viseme predictor also gets
+a row fed by it (whole clips, the offline windows of ``animate``);
+``--whisper-bias-sweep 0,0.5,…`` sweeps its P/B/M log-odds offset and prints a table of viseme
+accuracy, ``viseme-cnn``'s closure, false closures, rounding and openness per offset. A lip-sync
 figure with no segment of its class reads "n/a (0 segments)". ``--write-docs`` also writes the
 tables into docs/performance.md (section ``real-speech``).
 """
@@ -153,6 +157,8 @@ SETS = {
              "reader, left out)"),
 }  # fmt: skip
 DEBIAN_SETS = ("alsa", "ktuberling", "asterisk-test", "tuxpaint")
+WHISPER_HEAD = "whisper-viseme-head"  # the Whisper front end's checkpoint folder
+SWEEP_PREDICTOR = "viseme-cnn"
 
 
 def markdown_out(text: str, example: str) -> Path:
@@ -247,11 +253,76 @@ def speaker_table(voices: dict[str, list[float]], figures: dict[str, dict]) -> l
     return [*lines, ""]
 
 
+def predictor_row(label: str, row: dict) -> str:
+    """One predictor's Markdown row from its `evaluate` figures of one mode."""
+    return (
+        f"| {label} | | | {fmt(row['mae']['mouth'])} "
+        f"| {lip(row, 'bilabial_closure_recall', 'bilabial')} "
+        f"| {lip(row, 'rounding_recall', 'rounded')} "
+        f"| {lip(row, 'open_vowel_openness', 'open')} "
+        f"| {fmt(row.get('false_closure_rate'))} ({row.get('open_frames', 0)}) |"
+    )
+
+
+def whisper_bias_sweep(ckdir: Path, export: Path, offsets: list[float]) -> list[dict]:
+    """The Whisper front end's P/B/M log-odds offset swept: per offset, its viseme accuracy and
+    `SWEEP_PREDICTOR`'s closure, false closures, rounding and openness fed by it."""
+    import numpy as np
+
+    from audio2anim.models.checkpoint import load
+    from audio2anim.models.whisper_head import WhisperVisemes
+    from audio2anim.train.data import load_data
+    from audio2anim.train.evaluate import _figures, _tally
+
+    front = WhisperVisemes(ckdir / WHISPER_HEAD)
+    predictor, _ = load(ckdir / SWEEP_PREDICTOR)
+    utts = load_data(export).utterances
+    rows = []
+    for offset in offsets:
+        front.head.set_viseme_bias(
+            {**front.sidecar["hparams"].get("viseme_bias", {}), "PP": offset}
+        )
+        acc: dict = {}
+        lips: dict = {}
+        for u in utts:
+            post = front.posteriors(u.audio)
+            _tally(acc, "frontend", u, np.repeat(post, 2, axis=0))
+            _tally(lips, "from_audio", u, predictor.predict(post))
+        rows.append({"offset": offset, **_figures("frontend", acc), **_figures("from_audio", lips)})
+    return rows
+
+
+def sweep_table(sweeps: dict[str, list[dict]]) -> list[str]:
+    lines = [
+        f"P/B/M log-odds offset of `{WHISPER_HEAD}` (`viseme_bias: {{PP: x}}`), "
+        f"`{SWEEP_PREDICTOR}` fed by it:",
+        "",
+        "| set | PP offset | viseme acc. | closure (n) | false closures | rounding (n) | openness (n) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in sweeps.items():
+        for r in rows:
+            lines.append(
+                f"| {name} | {r['offset']:g} | {fmt(r['viseme_frame_accuracy'])} "
+                f"| {lip(r, 'bilabial_closure_recall', 'bilabial')} "
+                f"| {fmt(r.get('false_closure_rate'))} | {lip(r, 'rounding_recall', 'rounded')} "
+                f"| {lip(r, 'open_vowel_openness', 'open')} |"
+            )
+    return [*lines, ""]
+
+
 def evaluate_set(
-    name: str, ckdir: Path, names: list[str], reports: Path, items: list | None = None
+    name: str,
+    ckdir: Path,
+    names: list[str],
+    reports: Path,
+    items: list | None = None,
+    bias_sweep: list[float] | None = None,
+    sweeps: dict | None = None,
 ) -> list[str]:
     """Align, export and evaluate one set (``items``: see `align_and_export`); returns its
-    Markdown lines."""
+    Markdown lines. With a Whisper front end among the checkpoints, the viseme predictors are
+    also scored fed by it; ``bias_sweep``: its P/B/M offsets to sweep, rows into ``sweeps``."""
     import numpy as np
 
     from audio2anim.models.viseme_streams import PocketsphinxVisemes
@@ -293,16 +364,18 @@ def evaluate_set(
                     f"| {model} | n/a | {fmt(r['phone_error_rate'])} | n/a | n/a | n/a | n/a | n/a |"
                 )
             for mode, label in (("from_audio", model), ("oracle", f"{model} (true visemes in)")):
-                if mode not in r:
+                if mode in r:
+                    lines.append(predictor_row(label, r[mode]))
+        # the viseme predictors fed by the Whisper front end instead of their own
+        if WHISPER_HEAD in names:
+            for model in names:
+                if not model.startswith("viseme-") or model == "viseme-frontend":
                     continue
-                row = r[mode]
-                lines.append(
-                    f"| {label} | | | {fmt(row['mae']['mouth'])} "
-                    f"| {lip(row, 'bilabial_closure_recall', 'bilabial')} "
-                    f"| {lip(row, 'rounding_recall', 'rounded')} "
-                    f"| {lip(row, 'open_vowel_openness', 'open')} "
-                    f"| {fmt(row.get('false_closure_rate'))} ({row.get('open_frames', 0)}) |"
-                )
+                r, _ = run_eval(ckdir / model, tmp / "export", out=reports / name / f"{model}-whisper",
+                                split="all", frontend=str(ckdir / WHISPER_HEAD))  # fmt: skip
+                lines.append(predictor_row(f"{model} (`{WHISPER_HEAD}` in)", r["from_audio"]))
+        if bias_sweep:
+            sweeps[name] = whisper_bias_sweep(ckdir, tmp / "export", bias_sweep)
         # the second viseme front end to compare against: pocketsphinx's phone loop
         hits = total = 0
         for u in load_data(tmp / "export").utterances:
@@ -330,6 +403,12 @@ def main() -> int:
                     help="`audio2anim data pypi-speech` output (default: its default --out)")  # fmt: skip
     ap.add_argument("--out", default="out/real_speech.md")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument(
+        "--whisper-bias-sweep",
+        metavar="X,Y,…",
+        help=f"also sweep the P/B/M offset of {WHISPER_HEAD} over these values (printed, not "
+        "written to the docs)",
+    )
     add_arguments(ap)
     args = ap.parse_args()
 
@@ -364,19 +443,27 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["## Real recorded speech", ""]
+    sweep = (
+        [float(v) for v in args.whisper_bias_sweep.split(",")] if args.whisper_bias_sweep else None
+    )
+    sweeps: dict[str, list[dict]] = {}
     for name in sets:
         try:
             items = pypi_clips(pypi_root) if name == "pypi" else None
-            lines += evaluate_set(name, ckdir, names, out.with_suffix(""), items)
+            lines += evaluate_set(name, ckdir, names, out.with_suffix(""), items, sweep, sweeps)
         except FileNotFoundError as e:
             print(f"{name}: {e}", file=sys.stderr)
             return 2
     lines.append(
         "Predictor rows are end to end from audio (viseme-* through `viseme-frontend`, w2v-* "
-        "through `wav2vec2`) unless marked; viseme accuracy over 10 ms frames. Definitions: "
+        f"through `wav2vec2`) unless marked (`{WHISPER_HEAD}` in: the viseme predictor fed by "
+        "the Whisper front end, whole clips, as `animate` runs it); viseme accuracy over 10 ms "
+        "frames (the Whisper front end's 50 Hz frames count twice). Definitions: "
         f"`audio2anim/train/metrics.py`; per-model reports: `{out.with_suffix('')}/<set>/<model>/report.md`."
     )
     text = "\n".join(lines) + "\n"
+    if sweeps:
+        text += "\n" + "\n".join(sweep_table(sweeps))
     print(text)
     out.write_text(text)
     print(f"written to {out}")

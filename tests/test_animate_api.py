@@ -1,6 +1,7 @@
-"""`audio2anim.Animator` with the shipped viseme CNN graph over espeak-ng speech: the lips
-close on the bilabials, the viseme posteriors come along, repeated calls give the same
-animation, numpy audio at any rate equals the file, and the bad inputs are one-line errors."""
+"""`audio2anim.Animator` with the default graph (the Whisper front end + the shipped viseme
+CNN) over espeak-ng speech: the lips close on the bilabials, the viseme posteriors come along,
+repeated calls give the same animation, numpy audio at any rate equals the file, and the bad
+inputs are one-line errors."""
 
 from __future__ import annotations
 

@@ -47,15 +47,18 @@ def test_help_still_lists_every_command(capsys):
 
 
 def test_animate_to_csv_imports_no_heavy_library(tmp_path):
+    """The ONNX viseme graph needs no torch at run time (the Whisper default does)."""
     from audio2anim import Animator
 
-    Animator()  # its warm-up run fills the ONNX export cache (the export itself needs torch)
+    Animator(
+        "graphs/viseme_cnn.yaml"
+    )  # its warm-up run fills the ONNX export cache (the export itself needs torch)
     heavy = ["torch", "scipy", "av", "moderngl", "ray", "aiohttp", "matplotlib",
              "audio2anim.data.cli", "audio2anim.train.cli", "audio2anim.face.cli"]  # fmt: skip
     code = (
         "import sys; from audio2anim.cli import main; "
         f"rc = main(['animate', {str(ROOT / 'audio2anim/assets/speech.wav')!r}, '-o', "
-        f"{str(tmp_path / 'x.csv')!r}, '--quiet']); "
+        f"{str(tmp_path / 'x.csv')!r}, '--graph', 'graphs/viseme_cnn.yaml', '--quiet']); "
         f"print(rc, [m for m in {heavy!r} if m in sys.modules])"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -97,7 +97,7 @@ def test_a_changed_sidecar_gets_a_new_key(tmp_path):
 RUN = """
 import sys, numpy as np
 from audio2anim import Animator
-anim = Animator().animate(sys.argv[1])
+anim = Animator("graphs/viseme_cnn.yaml").animate(sys.argv[1])  # the ONNX graph (no Whisper)
 np.save(sys.argv[2], anim.values)
 print("torch imported:", "torch" in sys.modules)
 """

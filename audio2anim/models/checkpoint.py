@@ -47,6 +47,9 @@ MODEL_KINDS: dict[str, str] = {
     "w2v-cnn": "audio2anim.models.predictors:ConvPredictor",
     "w2v-ar": "audio2anim.models.predictors:AutoregressivePredictor",
     "w2v-attention": "audio2anim.models.predictors:AttentionPredictor",
+    # the viseme head on the frozen Whisper encoder (not one of the seven `MODELS`: it trains
+    # with `audio2anim train whisper-viseme-head`, outside scripts/train_all.py)
+    "whisper-viseme-head": "audio2anim.models.whisper_head:WhisperVisemeHead",
 }
 
 

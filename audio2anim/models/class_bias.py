@@ -26,3 +26,16 @@ def bias_vector(bias: dict[str, float], names, what: str, kind: str):
     for name, value in bias.items():
         values[list(names).index(name)] = float(value)
     return values
+
+
+def set_viseme_bias(model, bias: dict[str, float]) -> None:
+    """Set a viseme model's per-viseme log-odds offsets: its non-persistent ``logit_bias``
+    buffer, and ``hparams["viseme_bias"]`` only when ``bias`` is not empty (so unbiased
+    sidecars stay as they were). ``{}`` removes them; ValueError names an unknown viseme. The
+    viseme front end and the Whisper viseme head both store their offsets this way."""
+    from audio2anim.visemes import VISEMES
+
+    model.logit_bias.copy_(bias_vector(bias, VISEMES, "viseme_bias", "viseme"))
+    model.hparams.pop("viseme_bias", None)
+    if bias:
+        model.hparams["viseme_bias"] = {k: float(v) for k, v in bias.items()}

@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from audio2anim.visemes import N_VISEMES
 
 from .checkpoint import constructor_args
-from .class_bias import bias_vector
+from .class_bias import set_viseme_bias
 from .logmel import DEFAULT as LOGMEL_DEFAULT
 
 SILENCE_LOGMEL = float(np.log(LOGMEL_DEFAULT.floor))  # log-mel of digital silence
@@ -86,12 +86,7 @@ class VisemeFrontEnd(nn.Module):
     def set_viseme_bias(self, bias: dict[str, float]) -> None:
         """Replace the per-viseme log-odds offsets (see the module docstring); {} removes them.
         ValueError names an unknown viseme."""
-        from audio2anim.visemes import VISEMES
-
-        self.logit_bias.copy_(bias_vector(bias, VISEMES, "viseme_bias", "viseme"))
-        self.hparams.pop("viseme_bias", None)
-        if bias:  # only biased models carry the key: unbiased sidecars stay as they were
-            self.hparams["viseme_bias"] = {k: float(v) for k, v in bias.items()}
+        set_viseme_bias(self, bias)
 
     def set_normalization(self, mean, std) -> None:
         # torch.as_tensor accepts arrays and tensors on any device; copy_ moves them

@@ -3,12 +3,15 @@
     audio2anim train export-data --data CORPUS --out DIR [--max-mb 40]
     audio2anim train MODEL --data DATA [--device cpu|cuda] [--out DIR] [--epochs N] [--seed S]
                            [--frontend CKPT] [--max-minutes M] ...
+    audio2anim train whisper-viseme-head --data DATA [--add-train DIR] [--epochs 8]
+                           [--viseme-bias PP=1.0] [--feature-cache DIR] [--whisper DIR] ...
     audio2anim eval CHECKPOINT --data DATA [--split test] [--out DIR] [--frontend CKPT]
     audio2anim combine-frontends CHECKPOINT CHECKPOINT... --out DIR [--data DATA] [--float16]
     audio2anim export-onnx CHECKPOINT [--out FILE]
 
 MODEL is one of viseme-frontend, wav2vec2, viseme-mlp, viseme-cnn, w2v-cnn, w2v-ar,
-w2v-attention. DATA is a training-data export (``export-data``), a corpus directory (exported
+w2v-attention, or whisper-viseme-head (the viseme head on the frozen Whisper encoder,
+`audio2anim.train.whisper_head`; CPU is enough). DATA is a training-data export (``export-data``), a corpus directory (exported
 into CORPUS/cache/training-data on first use) or a dataset directory (``audio2anim data``
 steps: its corpus, its teach targets and its ``data split``). Outputs default to the working
 directory: ``runs/MODEL``, ``eval-NAME/``, ``NAME.onnx``; nothing is written into the package. The w2v-* predictors need ``--frontend`` (a
@@ -30,14 +33,19 @@ from pathlib import Path
 
 from audio2anim.models.checkpoint import MODELS
 
+WHISPER_HEAD = "whisper-viseme-head"  # trained by audio2anim.train.whisper_head
+# its hyper-parameters that --hparam may set, with their defaults
+WHISPER_HEAD_HPARAMS = {"layers": [-1, 3], "context": 1, "hidden": 256}
+
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a model (or export-data: write compact training data)",
-        description="Train one of the seven models, or export a corpus as training data.",
+        description="Train one of the seven models or the Whisper viseme head, or export a "
+        "corpus as training data.",
     )
-    p.add_argument("model", choices=(*MODELS, "export-data"))
+    p.add_argument("model", choices=(*MODELS, WHISPER_HEAD, "export-data"))
     p.add_argument(
         "--data", required=True, help="training-data export, corpus or dataset directory"
     )
@@ -53,13 +61,13 @@ def add_commands(subparsers) -> None:
         "installed package)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, help="default 40 (whisper-viseme-head: 8 full passes)")
     p.add_argument("--seed", type=int, default=0, help="initialization, batches, augmentation")
     p.add_argument(
         "--split-seed", type=int, help="the split by voice (default: --seed), to vary one alone"
     )
     p.add_argument("--steps-per-epoch", type=int, default=100)
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=int, help="default 32 crops (whisper-viseme-head: 512 frames)")
     p.add_argument("--crop-s", type=float, default=4.0, help="seconds per training crop")
     p.add_argument("--lr", type=float)
     p.add_argument("--patience", type=int, default=6, help="epochs without improvement")
@@ -159,6 +167,24 @@ def add_commands(subparsers) -> None:
         help="viseme-frontend: also learn these front ends' mean posteriors (repeatable)",
     )
     p.add_argument("--size", default="full", choices=("full", "tiny"))
+    p.add_argument(
+        "--viseme-bias",
+        action="append",
+        metavar="VISEME=LOGIT",
+        help="whisper-viseme-head: log-odds offset stored in the checkpoint, e.g. PP=1.0 "
+        "(repeatable)",
+    )
+    p.add_argument(
+        "--feature-cache",
+        metavar="DIR",
+        help="whisper-viseme-head: keep the encoder states of the data here (reused while the "
+        "data, layers and encoder are the same)",
+    )
+    p.add_argument(
+        "--whisper",
+        metavar="DIR",
+        help="whisper-viseme-head: Whisper model folder (default: the packaged tiny.en)",
+    )
     p.add_argument("--max-mb", type=float, default=40.0, help="export-data: size cap in MiB")
     p.set_defaults(func=cmd_train)
 
@@ -319,11 +345,11 @@ def train_options(args, command: str):
         model=args.model,
         out=args.out or default_train_out(args.model),
         device=args.device,
-        epochs=args.epochs,
+        epochs=40 if args.epochs is None else args.epochs,
         seed=args.seed,
         split_seed=args.split_seed,
         steps_per_epoch=args.steps_per_epoch,
-        batch=args.batch,
+        batch=32 if args.batch is None else args.batch,
         crop_s=args.crop_s,
         lr=args.lr,
         patience=args.patience,
@@ -378,6 +404,9 @@ def cmd_train(args) -> int:
         )
         return 0
     from .data import load_data
+
+    if args.model == WHISPER_HEAD:
+        return cmd_train_whisper_head(args)
     from .recipes import train
 
     refused = _refuse_package_out(f"train {args.model}", args.out or default_train_out(args.model))
@@ -391,6 +420,52 @@ def cmd_train(args) -> int:
         print(f"train {args.model}: {e}", file=sys.stderr)
         return 2
     print(f"saved {out}")
+    return 0
+
+
+def cmd_train_whisper_head(args) -> int:
+    """``train whisper-viseme-head``: `audio2anim.train.whisper_head.train_whisper_head`."""
+    from .data import load_data
+
+    out = args.out or default_train_out(WHISPER_HEAD)
+    refused = _refuse_package_out(f"train {WHISPER_HEAD}", out)
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
+    try:
+        hp = dict(WHISPER_HEAD_HPARAMS)
+        for item in args.hparam or ():
+            key, sep, text = item.partition("=")
+            if not sep or key not in hp:
+                raise ValueError(
+                    f"--hparam {item!r}: expected KEY=VALUE with KEY one of {', '.join(hp)}"
+                )
+            hp[key] = json.loads(text)
+        bias = keyed_floats(args.viseme_bias or (), "--viseme-bias", "VISEME=LOGIT", "PP=1.0")
+        from audio2anim.models.class_bias import check_bias_names
+        from audio2anim.visemes import VISEMES
+
+        check_bias_names(bias, VISEMES, "--viseme-bias", "viseme")
+        from .whisper_head import train_whisper_head
+
+        path = train_whisper_head(
+            load_data(args.data, args.add_train or ()),
+            out,
+            epochs=8 if args.epochs is None else args.epochs,
+            seed=args.seed,
+            split_seed=args.split_seed,
+            lr=args.lr or 1e-3,
+            batch=512 if args.batch is None else args.batch,
+            viseme_bias=bias,
+            encoder=args.whisper,
+            cache=args.feature_cache,
+            command=getattr(args, "command_line", None) or _command_line(),
+            **hp,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        print(f"train {WHISPER_HEAD}: {e}", file=sys.stderr)
+        return 2
+    print(f"saved {path}")
     return 0
 
 

@@ -36,13 +36,28 @@ def resolve_frontend(checkpoint: Path, sidecar: dict, override: str | None) -> s
     return str(p if p.is_absolute() else (checkpoint / p).resolve())
 
 
+def viseme_posteriors_50hz(frontend: str | Path, device: str = "cpu"):
+    """A viseme front end (``viseme-frontend`` or ``whisper-viseme-head`` checkpoint) as a
+    function: 16 kHz audio → [frames, 15] posteriors at 50 Hz, what a viseme predictor reads
+    (the ``viseme-frontend``'s 100 Hz pairs averaged, as ``feature.visemes`` does)."""
+    from audio2anim.models.checkpoint import load, read_sidecar
+    from audio2anim.models.logmel import logmel
+    from audio2anim.models.viseme_frontend import downsample_posteriors
+
+    if read_sidecar(frontend)["kind"] == "whisper-viseme-head":
+        from audio2anim.models.whisper_head import WhisperVisemes
+
+        return WhisperVisemes(frontend).posteriors
+    front, _ = load(frontend, device=device)
+    return lambda audio: downsample_posteriors(front.posteriors(logmel(audio)))
+
+
 def _predictions(checkpoint: Path, utts: list[Utterance], device: str, frontend: str | None):
     """Yields (mode, utt, output) for every evaluated utterance; output per kind."""
     import torch
 
     from audio2anim.models.checkpoint import load
     from audio2anim.models.logmel import logmel
-    from audio2anim.models.viseme_frontend import downsample_posteriors
 
     model, side = load(checkpoint, device=device)
     kind = side["kind"]
@@ -50,6 +65,10 @@ def _predictions(checkpoint: Path, utts: list[Utterance], device: str, frontend:
         if kind == "viseme-frontend":
             for u in utts:
                 yield "frontend", u, model.posteriors(logmel(u.audio))
+        elif kind == "whisper-viseme-head":  # 50 Hz posteriors, each on two 10 ms frames
+            posteriors = viseme_posteriors_50hz(checkpoint, device)
+            for u in utts:
+                yield "frontend", u, np.repeat(posteriors(u.audio), 2, axis=0)
         elif kind == "wav2vec2":
             for u in utts:
                 x = torch.as_tensor(u.audio, device=device)[None]
@@ -61,10 +80,9 @@ def _predictions(checkpoint: Path, utts: list[Utterance], device: str, frontend:
                 yield "oracle", u, model.predict(eye[u.vis50])
             fe = resolve_frontend(checkpoint, side, frontend)
             if fe:
-                front, _ = load(fe, device=device)
+                posteriors = viseme_posteriors_50hz(fe, device)
                 for u in utts:
-                    post = downsample_posteriors(front.posteriors(logmel(u.audio)))
-                    yield "from_audio", u, model.predict(post)
+                    yield "from_audio", u, model.predict(posteriors(u.audio))
         else:
             fe = resolve_frontend(checkpoint, side, frontend)
             if not fe:

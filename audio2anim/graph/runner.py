@@ -400,9 +400,9 @@ class Runner:
 
     def _check_declared(self, st: NodeState, port: str, pkt: Packet) -> None:
         st.unchecked.discard(port)
-        why = mismatch(payload_format(pkt.payload), st.formats[port])
-        if why:
-            raise ValueError(f"output '{port}' carries {why} (its declared format)")
+        have, declared = payload_format(pkt.payload), st.formats[port]
+        if mismatch(have, declared):
+            raise ValueError(f"output '{port}' carries {have}, but declares {declared}")
 
     # -- node tasks -----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import numpy as np
 import soundfile as sf
 from pydantic import Field, field_validator
 
+from audio2anim.audio import warn_if_truncated
 from audio2anim.graph.formats import Format
 from audio2anim.graph.operator import OperatorParams, Output, Port, Source
 from audio2anim.graph.registry import register
@@ -58,6 +59,7 @@ class FileSource(Source):
     outputs = {"out": Port(Audio, doc="mono audio at the file's sample rate")}
 
     def setup(self) -> None:
+        warn_if_truncated(self.params.path)
         self._file = sf.SoundFile(str(self.params.path))
 
     def output_format(self, port, inputs):

@@ -4,7 +4,8 @@ Position: first node of an offline graph (or a live-like one with ``realtime: tr
 Ports: out → Audio (float32 mono at the file's own rate; multichannel is averaged to mono; a
 block with NaN or infinite samples is an error naming the file).
 Params: ``path`` (WAV/FLAC/OGG or anything libsndfile reads; default: the shipped speech clip),
-``block_ms`` (block length), ``realtime`` (pace blocks at wall-clock rate).
+``block_ms`` (block length), ``realtime`` (pace blocks at wall-clock rate), ``loop`` (start
+again at the end of the file, media time running on, until the graph is stopped: soak runs).
 
 ```yaml
 src: {op: source.file, params: {path: take1.flac, block_ms: 20, realtime: true}}
@@ -38,6 +39,7 @@ class FileSourceParams(OperatorParams):
     realtime: bool = Field(
         False, description="release blocks at wall-clock rate, like a live device"
     )
+    loop: bool = Field(False, description="start again at the end of the file, until stopped")
 
     @field_validator("path")
     @classmethod
@@ -73,7 +75,10 @@ class FileSource(Source):
             while True:
                 data = f.read(block, dtype="float32", always_2d=True)
                 if len(data) == 0:
-                    return
+                    if not self.params.loop or f.frames == 0:
+                        return
+                    f.seek(0)
+                    continue
                 if not np.isfinite(data).all():
                     at = (f.tell() - len(data)) / f.samplerate
                     raise ValueError(

@@ -6,7 +6,8 @@ paced like a microphone (``source.file`` with ``realtime: true`` and ``loop: tru
 blocks), keeps its live queue policies, and ends in a probe sink after its smoothing node (the
 browser and Live Link sinks are removed so that nothing waits on a network peer). Every
 ``--every`` seconds one row: the process's resident memory (RSS) and the end-to-end latency
-(capture of the newest audio → parameters at the sink) over that interval, p50 and p99.
+(capture of the newest audio → parameters at the sink) over that interval, p50 and p99, and
+the machine's load average (other processes on a shared machine move the latency).
 
 Goals: RSS growth from the first row (models loaded, warmed up) to the last under 5 %, and
 p99 flat (the last row's within 1.5× the first's).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -114,12 +116,22 @@ async def soak(graph_name: str, minutes: float, every: float) -> tuple[list[tupl
         await asyncio.sleep(max(0.0, tick - time.monotonic()))
         lat = np.array(probe.take()) * 1e3
         p50, p99 = np.percentile(lat, [50, 99]) if len(lat) else (np.nan, np.nan)
-        rows.append(((tick - t0) / 60, rss_mb(), p50, p99, probe.frames - frames0, dropped(runner)))
+        rows.append(
+            (
+                (tick - t0) / 60,
+                rss_mb(),
+                p50,
+                p99,
+                probe.frames - frames0,
+                dropped(runner),
+                os.getloadavg()[0],
+            )
+        )
         frames0 = probe.frames
         r = rows[-1]
         print(
             f"{r[0]:7.2f} min  RSS {r[1]:7.1f} MB  p50 {r[2]:6.1f} ms  p99 {r[3]:6.1f} ms  "
-            f"frames {r[4]:6d}  drops {r[5]}",
+            f"frames {r[4]:6d}  drops {r[5]}  load {r[6]:.1f}",
             file=sys.stderr,
             flush=True,
         )
@@ -130,11 +142,13 @@ async def soak(graph_name: str, minutes: float, every: float) -> tuple[list[tupl
 
 def table(rows: list[tuple], minutes: float) -> str:
     lines = [
-        "| minutes | RSS MB | e2e p50 ms | e2e p99 ms | frames | drops so far |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| minutes | RSS MB | e2e p50 ms | e2e p99 ms | frames | drops so far | load avg |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for t, rss, p50, p99, frames, drops in rows:
-        lines.append(f"| {t:.1f} | {rss:.1f} | {p50:.1f} | {p99:.1f} | {frames} | {drops} |")
+    for t, rss, p50, p99, frames, drops, load in rows:
+        lines.append(
+            f"| {t:.1f} | {rss:.1f} | {p50:.1f} | {p99:.1f} | {frames} | {drops} | {load:.1f} |"
+        )
     if rows:
         growth = (rows[-1][1] / rows[0][1] - 1) * 100
         lines += [

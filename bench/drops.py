@@ -205,8 +205,8 @@ def main() -> None:
     for name, drops, o in rows:
         lines.append(
             f"| {name} | {drops} | {o['stretches']} ({o['analysed']}) | {o['frames']} | "
-            f"{shift(o['best'])} | {o['off']} | {shift(o['end'])} | {o['err0']:.3f} / "
-            f"{o['err1']:.3f} | {o['counted_s'] * 1000:+.0f} ms |"
+            f"{shift(o['best'])} | {o['off']} | {shift(o['end'])} | {o['err0']:.4f} / "
+            f"{o['err1']:.4f} | {o['counted_s'] * 1000:+.0f} ms |"
         )
     lines += [
         "",

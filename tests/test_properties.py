@@ -246,7 +246,7 @@ overrides = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(graphs(), overrides)
 def test_generated_graphs_are_a_graph_or_one_line_error(doc, sets):
     _parse(yaml.safe_dump(doc), sets)

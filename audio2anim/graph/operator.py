@@ -9,9 +9,10 @@ methods run on a worker thread when ``executor = "thread"``, so a slow model nev
 event loop that captures audio):
 
     setup()                    open devices, load models; before any packet flows
-    input_format(port)         after setup: the format each input takes (default: any) and
-    output_format(port, ins)   each output carries (default: unknown); the runner checks every
-                               edge before any packet flows (`audio2anim.graph.formats`)
+    input_format(port)         plain methods, after setup: the format each input takes
+    output_format(port, ins)   (default: any) and each output carries (default: unknown); the
+                               runner checks every edge before any packet flows
+                               (`audio2anim.graph.formats`)
     process(port, packet)      -> outputs; for every packet on every input
     flush()                    -> outputs; once every input has ended
     reset()                    an operator that keeps state across packets defines it: when a

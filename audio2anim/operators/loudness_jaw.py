@@ -95,6 +95,8 @@ class LoudnessJaw(Operator):
         return self._emit(final=True)
 
     def _emit(self, final: bool) -> Outputs:
+        if self._rate == 0:
+            return None  # no audio since the start or the last reset
         p = self.params
         available = self._consumed + len(self._pending)
         levels = []

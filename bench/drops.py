@@ -155,7 +155,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=30.0, help="audio per run (default 30)")
     ap.add_argument("--graph", default="viseme_cnn", help="a method graph in audio2anim/graphs")
-    ap.add_argument("--hogs", type=int, default=os.cpu_count() or 2, help="busy processes (default: one per core)")
+    ap.add_argument(
+        "--hogs",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="busy processes (default: one per core)",
+    )
     ap.add_argument("--stall-ms", type=float, default=1000.0, help="sink stall length")
     ap.add_argument("--stall-every", type=float, default=3.0, help="seconds between stalls")
     ap.add_argument("--margin", type=float, default=0.3, help="s left out at a stretch's edges")

@@ -170,6 +170,8 @@ def test_callback_blocks_reach_the_loop_in_order_with_capture_times():
         assert before <= p.capture_time <= after  # stamped in the callback, not on the loop
     captures = [p.capture_time for p in packets]
     assert captures == sorted(captures)
+    # the device lost audio before each overflowed block: downstream state must restart there
+    assert [k for k, p in enumerate(packets) if p.discontinuity] == sorted(overflow_at)
 
 
 def test_max_seconds_cuts_the_last_block():

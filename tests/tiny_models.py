@@ -30,3 +30,22 @@ def speak(text: str, voice: str = "en-us", rate: int = 150):
 
     audio, sr, segments = ESpeak().synth(text, voice, rate=rate)
     return audio, sr, [(s.start, s.end, s.phone) for s in segments]
+
+
+def make_logmel_predictor(path: Path, feature: str | None = None) -> Path:
+    """A tiny random w2v-cnn predictor that reads 80-band log-mel at 100 Hz (three outputs);
+    ``feature`` records a wav2vec2 feature in its sidecar instead, as a trained one does."""
+    import numpy as np
+    import torch
+
+    from audio2anim.models.checkpoint import build, save
+    from audio2anim.train.config import HPARAMS
+
+    torch.manual_seed(0)
+    names = ["jawOpen", "mouthClose", "mouthFunnel"]
+    model = build("w2v-cnn", dict(in_dim=80, out_dim=len(names), **HPARAMS["tiny"]["w2v-cnn"]))
+    model.set_normalization(np.full(80, -5.0), np.full(80, 3.0), np.full(3, 0.4), np.full(3, 0.2))
+    side = {"input_frame_rate": 100.0, "output_frame_rate": 100.0, "param_names": names}
+    if feature:
+        side["feature"] = {"feature": feature}
+    return save(model, path, side)

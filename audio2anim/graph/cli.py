@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run(graph, args: argparse.Namespace) -> int:
-    from .errors import OperatorError
+    from .errors import GraphError, OperatorError
     from .metrics import serve_metrics
     from .netguard import exposure_warning
     from .runner import Runner
@@ -99,6 +99,9 @@ async def _run(graph, args: argparse.Namespace) -> int:
     except OperatorError as e:
         report, rc = e.report, 1
         print(f"error: {e}", file=sys.stderr)
+    except GraphError as e:  # formats that do not meet, found before any packet flowed
+        print(f"error: {e}", file=sys.stderr)
+        rc = 2
     except asyncio.CancelledError:  # a second signal: aborted, operators closed
         print("aborted", file=sys.stderr)
     finally:

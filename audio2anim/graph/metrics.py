@@ -29,9 +29,10 @@ OP_BUCKETS = (1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4) + E2E_BUCKETS
 
 
 class Samples:
-    """Durations kept for exact percentiles; a uniform reservoir past ``cap`` samples."""
+    """Durations kept for exact percentiles; a uniform reservoir past ``cap`` samples (so a
+    node's memory for them stops growing: 160 kB, reached after 400 s of 50 packets/s)."""
 
-    def __init__(self, cap: int = 200_000, seed: int = 0) -> None:
+    def __init__(self, cap: int = 20_000, seed: int = 0) -> None:
         self.values = array("d")
         self.count = 0
         self.cap = cap

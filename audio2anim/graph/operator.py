@@ -9,8 +9,16 @@ methods run on a worker thread when ``executor = "thread"``, so a slow model nev
 event loop that captures audio):
 
     setup()                    open devices, load models; before any packet flows
+    input_format(port)         plain methods, after setup: the format each input takes
+    output_format(port, ins)   (default: any) and each output carries (default: unknown); the
+                               runner checks every edge before any packet flows
+                               (`audio2anim.graph.formats`)
     process(port, packet)      -> outputs; for every packet on every input
     flush()                    -> outputs; once every input has ended
+    reset()                    an operator that keeps state across packets defines it: when a
+                               packet arrives marked ``discontinuity`` (packets were dropped
+                               before it), the runner calls flush(), then reset(), then
+                               process(); the node's next output on each port is marked too
     close()                    always, also after an error or a stop: release, finalize files
 
 Outputs are an iterable (or None) of `Packet` (sent on port "out") or ``(port, Packet)``
@@ -18,17 +26,22 @@ tuples. Sources subclass `Source` and implement the async generator ``packets()`
 ``process``. Heavy imports (torch, moderngl, av) belong inside methods, so listing or validating
 graphs stays fast.
 
+Media times of outputs come from the inputs' media times: an operator that emits at its own
+rate keeps a `MediaClock`, which counts output frames from the first input after the start or
+the last reset, so a dropped block never shifts the media times after it.
+
 Register a class with ``@register("family.name")`` from `audio2anim.graph.registry`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
+from .formats import ANY, Format
 from .packets import Packet
 
 Output = Packet | tuple[str, Packet]
@@ -36,10 +49,16 @@ Outputs = Iterable[Output] | None
 
 
 def routed(
-    outs: Outputs | Packet, ports: Collection[str], latest_capture: float, origin: str
+    outs: Outputs | Packet,
+    ports: Collection[str],
+    latest_capture: float,
+    origin: str,
+    gaps: set[str] | None = None,
 ) -> list[tuple[str, Packet]]:
     """What an operator returned → ``(port, packet)`` pairs, each packet stamped with ``origin``
     and, unless it carries its own, the newest capture time of the inputs it was made from.
+    The first packet on a port named in ``gaps`` is marked as a discontinuity (and the port
+    taken out of the set): the node consumed a marked packet since its last output there.
 
     A bare `Packet` goes to port "out"; a port the operator does not declare, or something that
     is not a packet, is a ``TypeError`` naming it. The runner and `graph.testing` both route
@@ -57,8 +76,53 @@ def routed(
                 f"emitted {type(pkt).__name__} on port '{port}' (outputs: {', '.join(ports) or 'none'})"
             )
         cap = pkt.capture_time
-        pairs.append((port, pkt.stamped(latest_capture if cap != cap else cap, origin)))
+        pkt = pkt.stamped(latest_capture if cap != cap else cap, origin)
+        if gaps and port in gaps:
+            gaps.discard(port)
+            pkt = pkt.marked()
+        pairs.append((port, pkt))
     return pairs
+
+
+def restarts(op: Operator) -> bool:
+    """Whether ``op`` keeps state across packets that a discontinuity must reset."""
+    return type(op).reset is not Operator.reset
+
+
+class MediaClock:
+    """Media times of the outputs of an operator that emits frames at its own ``rate``.
+
+    Output frames are counted from the media time of the first input packet after the start
+    (or the last `reset`): exact within a continuous stretch of input, re-anchored after every
+    gap, since the runner resets the operator at a discontinuity. ::
+
+        self.clock = MediaClock(rate)               # in setup()
+        self.clock.reset()                          # in reset()
+        self.clock.input(packet)                    # in process(), for every input packet
+        Packet(payload, self.clock.take(n_frames))  # for each output
+    """
+
+    __slots__ = ("rate", "start", "count")
+
+    def __init__(self, rate: float | None = None) -> None:
+        self.rate = rate  # may be set once the first payload tells it
+        self.reset()
+
+    def reset(self) -> None:
+        self.start: float | None = None
+        self.count = 0  # frames emitted since start
+
+    def input(self, packet: Packet) -> None:
+        if self.start is None:
+            self.start = packet.media_time
+
+    def take(self, frames: int) -> float:
+        """The media time of the next output of ``frames`` frames (and count them)."""
+        if self.rate is None:
+            raise RuntimeError("MediaClock.take before its rate is known")
+        t = (0.0 if self.start is None else self.start) + self.count / self.rate
+        self.count += frames
+        return t
 
 
 class Port(NamedTuple):
@@ -116,6 +180,20 @@ class Operator:
     def flush(self) -> Outputs:
         """Emit what is still buffered once every input has ended. Default: nothing."""
         return None
+
+    def reset(self) -> None:
+        """Forget the stream, after `flush` at a discontinuity, so that no filter or model state
+        is spliced across a gap. Define it only in an operator that keeps state across packets:
+        the runner calls it only where a class overrides it."""
+
+    def input_format(self, port: str) -> Format:
+        """The format input ``port`` takes (called after setup). Default: any."""
+        return ANY
+
+    def output_format(self, port: str, inputs: Mapping[str, Format]) -> Format:
+        """The format output ``port`` carries, given the format arriving on each input port
+        (called after setup, in graph order). Default: unknown."""
+        return ANY
 
     def close(self) -> None:
         """Release resources and finalize outputs; called exactly once, also after errors."""

@@ -17,6 +17,9 @@ class Packet:
     the source. ``received_time``: ``time.monotonic()`` when the runner handed the packet to the
     node now processing it. Operators leave both unset (NaN); the runner stamps them, so
     operators never touch clocks: a node that cares how late a packet is reads `lateness`.
+    ``discontinuity``: the stream skipped before this packet (a queue upstream dropped
+    packets, or a source lost input), so it does not continue the previous packet's audio.
+    The runner sets it on the packet after a drop and carries it to the node's next outputs.
     """
 
     payload: Any
@@ -24,13 +27,20 @@ class Packet:
     capture_time: float = math.nan
     origin: str = ""  # name of the node that emitted it; stamped by the runner
     received_time: float = math.nan
+    discontinuity: bool = False
 
     def stamped(self, capture_time: float, origin: str) -> Packet:
         return replace(self, capture_time=capture_time, origin=origin)
 
     def received(self, now: float) -> Packet:
         # once per packet per hop: the constructor is half the cost of dataclasses.replace
-        return Packet(self.payload, self.media_time, self.capture_time, self.origin, now)
+        return Packet(
+            self.payload, self.media_time, self.capture_time, self.origin, now, self.discontinuity
+        )
+
+    def marked(self) -> Packet:
+        """This packet, marked as the first after a gap in its stream."""
+        return self if self.discontinuity else replace(self, discontinuity=True)
 
     @property
     def lateness(self) -> float:

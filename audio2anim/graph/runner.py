@@ -10,6 +10,13 @@ end-of-stream, metrics, the thread pool for CPU-heavy operators, errors and shut
   End-of-stream is never dropped.
 - Outputs get the capture time of the newest input packet the node had consumed when it emitted
   them (sources: the time the packet entered the graph), unless the operator set one.
+- Honest media time across drops: the packet after a dropped one is marked ``discontinuity``.
+  A node that consumes a marked packet has its next output on every port marked too, and an
+  operator that keeps state (it defines ``reset()``) is flushed and reset first, so its
+  media times re-anchor on the packet after the gap and no state is spliced across it.
+- Formats: once every operator is set up, each edge's declared output format is checked
+  against what its input takes, before any packet flows; a mismatch is a `GraphError` naming
+  the edge. The first packet on each output port is checked against its declaration.
 - Stop (Ctrl-C, SIGTERM, `Runner.stop()`): sources are cancelled and end their streams; what is
   in flight drains to the sinks; then every operator's ``close()`` runs.
 - One call at a time per operator: ``close()`` never runs while the operator's ``process()`` or
@@ -36,9 +43,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from .errors import OperatorError
+from audio2anim.streams import Audio
+
+from .errors import GraphError, OperatorError
+from .formats import ANY, Format, mismatch, payload_format
 from .metrics import GraphMetrics, Samples
-from .operator import Operator, Source, routed
+from .operator import Operator, Source, restarts, routed
 from .packets import EndOfStream, Packet
 from .spec import Edge as EdgeSpec
 from .spec import Graph
@@ -52,7 +62,7 @@ class Queue:
     """One edge: a bounded FIFO with a policy; the consumer node is woken on every put."""
 
     __slots__ = ("spec", "label", "items", "size", "policy", "wake", "not_full", "closed",
-                 "dropped", "_drop_counter", "max_depth")  # fmt: skip
+                 "dropped", "_drop_counter", "max_depth", "mark_head", "mark_next")  # fmt: skip
 
     def __init__(self, spec: EdgeSpec, wake: asyncio.Event, drop_counter) -> None:
         self.spec = spec
@@ -67,6 +77,10 @@ class Queue:
         self.dropped = 0
         self._drop_counter = drop_counter
         self.max_depth = 0
+        # where the gap left by a drop is: before the queue's head (drop_oldest) or before
+        # the next packet put (drop_newest); that packet leaves marked as a discontinuity
+        self.mark_head = False
+        self.mark_next = False
 
     async def put(self, item: Packet | EndOfStream) -> None:
         if self.closed:
@@ -83,9 +97,14 @@ class Queue:
                 # never drop a queued end-of-stream: it is the last item, so the oldest is data
                 items.popleft()
                 self._drop()
+                self.mark_head = True
             else:  # drop_newest
                 self._drop()
+                self.mark_next = True
                 return
+        if self.mark_next and not isinstance(item, EndOfStream):
+            self.mark_next = False
+            item = item.marked()
         items.append(item)
         if len(items) > self.max_depth and not isinstance(item, EndOfStream):
             self.max_depth = len(items)
@@ -98,6 +117,9 @@ class Queue:
     def pop(self) -> Packet | EndOfStream:
         item = self.items.popleft()
         self.not_full.set()
+        if self.mark_head and not isinstance(item, EndOfStream):
+            self.mark_head = False
+            item = item.marked()
         return item
 
     def close(self) -> None:
@@ -120,6 +142,10 @@ class NodeState:
     pump: asyncio.Task | None = None  # sources only: the task iterating packets()
     failed: bool = False
     busy: concurrent.futures.Future | None = None  # the operator's call running on a thread
+    gaps: set[str] = field(default_factory=set)  # output ports whose next packet gets marked
+    restarts: int = 0  # resets at a discontinuity
+    formats: dict[str, Format] = field(default_factory=dict)  # declared, per output port
+    unchecked: set[str] = field(default_factory=set)  # ports whose first packet is not yet seen
 
 
 @dataclass
@@ -165,6 +191,9 @@ class RunReport:
         for n, d in self.nodes.items():
             if any(d["counters"].values()):
                 lines.append(f"  {n}: " + ", ".join(f"{k} {v}" for k, v in d["counters"].items()))
+        restarted = [f"{n} {d['restarts']}" for n, d in self.nodes.items() if d.get("restarts")]
+        if restarted:
+            lines.append("  reset after a gap: " + ", ".join(restarted))
         drops = {e: d for e, d in self.edges.items() if d["dropped"]}
         lines.append(
             "  drops: " + (", ".join(f"{e}: {d['dropped']}" for e, d in drops.items()) or "none")
@@ -186,6 +215,7 @@ class Runner:
         self._nodes: dict[str, NodeState] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._started = False
+        self._format_error: GraphError | None = None
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -211,7 +241,8 @@ class Runner:
                 st.pump.cancel()
 
     async def run(self) -> RunReport:
-        """Run to the end of every stream (or a stop); raise `OperatorError` on failure."""
+        """Run to the end of every stream (or a stop); raise `OperatorError` on failure, and
+        `GraphError` (after closing what was set up) when an edge's formats do not meet."""
         if self._started:
             raise RuntimeError("a Runner runs once; make a new one")
         self._started = True
@@ -235,6 +266,8 @@ class Runner:
                         break
                     set_up.append(st)
                 if self._error is None:
+                    self._negotiate()
+                if self._error is None and self._format_error is None:
                     tasks = [asyncio.ensure_future(self._run_node(self._nodes[n])) for n in g.order]
                     await self._wait(tasks)
         finally:
@@ -246,6 +279,8 @@ class Runner:
             await self._close_all(set_up)
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._format_error is not None:
+            raise self._format_error
         report = self._report(time.perf_counter() - t0)
         if self._error is not None:
             self._error.report = report
@@ -329,6 +364,46 @@ class Runner:
             dst.inputs.append((e.dst_port, q))
             self._nodes[e.src].outputs[e.src_port].append(q)
 
+    # -- formats --------------------------------------------------------------------------
+
+    def _edge_name(self, src: str, sport: str, dst: str, dport: str) -> str:
+        nodes = self.graph.nodes
+        a = src if len(nodes[src].op_class.outputs) == 1 else f"{src}.{sport}"
+        b = dst if len(nodes[dst].op_class.inputs) == 1 else f"{dst}.{dport}"
+        return f"{a} → {b}"
+
+    def _negotiate(self) -> None:
+        """Every output's declared format, in graph order; a mismatch on an edge stops the run
+        before any packet flows (`run` raises it as a `GraphError` naming the edge)."""
+        g = self.graph
+        for name in g.order:
+            st = self._nodes[name]
+            inputs: dict[str, Format] = {}
+            try:
+                for e in g.in_edges(name):
+                    have = self._nodes[e.src].formats.get(e.src_port, ANY)
+                    need = st.op.input_format(e.dst_port)
+                    why = mismatch(have, need)
+                    if why:
+                        self._format_error = GraphError(
+                            f"{g.source}: {self._edge_name(e.src, e.src_port, name, e.dst_port)}: "
+                            f"the stream is {why} ({name} is {st.op.name or type(st.op).__name__})"
+                            + _hint(have, need, e.src_port, self._nodes[e.src].op)
+                        )
+                        return
+                    inputs.setdefault(e.dst_port, have.joined(need))
+                st.formats = {port: st.op.output_format(port, inputs) for port in st.outputs}
+            except Exception as e:
+                self._fail(st, e)
+                return
+            st.unchecked = {p for p, f in st.formats.items() if f != ANY}
+
+    def _check_declared(self, st: NodeState, port: str, pkt: Packet) -> None:
+        st.unchecked.discard(port)
+        have, declared = payload_format(pkt.payload), st.formats[port]
+        if mismatch(have, declared):
+            raise ValueError(f"output '{port}' carries {have}, but declares {declared}")
+
     # -- node tasks -----------------------------------------------------------------------
 
     async def _call(self, st: NodeState, fn, *args):
@@ -355,7 +430,9 @@ class Runner:
         self.stop("error")
 
     async def _emit(self, st: NodeState, outs) -> None:
-        for port, pkt in routed(outs, st.outputs, st.latest_capture, st.name):
+        for port, pkt in routed(outs, st.outputs, st.latest_capture, st.name, st.gaps):
+            if port in st.unchecked:
+                self._check_declared(st, port, pkt)
             for q in st.outputs[port]:
                 await q.put(pkt)
 
@@ -436,6 +513,13 @@ class Runner:
             cap = item.capture_time
             if cap == cap and not (cap <= st.latest_capture):
                 st.latest_capture = cap
+            if item.discontinuity:
+                if restarts(op):
+                    # the stream before the gap ends here: its buffered tail leaves unmarked
+                    await self._emit(st, await self._call(st, op.flush))
+                    await self._call(st, op.reset)
+                    st.restarts += 1
+                st.gaps.update(st.outputs)
             item = item.received(time.monotonic())
             t0 = time.perf_counter()
             if is_async:
@@ -480,6 +564,7 @@ class Runner:
                 "p99_ms": ms(st.times.percentile(99)),
                 "lookahead_ms": float(st.op.latency()) * 1e3,
                 "counters": st.op.counters(),
+                "restarts": st.restarts,
             }  # fmt: skip
             for n, st in self._nodes.items()
         }
@@ -504,6 +589,15 @@ class Runner:
             self.graph.name, duration, nodes, sinks, edges, stopped,
             str(self._error) if self._error else None,
         )  # fmt: skip
+
+
+def _hint(have: Format, need: Format, port: str, producer: Operator) -> str:
+    if (
+        have.rate is not None and need.rate is not None and abs(have.rate - need.rate) > 1e-6
+        and issubclass(producer.outputs[port].type, Audio)
+    ):  # fmt: skip
+        return "; put a resample node between them"
+    return ""
 
 
 async def run_graph(graph: Graph, metrics: GraphMetrics | None = None) -> RunReport:

@@ -134,8 +134,9 @@ def parse_override(text: str) -> tuple[str, list[str], Any]:
         raise GraphError(f"--set {text!r}: expected node.param=value")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise GraphError(f"--set {text!r}: value is not valid YAML: {e}") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as e:
+        what = " ".join(str(e).split()) or type(e).__name__  # one line
+        raise GraphError(f"--set {text!r}: value is not valid YAML: {what}") from None
     return parts[0], parts[1:], value
 
 
@@ -193,11 +194,23 @@ def parse_graph(
 ) -> Graph:
     """Validate a graph given as YAML text (see `load_graph`)."""
     try:
+        return _parse(text, source, overrides, default_name)
+    except GraphError as e:
+        raise GraphError(_one_line(str(e))) from None
+
+
+def _parse(text: str, source: str, overrides, default_name: str) -> Graph:
+    try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark else ""
-        raise GraphError(f"{source}: invalid YAML{line}: {getattr(e, 'problem', e)}") from None
+        what = " ".join(str(getattr(e, "problem", None) or e).split())  # one line
+        raise GraphError(f"{source}: invalid YAML{line}: {what}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        # a value YAML recognizes but cannot build (a date like 2026-13-45, deep nesting)
+        what = " ".join(str(e).split()) or type(e).__name__
+        raise GraphError(f"{source}: invalid YAML: {what}") from None
     if not isinstance(raw, dict):
         raise GraphError(f"{source}: a graph file is a mapping with 'nodes' and 'edges'")
     try:
@@ -205,6 +218,12 @@ def parse_graph(
     except ValidationError as e:
         raise GraphError(f"{source}: {_pydantic_message(e, 'graph')}") from None
     return _build(gf, source, overrides, gf.name or default_name)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters escaped: a name from the file may hold a newline, and
+    an error is one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _build(gf: _GraphFile, source: str, overrides, name: str) -> Graph:

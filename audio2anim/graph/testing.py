@@ -7,7 +7,9 @@ failed ``setup()``, as in the runner). Each method may be plain or ``async def``
 run on a worker thread when the operator says ``executor = "thread"``. Outputs are checked and
 stamped as the runner does: a bare `Packet` goes to port "out", ``(port, packet)`` to that port,
 an undeclared port is a `TypeError`; each output gets ``origin`` (the operator's registry name)
-and, unless it set one, the capture time of the newest input consumed so far. The harness keeps
+and, unless it set one, the capture time of the newest input consumed so far. A packet marked
+``discontinuity`` is handled as the runner handles it: an operator that defines ``reset()`` is
+flushed and reset first, and its next output on each port is marked. The harness keeps
 no clock: packets reach the operator exactly as given (set ``capture_time`` / ``received_time``
 on them to test lateness), so nothing the harness does depends on how fast the machine is.
 
@@ -36,12 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from .operator import Operator, OperatorParams, Source, routed
+from .operator import Operator, OperatorParams, Source, restarts, routed
 from .packets import Packet
 
 __all__ = [
     "audio_packets",
     "chunk_packets",
+    "dropping",
     "make_operator",
     "params_packets",
     "run_operator",
@@ -110,6 +113,7 @@ class _Outputs:
         self.ports: dict[str, list[Packet]] = {port: [] for port in op.outputs}
         self.origin = op.name or type(op).__name__
         self.latest_capture = math.nan
+        self.gaps: set[str] = set()
 
     def consumed(self, pkt: Packet) -> None:
         cap = pkt.capture_time
@@ -117,7 +121,7 @@ class _Outputs:
             self.latest_capture = cap
 
     def add(self, outs) -> None:
-        for port, pkt in routed(outs, self.ports, self.latest_capture, self.origin):
+        for port, pkt in routed(outs, self.ports, self.latest_capture, self.origin, self.gaps):
             self.ports[port].append(pkt)
 
     def count(self) -> int:
@@ -151,6 +155,11 @@ def _run_sync(op: Operator, schedule: list[tuple[str, Packet]]) -> dict[str, lis
         call(op.setup)
         try:
             for port, pkt in schedule:
+                if pkt.discontinuity:
+                    if restarts(op):
+                        out.add(call(op.flush))
+                        call(op.reset)
+                    out.gaps.update(out.ports)
                 out.consumed(pkt)
                 out.add(call(op.process, port, pkt))
             out.add(call(op.flush))
@@ -195,6 +204,11 @@ async def run_operator_async(
                     await agen.aclose()
             else:
                 for port, pkt in schedule:
+                    if pkt.discontinuity:
+                        if restarts(op):
+                            out.add(await call(op.flush))
+                            await call(op.reset)
+                        out.gaps.update(out.ports)
                     out.consumed(pkt)
                     out.add(await call(op.process, port, pkt))
                 out.add(await call(op.flush))
@@ -281,3 +295,17 @@ def params_packets(
 
     names = tuple(names)
     return chunk_packets(values, frame_rate, block, lambda v: Params(v, names, frame_rate), start)
+
+
+def dropping(packets: Sequence[Packet], dropped: Iterable[int]) -> list[Packet]:
+    """``packets`` without those at the indices ``dropped``, the packet after each gap marked
+    as a discontinuity: what a leaky queue delivers (`audio2anim.graph.runner.Queue`)."""
+    dropped = set(dropped)
+    out, gap = [], False
+    for i, pkt in enumerate(packets):
+        if i in dropped:
+            gap = True
+            continue
+        out.append(pkt.marked() if gap else pkt)
+        gap = False
+    return out

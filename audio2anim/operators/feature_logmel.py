@@ -10,6 +10,10 @@ time (causal framing, see `audio2anim.models.logmel`): a frame leaves as soon as
 sample arrives, so the operator adds no lookahead, and the frames of any block split equal
 the one-shot log-mel of the whole stream.
 
+Media times count frames from the first input packet's; at a discontinuity the pending
+frames leave, the framing buffer restarts (the window before the gap's first frame is zeros,
+as at the start of a stream) and the count re-anchors on the packet after the gap.
+
 Params: ``n_mels`` (80), ``min_frames`` (1: emit whenever ≥ this many frames are ready;
 larger values batch frames into fewer packets).
 
@@ -23,7 +27,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from audio2anim.graph.operator import Operator, OperatorParams, Port
+from audio2anim.graph.formats import Format
+from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
 from audio2anim.streams import Audio, Features
@@ -45,16 +50,24 @@ class LogMelFeatures(Operator):
 
         self.cfg = LogMelConfig(n_mels=self.params.n_mels)
         self.stream = LogMelStream(self.cfg)
-        self.start_time: float | None = None
+        self.clock = MediaClock(self.cfg.frame_rate)
         self.pending: list[np.ndarray] = []
         self.pending_frames = 0
-        self.emitted = 0
+
+    def reset(self) -> None:
+        self.stream.reset()
+        self.clock.reset()
+
+    def input_format(self, port):
+        return Format(rate=self.cfg.sample_rate, channels=1)
+
+    def output_format(self, port, inputs):
+        return Format(rate=self.cfg.frame_rate, width=self.cfg.n_mels, kind="logmel")
 
     def process(self, port: str, packet: Packet):
         audio: Audio = packet.payload
         audio.require_rate(self.cfg.sample_rate, "feature.logmel")
-        if self.start_time is None:
-            self.start_time = packet.media_time
+        self.clock.input(packet)
         frames = self.stream.push(audio.samples)
         if len(frames):
             self.pending.append(frames)
@@ -68,7 +81,5 @@ class LogMelFeatures(Operator):
 
     def _emit(self) -> Packet:
         data = np.concatenate(self.pending)
-        t = (self.start_time or 0.0) + self.emitted / self.cfg.frame_rate
-        self.emitted += len(data)
         self.pending, self.pending_frames = [], 0
-        return Packet(Features(data, self.cfg.frame_rate, "logmel"), t)
+        return Packet(Features(data, self.cfg.frame_rate, "logmel"), self.clock.take(len(data)))

@@ -6,7 +6,9 @@ Sits after ``resample`` and before a viseme predictor (the viseme method)::
 
 Ports: ``in`` `Audio` (16 kHz mono) → ``out`` `Visemes` (IDs + probabilities [frames, 15] of
 the 15 Oculus visemes, at ``frame_rate``). A packet's media time is that of its first frame;
-frame j of a 50 Hz stream covers the audio [20 j, 20 j + 20) ms.
+frame j of a 50 Hz stream covers the audio [20 j, 20 j + 20) ms. At a discontinuity the
+recognizer flushes and restarts (no recurrent state crosses the gap) and frames count again
+from the packet after the gap.
 
 An adapter over the streaming recognizers of `audio2anim.models.viseme_streams`
 (``backend``):
@@ -41,7 +43,8 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
-from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
+from audio2anim.graph.formats import Format
+from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
 from audio2anim.models.torch_threads import configure_torch_threads
@@ -129,8 +132,18 @@ class VisemeFeatures(Operator):
         self.recognizer.reset()
         self.factor = 100 // p.frame_rate
         self.pending = np.zeros((0, N_VISEMES), np.float32)  # 10 ms frames not yet paired
-        self.start: float | None = None
-        self.emitted = 0
+        self.clock = MediaClock(p.frame_rate)
+
+    def reset(self) -> None:
+        self.recognizer.reset()
+        self.pending = np.zeros((0, N_VISEMES), np.float32)
+        self.clock.reset()
+
+    def input_format(self, port):
+        return Format(rate=SAMPLE_RATE, channels=1)
+
+    def output_format(self, port, inputs):
+        return Format(rate=self.params.frame_rate, width=N_VISEMES)
 
     def latency(self) -> float:
         p = self.params
@@ -139,7 +152,8 @@ class VisemeFeatures(Operator):
             return p.stable_ms / 1000 + pairing
         try:
             return (
-                frontend_lookahead_s(require_checkpoint(p.model, "feature.visemes: model")) + pairing
+                frontend_lookahead_s(require_checkpoint(p.model, "feature.visemes: model"))
+                + pairing
             )
         except (OSError, ValueError, KeyError):
             return pairing
@@ -149,8 +163,7 @@ class VisemeFeatures(Operator):
             configure_torch_threads()
         audio: Audio = packet.payload
         audio.require_rate(SAMPLE_RATE, "feature.visemes")
-        if self.start is None:
-            self.start = packet.media_time
+        self.clock.input(packet)
         return self._emit(self.recognizer.push(audio.samples))
 
     def flush(self) -> Outputs:
@@ -171,7 +184,5 @@ class VisemeFeatures(Operator):
             return None
         x = x[: n * self.factor].reshape(n, self.factor, N_VISEMES).mean(axis=1)
         x = np.ascontiguousarray(x, dtype=np.float32)
-        t = (self.start or 0.0) + self.emitted / self.params.frame_rate
-        self.emitted += n
         payload = Visemes(x.argmax(axis=1), x, float(self.params.frame_rate))
-        return (Packet(payload, t),)
+        return (Packet(payload, self.clock.take(n)),)

@@ -6,7 +6,8 @@ Sits after ``resample`` and before a wav2vec predictor (the wav2vec method)::
 
 Ports: ``in`` `Audio` (16 kHz mono) → ``out`` `Features` [frames, D] at 50 Hz, ``kind``
 ``w2v2-`` + the feature (e.g. ``w2v2-posteriors``, ``w2v2-hidden-4``). Frame j covers the audio
-ending at (j + 1) × 20 ms; its media time is j × 20 ms after the stream start.
+ending at (j + 1) × 20 ms; its media time is j × 20 ms after the stream start (after a
+discontinuity: after the packet following the gap; the stream is flushed and restarts there).
 
 Streaming (`audio2anim.models.wav2vec_stream.Wav2Vec2Stream`):
 
@@ -50,7 +51,8 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
-from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
+from audio2anim.graph.formats import Format
+from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
 from audio2anim.models.torch_threads import configure_torch_threads
@@ -155,8 +157,18 @@ class Wav2Vec2Features(Operator):
         self.stream.flush()
         self.stream.reset()
         self.kind = f"w2v2-{front.feature}"
-        self.start: float | None = None
-        self.emitted = 0
+        self.dims = int(self.stream.dim)
+        self.clock = MediaClock(1 / FRAME_S)
+
+    def reset(self) -> None:
+        self.stream.reset()
+        self.clock.reset()
+
+    def input_format(self, port):
+        return Format(rate=SAMPLE_RATE, channels=1)
+
+    def output_format(self, port, inputs):
+        return Format(rate=1 / FRAME_S, width=self.dims, kind=self.kind)
 
     def latency(self) -> float:
         p = self.params
@@ -186,8 +198,7 @@ class Wav2Vec2Features(Operator):
         configure_torch_threads()
         audio: Audio = packet.payload
         audio.require_rate(SAMPLE_RATE, "feature.wav2vec2")
-        if self.start is None:
-            self.start = packet.media_time
+        self.clock.input(packet)
         return self._emit(self.stream.push(audio.samples))
 
     def flush(self) -> Outputs:
@@ -197,6 +208,4 @@ class Wav2Vec2Features(Operator):
     def _emit(self, feats) -> Outputs:
         if len(feats) == 0:
             return None
-        t = (self.start or 0.0) + self.emitted * FRAME_S
-        self.emitted += len(feats)
-        return (Packet(Features(feats, 1 / FRAME_S, self.kind), t),)
+        return (Packet(Features(feats, 1 / FRAME_S, self.kind), self.clock.take(len(feats))),)

@@ -10,7 +10,9 @@ is trained.
 
 Ports: ``in`` (Audio) -> ``out`` (Params: ``jawOpen``, ``mouthClose`` at ``frame_rate``).
 
-Latency: a frame is emitted once all of its audio has arrived: ``1 / frame_rate``.
+Latency: a frame is emitted once all of its audio has arrived: ``1 / frame_rate``. At a
+discontinuity the partial frame before the gap leaves, and frames count again from the packet
+after it.
 
 Example node::
 
@@ -24,6 +26,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
+from ..graph.formats import Format
 from ..graph.operator import Operator, OperatorParams, Outputs, Port
 from ..graph.packets import Packet
 from ..graph.registry import register
@@ -58,11 +61,17 @@ class LoudnessJaw(Operator):
 
     def __init__(self, params: LoudnessJawParams) -> None:
         super().__init__(params)
-        self._rate = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self._rate = 0  # the next packet sets it and the media time frames count from
         self._pending = np.zeros(0, dtype=np.float64)
         self._consumed = 0  # samples before self._pending
         self._frames = 0  # frames emitted
         self._t0 = 0.0
+
+    def output_format(self, port, inputs):
+        return Format(self.params.frame_rate, width=len(NAMES))
 
     def _boundary(self, k: int) -> int:
         """First sample of frame k (exact boundaries, so no drift at non-integer hops)."""
@@ -86,6 +95,8 @@ class LoudnessJaw(Operator):
         return self._emit(final=True)
 
     def _emit(self, final: bool) -> Outputs:
+        if self._rate == 0:
+            return None  # no audio since the start or the last reset
         p = self.params
         available = self._consumed + len(self._pending)
         levels = []

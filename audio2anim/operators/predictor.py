@@ -20,7 +20,10 @@ across packets. The streamed output equals the model's whole-utterance predictio
 
 Ports: ``in`` (`Visemes` or `Features` as above) → ``out`` `Params`: the checkpoint's
 parameters (the ARKit mouth + eyes groups, named exactly as ARKit spells them), un-normalized
-with the checkpoint's statistics and clipped to [0, 1], at 50 Hz; media time of the first frame.
+with the checkpoint's statistics and clipped to [0, 1], at 50 Hz; media time of the first frame,
+counted from the first input packet's. At a discontinuity the frames still waiting for their
+lookahead leave (padded as at the end of a stream), the model's history (window buffer,
+autoregressive outputs) is forgotten, and frames count again from the packet after the gap.
 
 Params: ``checkpoint`` (directory), ``backend`` (``torch`` | ``onnx``: ONNX Runtime on the CPU;
 the checkpoint's export comes from the on-disk cache of `models.onnx_export.cached_export`,
@@ -40,7 +43,8 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
+from audio2anim.graph.formats import Format
+from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
 from audio2anim.models.torch_threads import configure_torch_threads
@@ -93,8 +97,20 @@ class StreamingPredictor(Operator):
         self.in_rate = float(side.get("input_frame_rate", 50.0))
         # which wav2vec2 feature the predictor was trained on ("posteriors", "hidden-3", ...)
         self.feature = (side.get("feature") or {}).get("feature")
-        self.start: float | None = None
-        self.emitted = 0
+        self.clock = MediaClock(self.rate)
+
+    def reset(self) -> None:
+        self.stream.reset()
+        self.clock.reset()
+
+    def input_format(self, port):
+        wav2vec2 = self.feature and not self.kind.startswith("viseme")
+        return Format(
+            self.in_rate, width=self.in_dim, kind=f"w2v2-{self.feature}" if wav2vec2 else None
+        )
+
+    def output_format(self, port, inputs):
+        return Format(self.rate, width=len(self.names))
 
     def latency(self) -> float:
         from audio2anim.models.checkpoint import read_sidecar
@@ -130,8 +146,7 @@ class StreamingPredictor(Operator):
     def process(self, port: str, packet: Packet) -> Outputs:
         if self.torch:
             configure_torch_threads()
-        if self.start is None:
-            self.start = packet.media_time
+        self.clock.input(packet)
         return self._emit(self.stream.push(self._frames(packet.payload)))
 
     def flush(self) -> Outputs:
@@ -147,9 +162,7 @@ class StreamingPredictor(Operator):
     def _emit(self, values: np.ndarray) -> Outputs:
         if len(values) == 0:
             return None
-        t = (self.start or 0.0) + self.emitted / self.rate
-        self.emitted += len(values)
-        return (Packet(Params(values, self.names, self.rate), t),)
+        return (Packet(Params(values, self.names, self.rate), self.clock.take(len(values))),)
 
 
 @register("predictor.viseme_mlp")

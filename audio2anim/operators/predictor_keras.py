@@ -27,7 +27,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from audio2anim import arkit, streams
-from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
+from audio2anim.graph.formats import Format
+from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
 from audio2anim.streams import Features, Visemes
@@ -91,6 +92,15 @@ class KerasPredictorOp(Operator):
             )
         self.stream = None
         self.rate = 50.0
+        self.clock = MediaClock()
+
+    def reset(self) -> None:
+        self.stream = None  # a new window at the next packet
+        self.clock.reset()
+
+    def output_format(self, port, inputs):
+        rate = inputs["in"].rate if "in" in inputs else None
+        return Format(rate, width=len(self.names))
 
     def latency(self) -> float:
         stream = getattr(self, "stream", None)
@@ -108,7 +118,8 @@ class KerasPredictorOp(Operator):
             raise TypeError(f"takes Visemes or Features, got {type(payload).__name__}")
         if self.stream is None:
             self.stream = KerasStream(self.model, frames.shape[1])
-            self.rate, self.start, self.emitted = float(rate), packet.media_time, 0
+            self.rate = self.clock.rate = float(rate)
+        self.clock.input(packet)
         return self._emit(self.stream.push(frames))
 
     def flush(self) -> Outputs:
@@ -117,6 +128,5 @@ class KerasPredictorOp(Operator):
     def _emit(self, values) -> Outputs:
         if len(values) == 0:
             return None
-        t = self.start + self.emitted / self.rate
-        self.emitted += len(values)
+        t = self.clock.take(len(values))
         return (Packet(streams.Params(values, self.names, self.rate), t),)

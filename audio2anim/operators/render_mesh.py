@@ -28,6 +28,7 @@ from pydantic import Field, field_validator
 
 from .. import streams
 from ..face.renderer import parse_color
+from ..graph.formats import Format
 from ..graph.operator import Operator, OperatorParams, Port, existing_file
 from ..graph.packets import Packet
 from ..graph.registry import register
@@ -84,6 +85,9 @@ class RenderMesh(Operator):
             msaa=p.msaa,
         )
         self.skipped = 0  # rows not rendered because they were late
+
+    def output_format(self, port, inputs):
+        return Format(inputs["in"].rate if "in" in inputs else None)
 
     def process(self, port: str, packet: Packet):
         params: streams.Params = packet.payload

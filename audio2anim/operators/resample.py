@@ -6,7 +6,9 @@ Params: ``rate`` (output Hz), ``quality`` (soxr preset).
 
 The filter state carries across packets, so the output does not depend on how the input was cut
 into blocks; the tail is flushed at end of stream so the output has the exact expected length
-(round(n_in * rate / rate_in) samples). Media time counts output samples.
+(round(n_in * rate / rate_in) samples). Media time counts output samples from the first
+input packet's media time; at a discontinuity (packets dropped before this node) the filter's
+tail is flushed, the filter restarts, and the count re-anchors on the packet after the gap.
 
 ```yaml
 rs: {op: resample, params: {rate: 16000}}
@@ -21,7 +23,8 @@ import numpy as np
 import soxr
 from pydantic import Field
 
-from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
+from audio2anim.graph.formats import Format
+from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
 from audio2anim.streams import Audio
@@ -43,17 +46,24 @@ class Resample(Operator):
     def setup(self) -> None:
         self._in_rate: int | None = None
         self._stream: soxr.ResampleStream | None = None
-        self._out_samples = 0
+        self.clock = MediaClock(self.params.rate)
+
+    def reset(self) -> None:
+        self._stream = None  # a new filter for the stream after the gap
+        self._in_rate = None
+        self.clock.reset()
+
+    def output_format(self, port, inputs) -> Format:
+        return Format(rate=self.params.rate, channels=1)
 
     def _emit(self, samples: np.ndarray) -> Outputs:
         if len(samples) == 0:
             return None
-        pkt = Packet(Audio(samples, self.params.rate), self._out_samples / self.params.rate)
-        self._out_samples += len(samples)
-        return (pkt,)
+        return (Packet(Audio(samples, self.params.rate), self.clock.take(len(samples))),)
 
     def process(self, port: str, packet: Packet) -> Outputs:
         audio: Audio = packet.payload
+        self.clock.input(packet)
         if self._in_rate is None:
             self._in_rate = audio.rate
             if audio.rate != self.params.rate:

@@ -8,7 +8,10 @@ stream. Removes frame-to-frame jitter of the predicted weights without waiting f
 Ports: ``in`` (Params) -> ``out`` (Params, same names and frame rate).
 
 All three keep their state across packets, so feeding a stream in blocks gives the same output
-as feeding it in one piece. Every parameter channel is filtered independently.
+as feeding it in one piece. Every parameter channel is filtered independently. At a
+discontinuity (frames dropped upstream) the state is forgotten and the filter starts again on
+the frame after the gap, as at the start of a stream; Savitzky–Golay first emits its
+lookahead tail, padded as at the end of a stream.
 
 Two numbers describe their timing:
 
@@ -37,7 +40,8 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..graph.operator import Operator, OperatorParams, Outputs, Port
+from ..graph.formats import ANY
+from ..graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from ..graph.packets import Packet
 from ..graph.registry import register
 from ..streams import Params
@@ -72,6 +76,9 @@ class _ParamsSmoother(Operator):
 
     def _start(self, first: Params) -> None:
         """Called once with the first payload, when the frame rate becomes known."""
+
+    def output_format(self, port, inputs):
+        return inputs.get("in", ANY)  # same names and frame rate
 
     def _wrap(self, values: np.ndarray, media_time: float) -> Packet:
         assert self._names is not None and self._rate is not None
@@ -112,6 +119,9 @@ class EmaSmoother(_ParamsSmoother):
         super().__init__(params)
         self._state: np.ndarray | None = None
         self._alpha = 0.0
+
+    def reset(self) -> None:
+        self._state = None
 
     def _start(self, first: Params) -> None:
         dt = 1.0 / float(first.frame_rate)
@@ -172,6 +182,9 @@ class OneEuroSmoother(_ParamsSmoother):
         self._x_hat: np.ndarray | None = None
         self._dx_hat: np.ndarray | None = None
         self._dt = 0.0
+
+    def reset(self) -> None:
+        self._x_hat = self._dx_hat = None
 
     def _start(self, first: Params) -> None:
         self._dt = 1.0 / float(first.frame_rate)
@@ -255,8 +268,11 @@ class SavgolSmoother(_ParamsSmoother):
         self._lookahead = 0
         self._coeffs: np.ndarray | None = None
         self._buffer: np.ndarray | None = None  # the last W - 1 input frames (padded at start)
-        self._first_media_time = 0.0
-        self._emitted = 0  # output frames emitted so far
+        self._clock = MediaClock()
+
+    def reset(self) -> None:
+        self._buffer = None  # padded again from the first frame after the gap
+        self._clock.reset()
 
     def setup(self) -> None:
         # scipy.signal takes ~1 s to import: do it before audio flows, not on the first frame
@@ -275,6 +291,7 @@ class SavgolSmoother(_ParamsSmoother):
             )
         lookahead = min(int(math.floor(p.lookahead_ms / 1000.0 * rate + 1e-9)), window - 1)
         self._window, self._lookahead = window, lookahead
+        self._clock.rate = rate
         # use="dot": coefficient k multiplies the k-th (oldest first) frame of the window.
         self._coeffs = savgol_coeffs(window, p.polyorder, pos=window - 1 - lookahead, use="dot")
 
@@ -283,8 +300,8 @@ class SavgolSmoother(_ParamsSmoother):
         if payload.values.shape[0] == 0:
             return None
         values = np.asarray(payload.values, dtype=np.float64)
+        self._clock.input(packet)
         if self._buffer is None:
-            self._first_media_time = packet.media_time
             pad = self._window - 1 - self._lookahead
             self._buffer = np.repeat(values[:1], pad, axis=0)
         return self._emit(values)
@@ -305,9 +322,7 @@ class SavgolSmoother(_ParamsSmoother):
         windows = np.lib.stride_tricks.sliding_window_view(data, self._window, axis=0)
         # windows: [n_out, N, W]; one dot product per output frame and channel
         out = np.einsum("tnw,w->tn", windows[:n_out], self._coeffs)
-        media_time = self._first_media_time + self._emitted / self._rate
-        self._emitted += n_out
-        return [self._wrap(out, media_time)]
+        return [self._wrap(out, self._clock.take(n_out))]
 
     def latency(self) -> float:
         if self._rate is None:  # before the stream starts: the declared bound

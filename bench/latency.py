@@ -17,8 +17,13 @@ of the whole run, model loading included (interpreter start-up and imports exclu
     .venv/bin/python bench/latency.py --graphs viseme_cnn,w2v_cnn --repeat 4 --json out.json
     .venv/bin/python bench/latency.py --random-full --w2v-base --device cuda --graphs w2v_cnn
 
+``--cpu`` adds the live run's CPU use: the process's CPU time over wall time while the paced
+audio streams, from ``--cpu-skip-s`` (default 5 s) after the run starts (model loading and
+warm-up left out) to its end, in % of one core (all operators and the runner together).
+
 ``--write-docs`` also writes the table into docs/performance.md (section ``latency-cpu``, or
-``latency-gpu`` with ``--device cuda``).
+``latency-gpu`` with ``--device cuda``; ``--section NAME`` another section of the page, for a
+subset of graphs).
 """
 
 from __future__ import annotations
@@ -57,7 +62,40 @@ def write_repeated(src: Path, dst: Path, seconds: float) -> float:
     return len(y) / sr
 
 
-def live_latency(graph: str, audio: Path, overrides: list[str]) -> dict:
+class CpuSampler:
+    """The process's (wall, CPU) time every 0.25 s on a thread; `share` → CPU % of one core
+    from ``skip_s`` after the start to the end."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.samples: list[tuple[float, float]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.samples.append((time.perf_counter(), time.process_time()))
+            self.stop.wait(0.25)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.samples.append((time.perf_counter(), time.process_time()))
+
+    def share(self, skip_s: float) -> float | None:
+        t0 = self.samples[0][0]
+        kept = [s for s in self.samples if s[0] >= t0 + skip_s]
+        if len(kept) < 2 or kept[-1][0] - kept[0][0] < 1.0:
+            return None
+        return 100 * (kept[-1][1] - kept[0][1]) / (kept[-1][0] - kept[0][0])
+
+
+def live_latency(graph: str, audio: Path, overrides: list[str], cpu_skip_s: float = 5.0) -> dict:
     g = offline_graph(
         PACKAGE_GRAPHS / f"{graph}.yaml",
         audio,
@@ -66,9 +104,11 @@ def live_latency(graph: str, audio: Path, overrides: list[str]) -> dict:
         block_ms=20.0,
         overrides=overrides,
     )
-    report = asyncio.run(run_graph(g))
+    with CpuSampler() as cpu:
+        report = asyncio.run(run_graph(g))
     sink = report.sinks["out"]
     return {
+        "cpu_pct": cpu.share(cpu_skip_s),
         "e2e_p50_ms": sink["e2e_p50_ms"],
         "e2e_p99_ms": sink["e2e_p99_ms"],
         "algorithmic_ms": sink["algorithmic_latency_ms"],
@@ -108,6 +148,18 @@ def main() -> int:
         help="cuda: wav2vec2 (fp16) and the w2v predictors (torch) on the GPU",
     )  # fmt: skip
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--cpu", action="store_true", help="add the live run's CPU use (% of a core)")
+    ap.add_argument(
+        "--cpu-skip-s", type=float, default=5.0, help="--cpu: seconds left out at start"
+    )
+    ap.add_argument("--section", help="--write-docs: this section of docs/performance.md")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="override in every graph run (repeatable), e.g. vis.backend=torch",
+    )
     add_arguments(ap)
     args = ap.parse_args()
 
@@ -129,12 +181,12 @@ def main() -> int:
     anim_s = write_repeated(args.audio, anim_audio, args.animate_seconds)
     results = {}
     for graph in [g.strip() for g in args.graphs.split(",") if g.strip()]:
-        sets = graph_overrides(graph, ckpts) if ckpts else []
+        sets = (graph_overrides(graph, ckpts) if ckpts else []) + list(args.set)
         if args.device == "cuda" and graph.startswith("w2v"):
             sets += ["feat.device=cuda", "pred.backend=torch", "pred.device=cuda"]
         print(f"{graph}: live {live_s:.1f} s paced, animate {anim_s:.1f} s ...", file=sys.stderr)
         results[graph] = {
-            "live": live_latency(graph, live_audio, sets),
+            "live": live_latency(graph, live_audio, sets, args.cpu_skip_s),
             "animate": animate_speed(graph, anim_audio, anim_s, sets, tmp),
         }
     env = (
@@ -143,21 +195,27 @@ def main() -> int:
         f"{os.environ.get('AUDIO2ANIM_TORCH_THREADS', '1')}, "
         f"{'random full-size models' if args.random_full else (args.checkpoints or 'audio2anim/checkpoints/')}"
         f"{' (wav2vec2 base-sized)' if args.w2v_base else ''}, device {args.device}"
+        f"{''.join(f', --set {v}' for v in args.set)}"
     )
     print(f"\n{env}; live: {live_s:.1f} s paced from {args.audio.name}, 20 ms blocks; "
           f"animate: {anim_s:.0f} s of audio\n")  # fmt: skip
+    cpu_head = " live CPU % of a core |" if args.cpu else ""
     lines = [
-        "| graph | e2e p50 ms | e2e p99 ms | algorithmic ms | drops | animate × real time |",
-        "|---|---|---|---|---|---|",
+        "| graph | e2e p50 ms | e2e p99 ms | algorithmic ms | drops | animate × real time |"
+        + cpu_head,
+        "|---|---|---|---|---|---|" + ("---|" if args.cpu else ""),
     ]
     for graph, r in results.items():
         live, anim = r["live"], r["animate"]
+        cpu = live["cpu_pct"]
+        cpu_cell = (" n/a |" if cpu is None else f" {cpu:.0f} |") if args.cpu else ""
         lines.append(
             f"| {graph} | {live['e2e_p50_ms']:.1f} | {live['e2e_p99_ms']:.1f} | "
-            f"{live['algorithmic_ms']:.0f} | {live['dropped']} | {anim['x_realtime']:.1f} |"
+            f"{live['algorithmic_ms']:g} | {live['dropped']} | {anim['x_realtime']:.1f} |"
+            + cpu_cell
         )
     print("\n".join(lines))
-    section = "latency-gpu" if args.device == "cuda" else "latency-cpu"
+    section = args.section or ("latency-gpu" if args.device == "cuda" else "latency-cpu")
     write_from_args(args, section, env + "\n\n" + "\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps({"env": env, "results": results}, indent=1) + "\n")

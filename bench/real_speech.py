@@ -50,12 +50,14 @@ printed so a reader can check it. Prints one Markdown table per set and writes t
 Predictor rows are end to end from the audio; viseme predictors also get a row on the aligned
 (true) visemes; the last row scores pocketsphinx's own phone loop (the ``feature.visemes``
 backend), which shares its acoustic model with the aligner: a bias in its favour. With the
-Whisper front end among the checkpoints (``whisper-viseme-head``) each viseme predictor also gets
-a row fed by it (whole clips, the offline windows of ``animate``);
-``--whisper-bias-sweep 0,0.5,…`` sweeps its P/B/M log-odds offset and prints a table of viseme
+Whisper front end among the checkpoints (kind ``whisper-viseme-head``) each viseme predictor also
+gets a row fed by it (the offline head on whole clips, the offline windows of ``animate``; a live
+head, ``whisper-stream-visemes``, by its live recipe, as ``feature.whisper_visemes`` streams it);
+``--whisper-bias-sweep 0,0.5,…`` sweeps the offline head's P/B/M log-odds offset and prints a table of viseme
 accuracy, ``viseme-cnn``'s closure, false closures, rounding and openness per offset. A lip-sync
 figure with no segment of its class reads "n/a (0 segments)". ``--write-docs`` also writes the
-tables into docs/performance.md (section ``real-speech``).
+tables into docs/performance.md (section ``real-speech``; ``--section NAME`` another section,
+for a run on some of the checkpoints or sets).
 """
 
 from __future__ import annotations
@@ -311,6 +313,13 @@ def sweep_table(sweeps: dict[str, list[dict]]) -> list[str]:
     return [*lines, ""]
 
 
+def whisper_heads(ckdir: Path, names: list[str]) -> list[str]:
+    """The ``whisper-viseme-head`` checkpoints among ``names`` (offline and live)."""
+    from audio2anim.models.checkpoint import read_sidecar
+
+    return [m for m in names if read_sidecar(ckdir / m).get("kind") == "whisper-viseme-head"]
+
+
 def evaluate_set(
     name: str,
     ckdir: Path,
@@ -366,15 +375,16 @@ def evaluate_set(
             for mode, label in (("from_audio", model), ("oracle", f"{model} (true visemes in)")):
                 if mode in r:
                     lines.append(predictor_row(label, r[mode]))
-        # the viseme predictors fed by the Whisper front end instead of their own
-        if WHISPER_HEAD in names:
+        # the viseme predictors fed by each Whisper front end instead of their own
+        for head in whisper_heads(ckdir, names):
             for model in names:
                 if not model.startswith("viseme-") or model == "viseme-frontend":
                     continue
-                r, _ = run_eval(ckdir / model, tmp / "export", out=reports / name / f"{model}-whisper",
-                                split="all", frontend=str(ckdir / WHISPER_HEAD))  # fmt: skip
-                lines.append(predictor_row(f"{model} (`{WHISPER_HEAD}` in)", r["from_audio"]))
-        if bias_sweep:
+                suffix = "whisper" if head == WHISPER_HEAD else head
+                r, _ = run_eval(ckdir / model, tmp / "export", out=reports / name / f"{model}-{suffix}",
+                                split="all", frontend=str(ckdir / head))  # fmt: skip
+                lines.append(predictor_row(f"{model} (`{head}` in)", r["from_audio"]))
+        if bias_sweep and WHISPER_HEAD in names:
             sweeps[name] = whisper_bias_sweep(ckdir, tmp / "export", bias_sweep)
         # the second viseme front end to compare against: pocketsphinx's phone loop
         hits = total = 0
@@ -408,6 +418,9 @@ def main() -> int:
         metavar="X,Y,…",
         help=f"also sweep the P/B/M offset of {WHISPER_HEAD} over these values (printed, not "
         "written to the docs)",
+    )
+    ap.add_argument(
+        "--section", default="real-speech", help="--write-docs: this section of docs/performance.md"
     )
     add_arguments(ap)
     args = ap.parse_args()
@@ -457,7 +470,8 @@ def main() -> int:
     lines.append(
         "Predictor rows are end to end from audio (viseme-* through `viseme-frontend`, w2v-* "
         f"through `wav2vec2`) unless marked (`{WHISPER_HEAD}` in: the viseme predictor fed by "
-        "the Whisper front end, whole clips, as `animate` runs it); viseme accuracy over 10 ms "
+        "the Whisper front end, whole clips, as `animate` runs it; `whisper-stream-visemes` in: "
+        "fed by the live Whisper front end as `feature.whisper_visemes` streams it); viseme accuracy over 10 ms "
         "frames (the Whisper front end's 50 Hz frames count twice). Definitions: "
         f"`audio2anim/train/metrics.py`; per-model reports: `{out.with_suffix('')}/<set>/<model>/report.md`."
     )
@@ -467,7 +481,7 @@ def main() -> int:
     print(text)
     out.write_text(text)
     print(f"written to {out}")
-    write_from_args(args, "real-speech", "\n".join(lines[2:]))
+    write_from_args(args, args.section, "\n".join(lines[2:]))
     return 0
 
 

@@ -7,6 +7,10 @@ Graphs (opset 17, dynamic batch and time; normalization baked in):
 | viseme-frontend     | logmel [B, T, 80], history [B, 80, H], h0 [1, B, G] | probs [B, T, 15], history_out, h1 |
 | viseme-mlp/-cnn, w2v-cnn, w2v-attention | features [B, T, D]             | params [B, T, O] in [0, 1]  |
 | w2v-ar (one step)   | window [B, D, RF] (normalized), prev [B, K, O] (normalized) | y [B, O] (normalized, clamped: feed it back), params [B, O] |
+| whisper-viseme-head (live) | mel [B, 80, 2W] (one window, normalized) | states [B, W, D] (the head's layers side by side) |
+
+A live Whisper head (`audio2anim.models.whisper_live`) exports its fine-tuned encoder for its
+window length W (packaged tiny.en underneath); the head itself stays in torch.
 
 The front-end graph is stateful so that it can stream: ``history`` holds the last conv inputs
 (normalized, zeros at the start) and ``h0`` the GRU state; ``probs[t]`` labels frame
@@ -83,6 +87,32 @@ def _graph_classes():
     return _FrontEndGraph, _PredictorGraph, _ARStepGraph
 
 
+def _whisper_states_graph(checkpoint):
+    """(graph, example input) of a live Whisper head's encoder: mel window → the states of the
+    head's layers side by side."""
+    import torch
+    from torch import nn
+
+    from .whisper_head import WhisperVisemes
+
+    front = WhisperVisemes(checkpoint)
+    if front.live is None:
+        raise ValueError(f"{checkpoint}: an offline Whisper head (windows up to 30 s) is not "
+                         "exported to ONNX; only a live one (encoder_weights + streaming)")  # fmt: skip
+    window = round(float(front.live["window_s"]) * 50)
+
+    class _WhisperStates(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = front.whisper.model
+
+        def forward(self, mel):
+            states = front.whisper.encode_features.__wrapped__(front.whisper, mel, layers=True)
+            return torch.cat([states[k] for k in front.head.layers], -1)
+
+    return _WhisperStates(), torch.zeros(1, front.whisper.model.config.num_mel_bins, 2 * window)
+
+
 def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
     """Export a checkpoint directory's model to ``out`` (.onnx) plus ``out``.json (its sidecar)."""
     import torch
@@ -94,7 +124,11 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
     kind = side["kind"]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "viseme-frontend":
+    if kind == "whisper-viseme-head":
+        graph, example = _whisper_states_graph(checkpoint)
+        args, names = (example,), (["mel"], ["states"])
+        axes = {"mel": {0: "B"}, "states": {0: "B"}}
+    elif kind == "viseme-frontend":
         pad = len(model.convs) * (model.kernel - 1)
         args = (
             torch.zeros(1, 20, model.n_mels),
@@ -172,6 +206,10 @@ class OnnxModel:
         h0 = np.zeros((1, 1, hp["hidden"]), np.float32)
         probs, _, _ = self.session.run(None, {"logmel": x, "history": history, "h0": h0})
         return probs[0, lk:]
+
+    def states(self, mel: np.ndarray) -> np.ndarray:
+        """Live Whisper encoder: normalized mel windows [B, 80, 2W] → states [B, W, D]."""
+        return self.session.run(None, {"mel": np.ascontiguousarray(mel, np.float32)})[0]
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Predictor: [T, D] features → [T, O] parameters in [0, 1]."""

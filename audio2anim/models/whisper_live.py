@@ -1,0 +1,180 @@
+"""The live recipe of the Whisper viseme front end: a fine-tuned encoder on short windows of a
+cached log-mel, as `bench/whisper_stream.py` scores it.
+
+A ``whisper-viseme-head`` checkpoint is *live* when its sidecar carries ``"encoder_weights"``
+(a safetensors file of the checkpoint folder: encoder tensors under Hugging Face's
+``model.encoder.*`` names, laid over the base encoder's) and ``"streaming"`` (``window_s``,
+``hop_s``, ``lookahead_s``: the settings it was scored with; ``trained_lookahead_frames``:
+[lo, hi], the lookaheads its head was trained on). `LiveWhisperStream` then runs:
+
+1. Log-mel cache: Whisper's STFT (Hann 400, hop 160), power, its mel filters, log10 floored at
+   1e-10, computed once over the stream; mel frame j is centred at sample 160 j. Before the
+   stream starts the audio is digital silence (zeros); at its end (``flush``) zeros follow.
+2. Every hop of H encoder frames, the window of the last W encoder frames (2W mel frames)
+   ending at E (a multiple of H from the stream's start), normalised as Whisper normalises one
+   input: floored at the window's maximum − 8, scaled (x + 4) / 4.
+3. The head (its layers side by side, each frame with its ``context`` neighbours, all from the
+   same window) on frames E − L − H … E − L − 1 of that window: frame k gets the lookahead
+   E − 1 − k ∈ [L, L + H − 1] frames.
+
+The encoder runs in torch, or in ONNX Runtime (``onnx``: the `OnnxModel` of the checkpoint's
+export, `audio2anim.models.onnx_export.cached_export`).
+
+Algorithmic latency: the oldest frame of a hop waits L + H − 1 frames after its end, plus
+2.5 ms (the last mel frame's Hann window reaches 40 samples past the window's end):
+(L + H − 1) · 20 ms + 2.5 ms (122.5 ms for W = 1 s, L = 100 ms, H = 40 ms).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from audio2anim.visemes import N_VISEMES
+
+N_FFT, MEL_HOP = 400, 160
+FRAME_SAMPLES = 320
+FRAME_RATE = 50
+SAMPLE_RATE = 16000
+MEL_REACH = N_FFT // 2 - MEL_HOP  # samples the last mel frame of a window reads past its end
+SILENCE_LOG10 = -10.0
+BATCH = 16  # windows per encoder call when several are due at once
+
+
+def live_latency_s(hop: int, lookahead: int) -> float:
+    """Algorithmic latency (seconds) of the live recipe: hop and lookahead in encoder frames."""
+    return (lookahead + hop - 1) / FRAME_RATE + MEL_REACH / SAMPLE_RATE
+
+
+class LiveWhisperStream:
+    """16 kHz samples → viseme posteriors [k, 15] at 50 Hz by the live recipe (module doc).
+    ``push``/``flush``/``reset`` as `audio2anim.models.whisper_head.WhisperVisemeStream`; over a
+    stream the output has ``len(samples) // 320`` frames, frame j covering [20 j, 20 j + 20) ms."""
+
+    def __init__(self, whisper, head, window: int, hop: int, lookahead: int, onnx=None) -> None:
+        if hop < 1 or lookahead < head.context or hop + lookahead > window:
+            raise ValueError(
+                f"live windows: need 1 ≤ hop, lookahead ≥ the head's context ({head.context}) "
+                f"and hop + lookahead ≤ window (frames {hop}, {lookahead}, {window})"
+            )
+        self.whisper, self.head, self.onnx = whisper, head.eval(), onnx
+        self.window, self.hop, self.lookahead = window, hop, lookahead
+        self.hann = torch.hann_window(N_FFT)
+        self.filters_t = whisper.filters.T.contiguous()  # [n_mels, 201]
+        self.reset()
+
+    @property
+    def latency_frames(self) -> int:
+        return self.lookahead + self.hop - 1
+
+    def latency_s(self) -> float:
+        return live_latency_s(self.hop, self.lookahead)
+
+    def reset(self) -> None:
+        pad = self.window * FRAME_SAMPLES + N_FFT  # zeros before the stream: silence
+        self.audio = np.zeros(pad, np.float32)
+        self.audio_start = -pad  # stream sample index of audio[0]
+        self.samples = 0  # samples pushed
+        self.mel = torch.zeros(self.filters_t.shape[0], 0)
+        self.mel_start = self.mel_next = -2 * self.window  # mel frame index of mel[:, 0]; next
+        self.emitted = 0
+
+    # -- pieces ----------------------------------------------------------------------------
+
+    def _end_for(self, frame: int) -> int:
+        """The window end (encoder frames, on the hop grid) that emits ``frame``."""
+        return math.ceil((frame + 1 + self.lookahead) / self.hop) * self.hop
+
+    def _mel_upto(self, hi: int) -> None:
+        """Compute the cached log10 mel frames up to ``hi`` (exclusive)."""
+        lo = self.mel_next
+        if hi <= lo:
+            return
+        a = MEL_HOP * lo - N_FFT // 2 - self.audio_start
+        b = MEL_HOP * (hi - 1) + N_FFT // 2 - self.audio_start
+        x = torch.from_numpy(self.audio[a:b])
+        spec = torch.stft(x, N_FFT, MEL_HOP, window=self.hann, center=False, return_complex=True)
+        mel = torch.clamp(self.filters_t @ (spec.abs() ** 2), min=1e-10).log10()
+        self.mel = torch.cat([self.mel, mel], 1)
+        self.mel_next = hi
+
+    def _window_input(self, end: int) -> torch.Tensor:
+        a = 2 * (end - self.window) - self.mel_start
+        x = self.mel[:, a : a + 2 * self.window]
+        return (torch.maximum(x, x.max() - 8.0) + 4.0) / 4.0
+
+    def _run(self, jobs: list[tuple[int, int, int]]) -> np.ndarray:
+        """jobs: (window end, first frame, last frame + 1) → log-posteriors of those frames."""
+        head, c, w = self.head, self.head.context, self.window
+        outs = []
+        for i in range(0, len(jobs), BATCH):
+            chunk = jobs[i : i + BATCH]
+            x = torch.stack([self._window_input(e) for e, _, _ in chunk])
+            if self.onnx is not None:  # the encoder's ONNX export (`onnx_export`)
+                feats = torch.from_numpy(self.onnx.states(x.numpy()))
+            else:
+                states = self.whisper.encode_features(x, layers=True)
+                feats = torch.cat([states[k] for k in head.layers], -1).float()  # [B, W, D]
+            for b, (e, k0, k1) in enumerate(chunk):
+                p0, p1 = k0 - (e - w), k1 - (e - w)
+                f = feats[b, p0 - c : p1 + c]
+                ctx = torch.cat([f[j : j + p1 - p0] for j in range(2 * c + 1)], 1)
+                outs.append(head(ctx))
+        return torch.cat(outs).numpy() if outs else np.zeros((0, N_VISEMES), np.float32)
+
+    def _advance(self, limit: int) -> np.ndarray:
+        """Emit every frame below ``limit`` whose window's audio has arrived."""
+        jobs = []
+        k = self.emitted
+        while k < limit:
+            e = self._end_for(k)
+            if self.samples < FRAME_SAMPLES * e + MEL_REACH:
+                break
+            k1 = min(e - self.lookahead, limit)
+            jobs.append((e, k, k1))
+            k = k1
+        if not jobs:
+            return np.zeros((0, N_VISEMES), np.float32)
+        self._mel_upto(2 * jobs[-1][0])
+        with torch.inference_mode():
+            out = self._run(jobs)
+        self.emitted = k
+        self._trim()
+        return out
+
+    def _trim(self) -> None:
+        """Drop the mel and audio no later window reads."""
+        first_mel = 2 * (self._end_for(self.emitted) - self.window)
+        drop = first_mel - self.mel_start
+        if drop > 0:
+            self.mel = self.mel[:, drop:]
+            self.mel_start = first_mel
+        keep = MEL_HOP * self.mel_next - N_FFT // 2  # the next mel frame's first sample
+        drop = min(keep, MEL_HOP * first_mel - N_FFT // 2) - self.audio_start
+        if drop > 0:
+            self.audio = self.audio[drop:]
+            self.audio_start += drop
+
+    def _append(self, x: np.ndarray) -> None:
+        self.audio = np.concatenate([self.audio, x])
+        self.samples += len(x)
+
+    # -- the stream ------------------------------------------------------------------------
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        self._append(np.asarray(samples, np.float32).reshape(-1))
+        return np.exp(self._advance(self.samples // FRAME_SAMPLES - self.lookahead))
+
+    def flush(self) -> np.ndarray:
+        n = self.samples // FRAME_SAMPLES
+        if self.emitted < n:
+            need = FRAME_SAMPLES * self._end_for(n - 1) + MEL_REACH - self.samples
+            self._append(np.zeros(max(0, need), np.float32))
+        out = np.exp(self._advance(n))
+        self.reset()
+        return out
+
+
+__all__ = ["LiveWhisperStream", "live_latency_s"]

@@ -17,6 +17,7 @@ CPU cost against window length, lookahead and hop, frozen or fine-tuned.
     python bench/whisper_stream.py export --models MODELS --data DIR --variant all --window 1
                                    --lookahead 5 --hop-frames 2 --pp-offset 2.0 --out FOLDER
     python bench/whisper_stream.py cost [--threads 1]
+    python bench/whisper_stream.py gpu-cost [--batches 1,8,32,…] [--out FILE]
 
 ``pack``, ``sets`` and ``eval`` need the project installed; ``train`` and ``logits`` only torch,
 numpy and safetensors, so they run on a GPU machine with the packed folder.
@@ -75,7 +76,9 @@ loads over `load_whisper()`'s model), the head of one lookahead and ``config.jso
 
 ``cost`` times the encoder on one window of each length at ``--threads``, in torch and in ONNX
 Runtime (median and best of 30 runs after 5) and prints the share of one core at hops 40 and
-80 ms, the cached mel (per second of audio) and the head (per hop) included.
+80 ms, the cached mel (per second of audio) and the head (per hop) included. ``gpu-cost`` (torch
+only, for a GPU machine) times the live step batched over N streams: how many streams one GPU
+keeps in real time.
 """
 
 from __future__ import annotations
@@ -721,6 +724,51 @@ def encoder_seconds(w: int, threads: int, runs: int = 30) -> dict[str, tuple[flo
     return out
 
 
+def gpu_step_table(batches: list[int], runs: int = 50) -> str:
+    """The live step on a GPU, batched over streams: one 1 s window per stream through the
+    encoder (fp16, random weights of tiny.en's sizes: the cost does not depend on the values)
+    and the head on one frame's context; median and p99 of ``runs`` steps after 10, and the
+    streams one GPU keeps in real time at hop 40 ms (a step of N streams done within the hop)."""
+    dev = "cuda"
+    torch.backends.cuda.matmul.allow_tf32 = True
+    enc = Encoder({"num_mel_bins": 80, "d_model": 384, "encoder_layers": 4,
+                   "encoder_attention_heads": 6, "encoder_ffn_dim": 1536,
+                   "max_source_positions": 1500}).eval().to(dev).half()  # fmt: skip
+    head = Head().eval().to(dev).half()
+    rows = [f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, fp16, "
+            f"window 1 s (100 mel frames), lookahead 5 frames; median / p99 of {runs} steps",
+            "", "| streams per step | step ms (median) | step ms (p99) | ms per stream "
+            "| real time at hop 40 ms |", "|---:|---:|---:|---:|---|"]  # fmt: skip
+    with torch.inference_mode():
+        for n in batches:
+            mel = torch.randn(n, 100, 80, device=dev)
+            times = []
+            for i in range(runs + 10):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                x = window_input(mel).half()
+                head(context(enc(x), (5,))[:, 0])
+                torch.cuda.synchronize()
+                if i >= 10:
+                    times.append(time.perf_counter() - t0)
+            med, p99 = np.median(times) * 1e3, np.percentile(times, 99) * 1e3
+            rows.append(f"| {n} | {med:.2f} | {p99:.2f} | {med / n:.3f} | "
+                        f"{'yes' if p99 <= 40.0 else 'no'} |")  # fmt: skip
+    return "\n".join(rows)
+
+
+def cmd_gpu_cost(args) -> int:
+    if not torch.cuda.is_available():
+        print("whisper_stream.py gpu-cost: no CUDA device", file=sys.stderr)
+        return 2
+    table = gpu_step_table([int(b) for b in args.batches.split(",")])
+    print(table)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(table + "\n")
+    return 0
+
+
 def cost_table(threads: int) -> tuple[str, dict]:
     """The CPU cost table and {W: (% of a core at hop 40, at hop 80)} of torch's median."""
     torch.set_num_threads(threads)
@@ -978,6 +1026,9 @@ def main() -> int:
     p.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("cost", help="CPU cost of the streaming encoder")
     p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("gpu-cost", help="the live step on a GPU, batched over streams")
+    p.add_argument("--batches", default="1,8,32,128,256,512,1024")
+    p.add_argument("--out", help="also write the table here")
     args = ap.parse_args()
     for key in ("variants", "windows"):
         if hasattr(args, key):
@@ -991,7 +1042,8 @@ def main() -> int:
                 raise SystemExit(f"--{key}: unknown value {bad[0] if bad else '(none)'!r}")
             setattr(args, key, vals)
     commands = {"pack": cmd_pack, "train": cmd_train, "sets": cmd_sets, "logits": cmd_logits,
-                "eval": cmd_eval, "export": cmd_export, "cost": cmd_cost}  # fmt: skip
+                "eval": cmd_eval, "export": cmd_export, "cost": cmd_cost,
+                "gpu-cost": cmd_gpu_cost}  # fmt: skip
     return commands[args.cmd](args)
 
 

@@ -87,11 +87,12 @@ def test_a_session_equals_the_animator_on_the_same_audio(voices):
     from audio2anim import Animator
 
     a, sr, _ = voices["mama bob"]
+    a = np.tile(a, 3)  # 10 ms chunks sent as fast as possible: the session's inbox fills up
 
     async def main():
         server, url = await _server()
         try:
-            return await stream(url, server.token, a, sr, fmt="f32le", realtime=False)
+            return await stream(url, server.token, a, sr, fmt="f32le", realtime=False, chunk_ms=10)
         finally:
             await server.stop()
 
@@ -127,7 +128,7 @@ def test_a_client_that_disconnects_mid_stream_frees_its_session(voices):
 
     server = _run(main())
     assert server.sessions == {} and server.admitted == 0
-    assert server.ended == {"done": 0, "disconnected": 1, "error": 0}
+    assert server.ended == {"done": 0, "disconnected": 1, "error": 0, "stopped": 0}
     assert server.metrics.active.labels("viseme-cnn")._value.get() == 0
 
 
@@ -259,3 +260,21 @@ def test_a_bad_start_message_closes_that_session_only(voices):
     assert "exceeds the limit of 4096 bytes" in errors[8192]
     assert "not a whole number of s16le samples" in errors[3]
     assert good.end["frames"] > 0 and ended["done"] == 1 and ended["error"] == 2
+
+
+def test_stopping_the_server_ends_a_session_with_what_it_made(voices):
+    a, sr, _ = voices["mama bob"]
+    long = np.tile(a, 10)
+
+    async def main():
+        server, url = await _server()
+        client = asyncio.ensure_future(stream(url, server.token, long, sr))
+        while not server.sessions or not next(iter(server.sessions.values())).sent:
+            await asyncio.sleep(0.02)
+        await server.stop()
+        return await client, server
+
+    result, server = _run(main())
+    assert 0 < len(result.values) < len(long) / sr * 50 - 10
+    assert result.end["frames"] == len(result.values)
+    assert server.ended["stopped"] == 1 and not server.sessions

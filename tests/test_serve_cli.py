@@ -70,7 +70,7 @@ def test_serve_stream_and_metrics(tmp_path, python):
         server.send_signal(signal.SIGINT)
         rest = server.communicate(timeout=30)[1]
     assert server.returncode == 130
-    assert "sessions: done 1, disconnected 0, error 0; refused 1" in rest
+    assert "sessions: done 1, disconnected 0, error 0, stopped 0; refused 1" in rest
 
 
 def test_the_client_imports_no_torch():

@@ -127,7 +127,7 @@ class ServeMetrics:
             "audio2anim_sessions_active", "Sessions streaming now", ["graph"], registry=r
         )
         self.sessions = Counter(
-            "audio2anim_sessions", "Sessions ended, by how they ended (done, disconnected, error)",
+            "audio2anim_sessions", "Sessions ended, by how they ended (done, disconnected, error, stopped)",
             ["graph", "end"], registry=r,
         )  # fmt: skip
         self.refused = Counter(

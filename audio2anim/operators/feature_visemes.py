@@ -139,7 +139,8 @@ class VisemeFeatures(Operator):
             return p.stable_ms / 1000 + pairing
         try:
             return (
-                frontend_lookahead_s(require_checkpoint(p.model, "feature.visemes: model")) + pairing
+                frontend_lookahead_s(require_checkpoint(p.model, "feature.visemes: model"))
+                + pairing
             )
         except (OSError, ValueError, KeyError):
             return pairing

@@ -123,6 +123,7 @@ class Session:
         self.out: list = []  # frames (and finally the end message) waiting for the socket
         self.ready = asyncio.Event()
         self.sent = self.dropped = 0
+        self.graph_runner = None
         self.samples = 0  # received so far
         # (arrival time, media end in s) per chunk not yet behind the frames sent
         self.chunks: collections.deque[tuple[float, float]] = collections.deque()
@@ -257,7 +258,8 @@ class Server:
         self._graph_locks: dict[str, asyncio.Lock] = {}
         self.sessions: dict[str, Session] = {}
         self.admitted = 0  # sockets holding a slot (start message pending, or streaming)
-        self.ended = {"done": 0, "disconnected": 0, "error": 0}
+        self.ended = {"done": 0, "disconnected": 0, "error": 0, "stopped": 0}
+        self.stopping = False
         self.refused = 0
         self._ids = itertools.count(1)
         self._runner = None
@@ -297,9 +299,10 @@ class Server:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop every session (their graphs drain and close), then the listener."""
+        self.stopping = True
         for s in list(self.sessions.values()):
-            with contextlib.suppress(asyncio.QueueFull):
-                s.inbox.put_nowait(None)
+            if s.graph_runner is not None:
+                s.graph_runner.stop("stop")
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace)
         if self._runner is not None:
@@ -426,26 +429,35 @@ class Server:
             "algorithmic_latency_ms": round(method.algorithmic_ms, 3),
         }  # fmt: skip
         await ws.send_str(json.dumps(header))
+        session.graph_runner = runner
         run = asyncio.ensure_future(runner.run())
         writer = asyncio.ensure_future(session.write())
         reader = asyncio.ensure_future(session.read())
         end, error = "disconnected", None
-        try:
-            # the graph ends first only when it failed: stop reading then
-            await asyncio.wait({reader, run}, return_when=asyncio.FIRST_COMPLETED)
-            if not reader.done():
-                reader.cancel()
-            if not reader.cancelled() and reader.result():
-                end = "done"
-        except SessionError as e:
-            end, error = "error", str(e)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            if end != "done":
-                runner.stop(end)
-            with contextlib.suppress(asyncio.QueueFull):
-                session.inbox.put_nowait(None)
+        # the graph ends before the reader only when it failed or the server stops
+        await asyncio.wait({reader, run}, return_when=asyncio.FIRST_COMPLETED)
+        if not reader.done():
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+            if self.stopping:
+                end = "stopped"
+        else:
+            try:
+                if reader.result():
+                    end = "done"
+            except SessionError as e:
+                end, error = "error", str(e)
+            except (ConnectionError, RuntimeError, asyncio.CancelledError):
+                pass
+        if end == "done":
+            # the end of the stream, after every chunk: waits while the graph catches up,
+            # unless the graph ends first (it failed)
+            last = asyncio.ensure_future(session.inbox.put(None))
+            await asyncio.wait({last, run}, return_when=asyncio.FIRST_COMPLETED)
+            last.cancel()
+        elif end != "stopped":
+            runner.stop(end)  # the source is cancelled: the inbox may stay full
         try:
             await run
         except OperatorError as e:

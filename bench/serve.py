@@ -103,8 +103,8 @@ async def speaker(url, token, x, rate, delay, lags, chunk_ms):
 
     await asyncio.sleep(delay)
     result = await stream(url, token, x, rate, fmt="s16le", realtime=True, chunk_ms=chunk_ms)
-    # how late each chunk left against its schedule (the first chunk starts the clock)
-    t0 = result.sent[0][1] - result.sent[0][0]
+    # how late each chunk left against its schedule (set by the chunk that was least late)
+    t0 = min(t - end for end, t in result.sent)
     lags.extend(t - (t0 + end) for end, t in result.sent)
     return result
 

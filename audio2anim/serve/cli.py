@@ -78,7 +78,7 @@ async def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from audio2anim.graph.errors import GraphError
+    from audio2anim.graph.errors import GraphError, OperatorError
     from audio2anim.graph.metrics import ServeMetrics, serve_metrics
     from audio2anim.graph.netguard import exposure_warning
 
@@ -104,7 +104,7 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"metrics: http://{args.metrics_host}:{port}/metrics", file=sys.stderr, flush=True)
     try:
         url = await server.start()
-    except (GraphError, OSError, RuntimeError) as e:
+    except (GraphError, OperatorError, OSError, RuntimeError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     print(f"audio2anim serve: {url}", file=sys.stderr, flush=True)

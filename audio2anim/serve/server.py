@@ -413,7 +413,9 @@ class Server:
         except SessionError as e:
             await _error(ws, str(e))
             return
-        except GraphError as e:
+        except (GraphError, OperatorError, RuntimeError, OSError) as e:
+            # a graph that cannot be built or warmed up (a missing model, an optional
+            # dependency): this session's error, not the server's
             await _error(ws, f"graph {start.graph!r}: {str(e).splitlines()[0]}")
             return
 

@@ -278,3 +278,26 @@ def test_stopping_the_server_ends_a_session_with_what_it_made(voices):
     assert 0 < len(result.values) < len(long) / sr * 50 - 10
     assert result.end["frames"] == len(result.values)
     assert server.ended["stopped"] == 1 and not server.sessions
+
+
+def test_source_session_joins_the_chunks_that_waited():
+    from audio2anim.sources.session import SessionSource, SessionSourceParams
+
+    async def main():
+        inbox: asyncio.Queue = asyncio.Queue()
+        source = SessionSource(SessionSourceParams(inbox=inbox, rate=16000, max_block_ms=50))
+        packets = source.packets()
+        inbox.put_nowait((np.full(320, 0.1, np.float32), 1.0))
+        first = await packets.__anext__()  # alone: it did not wait
+        for i in range(4):  # 4 chunks waiting: joined up to 50 ms (800 samples)
+            inbox.put_nowait((np.full(320, i, np.float32), 2.0 + i))
+        inbox.put_nowait(None)
+        rest = [p async for p in packets]
+        return first, rest
+
+    first, rest = _run(main())
+    assert len(first.payload.samples) == 320 and first.capture_time == 1.0
+    assert [len(p.payload.samples) for p in rest] == [960, 320]
+    assert [p.media_time for p in rest] == [0.02, 0.08]
+    assert [p.capture_time for p in rest] == [4.0, 5.0]  # the newest chunk joined
+    np.testing.assert_array_equal(rest[0].payload.samples[320:640], 1.0)

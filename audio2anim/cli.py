@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "audio2anim.face.cli",
     "audio2anim.animate.cli",
     "audio2anim.animate.transcribe",
+    "audio2anim.serve.cli",
 ]
 
 #: subcommand → the module of ``COMMAND_MODULES`` that adds it
@@ -39,6 +40,8 @@ COMMANDS = {
     "face": "audio2anim.face.cli",
     "animate": "audio2anim.animate.cli",
     "transcribe": "audio2anim.animate.transcribe",
+    "serve": "audio2anim.serve.cli",
+    "stream": "audio2anim.serve.cli",
 }
 
 

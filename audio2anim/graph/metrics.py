@@ -11,6 +11,7 @@ scrapers are configured with a bare URL, and the series hold timings and counts,
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 from array import array
@@ -111,3 +112,49 @@ def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> Threadin
     server = make_server(family[4][0], port, app, Server, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+class ServeMetrics:
+    """The metric families of a streaming service (``audio2anim serve``): one registry for the
+    process, series labelled by graph and, where per session, by ``session``. Per-session series
+    are removed when their session ends (`forget`), so the registry holds live sessions only;
+    the totals over sessions stay in ``audio2anim_sessions_total`` and the families without a
+    session label."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.active = Gauge(
+            "audio2anim_sessions_active", "Sessions streaming now", ["graph"], registry=r
+        )
+        self.sessions = Counter(
+            "audio2anim_sessions", "Sessions ended, by how they ended (done, disconnected, error, stopped)",
+            ["graph", "end"], registry=r,
+        )  # fmt: skip
+        self.refused = Counter(
+            "audio2anim_sessions_refused", "Connections refused, by reason", ["reason"], registry=r
+        )
+        self.frames = Counter(
+            "audio2anim_frames_sent", "Parameter frames sent to a session's client",
+            ["graph", "session"], registry=r,
+        )  # fmt: skip
+        self.dropped = Counter(
+            "audio2anim_dropped",
+            "Frames dropped by a session's outbound queue (edge 'client')",
+            ["graph", "edge", "session"], registry=r,
+        )  # fmt: skip
+        self.e2e = Histogram(
+            "audio2anim_e2e_latency_seconds",
+            "From the arrival of the newest audio chunk a frame used to the frame's send",
+            ["graph", "sink", "session"], buckets=E2E_BUCKETS, registry=r,
+        )  # fmt: skip
+
+    def forget(self, graph: str, session: str) -> None:
+        """Remove the per-session series of ``session``."""
+        for family, labels in (
+            (self.frames, (graph, session)),
+            (self.e2e, (graph, "client", session)),
+            (self.dropped, (graph, "client", session)),
+        ):
+            with contextlib.suppress(KeyError):
+                family.remove(*labels)

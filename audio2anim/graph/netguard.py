@@ -9,11 +9,16 @@
   Accepted: the served port, and a ``localhost`` name, the bound host, a name in ``extra``, a
   loopback IP, or — when bound to a non-loopback address — any IP literal (an IP literal
   cannot be rebound, and LAN clients reach the machine by its address).
+- `token_ok` and `origin_allowed`: the per-run token (compared in constant time) and the
+  WebSocket ``Origin`` check: a socket opened by a web page carries its page's origin, which
+  must be this server's own; a socket without ``Origin`` comes from a program, not a page, and
+  needs the token alone.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from collections.abc import Iterable
 
 
@@ -77,3 +82,14 @@ def host_allowed(header: str | None, bound_host: str, port: int, extra: Iterable
     if is_loopback(h) or h == _bare(bound_host) or h in {_bare(e) for e in extra}:
         return True
     return _ip(h) is not None and not is_loopback(bound_host)
+
+
+def token_ok(given: str | None, token: str) -> bool:
+    """Whether a request's token (e.g. its ``?token=`` query value) is the run's ``token``."""
+    return secrets.compare_digest((given or "").encode(), token.encode())
+
+
+def origin_allowed(origin: str | None, host_header: str) -> bool:
+    """Whether a WebSocket ``Origin`` header is acceptable for a request to ``host_header``:
+    absent (a program, not a web page), or this server's own ``http://`` origin."""
+    return origin is None or origin.lower() == f"http://{host_header}".lower()

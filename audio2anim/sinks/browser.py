@@ -57,7 +57,7 @@ import numpy as np
 from pydantic import Field
 
 from .. import streams
-from ..graph.netguard import exposure_warning, host_allowed
+from ..graph.netguard import exposure_warning, host_allowed, origin_allowed, token_ok
 from ..graph.operator import Operator, OperatorParams, Port, existing_file
 from ..graph.packets import Packet
 from ..graph.registry import register
@@ -167,8 +167,7 @@ class ViewerServer:
         return self.url
 
     def _token_ok(self, request) -> bool:
-        given = request.query.get("token", "")
-        return secrets.compare_digest(given.encode(), self.token.encode())
+        return token_ok(request.query.get("token"), self.token)
 
     def _refuse(self, why: str):
         from aiohttp import web
@@ -181,8 +180,7 @@ class ViewerServer:
 
         if not self._token_ok(request):
             return self._refuse("missing or wrong token")
-        origin = request.headers.get("Origin")
-        if origin is not None and origin.lower() != f"http://{request.host}".lower():
+        if not origin_allowed(request.headers.get("Origin"), request.host):
             return self._refuse("the Origin is not this server's page")
         ws = web.WebSocketResponse(heartbeat=20)
         await ws.prepare(request)

@@ -1,0 +1,167 @@
+"""``audio2anim serve`` (the streaming service) and ``audio2anim stream`` (its client).
+
+    audio2anim serve [--port 8770] [--graph graphs/viseme_cnn.yaml] [--max-sessions 32]
+    audio2anim stream speech.wav --server ws://127.0.0.1:8770/v1/stream --token T -o out.csv
+
+``serve`` prints the URL with its token (random per run unless ``--token``) and runs until
+SIGINT/SIGTERM, then stops every session (each graph drains and closes) and prints how many
+sessions ended how. ``stream`` sends a file paced in real time (``--fast``: as fast as the
+server takes it) and writes the animation in any format ``animate`` writes (by extension, or
+``--format``), atomically, as ``animate`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from audio2anim.graph.cli import add_checkpoints_argument
+
+    p = sub.add_parser(
+        "serve", help="WebSocket service: many speakers stream audio in, animation out"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address (not loopback: a warning)")
+    p.add_argument("--port", type=int, default=8770, help="port (0 = any free one)")
+    p.add_argument("--graph", default="graphs/viseme_cnn.yaml", help="the default method graph")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
+        help="override a node parameter of --graph (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--token", help="access token (default: a new random one per run)")
+    p.add_argument(
+        "--hosts", action="append", default=[], metavar="NAME",
+        help="another host name the Host check accepts (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--max-sessions", type=int, default=32, help="concurrent sessions (default 32)")
+    p.add_argument(
+        "--max-chunk", type=int, default=65536, metavar="BYTES",
+        help="largest audio chunk a client may send (default 65536 bytes)",
+    )  # fmt: skip
+    p.add_argument(
+        "--queue", type=int, default=50, metavar="FRAMES",
+        help="frames queued per session for its client before the oldest is dropped (default 50)",
+    )  # fmt: skip
+    p.add_argument("--metrics-port", type=int, metavar="N", help="serve /metrics on this port")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
+    add_checkpoints_argument(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("stream", help="stream an audio file to `audio2anim serve`, save the result")
+    p.add_argument("audio", type=Path, help="audio file (any libsndfile format)")
+    p.add_argument("--server", required=True, metavar="URL", help="ws://HOST:PORT/v1/stream")
+    p.add_argument("--token", required=True, help="the server's token")
+    p.add_argument("-o", "--output", dest="outputs", action="append", required=True,
+                   metavar="OUT", help="output file, format by extension (repeatable)")  # fmt: skip
+    p.add_argument("--format", help="formats, one per -o, comma-separated (default: extensions)")
+    p.add_argument("--fast", action="store_true", help="send as fast as possible, not paced")
+    p.add_argument("--graph", help="a shipped graph's name (default: the server's)")
+    p.add_argument("--fps", type=float, help="resample the animation to this frame rate")
+    p.set_defaults(func=cmd_stream)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from audio2anim.graph.cli import apply_checkpoints_argument
+
+    apply_checkpoints_argument(args)
+    if args.token is not None and len(args.token) < 16:
+        print("error: --token: at least 16 characters", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from audio2anim.graph.errors import GraphError, OperatorError
+    from audio2anim.graph.metrics import ServeMetrics, serve_metrics
+    from audio2anim.graph.netguard import exposure_warning
+
+    from .server import Server
+
+    metrics = ServeMetrics()
+    server = Server(
+        args.host, args.port, graph=args.graph, overrides=tuple(args.overrides),
+        token=args.token, hosts=tuple(args.hosts), max_sessions=args.max_sessions,
+        max_chunk=args.max_chunk, queue=args.queue, metrics=metrics,
+    )  # fmt: skip
+    http = None
+    if args.metrics_port is not None:
+        try:
+            http = serve_metrics(args.metrics_host, args.metrics_port, metrics.registry)
+        except OSError as e:
+            print(f"error: --metrics-port {args.metrics_port}: {e.strerror}", file=sys.stderr)
+            return 2
+        port = http.server_address[1]
+        warning = exposure_warning("the metrics server (--metrics-host)", args.metrics_host, port)
+        if warning:
+            print(warning, file=sys.stderr)
+        print(f"metrics: http://{args.metrics_host}:{port}/metrics", file=sys.stderr, flush=True)
+    try:
+        url = await server.start()
+    except (GraphError, OperatorError, OSError, RuntimeError) as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(f"audio2anim serve: {url}", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    received = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda s=sig: (received.append(s), stop.set()))
+    await stop.wait()
+    print(f"{signal.Signals(received[0]).name}: stopping", file=sys.stderr, flush=True)
+    await server.stop()
+    if http is not None:
+        http.shutdown()
+        http.server_close()
+    ended = ", ".join(f"{k} {v}" for k, v in server.ended.items())
+    print(f"sessions: {ended}; refused {server.refused}", file=sys.stderr)
+    return 128 + int(received[0])
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from audio2anim.animate.outputs import OutputError, write_output
+    from audio2anim.client import ServeError, stream_file
+
+    formats = args.format.split(",") if args.format else [None] * len(args.outputs)
+    if len(formats) != len(args.outputs):
+        print("error: --format: give one format per -o", file=sys.stderr)
+        return 2
+    if not args.audio.is_file():
+        print(f"error: {args.audio}: no such file", file=sys.stderr)
+        return 2
+    try:
+        result = stream_file(
+            args.server, args.token, args.audio, realtime=not args.fast, graph=args.graph
+        )
+    except ServeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # an unreadable file: libsndfile's message
+        print(f"error: {args.audio}: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
+    if not result.values:
+        print(f"error: {args.audio}: the server sent no frames", file=sys.stderr)
+        return 1
+    animation = result.animation(str(args.audio))
+    if args.fps:
+        animation = animation.resample(args.fps)
+    try:
+        for out, fmt in zip(args.outputs, formats, strict=True):
+            write_output(out, animation, fmt)
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    dropped = result.end.get("dropped", 0)
+    print(
+        f"{args.audio}: {len(result.values)} frames"
+        + (f" ({dropped} dropped by the server)" if dropped else "")
+        + f" → {', '.join(args.outputs)}",
+        file=sys.stderr,
+    )
+    return 0

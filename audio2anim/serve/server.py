@@ -47,7 +47,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from audio2anim.graph.metrics import GraphMetrics, ServeMetrics
-from audio2anim.graph.netguard import exposure_warning, host_allowed, origin_allowed, token_ok
+from audio2anim.graph.netguard import host_allowed, listen, origin_allowed, token_ok
 from audio2anim.visemes import VISEMES
 
 DEFAULT_GRAPH = "graphs/viseme_cnn.yaml"
@@ -282,16 +282,9 @@ class Server:
 
         app = web.Application(middlewares=[check_host])
         app.router.add_get("/v1/stream", self._socket)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        try:
-            await site.start()
-        except OSError as e:
-            await self._runner.cleanup()
-            raise OSError(f"serve: cannot listen on {self.host}:{self.port}: {e}") from None
-        self.port = site._server.sockets[0].getsockname()[1]
-        warning = exposure_warning("audio2anim serve", self.host, self.port)
+        self._runner, self.port, warning = await listen(
+            app, "audio2anim serve", self.host, self.port, handle_signals=False
+        )
         if warning:
             self.log(warning)
         self.url = f"ws://{self.host}:{self.port}/v1/stream?token={self.token}"

@@ -57,7 +57,7 @@ import numpy as np
 from pydantic import Field
 
 from .. import streams
-from ..graph.netguard import exposure_warning, host_allowed, origin_allowed, token_ok
+from ..graph.netguard import host_allowed, listen, origin_allowed, token_ok
 from ..graph.operator import Operator, OperatorParams, Port, existing_file
 from ..graph.packets import Packet
 from ..graph.registry import register
@@ -150,16 +150,7 @@ class ViewerServer:
         app.router.add_get("/face.glb", file(self.glb, token=True))
         app.router.add_get("/ws", self._socket)
         app.router.add_static("/three/", THREE_DIR)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        try:
-            await site.start()
-        except OSError as e:
-            await self._runner.cleanup()
-            raise OSError(f"sink.browser: cannot listen on {self.host}:{self.port}: {e}") from None
-        self.port = site._server.sockets[0].getsockname()[1]
-        warning = exposure_warning("sink.browser", self.host, self.port)
+        self._runner, self.port, warning = await listen(app, "sink.browser", self.host, self.port)
         if warning:
             print(warning, file=sys.stderr, flush=True)
         self.base = f"http://{self.host}:{self.port}/"

@@ -90,16 +90,9 @@ def test_short_windows_and_the_30s_window(whisper, speech):
 
 
 def test_a_hugging_face_folder_loads_through_the_same_entry_point(tmp_path):
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
+    from tiny_models import save_tiny_whisper
 
-    config = WhisperConfig(
-        vocab_size=100, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=3, num_mel_bins=80, d_model=16, encoder_layers=1, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-        decoder_ffn_dim=32, max_source_positions=1500, max_target_positions=32,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    WhisperForConditionalGeneration(config).save_pretrained(tmp_path)
+    save_tiny_whisper(tmp_path, encoder_layers=1)
     w = load_whisper(tmp_path)
     assert w.tokenizer is None and w.width == 16
     h = w.encode(np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1)

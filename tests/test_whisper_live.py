@@ -35,19 +35,9 @@ LATENCY_S = (5 + 2 - 1) / 50 + 40 / 16000  # 122.5 ms
 @pytest.fixture(scope="module")
 def tiny_whisper(tmp_path_factory):
     """A random two-layer Whisper (width 16) saved as a Hugging Face folder."""
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
+    from tiny_models import save_tiny_whisper
 
-    folder = tmp_path_factory.mktemp("whisper-tiny-random")
-    config = WhisperConfig(
-        vocab_size=100, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=3, num_mel_bins=80, d_model=WIDTH, encoder_layers=2,
-        decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=32, decoder_ffn_dim=32, max_source_positions=1500,
-        max_target_positions=32,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    WhisperForConditionalGeneration(config).save_pretrained(folder)
-    return folder
+    return save_tiny_whisper(tmp_path_factory.mktemp("whisper-tiny-random"), WIDTH)
 
 
 def tuned_encoder(tiny_whisper, path, dtype=torch.float16, seed=2):

@@ -49,3 +49,20 @@ def make_logmel_predictor(path: Path, feature: str | None = None) -> Path:
     if feature:
         side["feature"] = {"feature": feature}
     return save(model, path, side)
+
+
+def save_tiny_whisper(folder: Path, width: int = 16, encoder_layers: int = 2) -> Path:
+    """A random Whisper (two heads, ``width`` wide) saved as a Hugging Face folder."""
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    config = WhisperConfig(
+        vocab_size=100, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        decoder_start_token_id=3, num_mel_bins=80, d_model=width,
+        encoder_layers=encoder_layers, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+        max_source_positions=1500, max_target_positions=32,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    WhisperForConditionalGeneration(config).save_pretrained(folder)
+    return folder

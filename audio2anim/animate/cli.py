@@ -577,6 +577,7 @@ def _run_jobs(
     workers = args.workers or min(os.cpu_count() or 1, len(jobs))
     workers = min(workers, len(jobs))
     batch = len(jobs) > 1
+    # progress is clamped to the bar's total (rounded), so the bar never runs past 100 %
     with tqdm(
         total=round(total, 2), unit="s", desc="animate", disable=args.quiet, leave=False,
         bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio{postfix} [{elapsed}<{remaining}]",
@@ -586,7 +587,7 @@ def _run_jobs(
         def finished(result) -> None:
             out.results.append(result)
             if result[2] is None:
-                bar.update(max(0.0, min(bar.n + result[1], total) - bar.n))
+                bar.update(max(0.0, min(bar.n + result[1], bar.total) - bar.n))
             bar.set_postfix_str(f"{len(out.results)}/{len(jobs)} files")
 
         started: set[str] = set()
@@ -605,7 +606,7 @@ def _run_jobs(
                     base = bar.n
 
                     def progress(s: float, base=base) -> None:
-                        bar.update(max(0.0, min(base + s, total) - bar.n))
+                        bar.update(max(0.0, min(base + s, bar.total) - bar.n))
 
                     result = animate_job(
                         job, settings, None if batch else progress, keep,

@@ -74,23 +74,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 async def _run(graph, args: argparse.Namespace) -> int:
     from .errors import GraphError, OperatorError
-    from .metrics import serve_metrics
-    from .netguard import exposure_warning
+    from .metrics import open_metrics_server
     from .runner import Runner
 
     runner = Runner(graph)
     server = None
     if args.metrics_port is not None:
-        try:
-            server = serve_metrics(args.metrics_host, args.metrics_port, runner.registry)
-        except OSError as e:
-            print(f"error: --metrics-port {args.metrics_port}: {e.strerror}", file=sys.stderr)
+        server = open_metrics_server(args.metrics_host, args.metrics_port, runner.registry)
+        if server is None:
             return 2
-        port = server.server_address[1]
-        warning = exposure_warning("the metrics server (--metrics-host)", args.metrics_host, port)
-        if warning:
-            print(warning, file=sys.stderr)
-        print(f"metrics: http://{args.metrics_host}:{port}/metrics", file=sys.stderr)
 
     rc = 0
     report = None

@@ -91,6 +91,26 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+def open_metrics_server(host: str, port: int, registry: CollectorRegistry):
+    """`serve_metrics` for a command's ``--metrics-host``/``--metrics-port``: prints the URL (and
+    the beyond-loopback warning) on stderr → the server, or None after a one-line error."""
+    import sys
+
+    from .netguard import exposure_warning
+
+    try:
+        server = serve_metrics(host, port, registry)
+    except OSError as e:
+        print(f"error: --metrics-port {port}: {e.strerror}", file=sys.stderr)
+        return None
+    port = server.server_address[1]
+    warning = exposure_warning("the metrics server (--metrics-host)", host, port)
+    if warning:
+        print(warning, file=sys.stderr)
+    print(f"metrics: http://{host}:{port}/metrics", file=sys.stderr, flush=True)
+    return server
+
+
 def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> ThreadingWSGIServer:
     """Serve ``registry`` at ``http://host:port/metrics`` on a daemon thread; a request whose
     Host header does not name this server gets 403. ``server.shutdown()`` stops it."""

@@ -79,8 +79,7 @@ async def _serve(args: argparse.Namespace) -> int:
     import signal
 
     from audio2anim.graph.errors import GraphError, OperatorError
-    from audio2anim.graph.metrics import ServeMetrics, serve_metrics
-    from audio2anim.graph.netguard import exposure_warning
+    from audio2anim.graph.metrics import ServeMetrics, open_metrics_server
 
     from .server import Server
 
@@ -92,16 +91,9 @@ async def _serve(args: argparse.Namespace) -> int:
     )  # fmt: skip
     http = None
     if args.metrics_port is not None:
-        try:
-            http = serve_metrics(args.metrics_host, args.metrics_port, metrics.registry)
-        except OSError as e:
-            print(f"error: --metrics-port {args.metrics_port}: {e.strerror}", file=sys.stderr)
+        http = open_metrics_server(args.metrics_host, args.metrics_port, metrics.registry)
+        if http is None:
             return 2
-        port = http.server_address[1]
-        warning = exposure_warning("the metrics server (--metrics-host)", args.metrics_host, port)
-        if warning:
-            print(warning, file=sys.stderr)
-        print(f"metrics: http://{args.metrics_host}:{port}/metrics", file=sys.stderr, flush=True)
     try:
         url = await server.start()
     except (GraphError, OperatorError, OSError, RuntimeError) as e:

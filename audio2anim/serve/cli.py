@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+DEFAULT_BATCH_WINDOW_MS = 0.0
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from audio2anim.graph.cli import add_checkpoints_argument
@@ -44,6 +46,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--queue", type=int, default=50, metavar="FRAMES",
         help="frames queued per session for its client before the oldest is dropped (default 50)",
     )  # fmt: skip
+    p.add_argument(
+        "--batch-window-ms", type=float, default=DEFAULT_BATCH_WINDOW_MS, metavar="MS",
+        help="batch the models' calls across sessions, waiting at most this long for others "
+        f"(0 = off; default {DEFAULT_BATCH_WINDOW_MS:g})",
+    )  # fmt: skip
+    p.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu",
+        help="where batched torch models run (the live Whisper encoder; default cpu)",
+    )  # fmt: skip
     p.add_argument("--metrics-port", type=int, metavar="N", help="serve /metrics on this port")
     p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     add_checkpoints_argument(p)
@@ -68,6 +79,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from audio2anim.graph.cli import apply_checkpoints_argument
 
     apply_checkpoints_argument(args)
+    if not 0 <= args.batch_window_ms <= 1000:
+        print("error: --batch-window-ms: between 0 and 1000", file=sys.stderr)
+        return 2
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("error: --device cuda: no CUDA device is available", file=sys.stderr)
+            return 2
     if args.token is not None and len(args.token) < 16:
         print("error: --token: at least 16 characters", file=sys.stderr)
         return 2
@@ -87,7 +107,8 @@ async def _serve(args: argparse.Namespace) -> int:
     server = Server(
         args.host, args.port, graph=args.graph, overrides=tuple(args.overrides),
         token=args.token, hosts=tuple(args.hosts), max_sessions=args.max_sessions,
-        max_chunk=args.max_chunk, queue=args.queue, metrics=metrics,
+        max_chunk=args.max_chunk, queue=args.queue, batch_window_ms=args.batch_window_ms,
+        device=args.device, metrics=metrics,
     )  # fmt: skip
     http = None
     if args.metrics_port is not None:

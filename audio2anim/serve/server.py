@@ -25,6 +25,12 @@ Access is the viewer's (`audio2anim.graph.netguard`): a random token per run (``
 own origin; refusals are HTTP 403 before the upgrade. Binding beyond loopback prints a warning.
 A full server (``max_sessions``) accepts the socket, sends one error message and closes it with
 code 1013 (try again later), so the client learns why.
+
+Batching (``batch_window_ms`` > 0): the operators with a ``batching`` param (the ONNX viseme
+front end and predictors, the live Whisper encoder) get the session's
+`audio2anim.serve.batching.SessionBatching`, so their model calls are stacked with the other
+sessions' (``device``: where the batched torch models run). The session's slots are freed as
+soon as its client disconnects, and in any case when its graph has ended.
 """
 
 from __future__ import annotations
@@ -124,6 +130,7 @@ class Session:
         self.ready = asyncio.Event()
         self.sent = self.dropped = 0
         self.graph_runner = None
+        self.batching = None  # its SessionBatching, when the server batches
         self.samples = 0  # received so far
         # (arrival time, media end in s) per chunk not yet behind the frames sent
         self.chunks: collections.deque[tuple[float, float]] = collections.deque()
@@ -145,10 +152,16 @@ class Session:
             "src", SessionSource, SessionSourceParams(inbox=self.inbox, rate=self.start.rate)
         )
         nodes[SINK] = Node(SINK, SessionSink, SessionSinkParams(deliver=self.frame))
+        self.batching = self.server.batched(nodes)
         graph = dataclasses.replace(g, nodes=nodes, name=f"{g.name}/{self.sid}")
         # a private metrics registry per run: the session's series go with it (no growth
         # with every session served); the service's own series are in `ServeMetrics`
         return Runner(graph, GraphMetrics())
+
+    def release(self) -> None:
+        """Free the session's batch slots (no batch waits for it any more)."""
+        if self.batching is not None:
+            self.batching.close()
 
     # -- outbound ---------------------------------------------------------------------------
 
@@ -244,6 +257,8 @@ class Server:
         max_sessions: int = 32,
         max_chunk: int = 65536,
         queue: int = 50,
+        batch_window_ms: float = 0.0,
+        device: str = "cpu",
         metrics: ServeMetrics | None = None,
         log=None,
     ) -> None:
@@ -253,6 +268,11 @@ class Server:
         self.hosts = tuple(hosts)
         self.max_sessions, self.max_chunk, self.queue = max_sessions, max_chunk, queue
         self.metrics = metrics or ServeMetrics()
+        self.batching = None
+        if batch_window_ms > 0:
+            from .batching import BatchingService
+
+            self.batching = BatchingService(batch_window_ms, device, self.metrics)
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.graphs: dict[str, MethodGraph] = {}
         self._graph_locks: dict[str, asyncio.Lock] = {}
@@ -301,6 +321,20 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.batching is not None:
+            self.batching.close()
+
+    def batched(self, nodes: dict) -> Any:
+        """Hand a session's ``batching`` to the nodes that take it (in place) → the session's
+        `SessionBatching`, or None when the server does not batch."""
+        if self.batching is None:
+            return None
+        access = self.batching.session()
+        for name, node in nodes.items():
+            if "batching" in node.op_class.Params.model_fields:
+                params = node.params.model_copy(update={"batching": access})
+                nodes[name] = dataclasses.replace(node, params=params)
+        return access
 
     async def method(self, name: str | None) -> MethodGraph:
         """The session graph of a shipped graph ``name`` (None: the server's), built and warmed
@@ -331,7 +365,12 @@ class Server:
         nodes = dict(m.graph.nodes)
         nodes["src"] = Node("src", SessionSource, SessionSourceParams(inbox=inbox, rate=16000))
         nodes[SINK] = Node(SINK, SessionSink, SessionSinkParams(deliver=frames.append))
-        report = await Runner(dataclasses.replace(m.graph, nodes=nodes), GraphMetrics()).run()
+        access = self.batched(nodes)  # also opens the model batchers
+        try:
+            report = await Runner(dataclasses.replace(m.graph, nodes=nodes), GraphMetrics()).run()
+        finally:
+            if access is not None:
+                access.close()
         if not frames:
             raise RuntimeError(f"{m.file}: the graph produced no frames from 0.5 s of silence")
         m.names, m.fps = frames[0].names, frames[0].fps
@@ -452,11 +491,13 @@ class Server:
             await asyncio.wait({last, run}, return_when=asyncio.FIRST_COMPLETED)
             last.cancel()
         elif end != "stopped":
+            session.release()  # at once: no batch waits for this session
             runner.stop(end)  # the source is cancelled: the inbox may stay full
         try:
             await run
         except OperatorError as e:
             end, error = "error", str(e).splitlines()[0]
+        session.release()
         if error is not None:
             session.out.clear()
             session.finish({"type": "error", "error": error})

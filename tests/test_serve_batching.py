@@ -195,3 +195,48 @@ def test_a_session_that_disconnects_frees_its_slots_and_the_others_go_on(voices)
     assert set(after.values()) == {0}
     assert result.end == {"type": "end", "frames": len(result.values), "dropped": 0}
     assert abs(len(result.values) - len(b) / sr_b * 50) <= 2
+
+
+def test_live_whisper_streams_batched_together_equal_each_alone(tmp_path):
+    """Two live Whisper streams (the tiny random encoder) pushing different audio in blocks of
+    different sizes from two threads, their encoder calls stacked: each equals its stream alone."""
+    from test_whisper_live import live_head
+    from tiny_models import save_tiny_whisper
+
+    from audio2anim.models.whisper_head import WhisperVisemes
+
+    whisper_dir = save_tiny_whisper(tmp_path / "whisper", 16)
+    front = WhisperVisemes(live_head(tmp_path / "live", whisper_dir), whisper_dir)
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * 16000) / 16000
+    audios = [
+        (0.3 * np.sin(2 * np.pi * f * t) + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+        for f in (220, 330)
+    ]
+    alone = [np.concatenate([(s := front.stream()).push(x), s.flush()]) for x in audios]
+    metrics = ServeMetrics()
+    service = BatchingService(window_ms=50.0, metrics=metrics)
+    sessions = [service.session() for _ in audios]
+    streams = [front.stream(batching=sb) for sb in sessions]
+    outs: list = [None, None]
+
+    def speak_(i, block):
+        s, x = streams[i], audios[i]
+        parts = [s.push(x[j : j + block]) for j in range(0, len(x), block)]
+        outs[i] = np.concatenate([*parts, s.flush()])
+        sessions[i].close()
+
+    threads = [threading.Thread(target=speak_, args=(i, b)) for i, b in enumerate((640, 960))]
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+    finally:
+        service.close()
+    for got, want in zip(outs, alone, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    label = {"model": "whisper-encoder"}
+    count = metrics.registry.get_sample_value("audio2anim_batch_size_count", label)
+    total = metrics.registry.get_sample_value("audio2anim_batch_size_sum", label)
+    assert count < total  # some windows of the two streams ran in one call

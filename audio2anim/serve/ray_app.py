@@ -88,6 +88,7 @@ class ModelWorker:
             graph=settings.graph, overrides=settings.overrides, batch_window_ms=1.0,
             device=settings.device, log=lambda line: None,
         )  # fmt: skip
+        self.served: dict[str, list[int]] = {}  # model label → [calls, batches]
         self.call.set_max_batch_size(settings.max_batch)
         self.call.set_batch_wait_timeout_s(settings.batch_wait_s)
         await self.server.method(None)
@@ -113,16 +114,18 @@ class ModelWorker:
             groups.setdefault(key, []).append(i)
         outs: list[dict] = [{}] * len(requests)
         for key, members in groups.items():
-            results = self.server.batching.batchers[key].run_batch(
-                [requests[i][2] for i in members]
-            )
+            batcher = self.server.batching.batchers[key]
+            results = batcher.run_batch([requests[i][2] for i in members])
+            served = self.served.setdefault(batcher.name, [0, 0])
+            served[0] += len(members)
+            served[1] += 1
             for i, out in zip(members, results, strict=True):
                 outs[i] = out
         return outs
 
-    def batches(self) -> dict[str, int]:
-        """How many calls each model has served in batches (model label → calls)."""
-        return {b.name: b.calls for b in self.server.batching.batchers.values()}
+    def batches(self) -> dict[str, tuple[int, int]]:
+        """What this replica has served: model label → (calls, batches)."""
+        return {name: (calls, n) for name, (calls, n) in self.served.items()}
 
 
 # -- the ingress' side of the model calls ---------------------------------------------------------

@@ -180,9 +180,9 @@ def test_ingress_model_calls_name_their_graph_and_the_worker_model():
         await worker.method(None)  # the worker's models, keyed as its warm-up keyed them
         handle = _Handle(worker)
         ingress = _IngressServer(handle, RaySettings(token=TOKEN, port=0))
+        await ingress.method(None)
+        warm = len(handle.calls)
         try:
-            await ingress.method(None)
-            warm = len(handle.calls)
             server = Server(port=0)  # the frames without a worker
             url = (await server.start()).split("?")[0]
             alone = await stream(url, server.token, a, sr, realtime=False)
@@ -207,7 +207,6 @@ def test_ingress_model_calls_name_their_graph_and_the_worker_model():
                 await session.run(incoming(), send)
             return handle.calls, warm, frames, alone, set(worker.batching.batchers)
         finally:
-            ingress.batching.close()
             worker.batching.close()
 
     calls, warm, frames, alone, keys = asyncio.run(main())

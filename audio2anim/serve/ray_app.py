@@ -14,10 +14,10 @@ Two Ray Serve deployments (docs/serve.md, "On Ray Serve"), each with its own rep
   with the protocol, token, ``Host``/``Origin`` checks, session limit and errors of
   ``audio2anim serve``'s WebSocket (`audio2anim.serve.server`), through the same session core
   (`audio2anim.serve.session`). Its sessions' graphs run in the replica (sources, features,
-  smoothing: per-session state stays there); their heavy operators' model calls are stacked
-  in the replica by the in-process batcher (one Ray request per batch, not per session) whose
-  model is the ``models`` deployment's handle (`RayBatching`). The batcher's worker thread
-  makes the blocking ``handle.call.remote(…).result()``, never the replica's event loop.
+  smoothing: per-session state stays there); their heavy operators' model calls go to the
+  ``models`` deployment's handle instead of an in-process batcher (`RayBatching`). Operators
+  call their model from the graph runner's pool threads, so the blocking
+  ``handle.call.remote(…).result()`` never runs on the replica's event loop.
 
 A model worker replica finds the model a call names by the batcher key (the exported file, or
 the encoder's source and weights), so every node must hold the same models at the same paths
@@ -134,34 +134,29 @@ _WARMING = object()
 
 
 class RayBatching:
-    """The ingress replica's batching: its sessions' calls of a model are stacked in the
-    replica first (an in-process `BatchingService`, window ``window_ms``: one request per
-    batch instead of one per session), and each stacked call goes to the ``models``
-    deployment (where Ray Serve batches the requests of every ingress replica), tagged with
-    the graph it belongs to (learnt from the warm-up of each graph)."""
+    """The ingress replica's stand-in for `BatchingService`: a session's model calls go to the
+    ``models`` deployment (Ray Serve batches them there), tagged with the graph they belong
+    to (learnt from the warm-up of each graph)."""
 
-    def __init__(self, handle, window_ms: float = 0.0, metrics=None) -> None:
-        from .batching import BatchingService
-
+    def __init__(self, handle) -> None:
         self.handle = handle
-        self.local = BatchingService(window_ms, "cpu", metrics)
         self.graph_of: dict[str, str | None] = {}  # model key → graph name (None: the default)
         self.warming: Any = _WARMING  # the graph name while its warm-up builds its graph
 
     def session(self) -> "_RaySessionBatching":
         warming, self.warming = self.warming, _WARMING
-        return _RaySessionBatching(self, self.local.session(), warming)
+        return _RaySessionBatching(self, warming)
 
     def close(self) -> None:
-        self.local.close()
+        pass
 
 
 class _RaySessionBatching:
-    """One session's callers (a `models.predictor_stream.ModelBatching`); `close` frees its
-    slots in the replica's batchers."""
+    """One session's callers (a `models.predictor_stream.ModelBatching`); nothing to free: the
+    worker keeps no slot per session."""
 
-    def __init__(self, service: RayBatching, access, warming: Any) -> None:
-        self.service, self.access, self.warming = service, access, warming
+    def __init__(self, service: RayBatching, warming: Any) -> None:
+        self.service, self.warming = service, warming
 
     def caller(self, key: str, make_run, axes: dict[str, int]):
         service = self.service
@@ -170,17 +165,14 @@ class _RaySessionBatching:
         name = service.graph_of.get(key)
         call = service.handle.call
 
-        def remote(device: str):
-            def run(feeds: dict) -> dict:
-                # in the batcher's worker thread, never on the replica's event loop
-                return call.remote((name, key, feeds)).result()
+        def run(feeds: dict) -> dict:
+            # runs in the graph runner's pool thread: blocking here is what the model does
+            return call.remote((name, key, feeds)).result()
 
-            return run
-
-        return self.access.caller(key, remote, axes)
+        return run
 
     def close(self) -> None:
-        self.access.close()
+        pass
 
 
 class _IngressServer(Server):
@@ -193,7 +185,7 @@ class _IngressServer(Server):
             max_sessions=s.max_sessions, max_chunk=s.max_chunk, queue=s.queue,
             log=lambda line: None,
         )  # fmt: skip
-        self.batching = RayBatching(handle, s.batch_wait_s * 1000.0, self.metrics)
+        self.batching = RayBatching(handle)
 
     async def _warm_up(self, m) -> None:
         # `Server._warm_up` asks for the graph's batching before its first await
@@ -408,4 +400,7 @@ def serve_on_ray(args) -> int:
             serve.delete(APP_NAME)
         return 128 + int(received[0])
     finally:
-        ray.shutdown()  # ``local``: stops the instance
+        if local:
+            with contextlib.suppress(Exception):
+                serve.shutdown()
+        ray.shutdown()

@@ -253,9 +253,14 @@ async def _grpc(url, token, start, audio, on_frame, read) -> StreamResult:
                 await call.write(request(end=request.End()))
                 await call.done_writing()
 
-            return await _session(url, messages(), audio, write, end, on_frame, read)
-        except grpc.aio.AioRpcError as e:
-            code, details = e.code(), e.details()
+            result = await _session(url, messages(), audio, write, end, on_frame, read)
+            if read:
+                await call.code()  # the server has closed the session
+            return result
+        except grpc.aio.AioRpcError:
+            # the call's status, not the error's: a write the server did not wait for fails
+            # with a status of its own
+            code, details = await call.code(), await call.details()
             if code == grpc.StatusCode.UNAUTHENTICATED:
                 raise ServeError(f"{url}: refused ({code.name}: {details})") from None
             if code == grpc.StatusCode.UNAVAILABLE:

@@ -221,6 +221,7 @@ class Session:
 
         runner = self.graph_runner = self.runner()
         run = writer = reader = None
+        settled = False  # the graph has ended and ``end`` says how
         try:
             await send(self.header())
             run = asyncio.ensure_future(runner.run())
@@ -255,7 +256,7 @@ class Session:
                 await run
             except OperatorError as e:
                 end, error, self.fault = "error", str(e).splitlines()[0], "graph"
-            self.end, self.error = end, error
+            self.end, self.error, settled = end, error, True
             if error is not None:
                 self.out.clear()
                 self.finish({"type": "error", "error": error})
@@ -268,10 +269,12 @@ class Session:
             except (TimeoutError, asyncio.CancelledError, ConnectionError, RuntimeError):
                 writer.cancel()
         except asyncio.CancelledError:
-            self.end, self.error = "disconnected", None
+            if not settled:
+                self.end, self.error = "disconnected", None
             raise
         except (ConnectionError, RuntimeError):  # the transport failed under ``send``
-            self.end, self.error = "disconnected", None
+            if not settled:
+                self.end, self.error = "disconnected", None
         finally:
             for task in (reader, writer):
                 if task is not None and not task.done():

@@ -255,27 +255,27 @@ def test_serve_grpc_port_and_stream_a_grpc_url(tmp_path, python):
         [python, "-m", "audio2anim", "serve", "--port", "0", "--grpc-port", "0", "--token", TOKEN],
         cwd=ROOT, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+    def stream_cli(url: str, token: str, out: Path) -> subprocess.CompletedProcess:
+        cmd = ["stream", str(wav), "--server", url, "--token", token, "-o", str(out), "--fast"]
+        return subprocess.run(
+            [python, "-m", "audio2anim", *cmd], cwd=ROOT, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+
     try:
         for line in server.stderr:
             if line.startswith("audio2anim serve (gRPC): "):
                 url = line.split(": ", 1)[1].strip()
                 break
         assert url.startswith("grpc://127.0.0.1:")
-        out = tmp_path / "mama.csv"
-        r = subprocess.run(
-            [python, "-m", "audio2anim", "stream", str(wav), "--server", url, "--token", TOKEN,
-             "-o", str(out), "--fast"],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        r = stream_cli(url, TOKEN, tmp_path / "mama.csv")
         assert r.returncode == 0, r.stderr
-        rows = list(csv.reader(out.open()))
+        rows = list(csv.reader((tmp_path / "mama.csv").open()))
         assert rows[0] == ["time", *arkit.ALL] and abs(len(rows) - 1 - len(audio) / sr * 50) <= 2
-        bad = subprocess.run(
-            [python, "-m", "audio2anim", "stream", str(wav), "--server", url, "--token",
-             "wrong-token-0123456789", "-o", str(tmp_path / "x.csv")],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        bad = stream_cli(url, "wrong-token-0123456789", tmp_path / "x.csv")
         assert bad.returncode == 1 and "refused (UNAUTHENTICATED" in bad.stderr
+        assert not (tmp_path / "x.csv").exists()
     finally:
         server.send_signal(signal.SIGINT)
         rest = server.communicate(timeout=30)[1]

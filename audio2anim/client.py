@@ -227,10 +227,13 @@ def _message(msg, url: str) -> dict:
 
 async def _grpc(url, token, start, audio, on_frame, read) -> StreamResult:
     """The same protocol over gRPC (audio2anim/formats/proto/audio2anim.proto)."""
-    import grpc
+    try:
+        import grpc
 
-    from audio2anim.formats.proto import audio2anim_pb2 as pb
-    from audio2anim.formats.proto import audio2anim_pb2_grpc as pb_grpc
+        from audio2anim.formats.proto import audio2anim_pb2 as pb
+        from audio2anim.formats.proto import audio2anim_pb2_grpc as pb_grpc
+    except ImportError as e:
+        raise ServeError(f"{url}: gRPC needs grpcio: pip install 'audio2anim[serve]' ({e})") from None
 
     target = url.removeprefix("grpc://").split("/", 1)[0]
     request = pb.StreamRequest

@@ -18,6 +18,7 @@ first sends one ``error`` response with the same line. A client that cancels its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -98,7 +99,13 @@ class AnimationService(pb_grpc.AnimationServiceServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
 
         async def send(message: dict) -> None:
-            await context.write(response(message))
+            r = response(message)
+            try:
+                await context.write(r)
+            except (asyncio.CancelledError, ConnectionError):
+                raise
+            except Exception as e:  # the call has ended under us (grpc's own error types)
+                raise ConnectionError(f"gRPC write failed: {e}") from None
 
         code = message = None
         try:
@@ -111,7 +118,8 @@ class AnimationService(pb_grpc.AnimationServiceServicer):
         except SessionError as e:  # before the header: nothing sent yet
             code, message = grpc.StatusCode.INVALID_ARGUMENT, str(e)
         if code is not None:
-            await send({"type": "error", "error": message})
+            with contextlib.suppress(ConnectionError):
+                await send({"type": "error", "error": message})
         elif session.error is not None:  # the error message went with the session's frames
             code = grpc.StatusCode.INVALID_ARGUMENT
             if session.fault != "client":

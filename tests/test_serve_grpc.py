@@ -247,6 +247,24 @@ def test_a_grpc_client_that_cancels_mid_stream_frees_its_session(voices):
     assert server.metrics.active.labels("viseme-cnn")._value.get() == 0
 
 
+def test_a_call_without_a_start_message_is_ended(monkeypatch):
+    monkeypatch.setattr("audio2anim.serve.grpc_service.START_TIMEOUT_S", 0.2)
+
+    async def main():
+        server = await _server()
+        try:
+            channel, call = _call(server)
+            async with channel:
+                refusal = await _refusal(call)  # sends nothing
+            return refusal, server.admitted
+        finally:
+            await server.stop()
+
+    (code, details, errors), admitted = asyncio.run(main())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details == "no start message within 0.2 s"
+    assert errors == [details] and admitted == 0
+
+
 def test_serve_grpc_port_and_stream_a_grpc_url(tmp_path, python):
     audio, sr, _ = speak("mama bob")
     wav = tmp_path / "mama.wav"

@@ -19,9 +19,10 @@ prints:
 - CPU: the server's and this process's, in % of one core, over the level; and the 1-minute
   load average (the machine is shared: above the core count, other jobs had part of the CPU).
 
-The largest N with e2e p99 ≤ 100 ms and no drops is the capacity. ``--plot FILE.png`` draws
-p50/p99 against N (matplotlib, when installed); ``--write-docs`` writes the table into
-docs/performance.md (section ``serve``).
+The largest N with e2e p99 ≤ 100 ms and no drops is the capacity. ``--transport grpc`` streams
+over the server's gRPC port instead of its WebSocket. ``--plot FILE.png`` draws p50/p99 against
+N (matplotlib, when installed); ``--write-docs`` writes the table into docs/performance.md
+(section ``serve``; ``serve_grpc`` for gRPC).
 
     python bench/serve.py --speakers 1,5,10,20,30,40 --seconds 15 --write-docs
 """
@@ -85,16 +86,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(token: str, graph: str | None) -> tuple[subprocess.Popen, str]:
+def start_server(token: str, graph: str | None, transport: str) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", "--token", token,
            "--max-sessions", "1000"]  # fmt: skip
     if graph:
         cmd += ["--graph", graph]
+    prefix = "audio2anim serve: "
+    if transport == "grpc":
+        cmd += ["--grpc-port", "0"]
+        prefix = "audio2anim serve (gRPC): "
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
-        if line.startswith("audio2anim serve: "):
-            return proc, line.split(" ", 2)[2].strip().split("?")[0]
+        if line.startswith(prefix):
+            return proc, line.removeprefix(prefix).strip().split("?")[0]
     raise SystemExit(f"the server did not start (exit {proc.wait()})")
 
 
@@ -140,9 +145,10 @@ async def level(n, url, token, recordings, server_pid, chunk_ms):
     }  # fmt: skip
 
 
-def table(rows, voices, seconds, chunk_ms) -> str:
+def table(rows, voices, seconds, chunk_ms, transport="websocket") -> str:
+    over = ", over gRPC" if transport == "grpc" else ""
     lines = [
-        f"{seconds:g} s per speaker, 16-bit PCM in {chunk_ms:g} ms chunks, paced in real time; voices "
+        f"{seconds:g} s per speaker, 16-bit PCM in {chunk_ms:g} ms chunks, paced in real time{over}; voices "
         f"{', '.join(voices)} (their own rates); server and clients on the same machine",
         "",
         "| speakers | frames | e2e p50 ms | e2e p99 ms | algorithmic ms | drops | send lag p99 ms "
@@ -193,6 +199,8 @@ def main() -> int:
     ap.add_argument("--voices", default=VOICES, help="TTS voices, comma-separated")
     ap.add_argument("--chunk-ms", type=float, default=20.0, help="audio per chunk (ms)")
     ap.add_argument("--graph", help="the server's graph (default: its default)")
+    ap.add_argument("--transport", choices=("websocket", "grpc"), default="websocket",
+                    help="how the speakers stream (default websocket)")  # fmt: skip
     ap.add_argument("--plot", type=Path, help="write the latency plot here (PNG)")
     ap.add_argument("--stop-after", type=int, default=2,
                     help="stop after this many levels in a row miss the goal")  # fmt: skip
@@ -201,7 +209,7 @@ def main() -> int:
     voices = args.voices.split(",")
     recordings = synthesize(voices, args.seconds)
     token = secrets.token_urlsafe(24)
-    proc, url = start_server(token, args.graph)
+    proc, url = start_server(token, args.graph, args.transport)
     rows, misses = [], 0
     try:
         for n in (int(v) for v in args.speakers.split(",")):
@@ -219,11 +227,11 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    text = table(rows, voices, args.seconds, args.chunk_ms)
+    text = table(rows, voices, args.seconds, args.chunk_ms, args.transport)
     print(text)
     if args.plot:
         plot(rows, args.plot)
-    write_from_args(args, "serve", text)
+    write_from_args(args, "serve_grpc" if args.transport == "grpc" else "serve", text)
     return 0
 
 

@@ -227,10 +227,14 @@ def _message(msg, url: str) -> dict:
 
 async def _grpc(url, token, start, audio, on_frame, read) -> StreamResult:
     """The same protocol over gRPC (audio2anim/formats/proto/audio2anim.proto)."""
-    import grpc
+    try:
+        import grpc
 
-    from audio2anim.formats.proto import audio2anim_pb2 as pb
-    from audio2anim.formats.proto import audio2anim_pb2_grpc as pb_grpc
+        from audio2anim.formats.proto import ACCEPTED
+        from audio2anim.formats.proto import audio2anim_pb2 as pb
+        from audio2anim.formats.proto import audio2anim_pb2_grpc as pb_grpc
+    except ImportError as e:
+        raise ServeError(f"{url}: gRPC needs grpcio: pip install 'audio2anim[serve]' ({e})") from None
 
     target = url.removeprefix("grpc://").split("/", 1)[0]
     request = pb.StreamRequest
@@ -239,6 +243,10 @@ async def _grpc(url, token, start, audio, on_frame, read) -> StreamResult:
             metadata=(("authorization", f"Bearer {token}"),)
         )
         try:
+            # a refused call (token, full) ends before it is taken: learn its status without
+            # writing (a write to an ended call fails with a status of its own)
+            if ACCEPTED not in tuple(await call.initial_metadata() or ()):
+                raise await _grpc_error(call, url)
             opening = {k: v for k, v in start.items() if k != "type"}
             await call.write(request(start=request.Start(**opening)))
 
@@ -258,16 +266,21 @@ async def _grpc(url, token, start, audio, on_frame, read) -> StreamResult:
                 await call.code()  # the server has closed the session
             return result
         except grpc.aio.AioRpcError:
-            # the call's status, not the error's: a write the server did not wait for fails
-            # with a status of its own
-            code, details = await call.code(), await call.details()
-            if code == grpc.StatusCode.UNAUTHENTICATED:
-                raise ServeError(f"{url}: refused ({code.name}: {details})") from None
-            if code == grpc.StatusCode.UNAVAILABLE:
-                raise ServeError(f"{url}: cannot connect ({details})") from None
-            raise ServeError(f"server: {details}") from None
+            raise await _grpc_error(call, url) from None
         finally:
             call.cancel()
+
+
+async def _grpc_error(call, url: str) -> ServeError:
+    """The `ServeError` of a call that ended with a status other than OK."""
+    import grpc
+
+    code, details = await call.code(), await call.details()
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return ServeError(f"{url}: refused ({code.name}: {details})")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ServeError(f"{url}: cannot connect ({details})")
+    return ServeError(f"server: {details}")
 
 
 def _grpc_message(r) -> dict:

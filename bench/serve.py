@@ -1,10 +1,7 @@
 """How many real-time speakers one ``audio2anim serve`` process animates within 100 ms.
 
-Starts ``audio2anim serve`` (its own process, the default viseme CNN graph unless ``--graph``;
-``--target ray``: ``audio2anim serve --ray ADDRESS``, the service on Ray Serve, ``--ray``
-default ``local``; ``--target process,ray``: one after the other, side by side in one table;
-``--serve-arg`` passes an option to both, e.g. ``--serve-arg=--batch-window-ms=2``) and, for
-each N of ``--speakers``, opens N simulated speakers at once against it from this
+Starts ``audio2anim serve`` (its own process, the default viseme CNN graph unless ``--graph``)
+and, for each N of ``--speakers``, opens N simulated speakers at once against it from this
 process: each streams a different recording (sentences synthesized by the project's TTS
 voices, ``--voices``, each at its own sample rate, as 16-bit PCM in 20 ms chunks,
 ``--chunk-ms``) paced in
@@ -19,16 +16,15 @@ prints:
 - drops: frames the server dropped for a slow client, plus frames missing at the end;
 - send lag p99: how late this process sent its chunks against the real-time schedule (when it
   grows, the clients, not the server, are the bottleneck);
-- CPU: the server's (with every process under it: a local Ray instance's raylet, replicas
-  and proxy) and this process's, in % of one core, over the level; and the 1-minute load
-  average (the machine is shared: above the core count, other jobs had part of the CPU).
+- CPU: the server's and this process's, in % of one core, over the level; and the 1-minute
+  load average (the machine is shared: above the core count, other jobs had part of the CPU).
 
-The largest N with e2e p99 ≤ 100 ms and no drops is the capacity. ``--plot FILE.png`` draws
-p50/p99 against N (matplotlib, when installed); ``--write-docs`` writes the table into
-docs/performance.md (section ``serve``; with a Ray target, ``serve-ray``).
+The largest N with e2e p99 ≤ 100 ms and no drops is the capacity. ``--transport grpc`` streams
+over the server's gRPC port instead of its WebSocket. ``--plot FILE.png`` draws p50/p99 against
+N (matplotlib, when installed); ``--write-docs`` writes the table into docs/performance.md
+(section ``serve``; ``serve_grpc`` for gRPC).
 
     python bench/serve.py --speakers 1,5,10,20,30,40 --seconds 15 --write-docs
-    python bench/serve.py --target process,ray --speakers 1,2,4 --seconds 10
 """
 
 from __future__ import annotations
@@ -85,37 +81,25 @@ def synthesize(voices: list[str], seconds: float) -> list[tuple[np.ndarray, int,
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` and the processes under it (Linux /proc;
-    those that ended are not counted)."""
-    stats, children = {}, {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            stats[int(d.name)] = int(fields[11]) + int(fields[12])
-            children.setdefault(int(fields[1]), []).append(int(d.name))
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        total += stats.get(p, 0)
-        todo += children.get(p, [])
-    return total / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(
-    token: str, graph: str | None, extra: list[str] = ()
-) -> tuple[subprocess.Popen, str]:
+def start_server(token: str, graph: str | None, transport: str) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", "--token", token,
-           "--max-sessions", "1000", *extra]  # fmt: skip
+           "--max-sessions", "1000"]  # fmt: skip
     if graph:
         cmd += ["--graph", graph]
+    prefix = "audio2anim serve: "
+    if transport == "grpc":
+        cmd += ["--grpc-port", "0"]
+        prefix = "audio2anim serve (gRPC): "
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
-        if line.startswith("audio2anim serve: "):
-            return proc, line.split(" ", 2)[2].strip().split("?")[0]
+        if line.startswith(prefix):
+            return proc, line.removeprefix(prefix).strip().split("?")[0]
     raise SystemExit(f"the server did not start (exit {proc.wait()})")
 
 
@@ -161,33 +145,26 @@ async def level(n, url, token, recordings, server_pid, chunk_ms):
     }  # fmt: skip
 
 
-def table(rows, voices, seconds, chunk_ms, targets=("process",)) -> str:
-    """The levels' table; with a Ray target, a column names each row's service."""
-    by_target = targets != ("process",)
+def table(rows, voices, seconds, chunk_ms, transport="websocket") -> str:
+    over = ", over gRPC" if transport == "grpc" else ""
     lines = [
-        f"{seconds:g} s per speaker, 16-bit PCM in {chunk_ms:g} ms chunks, paced in real time; voices "
+        f"{seconds:g} s per speaker, 16-bit PCM in {chunk_ms:g} ms chunks, paced in real time{over}; voices "
         f"{', '.join(voices)} (their own rates); server and clients on the same machine",
         "",
-        ("| service " if by_target else "")
-        + "| speakers | frames | e2e p50 ms | e2e p99 ms | algorithmic ms | drops | send lag p99 ms "
+        "| speakers | frames | e2e p50 ms | e2e p99 ms | algorithmic ms | drops | send lag p99 ms "
         "| server CPU % | clients CPU % | load | p99 ≤ 100 ms, no drops |",
-        ("|---" if by_target else "") + "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ok = r["p99"] <= GOAL_MS and r["drops"] == 0
         lines.append(
-            (f"| {r['target']} " if by_target else "")
-            + f"| {r['n']} | {r['frames']} | {r['p50']:.1f} | {r['p99']:.1f} | "
+            f"| {r['n']} | {r['frames']} | {r['p50']:.1f} | {r['p99']:.1f} | "
             f"{r['algorithmic']:.0f} | {r['drops']} | {r['lag99']:.1f} | {r['server_cpu']:.0f} | "
             f"{r['client_cpu']:.0f} | {r['load']:.1f} | {'yes' if ok else 'no'} |"
         )
-    lines.append("")
-    for target in targets:
-        good = [r["n"] for r in rows
-                if r["target"] == target and r["p99"] <= GOAL_MS and r["drops"] == 0]  # fmt: skip
-        lines.append(f"Largest N with e2e p99 ≤ {GOAL_MS:g} ms and no drops"
-                     + (f" ({target})" if by_target else "")
-                     + f": **{max(good) if good else 'none'}** of those tried.")  # fmt: skip
+    good = [r["n"] for r in rows if r["p99"] <= GOAL_MS and r["drops"] == 0]
+    lines += ["", f"Largest N with e2e p99 ≤ {GOAL_MS:g} ms and no drops: "
+                  f"**{max(good) if good else 'none'}** of those tried."]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -222,24 +199,8 @@ def main() -> int:
     ap.add_argument("--voices", default=VOICES, help="TTS voices, comma-separated")
     ap.add_argument("--chunk-ms", type=float, default=20.0, help="audio per chunk (ms)")
     ap.add_argument("--graph", help="the server's graph (default: its default)")
-    ap.add_argument(
-        "--target",
-        default="process",
-        help="process (audio2anim serve), ray (serve --ray), or both: process,ray",
-    )
-    ap.add_argument(
-        "--ray",
-        default="local",
-        metavar="ADDRESS",
-        help="the Ray address for the ray target (default local)",
-    )
-    ap.add_argument(
-        "--serve-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="an option for the server, e.g. --serve-arg=--batch-window-ms=2",
-    )
+    ap.add_argument("--transport", choices=("websocket", "grpc"), default="websocket",
+                    help="how the speakers stream (default websocket)")  # fmt: skip
     ap.add_argument("--plot", type=Path, help="write the latency plot here (PNG)")
     ap.add_argument("--stop-after", type=int, default=2,
                     help="stop after this many levels in a row miss the goal")  # fmt: skip
@@ -247,38 +208,30 @@ def main() -> int:
     args = ap.parse_args()
     voices = args.voices.split(",")
     recordings = synthesize(voices, args.seconds)
-    targets = tuple(args.target.split(","))
-    if not targets or set(targets) - {"process", "ray"}:
-        ap.error(f"--target {args.target}: process, ray or process,ray")
     token = secrets.token_urlsafe(24)
-    rows = []
-    for target in targets:
-        extra = list(args.serve_arg) + (["--ray", args.ray] if target == "ray" else [])
-        proc, url = start_server(token, args.graph, extra)
-        misses = 0
-        try:
-            for n in (int(v) for v in args.speakers.split(",")):
-                r = asyncio.run(level(n, url, token, recordings, proc.pid, args.chunk_ms))
-                r["target"] = target
-                rows.append(r)
-                print(
-                    f"{target} N={n}: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
-                    f"drops {r['drops']}, send lag p99 {r['lag99']:.1f} ms, "
-                    f"server CPU {r['server_cpu']:.0f}%, clients CPU {r['client_cpu']:.0f}%, "
-                    f"load {r['load']:.1f}",
-                    file=sys.stderr, flush=True,
-                )  # fmt: skip
-                misses = 0 if r["p99"] <= GOAL_MS and r["drops"] == 0 else misses + 1
-                if misses >= args.stop_after:
-                    break
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-    text = table(rows, voices, args.seconds, args.chunk_ms, targets)
+    proc, url = start_server(token, args.graph, args.transport)
+    rows, misses = [], 0
+    try:
+        for n in (int(v) for v in args.speakers.split(",")):
+            r = asyncio.run(level(n, url, token, recordings, proc.pid, args.chunk_ms))
+            rows.append(r)
+            print(
+                f"N={n}: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, drops {r['drops']}, "
+                f"send lag p99 {r['lag99']:.1f} ms, server CPU {r['server_cpu']:.0f}%, "
+                f"clients CPU {r['client_cpu']:.0f}%, load {r['load']:.1f}",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+            misses = 0 if r["p99"] <= GOAL_MS and r["drops"] == 0 else misses + 1
+            if misses >= args.stop_after:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    text = table(rows, voices, args.seconds, args.chunk_ms, args.transport)
     print(text)
     if args.plot:
-        plot([r for r in rows if r["target"] == targets[0]], args.plot)
-    write_from_args(args, "serve" if targets == ("process",) else "serve-ray", text)
+        plot(rows, args.plot)
+    write_from_args(args, "serve_grpc" if args.transport == "grpc" else "serve", text)
     return 0
 
 

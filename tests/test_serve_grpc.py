@@ -11,6 +11,7 @@ import asyncio
 import csv
 import filecmp
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from tiny_models import speak
 
 from audio2anim import arkit
 from audio2anim.client import ServeError, stream
+from audio2anim.formats.proto import ACCEPTED
 from audio2anim.formats.proto import audio2anim_pb2 as pb
 from audio2anim.formats.proto import audio2anim_pb2_grpc as pb_grpc
 from audio2anim.serve.server import Server
@@ -66,16 +68,16 @@ async def _rest(call) -> list[str]:
 
 
 async def _refusal(call, *requests) -> tuple[grpc.StatusCode, str, list[str]]:
-    """Send ``requests``, read to the end → (status code, details, error responses)."""
+    """Send ``requests`` if the server takes the call, read to the end → (status code,
+    details, error responses)."""
     errors = []
-    try:  # a write may fail too: the server may have ended the call before reading it
+    if ACCEPTED in tuple(await call.initial_metadata()):
         for r in requests:
             await call.write(r)
-        while (r := await call.read()) is not grpc.aio.EOF:
-            if r.WhichOneof("kind") == "error":
-                errors.append(r.error.message)
-    except grpc.aio.AioRpcError:
-        pass
+        with pytest.raises(grpc.aio.AioRpcError):
+            while (r := await call.read()) is not grpc.aio.EOF:
+                if r.WhichOneof("kind") == "error":
+                    errors.append(r.error.message)
     return await call.code(), await call.details(), errors
 
 
@@ -100,7 +102,9 @@ def test_a_grpc_session_equals_a_websocket_session(voices):
     assert g.times == pytest.approx(w.times, abs=1e-9)
     np.testing.assert_allclose(g.values, w.values, atol=1e-4)
     np.testing.assert_allclose(g.visemes, w.visemes, atol=1e-4)
-    assert g.audio_end == pytest.approx(w.audio_end, abs=1e-9)
+    # each frame names the newest chunk it used (which one depends on when the chunks came)
+    ends = np.asarray(g.audio_end, np.float64)
+    assert (np.diff(ends) >= 0).all() and (ends >= np.asarray(g.times)).all()
     assert np.ptp(np.asarray(g.values)[:, g.names.index("jawOpen")]) > 0.1  # the mouth moves
 
 
@@ -245,6 +249,40 @@ def test_a_grpc_client_that_cancels_mid_stream_frees_its_session(voices):
     assert server.sessions == {} and server.admitted == 0
     assert server.ended == {"done": 0, "disconnected": 1, "error": 0, "stopped": 0}
     assert server.metrics.active.labels("viseme-cnn")._value.get() == 0
+
+
+def test_a_call_without_a_start_message_is_ended(monkeypatch):
+    monkeypatch.setattr("audio2anim.serve.grpc_service.START_TIMEOUT_S", 0.2)
+
+    async def main():
+        server = await _server()
+        try:
+            channel, call = _call(server)
+            async with channel:
+                refusal = await _refusal(call)  # sends nothing
+            return refusal, server.admitted
+        finally:
+            await server.stop()
+
+    (code, details, errors), admitted = asyncio.run(main())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details == "no start message within 0.2 s"
+    assert errors == [details] and admitted == 0
+
+
+def test_a_grpc_port_in_use_is_one_line_naming_it():
+    async def main():
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            server = Server(port=0, grpc_port=port)
+            with pytest.raises(OSError) as e:
+                await server.start()
+        return str(e.value), port, server
+
+    message, port, server = asyncio.run(main())
+    assert message.startswith(f"audio2anim serve (gRPC): cannot listen on 127.0.0.1:{port}: ")
+    assert "\n" not in message and server._runner is None  # the WebSocket listener closed too
 
 
 def test_serve_grpc_port_and_stream_a_grpc_url(tmp_path, python):

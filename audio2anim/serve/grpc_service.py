@@ -9,19 +9,23 @@ the WebSocket server, so both transports share the sessions, slots and metrics o
 `audio2anim.serve.server.Server`.
 
 Statuses: a missing or wrong token (metadata ``authorization: Bearer TOKEN`` or ``x-token:
-TOKEN``) is UNAUTHENTICATED; a full server RESOURCE_EXHAUSTED; a bad start message or chunk
-INVALID_ARGUMENT; a graph that fails mid-stream INTERNAL. Each error after the token check
-first sends one ``error`` response with the same line. A client that cancels its call
-(or goes away: keepalive pings every 20 s) ends its session as ``disconnected``.
+TOKEN``) is UNAUTHENTICATED and a full server RESOURCE_EXHAUSTED, the status alone; a call
+that passes both gets the initial metadata `ACCEPTED` at once. After that, a bad start
+message or chunk is INVALID_ARGUMENT and a graph that fails mid-stream INTERNAL, each after
+one ``error`` response with the same line. A client that cancels its call (or goes away:
+keepalive pings every 20 s) ends its session as ``disconnected``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 import grpc
 
+from audio2anim.formats.proto import ACCEPTED
 from audio2anim.formats.proto import audio2anim_pb2 as pb
 from audio2anim.formats.proto import audio2anim_pb2_grpc as pb_grpc
 from audio2anim.graph.netguard import exposure_warning, token_ok
@@ -98,20 +102,28 @@ class AnimationService(pb_grpc.AnimationServiceServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
 
         async def send(message: dict) -> None:
-            await context.write(response(message))
+            r = response(message)
+            try:
+                await context.write(r)
+            except (asyncio.CancelledError, ConnectionError):
+                raise
+            except Exception as e:  # the call has ended under us (grpc's own error types)
+                raise ConnectionError(f"gRPC write failed: {e}") from None
 
         code = message = None
         try:
             with server.slot():
+                await context.send_initial_metadata((ACCEPTED,))
                 start = start_message(await _start(requests))
                 async with server.open_session(start) as session:
                     await session.run(_chunks(requests), send)
-        except ServerFull as e:
-            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)
+        except ServerFull as e:  # before the call is taken: its status alone
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
         except SessionError as e:  # before the header: nothing sent yet
             code, message = grpc.StatusCode.INVALID_ARGUMENT, str(e)
         if code is not None:
-            await send({"type": "error", "error": message})
+            with contextlib.suppress(ConnectionError):
+                await send({"type": "error", "error": message})
         elif session.error is not None:  # the error message went with the session's frames
             code = grpc.StatusCode.INVALID_ARGUMENT
             if session.fault != "client":
@@ -138,8 +150,13 @@ async def listen_grpc(server, host: str, port: int):
     pb_grpc.add_AnimationServiceServicer_to_server(AnimationService(server), g)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
+        if port:  # first ourselves: gRPC's own failure also logs a multi-line report
+            family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(where)
         bound = g.add_insecure_port(address)
-    except RuntimeError as e:
+    except (OSError, RuntimeError) as e:
         raise OSError(f"{who}: cannot listen on {address}: {e}") from None
     await g.start()
     return g, bound, exposure_warning(who, host, bound)

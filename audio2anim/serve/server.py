@@ -176,8 +176,14 @@ class Server:
             self.log(warning)
         self.url = f"ws://{self.host}:{self.port}/v1/stream?token={self.token}"
         if self.grpc_port is not None:
-            from .grpc_service import listen_grpc
-
+            try:
+                from .grpc_service import listen_grpc
+            except ImportError as e:
+                await self._runner.cleanup()
+                self._runner = None
+                raise RuntimeError(
+                    f"gRPC needs grpcio and protobuf: pip install 'audio2anim[serve]' ({e})"
+                ) from None
             try:
                 self._grpc, self.grpc_port, warning = await listen_grpc(
                     self, self.host, self.grpc_port

@@ -47,7 +47,9 @@ class AnimationServiceServicer:
     def Stream(self, request_iterator, context):
         """One session. Send `start`, then `audio` chunks, then `end`; receive the `header`, one
         `frame` per 1/fps seconds of audio as soon as it is made, then `end` (or `error`).
-        Metadata: `authorization: Bearer TOKEN` (or `x-token: TOKEN`).
+        Metadata: `authorization: Bearer TOKEN` (or `x-token: TOKEN`). The server answers a call
+        it takes with the initial metadata `audio2anim-accepted: 1`; one it refuses (token,
+        full) ends with its status alone.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -19,10 +19,10 @@ prints:
 - CPU: the server's and this process's, in % of one core, over the level; and the 1-minute
   load average (the machine is shared: above the core count, other jobs had part of the CPU).
 
-- batching (``--batch-window-ms W``, a comma-separated list: one server per value, 0 = off):
-  the mean batch size and the mean wait in the batcher's queue of each model over the level,
-  from the server's ``/metrics``; with ``--device cuda`` the GPU's mean utilization
-  (``nvidia-smi``) too.
+- batching (``--batch-window-ms W``, a comma-separated list, 0 = off: one server per value, all
+  up at once, each N measured on each in turn, so that they see the same load): the mean batch
+  size and the mean wait in the batcher's queue of each model over the level, from the
+  server's ``/metrics``; with ``--device cuda`` the GPU's mean utilization (``nvidia-smi``).
 
 The largest N with e2e p99 ≤ 100 ms and no drops is the capacity, per batch window.
 ``--client-procs P`` spreads the speakers over P client processes (for hundreds of speakers on
@@ -93,6 +93,20 @@ def synthesize(voices: list[str], seconds: float) -> list[tuple[np.ndarray, int,
     return out
 
 
+def from_file(path: Path, voices: int, seconds: float) -> list[tuple[np.ndarray, int, str]]:
+    """``voices`` recordings from one audio file (for a machine without the TTS voices): the
+    file looped to ``seconds``, each recording starting at its own offset into it."""
+    import soundfile as sf
+
+    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    n = int(seconds * sr)
+    looped = np.tile(x, n // len(x) + 2)
+    step = max(1, len(x) // voices)
+    return [(looped[i * step : i * step + n].copy(), int(sr), f"{path.name}@{i * step / sr:.1f}s")
+            for i in range(voices)]  # fmt: skip
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -106,13 +120,15 @@ def free_port() -> int:
 
 
 def start_server(
-    token: str, graph: str | None, window_ms: float, device: str, metrics_port: int
+    token: str, graph: str | None, window_ms: float, device: str, metrics_port: int, sets=()
 ) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", "--token", token,
            "--max-sessions", "1000", "--batch-window-ms", f"{window_ms:g}", "--device", device,
            "--metrics-port", str(metrics_port)]  # fmt: skip
     if graph:
         cmd += ["--graph", graph]
+    for override in sets:
+        cmd += ["--set", override]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
@@ -159,7 +175,15 @@ def scrape(port: int) -> dict[tuple[str, str], float]:
     """The server's batch metrics: (sample name, model) → value."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for _ in range(20):
+        try:
+            url = f"http://127.0.0.1:{port}/metrics"
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+            break
+        except OSError:
+            time.sleep(0.25)
+    else:
+        return {}
     out = {}
     for family in text_string_to_metric_families(text):
         if family.name.startswith("audio2anim_batch"):
@@ -328,6 +352,10 @@ def main() -> int:
     ap.add_argument("--speakers", default="1,5,10,20,30,40", help="N values, comma-separated")
     ap.add_argument("--seconds", type=float, default=15.0, help="audio per speaker and level")
     ap.add_argument("--voices", default=VOICES, help="TTS voices, comma-separated")
+    ap.add_argument("--audio", type=Path,
+                    help="speak this file instead (7 recordings: offsets into it, looped)")  # fmt: skip
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=V",
+                    help="the server's --set (repeatable)")  # fmt: skip
     ap.add_argument("--chunk-ms", type=float, default=20.0, help="audio per chunk (ms)")
     ap.add_argument("--graph", help="the server's graph (default: its default)")
     ap.add_argument("--batch-window-ms", default="0",
@@ -341,16 +369,26 @@ def main() -> int:
     ap.add_argument("--section", default="serve", help="the docs section --write-docs writes")
     add_arguments(ap)
     args = ap.parse_args()
-    voices = args.voices.split(",")
-    recordings = synthesize(voices, args.seconds)
+    if args.audio:
+        recordings = from_file(args.audio, 7, args.seconds)
+        voices = [name for _, _, name in recordings]
+    else:
+        voices = args.voices.split(",")
+        recordings = synthesize(voices, args.seconds)
     rows = []
-    for window in (float(w) for w in args.batch_window_ms.split(",")):
-        token = secrets.token_urlsafe(24)
-        metrics_port = free_port()
-        proc, url = start_server(token, args.graph, window, args.device, metrics_port)
-        misses = 0
-        try:
-            for n in (int(v) for v in args.speakers.split(",")):
+    windows = [float(w) for w in args.batch_window_ms.split(",")]
+    servers = {}  # one per window, all up at once: the levels of each N run side by side
+    try:
+        for window in windows:
+            token, metrics_port = secrets.token_urlsafe(24), free_port()
+            proc, url = start_server(
+                token, args.graph, window, args.device, metrics_port, args.sets
+            )
+            servers[window] = (proc, url, token, metrics_port)
+        misses = dict.fromkeys(windows, 0)
+        for n in (int(v) for v in args.speakers.split(",")):
+            for window in [w for w in windows if misses[w] < args.stop_after]:
+                proc, url, token, metrics_port = servers[window]
                 r = level(n, url, token, recordings, proc.pid, args.chunk_ms, args.client_procs,
                           metrics_port, args.device == "cuda")  # fmt: skip
                 r["window"] = window
@@ -363,12 +401,16 @@ def main() -> int:
                     f"clients CPU {r['client_cpu']:.0f}%, load {r['load']:.1f}",
                     file=sys.stderr, flush=True,
                 )  # fmt: skip
-                misses = 0 if r["p99"] <= GOAL_MS and r["drops"] == 0 else misses + 1
-                if misses >= args.stop_after:
-                    break
-        finally:
+                ok = r["p99"] <= GOAL_MS and r["drops"] == 0
+                misses[window] = 0 if ok else misses[window] + 1
+            if all(m >= args.stop_after for m in misses.values()):
+                break
+    finally:
+        for proc, *_ in servers.values():
             proc.terminate()
+        for proc, *_ in servers.values():
             proc.wait(timeout=30)
+    rows.sort(key=lambda r: windows.index(r["window"]))
     text = table(rows, voices, args.seconds, args.chunk_ms, args.graph, args.device,
                  args.client_procs)  # fmt: skip
     print(text)

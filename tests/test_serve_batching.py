@@ -17,7 +17,8 @@ from tiny_models import speak
 
 from audio2anim.client import stream
 from audio2anim.graph.metrics import ServeMetrics
-from audio2anim.models.predictor_stream import cached_onnx_model, onnx_run
+from audio2anim.models.model_call import onnx_run
+from audio2anim.models.predictor_stream import cached_onnx_model
 from audio2anim.resources import require_checkpoint
 from audio2anim.serve.batching import BatchingService, ModelBatcher
 from audio2anim.serve.server import Server
@@ -197,9 +198,11 @@ def test_a_session_that_disconnects_frees_its_slots_and_the_others_go_on(voices)
     assert abs(len(result.values) - len(b) / sr_b * 50) <= 2
 
 
-def test_live_whisper_streams_batched_together_equal_each_alone(tmp_path):
+@pytest.mark.parametrize("awaited", [False, True], ids=["threads", "awaited"])
+def test_live_whisper_streams_batched_together_equal_each_alone(tmp_path, awaited):
     """Two live Whisper streams (the tiny random encoder) pushing different audio in blocks of
-    different sizes from two threads, their encoder calls stacked: each equals its stream alone."""
+    different sizes, from two threads or two tasks awaiting the batcher, their encoder calls
+    stacked: each equals its stream alone."""
     from test_whisper_live import live_head
     from tiny_models import save_tiny_whisper
 
@@ -226,12 +229,24 @@ def test_live_whisper_streams_batched_together_equal_each_alone(tmp_path):
         outs[i] = np.concatenate([*parts, s.flush()])
         sessions[i].close()
 
+    async def aspeak(i, block):
+        s, x = streams[i], audios[i]
+        parts = [await s.apush(x[j : j + block]) for j in range(0, len(x), block)]
+        outs[i] = np.concatenate([*parts, await s.aflush()])
+        sessions[i].close()
+
+    async def both():
+        await asyncio.gather(aspeak(0, 640), aspeak(1, 960))
+
     threads = [threading.Thread(target=speak_, args=(i, b)) for i, b in enumerate((640, 960))]
     try:
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(120)
+        if awaited:
+            asyncio.run(both())
+        else:
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(120)
     finally:
         service.close()
     for got, want in zip(outs, alone, strict=True):

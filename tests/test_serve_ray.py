@@ -164,8 +164,21 @@ class _Handle:
     def remote(self, request):
         name, key, feeds = request
         self.calls.append((name, key))
-        out = self.worker.batching.batchers[key].run_batch([feeds])[0]
-        return type("Response", (), {"result": lambda self: out})()
+        return _Response(self.worker.batching.batchers[key].run_batch([feeds])[0])
+
+
+class _Response:
+    """A `ray.serve.handle.DeploymentResponse` already answered: ``result()`` or awaited."""
+
+    def __init__(self, out: dict) -> None:
+        self.out = out
+
+    def result(self) -> dict:
+        return self.out
+
+    def __await__(self):
+        yield from asyncio.sleep(0).__await__()
+        return self.out
 
 
 def test_ingress_model_calls_name_their_graph_and_the_worker_model():

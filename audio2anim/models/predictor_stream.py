@@ -19,14 +19,8 @@ The difference between backends is only the function that runs the model: torch
 ``SequencePredictor.predict`` or `onnx_export.OnnxModel.predict` (the checkpoint's export from
 the on-disk cache of `onnx_export.cached_export` unless an exported ``.onnx`` is given).
 
-Model calls and batching: a stream runs its model through a *model call*, ``feeds`` (input
-name → array, batch of one) → outputs by name (`ModelCall`). `model_call(onnx, batching, axes)`
-gives it: the ONNX session's own ``run`` by default, or, with a `ModelBatching` (what
-``audio2anim serve --batch-window-ms`` hands each session's operators), a caller that sends the
-feeds to a model batcher shared by every session, which stacks the calls of the sessions ready
-together into one (``axes``: the batch axis of each input and output, 0 unless named). A
-stream's state (history, GRU state, the autoregressive outputs) goes in and out of the call, so
-the batched path is the same stream with another caller.
+Model calls go through `audio2anim.models.model_call` (direct, or batched across the sessions
+of `audio2anim serve`).
 """
 
 from __future__ import annotations
@@ -40,50 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .checkpoint import read_sidecar
-
-ModelCall = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-
-
-class ModelBatching(Protocol):
-    """A session's access to shared model batchers (`audio2anim.serve.batching`)."""
-
-    def caller(
-        self, key: str, make_run: Callable[[str], ModelCall], axes: dict[str, int]
-    ) -> ModelCall:
-        """The session's caller of the batcher ``key``; ``make_run(device)`` builds the batched
-        model (called once per process and key), ``axes`` as `model_call`."""
-        ...
-
-
-def onnx_run(onnx_model) -> ModelCall:
-    """An `OnnxModel`'s session as a `ModelCall` (any batch size)."""
-    session = onnx_model.session
-    names = [o.name for o in session.get_outputs()]
-
-    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(names, session.run(names, feeds), strict=True))
-
-    return run
-
-
-def model_call(
-    onnx_model, batching: ModelBatching | None = None, axes: dict[str, int] | None = None
-) -> ModelCall:
-    """How a stream calls ``onnx_model``: directly, or through ``batching`` (its batcher keyed
-    by the exported file; ONNX Runtime on the CPU whatever the device)."""
-    run = onnx_run(onnx_model)
-    if batching is None:
-        return run
-    key = f"{onnx_model.kind}@{onnx_model.path}"
-    return batching.caller(key, lambda device: run, axes or {})
-
-
-def check_batching(value):
-    """An operator's ``batching`` param: None, or what the service hands it (not a graph file's
-    value)."""
-    if value is not None and not callable(getattr(value, "caller", None)):
-        raise ValueError("batching is set by audio2anim serve, not in a graph file")
-    return value
+from .model_call import ModelBatching, arun_steps, model_call, run_steps
 
 
 class PredictorStream(Protocol):
@@ -139,18 +90,34 @@ class WindowStream:
         self.emitted = 0
 
     def push(self, frames: np.ndarray) -> np.ndarray:
+        return run_steps(self._push(frames), self._predict)
+
+    def flush(self) -> np.ndarray:
+        return run_steps(self._emit(self.seen), self._predict)
+
+    async def apush(self, frames: np.ndarray) -> np.ndarray:
+        """`push`, its model call awaited (``predict`` has an ``acall``)."""
+        return await arun_steps(self._push(frames), self._apredict)
+
+    async def aflush(self) -> np.ndarray:
+        return await arun_steps(self._emit(self.seen), self._apredict)
+
+    def _predict(self, x):
+        return self.predict(x)
+
+    async def _apredict(self, x):
+        return await self.predict.acall(x)
+
+    def _push(self, frames: np.ndarray):
         x = np.asarray(frames, np.float32).reshape(-1, self.in_dim)
         self.buf = np.concatenate([self.buf, x])
         self.seen += len(x)
-        return self._emit(self.seen - self.lookahead)
+        return (yield from self._emit(self.seen - self.lookahead))
 
-    def flush(self) -> np.ndarray:
-        return self._emit(self.seen)
-
-    def _emit(self, upto: int) -> np.ndarray:
+    def _emit(self, upto: int):
         if upto <= self.emitted:
             return np.zeros((0, self.out_dim), np.float32)
-        y = self.predict(self.buf)
+        y = yield self.buf
         out = y[self.emitted - self.buf_start : upto - self.buf_start]
         self.emitted = upto
         keep = max(self.buf_start, upto - self.history)
@@ -204,6 +171,21 @@ class OnnxARStream:
         n = self.lookahead if self.seen else 0
         zero = np.zeros(len(self.mean), np.float32)  # normalized zero = the right padding
         return self._stack([y for _ in range(n) if (y := self._advance(zero)) is not None])
+
+
+class _BatchedPredict:
+    """`OnnxModel.predict` of a window model, its call batched with other sessions' (and
+    awaitable: ``acall``)."""
+
+    def __init__(self, call) -> None:
+        self.call = call
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.call({"features": np.asarray(x, np.float32)[None]})["params"][0]
+
+    async def acall(self, x: np.ndarray) -> np.ndarray:
+        out = await self.call.acall({"features": np.asarray(x, np.float32)[None]})
+        return out["params"][0]
 
 
 class _TorchAR:
@@ -303,11 +285,7 @@ def open_predictor_stream(
             weights = load_file(str(Path(checkpoint) / "model.safetensors"))
             stream = OnnxARStream(onnx, weights["in_mean"], weights["in_std"], batching)
             return stream, sidecar, keepalive
-        if batching is None:
-            predict = onnx.predict
-        else:  # `OnnxModel.predict`, its call batched with other sessions'
-            call = model_call(onnx, batching)
-            predict = lambda x: call({"features": np.asarray(x, np.float32)[None]})["params"][0]  # noqa: E731
+        predict = onnx.predict if batching is None else _BatchedPredict(model_call(onnx, batching))
     else:
         raise ValueError(f"backend {backend!r}: expected 'torch' or 'onnx'")
     stream = WindowStream(

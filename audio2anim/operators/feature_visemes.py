@@ -49,7 +49,7 @@ from audio2anim.graph.formats import Format
 from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
-from audio2anim.models.predictor_stream import check_batching
+from audio2anim.models.model_call import awaitable, check_batching
 from audio2anim.models.torch_threads import configure_torch_threads
 from audio2anim.models.viseme_streams import (
     FRAME_S,
@@ -139,6 +139,9 @@ class VisemeFeatures(Operator):
         self.recognizer.push(np.zeros(SAMPLE_RATE // 2, np.float32))
         self.recognizer.flush()
         self.recognizer.reset()
+        if p.batching is not None and awaitable(getattr(self.recognizer, "call", None)):
+            # batched: the model call is awaited on the event loop, no worker thread per call
+            self.process, self.flush = self._process_batched, self._flush_batched
         self.factor = 100 // p.frame_rate
         self.pending = np.zeros((0, N_VISEMES), np.float32)  # 10 ms frames not yet paired
         self.clock = MediaClock(p.frame_rate)
@@ -179,6 +182,15 @@ class VisemeFeatures(Operator):
         if self.torch:
             configure_torch_threads()
         return self._emit(self.recognizer.flush())
+
+    async def _process_batched(self, port: str, packet: Packet) -> Outputs:
+        audio: Audio = packet.payload
+        audio.require_rate(SAMPLE_RATE, "feature.visemes")
+        self.clock.input(packet)
+        return self._emit(await self.recognizer.apush(audio.samples))
+
+    async def _flush_batched(self) -> Outputs:
+        return self._emit(await self.recognizer.aflush())
 
     def _emit(self, probs: np.ndarray) -> Outputs:
         if len(probs) == 0:

@@ -60,7 +60,7 @@ from audio2anim.graph.formats import Format
 from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
-from audio2anim.models.predictor_stream import check_batching
+from audio2anim.models.model_call import awaitable, check_batching
 from audio2anim.models.torch_threads import configure_torch_threads
 from audio2anim.resources import require_checkpoint
 from audio2anim.streams import Audio, Visemes
@@ -172,6 +172,8 @@ class WhisperVisemeFeatures(Operator):
                 onnx = cached_export(model_dir)
             batching = p.batching if front.live is not None else None  # live heads only
             self.stream = front.stream(p.window_s, p.hop_s, p.lookahead_s, onnx, batching)
+            if awaitable(getattr(self.stream, "encode", None)):  # batched: awaited on the loop
+                self.process, self.flush = self._process_batched, self._flush_batched
         except ValueError as e:
             raise ValueError(f"feature.whisper_visemes: {e}") from None
         self.clock = MediaClock(FRAME_RATE)
@@ -207,6 +209,15 @@ class WhisperVisemeFeatures(Operator):
     def flush(self) -> Outputs:
         configure_torch_threads()
         return self._emit(self.stream.flush())
+
+    async def _process_batched(self, port: str, packet: Packet) -> Outputs:
+        audio: Audio = packet.payload
+        audio.require_rate(SAMPLE_RATE, "feature.whisper_visemes")
+        self.clock.input(packet)
+        return self._emit(await self.stream.apush(audio.samples))
+
+    async def _flush_batched(self) -> Outputs:
+        return self._emit(await self.stream.aflush())
 
     def _emit(self, probs: np.ndarray) -> Outputs:
         if len(probs) == 0:

@@ -48,7 +48,7 @@ from audio2anim.graph.formats import Format
 from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
-from audio2anim.models.predictor_stream import check_batching
+from audio2anim.models.model_call import awaitable, check_batching
 from audio2anim.models.torch_threads import configure_torch_threads
 from audio2anim.resources import require_checkpoint
 from audio2anim.streams import Features, Params, Visemes
@@ -105,6 +105,9 @@ class StreamingPredictor(Operator):
         # which wav2vec2 feature the predictor was trained on ("posteriors", "hidden-3", ...)
         self.feature = (side.get("feature") or {}).get("feature")
         self.clock = MediaClock(self.rate)
+        if p.batching is not None and awaitable(getattr(stream, "predict", None)):
+            # batched: the model call is awaited on the event loop, no worker thread per call
+            self.process, self.flush = self._process_batched, self._flush_batched
 
     def reset(self) -> None:
         self.stream.reset()
@@ -160,6 +163,13 @@ class StreamingPredictor(Operator):
         if self.torch:
             configure_torch_threads()
         return self._emit(self.stream.flush())
+
+    async def _process_batched(self, port: str, packet: Packet) -> Outputs:
+        self.clock.input(packet)
+        return self._emit(await self.stream.apush(self._frames(packet.payload)))
+
+    async def _flush_batched(self) -> Outputs:
+        return self._emit(await self.stream.aflush())
 
     def close(self) -> None:
         keep = getattr(self, "_keepalive", None)

@@ -2,12 +2,14 @@
 
 `audio2anim serve --batch-window-ms W` gives every session a `SessionBatching`; its heavy
 operators (the viseme front end, the predictors, the live Whisper encoder) call their model
-through it instead of directly (`audio2anim.models.predictor_stream.model_call`). Each model
+through it instead of directly (`audio2anim.models.model_call`). Each model
 has one `ModelBatcher` per process, with a worker thread:
 
 - a session's call (``feeds``: input name → array with a batch of one, or a few) waits in the
-  batcher's queue; the caller blocks (it runs in its graph runner's thread pool, as the
-  unbatched call would);
+  batcher's queue. It is awaited (``acall``: the operators then run on the event loop, and
+  the batch's results reach the loop in one hand-over, whatever its size), or made from a
+  thread that blocks until its result is there (``__call__``: a thread-pool operator, a
+  set-up's warm-up);
 - the worker takes the first waiting call, then waits until every session holding a slot on
   this batcher has called or ``window_ms`` has passed since that first call, whichever comes
   first (calls that queue while a batch runs join the next one);
@@ -32,7 +34,9 @@ Metrics (`audio2anim.graph.metrics.ServeMetrics`, label ``model``): the batch si
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import threading
 import time
@@ -41,7 +45,7 @@ from collections.abc import Callable
 import numpy as np
 
 from audio2anim.graph.metrics import ServeMetrics
-from audio2anim.models.predictor_stream import ModelCall
+from audio2anim.models.model_call import ModelCall
 
 Feeds = dict[str, np.ndarray]
 
@@ -50,7 +54,19 @@ Feeds = dict[str, np.ndarray]
 class _Request:
     feeds: Feeds
     queued: float
-    future: concurrent.futures.Future
+    future: concurrent.futures.Future | asyncio.Future
+    loop: asyncio.AbstractEventLoop | None = None  # an awaited call's
+
+
+def _settle(results: list[tuple[asyncio.Future, Feeds | None, BaseException | None]]) -> None:
+    """On the event loop: hand the awaited calls of one batch their results."""
+    for future, out, error in results:
+        if future.done():  # its caller was cancelled (the session stopped)
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(out)
 
 
 def _signature(feeds: Feeds, axes: dict[str, int]) -> tuple:
@@ -133,12 +149,22 @@ class ModelBatcher:
     def call(self, feeds: Feeds) -> Feeds:
         """One caller's model call, batched with the others waiting (blocks until done)."""
         req = _Request(feeds, time.monotonic(), concurrent.futures.Future())
+        self._queue(req)
+        return req.future.result()
+
+    async def acall(self, feeds: Feeds) -> Feeds:
+        """`call`, awaited on the running event loop."""
+        loop = asyncio.get_running_loop()
+        req = _Request(feeds, time.monotonic(), loop.create_future(), loop)
+        self._queue(req)
+        return await req.future
+
+    def _queue(self, req: _Request) -> None:
         with self._cv:
             if self._closed:
                 raise RuntimeError(f"batcher {self.name}: closed")
             self._pending.append(req)
             self._cv.notify_all()
-        return req.future.result()
 
     def open_slot(self) -> None:
         with self._cv:
@@ -178,14 +204,22 @@ class ModelBatcher:
                     self._wait.observe(now - r.queued)
             self.batches += 1
             self.calls += len(batch)
+            error = None
             try:
                 outs = self.run_batch([r.feeds for r in batch])
-            except BaseException as e:  # noqa: BLE001 - each caller gets the model's error
-                for r in batch:
-                    r.future.set_exception(e)
-                continue
+            except Exception as e:  # noqa: BLE001 - each caller gets the model's error
+                outs, error = [None] * len(batch), e
+            loops: dict[asyncio.AbstractEventLoop, list] = {}
             for r, out in zip(batch, outs, strict=True):
-                r.future.set_result(out)
+                if r.loop is not None:
+                    loops.setdefault(r.loop, []).append((r.future, out, error))
+                elif error is not None:
+                    r.future.set_exception(error)
+                else:
+                    r.future.set_result(out)
+            for loop, results in loops.items():
+                with contextlib.suppress(RuntimeError):  # a loop that has closed
+                    loop.call_soon_threadsafe(_settle, results)
 
 
 class BatchCaller:
@@ -198,6 +232,9 @@ class BatchCaller:
 
     def __call__(self, feeds: Feeds) -> Feeds:
         return self.batcher.call(feeds)
+
+    async def acall(self, feeds: Feeds) -> Feeds:
+        return await self.batcher.acall(feeds)
 
     def close(self) -> None:
         if not self.closed:
@@ -236,7 +273,7 @@ class BatchingService:
             return b
 
     def session(self) -> SessionBatching:
-        """A session's access (a `models.predictor_stream.ModelBatching`)."""
+        """A session's access (a `audio2anim.models.model_call.ModelBatching`)."""
         return SessionBatching(self)
 
     def close(self) -> None:

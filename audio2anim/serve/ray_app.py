@@ -15,9 +15,9 @@ Two Ray Serve deployments (docs/serve.md, "On Ray Serve"), each with its own rep
   ``audio2anim serve``'s WebSocket (`audio2anim.serve.server`), through the same session core
   (`audio2anim.serve.session`). Its sessions' graphs run in the replica (sources, features,
   smoothing: per-session state stays there); their heavy operators' model calls go to the
-  ``models`` deployment's handle instead of an in-process batcher (`RayBatching`). Operators
-  call their model from the graph runner's pool threads, so the blocking
-  ``handle.call.remote(…).result()`` never runs on the replica's event loop.
+  ``models`` deployment's handle instead of an in-process batcher (`RayBatching`), one request
+  per call, awaited on the replica's event loop as the batched operators await the in-process
+  batcher (a set-up's warm-up calls from its thread and blocks there).
 
 A model worker replica finds the model a call names by the batcher key (the exported file, or
 the encoder's source and weights), so every node must hold the same models at the same paths
@@ -152,7 +152,7 @@ class RayBatching:
 
 
 class _RaySessionBatching:
-    """One session's callers (a `models.predictor_stream.ModelBatching`); nothing to free: the
+    """One session's callers (a `models.model_call.ModelBatching`); nothing to free: the
     worker keeps no slot per session."""
 
     def __init__(self, service: RayBatching, warming: Any) -> None:
@@ -162,17 +162,25 @@ class _RaySessionBatching:
         service = self.service
         if self.warming is not _WARMING:
             service.graph_of[key] = self.warming
-        name = service.graph_of.get(key)
-        call = service.handle.call
-
-        def run(feeds: dict) -> dict:
-            # runs in the graph runner's pool thread: blocking here is what the model does
-            return call.remote((name, key, feeds)).result()
-
-        return run
+        return _RemoteCall(service.handle.call, service.graph_of.get(key), key)
 
     def close(self) -> None:
         pass
+
+
+class _RemoteCall:
+    """A session's call of one model in the ``models`` deployment: awaited on the ingress
+    replica's event loop (``acall``, what the batched operators do), or made from a thread
+    that blocks until the answer is there (a set-up's warm-up), never on the loop."""
+
+    def __init__(self, method, graph: str | None, key: str) -> None:
+        self.method, self.graph, self.key = method, graph, key
+
+    def __call__(self, feeds: dict) -> dict:
+        return self.method.remote((self.graph, self.key, feeds)).result()
+
+    async def acall(self, feeds: dict) -> dict:
+        return await self.method.remote((self.graph, self.key, feeds))
 
 
 class _IngressServer(Server):

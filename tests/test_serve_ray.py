@@ -7,7 +7,8 @@ model worker deployment; two concurrent sessions each get their own; a wrong tok
 start message is refused as ``audio2anim serve`` refuses it. Without Ray Serve installed (the
 ``ray`` extra) these are skipped. Without a Ray instance: the ingress' model calls carry the
 graph their model belongs to and find the worker's model by its key, and the command's
-option errors are one line."""
+option errors are one line. Slow (each its own Ray instance): ``serve --ray local`` streams a
+file and stops on SIGINT; a missing checkpoint fails the deployment with one line naming it."""
 
 from __future__ import annotations
 
@@ -244,3 +245,56 @@ def test_serve_ray_option_errors_are_one_line(capsys):
         assert main(["serve", *argv]) == 2
         err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
         assert len(err) == 1 and err[0].startswith("error: ") and what in err[0], err
+
+
+def _serve_cli(*args: str):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
+    cmd = [sys.executable, "-m", "audio2anim", "serve", "--ray", "local", "--port", "0", *args]
+    return subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_serve_ray_local_streams_then_stops_on_sigint(tmp_path, voices):
+    import signal
+
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed (audio2anim[ray])")
+    a, sr, _ = voices["mama bob"]
+    sf.write(tmp_path / "mama.wav", a, sr)
+    proc = _serve_cli("--token", TOKEN)
+    try:
+        url = None
+        for line in proc.stderr:
+            if line.startswith("audio2anim serve: "):
+                url = line.split(" ", 2)[2].strip()
+                break
+        assert url is not None and url.startswith("ws://127.0.0.1:") and f"token={TOKEN}" in url
+        r = stream_file(url.split("?")[0], TOKEN, tmp_path / "mama.wav", realtime=False)
+        assert r.end["frames"] == len(r.values) > 0
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=120) == 130
+        assert "SIGINT: stopping" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_serve_ray_with_a_missing_checkpoint_is_one_line_naming_it():
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed (audio2anim[ray])")
+    proc = _serve_cli("--set", "pred.checkpoint=/nonexistent/ckpt")
+    try:
+        err = proc.stderr.read()
+        assert proc.wait(timeout=300) == 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    errors = [ln for ln in err.splitlines() if ln.startswith("error")]
+    assert len(errors) == 1 and "Ray Serve deployment failed: models:" in errors[0]
+    assert "/nonexistent/ckpt" in errors[0]

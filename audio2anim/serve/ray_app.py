@@ -318,7 +318,8 @@ def build_app(s: RaySettings):
 
 
 def start_local_ray(num_cpus: int | None = None) -> None:
-    """A new Ray instance on this machine, every server of it bound to 127.0.0.1."""
+    """A new Ray instance on this machine, every server of it bound to 127.0.0.1 (``num_cpus``:
+    the CPUs it schedules by, default the machine's)."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's single-machine mode
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
@@ -336,6 +337,18 @@ def deploy(s: RaySettings) -> str:
     serve.start(http_options={"host": s.host, "port": s.port})
     serve.run(build_app(s), name=APP_NAME, route_prefix="/", blocking=False)
     return f"ws://{s.host}:{s.port}/v1/stream?token={s.token}"
+
+
+def _failure(error: Exception) -> str:
+    """Why the deployment failed, one line: the failed deployment's own error (the last line of
+    its replica's traceback, e.g. a missing checkpoint), else Ray's message."""
+    with contextlib.suppress(Exception):
+        app = serve.status().applications[APP_NAME]
+        for name, d in app.deployments.items():
+            lines = [ln.strip() for ln in (d.message or "").splitlines() if ln.strip()]
+            if str(d.status).endswith("DEPLOY_FAILED") and lines:
+                return f"{name}: {lines[-1]}"
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def serve_on_ray(args) -> int:
@@ -369,9 +382,10 @@ def serve_on_ray(args) -> int:
         batch_wait_s=args.batch_window_ms / 1000.0,
     )  # fmt: skip
     local = args.ray == "local"
+    need = settings.model_replicas + settings.ingress_replicas  # CPUs: one per replica
     try:
-        if local:
-            start_local_ray()
+        if local:  # enough CPUs to schedule by, even on a machine with fewer cores
+            start_local_ray(max(os.cpu_count() or 1, need))
         else:
             connect(args.ray)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -383,6 +397,10 @@ def serve_on_ray(args) -> int:
               f"each; the Ray cluster has {gpus:g}", file=sys.stderr)  # fmt: skip
         ray.shutdown()
         return 2
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus < need:  # an autoscaling cluster may add nodes; else the deployment waits forever
+        print(f"warning: the replicas ask for {need} CPUs (one each); the Ray cluster has "
+              f"{cpus:g} now: the deployment waits for more nodes", file=sys.stderr)  # fmt: skip
     stop = threading.Event()
     received: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -393,9 +411,8 @@ def serve_on_ray(args) -> int:
             print(warning, file=sys.stderr, flush=True)
         try:
             url = deploy(settings)
-        except Exception as e:  # a replica that cannot start: Ray's message, first line
-            msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            print(f"error: Ray Serve deployment failed: {msg}", file=sys.stderr)
+        except Exception as e:  # a replica that cannot start
+            print(f"error: Ray Serve deployment failed: {_failure(e)}", file=sys.stderr)
             return 2
         where = "a local Ray instance" if local else f"the Ray cluster at {args.ray}"
         print(f"audio2anim serve: {url}", file=sys.stderr, flush=True)

@@ -49,7 +49,7 @@ from ray import serve
 from audio2anim.graph.netguard import exposure_warning, host_allowed, origin_allowed, token_ok
 
 from .server import Server
-from .session import START_TIMEOUT_S, ServerFull, SessionError, start_message
+from .session import START_TIMEOUT_S, ServerFull, SessionError, end_message, start_message
 
 APP_NAME = "audio2anim"
 DEFAULT_MAX_BATCH = 256
@@ -215,12 +215,7 @@ async def _chunks(ws: WebSocket):
         if msg.get("bytes") is not None:
             yield msg["bytes"]
             continue
-        try:
-            kind = json.loads(msg.get("text") or "").get("type")
-        except (ValueError, AttributeError):
-            kind = None
-        if kind != "end":
-            raise SessionError('after start, send binary audio chunks then {"type": "end"}')
+        end_message(msg.get("text") or "")
         yield None
         return
 

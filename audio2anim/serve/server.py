@@ -71,6 +71,7 @@ from .session import (
     Session,
     SessionError,
     StartMessage,
+    end_message,
     session_graph,
     start_message,
 )
@@ -385,12 +386,7 @@ async def _chunks(ws) -> AsyncIterator[bytes | None]:
         if msg.type == WSMsgType.BINARY:
             yield msg.data
         elif msg.type == WSMsgType.TEXT:
-            try:
-                kind = json.loads(msg.data).get("type")
-            except (ValueError, AttributeError):
-                kind = None
-            if kind != "end":
-                raise SessionError('after start, send binary audio chunks then {"type": "end"}')
+            end_message(msg.data)
             yield None
             return
         else:  # close or error

@@ -22,6 +22,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
@@ -71,6 +72,16 @@ def start_message(data: str | bytes | dict) -> StartMessage:
         raise SessionError(
             f"bad start message: {where}: {msg}" if where != "message" else f"bad start message: {msg}"
         ) from None
+
+
+def end_message(data: str | bytes) -> None:
+    """A client's text message after the start: the end message, else `SessionError`."""
+    try:
+        kind = json.loads(data).get("type")
+    except (ValueError, AttributeError):
+        kind = None
+    if kind != "end":
+        raise SessionError('after start, send binary audio chunks then {"type": "end"}')
 
 
 def decode_chunk(data: bytes, fmt: str) -> np.ndarray:

@@ -53,7 +53,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--device", choices=("cpu", "cuda"), default="cpu",
-        help="where batched torch models run (the live Whisper encoder; default cpu)",
+        help="where the batched live Whisper encoder and window predictors run (default cpu)",
     )  # fmt: skip
     p.add_argument("--metrics-port", type=int, metavar="N", help="serve /metrics on this port")
     p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The streaming service on one GPU: bench/serve.py with the live Whisper graph
-# (graphs/whisper_cnn_live.yaml), its encoder and CNN predictor batched across sessions on cuda
-# (the encoder in torch: vis.backend=torch), N = 50, 100, 200, 300, 400 real-time speakers from 8 client
-# processes. The speakers read the shipped recording (audio2anim/assets/speech.wav) at seven
+# (graphs/whisper_cnn_live.yaml), its encoder and CNN predictor batched across sessions on
+# cuda (the encoder in torch: vis.backend=torch), N = 50, 100, 200, 300, 400 real-time
+# speakers from 8 client processes. The speakers read the shipped recording (audio2anim/assets/speech.wav) at seven
 # offsets, so the machine needs no TTS voices and no network.
 #
 #   OUT=/tmp/out bench/gpu_serve.sh                    # .venv/bin/python
@@ -24,7 +24,7 @@ DEVICE=${DEVICE:-cuda}
 PROCS=${PROCS:-8}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-export AUDIO2ANIM_CACHE=${AUDIO2ANIM_CACHE:-$OUT/cache}
+export AUDIO2ANIM_CACHE=${AUDIO2ANIM_CACHE:-${TMPDIR:-/tmp}/audio2anim-cache}
 ulimit -n 65536 2>/dev/null || true
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true

@@ -419,9 +419,10 @@ def _write_entry(export: Callable[[Path], Path], folder: Path, key: str) -> Path
 
 @contextlib.contextmanager
 def _entry_lock(folder: Path, key: str):
-    """An exclusive lock on one cache entry across processes (``flock`` on ``.<key>.lock``), so
-    that of several processes starting cold (a batch's workers) one exports and the others wait
-    for its entry. Where the lock cannot be taken (no ``fcntl``, a read-only folder), none."""
+    """An exclusive lock on one cache entry across processes (``flock`` on ``.<key>.lock``,
+    removed once the entry is written), so that of several processes starting cold (a batch's
+    workers) one exports and the others wait for its entry. Where the lock cannot be taken (no
+    ``fcntl``, a read-only folder), none: the export's rename into place keeps an entry whole."""
     try:
         import fcntl
 
@@ -462,6 +463,8 @@ def _cached(
             print(notice.format(folder=folder), file=sys.stderr, flush=True)
         try:
             path = _write_entry(export, folder, key)
+            # the entry exists: a process that waited finds it, and later ones need no lock
+            (folder / f".{key}.lock").unlink(missing_ok=True)
         except OSError as e:  # a read-only or full cache folder: export for this process only
             print(f"audio2anim: warning: ONNX cache {folder} not writable ({e})", file=sys.stderr)
             tmp = tempfile.TemporaryDirectory(prefix="audio2anim-onnx-")

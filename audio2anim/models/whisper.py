@@ -48,7 +48,7 @@ import torch
 
 from audio2anim.audio import MODEL_RATE as SAMPLE_RATE  # Whisper's rate too
 
-from .whisper_onnx import default_model_folder  # noqa: F401 - part of this module's API
+from .whisper_mel import default_model_folder  # noqa: F401 - part of this module's API
 
 N_FFT = 400
 HOP = 160

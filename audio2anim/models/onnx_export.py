@@ -31,6 +31,7 @@ imports it only to export.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -328,7 +329,11 @@ def cache_dir() -> Path:
     return Path(root) / "onnx"
 
 
+@functools.cache
 def _version(dist: str) -> str:
+    """An installed distribution's version ("none" if absent), looked up once per process:
+    every run of a graph computes its models' cache keys, and a lookup scans the installed
+    packages' metadata."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -8,9 +8,14 @@ Graphs (opset 17, dynamic batch and time; normalization baked in):
 | viseme-mlp/-cnn, w2v-cnn, w2v-attention | features [B, T, D]             | params [B, T, O] in [0, 1]  |
 | w2v-ar (one step)   | window [B, D, RF] (normalized), prev [B, K, O] (normalized) | y [B, O] (normalized, clamped: feed it back), params [B, O] |
 | whisper-viseme-head (live) | mel [B, 80, 2W] (one window, normalized) | states [B, W, D] (the head's layers side by side) |
+| whisper-viseme-head (offline) | x [N, (2c + 1) D] (frames with context) | logits [N, 15] (no viseme bias) |
+| whisper-encoder     | mel [B, n_mels, 2T] (normalized; T ≤ 1500)          | states [B, T, D] (the given layers side by side) |
 
 A live Whisper head (`audio2anim.models.whisper_live`) exports its fine-tuned encoder for its
-window length W (packaged tiny.en underneath); the head itself stays in torch.
+window length W (packaged tiny.en underneath); the head itself stays in torch. An offline head
+exports the head alone; its encoder, shared by every head on it, is exported by
+`export_whisper_encoder` with a dynamic time axis (windows of any length up to 30 s), cached
+by `cached_whisper_encoder` (`audio2anim.models.whisper_onnx` runs the two).
 
 The front-end graph is stateful so that it can stream: ``history`` holds the last conv inputs
 (normalized, zeros at the start) and ``h0`` the GRU state; ``probs[t]`` labels frame
@@ -25,7 +30,9 @@ The exporter is torch's TorchScript-based one (``dynamo=False``): it needs no on
 (`cache_dir`: ``$AUDIO2ANIM_CACHE`` or ``~/.cache/audio2anim``, subfolder ``onnx``), one entry
 per (weights sha256, sidecar, export settings, torch version): ``<key>.onnx`` and its sidecar
 ``<key>.json``. A run whose models all come from the cache never imports torch: this module
-imports it only to export.
+imports it only to export. An entry is written in a temporary folder and renamed into place,
+under a per-entry lock (``.<key>.lock``, removed once the entry exists) so that processes
+starting cold together export it once.
 """
 
 from __future__ import annotations

@@ -232,8 +232,8 @@ class WhisperVisemes:
         window, hop, lookahead = self.windows(window_s, hop_s, lookahead_s)
         if self.live is None:
             if onnx is not None:
-                raise ValueError("backend onnx: only for a live head (an offline head's windows "
-                                 "vary in length); use backend torch")  # fmt: skip
+                raise ValueError("backend onnx: only for a live head here; an offline head runs "
+                                 "in ONNX Runtime as whisper_onnx.OnnxWhisperVisemes")  # fmt: skip
             return WhisperVisemeStream(self, window, hop, lookahead)
         from .whisper_live import LiveWhisperStream
 

@@ -181,3 +181,20 @@ def test_animate_csv_equals_the_torch_paths(tmp_path):
         assert va.shape == vb.shape and len(va) > 50, time.perf_counter() - t0
         np.testing.assert_allclose(va, vb, atol=1e-3)
         assert va[:, 1:].max() > 0.2  # the face moves
+
+
+def test_the_operator_runs_an_offline_head_in_onnx_runtime(tiny_whisper, tiny_head):
+    from audio2anim.graph.testing import audio_packets, run_operator
+
+    audio = speechlike(3.3)
+    params = {"model": str(tiny_head), "encoder": str(tiny_whisper), "window_s": 1.0,
+              "hop_s": 0.1, "lookahead_s": 0.2, "viseme_bias": {"PP": 2.0}}  # fmt: skip
+    outs = {
+        backend: run_operator("feature.whisper_visemes", audio_packets(audio, 16000, block=700),
+                              {**params, "backend": backend})["out"]
+        for backend in ("onnx", "torch")
+    }  # fmt: skip
+    assert [p.media_time for p in outs["onnx"]] == [p.media_time for p in outs["torch"]]
+    probs = {k: np.concatenate([p.payload.probs for p in v]) for k, v in outs.items()}
+    assert probs["onnx"].shape == (len(audio) // 320, 15)
+    np.testing.assert_allclose(probs["onnx"], probs["torch"], atol=1e-5)

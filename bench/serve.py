@@ -25,10 +25,11 @@ prints:
   server's ``/metrics``; with ``--device cuda`` the GPU's mean utilization (``nvidia-smi``).
 
 The largest N with e2e p99 ≤ 100 ms and no drops is the capacity, per batch window.
+``--transport grpc`` streams over the server's gRPC port instead of its WebSocket.
 ``--client-procs P`` spreads the speakers over P client processes (for hundreds of speakers on
 a many-core machine, so the clients are not the bottleneck). ``--plot FILE.png`` draws p50/p99
 against N (matplotlib, when installed); ``--write-docs`` writes the table into
-docs/performance.md (section ``serve``; ``--section`` another).
+docs/performance.md (section ``serve``, ``serve_grpc`` for gRPC; ``--section`` another).
 
     python bench/serve.py --speakers 1,5,10,20,30,40 --seconds 15 --batch-window-ms 0,5 --write-docs
     python bench/serve.py --graph graphs/whisper_cnn_live.yaml --device cuda --batch-window-ms 5 \
@@ -120,7 +121,13 @@ def free_port() -> int:
 
 
 def start_server(
-    token: str, graph: str | None, window_ms: float, device: str, metrics_port: int, sets=()
+    token: str,
+    graph: str | None,
+    window_ms: float,
+    device: str,
+    metrics_port: int,
+    sets=(),
+    transport: str = "websocket",
 ) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", "--token", token,
            "--max-sessions", "1000", "--batch-window-ms", f"{window_ms:g}", "--device", device,
@@ -129,11 +136,15 @@ def start_server(
         cmd += ["--graph", graph]
     for override in sets:
         cmd += ["--set", override]
+    prefix = "audio2anim serve: "
+    if transport == "grpc":
+        cmd += ["--grpc-port", "0"]
+        prefix = "audio2anim serve (gRPC): "
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
-        if line.startswith("audio2anim serve: "):
-            return proc, line.split(" ", 2)[2].strip().split("?")[0]
+        if line.startswith(prefix):
+            return proc, line.removeprefix(prefix).strip().split("?")[0]
     raise SystemExit(f"the server did not start (exit {proc.wait()})")
 
 
@@ -277,11 +288,12 @@ def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_port, 
     }  # fmt: skip
 
 
-def table(rows, voices, seconds, chunk_ms, graph, device, procs) -> str:
+def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="websocket") -> str:
     gpu = any(r["gpu"] is not None for r in rows)
+    over = ", over gRPC" if transport == "grpc" else ""
     lines = [
         f"graph {graph or 'graphs/viseme_cnn.yaml'}; batched models on {device}; "
-        f"{seconds:g} s per speaker, 16-bit PCM in {chunk_ms:g} ms chunks, paced in real time; "
+        f"{seconds:g} s per speaker, 16-bit PCM in {chunk_ms:g} ms chunks, paced in real time{over}; "
         f"voices {', '.join(voices)} (their own rates); server and {procs} client "
         f"process{'es' if procs > 1 else ''} on the same machine. Batching: mean calls per "
         "model call and mean wait in the batcher's queue (ms), per model",
@@ -358,6 +370,8 @@ def main() -> int:
                     help="the server's --set (repeatable)")  # fmt: skip
     ap.add_argument("--chunk-ms", type=float, default=20.0, help="audio per chunk (ms)")
     ap.add_argument("--graph", help="the server's graph (default: its default)")
+    ap.add_argument("--transport", choices=("websocket", "grpc"), default="websocket",
+                    help="how the speakers stream (default websocket)")  # fmt: skip
     ap.add_argument("--batch-window-ms", default="0",
                     help="the server's --batch-window-ms, comma-separated: one run each (0 = off)")  # fmt: skip
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -366,7 +380,8 @@ def main() -> int:
     ap.add_argument("--plot", type=Path, help="write the latency plot here (PNG)")
     ap.add_argument("--stop-after", type=int, default=2,
                     help="stop after this many levels in a row miss the goal")  # fmt: skip
-    ap.add_argument("--section", default="serve", help="the docs section --write-docs writes")
+    ap.add_argument("--section", help="the docs section --write-docs writes (default: serve, "
+                    "serve_grpc with --transport grpc)")  # fmt: skip
     add_arguments(ap)
     args = ap.parse_args()
     if args.audio:
@@ -382,7 +397,7 @@ def main() -> int:
         for window in windows:
             token, metrics_port = secrets.token_urlsafe(24), free_port()
             proc, url = start_server(
-                token, args.graph, window, args.device, metrics_port, args.sets
+                token, args.graph, window, args.device, metrics_port, args.sets, args.transport
             )
             servers[window] = (proc, url, token, metrics_port)
         misses = dict.fromkeys(windows, 0)
@@ -412,11 +427,12 @@ def main() -> int:
             proc.wait(timeout=30)
     rows.sort(key=lambda r: windows.index(r["window"]))
     text = table(rows, voices, args.seconds, args.chunk_ms, args.graph, args.device,
-                 args.client_procs)  # fmt: skip
+                 args.client_procs, args.transport)  # fmt: skip
     print(text)
     if args.plot:
         plot(rows, args.plot)
-    write_from_args(args, args.section, text)
+    section = args.section or ("serve_grpc" if args.transport == "grpc" else "serve")
+    write_from_args(args, section, text)
     return 0
 
 

@@ -1,9 +1,11 @@
 """``audio2anim serve`` (the streaming service) and ``audio2anim stream`` (its client).
 
-    audio2anim serve [--port 8770] [--graph graphs/viseme_cnn.yaml] [--max-sessions 32]
+    audio2anim serve [--port 8770] [--grpc-port 8771] [--graph graphs/viseme_cnn.yaml]
     audio2anim stream speech.wav --server ws://127.0.0.1:8770/v1/stream --token T -o out.csv
+    audio2anim stream speech.wav --server grpc://127.0.0.1:8771 --token T -o out.csv
 
-``serve`` prints the URL with its token (random per run unless ``--token``) and runs until
+``serve`` prints the URL with its token (random per run unless ``--token``), and with
+``--grpc-port`` the gRPC address (the same token goes in the call's metadata), and runs until
 SIGINT/SIGTERM, then stops every session (each graph drains and closes) and prints how many
 sessions ended how. ``stream`` sends a file paced in real time (``--fast``: as fast as the
 server takes it) and writes the animation in any format ``animate`` writes (by extension, or
@@ -23,10 +25,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     from audio2anim.graph.cli import add_checkpoints_argument
 
     p = sub.add_parser(
-        "serve", help="WebSocket service: many speakers stream audio in, animation out"
+        "serve", help="WebSocket/gRPC service: many speakers stream audio in, animation out"
     )
     p.add_argument("--host", default="127.0.0.1", help="address (not loopback: a warning)")
     p.add_argument("--port", type=int, default=8770, help="port (0 = any free one)")
+    p.add_argument(
+        "--grpc-port", type=int, metavar="N",
+        help="also serve gRPC (audio2anim.v1.AnimationService) on this port, same --host "
+        "(0 = any free one; default: no gRPC)",
+    )  # fmt: skip
     p.add_argument("--graph", default="graphs/viseme_cnn.yaml", help="the default method graph")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
@@ -62,7 +69,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("stream", help="stream an audio file to `audio2anim serve`, save the result")
     p.add_argument("audio", type=Path, help="audio file (any libsndfile format)")
-    p.add_argument("--server", required=True, metavar="URL", help="ws://HOST:PORT/v1/stream")
+    p.add_argument("--server", required=True, metavar="URL",
+                   help="ws://HOST:PORT/v1/stream, or grpc://HOST:PORT for gRPC")  # fmt: skip
     p.add_argument("--token", required=True, help="the server's token")
     p.add_argument("-o", "--output", dest="outputs", action="append", required=True,
                    metavar="OUT", help="output file, format by extension (repeatable)")  # fmt: skip
@@ -107,8 +115,8 @@ async def _serve(args: argparse.Namespace) -> int:
     server = Server(
         args.host, args.port, graph=args.graph, overrides=tuple(args.overrides),
         token=args.token, hosts=tuple(args.hosts), max_sessions=args.max_sessions,
-        max_chunk=args.max_chunk, queue=args.queue, batch_window_ms=args.batch_window_ms,
-        device=args.device, metrics=metrics,
+        max_chunk=args.max_chunk, queue=args.queue, metrics=metrics, grpc_port=args.grpc_port,
+        batch_window_ms=args.batch_window_ms, device=args.device,
     )  # fmt: skip
     http = None
     if args.metrics_port is not None:
@@ -121,6 +129,8 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     print(f"audio2anim serve: {url}", file=sys.stderr, flush=True)
+    if server.grpc_url:
+        print(f"audio2anim serve (gRPC): {server.grpc_url}", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     received = []

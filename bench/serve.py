@@ -36,7 +36,7 @@ The largest N with e2e p99 ≤ 100 ms and no drops is the capacity, per server.
 ``--client-procs P`` spreads the speakers over P client processes (for hundreds of speakers on
 a many-core machine, so the clients are not the bottleneck). ``--plot FILE.png`` draws p50/p99
 against N (matplotlib, when installed); ``--write-docs`` writes the table into
-docs/performance.md (section ``serve``; ``--section`` another).
+docs/performance.md (section ``serve``, ``serve_grpc`` for gRPC; ``--section`` another).
 
     python bench/serve.py --speakers 1,5,10,20,30,40 --seconds 15 --batch-window-ms 0,5 --write-docs
     python bench/serve.py --speakers 1,2,4 --seconds 8 --ray local --section serve-ray
@@ -416,7 +416,8 @@ def main() -> int:
     ap.add_argument("--plot", type=Path, help="write the latency plot here (PNG)")
     ap.add_argument("--stop-after", type=int, default=2,
                     help="stop after this many levels in a row miss the goal")  # fmt: skip
-    ap.add_argument("--section", default="serve", help="the docs section --write-docs writes")
+    ap.add_argument("--section", help="the docs section --write-docs writes (default: serve, "
+                    "serve_grpc with --transport grpc)")  # fmt: skip
     add_arguments(ap)
     args = ap.parse_args()
     if args.audio:
@@ -473,7 +474,8 @@ def main() -> int:
     print(text)
     if args.plot:
         plot(rows, args.plot)
-    write_from_args(args, args.section, text)
+    section = args.section or ("serve_grpc" if args.transport == "grpc" else "serve")
+    write_from_args(args, section, text)
     return 0
 
 

@@ -2,7 +2,8 @@
 viseme models equal the calls made one by one; concurrent sessions of `audio2anim serve` with
 batching on each get what their audio gives alone (the mouth closes on their own bilabials),
 in batches of more than one; a session that disconnects frees its slot at once while the
-others go on."""
+others go on; live Whisper streams batched (from threads, or awaited) equal each alone; the
+command refuses a bad window or a missing GPU in one line."""
 
 from __future__ import annotations
 
@@ -255,3 +256,21 @@ def test_live_whisper_streams_batched_together_equal_each_alone(tmp_path, awaite
     count = metrics.registry.get_sample_value("audio2anim_batch_size_count", label)
     total = metrics.registry.get_sample_value("audio2anim_batch_size_sum", label)
     assert count < total  # some windows of the two streams ran in one call
+
+
+def test_serve_refuses_a_bad_batch_window_or_a_missing_gpu_in_one_line(python):
+    import subprocess
+    from pathlib import Path
+
+    import torch
+
+    root = Path(__file__).resolve().parents[1]
+    cases = [(["--batch-window-ms", "-1"], "error: --batch-window-ms: between 0 and 1000")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "error: --device cuda: no CUDA device is available"))
+    for extra, message in cases:
+        r = subprocess.run(
+            [python, "-m", "audio2anim", "serve", "--port", "0", *extra],
+            cwd=root, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert r.returncode == 2 and r.stderr.strip() == message, r.stderr

@@ -73,15 +73,23 @@ def onnx_run(onnx_model) -> ModelCall:
 
 
 def model_call(
-    onnx_model, batching: ModelBatching | None = None, axes: dict[str, int] | None = None
+    onnx_model,
+    batching: ModelBatching | None = None,
+    axes: dict[str, int] | None = None,
+    on_device: Callable[[str], ModelCall] | None = None,
 ) -> ModelCall:
     """How a stream calls ``onnx_model``: directly, or through ``batching`` (its batcher keyed
-    by the exported file; ONNX Runtime on the CPU whatever the device)."""
+    by the exported file). The batcher runs ONNX Runtime on the CPU, or, when the service's
+    device is not the CPU and ``on_device`` is given, ``on_device(device)``: the same model
+    with the same inputs and outputs (e.g. in torch on the GPU)."""
     run = onnx_run(onnx_model)
     if batching is None:
         return run
-    key = f"{onnx_model.kind}@{onnx_model.path}"
-    return batching.caller(key, lambda device: run, axes or {})
+
+    def make_run(device: str) -> ModelCall:
+        return run if device == "cpu" or on_device is None else on_device(device)
+
+    return batching.caller(f"{onnx_model.kind}@{onnx_model.path}", make_run, axes or {})
 
 
 def check_batching(value):

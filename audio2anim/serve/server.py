@@ -38,9 +38,9 @@ RESOURCE_EXHAUSTED.
 
 Batching (``batch_window_ms`` > 0): the operators with a ``batching`` param (the ONNX viseme
 front end and predictors, the live Whisper encoder) get the session's
-`audio2anim.serve.batching.SessionBatching`, so their model calls are stacked with the other
-sessions' (``device``: where the batched torch models run). The session's slots are freed as
-soon as its client disconnects, and in any case when its graph has ended.
+`audio2anim.serve.batching.SessionBatching` (`batched`), so their model calls are stacked with
+the other sessions' (``device``: where the batched torch models run). A session's slots are
+freed as soon as its client disconnects, and in any case when its graph has ended.
 """
 
 from __future__ import annotations
@@ -122,11 +122,11 @@ class Server:
         max_sessions: int = 32,
         max_chunk: int = 65536,
         queue: int = 50,
-        batch_window_ms: float = 0.0,
-        device: str = "cpu",
         metrics: ServeMetrics | None = None,
         log=None,
         grpc_port: int | None = None,
+        batch_window_ms: float = 0.0,
+        device: str = "cpu",
     ) -> None:
         self.host, self.port, self.grpc_port = host, port, grpc_port
         self.graph_file, self.overrides = str(graph), tuple(overrides)
@@ -215,17 +215,18 @@ class Server:
         if self.batching is not None:
             self.batching.close()
 
-    def batched(self, nodes: dict) -> Any:
-        """Hand a session's ``batching`` to the nodes that take it (in place) → the session's
-        `SessionBatching`, or None when the server does not batch."""
+    def batched(self, graph):
+        """``graph`` with the session's ``batching`` handed to the nodes that take it →
+        ``(graph, its SessionBatching)``; ``(graph, None)`` when the server does not batch."""
         if self.batching is None:
-            return None
+            return graph, None
         access = self.batching.session()
+        nodes = dict(graph.nodes)
         for name, node in nodes.items():
             if "batching" in node.op_class.Params.model_fields:
                 params = node.params.model_copy(update={"batching": access})
                 nodes[name] = dataclasses.replace(node, params=params)
-        return access
+        return dataclasses.replace(graph, nodes=nodes), access
 
     async def method(self, name: str | None) -> MethodGraph:
         """The session graph of a shipped graph ``name`` (None: the server's), built and warmed
@@ -250,9 +251,8 @@ class Server:
         inbox.put_nowait((np.zeros(8000, np.float32), time.monotonic()))
         inbox.put_nowait(None)
         frames = []
-        graph = session_graph(m.graph, inbox, 16000, frames.append)
-        access = self.batched(graph.nodes)  # also opens the model batchers
-        try:
+        graph, access = self.batched(session_graph(m.graph, inbox, 16000, frames.append))
+        try:  # batched: also opens the model batchers
             report = await Runner(graph, GraphMetrics()).run()
         finally:
             if access is not None:

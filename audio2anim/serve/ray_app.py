@@ -89,6 +89,7 @@ class ModelWorker:
             device=settings.device, log=lambda line: None,
         )  # fmt: skip
         self.served: dict[str, list[int]] = {}  # model label → [calls, batches]
+        self._count = threading.Lock()  # two batches may run at once
         self.call.set_max_batch_size(settings.max_batch)
         self.call.set_batch_wait_timeout_s(settings.batch_wait_s)
         await self.server.method(None)
@@ -116,16 +117,18 @@ class ModelWorker:
         for key, members in groups.items():
             batcher = self.server.batching.batchers[key]
             results = batcher.run_batch([requests[i][2] for i in members])
-            served = self.served.setdefault(batcher.name, [0, 0])
-            served[0] += len(members)
-            served[1] += 1
+            with self._count:
+                served = self.served.setdefault(batcher.name, [0, 0])
+                served[0] += len(members)
+                served[1] += 1
             for i, out in zip(members, results, strict=True):
                 outs[i] = out
         return outs
 
     def batches(self) -> dict[str, tuple[int, int]]:
         """What this replica has served: model label → (calls, batches)."""
-        return {name: (calls, n) for name, (calls, n) in self.served.items()}
+        with self._count:
+            return {name: (calls, n) for name, (calls, n) in self.served.items()}
 
 
 # -- the ingress' side of the model calls ---------------------------------------------------------
@@ -286,10 +289,6 @@ class Ingress:
                     await ws.close(code=1000 if session.error is None else 1008)
         except SessionError as e:  # before the session: nothing sent yet
             await _error(ws, str(e))
-
-    def counts(self) -> dict:
-        """How this replica's sessions ended, and the refusals."""
-        return {**self.server.ended, "refused": self.server.refused}
 
 
 # -- deploying ------------------------------------------------------------------------------------

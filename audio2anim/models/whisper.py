@@ -414,6 +414,29 @@ class Whisper:
         return out
 
 
+def encoder_only_whisper(config: dict) -> Whisper:
+    """A Whisper for its encoder alone, built from the encoder's dimensions (``num_mel_bins``,
+    ``d_model``, ``encoder_layers``, ``encoder_attention_heads``, ``encoder_ffn_dim``,
+    ``max_source_positions``), its weights unset: a live checkpoint that carries its whole
+    encoder lays them over it. The decoder is a one-token stub (no tokenizer, no
+    transcription), so nothing of the packaged model is read."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    cfg = WhisperConfig(
+        **config,
+        decoder_layers=1,
+        decoder_attention_heads=1,
+        decoder_ffn_dim=8,
+        vocab_size=8,
+        max_target_positions=8,
+        pad_token_id=0,
+        bos_token_id=0,
+        eos_token_id=0,
+        decoder_start_token_id=0,
+    )
+    return Whisper(WhisperForConditionalGeneration(cfg).float(), None, "encoder only")
+
+
 def load_whisper(path: str | Path | None = None) -> Whisper:
     """A Whisper folder (see the module doc; None = the packaged tiny.en) → `Whisper`."""
     folder = default_model_folder() if path is None else Path(path)

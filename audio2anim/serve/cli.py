@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_BATCH_WINDOW_MS = 0.0
+DEFAULT_BATCH_WINDOW_MS = 5.0  # bench/serve.py on the 2-core CPU: docs/performance.md
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -115,7 +115,13 @@ def test_signal_stops_a_batch_cleanly(tmp_path, many_lines, workers, signals):
     time.sleep(0.5)  # a terminated worker is reaped by the parent's pool before it exits
     assert _group_alive(proc.pid) == [], "worker processes left behind"
     aborted = len(signals) > 1
-    assert proc.returncode == (1 if aborted else {15: 143, 2: 130}[signals[0]]), err
+    stopped = {15: 143, 2: 130}[signals[0]]
+    if aborted:
+        # the second signal aborts (1), or comes after the clean stop had finished and handed
+        # the signal back: the default action then ends the finished process (-signal)
+        assert proc.returncode in (1, -signals[1]), err
+    else:
+        assert proc.returncode == stopped, err
     names = sorted(p.name for p in out.rglob("*"))
     assert not [n for n in names if n.endswith(".tmp")], names
     doc = json.loads(report.read_text())

@@ -62,7 +62,7 @@ def test_wav2vec2_features_are_refused_by_a_whisper_trained_predictor_before_sta
 name: g
 nodes:
   src:  {{op: source.synthetic, params: {{rate: 16000, duration_s: 0.5}}}}
-  feat: {{op: feature.wav2vec2, params: {{model: {CKPT / "wav2vec2"}}}}}
+  feat: {{op: feature.wav2vec2, params: {{model: {CKPT / "wav2vec2"}, feature: posteriors+hidden-4}}}}
   pred: {{op: predictor.w2v_cnn, params: {{checkpoint: {CKPT / "whisper-w2v-cnn"}, backend: onnx}}}}
   out:  {{op: sink.null}}
 edges: [src -> feat -> pred -> out]
@@ -129,7 +129,6 @@ def padded_sentence(tmp_path_factory):
     return path, 0.6, 0.6 + len(audio) / sr
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("graph", GRAPHS)
 def test_the_shipped_graph_animates_speech_and_rests_in_silence(graph, padded_sentence, tmp_path):
     """Loads the packaged Whisper tiny.en (a few seconds) and runs the graph as shipped."""
@@ -151,7 +150,9 @@ def test_the_shipped_graph_animates_speech_and_rests_in_silence(graph, padded_se
     assert np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1
     jaw = values[:, NAMES.index("jawOpen")]
     t = np.arange(len(jaw)) / 50.0
-    silence = (t < start - 0.15) | (t > end + 0.25)
+    # the silences, less their first and last 0.1 s (the clip's edges) and the lip movements
+    # the teacher anticipates or lets settle around the speech
+    silence = ((t > 0.1) & (t < start - 0.15)) | ((t > end + 0.25) & (t < t[-1] - 0.1))
     speech = (t > start) & (t < end)
     assert jaw[silence].max() < 0.1, "the jaw stays open in silence"
     assert jaw[speech].max() > 0.3 and (jaw[speech] > 0.15).mean() > 0.3, "the jaw hardly opens"

@@ -10,10 +10,13 @@ them to ARKit CSV:
 - one batch call, ``audio2anim animate DIR --out-dir OUT`` (worker pool, models loaded once);
 - the Python API in a warm process (`audio2anim.Animator` already built; ``animate`` + write).
 
-Start-up is the wall time of ``audio2anim animate line.wav -o x.csv`` on a 1 s line (the median
-of ``--startup-runs``, after one run that compiles the bytecode, as an installed package has it),
-and where it goes: the interpreter, the imports, building the `Animator`, the first file
-(ONNX Runtime sessions and the run). Real-time factor = seconds of audio / seconds of wall clock.
+``--graph`` is the method graph of every run (default: ``animate``'s default). Start-up is the
+wall time of ``audio2anim animate line.wav -o x.csv`` on a 1 s line (the median of
+``--startup-runs``, after one run that compiles the bytecode and fills the ONNX export cache,
+as an installed package has them), and where it goes: the interpreter, the imports, building the
+`Animator`, the first file (ONNX Runtime sessions and the run); and once, the first run on a
+machine (an empty export cache: the models are exported to ONNX, with torch). Real-time factor =
+seconds of audio / seconds of wall clock.
 
 The long recording (``--minutes``, 0 to skip) concatenates the synthesized lines, with pauses,
 into one WAV of that length, animates it with one ``audio2anim animate`` call writing ARKit CSV,
@@ -23,7 +26,7 @@ second: printed over time, so a flat line shows memory does not grow with the re
 The machine may be shared: the 1-minute load average is recorded beside every figure (on a
 2-core machine, a load above 2 means the bench got less than the whole CPU).
 
-    .venv/bin/python bench/batch.py [--lines 200] [--per-line 20] [--minutes 60] [--write-docs]
+    .venv/bin/python bench/batch.py [--lines 200] [--per-line 20] [--minutes 60] [--graph G] [--write-docs]
 
 ``--write-docs`` writes the tables into docs/performance.md (sections ``batch`` and
 ``long-recording``).
@@ -66,6 +69,7 @@ def load() -> float:
 
 
 CODE = ROOT  # the source tree the subprocesses run (--code)
+GRAPH = "graphs/whisper_cnn.yaml"  # the method graph of every run (--graph)
 
 
 def env() -> dict:
@@ -94,11 +98,12 @@ def synth_lines(folder: Path, n: int, seed: int = 0) -> float:
     return total
 
 
-def cli(*args: str) -> float:
+def cli(*args: str, extra_env: dict | None = None) -> float:
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "audio2anim", "animate", *args, "--quiet"],
-        check=True, cwd=CODE, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "audio2anim", "animate", *args, "--graph", GRAPH, "--quiet"],
+        check=True, cwd=CODE, env={**env(), **(extra_env or {})}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )  # fmt: skip
     return time.perf_counter() - t0
 
@@ -107,18 +112,18 @@ PHASES = """
 import time, sys
 t0 = time.perf_counter()
 from audio2anim import cli as main_cli
-argv = ["animate", sys.argv[1], "-o", sys.argv[2], "--quiet"]
+argv = ["animate", sys.argv[1], "-o", sys.argv[2], "--graph", sys.argv[3], "--quiet"]
 if hasattr(main_cli, "modules_for"):
     main_cli.build_parser(main_cli.modules_for(argv))
 else:  # a tree whose parser imports every command
     main_cli.build_parser()
 from audio2anim.animate import cli
 t1 = time.perf_counter()
-cli._init_worker(cli.Settings("graphs/viseme_cnn.yaml", (), None, None, None))
+cli._init_worker(cli.Settings(sys.argv[3], (), None, None, None))
 t2 = time.perf_counter()
 r = cli.animate_job(cli.Job(__import__("pathlib").Path(sys.argv[1]),
                             [(__import__("pathlib").Path(sys.argv[2]), "csv")]), cli.Settings(
-    "graphs/viseme_cnn.yaml", (), None, None, None))
+    sys.argv[3], (), None, None, None))
 t3 = time.perf_counter()
 assert r[2] is None, r
 print(t1 - t0, t2 - t1, t3 - t2)
@@ -127,7 +132,11 @@ print(t1 - t0, t2 - t1, t3 - t2)
 
 def startup(tmp: Path, line: Path, runs: int) -> tuple[list[float], dict[str, float]]:
     """Wall times of ``runs`` one-line ``animate`` calls, and the phases of one (medians)."""
+    cold_cache = {"AUDIO2ANIM_CACHE": str(tmp / "cold-cache")}
     cli(str(line), "-o", str(tmp / "warm.csv"))  # bytecode compiled, ONNX exports cached
+    cold_load, before = load(), _children_cpu()
+    cold = cli(str(line), "-o", str(tmp / "cold.csv"), extra_env=cold_cache)
+    cold_cpu = _children_cpu() - before
     walls, loads, cpus = [], [], []
     for k in range(runs):
         loads.append(load())
@@ -139,7 +148,7 @@ def startup(tmp: Path, line: Path, runs: int) -> tuple[list[float], dict[str, fl
     )
     phases = []
     for k in range(max(3, runs // 2)):
-        p = subprocess.run([sys.executable, "-c", PHASES, str(line), str(tmp / f"p{k}.csv")],
+        p = subprocess.run([sys.executable, "-c", PHASES, str(line), str(tmp / f"p{k}.csv"), GRAPH],
                            cwd=CODE, env=env(), capture_output=True, text=True, check=True)  # fmt: skip
         phases.append([float(x) for x in p.stdout.split()])
     med = np.median(np.array(phases), axis=0)
@@ -150,6 +159,7 @@ def startup(tmp: Path, line: Path, runs: int) -> tuple[list[float], dict[str, fl
         "first file (ONNX sessions, run, CSV)": float(med[2]),
         "load": statistics.mean(loads),
         "cpu": statistics.median(cpus),
+        "cold": (cold, cold_cpu, cold_load),
     }
 
 
@@ -167,8 +177,12 @@ def startup_table(args, tmp: Path) -> str:
         f"{', '.join(f'{w:.2f}' for w in walls)}; load {phases['load']:.1f}); "
         f"CPU time {phases['cpu']:.2f} s"
     ]
-    shown = [f"  {k}: {v:.2f} s" for k, v in phases.items() if k not in ("load", "cpu")]
+    shown = [f"  {k}: {v:.2f} s" for k, v in phases.items() if k not in HIDDEN]
+    shown.append(f"  first run on a machine (empty export cache): {phases['cold'][0]:.2f} s")
     return "\n".join(lines + shown)
+
+
+HIDDEN = ("load", "cpu", "cold")  # phases' entries that are not phases
 
 
 def _children_cpu() -> float:
@@ -215,7 +229,7 @@ def batch_table(args, tmp: Path) -> str:
     from audio2anim.animate.outputs import write_output
 
     load_api = load()
-    animator = Animator()
+    animator = Animator(GRAPH)
     (tmp / "api").mkdir()
     t0 = time.perf_counter()
     for w in wavs:
@@ -231,8 +245,9 @@ def batch_table(args, tmp: Path) -> str:
         ("Python API, warm process", api, load_api, "one process, after `Animator()`"),
     ]  # fmt: skip
     rates = sorted({sf.info(str(w)).samplerate for w in wavs})
+    cold, cold_cpu, cold_load = phases["cold"]
     table = [
-        f"{n} lines, {seconds:.0f} s of audio ({seconds / n:.2f} s a line), voices "
+        f"`{GRAPH}`; {n} lines, {seconds:.0f} s of audio ({seconds / n:.2f} s a line), voices "
         f"{', '.join(VOICES)} ({', '.join(f'{r / 1000:g}' for r in rates)} kHz)",
         "",
         "| way | wall (s) | lines/s | s per line | real-time factor | speed-up | load | note |",
@@ -253,7 +268,10 @@ def batch_table(args, tmp: Path) -> str:
         "",
         "| phase | s |",
         "|---|---|",
-        *[f"| {k} | {v:.2f} |" for k, v in phases.items() if k not in ("load", "cpu")],
+        *[f"| {k} | {v:.2f} |" for k, v in phases.items() if k not in HIDDEN],
+        "",
+        f"The first run on a machine (an empty ONNX export cache: the models are exported, with "
+        f"torch) took {cold:.1f} s ({cold_cpu:.1f} s CPU; load {cold_load:.1f}).",
         "",
         f"Goals (load {statistics.mean([load_per_line, load_batch, load_api]):.1f} on "
         f"{os.cpu_count()} cores; above that, other jobs shared the CPU): "
@@ -334,7 +352,7 @@ def long_table(args, tmp: Path) -> str:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "audio2anim", "animate", str(wav),
-         *[a for o in outs for a in ("-o", str(o))], "--quiet"],
+         *[a for o in outs for a in ("-o", str(o))], "--graph", GRAPH, "--quiet"],
         cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     samples: list[tuple[float, float, float]] = []  # (s since start, RSS MB, load)
@@ -367,7 +385,8 @@ def long_table(args, tmp: Path) -> str:
     loads = [ld for _, _, ld in samples] or [ld0]
     table = [
         f"{seconds / 60:.1f} minutes of synthesized speech (the dialogue lines with pauses, "
-        "22.05 kHz mono), one `audio2anim animate long.wav -o long.csv -o long.json -o long.tsv`",
+        "22.05 kHz mono), one `audio2anim animate long.wav -o long.csv -o long.json -o long.tsv` "
+        f"with `{GRAPH}`",
         "",
         "| audio (min) | wall (s) | real-time factor | CPU time (s) | audio s per CPU s | peak "
         "RSS (MB) | RSS growth after the first quarter (MB) | mean load | outputs |",
@@ -404,10 +423,18 @@ def main() -> int:
     ap.add_argument("--code", type=Path, default=ROOT,
                     help="source tree the animate subprocesses run (e.g. another checkout, to "
                          "compare its start-up)")  # fmt: skip
+    ap.add_argument("--graph", default=None,
+                    help="method graph of every run (default: animate's default)")  # fmt: skip
     add_arguments(ap)
     args = ap.parse_args()
-    global CODE
+    global CODE, GRAPH
     CODE = args.code.resolve()
+    if args.graph is not None:
+        GRAPH = args.graph
+    else:
+        from audio2anim.animate.api import DEFAULT_GRAPH
+
+        GRAPH = DEFAULT_GRAPH
     print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="a2a-batch-") as tmp:
         tmp = Path(tmp)

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """CPU cost of the offline path: `audio2anim animate`'s graph run over a clip in this process,
-per method graph, on one torch thread.
+per method graph, on one thread (torch's and each ONNX Runtime session's).
 
     python bench/offline_cost.py [--graphs graphs/whisper_cnn.yaml,graphs/viseme_cnn.yaml]
                                  [--seconds 20] [--repeats 3] [--threads 1] [--write-docs]
+
+A graph may carry one override after ``@`` (``graphs/whisper_cnn.yaml@vis.backend=torch``: the
+Whisper front end in torch, the default graph's reference).
 
 The clip is the shipped speech clip repeated to ``--seconds`` (20 s: under the Whisper front
 end's 25 s, so it is encoded whole, as ``animate`` encodes a clip of that length; 60 s: three
@@ -11,7 +14,8 @@ end's 25 s, so it is encoded whole, as ``animate`` encodes a clip of that length
 then animates the clip ``--repeats`` times; the table gives the median real-time factor (audio
 seconds per wall second) and the CPU time of this process per second of audio (less sensitive
 than wall time to other jobs on a shared machine), and, for the Whisper front end alone
-(`WhisperVisemes.posteriors`), its CPU milliseconds per second of audio.
+in ONNX Runtime (`OnnxWhisperVisemes.posteriors`) and in torch (`WhisperVisemes.posteriors`),
+its CPU milliseconds per second of audio.
 ``--write-docs`` writes the table into docs/performance.md (section ``offline-cost``).
 """
 
@@ -29,7 +33,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perf_page import add_arguments, write_from_args  # noqa: E402
 
-DEFAULT_GRAPHS = "graphs/whisper_cnn.yaml,graphs/viseme_cnn.yaml"
+DEFAULT_GRAPHS = (
+    "graphs/whisper_cnn.yaml,graphs/whisper_cnn.yaml@vis.backend=torch,graphs/viseme_cnn.yaml"
+)
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -71,21 +77,27 @@ def main() -> int:
         "| graph (`animate --graph`) | real-time factor | CPU s per audio s |",
         "|---|---|---|",
     ]
-    for graph in args.graphs.split(","):
-        animator = Animator(graph)
+    for spec in args.graphs.split(","):
+        graph, _, override = spec.partition("@")
+        animator = Animator(graph, [override] if override else [])
         wall, cpu = timed(lambda a=animator: a.animate(clip, rate=16000), args.repeats)
-        lines.append(f"| `{graph}` | {args.seconds / wall:.1f}× | {cpu / args.seconds:.3f} |")
+        label = f"`{graph}`" + (f" `--set {override}`" if override else "")
+        lines.append(f"| {label} | {args.seconds / wall:.1f}× | {cpu / args.seconds:.3f} |")
         print(lines[-1], flush=True)
     from audio2anim.models.whisper_head import WhisperVisemes
+    from audio2anim.models.whisper_onnx import OnnxWhisperVisemes
     from audio2anim.resources import require_checkpoint
 
-    front = WhisperVisemes(require_checkpoint("checkpoints/whisper-viseme-head", "checkpoint"))
-    front.posteriors(clip[:16000])  # warm-up
-    _, cpu = timed(lambda: front.posteriors(clip), args.repeats)
+    head = require_checkpoint("checkpoints/whisper-viseme-head", "checkpoint")
+    costs = []
+    for front in (OnnxWhisperVisemes(head), WhisperVisemes(head)):
+        front.posteriors(clip[:16000])  # warm-up
+        _, cpu = timed(lambda f=front: f.posteriors(clip), args.repeats)
+        costs.append(f"{1000 * cpu / args.seconds:.1f}")
     lines += [
         "",
-        f"Whisper front end alone (tiny.en encoder + head, offline windows): "
-        f"{1000 * cpu / args.seconds:.1f} ms CPU per second of audio.",
+        f"Whisper front end alone (tiny.en encoder + head, offline windows), CPU ms per second of "
+        f"audio: {costs[0]} in ONNX Runtime, {costs[1]} in torch.",
     ]
     text = "\n".join(lines)
     print(text)

@@ -16,26 +16,49 @@ prints:
 - drops: frames the server dropped for a slow client, plus frames missing at the end;
 - send lag p99: how late this process sent its chunks against the real-time schedule (when it
   grows, the clients, not the server, are the bottleneck);
-- CPU: the server's and this process's, in % of one core, over the level; and the 1-minute
-  load average (the machine is shared: above the core count, other jobs had part of the CPU).
+- CPU: the server's (with every process under it: a local Ray instance's raylet, proxy and
+  replicas) and this process's, in % of one core, over the level; and the 1-minute load
+  average (the machine is shared: above the core count, other jobs had part of the CPU).
 
-The largest N with e2e p99 ≤ 100 ms and no drops is the capacity. ``--plot FILE.png`` draws
-p50/p99 against N (matplotlib, when installed); ``--write-docs`` writes the table into
-docs/performance.md (section ``serve``).
+- batching (``--batch-window-ms W``, a comma-separated list, 0 = off: one server per value, all
+  up at once, each N measured on each in turn, so that they see the same load): the mean batch
+  size and the mean wait in the batcher's queue of each model over the level, from the
+  server's ``/metrics``; with ``--device cuda`` the GPU's mean utilization (``nvidia-smi``).
 
-    python bench/serve.py --speakers 1,5,10,20,30,40 --seconds 15 --write-docs
+- Ray Serve (``--ray ADDRESS``, e.g. ``local``): one more server, ``audio2anim serve --ray
+  ADDRESS`` with the first batch window of the list (its model worker batches with Ray Serve's
+  ``@serve.batch``), measured at each N in turn with the others (service ``ray`` in the table;
+  its batch sizes are not scraped).
+
+The largest N with e2e p99 ≤ 100 ms and no drops is the capacity, per server.
+``--transport grpc`` streams over the servers' gRPC port instead of their WebSocket (not with
+``--ray``).
+``--client-procs P`` spreads the speakers over P client processes (for hundreds of speakers on
+a many-core machine, so the clients are not the bottleneck). ``--plot FILE.png`` draws p50/p99
+against N (matplotlib, when installed); ``--write-docs`` writes the table into
+docs/performance.md (section ``serve``, ``serve_grpc`` for gRPC; ``--section`` another).
+
+    python bench/serve.py --speakers 1,5,10,20,30,40 --seconds 15 --batch-window-ms 0,5 --write-docs
+    python bench/serve.py --speakers 1,2,4 --seconds 8 --ray local --section serve-ray
+    python bench/serve.py --graph graphs/whisper_cnn_live.yaml --device cuda --batch-window-ms 5 \
+        --speakers 50,100,200,300,400 --client-procs 8
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import multiprocessing
 import os
 import random
 import secrets
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -79,22 +102,77 @@ def synthesize(voices: list[str], seconds: float) -> list[tuple[np.ndarray, int,
     return out
 
 
+def from_file(path: Path, voices: int, seconds: float) -> list[tuple[np.ndarray, int, str]]:
+    """``voices`` recordings from one audio file (for a machine without the TTS voices): the
+    file looped to ``seconds``, each recording starting at its own offset into it."""
+    import soundfile as sf
+
+    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    n = int(seconds * sr)
+    looped = np.tile(x, n // len(x) + 2)
+    step = max(1, len(x) // voices)
+    return [(looped[i * step : i * step + n].copy(), int(sr), f"{path.name}@{i * step / sr:.1f}s")
+            for i in range(voices)]  # fmt: skip
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of process ``pid`` and the processes under it (Linux /proc;
+    those that ended are not counted)."""
+    stats, children = {}, {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(d.name)] = int(fields[11]) + int(fields[12])
+            children.setdefault(int(fields[1]), []).append(int(d.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, 0)
+        todo += children.get(p, [])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(token: str, graph: str | None) -> tuple[subprocess.Popen, str]:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(
+    token: str,
+    graph: str | None,
+    window_ms: float,
+    device: str,
+    metrics_port: int | None,
+    sets=(),
+    transport: str = "websocket",
+    ray: str | None = None,
+) -> tuple[subprocess.Popen, str]:
+    """``audio2anim serve`` (``ray``: ``--ray ray``, without a metrics port) → (its process,
+    the stream URL)."""
     cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", "--token", token,
-           "--max-sessions", "1000"]  # fmt: skip
+           "--max-sessions", "1000", "--batch-window-ms", f"{window_ms:g}", "--device", device]  # fmt: skip
+    if ray is not None:
+        cmd += ["--ray", ray]
+    else:
+        cmd += ["--metrics-port", str(metrics_port)]
     if graph:
         cmd += ["--graph", graph]
+    for override in sets:
+        cmd += ["--set", override]
+    prefix = "audio2anim serve: "
+    if transport == "grpc":
+        cmd += ["--grpc-port", "0"]
+        prefix = "audio2anim serve (gRPC): "
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
-        if line.startswith("audio2anim serve: "):
-            return proc, line.split(" ", 2)[2].strip().split("?")[0]
+        if line.startswith(prefix):
+            return proc, line.removeprefix(prefix).strip().split("?")[0]
     raise SystemExit(f"the server did not start (exit {proc.wait()})")
 
 
@@ -109,56 +187,180 @@ async def speaker(url, token, x, rate, delay, lags, chunk_ms):
     return result
 
 
-async def level(n, url, token, recordings, server_pid, chunk_ms):
-    rng = random.Random(n)
+async def clients(speakers, url, token, recordings, chunk_ms) -> dict:
+    """Some of a level's speakers (index, start delay), in one process → what they measured."""
     lags: list[float] = []
-    load = os.getloadavg()[0]
-    s0, c0, t0 = cpu_seconds(server_pid), time.process_time(), time.monotonic()
+    c0 = time.process_time()
     tasks = [
-        speaker(
-            url, token, *recordings[i % len(recordings)][:2], rng.uniform(0, 1.0), lags, chunk_ms
-        )
-        for i in range(n)
+        speaker(url, token, *recordings[i % len(recordings)][:2], delay, lags, chunk_ms)
+        for i, delay in speakers
     ]
     results = await asyncio.gather(*tasks)
+    return {
+        "lat": np.concatenate([r.latencies() for r in results]),
+        "lags": np.asarray(lags),
+        "dropped": sum(r.end.get("dropped", 0) for r in results),
+        "frames": sum(len(r.values) for r in results),
+        "cpu": time.process_time() - c0,
+        "algorithmic": float(results[0].header.get("algorithmic_latency_ms", float("nan"))),
+    }
+
+
+def _clients_in_process(args) -> dict:
+    return asyncio.run(clients(*args))
+
+
+def scrape(port: int | None) -> dict[tuple[str, str], float]:
+    """The server's batch metrics: (sample name, model) → value (none without a port)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    if port is None:
+        return {}
+    for _ in range(20):
+        try:
+            url = f"http://127.0.0.1:{port}/metrics"
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+            break
+        except OSError:
+            time.sleep(0.25)
+    else:
+        return {}
+    out = {}
+    for family in text_string_to_metric_families(text):
+        if family.name.startswith("audio2anim_batch"):
+            for s in family.samples:
+                if s.name.endswith(("_sum", "_count")):
+                    out[(s.name, s.labels["model"])] = s.value
+    return out
+
+
+def batch_means(before: dict, after: dict) -> dict[str, tuple[float, float]]:
+    """Per model over a level: (mean batch size, mean queue wait in ms)."""
+    out = {}
+    for (name, model), v in after.items():
+        if name != "audio2anim_batch_size_count":
+            continue
+        calls = v - before.get((name, model), 0.0)
+        if calls <= 0:
+            continue
+        key = ("audio2anim_batch_size_sum", model)
+        size = (after[key] - before.get(key, 0.0)) / calls
+        w_sum, w_n = (
+            "audio2anim_batch_queue_wait_seconds_sum",
+            "audio2anim_batch_queue_wait_seconds_count",
+        )
+        waits = after[(w_n, model)] - before.get((w_n, model), 0.0)
+        wait = (after[(w_sum, model)] - before.get((w_sum, model), 0.0)) / max(waits, 1) * 1e3
+        out[model] = (size, wait)
+    return out
+
+
+class GpuUse:
+    """Mean GPU utilization (%) over a level, from nvidia-smi every half second."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                out = subprocess.run(
+                    ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                    capture_output=True, text=True, timeout=5, check=True,
+                )  # fmt: skip
+                self.samples.append(float(out.stdout.split()[0]))
+            except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+                return
+
+    def mean(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        return float(np.mean(self.samples)) if self.samples else float("nan")
+
+
+def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_port, gpu):
+    rng = random.Random(n)
+    speakers = [(i, rng.uniform(0, 1.0)) for i in range(n)]
+    load = os.getloadavg()[0]
+    before = scrape(metrics_port)
+    gpu_use = GpuUse() if gpu else None
+    s0, t0 = cpu_seconds(server_pid), time.monotonic()
+    if procs <= 1:
+        parts = [asyncio.run(clients(speakers, url, token, recordings, chunk_ms))]
+    else:
+        shares = [speakers[k::procs] for k in range(procs) if speakers[k::procs]]
+        ctx = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(len(shares), mp_context=ctx) as pool:
+            jobs = [(share, url, token, recordings, chunk_ms) for share in shares]
+            parts = list(pool.map(_clients_in_process, jobs))
     wall = time.monotonic() - t0
     server_cpu = (cpu_seconds(server_pid) - s0) / wall * 100
-    client_cpu = (time.process_time() - c0) / wall * 100
+    client_cpu = sum(p["cpu"] for p in parts) / wall * 100
     load = max(load, os.getloadavg()[0])
-    lat = np.concatenate([r.latencies() for r in results]) * 1e3
-    dropped = sum(r.end.get("dropped", 0) for r in results)
+    batches = batch_means(before, scrape(metrics_port))
+    lat = np.concatenate([p["lat"] for p in parts]) * 1e3
+    lags = np.concatenate([p["lags"] for p in parts])
+    dropped = sum(p["dropped"] for p in parts)
     expected = sum(len(x) * 50 // rate for x, rate, _ in
                    (recordings[i % len(recordings)] for i in range(n)))  # fmt: skip
-    frames = sum(len(r.values) for r in results)
+    frames = sum(p["frames"] for p in parts)
     missing = max(0, expected - frames - 2 * n)  # a frame or two at the end is rounding
     return {
         "n": n, "frames": frames, "p50": float(np.percentile(lat, 50)),
         "p99": float(np.percentile(lat, 99)), "drops": dropped + missing,
         "lag99": float(np.percentile(lags, 99)) * 1e3, "server_cpu": server_cpu,
-        "client_cpu": client_cpu, "load": load,
-        "algorithmic": float(results[0].header.get("algorithmic_latency_ms", float("nan"))),
+        "client_cpu": client_cpu, "load": load, "batches": batches,
+        "gpu": gpu_use.mean() if gpu_use else None,
+        "algorithmic": parts[0]["algorithmic"],
     }  # fmt: skip
 
 
-def table(rows, voices, seconds, chunk_ms) -> str:
+def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="websocket") -> str:
+    gpu = any(r["gpu"] is not None for r in rows)
+    ray = any(r["service"] == "ray" for r in rows)
+    over = ", over gRPC" if transport == "grpc" else ""
     lines = [
-        f"{seconds:g} s per speaker, 16-bit PCM in {chunk_ms:g} ms chunks, paced in real time; voices "
-        f"{', '.join(voices)} (their own rates); server and clients on the same machine",
+        f"graph {graph or 'graphs/viseme_cnn.yaml'}; batched models on {device}; "
+        f"{seconds:g} s per speaker, 16-bit PCM in {chunk_ms:g} ms chunks, paced in real "
+        f"time{over}; "
+        f"voices {', '.join(voices)} (their own rates); server and {procs} client "
+        f"process{'es' if procs > 1 else ''} on the same machine. Batching: mean calls per "
+        "model call and mean wait in the batcher's queue (ms), per model",
         "",
-        "| speakers | frames | e2e p50 ms | e2e p99 ms | algorithmic ms | drops | send lag p99 ms "
-        "| server CPU % | clients CPU % | load | p99 ≤ 100 ms, no drops |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        ("| service " if ray else "")
+        + "| batch window ms | speakers | frames | e2e p50 ms | e2e p99 ms | algorithmic ms | drops "
+        "| send lag p99 ms | batching | server CPU % | clients CPU % |"
+        + (" GPU % |" if gpu else "")
+        + " load | p99 ≤ 100 ms, no drops |",
+        "|---" * (13 + gpu + ray) + "|",
     ]
     for r in rows:
         ok = r["p99"] <= GOAL_MS and r["drops"] == 0
+        batching = ", ".join(
+            f"{m} {size:.1f} ({wait:.1f})" for m, (size, wait) in sorted(r["batches"].items())
+        ) or ("Ray Serve" if r["service"] == "ray" else "off")
         lines.append(
-            f"| {r['n']} | {r['frames']} | {r['p50']:.1f} | {r['p99']:.1f} | "
-            f"{r['algorithmic']:.0f} | {r['drops']} | {r['lag99']:.1f} | {r['server_cpu']:.0f} | "
-            f"{r['client_cpu']:.0f} | {r['load']:.1f} | {'yes' if ok else 'no'} |"
+            (f"| {r['service']} " if ray else "")
+            + f"| {r['window']:g} | {r['n']} | {r['frames']} | {r['p50']:.1f} | {r['p99']:.1f} | "
+            f"{r['algorithmic']:.0f} | {r['drops']} | {r['lag99']:.1f} | {batching} | "
+            f"{r['server_cpu']:.0f} | {r['client_cpu']:.0f} |"
+            + (f" {r['gpu']:.0f} |" if gpu else "")
+            + f" {r['load']:.1f} | {'yes' if ok else 'no'} |"
         )
-    good = [r["n"] for r in rows if r["p99"] <= GOAL_MS and r["drops"] == 0]
-    lines += ["", f"Largest N with e2e p99 ≤ {GOAL_MS:g} ms and no drops: "
-                  f"**{max(good) if good else 'none'}** of those tried."]  # fmt: skip
+    lines.append("")
+    for service, window in dict.fromkeys((r["service"], r["window"]) for r in rows):
+        good = [r["n"] for r in rows if (r["service"], r["window"]) == (service, window)
+                and r["p99"] <= GOAL_MS and r["drops"] == 0]  # fmt: skip
+        what = "without batching" if window == 0 else f"batch window {window:g} ms"
+        if service == "ray":
+            what = f"on Ray Serve, {what.replace('without batching', 'batch window 0 ms')}"
+        lines.append(
+            f"Largest N with e2e p99 ≤ {GOAL_MS:g} ms and no drops, {what}: "
+            f"**{max(good) if good else 'none'}** of those tried."
+        )
     return "\n".join(lines)
 
 
@@ -171,15 +373,20 @@ def plot(rows, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = [r["n"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot(n, [r["p50"] for r in rows], "o-", label="e2e p50")
-    ax.plot(n, [r["p99"] for r in rows], "s-", label="e2e p99")
+    for service, window in dict.fromkeys((r["service"], r["window"]) for r in rows):
+        sel = [r for r in rows if (r["service"], r["window"]) == (service, window)]
+        n = [r["n"] for r in sel]
+        what = "no batching" if window == 0 else f"batch {window:g} ms"
+        what = f"Ray Serve, batch {window:g} ms" if service == "ray" else what
+        line = ax.plot(n, [r["p99"] for r in sel], "s-", label=f"e2e p99, {what}")[0]
+        ax.plot(n, [r["p50"] for r in sel], "o--", color=line.get_color(), alpha=0.6,
+                label=f"e2e p50, {what}")  # fmt: skip
     ax.axhline(GOAL_MS, color="gray", ls="--", lw=1, label=f"{GOAL_MS:g} ms")
     ax.set_xlabel("concurrent real-time speakers")
     ax.set_ylabel("ms (chunk sent → frame received)")
     ax.set_yscale("log")
-    ax.legend()
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -191,39 +398,84 @@ def main() -> int:
     ap.add_argument("--speakers", default="1,5,10,20,30,40", help="N values, comma-separated")
     ap.add_argument("--seconds", type=float, default=15.0, help="audio per speaker and level")
     ap.add_argument("--voices", default=VOICES, help="TTS voices, comma-separated")
+    ap.add_argument("--audio", type=Path,
+                    help="speak this file instead (7 recordings: offsets into it, looped)")  # fmt: skip
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=V",
+                    help="the server's --set (repeatable)")  # fmt: skip
     ap.add_argument("--chunk-ms", type=float, default=20.0, help="audio per chunk (ms)")
     ap.add_argument("--graph", help="the server's graph (default: its default)")
+    ap.add_argument("--batch-window-ms", default="0",
+                    help="the server's --batch-window-ms, comma-separated: one run each (0 = off)")  # fmt: skip
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="the server's --device (where batched torch models run)")  # fmt: skip
+    ap.add_argument("--client-procs", type=int, default=1, help="client processes")
+    ap.add_argument("--transport", choices=("websocket", "grpc"), default="websocket",
+                    help="how the speakers stream (default websocket)")  # fmt: skip
+    ap.add_argument("--ray", metavar="ADDRESS",
+                    help="also measure audio2anim serve --ray ADDRESS (e.g. local)")  # fmt: skip
     ap.add_argument("--plot", type=Path, help="write the latency plot here (PNG)")
     ap.add_argument("--stop-after", type=int, default=2,
                     help="stop after this many levels in a row miss the goal")  # fmt: skip
+    ap.add_argument("--section", help="the docs section --write-docs writes (default: serve, "
+                    "serve_grpc with --transport grpc)")  # fmt: skip
     add_arguments(ap)
     args = ap.parse_args()
-    voices = args.voices.split(",")
-    recordings = synthesize(voices, args.seconds)
-    token = secrets.token_urlsafe(24)
-    proc, url = start_server(token, args.graph)
-    rows, misses = [], 0
+    if args.audio:
+        recordings = from_file(args.audio, 7, args.seconds)
+        voices = [name for _, _, name in recordings]
+    else:
+        voices = args.voices.split(",")
+        recordings = synthesize(voices, args.seconds)
+    rows = []
+    if args.ray and args.transport == "grpc":
+        ap.error("--ray: WebSocket only (no --transport grpc)")
+    windows = [float(w) for w in args.batch_window_ms.split(",")]
+    # one server per window (and one on Ray Serve), all up at once: the levels of each N run
+    # side by side
+    keys = [("process", w) for w in windows] + ([("ray", windows[0])] if args.ray else [])
+    servers = {}
     try:
-        for n in (int(v) for v in args.speakers.split(",")):
-            r = asyncio.run(level(n, url, token, recordings, proc.pid, args.chunk_ms))
-            rows.append(r)
-            print(
-                f"N={n}: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, drops {r['drops']}, "
-                f"send lag p99 {r['lag99']:.1f} ms, server CPU {r['server_cpu']:.0f}%, "
-                f"clients CPU {r['client_cpu']:.0f}%, load {r['load']:.1f}",
-                file=sys.stderr, flush=True,
+        for service, window in keys:
+            token = secrets.token_urlsafe(24)
+            metrics_port = None if service == "ray" else free_port()
+            proc, url = start_server(
+                token, args.graph, window, args.device, metrics_port, args.sets, args.transport,
+                args.ray if service == "ray" else None,
             )  # fmt: skip
-            misses = 0 if r["p99"] <= GOAL_MS and r["drops"] == 0 else misses + 1
-            if misses >= args.stop_after:
+            servers[service, window] = (proc, url, token, metrics_port)
+        misses = dict.fromkeys(keys, 0)
+        for n in (int(v) for v in args.speakers.split(",")):
+            for service, window in [k for k in keys if misses[k] < args.stop_after]:
+                proc, url, token, metrics_port = servers[service, window]
+                r = level(n, url, token, recordings, proc.pid, args.chunk_ms, args.client_procs,
+                          metrics_port, args.device == "cuda")  # fmt: skip
+                r["service"], r["window"] = service, window
+                rows.append(r)
+                batches = ", ".join(f"{m} {b:.1f}" for m, (b, _) in sorted(r["batches"].items()))
+                print(
+                    f"{service}, window {window:g} ms, N={n}: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
+                    f"drops {r['drops']}, send lag p99 {r['lag99']:.1f} ms, "
+                    f"batches {batches or 'off'}, server CPU {r['server_cpu']:.0f}%, "
+                    f"clients CPU {r['client_cpu']:.0f}%, load {r['load']:.1f}",
+                    file=sys.stderr, flush=True,
+                )  # fmt: skip
+                ok = r["p99"] <= GOAL_MS and r["drops"] == 0
+                misses[service, window] = 0 if ok else misses[service, window] + 1
+            if all(m >= args.stop_after for m in misses.values()):
                 break
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    text = table(rows, voices, args.seconds, args.chunk_ms)
+        for proc, *_ in servers.values():
+            proc.terminate()
+        for proc, *_ in servers.values():
+            proc.wait(timeout=60)
+    rows.sort(key=lambda r: keys.index((r["service"], r["window"])))
+    text = table(rows, voices, args.seconds, args.chunk_ms, args.graph, args.device,
+                 args.client_procs, args.transport)  # fmt: skip
     print(text)
     if args.plot:
         plot(rows, args.plot)
-    write_from_args(args, "serve", text)
+    section = args.section or ("serve_grpc" if args.transport == "grpc" else "serve")
+    write_from_args(args, section, text)
     return 0
 
 

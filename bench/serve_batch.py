@@ -1,13 +1,14 @@
-"""What batching the viseme models across sessions would save on this CPU.
+"""What batching the viseme models across sessions can save on this CPU.
 
-`audio2anim serve` runs one ONNX Runtime call per session and chunk for each model (the viseme
-front end, then the predictor). Cross-session batching would stack the calls of the sessions
-ready at the same moment into one call with a batch of B. This bench times one call of the
-shipped models at batch B, with the shapes a session's 20 ms chunk gives them (front end: 2
-log-mel frames plus its history and GRU state per session; predictor: its window of viseme
-frames), one intra-op thread as in the service, and prints the time per call and per session.
-A per-session time that falls with B is what batching would save; one that stays flat means
-the models' own compute, not the per-call overhead, sets the cost.
+Unbatched, `audio2anim serve` runs one ONNX Runtime call per session and chunk for each model
+(the viseme front end, then the predictor); with ``--batch-window-ms`` it stacks the calls of
+the sessions ready together into one call with a batch of B (`audio2anim.serve.batching`).
+This bench times one call of the shipped models at batch B, with the shapes a session's 20 ms
+chunk gives them (front end: 2 log-mel frames plus its history and GRU state per session;
+predictor: its window of viseme frames), one intra-op thread as in the service, and prints the
+time per call and per session.
+A per-session time that falls with B is what batching saves; one that stays flat means the
+models' own compute, not the per-call overhead, sets the cost.
 
     python bench/serve_batch.py --batches 1,2,4,8,16,32 --write-docs
 """

@@ -341,3 +341,41 @@ def test_after_a_gap_the_operator_starts_afresh(tiny_whisper, tiny_live, audio):
                                np.concatenate([p.payload.probs for w in want for p in w]),
                                atol=1e-5)  # fmt: skip
     assert [p.media_time for p in got if p.discontinuity] == [w[0].media_time for w in want[1:]]
+
+
+def test_a_checkpoint_with_its_whole_encoder_needs_no_packaged_model(
+    tiny_whisper, audio, tmp_path, monkeypatch
+):
+    from audio2anim.models import whisper as whisper_module
+    from audio2anim.models.whisper import load_whisper
+    from audio2anim.models.whisper_head import tuned_whisper
+
+    c = load_whisper(tiny_whisper).model.config
+    keys = ("num_mel_bins", "d_model", "encoder_layers", "encoder_attention_heads",
+            "encoder_ffn_dim", "max_source_positions")  # fmt: skip
+    folder = live_head(tmp_path / "live", tiny_whisper)
+    side = json.loads((folder / "config.json").read_text())
+    side["encoder"] = {"config": {k: getattr(c, k) for k in keys}}
+    (folder / "config.json").write_text(json.dumps(side))
+
+    laid_over = WhisperVisemes(folder, tiny_whisper)  # the same tensors over the full model
+
+    def no_package():
+        raise AssertionError("the packaged model was read")
+
+    monkeypatch.setattr(whisper_module, "default_model_folder", no_package)
+    tuned_whisper.cache_clear()
+    alone = WhisperVisemes(folder)
+    assert alone.whisper.tokenizer is None and alone.whisper.source == "encoder only"
+    s1, s2 = laid_over.stream(), alone.stream()
+    p1 = np.concatenate([s1.push(audio), s1.flush()])
+    p2 = np.concatenate([s2.push(audio), s2.flush()])
+    assert p1.shape == p2.shape and len(p1) > 100
+    np.testing.assert_allclose(p1, p2, atol=1e-5)
+
+    # a checkpoint without its encoder's dimensions still lays them over the packaged model
+    del side["encoder"]
+    (folder / "config.json").write_text(json.dumps(side))
+    tuned_whisper.cache_clear()
+    with pytest.raises(AssertionError, match="packaged model was read"):
+        WhisperVisemes(folder)

@@ -25,7 +25,8 @@ Why repeated calls are cheap: what costs time in a run is operator set-up (loadi
 Runtime sessions; on a machine's first run, exporting the checkpoints to ONNX with torch), not
 the graph or the run itself. The exported
 ONNX sessions are cached per process in the model library (`audio2anim.models.predictor_stream.
-cached_onnx_model`, keyed by the checkpoint directory and its files' modification times), so
+cached_onnx_model`, keyed by the checkpoint directory and its files' modification times; the
+Whisper front end's in `audio2anim.models.whisper_onnx`, keyed by their export cache keys), so
 every run builds fresh operators — with the runner's ordinary life cycle, no reset to get
 right in each operator — and their set-up finds the models already loaded. The validated graph
 is built once (with the viseme node found in the same pass); each call only swaps its source

@@ -27,6 +27,7 @@ from .netguard import host_allowed
 # most operators take microseconds per packet.
 E2E_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.5, 1.0, 2.0)
 OP_BUCKETS = (1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4) + E2E_BUCKETS
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class Samples:
@@ -167,6 +168,15 @@ class ServeMetrics:
             "audio2anim_e2e_latency_seconds",
             "From the arrival of the newest audio chunk a frame used to the frame's send",
             ["graph", "sink", "session"], buckets=E2E_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "audio2anim_batch_size", "Calls stacked into one model call by a cross-session batcher",
+            ["model"], buckets=BATCH_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.batch_wait = Histogram(
+            "audio2anim_batch_queue_wait_seconds",
+            "How long a model call waited in its batcher's queue before its batch ran",
+            ["model"], buckets=OP_BUCKETS, registry=r,
         )  # fmt: skip
 
     def forget(self, graph: str, session: str) -> None:

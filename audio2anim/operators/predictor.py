@@ -35,8 +35,9 @@ autoregressive outputs) is forgotten, and frames count again from the packet aft
 Params: ``checkpoint`` (directory), ``backend`` (``torch`` | ``onnx``: ONNX Runtime on the CPU;
 the checkpoint's export comes from the on-disk cache of `models.onnx_export.cached_export`,
 made at setup if missing, unless ``onnx`` names an exported file; torch is imported only to
-export), ``device``
-(torch only). ``latency()`` = the model's lookahead frames × 20 ms.
+export), ``device`` (torch only), ``batching`` (onnx only; set by ``audio2anim serve``, not in
+graph files: the model calls go through the service's shared batcher,
+`audio2anim.serve.batching`). ``latency()`` = the model's lookahead frames × 20 ms.
 
 Example node::
 
@@ -45,15 +46,16 @@ Example node::
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from audio2anim.graph.formats import Format
 from audio2anim.graph.operator import MediaClock, Operator, OperatorParams, Outputs, Port
 from audio2anim.graph.packets import Packet
 from audio2anim.graph.registry import register
+from audio2anim.models.model_call import awaitable, check_batching
 from audio2anim.models.torch_threads import configure_torch_threads
 from audio2anim.resources import require_checkpoint
 from audio2anim.streams import Features, Params, Visemes
@@ -69,6 +71,9 @@ def _params_model(default_checkpoint: str) -> type[OperatorParams]:
         device: Literal["cpu", "cuda"] = Field("cpu", description="torch backend: where it runs")
         onnx: str | None = Field(
             None, description="onnx backend: an exported .onnx (default: export at setup)"
+        )
+        batching: Annotated[Any, AfterValidator(check_batching)] = Field(
+            None, exclude=True, description="onnx: shared model batchers (set by audio2anim serve)"
         )
 
     return PredictorParams
@@ -90,7 +95,9 @@ class StreamingPredictor(Operator):
             configure_torch_threads()
         where = f"{self.name}: checkpoint"
         path = require_checkpoint(p.checkpoint, where)
-        stream, side, self._keepalive = open_predictor_stream(path, p.backend, p.device, p.onnx)
+        stream, side, self._keepalive = open_predictor_stream(
+            path, p.backend, p.device, p.onnx, p.batching
+        )
         if side["kind"] != self.kind:
             op = "predictor." + side["kind"].replace("-", "_")
             raise ValueError(
@@ -114,6 +121,9 @@ class StreamingPredictor(Operator):
         else:
             self.stream_kind = f"w2v2-{self.feature}" if self.feature else None
         self.clock = MediaClock(self.rate)
+        if p.batching is not None and awaitable(getattr(stream, "predict", None)):
+            # batched: the model call is awaited on the event loop, no worker thread per call
+            self.process, self.flush = self._process_batched, self._flush_batched
 
     def reset(self) -> None:
         self.stream.reset()
@@ -172,6 +182,13 @@ class StreamingPredictor(Operator):
         if self.torch:
             configure_torch_threads()
         return self._emit(self.stream.flush())
+
+    async def _process_batched(self, port: str, packet: Packet) -> Outputs:
+        self.clock.input(packet)
+        return self._emit(await self.stream.apush(self._frames(packet.payload)))
+
+    async def _flush_batched(self) -> Outputs:
+        return self._emit(await self.stream.aflush())
 
     def close(self) -> None:
         keep = getattr(self, "_keepalive", None)

@@ -1,9 +1,11 @@
 """``audio2anim serve`` (the streaming service) and ``audio2anim stream`` (its client).
 
-    audio2anim serve [--port 8770] [--graph graphs/viseme_cnn.yaml] [--max-sessions 32]
+    audio2anim serve [--port 8770] [--grpc-port 8771] [--graph graphs/viseme_cnn.yaml]
     audio2anim stream speech.wav --server ws://127.0.0.1:8770/v1/stream --token T -o out.csv
+    audio2anim stream speech.wav --server grpc://127.0.0.1:8771 --token T -o out.csv
 
-``serve`` prints the URL with its token (random per run unless ``--token``) and runs until
+``serve`` prints the URL with its token (random per run unless ``--token``), and with
+``--grpc-port`` the gRPC address (the same token goes in the call's metadata), and runs until
 SIGINT/SIGTERM, then stops every session (each graph drains and closes) and prints how many
 sessions ended how. ``stream`` sends a file paced in real time (``--fast``: as fast as the
 server takes it) and writes the animation in any format ``animate`` writes (by extension, or
@@ -16,15 +18,22 @@ import argparse
 import sys
 from pathlib import Path
 
+DEFAULT_BATCH_WINDOW_MS = 5.0  # bench/serve.py on the 2-core CPU: docs/performance.md
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from audio2anim.graph.cli import add_checkpoints_argument
 
     p = sub.add_parser(
-        "serve", help="WebSocket service: many speakers stream audio in, animation out"
+        "serve", help="WebSocket/gRPC service: many speakers stream audio in, animation out"
     )
     p.add_argument("--host", default="127.0.0.1", help="address (not loopback: a warning)")
     p.add_argument("--port", type=int, default=8770, help="port (0 = any free one)")
+    p.add_argument(
+        "--grpc-port", type=int, metavar="N",
+        help="also serve gRPC (audio2anim.v1.AnimationService) on this port, same --host "
+        "(0 = any free one; default: no gRPC)",
+    )  # fmt: skip
     p.add_argument("--graph", default="graphs/viseme_cnn.yaml", help="the default method graph")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
@@ -44,6 +53,29 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--queue", type=int, default=50, metavar="FRAMES",
         help="frames queued per session for its client before the oldest is dropped (default 50)",
     )  # fmt: skip
+    p.add_argument(
+        "--batch-window-ms", type=float, default=DEFAULT_BATCH_WINDOW_MS, metavar="MS",
+        help="batch the models' calls across sessions, waiting at most this long for others "
+        f"(0 = off; default {DEFAULT_BATCH_WINDOW_MS:g})",
+    )  # fmt: skip
+    p.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu",
+        help="where the batched live Whisper encoder and window predictors run (default cpu)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ray", metavar="ADDRESS",
+        help="run on Ray Serve (docs/serve.md): 'local' starts a Ray instance on 127.0.0.1; "
+        "'auto', HOST:6379 or ray://HOST:10001 joins a cluster",
+    )  # fmt: skip
+    p.add_argument("--ray-model-replicas", type=int, default=1, metavar="N",
+                   help="--ray: replicas of the model worker (default 1)")  # fmt: skip
+    p.add_argument("--ray-ingress-replicas", type=int, default=1, metavar="N",
+                   help="--ray: replicas of the WebSocket front end (default 1)")  # fmt: skip
+    p.add_argument(
+        "--ray-max-batch", type=int, default=256, metavar="N",
+        help="--ray: most model calls in one batch (default 256); the batch waits at most "
+        "--batch-window-ms for them",
+    )  # fmt: skip
     p.add_argument("--metrics-port", type=int, metavar="N", help="serve /metrics on this port")
     p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     add_checkpoints_argument(p)
@@ -51,7 +83,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("stream", help="stream an audio file to `audio2anim serve`, save the result")
     p.add_argument("audio", type=Path, help="audio file (any libsndfile format)")
-    p.add_argument("--server", required=True, metavar="URL", help="ws://HOST:PORT/v1/stream")
+    p.add_argument("--server", required=True, metavar="URL",
+                   help="ws://HOST:PORT/v1/stream, or grpc://HOST:PORT for gRPC")  # fmt: skip
     p.add_argument("--token", required=True, help="the server's token")
     p.add_argument("-o", "--output", dest="outputs", action="append", required=True,
                    metavar="OUT", help="output file, format by extension (repeatable)")  # fmt: skip
@@ -68,10 +101,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from audio2anim.graph.cli import apply_checkpoints_argument
 
     apply_checkpoints_argument(args)
+    if not 0 <= args.batch_window_ms <= 1000:
+        print("error: --batch-window-ms: between 0 and 1000", file=sys.stderr)
+        return 2
     if args.token is not None and len(args.token) < 16:
         print("error: --token: at least 16 characters", file=sys.stderr)
         return 2
+    if args.ray is not None:
+        return _serve_ray(args)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("error: --device cuda: no CUDA device is available", file=sys.stderr)
+            return 2
     return asyncio.run(_serve(args))
+
+
+def _serve_ray(args: argparse.Namespace) -> int:
+    for option, value in (("--grpc-port", args.grpc_port), ("--metrics-port", args.metrics_port)):
+        if value is not None:
+            print(f"error: {option}: not with --ray (WebSocket only there)", file=sys.stderr)
+            return 2
+    for option, value in (("--ray-model-replicas", args.ray_model_replicas),
+                          ("--ray-ingress-replicas", args.ray_ingress_replicas),
+                          ("--ray-max-batch", args.ray_max_batch)):  # fmt: skip
+        if value < 1:
+            print(f"error: {option}: at least 1", file=sys.stderr)
+            return 2
+    try:
+        from .ray_app import serve_on_ray
+    except ImportError as e:
+        print(f"error: --ray: {e.name or e} is not installed (pip install 'audio2anim[ray]')",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    return serve_on_ray(args)
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -87,7 +151,8 @@ async def _serve(args: argparse.Namespace) -> int:
     server = Server(
         args.host, args.port, graph=args.graph, overrides=tuple(args.overrides),
         token=args.token, hosts=tuple(args.hosts), max_sessions=args.max_sessions,
-        max_chunk=args.max_chunk, queue=args.queue, metrics=metrics,
+        max_chunk=args.max_chunk, queue=args.queue, metrics=metrics, grpc_port=args.grpc_port,
+        batch_window_ms=args.batch_window_ms, device=args.device,
     )  # fmt: skip
     http = None
     if args.metrics_port is not None:
@@ -100,6 +165,8 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     print(f"audio2anim serve: {url}", file=sys.stderr, flush=True)
+    if server.grpc_url:
+        print(f"audio2anim serve (gRPC): {server.grpc_url}", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     received = []

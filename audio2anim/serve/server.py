@@ -1,6 +1,8 @@
 """The streaming service: many concurrent sessions, each one instance of a method graph.
 
-A session is one client's WebSocket (protocol: docs/serve.md). Its graph is the method graph
+A session is one client's stream (protocol: docs/serve.md) over a WebSocket or, with
+``grpc_port``, a gRPC bidirectional stream (`audio2anim.serve.grpc_service`); what a session
+does is the same for both and lives in `audio2anim.serve.session`. Its graph is the method graph
 (default ``graphs/viseme_cnn.yaml``) as `audio2anim.animate.graph_edit.offline_graph` edits it
 for an offline run — live sinks dropped, every queue ``block`` — with ``source.session`` in the
 ``src`` node and ``sink.session`` fed by ``smooth`` (and the viseme stream). The validated graph
@@ -11,26 +13,39 @@ process (the ONNX sessions are cached in `audio2anim.models.predictor_stream.cac
 keyed by checkpoint; the first session of a graph, or `Server.start`'s warm-up for the default
 one, pays for loading).
 
-Flow control, per session:
-- in: the socket reader decodes each binary chunk and puts it in a bounded inbox that the source
+`Server` holds what sessions share — the graphs, the slots (`slot`, ``max_sessions``), the
+metrics, the counts of how sessions ended — and opens a session for any transport
+(`open_session` with a `StartMessage`; then `Session.run` with an async iterator of audio
+chunks and an async ``send``); it needs no aiohttp or grpc for that. `start` opens the
+transports.
+
+Flow control, per session (`audio2anim.serve.session`):
+- in: the transport's reader decodes each chunk and puts it in a bounded inbox that the source
   reads. Nothing is dropped inside a session: when its graph falls behind, the reader waits, the
-  socket is not read, and TCP slows the client down.
+  socket is not read, and TCP (HTTP/2 flow control, for gRPC) slows the client down.
 - out: the sink hands each frame to the session's outbound queue (``queue`` frames) without
-  waiting; a writer task sends the queue to the socket. When the client reads slower than the
+  waiting; a writer task sends the queue to the client. When the client reads slower than the
   frames come, the oldest queued frame is dropped and counted; the other sessions never wait for
   it. The end message is never dropped.
 
-Access is the viewer's (`audio2anim.graph.netguard`): a random token per run (``?token=``), the
-``Host`` header must name this server, a socket with an ``Origin`` must come from this server's
-own origin; refusals are HTTP 403 before the upgrade. Binding beyond loopback prints a warning.
-A full server (``max_sessions``) accepts the socket, sends one error message and closes it with
-code 1013 (try again later), so the client learns why.
+WebSocket access is the viewer's (`audio2anim.graph.netguard`): a random token per run
+(``?token=``), the ``Host`` header must name this server, a socket with an ``Origin`` must come
+from this server's own origin; refusals are HTTP 403 before the upgrade. gRPC takes the same
+token in its metadata. Binding beyond loopback prints a warning. A full server
+(``max_sessions``) accepts the socket, sends one error message and closes it with code 1013
+(try again later), so the client learns why; over gRPC, the error message and
+RESOURCE_EXHAUSTED.
+
+Batching (``batch_window_ms`` > 0): the operators with a ``batching`` param (the ONNX viseme
+front end and predictors, the live Whisper encoder) get the session's
+`audio2anim.serve.batching.SessionBatching` (`batched`), so their model calls are stacked with
+the other sessions' (``device``: where the batched torch models run). A session's slots are
+freed as soon as its client disconnects, and in any case when its graph has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import itertools
@@ -40,52 +55,30 @@ import secrets
 import socket
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from audio2anim.graph.metrics import GraphMetrics, ServeMetrics
 from audio2anim.graph.netguard import host_allowed, listen, origin_allowed, token_ok
-from audio2anim.visemes import VISEMES
+
+from .session import (
+    SINK,
+    START_TIMEOUT_S,
+    ServerFull,
+    Session,
+    SessionError,
+    StartMessage,
+    end_message,
+    session_graph,
+    start_message,
+)
 
 DEFAULT_GRAPH = "graphs/viseme_cnn.yaml"
-SINK = "client"  # the sink.session node
-START_TIMEOUT_S = 10.0  # a socket that sends no start message by then is closed
-END_GRACE_S = 5.0  # after the last frame: how long a client may take to read what is queued
 SEND_BUFFER = 65536  # bytes of kernel send buffer per socket (about 2 s of frames)
-INBOX_CHUNKS = 16  # chunks waiting for the graph before the reader stops reading the socket
 GRAPH_NAME = re.compile(r"^[a-z0-9_]{1,64}$")
-
-
-class StartMessage(BaseModel):
-    """The client's first message."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["start"] = "start"
-    rate: int = Field(ge=1000, le=384_000, description="sample rate of the audio chunks in Hz")
-    format: Literal["s16le", "f32le"] = Field(description="sample format of the chunks (mono)")
-    graph: str | None = Field(None, description="a shipped graph's name, e.g. viseme_mlp")
-
-
-class SessionError(Exception):
-    """A client error: its one-line message is sent to the client, then the socket closes."""
-
-
-def decode_chunk(data: bytes, fmt: str) -> np.ndarray:
-    """A binary chunk → float32 mono samples in [-1, 1]; `SessionError` when malformed."""
-    width = 2 if fmt == "s16le" else 4
-    if len(data) % width:
-        raise SessionError(
-            f"audio chunk of {len(data)} bytes is not a whole number of {fmt} samples"
-        )
-    if fmt == "s16le":
-        return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
-    x = np.frombuffer(data, "<f4").astype(np.float32)
-    if not np.isfinite(x).all():
-        raise SessionError("audio chunk holds non-finite f32le samples")
-    return x
 
 
 @dataclasses.dataclass
@@ -114,121 +107,6 @@ def method_graph(graph_file: str | Path, overrides: tuple[str, ...] = ()) -> Met
     return MethodGraph(str(graph_file), graph, has_visemes=has_visemes)
 
 
-class Session:
-    """One client's stream: its graph run, inbox, outbound queue and writer."""
-
-    def __init__(self, server: Server, ws, sid: str, method: MethodGraph, start: StartMessage):
-        self.server, self.ws, self.sid, self.method, self.start = server, ws, sid, method, start
-        self.inbox: asyncio.Queue = asyncio.Queue(INBOX_CHUNKS)
-        self.out: list = []  # frames (and finally the end message) waiting for the socket
-        self.ready = asyncio.Event()
-        self.sent = self.dropped = 0
-        self.graph_runner = None
-        self.samples = 0  # received so far
-        # (arrival time, media end in s) per chunk not yet behind the frames sent
-        self.chunks: collections.deque[tuple[float, float]] = collections.deque()
-        self.graph_label = method.graph.name
-        m = server.metrics
-        self._frames = m.frames.labels(self.graph_label, sid)
-        self._drops = m.dropped.labels(self.graph_label, "client", sid)
-        self._e2e = m.e2e.labels(self.graph_label, "client", sid)
-
-    def runner(self):
-        from audio2anim.graph.runner import Runner
-        from audio2anim.graph.spec import Node
-        from audio2anim.sinks.session import SessionSink, SessionSinkParams
-        from audio2anim.sources.session import SessionSource, SessionSourceParams
-
-        g = self.method.graph
-        nodes = dict(g.nodes)
-        nodes["src"] = Node(
-            "src", SessionSource, SessionSourceParams(inbox=self.inbox, rate=self.start.rate)
-        )
-        nodes[SINK] = Node(SINK, SessionSink, SessionSinkParams(deliver=self.frame))
-        graph = dataclasses.replace(g, nodes=nodes, name=f"{g.name}/{self.sid}")
-        # a private metrics registry per run: the session's series go with it (no growth
-        # with every session served); the service's own series are in `ServeMetrics`
-        return Runner(graph, GraphMetrics())
-
-    # -- outbound ---------------------------------------------------------------------------
-
-    def frame(self, f) -> None:
-        """`sink.session`'s ``deliver``: queue a frame without waiting (drop the oldest)."""
-        if len(self.out) >= self.server.queue:
-            self.out.pop(0)
-            self.dropped += 1
-            self._drops.inc()
-        self.out.append(f)
-        self.ready.set()
-
-    def finish(self, message: dict) -> None:
-        self.out.append(message)  # never dropped
-        self.ready.set()
-
-    async def write(self) -> None:
-        """Send the outbound queue until the end (or error) message has gone."""
-        ws = self.ws
-        while True:
-            while not self.out:
-                self.ready.clear()
-                await self.ready.wait()
-            item = self.out.pop(0)
-            if isinstance(item, dict):
-                if item.get("type") == "end":
-                    item["frames"], item["dropped"] = self.sent, self.dropped
-                await ws.send_str(json.dumps(item))
-                return
-            msg = {"t": round(item.t, 6), "values": np.round(item.values, 5).tolist()}
-            msg["visemes"] = [] if item.visemes is None else np.round(item.visemes, 5).tolist()
-            msg["audio_end"] = self._audio_end(item.capture)
-            await ws.send_str(json.dumps(msg))
-            self.sent += 1
-            self._frames.inc()
-            if item.capture == item.capture:
-                self._e2e.observe(time.monotonic() - item.capture)
-
-    def _audio_end(self, capture: float) -> float | None:
-        """The media end of the chunk that arrived at ``capture`` (the newest the frame used)."""
-        chunks = self.chunks
-        while len(chunks) > 1 and chunks[1][0] <= capture:
-            chunks.popleft()
-        if chunks and chunks[0][0] == capture:
-            return round(chunks[0][1], 6)
-        return None
-
-    # -- inbound ----------------------------------------------------------------------------
-
-    async def read(self) -> bool:
-        """Feed the socket's chunks to the graph → True after the client's end message, False
-        when the socket went away first. A malformed message raises `SessionError`."""
-        from aiohttp import WSMsgType
-
-        limit = self.server.max_chunk
-        async for msg in self.ws:
-            if msg.type == WSMsgType.BINARY:
-                if len(msg.data) > limit:
-                    raise SessionError(
-                        f"audio chunk of {len(msg.data)} bytes exceeds the limit of {limit} bytes"
-                    )
-                x = decode_chunk(msg.data, self.start.format)
-                if len(x):
-                    now = time.monotonic()
-                    self.samples += len(x)
-                    self.chunks.append((now, self.samples / self.start.rate))
-                    await self.inbox.put((x, now))
-            elif msg.type == WSMsgType.TEXT:
-                try:
-                    kind = json.loads(msg.data).get("type")
-                except (ValueError, AttributeError):
-                    kind = None
-                if kind != "end":
-                    raise SessionError('after start, send binary audio chunks then {"type": "end"}')
-                return True
-            else:  # close or error
-                return False
-        return False
-
-
 class Server:
     """The aiohttp application; ``await start()`` listens, ``await stop()`` ends every session."""
 
@@ -246,13 +124,21 @@ class Server:
         queue: int = 50,
         metrics: ServeMetrics | None = None,
         log=None,
+        grpc_port: int | None = None,
+        batch_window_ms: float = 0.0,
+        device: str = "cpu",
     ) -> None:
-        self.host, self.port = host, port
+        self.host, self.port, self.grpc_port = host, port, grpc_port
         self.graph_file, self.overrides = str(graph), tuple(overrides)
         self.token = token or secrets.token_urlsafe(24)
         self.hosts = tuple(hosts)
         self.max_sessions, self.max_chunk, self.queue = max_sessions, max_chunk, queue
         self.metrics = metrics or ServeMetrics()
+        self.batching = None
+        if batch_window_ms > 0:
+            from .batching import BatchingService
+
+            self.batching = BatchingService(batch_window_ms, device, self.metrics)
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.graphs: dict[str, MethodGraph] = {}
         self._graph_locks: dict[str, asyncio.Lock] = {}
@@ -263,13 +149,15 @@ class Server:
         self.refused = 0
         self._ids = itertools.count(1)
         self._runner = None
+        self._grpc = None
         self._tasks: set[asyncio.Task] = set()
-        self.url = ""
+        self.url = self.grpc_url = ""
 
     # -- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> str:
-        """Load and warm up the default graph, listen; returns ``ws://…/v1/stream?token=…``."""
+        """Load and warm up the default graph, listen (WebSocket, and gRPC with ``grpc_port``);
+        returns ``ws://…/v1/stream?token=…`` (and sets ``grpc_url``, ``grpc://HOST:PORT``)."""
         from aiohttp import web
 
         await self.method(None)
@@ -288,6 +176,26 @@ class Server:
         if warning:
             self.log(warning)
         self.url = f"ws://{self.host}:{self.port}/v1/stream?token={self.token}"
+        if self.grpc_port is not None:
+            try:
+                from .grpc_service import listen_grpc
+            except ImportError as e:
+                await self._runner.cleanup()
+                self._runner = None
+                raise RuntimeError(
+                    f"gRPC needs grpcio and protobuf: pip install 'audio2anim[serve]' ({e})"
+                ) from None
+            try:
+                self._grpc, self.grpc_port, warning = await listen_grpc(
+                    self, self.host, self.grpc_port
+                )
+            except OSError:
+                await self._runner.cleanup()
+                self._runner = None
+                raise
+            if warning:
+                self.log(warning)
+            self.grpc_url = f"grpc://{self.host}:{self.grpc_port}"
         return self.url
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -298,9 +206,27 @@ class Server:
                 s.graph_runner.stop("stop")
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace)
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+            self._grpc = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.batching is not None:
+            self.batching.close()
+
+    def batched(self, graph):
+        """``graph`` with the session's ``batching`` handed to the nodes that take it →
+        ``(graph, its SessionBatching)``; ``(graph, None)`` when the server does not batch."""
+        if self.batching is None:
+            return graph, None
+        access = self.batching.session()
+        nodes = dict(graph.nodes)
+        for name, node in nodes.items():
+            if "batching" in node.op_class.Params.model_fields:
+                params = node.params.model_copy(update={"batching": access})
+                nodes[name] = dataclasses.replace(node, params=params)
+        return dataclasses.replace(graph, nodes=nodes), access
 
     async def method(self, name: str | None) -> MethodGraph:
         """The session graph of a shipped graph ``name`` (None: the server's), built and warmed
@@ -320,30 +246,85 @@ class Server:
         """Run the graph once on half a second of silence: loads the models into the process
         cache and learns the header (parameter names, frame rate, algorithmic latency)."""
         from audio2anim.graph.runner import Runner
-        from audio2anim.graph.spec import Node
-        from audio2anim.sinks.session import SessionSink, SessionSinkParams
-        from audio2anim.sources.session import SessionSource, SessionSourceParams
 
         inbox: asyncio.Queue = asyncio.Queue()
         inbox.put_nowait((np.zeros(8000, np.float32), time.monotonic()))
         inbox.put_nowait(None)
         frames = []
-        nodes = dict(m.graph.nodes)
-        nodes["src"] = Node("src", SessionSource, SessionSourceParams(inbox=inbox, rate=16000))
-        nodes[SINK] = Node(SINK, SessionSink, SessionSinkParams(deliver=frames.append))
-        report = await Runner(dataclasses.replace(m.graph, nodes=nodes), GraphMetrics()).run()
+        graph, access = self.batched(session_graph(m.graph, inbox, 16000, frames.append))
+        try:  # batched: also opens the model batchers
+            report = await Runner(graph, GraphMetrics()).run()
+        finally:
+            if access is not None:
+                access.close()
         if not frames:
             raise RuntimeError(f"{m.file}: the graph produced no frames from 0.5 s of silence")
         m.names, m.fps = frames[0].names, frames[0].fps
         m.algorithmic_ms = float(report.sinks[SINK]["algorithmic_latency_ms"])
 
-    # -- requests ---------------------------------------------------------------------------
+    # -- sessions, whatever their transport ----------------------------------------------------
+
+    def refuse(self, reason: str) -> None:
+        """Count a refused connection (``token``, ``origin``, ``host``, ``full``)."""
+        self.refused += 1
+        self.metrics.refused.labels(reason).inc()
+
+    @contextlib.contextmanager
+    def slot(self):
+        """Hold one of the ``max_sessions`` slots while the block runs (the client's start
+        message pending, then its session); `ServerFull` when none is free. `stop` waits for
+        the task that holds it."""
+        if self.admitted >= self.max_sessions:
+            self.refuse("full")
+            raise ServerFull(
+                f"too many sessions: {self.max_sessions} of {self.max_sessions} are active; "
+                "try again later"
+            )
+        self.admitted += 1
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        try:
+            yield
+        finally:
+            self.admitted -= 1
+            self._tasks.discard(task)
+
+    @contextlib.asynccontextmanager
+    async def open_session(self, start: StartMessage):
+        """A new session for ``start``, listed in ``sessions`` and the metrics while the block
+        runs (the transport runs it: `Session.run`, then closes its stream); raises
+        `SessionError`, with nothing sent, for a graph that is not a shipped one's name or
+        cannot be built."""
+        from audio2anim.graph.errors import GraphError, OperatorError
+
+        if start.graph is not None and not GRAPH_NAME.match(start.graph):
+            raise SessionError(f"graph {start.graph!r}: give a shipped graph's name")
+        try:
+            method = await self.method(start.graph)
+        except (GraphError, OperatorError, RuntimeError, OSError) as e:
+            # a graph that cannot be built or warmed up (a missing model, an optional
+            # dependency): this session's error, not the server's
+            raise SessionError(f"graph {start.graph!r}: {str(e).splitlines()[0]}") from None
+        sid = f"s{next(self._ids)}"
+        session = Session(self, sid, method, start)
+        self.sessions[sid] = session
+        label = session.graph_label
+        self.metrics.active.labels(label).inc()
+        try:
+            yield session
+        finally:
+            del self.sessions[sid]
+            self.ended[session.end] += 1
+            self.metrics.active.labels(label).dec()
+            self.metrics.sessions.labels(label, session.end).inc()
+            self.metrics.forget(label, sid)
+
+    # -- the WebSocket transport --------------------------------------------------------------
 
     def _refuse(self, reason: str, why: str):
         from aiohttp import web
 
-        self.refused += 1
-        self.metrics.refused.labels(reason).inc()
+        self.refuse(reason)
         return web.Response(status=403, text=f"forbidden: {why}\n")
 
     async def _socket(self, request):
@@ -364,26 +345,15 @@ class Server:
             # queue (frames dropped and counted) instead of megabytes of kernel memory
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
-        if self.admitted >= self.max_sessions:
-            self.refused += 1
-            self.metrics.refused.labels("full").inc()
-            await _error(ws, f"too many sessions: {self.max_sessions} of {self.max_sessions} "
-                             "are active; try again later", code=1013)  # fmt: skip
-            return ws
-        self.admitted += 1
-        task = asyncio.current_task()
-        self._tasks.add(task)
         try:
-            await self._session(ws)
-        finally:
-            self.admitted -= 1
-            self._tasks.discard(task)
+            with self.slot():
+                await self._session(ws)
+        except ServerFull as e:
+            await _error(ws, str(e), code=1013)  # try again later
         return ws
 
     async def _session(self, ws) -> None:
         from aiohttp import WSMsgType
-
-        from audio2anim.graph.errors import GraphError, OperatorError
 
         try:
             msg = await asyncio.wait_for(ws.receive(), START_TIMEOUT_S)
@@ -395,86 +365,32 @@ class Server:
                 await _error(ws, 'the first message must be the JSON start message, e.g. '
                                  '{"rate": 16000, "format": "s16le"}')  # fmt: skip
             return
-        try:
-            start = StartMessage.model_validate_json(msg.data)
-            if start.graph is not None and not GRAPH_NAME.match(start.graph):
-                raise SessionError(f"graph {start.graph!r}: give a shipped graph's name")
-            method = await self.method(start.graph)
-        except ValidationError as e:
-            await _error(ws, f"bad start message: {_first_error(e)}")
-            return
-        except SessionError as e:
-            await _error(ws, str(e))
-            return
-        except (GraphError, OperatorError, RuntimeError, OSError) as e:
-            # a graph that cannot be built or warmed up (a missing model, an optional
-            # dependency): this session's error, not the server's
-            await _error(ws, f"graph {start.graph!r}: {str(e).splitlines()[0]}")
-            return
 
-        sid = f"s{next(self._ids)}"
-        session = Session(self, ws, sid, method, start)
-        self.sessions[sid] = session
-        label = method.graph.name
-        self.metrics.active.labels(label).inc()
-        runner = session.runner()
-        header = {
-            "type": "header", "session": sid, "graph": method.file, "names": list(method.names),
-            "fps": method.fps, "visemes": list(VISEMES) if method.has_visemes else [],
-            "algorithmic_latency_ms": round(method.algorithmic_ms, 3),
-        }  # fmt: skip
-        await ws.send_str(json.dumps(header))
-        session.graph_runner = runner
-        run = asyncio.ensure_future(runner.run())
-        writer = asyncio.ensure_future(session.write())
-        reader = asyncio.ensure_future(session.read())
-        end, error = "disconnected", None
-        # the graph ends before the reader only when it failed or the server stops
-        await asyncio.wait({reader, run}, return_when=asyncio.FIRST_COMPLETED)
-        if not reader.done():
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
-            if self.stopping:
-                end = "stopped"
-        else:
-            try:
-                if reader.result():
-                    end = "done"
-            except SessionError as e:
-                end, error = "error", str(e)
-            except (ConnectionError, RuntimeError, asyncio.CancelledError):
-                pass
-        if end == "done":
-            # the end of the stream, after every chunk: waits while the graph catches up,
-            # unless the graph ends first (it failed)
-            last = asyncio.ensure_future(session.inbox.put(None))
-            await asyncio.wait({last, run}, return_when=asyncio.FIRST_COMPLETED)
-            last.cancel()
-        elif end != "stopped":
-            runner.stop(end)  # the source is cancelled: the inbox may stay full
+        async def send(message: dict) -> None:
+            await ws.send_str(json.dumps(message))
+
         try:
-            await run
-        except OperatorError as e:
-            end, error = "error", str(e).splitlines()[0]
-        if error is not None:
-            session.out.clear()
-            session.finish({"type": "error", "error": error})
-        else:
-            session.finish({"type": "end"})
-        try:
-            if end == "disconnected":
-                writer.cancel()
-            await asyncio.wait_for(writer, END_GRACE_S)
-        except (TimeoutError, asyncio.CancelledError, ConnectionError, RuntimeError):
-            writer.cancel()
-        with contextlib.suppress(Exception):
-            await ws.close(code=1000 if error is None else 1008)
-        del self.sessions[sid]
-        self.ended[end] += 1
-        self.metrics.active.labels(label).dec()
-        self.metrics.sessions.labels(label, end).inc()
-        self.metrics.forget(label, sid)
+            async with self.open_session(start_message(msg.data)) as session:
+                await session.run(_chunks(ws), send)
+                with contextlib.suppress(Exception):
+                    await ws.close(code=1000 if session.error is None else 1008)
+        except SessionError as e:  # before the session: nothing sent yet
+            await _error(ws, str(e))
+
+
+async def _chunks(ws) -> AsyncIterator[bytes | None]:
+    """A socket's audio for `Session.run`: binary messages, then None for the end message."""
+    from aiohttp import WSMsgType
+
+    async for msg in ws:
+        if msg.type == WSMsgType.BINARY:
+            yield msg.data
+        elif msg.type == WSMsgType.TEXT:
+            end_message(msg.data)
+            yield None
+            return
+        else:  # close or error
+            return
 
 
 async def _error(ws, message: str, code: int = 1008) -> None:
@@ -482,10 +398,3 @@ async def _error(ws, message: str, code: int = 1008) -> None:
     with contextlib.suppress(Exception):
         await ws.send_str(json.dumps({"type": "error", "error": message}))
         await ws.close(code=code, message=message[:120].encode())
-
-
-def _first_error(e: ValidationError) -> str:
-    first = e.errors()[0]
-    where = ".".join(str(x) for x in first.get("loc", ())) or "message"
-    msg = str(first.get("msg", e)).removeprefix("Value error, ")
-    return f"{where}: {msg}" if where != "message" else msg

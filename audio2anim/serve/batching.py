@@ -1,0 +1,306 @@
+"""Cross-session model batching: one call of a model for the chunks of many sessions.
+
+`audio2anim serve --batch-window-ms W` gives every session a `SessionBatching`; its heavy
+operators (the viseme front end, the predictors, the live Whisper encoder) call their model
+through it instead of directly (`audio2anim.models.model_call`). Each model
+has one `ModelBatcher` per process, with a worker thread:
+
+- a session's call (``feeds``: input name → array with a batch of one, or a few) waits in the
+  batcher's queue. It is awaited (``acall``: the operators then run on the event loop, and
+  the batch's results reach the loop in one hand-over, whatever its size), or made from a
+  thread that blocks until its result is there (``__call__``: a thread-pool operator, a
+  set-up's warm-up);
+- the worker takes the first waiting call, then waits until every session holding a slot on
+  this batcher has called or ``window_ms`` has passed since that first call, whichever comes
+  first (calls that queue while a batch runs join the next one);
+- `ModelBatcher.run_batch` groups the calls by their shapes (chunks of different lengths, and
+  a GRU over padding is not exact, so nothing is padded), stacks each group along the batch
+  axis of each input (``axes``; 0 unless named), runs the model once per group and hands each
+  caller its slice of every output.
+
+The batcher keeps no state of any session: per-session state (GRU state, conv history, the
+autoregressive predictor's previous outputs) is an input and an output of the model call, and
+stays in the session's stream object. A session holds one slot per batcher it uses, opened
+when its operator is set up; `SessionBatching.close` frees them all at once (the server calls
+it as the session ends or its client disconnects), so no batch waits for a session that is
+gone. A call in flight when its session stops still gets its answer; the worker never waits
+on a caller. `run_batch` is a plain synchronous function of the inputs, so another host (a
+Ray Serve deployment) can wrap it as its own batched handler.
+
+Metrics (`audio2anim.graph.metrics.ServeMetrics`, label ``model``): the batch sizes
+(``audio2anim_batch_size``) and each call's wait in the queue before its batch ran
+(``audio2anim_batch_queue_wait_seconds``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from audio2anim.graph.metrics import ServeMetrics
+from audio2anim.models.model_call import ModelCall
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class _Request:
+    feeds: Feeds
+    queued: float
+    future: concurrent.futures.Future | asyncio.Future
+    loop: asyncio.AbstractEventLoop | None = None  # an awaited call's
+
+
+def _settle(results: list[tuple[asyncio.Future, Feeds | None, BaseException | None]]) -> None:
+    """On the event loop: hand the awaited calls of one batch their results."""
+    for future, out, error in results:
+        if future.done():  # its caller was cancelled (the session stopped)
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(out)
+
+
+def _signature(feeds: Feeds, axes: dict[str, int]) -> tuple:
+    """What must match for calls to stack: each input's name, dtype and non-batch shape."""
+    sig = []
+    for name in sorted(feeds):
+        a = feeds[name]
+        shape = list(a.shape)
+        del shape[axes.get(name, 0)]
+        sig.append((name, a.dtype.str, tuple(shape)))
+    return tuple(sig)
+
+
+class ModelBatcher:
+    """One model shared by the sessions of a process: stacks their calls (module docstring).
+
+    ``run``: the model, feeds → outputs by name, any batch size. ``axes``: the batch axis of
+    an input or output by name (0 unless named). ``window_ms``: the longest a call waits for
+    others. ``max_batch``: the most calls stacked in one model call."""
+
+    def __init__(
+        self,
+        name: str,
+        run: ModelCall,
+        axes: dict[str, int] | None = None,
+        *,
+        window_ms: float = 2.0,
+        max_batch: int = 512,
+        metrics: ServeMetrics | None = None,
+    ) -> None:
+        if window_ms < 0:
+            raise ValueError(f"batcher {name}: window_ms must be ≥ 0, not {window_ms}")
+        self.name, self.run, self.axes = name, run, dict(axes or {})
+        self.window = window_ms / 1000.0
+        self.max_batch = max_batch
+        self.slots = 0  # callers that will call again (sessions holding a slot)
+        self.batches = self.calls = 0
+        self._pending: list[_Request] = []
+        self._cv = threading.Condition()
+        self._closed = False
+        self._size = self._wait = None
+        if metrics is not None:
+            self._size = metrics.batch_size.labels(name)
+            self._wait = metrics.batch_wait.labels(name)
+        self._thread = threading.Thread(target=self._work, name=f"a2a-batch-{name}", daemon=True)
+        self._thread.start()
+
+    # -- the batch: a plain function of the inputs -------------------------------------------
+
+    def run_batch(self, inputs: list[Feeds]) -> list[Feeds]:
+        """Run the model once per group of same-shaped calls; each call's outputs, in order."""
+        groups: dict[tuple, list[int]] = {}
+        for i, feeds in enumerate(inputs):
+            groups.setdefault(_signature(feeds, self.axes), []).append(i)
+        outs: list[Feeds] = [{}] * len(inputs)
+        for members in groups.values():
+            if self._size is not None:
+                self._size.observe(len(members))
+            if len(members) == 1:
+                outs[members[0]] = self.run(inputs[members[0]])
+                continue
+            first = inputs[members[0]]
+            lead = next(iter(first))  # the batch sizes are read off one input
+            sizes = [inputs[i][lead].shape[self.axes.get(lead, 0)] for i in members]
+            stacked = {
+                name: np.concatenate([inputs[i][name] for i in members], self.axes.get(name, 0))
+                for name in first
+            }
+            result = self.run(stacked)
+            cuts = np.cumsum(sizes)[:-1]
+            parts = {
+                name: np.split(y, cuts, axis=self.axes.get(name, 0)) for name, y in result.items()
+            }
+            for k, i in enumerate(members):
+                outs[i] = {name: p[k] for name, p in parts.items()}
+        return outs
+
+    # -- callers -----------------------------------------------------------------------------
+
+    def call(self, feeds: Feeds) -> Feeds:
+        """One caller's model call, batched with the others waiting (blocks until done)."""
+        req = _Request(feeds, time.monotonic(), concurrent.futures.Future())
+        self._queue(req)
+        return req.future.result()
+
+    async def acall(self, feeds: Feeds) -> Feeds:
+        """`call`, awaited on the running event loop."""
+        loop = asyncio.get_running_loop()
+        req = _Request(feeds, time.monotonic(), loop.create_future(), loop)
+        self._queue(req)
+        return await req.future
+
+    def _queue(self, req: _Request) -> None:
+        with self._cv:
+            if self._closed:
+                raise RuntimeError(f"batcher {self.name}: closed")
+            self._pending.append(req)
+            self._cv.notify_all()
+
+    def open_slot(self) -> None:
+        with self._cv:
+            self.slots += 1
+
+    def release_slot(self) -> None:
+        with self._cv:
+            self.slots -= 1
+            self._cv.notify_all()  # the worker may be waiting for this caller
+
+    def close(self) -> None:
+        """Stop the worker after the calls already queued."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join(timeout=10)
+
+    def _work(self) -> None:
+        cv = self._cv
+        while True:
+            with cv:
+                while not self._pending and not self._closed:
+                    cv.wait()
+                if not self._pending:
+                    return  # closed
+                deadline = self._pending[0].queued + self.window
+                while not self._closed and len(self._pending) < min(self.slots, self.max_batch):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    cv.wait(left)
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+            now = time.monotonic()
+            if self._wait is not None:
+                for r in batch:
+                    self._wait.observe(now - r.queued)
+            self.batches += 1
+            self.calls += len(batch)
+            error = None
+            try:
+                outs = self.run_batch([r.feeds for r in batch])
+            except Exception as e:  # noqa: BLE001 - each caller gets the model's error
+                outs, error = [None] * len(batch), e
+            loops: dict[asyncio.AbstractEventLoop, list] = {}
+            for r, out in zip(batch, outs, strict=True):
+                if r.loop is not None:
+                    loops.setdefault(r.loop, []).append((r.future, out, error))
+                elif error is not None:
+                    r.future.set_exception(error)
+                else:
+                    r.future.set_result(out)
+            for loop, results in loops.items():
+                with contextlib.suppress(RuntimeError):  # a loop that has closed
+                    loop.call_soon_threadsafe(_settle, results)
+
+
+class BatchCaller:
+    """One session's caller of a `ModelBatcher` (a `ModelCall`), holding a slot until closed."""
+
+    def __init__(self, batcher: ModelBatcher) -> None:
+        self.batcher = batcher
+        self.closed = False
+        batcher.open_slot()
+
+    def __call__(self, feeds: Feeds) -> Feeds:
+        return self.batcher.call(feeds)
+
+    async def acall(self, feeds: Feeds) -> Feeds:
+        return await self.batcher.acall(feeds)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.batcher.release_slot()
+
+
+class BatchingService:
+    """The model batchers of one process, made on first use (keyed by model)."""
+
+    def __init__(
+        self,
+        window_ms: float = 2.0,
+        device: str = "cpu",
+        metrics: ServeMetrics | None = None,
+        max_batch: int = 512,
+    ) -> None:
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"batching: device must be cpu or cuda, not {device!r}")
+        self.window_ms, self.device, self.metrics = window_ms, device, metrics
+        self.max_batch = max_batch
+        self.batchers: dict[str, ModelBatcher] = {}
+        self._lock = threading.Lock()
+
+    def batcher(
+        self, key: str, make_run: Callable[[str], ModelCall], axes: dict[str, int]
+    ) -> ModelBatcher:
+        """The batcher of model ``key`` (``label@identity``); ``make_run(device)`` the first time."""
+        with self._lock:
+            b = self.batchers.get(key)
+            if b is None:
+                b = self.batchers[key] = ModelBatcher(
+                    key.split("@", 1)[0], make_run(self.device), axes,
+                    window_ms=self.window_ms, max_batch=self.max_batch, metrics=self.metrics,
+                )  # fmt: skip
+            return b
+
+    def session(self) -> SessionBatching:
+        """A session's access (a `audio2anim.models.model_call.ModelBatching`)."""
+        return SessionBatching(self)
+
+    def close(self) -> None:
+        with self._lock:
+            batchers, self.batchers = list(self.batchers.values()), {}
+        for b in batchers:
+            b.close()
+
+
+class SessionBatching:
+    """One session's callers; `close` frees its slot in every batcher at once."""
+
+    def __init__(self, service: BatchingService) -> None:
+        self.service = service
+        self.callers: list[BatchCaller] = []
+        self.closed = False
+
+    def caller(
+        self, key: str, make_run: Callable[[str], ModelCall], axes: dict[str, int]
+    ) -> ModelCall:
+        c = BatchCaller(self.service.batcher(key, make_run, axes))
+        if self.closed:
+            c.close()  # a late operator set-up: it still runs, without holding a slot
+        self.callers.append(c)
+        return c
+
+    def close(self) -> None:
+        self.closed = True
+        for c in self.callers:
+            c.close()

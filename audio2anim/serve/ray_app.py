@@ -1,0 +1,425 @@
+"""The streaming service on Ray Serve: ``audio2anim serve --ray ADDRESS``.
+
+Two Ray Serve deployments (docs/serve.md, "On Ray Serve"), each with its own replica count:
+
+- ``models`` (`ModelWorker`): the heavy models of the method graph (the ONNX viseme front end
+  and predictors, the live Whisper encoder), loaded once per replica by warming the graph up
+  through an in-process `audio2anim.serve.batching.BatchingService` (so its model batchers,
+  keyed as the sessions' operators key them, hold the models on the replica's device). Its
+  ``call`` is a Ray Serve batch handler (``@serve.batch``: ``max_batch`` calls or
+  ``batch_wait_s``, whichever comes first): the calls of a batch are grouped by model and each
+  group goes through that model's `ModelBatcher.run_batch` (grouped by shape, stacked, run
+  once, split) in a thread. With ``device="cuda"`` every replica asks Ray for one GPU.
+- ``ingress`` (`Ingress`): a FastAPI WebSocket at ``/v1/stream`` behind Ray Serve's HTTP proxy,
+  with the protocol, token, ``Host``/``Origin`` checks, session limit and errors of
+  ``audio2anim serve``'s WebSocket (`audio2anim.serve.server`), through the same session core
+  (`audio2anim.serve.session`). Its sessions' graphs run in the replica (sources, features,
+  smoothing: per-session state stays there); their heavy operators' model calls go to the
+  ``models`` deployment's handle instead of an in-process batcher (`RayBatching`), one request
+  per call, awaited on the replica's event loop as the batched operators await the in-process
+  batcher (a set-up's warm-up calls from its thread and blocks there).
+
+A model worker replica finds the model a call names by the batcher key (the exported file, or
+the encoder's source and weights), so every node must hold the same models at the same paths
+(one install, the same image). A call of a graph the replica has not loaded yet (a session
+asking for another shipped graph) loads it first: the call carries the graph's name.
+
+`serve_on_ray` is the command: it connects to Ray (``local``: a new instance bound to
+127.0.0.1), deploys both, prints the URL and token as ``audio2anim serve`` does, and on
+SIGINT/SIGTERM deletes the application (``local``: stops the instance). Ray, Ray Serve and
+FastAPI are imported only here (the ``ray`` extra).
+"""
+
+# no ``from __future__ import annotations``: FastAPI reads the WebSocket endpoint's annotation
+# through Ray Serve's wrapper, whose module cannot resolve a string
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from ray import serve
+
+from audio2anim.graph.netguard import exposure_warning, host_allowed, origin_allowed, token_ok
+
+from .server import Server
+from .session import START_TIMEOUT_S, ServerFull, SessionError, end_message, start_message
+
+APP_NAME = "audio2anim"
+DEFAULT_MAX_BATCH = 256
+
+
+@dataclasses.dataclass
+class RaySettings:
+    """What both deployments are built from (the ``serve`` options, plain values)."""
+
+    token: str
+    graph: str = "graphs/viseme_cnn.yaml"
+    overrides: tuple[str, ...] = ()
+    host: str = "127.0.0.1"  # the Ray Serve HTTP proxy's address and port (the Host check)
+    port: int = 8770
+    hosts: tuple[str, ...] = ()
+    max_sessions: int = 32  # per ingress replica
+    max_chunk: int = 65536
+    queue: int = 50
+    device: str = "cpu"
+    model_replicas: int = 1
+    ingress_replicas: int = 1
+    max_batch: int = DEFAULT_MAX_BATCH
+    batch_wait_s: float = 0.0
+
+
+# -- the model worker ---------------------------------------------------------------------------
+
+
+class ModelWorker:
+    """The ``models`` deployment: the method graphs' heavy models, called in batches."""
+
+    async def __init__(self, settings: RaySettings) -> None:
+        # an in-process batcher per model holds it (on ``device``); its own window only
+        # matters to the warm-up's calls
+        self.server = Server(
+            graph=settings.graph, overrides=settings.overrides, batch_window_ms=1.0,
+            device=settings.device, log=lambda line: None,
+        )  # fmt: skip
+        self.served: dict[str, list[int]] = {}  # model label → [calls, batches]
+        self._count = threading.Lock()  # two batches may run at once
+        self.call.set_max_batch_size(settings.max_batch)
+        self.call.set_batch_wait_timeout_s(settings.batch_wait_s)
+        await self.server.method(None)
+
+    @serve.batch(max_batch_size=DEFAULT_MAX_BATCH, batch_wait_timeout_s=0.0,
+                 max_concurrent_batches=2)  # fmt: skip
+    async def call(self, requests: list[tuple[str | None, str, dict]]) -> list[dict]:
+        """``(graph name or None, model key, feeds)`` per caller → its outputs, in order."""
+        batchers = self.server.batching.batchers
+        for name, key, _ in requests:
+            if key not in batchers:
+                await self.server.method(name)  # a graph this replica has not loaded yet
+                if key not in batchers:
+                    raise LookupError(
+                        f"model worker: graph {name or self.server.graph_file!r} has no model "
+                        f"{key!r} here (do all nodes hold the same models at the same paths?)"
+                    )
+        return await asyncio.to_thread(self._run, requests)
+
+    def _run(self, requests: list[tuple[str | None, str, dict]]) -> list[dict]:
+        groups: dict[str, list[int]] = {}
+        for i, (_, key, _) in enumerate(requests):
+            groups.setdefault(key, []).append(i)
+        outs: list[dict] = [{}] * len(requests)
+        for key, members in groups.items():
+            batcher = self.server.batching.batchers[key]
+            results = batcher.run_batch([requests[i][2] for i in members])
+            with self._count:
+                served = self.served.setdefault(batcher.name, [0, 0])
+                served[0] += len(members)
+                served[1] += 1
+            for i, out in zip(members, results, strict=True):
+                outs[i] = out
+        return outs
+
+    def batches(self) -> dict[str, tuple[int, int]]:
+        """What this replica has served: model label → (calls, batches)."""
+        with self._count:
+            return {name: (calls, n) for name, (calls, n) in self.served.items()}
+
+
+# -- the ingress' side of the model calls ---------------------------------------------------------
+
+_WARMING = object()
+
+
+class RayBatching:
+    """The ingress replica's stand-in for `BatchingService`: a session's model calls go to the
+    ``models`` deployment (Ray Serve batches them there), tagged with the graph they belong
+    to (learnt from the warm-up of each graph)."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.graph_of: dict[str, str | None] = {}  # model key → graph name (None: the default)
+        self.warming: Any = _WARMING  # the graph name while its warm-up builds its graph
+
+    def session(self) -> "_RaySessionBatching":
+        warming, self.warming = self.warming, _WARMING
+        return _RaySessionBatching(self, warming)
+
+    def close(self) -> None:
+        pass
+
+
+class _RaySessionBatching:
+    """One session's callers (a `models.model_call.ModelBatching`); nothing to free: the
+    worker keeps no slot per session."""
+
+    def __init__(self, service: RayBatching, warming: Any) -> None:
+        self.service, self.warming = service, warming
+
+    def caller(self, key: str, make_run, axes: dict[str, int]):
+        service = self.service
+        if self.warming is not _WARMING:
+            service.graph_of[key] = self.warming
+        return _RemoteCall(service.handle.call, service.graph_of.get(key), key)
+
+    def close(self) -> None:
+        pass
+
+
+class _RemoteCall:
+    """A session's call of one model in the ``models`` deployment: awaited on the ingress
+    replica's event loop (``acall``, what the batched operators do), or made from a thread
+    that blocks until the answer is there (a set-up's warm-up), never on the loop."""
+
+    def __init__(self, method, graph: str | None, key: str) -> None:
+        self.method, self.graph, self.key = method, graph, key
+
+    def __call__(self, feeds: dict) -> dict:
+        return self.method.remote((self.graph, self.key, feeds)).result()
+
+    async def acall(self, feeds: dict) -> dict:
+        return await self.method.remote((self.graph, self.key, feeds))
+
+
+class _IngressServer(Server):
+    """`Server` as an ingress replica's session host: no listener of its own (Ray Serve's proxy
+    is the listener), its sessions' model calls to the ``models`` deployment."""
+
+    def __init__(self, handle, s: RaySettings) -> None:
+        super().__init__(
+            s.host, s.port, graph=s.graph, overrides=s.overrides, token=s.token, hosts=s.hosts,
+            max_sessions=s.max_sessions, max_chunk=s.max_chunk, queue=s.queue,
+            log=lambda line: None,
+        )  # fmt: skip
+        self.batching = RayBatching(handle)
+
+    async def _warm_up(self, m) -> None:
+        # `Server._warm_up` asks for the graph's batching before its first await
+        self.batching.warming = None if m.file == self.graph_file else Path(m.file).stem
+        await super()._warm_up(m)
+
+
+# -- the ingress ----------------------------------------------------------------------------------
+
+
+# defined before `Ingress`: Ray Serve's ingress wrapper takes the module's names as they
+# are when the class is decorated
+async def _chunks(ws: WebSocket):
+    """A socket's audio for `Session.run`: binary messages, then None for the end message."""
+    while True:
+        msg = await ws.receive()
+        if msg.get("type") == "websocket.disconnect":
+            return
+        if msg.get("bytes") is not None:
+            yield msg["bytes"]
+            continue
+        end_message(msg.get("text") or "")
+        yield None
+        return
+
+
+async def _error(ws: WebSocket, message: str, code: int = 1008) -> None:
+    """Send one error line and close the socket."""
+    with contextlib.suppress(Exception):
+        await ws.send_text(json.dumps({"type": "error", "error": message}))
+        await ws.close(code=code, reason=message[:120])
+
+
+api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@serve.ingress(api)
+class Ingress:
+    """The ``ingress`` deployment: ``audio2anim serve``'s WebSocket protocol at ``/v1/stream``."""
+
+    async def __init__(self, models, settings: RaySettings) -> None:
+        self.server = _IngressServer(models, settings)
+        await self.server.method(None)  # loads the graph, warms it up through the worker
+
+    @api.websocket("/v1/stream")
+    async def stream(self, ws: WebSocket) -> None:
+        server = self.server
+        host = ws.headers.get("host")
+        refusal = None
+        if not host_allowed(host, server.host, server.port, server.hosts):
+            refusal = "host"
+        elif not token_ok(ws.query_params.get("token"), server.token):
+            refusal = "token"
+        elif not origin_allowed(ws.headers.get("origin"), host or ""):
+            refusal = "origin"
+        if refusal is not None:
+            server.refuse(refusal)
+            await ws.close(code=1008)  # before the upgrade: HTTP 403
+            return
+        await ws.accept()
+        try:
+            with server.slot():
+                await self._session(ws)
+        except ServerFull as e:
+            await _error(ws, str(e), code=1013)  # try again later
+
+    async def _session(self, ws: WebSocket) -> None:
+        try:
+            first = await asyncio.wait_for(ws.receive(), START_TIMEOUT_S)
+        except TimeoutError:
+            await _error(ws, f"no start message within {START_TIMEOUT_S:g} s")
+            return
+        if first.get("type") == "websocket.disconnect":
+            return
+        if first.get("text") is None:
+            await _error(ws, 'the first message must be the JSON start message, e.g. '
+                             '{"rate": 16000, "format": "s16le"}')  # fmt: skip
+            return
+
+        async def send(message: dict) -> None:
+            try:
+                await ws.send_text(json.dumps(message))
+            except WebSocketDisconnect:
+                raise ConnectionError("the client went away") from None
+
+        try:
+            async with self.server.open_session(start_message(first["text"])) as session:
+                await session.run(_chunks(ws), send)
+                with contextlib.suppress(Exception):
+                    await ws.close(code=1000 if session.error is None else 1008)
+        except SessionError as e:  # before the session: nothing sent yet
+            await _error(ws, str(e))
+
+
+# -- deploying ------------------------------------------------------------------------------------
+
+
+def build_app(s: RaySettings):
+    """The application: ``ingress`` bound to a handle of ``models``."""
+    models = serve.deployment(
+        ModelWorker, name="models", num_replicas=s.model_replicas,
+        # a batch can fill only if that many calls may wait at a replica
+        max_ongoing_requests=max(64, 4 * s.max_batch),
+        ray_actor_options={"num_cpus": 1, "num_gpus": 1 if s.device == "cuda" else 0},
+    ).bind(s)  # fmt: skip
+    ingress = serve.deployment(
+        Ingress, name="ingress", num_replicas=s.ingress_replicas,
+        # a session is one request for its whole length: room for every slot, and for the
+        # sockets told that the replica is full
+        max_ongoing_requests=2 * s.max_sessions, ray_actor_options={"num_cpus": 1},
+    ).bind(models, s)  # fmt: skip
+    return ingress
+
+
+def start_local_ray(num_cpus: int | None = None) -> None:
+    """A new Ray instance on this machine, every server of it bound to 127.0.0.1 (``num_cpus``:
+    the CPUs it schedules by, default the machine's)."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's single-machine mode
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read at import: in case ray came in earlier
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)  # fmt: skip
+
+
+def deploy(s: RaySettings) -> str:
+    """Start Ray Serve's proxy on ``s.host:s.port`` (if Serve is not running yet) and deploy
+    the application (waits until every replica has warmed up) → the stream URL with its
+    token. Needs a Ray connection."""
+    serve.start(http_options={"host": s.host, "port": s.port})
+    serve.run(build_app(s), name=APP_NAME, route_prefix="/", blocking=False)
+    return f"ws://{s.host}:{s.port}/v1/stream?token={s.token}"
+
+
+def _failure(error: Exception) -> str:
+    """Why the deployment failed, one line: the failed deployment's own error (the last line of
+    its replica's traceback, e.g. a missing checkpoint), else Ray's message."""
+    with contextlib.suppress(Exception):
+        app = serve.status().applications[APP_NAME]
+        for name, d in app.deployments.items():
+            lines = [ln.strip() for ln in (d.message or "").splitlines() if ln.strip()]
+            if str(d.status).endswith("DEPLOY_FAILED") and lines:
+                return f"{name}: {lines[-1]}"
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def serve_on_ray(args) -> int:
+    """``audio2anim serve --ray ADDRESS`` (options as `audio2anim.serve.cli`)."""
+    import secrets
+    import socket
+
+    import ray
+
+    from audio2anim.animate.ray_batch import connect
+    from audio2anim.graph.errors import GraphError
+
+    from .server import method_graph
+
+    try:  # a bad graph or override: one line now, not a failed deployment later
+        method_graph(args.graph, tuple(args.overrides))
+    except (GraphError, OSError, ValueError) as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    port = args.port
+    if port == 0:  # Ray Serve's proxy needs a port number: a free one now
+        with socket.socket() as sock:
+            sock.bind((args.host, 0))
+            port = sock.getsockname()[1]
+    settings = RaySettings(
+        token=args.token or secrets.token_urlsafe(24), graph=args.graph,
+        overrides=tuple(args.overrides), host=args.host, port=port, hosts=tuple(args.hosts),
+        max_sessions=args.max_sessions, max_chunk=args.max_chunk, queue=args.queue,
+        device=args.device, model_replicas=args.ray_model_replicas,
+        ingress_replicas=args.ray_ingress_replicas, max_batch=args.ray_max_batch,
+        batch_wait_s=args.batch_window_ms / 1000.0,
+    )  # fmt: skip
+    local = args.ray == "local"
+    need = settings.model_replicas + settings.ingress_replicas  # CPUs: one per replica
+    try:
+        if local:  # enough CPUs to schedule by, even on a machine with fewer cores
+            start_local_ray(max(os.cpu_count() or 1, need))
+        else:
+            connect(args.ray)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    gpus = ray.cluster_resources().get("GPU", 0) if settings.device == "cuda" else 0
+    if settings.device == "cuda" and gpus < settings.model_replicas:
+        print(f"error: --device cuda: {settings.model_replicas} model replica(s) need a GPU "
+              f"each; the Ray cluster has {gpus:g}", file=sys.stderr)  # fmt: skip
+        ray.shutdown()
+        return 2
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus < need:  # an autoscaling cluster may add nodes; else the deployment waits forever
+        print(f"warning: the replicas ask for {need} CPUs (one each); the Ray cluster has "
+              f"{cpus:g} now: the deployment waits for more nodes", file=sys.stderr)  # fmt: skip
+    stop = threading.Event()
+    received: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda s, _frame: (received.append(s), stop.set()))
+    try:
+        warning = exposure_warning("audio2anim serve (Ray Serve proxy)", args.host, port)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+        try:
+            url = deploy(settings)
+        except Exception as e:  # a replica that cannot start
+            print(f"error: Ray Serve deployment failed: {_failure(e)}", file=sys.stderr)
+            return 2
+        where = "a local Ray instance" if local else f"the Ray cluster at {args.ray}"
+        print(f"audio2anim serve: {url}", file=sys.stderr, flush=True)
+        print(f"  on {where}: {settings.ingress_replicas} ingress and {settings.model_replicas}"
+              f" model replica(s)", file=sys.stderr, flush=True)  # fmt: skip
+        while not stop.wait(0.5):
+            pass
+        print(f"{signal.Signals(received[0]).name}: stopping", file=sys.stderr, flush=True)
+        with contextlib.suppress(Exception):
+            serve.delete(APP_NAME)
+        return 128 + int(received[0])
+    finally:
+        if local:
+            with contextlib.suppress(Exception):
+                serve.shutdown()
+        ray.shutdown()

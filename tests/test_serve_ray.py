@@ -1,0 +1,300 @@
+"""``audio2anim serve --ray``: the service on Ray Serve (`audio2anim.serve.ray_app`).
+
+On a local Ray instance that the module fixture starts on 127.0.0.1 (two CPUs, no dashboard)
+with the shipped viseme CNN graph: a client streaming an espeak-ng sentence file gets the
+frames the in-process server sends for the same audio, its model calls having gone to the
+model worker deployment; two concurrent sessions each get their own; a wrong token, Host or
+start message is refused as ``audio2anim serve`` refuses it. Without Ray Serve installed (the
+``ray`` extra) these are skipped. Without a Ray instance: the ingress' model calls carry the
+graph their model belongs to and find the worker's model by its key, and the command's
+option errors are one line. Slow (each its own Ray instance): ``serve --ray local`` streams a
+file and stops on SIGINT; a missing checkpoint fails the deployment with one line naming it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import aiohttp
+import numpy as np
+import pytest
+import soundfile as sf
+from tiny_models import speak
+
+from audio2anim.client import ServeError, stream, stream_file
+from audio2anim.serve.server import Server
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKEN = "ray-serve-test-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def voices():
+    return {"mama bob": speak("mama bob"), "how are you": speak("how are you")}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_service():
+    """The application deployed on a new local Ray instance → (its URL, the models' handle)."""
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed (audio2anim[ray])")
+    pytest.importorskip("fastapi", reason="Ray Serve is not installed (audio2anim[ray])")
+    from ray import serve
+
+    from audio2anim.serve import ray_app
+
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
+    # the replicas import this checkout's audio2anim
+    os.environ["PYTHONPATH"] = ROOT + os.pathsep + (saved["PYTHONPATH"] or "")
+    import ray
+
+    try:
+        ray_app.start_local_ray(num_cpus=2)
+        settings = ray_app.RaySettings(token=TOKEN, port=_free_port(), batch_wait_s=0.002)
+        url = ray_app.deploy(settings)
+        assert url.startswith("ws://127.0.0.1:")
+        yield url.split("?")[0], serve.get_deployment_handle("models", ray_app.APP_NAME)
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()  # stops the instance this process started (and only that one)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def _served(models) -> dict[str, int]:
+    """The calls the model worker has served, by model."""
+    return {m: calls for m, (calls, _) in models.batches.remote().result().items()}
+
+
+async def _in_process(*clips):
+    """Each clip streamed alone to an in-process server (no batching)."""
+    server = Server(port=0)
+    url = (await server.start()).split("?")[0]
+    try:
+        return [await stream(url, server.token, x, sr, realtime=False) for x, sr in clips]
+    finally:
+        await server.stop()
+
+
+def test_ray_serve_answers_a_client_as_the_in_process_server_does(ray_service, voices, tmp_path):
+    url, models = ray_service
+    a, sr, _ = voices["mama bob"]
+    sf.write(tmp_path / "mama.wav", a, sr)
+    before = _served(models)
+    r = stream_file(url, TOKEN, tmp_path / "mama.wav", realtime=False)
+    after = _served(models)
+    (local,) = asyncio.run(_in_process((a, sr)))
+    assert r.end == {"type": "end", "frames": len(r.values), "dropped": 0}
+    assert abs(len(r.values) - len(a) / sr * 50) <= 2
+    assert {**r.header, "session": ""} == {**local.header, "session": ""}
+    assert r.times == pytest.approx(local.times, abs=1e-9)
+    np.testing.assert_allclose(r.values, local.values, atol=1e-4)
+    np.testing.assert_allclose(r.visemes, local.visemes, atol=1e-4)
+    assert np.ptp(np.asarray(r.values)[:, r.names.index("jawOpen")]) > 0.1  # the mouth moves
+    # the session's two models (the viseme front end, the predictor) ran in the model worker
+    assert len([m for m in after if after[m] > before.get(m, 0)]) == 2
+
+
+def test_concurrent_ray_sessions_each_get_their_own_frames(ray_service, voices):
+    url, _ = ray_service
+    (a, sr_a, _), (b, sr_b, _) = voices["mama bob"], voices["how are you"]
+
+    async def together():
+        return await asyncio.gather(
+            stream(url, TOKEN, a, sr_a, realtime=False),
+            stream(url, TOKEN, b, sr_b, fmt="f32le", realtime=False),
+        )
+
+    both = asyncio.run(together())
+    alone = asyncio.run(_in_process((a, sr_a), (b, sr_b)))
+    for r, solo in zip(both, alone, strict=True):
+        assert len(r.values) == len(solo.values) == r.end["frames"]
+        np.testing.assert_allclose(r.values, solo.values, atol=2e-3)  # stacked: float rounding
+    n = min(len(both[0].values), len(both[1].values))
+    assert np.abs(np.subtract(both[0].values[:n], both[1].values[:n])).max() > 0.1
+
+
+def test_ray_serve_refuses_a_wrong_token_host_or_start(ray_service, voices):
+    url, _ = ray_service
+    a, sr, _ = voices["how are you"]
+    with pytest.raises(ServeError, match=r"refused \(403"):
+        asyncio.run(stream(url, "not-the-token-at-all", a, sr, realtime=False))
+
+    async def raw(headers: dict, first: str) -> tuple[int | None, str | None]:
+        async with aiohttp.ClientSession() as http:
+            try:
+                ws = await http.ws_connect(f"{url}?token={TOKEN}", headers=headers)
+            except aiohttp.WSServerHandshakeError as e:
+                return e.status, None
+            async with ws:
+                await ws.send_str(first)
+                msg = await ws.receive()
+                return None, msg.data
+
+    port = url.split(":")[2].split("/")[0]
+    assert asyncio.run(raw({"Host": f"evil.example:{port}"}, "{}")) == (403, None)
+    status, reply = asyncio.run(raw({}, '{"rate": 16000, "format": "s24le"}'))
+    assert status is None and '"type": "error"' in reply and "bad start message: format" in reply
+    # the refusals closed nothing else: a session still streams
+    r = asyncio.run(stream(url, TOKEN, a, sr, realtime=False))
+    assert r.end["frames"] == len(r.values) > 0
+
+
+# -- without a Ray instance ----------------------------------------------------------------------
+
+
+class _Handle:
+    """A stand-in for the models deployment's handle: answers each call from an in-process
+    worker `Server`'s model batchers, as `ModelWorker.call` does, and records the calls."""
+
+    def __init__(self, worker: Server) -> None:
+        self.worker, self.calls = worker, []
+        self.call = self
+
+    def remote(self, request):
+        name, key, feeds = request
+        self.calls.append((name, key))
+        return _Response(self.worker.batching.batchers[key].run_batch([feeds])[0])
+
+
+class _Response:
+    """A `ray.serve.handle.DeploymentResponse` already answered: ``result()`` or awaited."""
+
+    def __init__(self, out: dict) -> None:
+        self.out = out
+
+    def result(self) -> dict:
+        return self.out
+
+    def __await__(self):
+        yield from asyncio.sleep(0).__await__()
+        return self.out
+
+
+def test_ingress_model_calls_name_their_graph_and_the_worker_model():
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed (audio2anim[ray])")
+    pytest.importorskip("fastapi", reason="Ray Serve is not installed (audio2anim[ray])")
+    from audio2anim.serve.ray_app import RaySettings, _IngressServer
+
+    a, sr, _ = speak("mama bob")
+
+    async def main():
+        worker = Server(batch_window_ms=1.0, log=lambda line: None)
+        await worker.method(None)  # the worker's models, keyed as its warm-up keyed them
+        handle = _Handle(worker)
+        ingress = _IngressServer(handle, RaySettings(token=TOKEN, port=0))
+        await ingress.method(None)
+        warm = len(handle.calls)
+        try:
+            server = Server(port=0)  # the frames without a worker
+            url = (await server.start()).split("?")[0]
+            alone = await stream(url, server.token, a, sr, realtime=False)
+            await server.stop()
+            from audio2anim.serve.session import start_message
+
+            frames = []
+
+            async def incoming():  # 20 ms chunks, as the client sends them
+                data = (np.clip(a, -1, 1) * 32767.0).round().astype("<i2").tobytes()
+                step = 2 * round(sr * 0.02)
+                for i in range(0, len(data), step):
+                    yield data[i : i + step]
+                yield None
+
+            async def send(message):
+                frames.append(message)
+
+            async with ingress.open_session(
+                start_message({"rate": sr, "format": "s16le"})
+            ) as session:
+                await session.run(incoming(), send)
+            return handle.calls, warm, frames, alone, set(worker.batching.batchers)
+        finally:
+            worker.batching.close()
+
+    calls, warm, frames, alone, keys = asyncio.run(main())
+    assert warm > 0 and len(calls) > warm  # the warm-up's calls, then the session's
+    assert {name for name, _ in calls} == {None}  # the server's default graph
+    assert {key for _, key in calls} == keys  # every model the worker holds, by its key
+    assert frames[0]["type"] == "header" and frames[-1]["type"] == "end"
+    values = [f["values"] for f in frames[1:-1]]
+    assert len(values) == len(alone.values)
+    np.testing.assert_allclose(values, alone.values, atol=1e-4)
+
+
+def test_serve_ray_option_errors_are_one_line(capsys):
+    from audio2anim.cli import main
+
+    for argv, what in (
+        (["--ray", "127.0.0.1:9"], "cannot connect to the Ray cluster"),  # nothing listens
+        (["--ray", "local", "--grpc-port", "0"], "--grpc-port: not with --ray"),
+        (["--ray", "local", "--ray-model-replicas", "0"], "--ray-model-replicas: at least 1"),
+    ):
+        pytest.importorskip("ray.serve", reason="Ray Serve is not installed (audio2anim[ray])")
+        assert main(["serve", *argv]) == 2
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(err) == 1 and err[0].startswith("error: ") and what in err[0], err
+
+
+def _serve_cli(*args: str):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
+    cmd = [sys.executable, "-m", "audio2anim", "serve", "--ray", "local", "--port", "0", *args]
+    return subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_serve_ray_local_streams_then_stops_on_sigint(tmp_path, voices):
+    import signal
+
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed (audio2anim[ray])")
+    a, sr, _ = voices["mama bob"]
+    sf.write(tmp_path / "mama.wav", a, sr)
+    proc = _serve_cli("--token", TOKEN)
+    try:
+        url = None
+        for line in proc.stderr:
+            if line.startswith("audio2anim serve: "):
+                url = line.split(" ", 2)[2].strip()
+                break
+        assert url is not None and url.startswith("ws://127.0.0.1:") and f"token={TOKEN}" in url
+        r = stream_file(url.split("?")[0], TOKEN, tmp_path / "mama.wav", realtime=False)
+        assert r.end["frames"] == len(r.values) > 0
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=120) == 130
+        assert "SIGINT: stopping" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_serve_ray_with_a_missing_checkpoint_is_one_line_naming_it():
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed (audio2anim[ray])")
+    proc = _serve_cli("--set", "pred.checkpoint=/nonexistent/ckpt")
+    try:
+        err = proc.stderr.read()
+        assert proc.wait(timeout=300) == 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    errors = [ln for ln in err.splitlines() if ln.startswith("error")]
+    assert len(errors) == 1 and "Ray Serve deployment failed: models:" in errors[0]
+    assert "/nonexistent/ckpt" in errors[0]

@@ -30,6 +30,8 @@ VISEMES: tuple[str, ...] = (
     "sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou",
 )  # fmt: skip
 N_VISEMES = len(VISEMES)
+#: the `Features` kind of viseme probabilities read as features (``feature.viseme_probs``)
+VISEME_PROBS = "viseme-probs"
 VISEME_ID: dict[str, int] = {name: i for i, name in enumerate(VISEMES)}
 
 _ARPABET: dict[str, str] = {

@@ -26,7 +26,8 @@ from audio2anim.train.metrics import CLOSED, lip_gap
 from audio2anim.visemes import phone_class
 
 ROOT = Path(__file__).resolve().parents[1]
-METHOD_GRAPHS = ("viseme_mlp", "viseme_cnn", "w2v_cnn", "w2v_ar", "w2v_attention", "pocketsphinx")
+METHOD_GRAPHS = ("viseme_mlp", "viseme_cnn", "w2v_cnn", "w2v_ar", "w2v_attention", "pocketsphinx",
+                 "whisper_w2v_cnn", "whisper_w2v_ar", "whisper_w2v_attention")  # fmt: skip
 SENTENCE = "Bob made a map of the moon. Pam bought a big blue boat."
 TOLERANCE_S = 0.06
 FRAME_RATE = 50.0

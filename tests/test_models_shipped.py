@@ -65,3 +65,30 @@ def test_pipelines_animate_speech(speech):
         assert params.shape == (len(x), 30) and params.min() >= 0 and params.max() <= 1
         jaw = params[:, side["param_names"].index("jawOpen")]
         assert jaw.std() > 0.02, m  # the jaw moves with the speech
+
+
+WHISPER_FED = ("whisper-w2v-cnn", "whisper-w2v-ar", "whisper-w2v-attention")
+
+
+def test_the_whole_checkpoints_folder_stays_within_50_mb():
+    total = sum(f.stat().st_size for f in CKPT.rglob("*") if f.is_file())
+    assert total <= 50e6
+
+
+def test_whisper_fed_predictors_animate_speech(speech):
+    """The w2v predictors trained on the Whisper head's posteriors, fed by that head (the
+    packaged tiny.en encoder: a few seconds to load)."""
+    from audio2anim.models.checkpoint import load
+    from audio2anim.models.whisper_head import WhisperVisemes
+    from audio2anim.visemes import VISEME_PROBS
+
+    head = WhisperVisemes(CKPT / "whisper-viseme-head")
+    probs = head.posteriors(speech)
+    for m in WHISPER_FED:
+        model, side = load(CKPT / m)
+        assert side["feature"]["kind"] == VISEME_PROBS and side["kind"] == m[len("whisper-") :]
+        assert (CKPT / m / side["frontend"]).resolve() == (CKPT / "whisper-viseme-head").resolve()
+        params = model.predict(probs)
+        assert params.shape == (len(probs), 30) and params.min() >= 0 and params.max() <= 1
+        jaw = params[:, side["param_names"].index("jawOpen")]
+        assert jaw.std() > 0.02, m  # the jaw moves with the speech

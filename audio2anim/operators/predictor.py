@@ -4,12 +4,19 @@ Sit between a feature operator and smoothing::
 
     vis  (feature.visemes)  → pred (predictor.viseme_mlp | predictor.viseme_cnn)  → smooth → …
     feat (feature.wav2vec2) → pred (predictor.w2v_cnn | w2v_ar | w2v_attention)   → smooth → …
+    vis (feature.whisper_visemes) → probs (feature.viseme_probs) → pred (predictor.w2v_*) → …
+
+The w2v predictors take the features their checkpoint was trained on (its sidecar's
+``feature``): a wav2vec2 feature (stream kind ``w2v2-`` + the feature), or, for one trained on
+a ``whisper-viseme-head``'s posteriors, the viseme probabilities as features (kind
+``viseme-probs``, `audio2anim.operators.feature_viseme_probs`); another kind or width is
+refused before the graph starts.
 
 | op                       | checkpoint kind | input                         | default checkpoint          |
 |--------------------------|-----------------|-------------------------------|-----------------------------|
 | ``predictor.viseme_mlp`` | viseme-mlp      | `Visemes` (probabilities, 50 Hz) | ``checkpoints/viseme-mlp`` |
 | ``predictor.viseme_cnn`` | viseme-cnn      | `Visemes`                     | ``checkpoints/viseme-cnn``  |
-| ``predictor.w2v_cnn``    | w2v-cnn         | `Features` (wav2vec2, 50 Hz)  | ``checkpoints/w2v-cnn``     |
+| ``predictor.w2v_cnn``    | w2v-cnn         | `Features` (50 Hz)            | ``checkpoints/w2v-cnn``     |
 | ``predictor.w2v_ar``     | w2v-ar          | `Features`                    | ``checkpoints/w2v-ar``      |
 | ``predictor.w2v_attention`` | w2v-attention | `Features`                   | ``checkpoints/w2v-attention`` |
 
@@ -52,6 +59,7 @@ from audio2anim.models.model_call import awaitable, check_batching
 from audio2anim.models.torch_threads import configure_torch_threads
 from audio2anim.resources import require_checkpoint
 from audio2anim.streams import Features, Params, Visemes
+from audio2anim.visemes import VISEME_PROBS
 
 
 def _params_model(default_checkpoint: str) -> type[OperatorParams]:
@@ -103,7 +111,15 @@ class StreamingPredictor(Operator):
         self.rate = float(side.get("output_frame_rate", 50.0))
         self.in_rate = float(side.get("input_frame_rate", 50.0))
         # which wav2vec2 feature the predictor was trained on ("posteriors", "hidden-3", ...)
-        self.feature = (side.get("feature") or {}).get("feature")
+        finfo = side.get("feature") or {}
+        self.feature = finfo.get("feature")
+        # the stream kind it takes: "w2v2-<feature>", "viseme-probs", or None (viseme input)
+        if self.kind.startswith("viseme"):
+            self.stream_kind = None
+        elif finfo.get("kind") == VISEME_PROBS:
+            self.stream_kind = VISEME_PROBS
+        else:
+            self.stream_kind = f"w2v2-{self.feature}" if self.feature else None
         self.clock = MediaClock(self.rate)
         if p.batching is not None and awaitable(getattr(stream, "predict", None)):
             # batched: the model call is awaited on the event loop, no worker thread per call
@@ -114,10 +130,7 @@ class StreamingPredictor(Operator):
         self.clock.reset()
 
     def input_format(self, port):
-        wav2vec2 = self.feature and not self.kind.startswith("viseme")
-        return Format(
-            self.in_rate, width=self.in_dim, kind=f"w2v2-{self.feature}" if wav2vec2 else None
-        )
+        return Format(self.in_rate, width=self.in_dim, kind=self.stream_kind)
 
     def output_format(self, port, inputs):
         return Format(self.rate, width=len(self.names))
@@ -141,11 +154,17 @@ class StreamingPredictor(Operator):
                 f"{self.name}: input is {rate:g} frames/s, the checkpoint takes {self.in_rate:g}"
             )
         kind = getattr(payload, "kind", "")
-        if self.feature and kind.startswith("w2v2-") and kind != f"w2v2-{self.feature}":
-            raise ValueError(
-                f"{self.name}: input is wav2vec2 {kind[5:]!r}, the checkpoint was trained on "
-                f"{self.feature!r} (set feature: {self.feature} on the feature.wav2vec2 node)"
-            )
+        if self.stream_kind and kind and kind != self.stream_kind:
+            if self.stream_kind == VISEME_PROBS:
+                raise ValueError(
+                    f"{self.name}: input is {kind!r}, the checkpoint was trained on viseme "
+                    "posteriors (feed it feature.whisper_visemes → feature.viseme_probs)"
+                )
+            if kind.startswith("w2v2-"):
+                raise ValueError(
+                    f"{self.name}: input is wav2vec2 {kind[5:]!r}, the checkpoint was trained on "
+                    f"{self.feature!r} (set feature: {self.feature} on the feature.wav2vec2 node)"
+                )
         if data.shape[1] != self.in_dim:
             raise ValueError(
                 f"{self.name}: input has {data.shape[1]} dims, the checkpoint takes {self.in_dim} "
@@ -202,26 +221,26 @@ class VisemeCNN(StreamingPredictor):
 
 @register("predictor.w2v_cnn")
 class W2vCNN(StreamingPredictor):
-    """wav2vec2 features → ARKit parameters with stacked 1-D convolutions."""
+    """Features (wav2vec2, or viseme-probs) → ARKit parameters with stacked 1-D convolutions."""
 
     kind = "w2v-cnn"
     Params = _params_model("checkpoints/w2v-cnn")
-    inputs = {"in": Port(Features, doc="wav2vec2 features at 50 Hz")}
+    inputs = {"in": Port(Features, doc="wav2vec2 features or viseme-probs at 50 Hz")}
 
 
 @register("predictor.w2v_ar")
 class W2vAR(StreamingPredictor):
-    """wav2vec2 features → ARKit parameters, a CNN fed its own previous outputs (stateful)."""
+    """Features → ARKit parameters, a CNN fed its own previous outputs (stateful)."""
 
     kind = "w2v-ar"
     Params = _params_model("checkpoints/w2v-ar")
-    inputs = {"in": Port(Features, doc="wav2vec2 features at 50 Hz")}
+    inputs = {"in": Port(Features, doc="wav2vec2 features or viseme-probs at 50 Hz")}
 
 
 @register("predictor.w2v_attention")
 class W2vAttention(StreamingPredictor):
-    """wav2vec2 features → ARKit parameters, a CNN with windowed self-attention."""
+    """Features → ARKit parameters, a CNN with windowed self-attention."""
 
     kind = "w2v-attention"
     Params = _params_model("checkpoints/w2v-attention")
-    inputs = {"in": Port(Features, doc="wav2vec2 features at 50 Hz")}
+    inputs = {"in": Port(Features, doc="wav2vec2 features or viseme-probs at 50 Hz")}

@@ -6,7 +6,8 @@
   `audio2anim.train.metrics` against the teacher targets. Viseme predictors are scored twice:
   on the true visemes (one-hots, "oracle") and, when a viseme front end is known (sidecar
   ``frontend`` or ``--frontend``), end to end on its posteriors from the audio. wav2vec
-  predictors always run end to end from the audio through their wav2vec2 checkpoint.
+  predictors always run end to end from the audio through their front end (a wav2vec2
+  checkpoint, or a ``whisper-viseme-head`` for those trained on its posteriors).
 
 Definitions of every figure: `audio2anim.train.metrics`.
 """
@@ -87,13 +88,16 @@ def _predictions(checkpoint: Path, utts: list[Utterance], device: str, frontend:
             fe = resolve_frontend(checkpoint, side, frontend)
             if not fe:
                 raise ValueError(
-                    f"{checkpoint}/config.json: no 'frontend' (wav2vec2 checkpoint); pass --frontend"
+                    f"{checkpoint}/config.json: no 'frontend' (wav2vec2 or whisper-viseme-head "
+                    "checkpoint); pass --frontend"
                 )
-            from audio2anim.models.wav2vec import load_wav2vec2
+            from .features import feature_frontend
 
-            front = load_wav2vec2(fe, device=device, feature=side.get("feature", {}).get("feature"))
+            feature = side.get("feature", {}).get("feature")
+            features, _ = feature_frontend(fe, device, feature)
             for u in utts:
-                yield "from_audio", u, model.predict(front.features(u.audio))
+                x = torch.as_tensor(u.audio, device=device)[None]
+                yield "from_audio", u, model.predict(features(x))
 
 
 def fmt(v) -> str:

@@ -1,6 +1,8 @@
-"""Predictor inputs computed by trained front ends: wav2vec2 features (`w2v_features`) and
-viseme front-end posteriors (`frontend_posteriors`), and `FeatureCache`, which lets several
-trainings in one process (scripts/train_all.py's three w2v predictors) share one extraction."""
+"""Predictor inputs computed by trained front ends: the features the w2v-* predictors learn
+from (`w2v_features`: a wav2vec2 checkpoint's features, or the 15 viseme posteriors of a
+``whisper-viseme-head`` on the Whisper encoder, `feature_frontend`), viseme front-end
+posteriors (`frontend_posteriors`), and `FeatureCache`, which lets several trainings in one
+process (scripts/train_all.py's three w2v predictors) share one extraction."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from audio2anim.visemes import N_VISEMES, VISEME_PROBS
 
 from .augmentation import augment_audio
 from .data import Utterance
@@ -39,6 +43,58 @@ class FeatureCache:
         return len(self._sets)
 
 
+def feature_frontend(frontend_dir: str | Path, device, feature: str | None = None):
+    """A front end the w2v-* predictors learn from, as ``(features, info)``: ``features`` maps
+    16 kHz audio [1, n] (a torch tensor) → [n // 320, D] numpy features at 50 Hz; ``info`` is
+    what the predictor's sidecar records of them (``feature``, ``dim``, …).
+
+    - a wav2vec2 checkpoint (or ensemble, or any Hugging Face Wav2Vec2 folder): its
+      ``feature`` (``posteriors``, ``hidden-N``, ``posteriors+hidden-N``; None: the
+      checkpoint's), streamed with its chunked attention;
+    - a ``whisper-viseme-head`` checkpoint: its 15 viseme posteriors on the Whisper encoder
+      (offline windows, the head's own P/B/M offset), the analogue of a CTC model's softmaxed
+      output; ``info["kind"]`` is `VISEME_PROBS`, the stream kind the predictor then takes.
+      ``feature`` must be None or ``posteriors``."""
+    from audio2anim.models.checkpoint import read_sidecar
+
+    if read_sidecar(frontend_dir).get("kind") == "whisper-viseme-head":
+        from audio2anim.models.whisper_head import WhisperVisemes
+
+        if feature not in (None, "posteriors"):
+            raise ValueError(
+                f"w2v feature {feature!r}: the whisper-viseme-head front end {frontend_dir} "
+                "gives its viseme posteriors only ('posteriors')"
+            )
+        head = WhisperVisemes(frontend_dir)
+        info = {
+            "kind": VISEME_PROBS,
+            "checkpoint": str(frontend_dir),
+            "feature": "posteriors",
+            "dim": N_VISEMES,
+            "frame_rate": 50.0,
+            "encoder": head.sidecar.get("encoder"),
+        }
+        return lambda x: head.posteriors(x[0].float().cpu().numpy()).astype(np.float32), info
+
+    from audio2anim.models.wav2vec import load_wav2vec2
+
+    front = load_wav2vec2(str(frontend_dir), device=str(device), feature=feature)
+    info = {
+        "checkpoint": str(frontend_dir),
+        "feature": front.feature,
+        "dim": front.feature_dim,
+        "frame_rate": front.frame_rate,
+        "lookahead_frames": front.lookahead_frames,
+    }
+
+    def features(x: torch.Tensor) -> np.ndarray:
+        if x.shape[-1] < front.hop:  # not one frame
+            return np.zeros((0, front.feature_dim), np.float32)
+        return front.features_torch(x.float())[0].cpu().numpy()
+
+    return features, info
+
+
 def w2v_features(
     frontend_dir: str,
     utts: list[Utterance],
@@ -47,40 +103,32 @@ def w2v_features(
     augment_seed: int | None = None,
     cache: FeatureCache | None = None,
 ) -> tuple[list[np.ndarray], dict]:
-    """Per-utterance features of a wav2vec2 checkpoint (streaming/chunked attention), of the
-    clean audio or, with ``augment_seed``, of audio through `augment_audio` (gain, EQ, noise).
-    With a ``cache``, features it holds for the same checkpoint, device, feature and
-    augmentation are reused and new ones are added to it."""
+    """Per-utterance features of a front end (`feature_frontend`: a wav2vec2 checkpoint, or a
+    ``whisper-viseme-head``'s viseme posteriors), of the clean audio or, with
+    ``augment_seed``, of audio through `augment_audio` (gain, EQ, noise). With a ``cache``,
+    features it holds for the same checkpoint, device, feature and augmentation are reused and
+    new ones are added to it."""
     from tqdm import tqdm
 
-    from audio2anim.models.wav2vec import load_wav2vec2
-
-    front = load_wav2vec2(frontend_dir, device=str(device), feature=feature)
+    features, info = feature_frontend(frontend_dir, device, feature)
     weights = Path(frontend_dir) / "config.json"  # rewritten with every save, ensembles too
     key = (
         str(Path(frontend_dir).resolve()),
         weights.stat().st_mtime_ns,
         str(device),
-        front.feature,
+        info["feature"],
         augment_seed,
     )
     store = {} if cache is None else cache.features(key)
     feats = []
     gen = None if augment_seed is None else torch.Generator(device=device).manual_seed(augment_seed)
     with torch.no_grad():
-        for u in tqdm(utts, desc="wav2vec2 features", unit="utt", leave=False, mininterval=2.0):
+        for u in tqdm(utts, desc="front-end features", unit="utt", leave=False, mininterval=2.0):
             if u.id not in store:
                 x = torch.as_tensor(u.audio, device=device)[None]
                 x = x if gen is None else augment_audio(x, gen)
-                store[u.id] = front.features_torch(x)[0].cpu().numpy()
+                store[u.id] = features(x)
             feats.append(store[u.id])
-    info = {
-        "checkpoint": str(frontend_dir),
-        "feature": front.feature,
-        "dim": front.feature_dim,
-        "frame_rate": front.frame_rate,
-        "lookahead_frames": front.lookahead_frames,
-    }
     return feats, info
 
 

@@ -5,7 +5,7 @@
 | viseme-frontend  | log-mel 100 Hz → viseme logits (delayed L)   | cross-entropy                 |
 | wav2vec2         | audio → phone CTC logits 50 Hz               | CTC                           |
 | viseme-mlp / cnn | viseme one-hots 50 Hz → 30 params            | weighted MSE, normalized params |
-| w2v-cnn / attention | wav2vec2 features 50 Hz → 30 params       | weighted MSE, normalized params |
+| w2v-cnn / attention | front-end features 50 Hz → 30 params      | weighted MSE, normalized params |
 | w2v-ar           | features + own previous params → params      | weighted MSE, parallel scheduled sampling (2 passes, p 0.3 → 0.9), noise 0.3, history hidden for half the crops |
 
 Batches are random crops (``crop_s`` seconds, utterances drawn ∝ length) gathered from one
@@ -16,7 +16,8 @@ vowel segments higher (``LIPSYNC_WEIGHTS``; with ``lipsync_frontend`` the viseme
 frame loss too). Viseme predictors train on one-hots blurred like a recognizer's output (label
 smoothing, random soft frames, ±1 frame jitter) so they accept posteriors too. w2v predictors
 train on the features of a trained wav2vec2 checkpoint (``frontend``), computed once per
-utterance with its streaming (chunked) attention.
+utterance with its streaming (chunked) attention, or on the 15 viseme posteriors of a
+``whisper-viseme-head`` front end (the Whisper encoder; `features.feature_frontend`).
 
 An epoch is ``steps_per_epoch`` steps; validation (held-out voices) after each; early
 stopping after ``patience`` epochs without improvement, or when ``max_minutes`` runs out; the
@@ -220,7 +221,9 @@ def train_predictor(data: TrainingData, opts: TrainOptions, features: FeatureCac
     uses_w2v = name.startswith("w2v-")
     if uses_w2v:
         if not opts.frontend:
-            raise ValueError(f"{name}: needs --frontend, a trained wav2vec2 checkpoint directory")
+            raise ValueError(
+                f"{name}: needs --frontend, a wav2vec2 or whisper-viseme-head checkpoint directory"
+            )
         seed = opts.seed + 1 if opts.w2v_augment else None
         feats, finfo = w2v_features(
             opts.frontend, train + val, dev, opts.w2v_feature, seed, features

@@ -69,7 +69,7 @@ def load() -> float:
 
 
 CODE = ROOT  # the source tree the subprocesses run (--code)
-GRAPH = "graphs/whisper_cnn.yaml"  # the method graph of every run (--graph)
+GRAPH = "graphs/whisper_w2v_attention.yaml"  # every run's method graph (--graph; default animate's)
 
 
 def env() -> dict:

@@ -79,7 +79,7 @@ def test_the_installed_package_animates_a_recording_from_any_directory(installed
     assert Path(r.stdout.strip()).is_relative_to(installed)  # not the checkout
     r = _run(installed, work, "-m", "audio2anim", "animate", "rec.wav", "-o", "rec.csv", "--quiet")
     assert r.returncode == 0, r.stderr
-    assert "graphs/whisper_cnn.yaml" in r.stderr  # the default graph
+    assert "graphs/whisper_w2v_attention.yaml" in r.stderr  # the default graph
     with open(work / "rec.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["time", *arkit.ALL]

@@ -2,7 +2,7 @@
 
     from audio2anim import Animator
 
-    animator = Animator()                        # graphs/whisper_cnn.yaml, shipped checkpoints
+    animator = Animator()               # graphs/whisper_w2v_attention.yaml, shipped checkpoints
     anim = animator.animate("line01.wav")        # or animate(samples, rate=44100)
     anim.names, anim.times, anim.values          # ARKit names, seconds, [frames, names] weights
     anim.visemes                                 # [frames, 15] viseme posteriors (or None)
@@ -52,7 +52,7 @@ from audio2anim.formats.animation import Animation
 
 # the Whisper front end + viseme-cnn: the best viseme accuracy and lip closure on real speech
 # of the shipped graphs (docs/performance.md#real-recorded-speech); offline only
-DEFAULT_GRAPH = "graphs/whisper_cnn.yaml"
+DEFAULT_GRAPH = "graphs/whisper_w2v_attention.yaml"
 MIN_SECONDS = 0.1  # shorter audio is refused: too little for one frame with context
 KEEP = "keep"  # the sink.memory node
 # audio blocks of 10 s (the sources' largest): every model call has a fixed cost, so 1 s blocks

@@ -22,3 +22,11 @@ def pytest_configure(config):
 def python() -> str:
     """The interpreter running the tests (the project's venv), for CLI subprocesses."""
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory):
+    """A random two-layer Whisper (width 16) saved as a Hugging Face folder."""
+    from tiny_models import save_tiny_whisper
+
+    return save_tiny_whisper(tmp_path_factory.mktemp("whisper-tiny-random"), 16)

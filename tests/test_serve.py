@@ -14,7 +14,7 @@ import aiohttp
 import numpy as np
 import pytest
 import soxr
-from tiny_models import speak
+from tiny_models import bilabials_closed, speak
 
 from audio2anim.client import ServeError, stream
 from audio2anim.serve.server import Server
@@ -45,15 +45,6 @@ def _gap(result):
     return lip_gap(anim.values[:, [anim.names.index(n) for n in arkit.MOUTH + arkit.EYES]])
 
 
-def _bilabial_closed(gap, segments):
-    closed = []
-    for start, end, phone in segments:
-        if phone_class(phone, "espeak") == "bilabial":
-            lo, hi = max(0, int((start - 0.06) * 50)), int((end + 0.06) * 50) + 1
-            closed.append(gap[lo:hi].min() <= CLOSED)
-    return closed
-
-
 def test_two_concurrent_speakers_get_their_own_lips(voices):
     (a, sr_a, seg_a), (b, sr_b, seg_b) = voices["mama bob"], voices["how are you"]
     b44 = soxr.resample(b, sr_b, 44100).astype(np.float32)
@@ -73,7 +64,7 @@ def test_two_concurrent_speakers_get_their_own_lips(voices):
         assert r.end == {"type": "end", "frames": len(r.values), "dropped": 0}
         assert abs(len(r.values) - len(x) / sr * 50) <= 2
         np.testing.assert_allclose(np.diff(r.times), 0.02, atol=1e-6)
-    closed = _bilabial_closed(_gap(ra), seg_a)
+    closed = bilabials_closed(_gap(ra), seg_a)
     assert len(closed) >= 3 and np.mean(closed) >= 0.75  # m, m, b, b of "mama bob"
     # "how are you" has no bilabial: its lips stay open while it speaks
     speech = [(s, e) for s, e, p in seg_b if phone_class(p, "espeak") not in ("sil", None)]

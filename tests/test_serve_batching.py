@@ -14,7 +14,7 @@ import threading
 import aiohttp
 import numpy as np
 import pytest
-from tiny_models import speak
+from tiny_models import bilabials_closed, speak
 
 from audio2anim.client import stream
 from audio2anim.graph.metrics import ServeMetrics
@@ -107,15 +107,6 @@ def _gap(result):
     return lip_gap(anim.values[:, [anim.names.index(n) for n in arkit.MOUTH + arkit.EYES]])
 
 
-def _bilabials_closed(gap, segments) -> list[bool]:
-    closed = []
-    for start, end, phone in segments:
-        if phone_class(phone, "espeak") == "bilabial":
-            lo, hi = max(0, int((start - 0.06) * 50)), int((end + 0.06) * 50) + 1
-            closed.append(gap[lo:hi].min() <= CLOSED)
-    return closed
-
-
 def test_concurrent_batched_sessions_equal_each_alone_and_close_on_their_own_bilabials(voices):
     from audio2anim import Animator
 
@@ -145,7 +136,7 @@ def test_concurrent_batched_sessions_equal_each_alone_and_close_on_their_own_bil
         assert streamed.frames == alone.frames
         np.testing.assert_allclose(streamed.values, alone.values, atol=2e-3)
         np.testing.assert_allclose(streamed.visemes, alone.visemes, atol=2e-3)
-        closed = _bilabials_closed(_gap(r), segments)
+        closed = bilabials_closed(_gap(r), segments)
         if name == "how are you":  # no bilabial: the lips stay open while it speaks
             speech = [
                 (s, e) for s, e, p in segments if phone_class(p, "espeak") not in ("sil", None)

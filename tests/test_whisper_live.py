@@ -32,14 +32,6 @@ STREAMING = {
 LATENCY_S = (5 + 2 - 1) / 50 + 40 / 16000  # 122.5 ms
 
 
-@pytest.fixture(scope="module")
-def tiny_whisper(tmp_path_factory):
-    """A random two-layer Whisper (width 16) saved as a Hugging Face folder."""
-    from tiny_models import save_tiny_whisper
-
-    return save_tiny_whisper(tmp_path_factory.mktemp("whisper-tiny-random"), WIDTH)
-
-
 def tuned_encoder(tiny_whisper, path, dtype=torch.float16, seed=2):
     """The tiny encoder's tensors, perturbed ("fine-tuned"), saved under model.encoder.*."""
     from safetensors.torch import save_file

@@ -28,13 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_whisper(tmp_path_factory):
-    from tiny_models import save_tiny_whisper
-
-    return save_tiny_whisper(tmp_path_factory.mktemp("whisper-tiny-random"), WIDTH)
-
-
-@pytest.fixture(scope="module")
 def tiny_head(tmp_path_factory):
     torch.manual_seed(2)
     head = WhisperVisemeHead(width=WIDTH, layers=(-1, 1), context=1, hidden=8,

@@ -31,14 +31,6 @@ WIDTH = 16
 
 
 @pytest.fixture(scope="module")
-def tiny_whisper(tmp_path_factory):
-    """A random two-layer Whisper (width 16) saved as a Hugging Face folder."""
-    from tiny_models import save_tiny_whisper
-
-    return save_tiny_whisper(tmp_path_factory.mktemp("whisper-tiny-random"), WIDTH)
-
-
-@pytest.fixture(scope="module")
 def tiny_head(tmp_path_factory):
     """A random head on layers -1 and 1 of the tiny Whisper, saved with its sha256."""
     torch.manual_seed(1)

@@ -32,6 +32,20 @@ def speak(text: str, voice: str = "en-us", rate: int = 150):
     return audio, sr, [(s.start, s.end, s.phone) for s in segments]
 
 
+def bilabials_closed(gap, segments, fps: float = 50.0, slack_s: float = 0.06) -> list[bool]:
+    """Per bilabial phone of ``segments``: is the lip gap closed somewhere within ``slack_s``
+    of it (frames at ``fps``)?"""
+    from audio2anim.train.metrics import CLOSED
+    from audio2anim.visemes import phone_class
+
+    closed = []
+    for start, end, phone in segments:
+        if phone_class(phone, "espeak") == "bilabial":
+            lo, hi = max(0, int((start - slack_s) * fps)), int((end + slack_s) * fps) + 1
+            closed.append(gap[lo:hi].min() <= CLOSED)
+    return closed
+
+
 def make_logmel_predictor(path: Path, feature: str | None = None) -> Path:
     """A tiny random w2v-cnn predictor that reads 80-band log-mel at 100 Hz (three outputs);
     ``feature`` records a wav2vec2 feature in its sidecar instead, as a trained one does."""

@@ -132,7 +132,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         from .workers import serve_workers
 
-        return serve_workers(args)
+        return serve_workers(args, _serve)
     return asyncio.run(_serve(args))
 
 

@@ -44,8 +44,10 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     return s, s.getsockname()[1]
 
 
-def serve_workers(args: argparse.Namespace) -> int:
-    """Run ``audio2anim serve`` as ``args.workers`` processes (the module docstring)."""
+def serve_workers(args: argparse.Namespace, serve) -> int:
+    """Run ``audio2anim serve`` as ``args.workers`` processes (the module docstring), each
+    ``asyncio.run(serve(args, worker=(index, ready, error)))`` (``serve``: a module-level
+    coroutine function, `audio2anim.serve.cli` ``_serve``, pickled by name for spawn)."""
     import multiprocessing
     import secrets
     from multiprocessing.connection import wait
@@ -87,7 +89,7 @@ def serve_workers(args: argparse.Namespace) -> int:
                 "metrics_port": metrics_port, "workers": 1,
             })  # fmt: skip
             mine, theirs = ctx.Pipe()
-            p = ctx.Process(target=_worker, args=(i, wargs, theirs), name=f"serve-worker-{i}")
+            p = ctx.Process(target=_worker, args=(i, wargs, theirs, serve), name=f"worker-{i}")
             p.start()
             theirs.close()
             workers.append(p)
@@ -161,11 +163,9 @@ def _stop(workers) -> None:
             p.join()
 
 
-def _worker(index: int, args: argparse.Namespace, conn) -> None:
-    """One worker process: `audio2anim.serve.cli` ``_serve`` with the shared ports."""
+def _worker(index: int, args: argparse.Namespace, conn, serve) -> None:
+    """One worker process: ``serve`` with the shared ports."""
     import asyncio
-
-    from .cli import _serve
 
     def early_exit(sig, _frame):  # before the server's own handlers are in place
         raise SystemExit(128 + sig)
@@ -185,4 +185,4 @@ def _worker(index: int, args: argparse.Namespace, conn) -> None:
     def error(line: str) -> None:
         conn.send(("error", line))
 
-    sys.exit(asyncio.run(_serve(args, worker=(index, ready, error))))
+    sys.exit(asyncio.run(serve(args, worker=(index, ready, error))))

@@ -88,8 +88,8 @@ class LiveWhisperStream:
         self.reset()
 
     def _encoder(self, device: str):
-        """Encoder and head as one model call on ``device``: {"mel": normalized windows [B,
-        n_mels, 2W]} → {"logp": the head's log-posteriors of window frames W − L − H … W − L − 1
+        """Encoder and head as one model call on ``device``: {"mel": log10 mel windows [B,
+        n_mels, 2W]} (normalized here, step 2) → {"logp": the head's log-posteriors of window frames W − L − H … W − L − 1
         [B, H, 15]}."""
         layers, onnx, head = self.head.layers, self.onnx, self.head
         c, hop = head.context, self.hop
@@ -103,10 +103,11 @@ class LiveWhisperStream:
 
         def run(feeds):
             with torch.inference_mode():
+                mel = torch.from_numpy(feeds["mel"]).to(device)
+                mel = _normalized(mel)
                 if device == "cpu" and onnx is not None:
-                    feats = torch.from_numpy(onnx.states(feeds["mel"]))
+                    feats = torch.from_numpy(onnx.states(mel.numpy()))
                 else:
-                    mel = torch.from_numpy(feeds["mel"]).to(device)
                     states = encode_features(whisper, mel, layers=True)
                     feats = torch.cat([states[k] for k in layers], -1).float()
                 f = feats[:, lo - c : lo + hop + c]  # [B, H + 2c, D]
@@ -125,7 +126,9 @@ class LiveWhisperStream:
 
     def reset(self) -> None:
         pad = self.window * FRAME_SAMPLES + N_FFT  # zeros before the stream: silence
-        self.audio = np.zeros(pad, np.float32)
+        # the audio kept: _buf[_lo:_hi]; appended in place, trimmed by moving _lo
+        self._buf = np.zeros(4 * pad, np.float32)
+        self._lo, self._hi = 0, pad
         self.audio_start = -pad  # stream sample index of audio[0]
         self.samples = 0  # samples pushed
         self.mel = torch.zeros(self.filters_t.shape[0], 0)
@@ -145,16 +148,16 @@ class LiveWhisperStream:
             return
         a = MEL_HOP * lo - N_FFT // 2 - self.audio_start
         b = MEL_HOP * (hi - 1) + N_FFT // 2 - self.audio_start
-        x = torch.from_numpy(self.audio[a:b])
+        x = torch.from_numpy(self.audio[a:b].copy())
         spec = torch.stft(x, N_FFT, MEL_HOP, window=self.hann, center=False, return_complex=True)
         mel = torch.clamp(self.filters_t @ (spec.abs() ** 2), min=1e-10).log10()
         self.mel = torch.cat([self.mel, mel], 1)
         self.mel_next = hi
 
     def _window_input(self, end: int) -> torch.Tensor:
+        """The log10 mel of the window ending at ``end`` (the model call normalizes it)."""
         a = 2 * (end - self.window) - self.mel_start
-        x = self.mel[:, a : a + 2 * self.window]
-        return (torch.maximum(x, x.max() - 8.0) + 4.0) / 4.0
+        return self.mel[:, a : a + 2 * self.window]
 
     def _run(self, jobs: list[tuple[int, int, int]]):
         """jobs: (window end, first frame, last frame + 1) → log-posteriors of those frames;
@@ -205,11 +208,23 @@ class LiveWhisperStream:
         keep = MEL_HOP * self.mel_next - N_FFT // 2  # the next mel frame's first sample
         drop = min(keep, MEL_HOP * first_mel - N_FFT // 2) - self.audio_start
         if drop > 0:
-            self.audio = self.audio[drop:]
+            self._lo += drop
             self.audio_start += drop
 
+    @property
+    def audio(self) -> np.ndarray:
+        """The samples kept, from stream sample ``audio_start`` (a view)."""
+        return self._buf[self._lo : self._hi]
+
     def _append(self, x: np.ndarray) -> None:
-        self.audio = np.concatenate([self.audio, x])
+        n = self._hi - self._lo
+        if self._hi + len(x) > len(self._buf):  # move what is kept to the front, or grow
+            buf = self._buf if 2 * (n + len(x)) <= len(self._buf) else (
+                np.empty(2 * (n + len(x)), np.float32))  # fmt: skip
+            buf[:n] = self._buf[self._lo : self._hi]
+            self._buf, self._lo, self._hi = buf, 0, n
+        self._buf[self._hi : self._hi + len(x)] = x
+        self._hi += len(x)
         self.samples += len(x)
 
     # -- the stream ------------------------------------------------------------------------
@@ -240,6 +255,12 @@ class LiveWhisperStream:
 
     async def aflush(self) -> np.ndarray:
         return await arun_steps(self._flush(), self.encode.acall)
+
+
+def _normalized(mel: torch.Tensor) -> torch.Tensor:
+    """Whisper's normalization of each input of a batch [B, n_mels, T] (module doc, step 2)."""
+    top = mel.amax(dim=(1, 2), keepdim=True)
+    return (torch.maximum(mel, top - 8.0) + 4.0) / 4.0
 
 
 def _digest(head) -> str:

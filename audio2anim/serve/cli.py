@@ -210,7 +210,9 @@ async def _serve(args: argparse.Namespace, worker=None) -> int:
         http.shutdown()
         http.server_close()
     ended = ", ".join(f"{k} {v}" for k, v in server.ended.items())
-    print(f"{who}sessions: {ended}; refused {server.refused}", file=sys.stderr)
+    # one write: the workers share the parent's stderr
+    sys.stderr.write(f"{who}sessions: {ended}; refused {server.refused}\n")
+    sys.stderr.flush()
     return 128 + int(received[0])
 
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The streaming service on one GPU: bench/serve.py with the live Whisper graph
 # (graphs/whisper_cnn_live.yaml), its encoder and CNN predictor batched across sessions on
-# cuda (the encoder in torch: vis.backend=torch), N = 50, 100, 200, 300, 400 real-time
-# speakers from 8 client processes. The speakers read the shipped recording (audio2anim/assets/speech.wav) at seven
+# cuda (the encoder in torch: vis.backend=torch), the server as WORKERS processes sharing its
+# port (audio2anim serve --workers, each batching its own sessions on the one GPU),
+# N = 100, 200, 300, 400 real-time speakers from 8 client processes. The speakers read the shipped recording (audio2anim/assets/speech.wav) at seven
 # offsets, so the machine needs no TTS voices and no network.
 #
 #   OUT=/tmp/out bench/gpu_serve.sh                    # .venv/bin/python
 #   PYTHON=/opt/venv/bin/python OUT=/tmp/out bench/gpu_serve.sh
-#   SPEAKERS=20,50 WINDOWS=0,5 CHUNK_MS=40 PROCS=4 DEVICE=cpu OUT=/tmp/out bench/gpu_serve.sh
+#   SPEAKERS=20,50 WINDOWS=0,5 CHUNK_MS=40 PROCS=4 WORKERS=1 DEVICE=cpu OUT=/tmp/out bench/gpu_serve.sh
 #
 # Writes under $OUT: serve_gpu.md (the table), serve-gpu-latency.png (the plot, with
 # matplotlib), serve_gpu.log (each level as it ends), performance.md (docs/performance.md with
@@ -16,12 +17,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 OUT=${OUT:?set OUT to a folder for the results}
-SPEAKERS=${SPEAKERS:-50,100,200,300,400}
+SPEAKERS=${SPEAKERS:-100,200,300,400}
 WINDOWS=${WINDOWS:-5}
 SECONDS_PER_LEVEL=${SECONDS_PER_LEVEL:-15}
 CHUNK_MS=${CHUNK_MS:-20}
 DEVICE=${DEVICE:-cuda}
 PROCS=${PROCS:-8}
+WORKERS=${WORKERS:-12}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 export AUDIO2ANIM_CACHE=${AUDIO2ANIM_CACHE:-${TMPDIR:-/tmp}/audio2anim-cache}
@@ -36,10 +38,10 @@ cat "$OUT/env.txt"
 "$PYTHON" bench/serve.py \
     --graph graphs/whisper_cnn_live.yaml --set vis.backend=torch \
     --device "$DEVICE" --batch-window-ms "$WINDOWS" --chunk-ms "$CHUNK_MS" \
-    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" \
+    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" \
     --audio audio2anim/assets/speech.wav \
     --plot "$OUT/serve-gpu-latency.png" \
-    --write-docs --section serve_gpu --machine "1× H100, $(nproc) cores" \
+    --write-docs --section serve_gpu --machine "1× H100, $(nproc) cores, $WORKERS server processes" \
     > "$OUT/serve_gpu.md" 2> >(tee "$OUT/serve_gpu.log" >&2)
 cp docs/performance.md "$OUT/performance.md"
 cat "$OUT/serve_gpu.md"

@@ -33,6 +33,8 @@ prints:
 The largest N with e2e p99 ≤ 100 ms and no drops is the capacity, per server.
 ``--transport grpc`` streams over the servers' gRPC port instead of their WebSocket (not with
 ``--ray``).
+``--workers K`` runs the server as ``audio2anim serve --workers K`` (K processes sharing its
+port; the batch sizes are summed over the workers' ``/metrics``).
 ``--client-procs P`` spreads the speakers over P client processes (for hundreds of speakers on
 a many-core machine, so the clients are not the bottleneck). ``--plot FILE.png`` draws p50/p99
 against N (matplotlib, when installed); ``--write-docs`` writes the table into
@@ -53,7 +55,6 @@ import multiprocessing
 import os
 import random
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -136,30 +137,24 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(
     token: str,
     graph: str | None,
     window_ms: float,
     device: str,
-    metrics_port: int | None,
     sets=(),
     transport: str = "websocket",
     ray: str | None = None,
-) -> tuple[subprocess.Popen, str]:
-    """``audio2anim serve`` (``ray``: ``--ray ray``, without a metrics port) → (its process,
-    the stream URL)."""
+    workers: int = 1,
+) -> tuple[subprocess.Popen, str, list[int]]:
+    """``audio2anim serve`` (``ray``: ``--ray ray``, without metrics; ``workers``: its
+    ``--workers``) → (its process, the stream URL, the metrics port of each worker)."""
     cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", "--token", token,
            "--max-sessions", "1000", "--batch-window-ms", f"{window_ms:g}", "--device", device]  # fmt: skip
     if ray is not None:
         cmd += ["--ray", ray]
     else:
-        cmd += ["--metrics-port", str(metrics_port)]
+        cmd += ["--metrics-port", "0", "--workers", str(workers)]
     if graph:
         cmd += ["--graph", graph]
     for override in sets:
@@ -170,9 +165,14 @@ def start_server(
         prefix = "audio2anim serve (gRPC): "
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    ports = []
     for line in proc.stderr:
+        if line.startswith("metrics: "):  # one per worker
+            ports.append(int(line.split()[1].rsplit(":", 1)[1].split("/")[0]))
         if line.startswith(prefix):
-            return proc, line.removeprefix(prefix).strip().split("?")[0]
+            # the rest of its log (the workers' lines at the end) must not fill the pipe
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            return proc, line.removeprefix(prefix).strip().split("?")[0], ports
     raise SystemExit(f"the server did not start (exit {proc.wait()})")
 
 
@@ -210,12 +210,19 @@ def _clients_in_process(args) -> dict:
     return asyncio.run(clients(*args))
 
 
-def scrape(port: int | None) -> dict[tuple[str, str], float]:
-    """The server's batch metrics: (sample name, model) → value (none without a port)."""
+def scrape(ports: list[int]) -> dict[tuple[str, str], float]:
+    """The server's batch metrics, summed over its workers: (sample name, model) → value."""
+    out: dict[tuple[str, str], float] = {}
+    for port in ports:
+        for key, value in _scrape(port).items():
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def _scrape(port: int) -> dict[tuple[str, str], float]:
+    """One worker's batch metrics: (sample name, model) → value."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    if port is None:
-        return {}
     for _ in range(20):
         try:
             url = f"http://127.0.0.1:{port}/metrics"
@@ -281,11 +288,11 @@ class GpuUse:
         return float(np.mean(self.samples)) if self.samples else float("nan")
 
 
-def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_port, gpu):
+def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_ports, gpu):
     rng = random.Random(n)
     speakers = [(i, rng.uniform(0, 1.0)) for i in range(n)]
     load = os.getloadavg()[0]
-    before = scrape(metrics_port)
+    before = scrape(metrics_ports)
     gpu_use = GpuUse() if gpu else None
     s0, t0 = cpu_seconds(server_pid), time.monotonic()
     if procs <= 1:
@@ -300,7 +307,7 @@ def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_port, 
     server_cpu = (cpu_seconds(server_pid) - s0) / wall * 100
     client_cpu = sum(p["cpu"] for p in parts) / wall * 100
     load = max(load, os.getloadavg()[0])
-    batches = batch_means(before, scrape(metrics_port))
+    batches = batch_means(before, scrape(metrics_ports))
     lat = np.concatenate([p["lat"] for p in parts]) * 1e3
     lags = np.concatenate([p["lags"] for p in parts])
     dropped = sum(p["dropped"] for p in parts)
@@ -318,7 +325,8 @@ def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_port, 
     }  # fmt: skip
 
 
-def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="websocket") -> str:
+def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="websocket",
+          workers=1) -> str:  # fmt: skip
     gpu = any(r["gpu"] is not None for r in rows)
     ray = any(r["service"] == "ray" for r in rows)
     over = ", over gRPC" if transport == "grpc" else ""
@@ -326,7 +334,7 @@ def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="webs
         f"graph {graph or 'graphs/viseme_cnn.yaml'}; batched models on {device}; "
         f"{seconds:g} s per speaker, 16-bit PCM in {chunk_ms:g} ms chunks, paced in real "
         f"time{over}; "
-        f"voices {', '.join(voices)} (their own rates); server and {procs} client "
+        f"voices {', '.join(voices)} (their own rates); server{f' ({workers} worker processes)' if workers > 1 else ''} and {procs} client "
         f"process{'es' if procs > 1 else ''} on the same machine. Batching: mean calls per "
         "model call and mean wait in the batcher's queue (ms), per model",
         "",
@@ -409,6 +417,8 @@ def main() -> int:
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="the server's --device (where batched torch models run)")  # fmt: skip
     ap.add_argument("--client-procs", type=int, default=1, help="client processes")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="the server's --workers (processes sharing its port; not with --ray)")  # fmt: skip
     ap.add_argument("--transport", choices=("websocket", "grpc"), default="websocket",
                     help="how the speakers stream (default websocket)")  # fmt: skip
     ap.add_argument("--ray", metavar="ADDRESS",
@@ -437,18 +447,17 @@ def main() -> int:
     try:
         for service, window in keys:
             token = secrets.token_urlsafe(24)
-            metrics_port = None if service == "ray" else free_port()
-            proc, url = start_server(
-                token, args.graph, window, args.device, metrics_port, args.sets, args.transport,
-                args.ray if service == "ray" else None,
+            proc, url, metrics_ports = start_server(
+                token, args.graph, window, args.device, args.sets, args.transport,
+                args.ray if service == "ray" else None, args.workers,
             )  # fmt: skip
-            servers[service, window] = (proc, url, token, metrics_port)
+            servers[service, window] = (proc, url, token, metrics_ports)
         misses = dict.fromkeys(keys, 0)
         for n in (int(v) for v in args.speakers.split(",")):
             for service, window in [k for k in keys if misses[k] < args.stop_after]:
-                proc, url, token, metrics_port = servers[service, window]
+                proc, url, token, metrics_ports = servers[service, window]
                 r = level(n, url, token, recordings, proc.pid, args.chunk_ms, args.client_procs,
-                          metrics_port, args.device == "cuda")  # fmt: skip
+                          metrics_ports, args.device == "cuda")  # fmt: skip
                 r["service"], r["window"] = service, window
                 rows.append(r)
                 batches = ", ".join(f"{m} {b:.1f}" for m, (b, _) in sorted(r["batches"].items()))
@@ -470,7 +479,7 @@ def main() -> int:
             proc.wait(timeout=60)
     rows.sort(key=lambda r: keys.index((r["service"], r["window"])))
     text = table(rows, voices, args.seconds, args.chunk_ms, args.graph, args.device,
-                 args.client_procs, args.transport)  # fmt: skip
+                 args.client_procs, args.transport, args.workers)  # fmt: skip
     print(text)
     if args.plot:
         plot(rows, args.plot)

@@ -95,15 +95,15 @@ def origin_allowed(origin: str | None, host_header: str) -> bool:
     return origin is None or origin.lower() == f"http://{host_header}".lower()
 
 
-async def listen(app, who: str, host: str, port: int, **runner_options):
+async def listen(app, who: str, host: str, port: int, reuse_port: bool = False, **runner_options):
     """Serve the aiohttp ``app`` on ``host:port`` (0: any free port) → (its runner, the port,
-    `exposure_warning` or None). A port that cannot be bound is one OSError line naming
-    ``who``."""
+    `exposure_warning` or None); ``reuse_port``: SO_REUSEPORT, the port shared with other
+    processes of this user. A port that cannot be bound is one OSError line naming ``who``."""
     from aiohttp import web
 
     runner = web.AppRunner(app, access_log=None, **runner_options)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     try:
         await site.start()
     except OSError as e:

@@ -15,14 +15,17 @@ A ``whisper-viseme-head`` checkpoint is *live* when its sidecar carries ``"encod
    input: floored at the window's maximum − 8, scaled (x + 4) / 4.
 3. The head (its layers side by side, each frame with its ``context`` neighbours, all from the
    same window) on frames E − L − H … E − L − 1 of that window: frame k gets the lookahead
-   E − 1 − k ∈ [L, L + H − 1] frames.
+   E − 1 − k ∈ [L, L + H − 1] frames. (A window that emits fewer frames — the stream's
+   first, or one cut short by ``flush`` or the frames available — emits some of these.)
 
 The encoder runs in torch, or in ONNX Runtime (``onnx``: the `OnnxModel` of the checkpoint's
-export, `audio2anim.models.onnx_export.cached_export`). It is a model call (mel windows → the
-head's encoder states, no state of the stream's), so with ``batching``
-(`audio2anim.models.model_call.ModelBatching`, from ``audio2anim serve``) the windows of
-many sessions go through one encoder call; the service's device ``cuda`` runs that call on a
-copy of the encoder on the GPU.
+export, `audio2anim.models.onnx_export.cached_export`). Encoder and head together are one
+model call — normalized mel windows → the head's log-posteriors of those H frames of each
+window (fixed positions, W − L − H … W − L − 1), no state of the stream's — so with
+``batching`` (`audio2anim.models.model_call.ModelBatching`, from ``audio2anim serve``) the
+windows of many sessions go through one call, the head included, and a session only slices
+the frames it emits; the service's device ``cuda`` runs that call on a copy of the encoder
+and the head on the GPU.
 
 Algorithmic latency: the oldest frame of a hop waits L + H − 1 frames after its end, plus
 2.5 ms (the last mel frame's Hann window reaches 40 samples past the window's end):
@@ -79,27 +82,38 @@ class LiveWhisperStream:
             # the encoder's identity, not the object's: the same key in every process (a Ray
             # Serve model worker finds the model a session calls by it)
             who = f"{whisper.source}+{getattr(whisper, 'tuned_from', '')}"
-            key = f"whisper-encoder@{who}/{head.layers}/{where}"
+            key = (f"whisper-encoder@{who}/{head.layers}/{where}/head-{_digest(self.head)}/"
+                   f"w{window}h{hop}l{lookahead}")  # fmt: skip
             self.encode = batching.caller(key, self._encoder, {})
         self.reset()
 
     def _encoder(self, device: str):
-        """The encoder as a model call on ``device``: {"mel": normalized windows [B, n_mels,
-        2W]} → {"states": the head's layers side by side [B, W, D]}."""
-        layers, onnx = self.head.layers, self.onnx
-        if device == "cpu" and onnx is not None:
-            return lambda feeds: {"states": onnx.states(feeds["mel"])}
+        """Encoder and head as one model call on ``device``: {"mel": log10 mel windows [B,
+        n_mels, 2W]} (normalized here, step 2) → {"logp": the head's log-posteriors of window frames W − L − H … W − L − 1
+        [B, H, 15]}."""
+        layers, onnx, head = self.head.layers, self.onnx, self.head
+        c, hop = head.context, self.hop
+        lo = self.window - self.lookahead - hop  # the first frame the head reads
         whisper = self.whisper
-        if device != "cpu":  # a copy on the device; `encode_features` reads model.model.encoder
+        if device != "cpu":  # copies on the device; `encode_features` reads model.model.encoder
+            head = copy.deepcopy(head).to(device).eval()
             enc = copy.deepcopy(whisper.model.model.encoder).to(device).eval()
             whisper = SimpleNamespace(model=SimpleNamespace(model=SimpleNamespace(encoder=enc)))
         encode_features = type(self.whisper).encode_features
 
         def run(feeds):
-            mel = torch.from_numpy(feeds["mel"]).to(device)
-            states = encode_features(whisper, mel, layers=True)
-            feats = torch.cat([states[k] for k in layers], -1).float()
-            return {"states": feats.cpu().numpy()}
+            with torch.inference_mode():
+                mel = torch.from_numpy(feeds["mel"]).to(device)
+                mel = _normalized(mel)
+                if device == "cpu" and onnx is not None:
+                    feats = torch.from_numpy(onnx.states(mel.numpy()))
+                else:
+                    states = encode_features(whisper, mel, layers=True)
+                    feats = torch.cat([states[k] for k in layers], -1).float()
+                f = feats[:, lo - c : lo + hop + c]  # [B, H + 2c, D]
+                ctx = torch.cat([f[:, j : j + hop] for j in range(2 * c + 1)], -1)
+                logp = head(ctx.reshape(len(f) * hop, -1)).reshape(len(f), hop, -1)
+                return {"logp": logp.cpu().numpy()}
 
         return run
 
@@ -112,7 +126,9 @@ class LiveWhisperStream:
 
     def reset(self) -> None:
         pad = self.window * FRAME_SAMPLES + N_FFT  # zeros before the stream: silence
-        self.audio = np.zeros(pad, np.float32)
+        # the audio kept: _buf[_lo:_hi]; appended in place, trimmed by moving _lo
+        self._buf = np.zeros(4 * pad, np.float32)
+        self._lo, self._hi = 0, pad
         self.audio_start = -pad  # stream sample index of audio[0]
         self.samples = 0  # samples pushed
         self.mel = torch.zeros(self.filters_t.shape[0], 0)
@@ -132,36 +148,34 @@ class LiveWhisperStream:
             return
         a = MEL_HOP * lo - N_FFT // 2 - self.audio_start
         b = MEL_HOP * (hi - 1) + N_FFT // 2 - self.audio_start
-        x = torch.from_numpy(self.audio[a:b])
+        x = torch.from_numpy(self.audio[a:b].copy())
         spec = torch.stft(x, N_FFT, MEL_HOP, window=self.hann, center=False, return_complex=True)
         mel = torch.clamp(self.filters_t @ (spec.abs() ** 2), min=1e-10).log10()
         self.mel = torch.cat([self.mel, mel], 1)
         self.mel_next = hi
 
     def _window_input(self, end: int) -> torch.Tensor:
+        """The log10 mel of the window ending at ``end`` (the model call normalizes it)."""
         a = 2 * (end - self.window) - self.mel_start
-        x = self.mel[:, a : a + 2 * self.window]
-        return (torch.maximum(x, x.max() - 8.0) + 4.0) / 4.0
+        return self.mel[:, a : a + 2 * self.window]
 
     def _run(self, jobs: list[tuple[int, int, int]]):
         """jobs: (window end, first frame, last frame + 1) → log-posteriors of those frames;
-        each encoder call is yielded (`audio2anim.models.model_call.run_steps`)."""
-        head, c, w = self.head, self.head.context, self.window
+        each model call is yielded (`audio2anim.models.model_call.run_steps`)."""
+        lo = self.window - self.lookahead - self.hop  # window frame of the call's first row
         outs = []
         for i in range(0, len(jobs), BATCH):
             chunk = jobs[i : i + BATCH]
             with torch.inference_mode():
                 x = torch.stack([self._window_input(e) for e, _, _ in chunk])
             mel = np.ascontiguousarray(x.numpy(), np.float32)
-            states = (yield {"mel": mel})["states"]  # [B, W, D]
-            with torch.inference_mode():  # no grad state across the yield: set it per step
-                feats = torch.from_numpy(states)
-                for b, (e, k0, k1) in enumerate(chunk):
-                    p0, p1 = k0 - (e - w), k1 - (e - w)
-                    f = feats[b, p0 - c : p1 + c]
-                    ctx = torch.cat([f[j : j + p1 - p0] for j in range(2 * c + 1)], 1)
-                    outs.append(head(ctx))
-        return torch.cat(outs).numpy() if outs else np.zeros((0, N_VISEMES), np.float32)
+            logp = (yield {"mel": mel})["logp"]  # [B, H, 15]
+            for b, (e, k0, k1) in enumerate(chunk):
+                # frame k is row k − (e − W) − lo: within [0, H) (module doc, step 3)
+                outs.append(logp[b, k0 - (e - self.window) - lo : k1 - (e - self.window) - lo])
+        if not outs:
+            return np.zeros((0, N_VISEMES), np.float32)
+        return np.concatenate(outs).astype(np.float32, copy=False)
 
     def _advance(self, limit: int):
         """Emit every frame below ``limit`` whose window's audio has arrived (a generator of
@@ -194,11 +208,23 @@ class LiveWhisperStream:
         keep = MEL_HOP * self.mel_next - N_FFT // 2  # the next mel frame's first sample
         drop = min(keep, MEL_HOP * first_mel - N_FFT // 2) - self.audio_start
         if drop > 0:
-            self.audio = self.audio[drop:]
+            self._lo += drop
             self.audio_start += drop
 
+    @property
+    def audio(self) -> np.ndarray:
+        """The samples kept, from stream sample ``audio_start`` (a view)."""
+        return self._buf[self._lo : self._hi]
+
     def _append(self, x: np.ndarray) -> None:
-        self.audio = np.concatenate([self.audio, x])
+        n = self._hi - self._lo
+        if self._hi + len(x) > len(self._buf):  # move what is kept to the front, or grow
+            buf = self._buf if 2 * (n + len(x)) <= len(self._buf) else (
+                np.empty(2 * (n + len(x)), np.float32))  # fmt: skip
+            buf[:n] = self._buf[self._lo : self._hi]
+            self._buf, self._lo, self._hi = buf, 0, n
+        self._buf[self._hi : self._hi + len(x)] = x
+        self._hi += len(x)
         self.samples += len(x)
 
     # -- the stream ------------------------------------------------------------------------
@@ -229,6 +255,28 @@ class LiveWhisperStream:
 
     async def aflush(self) -> np.ndarray:
         return await arun_steps(self._flush(), self.encode.acall)
+
+
+def _normalized(mel: torch.Tensor) -> torch.Tensor:
+    """Whisper's normalization of each input of a batch [B, n_mels, T] (module doc, step 2)."""
+    top = mel.amax(dim=(1, 2), keepdim=True)
+    return (torch.maximum(mel, top - 8.0) + 4.0) / 4.0
+
+
+def _digest(head) -> str:
+    """A short hash of the head's weights (part of the batcher's key: a call runs one head),
+    computed once per head object."""
+    digest = getattr(head, "_audio2anim_digest", None)
+    if digest is None:
+        import hashlib
+
+        h = hashlib.sha1()
+        for name, t in sorted(head.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        digest = h.hexdigest()[:12]
+        head._audio2anim_digest = digest
+    return digest
 
 
 __all__ = ["LiveWhisperStream", "live_latency_s"]

@@ -76,7 +76,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="--ray: most model calls in one batch (default 256); the batch waits at most "
         "--batch-window-ms for them",
     )  # fmt: skip
-    p.add_argument("--metrics-port", type=int, metavar="N", help="serve /metrics on this port")
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="K",
+        help="server processes sharing the port(s) (SO_REUSEPORT), each with its own models; "
+        "--max-sessions is per worker (default 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--metrics-port", type=int, metavar="N",
+        help="serve /metrics on this port (with --workers K: worker i on N + i)",
+    )  # fmt: skip
     p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     add_checkpoints_argument(p)
     p.set_defaults(func=cmd_serve)
@@ -107,7 +115,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.token is not None and len(args.token) < 16:
         print("error: --token: at least 16 characters", file=sys.stderr)
         return 2
+    if args.workers < 1:
+        print("error: --workers: at least 1", file=sys.stderr)
+        return 2
     if args.ray is not None:
+        if args.workers != 1:
+            print("error: --workers: not with --ray (Ray Serve has its replicas)", file=sys.stderr)
+            return 2
         return _serve_ray(args)
     if args.device == "cuda":
         import torch
@@ -115,6 +129,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             print("error: --device cuda: no CUDA device is available", file=sys.stderr)
             return 2
+    if args.workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(args, _serve)
     return asyncio.run(_serve(args))
 
 
@@ -138,7 +156,10 @@ def _serve_ray(args: argparse.Namespace) -> int:
     return serve_on_ray(args)
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(args: argparse.Namespace, worker=None) -> int:
+    """The server in this process until a signal; ``worker``: ``(index, ready, error)`` of a
+    `audio2anim.serve.workers` process (its ports shared; it reports its URL, or its error
+    line, with those instead of printing them)."""
     import asyncio
     import signal
 
@@ -152,34 +173,46 @@ async def _serve(args: argparse.Namespace) -> int:
         args.host, args.port, graph=args.graph, overrides=tuple(args.overrides),
         token=args.token, hosts=tuple(args.hosts), max_sessions=args.max_sessions,
         max_chunk=args.max_chunk, queue=args.queue, metrics=metrics, grpc_port=args.grpc_port,
-        batch_window_ms=args.batch_window_ms, device=args.device,
+        batch_window_ms=args.batch_window_ms, device=args.device, reuse_port=worker is not None,
     )  # fmt: skip
+    who = "" if worker is None else f"worker {worker[0]}: "
     http = None
     if args.metrics_port is not None:
         http = open_metrics_server(args.metrics_host, args.metrics_port, metrics.registry)
         if http is None:
+            if worker is not None:
+                worker[2](f"--metrics-port {args.metrics_port}: cannot listen")
             return 2
     try:
         url = await server.start()
     except (GraphError, OperatorError, OSError, RuntimeError) as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        if worker is not None:
+            worker[2](str(e).splitlines()[0])
+        else:
+            print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
-    print(f"audio2anim serve: {url}", file=sys.stderr, flush=True)
-    if server.grpc_url:
-        print(f"audio2anim serve (gRPC): {server.grpc_url}", file=sys.stderr, flush=True)
+    if worker is not None:
+        worker[1](url, server.grpc_url)
+    else:
+        print(f"audio2anim serve: {url}", file=sys.stderr, flush=True)
+        if server.grpc_url:
+            print(f"audio2anim serve (gRPC): {server.grpc_url}", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     received = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda s=sig: (received.append(s), stop.set()))
     await stop.wait()
-    print(f"{signal.Signals(received[0]).name}: stopping", file=sys.stderr, flush=True)
+    if worker is None:  # the workers' parent says it once
+        print(f"{signal.Signals(received[0]).name}: stopping", file=sys.stderr, flush=True)
     await server.stop()
     if http is not None:
         http.shutdown()
         http.server_close()
     ended = ", ".join(f"{k} {v}" for k, v in server.ended.items())
-    print(f"sessions: {ended}; refused {server.refused}", file=sys.stderr)
+    # one write: the workers share the parent's stderr
+    sys.stderr.write(f"{who}sessions: {ended}; refused {server.refused}\n")
+    sys.stderr.flush()
     return 128 + int(received[0])
 
 

@@ -133,10 +133,10 @@ class AnimationService(pb_grpc.AnimationServiceServicer):
             await context.abort(code, message)
 
 
-async def listen_grpc(server, host: str, port: int):
+async def listen_grpc(server, host: str, port: int, reuse_port: bool = False):
     """Serve ``server``'s sessions over gRPC on ``host:port`` (0: any free port) → (the
-    ``grpc.aio.Server``, the port, `exposure_warning` or None). A port that cannot be bound is
-    one OSError line."""
+    ``grpc.aio.Server``, the port, `exposure_warning` or None); ``reuse_port``: SO_REUSEPORT,
+    the port shared with other processes. A port that cannot be bound is one OSError line."""
     who = "audio2anim serve (gRPC)"
     g = grpc.aio.server(
         options=[
@@ -144,13 +144,15 @@ async def listen_grpc(server, host: str, port: int):
             ("grpc.max_receive_message_length", 2 * server.max_chunk + 65536),
             ("grpc.keepalive_time_ms", KEEPALIVE_MS),
             ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
-            ("grpc.so_reuseport", 0),  # a port in use is an error, not a shared port
+            # a port in use is an error, not a shared port, unless shared on purpose
+            ("grpc.so_reuseport", int(reuse_port)),
         ]
     )
     pb_grpc.add_AnimationServiceServicer_to_server(AnimationService(server), g)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        if port:  # first ourselves: gRPC's own failure also logs a multi-line report
+        # first ourselves: gRPC's own failure also logs a multi-line report
+        if port and not reuse_port:
             family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
             with socket.socket(family, kind, proto) as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

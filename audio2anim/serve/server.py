@@ -127,8 +127,10 @@ class Server:
         grpc_port: int | None = None,
         batch_window_ms: float = 0.0,
         device: str = "cpu",
+        reuse_port: bool = False,
     ) -> None:
         self.host, self.port, self.grpc_port = host, port, grpc_port
+        self.reuse_port = reuse_port  # SO_REUSEPORT: the ports shared by `serve --workers`
         self.graph_file, self.overrides = str(graph), tuple(overrides)
         self.token = token or secrets.token_urlsafe(24)
         self.hosts = tuple(hosts)
@@ -171,7 +173,7 @@ class Server:
         app = web.Application(middlewares=[check_host])
         app.router.add_get("/v1/stream", self._socket)
         self._runner, self.port, warning = await listen(
-            app, "audio2anim serve", self.host, self.port, handle_signals=False
+            app, "audio2anim serve", self.host, self.port, self.reuse_port, handle_signals=False
         )
         if warning:
             self.log(warning)
@@ -187,7 +189,7 @@ class Server:
                 ) from None
             try:
                 self._grpc, self.grpc_port, warning = await listen_grpc(
-                    self, self.host, self.grpc_port
+                    self, self.host, self.grpc_port, self.reuse_port
                 )
             except OSError:
                 await self._runner.cleanup()

@@ -1,0 +1,116 @@
+"""``audio2anim serve --workers K``: K processes share the port, the kernel spreads the
+sessions over them, each session gets what its audio gives alone; SIGINT stops every worker;
+a worker that dies stops the others and the command names it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_models import speak
+
+from audio2anim.client import stream
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "test-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def voices():
+    return [
+        speak("mama bob"),
+        speak("how are you"),
+        speak("pop a bubble", voice="en-us+f3"),
+        speak("we will meet at five", voice="en+m1"),
+    ]
+
+
+def _start(python, *extra) -> tuple[subprocess.Popen, str, list[str], list[int]]:
+    """The server → (process, stream URL, metrics URLs, worker pids)."""
+    proc = subprocess.Popen(
+        [python, "-m", "audio2anim", "serve", "--port", "0", "--token", TOKEN, *extra],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    metrics, pids = [], []
+    for line in proc.stderr:
+        if line.startswith("metrics: "):
+            metrics.append(line.split()[1])
+        elif line.startswith("workers: "):
+            pids = [int(p) for p in re.findall(r"\d+", line.split("pids", 1)[1])]
+        elif line.startswith("audio2anim serve: "):
+            return proc, line.split()[2].split("?")[0], metrics, pids
+    raise AssertionError(f"the server did not start (exit {proc.wait()})")
+
+
+def _done(url: str) -> float:
+    page = urllib.request.urlopen(url, timeout=10).read().decode()
+    found = re.search(r'audio2anim_sessions_total\{end="done",graph="viseme-cnn"\} (\S+)', page)
+    return float(found.group(1)) if found else 0.0
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_two_workers_share_the_port_and_each_session_gets_its_own_frames(voices, python):
+    proc, url, metrics, pids = _start(python, "--workers", "2", "--metrics-port", "0")
+    try:
+        assert len(metrics) == 2 and len(pids) == 2
+
+        async def main():
+            alone = [await stream(url, TOKEN, a, sr, realtime=False) for a, sr, _ in voices]
+            together = await asyncio.gather(
+                *(stream(url, TOKEN, a, sr, realtime=False) for a, sr, _ in voices)
+            )
+            return alone, together
+
+        alone, together = asyncio.run(main())
+        for (a, sr, _), solo, got in zip(voices, alone, together, strict=True):
+            assert got.end == {"type": "end", "frames": len(got.values), "dropped": 0}
+            assert abs(len(got.values) - len(a) / sr * 50) <= 2
+            assert len(got.values) == len(solo.values)
+            np.testing.assert_allclose(got.values, solo.values, atol=2e-3)
+            assert np.max(got.values) > 0.2  # the mouth moves
+        # the kernel picks a worker per connection: more short sessions until both served some
+        counts = [_done(m) for m in metrics]
+        assert sum(counts) == 8
+        silence = np.zeros(3200, np.float32)
+        for _ in range(40):
+            if min(counts) > 0:
+                break
+            asyncio.run(stream(url, TOKEN, silence, 16000, realtime=False))
+            counts = [_done(m) for m in metrics]
+        assert min(counts) > 0, counts
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, rest
+    assert "SIGINT: stopping 2 workers" in rest
+    assert "worker 0: sessions: done" in rest and "worker 1: sessions: done" in rest
+    assert all(_gone(p) for p in pids)
+
+
+def test_a_worker_that_dies_stops_the_others_and_is_named(python):
+    proc, _, _, pids = _start(python, "--workers", "2", "--batch-window-ms", "0")
+    try:
+        os.kill(pids[1], signal.SIGKILL)
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1
+    errors = [line for line in rest.splitlines() if line.startswith("error")]
+    assert errors == [f"error: worker 1 (pid {pids[1]}) stopped: exit code -9; stopping the others"]
+    assert _gone(pids[0])

@@ -39,6 +39,7 @@ than it saves there, as the first file pays the same set-up).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import os
@@ -81,6 +82,7 @@ class Animator:
         checkpoints: str | os.PathLike | None = None,
         warm_up: bool = True,
     ) -> None:
+        from audio2anim.graph.metrics import GraphMetrics
         from audio2anim.sources.file import SHIPPED_SPEECH
         from audio2anim.streams import Visemes
 
@@ -105,6 +107,10 @@ class Animator:
             if k in ("checkpoint", "model") and isinstance(v, str | Path)
         )
         self.text_visemes = None  # the last call's aligned visemes (`text.TextVisemes`), if used
+        # one event loop and one set of run metrics for every call (`_run_sync`, `_run`)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_pid = 0
+        self._metrics = GraphMetrics()
         if warm_up:
             self.animate(np.zeros(8000, np.float32), rate=16000)
 
@@ -135,7 +141,17 @@ class Animator:
         too short (< 0.1 s) clip or one with NaN samples, for a ``text`` without words, and for
         ``text`` with a graph that has no viseme front end.
         """
-        return asyncio.run(self.animate_async(audio, rate, progress, text, refine=refine))
+        return self._run_sync(self.animate_async(audio, rate, progress, text, refine=refine))
+
+    def close(self) -> None:
+        """Close the event loop that `animate` runs on (a later call opens a new one)."""
+        loop, self._loop = self._loop, None
+        if loop is not None and self._loop_pid == os.getpid() and not loop.is_closed():
+            loop.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     async def animate_async(
         self,
@@ -167,7 +183,7 @@ class Animator:
         from audio2anim.graph.errors import OperatorError
         from audio2anim.graph.runner import Runner
 
-        runner = Runner(graph)
+        runner = Runner(graph, self._metrics)
         task = asyncio.ensure_future(runner.run())
         while not task.done():
             await asyncio.wait({task}, timeout=0.25)
@@ -184,6 +200,29 @@ class Animator:
         return self._animation(runner.operator(KEEP), source)
 
     # -- internals ------------------------------------------------------------------------
+
+    def _run_sync(self, coro):
+        """``coro`` run to its end on this Animator's event loop, as `asyncio.run` would, but
+        with one loop for every call (a process forked from this one opens its own)."""
+        if self._loop is None or self._loop.is_closed() or self._loop_pid != os.getpid():
+            self._loop, self._loop_pid = asyncio.new_event_loop(), os.getpid()
+        loop = self._loop
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # none: the caller is not a coroutine
+            pass
+        else:
+            coro.close()
+            raise RuntimeError("Animator.animate cannot run in an event loop; use animate_async")
+        task = loop.create_task(coro)
+        try:
+            return loop.run_until_complete(task)
+        except BaseException:
+            if not task.done():  # interrupted (Ctrl-C): the run is cancelled, operators closed
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(task)
+            raise
 
     def _graph_for(self, audio, rate):
         from audio2anim.graph.spec import Node

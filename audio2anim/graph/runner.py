@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 
 from audio2anim.streams import Audio
@@ -542,41 +543,44 @@ class Runner:
 
     # -- report ---------------------------------------------------------------------------
 
-    def _algorithmic_latency(self) -> dict[str, float]:
-        """Per node: the largest sum of declared lookahead along any path from a source."""
+    def _algorithmic_latency(self, own: dict[str, float]) -> dict[str, float]:
+        """Per node: the largest sum of declared lookahead (``own``) along any path from a
+        source."""
         acc: dict[str, float] = {}
         for name in self.graph.order:
             up = [acc[e.src] for e in self.graph.in_edges(name)]
-            acc[name] = max(up, default=0.0) + float(self._nodes[name].op.latency())
+            acc[name] = max(up, default=0.0) + own[name]
         return acc
 
     def _report(self, duration: float) -> RunReport:
-        algo = self._algorithmic_latency()
+        # each operator's latency() asked once (some read their checkpoint's settings)
+        own = {n: float(st.op.latency()) for n, st in self._nodes.items()}
+        algo = self._algorithmic_latency(own)
 
         def ms(v):
             return None if v is None else v * 1e3
 
-        nodes = {
-            n: {
+        nodes = {}
+        for n, st in self._nodes.items():
+            p50, p99 = _p50_p99(st.times)
+            nodes[n] = {
                 "op": st.op.name,
                 "packets": st.packets,
-                "p50_ms": ms(st.times.percentile(50)),
-                "p99_ms": ms(st.times.percentile(99)),
-                "lookahead_ms": float(st.op.latency()) * 1e3,
+                "p50_ms": ms(p50),
+                "p99_ms": ms(p99),
+                "lookahead_ms": own[n] * 1e3,
                 "counters": st.op.counters(),
                 "restarts": st.restarts,
             }  # fmt: skip
-            for n, st in self._nodes.items()
-        }
-        sinks = {
-            n: {
-                "e2e_p50_ms": ms(st.e2e.percentile(50)),
-                "e2e_p99_ms": ms(st.e2e.percentile(99)),
-                "algorithmic_latency_ms": algo[n] * 1e3,
-            }  # fmt: skip
-            for n, st in self._nodes.items()
-            if st.e2e is not None
-        }
+        sinks = {}
+        for n, st in self._nodes.items():
+            if st.e2e is not None:
+                p50, p99 = _p50_p99(st.e2e)
+                sinks[n] = {
+                    "e2e_p50_ms": ms(p50),
+                    "e2e_p99_ms": ms(p99),
+                    "algorithmic_latency_ms": algo[n] * 1e3,
+                }  # fmt: skip
         edges = {}
         for st in self._nodes.values():
             for _, q in st.inputs:
@@ -589,6 +593,14 @@ class Runner:
             self.graph.name, duration, nodes, sinks, edges, stopped,
             str(self._error) if self._error else None,
         )  # fmt: skip
+
+
+def _p50_p99(samples: Samples) -> tuple[float | None, float | None]:
+    """`Samples.percentile` at 50 and 99 in one pass."""
+    if not samples.values:
+        return None, None
+    p50, p99 = np.percentile(np.frombuffer(samples.values, dtype=np.float64), (50, 99))
+    return float(p50), float(p99)
 
 
 def _hint(have: Format, need: Format, port: str, producer: Operator) -> str:

@@ -1,7 +1,8 @@
 """The runner: runs a validated `Graph` as asyncio tasks joined by bounded queues.
 
 It owns everything operators don't: queues and their policies, the capture-time clock,
-end-of-stream, metrics, the thread pool for CPU-heavy operators, errors and shutdown.
+end-of-stream, metrics, the thread pool for CPU-heavy operators (kept for the process's next
+run once all its calls have returned), errors and shutdown.
 
 - One task per node. A node with several inputs takes, among the packets waiting, the one with
   the smallest media time, so fan-in sees its streams in time order.
@@ -35,6 +36,8 @@ import concurrent.futures
 import contextlib
 import inspect
 import math
+import os
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +60,40 @@ from .stopping import watching
 
 DRAIN_TIMEOUT_S = 10.0  # after a stop or an error, how long in-flight work may take to drain
 CLOSE_WAIT_S = 10.0  # before close(): how long an operator's running call may take to finish
+
+
+# Thread pools of finished runs, reused by the next run in this process (a batch of short
+# clips would otherwise start new threads for every clip). Only a pool whose calls have all
+# returned comes back; a forked child starts with none (threads do not cross a fork).
+IDLE_POOLS = 4  # at most this many idle pools are kept per pool size
+_idle: dict[int, list[ThreadPoolExecutor]] = {}  # max_workers → idle pools
+_idle_lock = threading.Lock()
+
+
+def _forget_idle_pools() -> None:
+    global _idle, _idle_lock
+    _idle, _idle_lock = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_idle_pools)
+
+
+def _take_pool(n: int) -> ThreadPoolExecutor:
+    with _idle_lock:
+        pools = _idle.get(n)
+        if pools:
+            return pools.pop()
+    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="a2a-graph")
+
+
+def _give_back_pool(pool: ThreadPoolExecutor, n: int, settled: bool) -> None:
+    """``pool`` kept for the next run when ``settled`` (no call still running), else shut."""
+    with _idle_lock:
+        pools = _idle.setdefault(n, [])
+        if settled and len(pools) < IDLE_POOLS:
+            pools.append(pool)
+            return
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Queue:
@@ -250,10 +287,9 @@ class Runner:
         g = self.graph
         t0 = time.perf_counter()
         self._build()
-        needs_thread = any(st.op.executor == "thread" for st in self._nodes.values())
-        if needs_thread:
-            n = sum(st.op.executor == "thread" for st in self._nodes.values())
-            self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"a2a-{g.name}")
+        n_threads = sum(st.op.executor == "thread" for st in self._nodes.values())
+        if n_threads:
+            self._pool = _take_pool(n_threads)
         set_up: list[NodeState] = []
         tasks: list[asyncio.Task] = []
         try:
@@ -279,7 +315,8 @@ class Runner:
                     await asyncio.gather(*tasks, return_exceptions=True)
             await self._close_all(set_up)
             if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+                settled = all(st.busy is None or st.busy.done() for st in self._nodes.values())
+                _give_back_pool(self._pool, n_threads, settled)
         if self._format_error is not None:
             raise self._format_error
         report = self._report(time.perf_counter() - t0)

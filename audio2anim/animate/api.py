@@ -30,7 +30,8 @@ Whisper front end's in `audio2anim.models.whisper_onnx`, keyed by their export c
 every run builds fresh operators — with the runner's ordinary life cycle, no reset to get
 right in each operator — and their set-up finds the models already loaded. The validated graph
 is built once (with the viseme node found in the same pass); each call only swaps its source
-node, which feeds the audio in 10 s blocks (`BLOCK_MS`). ``Animator()`` does one warm-up run on
+node, which feeds the audio in 10 s blocks (`BLOCK_MS`). The calls share one event loop and
+one set of run metrics, and the runner keeps its threads from one run to the next. ``Animator()`` does one warm-up run on
 half a second of silence, so the first ``animate`` is as fast as the later ones; ``warm_up=
 False`` skips it where only the total time counts (the ``animate`` command: the run costs more
 than it saves there, as the first file pays the same set-up).

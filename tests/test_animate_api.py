@@ -138,6 +138,16 @@ def test_files_of_one_animator_give_the_bytes_each_gives_alone(animator, two_lin
     assert alone[a][f"{a.stem}.csv"] != alone[b][f"{b.stem}.csv"]
 
 
+def test_two_threads_at_once_give_the_bytes_of_one_at_a_time(animator, two_lines, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    one_at_a_time = [_written(animator, p, tmp_path / f"seq-{p.stem}") for p in two_lines]
+    jobs = list(enumerate(two_lines * 2))
+    with ThreadPoolExecutor(2) as pool:
+        at_once = list(pool.map(lambda j: _written(animator, j[1], tmp_path / f"par{j[0]}"), jobs))
+    assert at_once == one_at_a_time * 2
+
+
 def test_a_forked_process_animates_as_its_parent(animator, two_lines, tmp_path):
     """The batch forks its workers from a process that may already have animated: the child
     runs on its own event loop and threads, with the same outputs."""

@@ -44,6 +44,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -111,6 +112,7 @@ class Animator:
         # one event loop and one set of run metrics for every call (`_run_sync`, `_run`)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_pid = 0
+        self._loop_lock = threading.Lock()  # held by the call running on the loop
         self._metrics = GraphMetrics()
         if warm_up:
             self.animate(np.zeros(8000, np.float32), rate=16000)
@@ -147,7 +149,10 @@ class Animator:
     def close(self) -> None:
         """Close the event loop that `animate` runs on (a later call opens a new one)."""
         loop, self._loop = self._loop, None
-        if loop is not None and self._loop_pid == os.getpid() and not loop.is_closed():
+        if (
+            loop is not None and self._loop_pid == os.getpid()
+            and not loop.is_closed() and not loop.is_running()
+        ):  # fmt: skip
             loop.close()
 
     def __del__(self) -> None:
@@ -204,7 +209,8 @@ class Animator:
 
     def _run_sync(self, coro):
         """``coro`` run to its end on this Animator's event loop, as `asyncio.run` would, but
-        with one loop for every call (a process forked from this one opens its own)."""
+        with one loop for every call (a process forked from this one opens its own; a call
+        made while another thread's runs gets a loop of its own, as with `asyncio.run`)."""
         if self._loop is None or self._loop.is_closed() or self._loop_pid != os.getpid():
             self._loop, self._loop_pid = asyncio.new_event_loop(), os.getpid()
         loop = self._loop
@@ -215,15 +221,20 @@ class Animator:
         else:
             coro.close()
             raise RuntimeError("Animator.animate cannot run in an event loop; use animate_async")
-        task = loop.create_task(coro)
+        if not self._loop_lock.acquire(blocking=False):  # another thread's call is on the loop
+            return asyncio.run(coro)
         try:
-            return loop.run_until_complete(task)
-        except BaseException:
-            if not task.done():  # interrupted (Ctrl-C): the run is cancelled, operators closed
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    loop.run_until_complete(task)
-            raise
+            task = loop.create_task(coro)
+            try:
+                return loop.run_until_complete(task)
+            except BaseException:
+                if not task.done():  # interrupted (Ctrl-C): the run is cancelled, operators closed
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        loop.run_until_complete(task)
+                raise
+        finally:
+            self._loop_lock.release()
 
     def _graph_for(self, audio, rate):
         from audio2anim.graph.spec import Node

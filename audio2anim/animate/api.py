@@ -30,7 +30,8 @@ Whisper front end's in `audio2anim.models.whisper_onnx`, keyed by their export c
 every run builds fresh operators — with the runner's ordinary life cycle, no reset to get
 right in each operator — and their set-up finds the models already loaded. The validated graph
 is built once (with the viseme node found in the same pass); each call only swaps its source
-node, which feeds the audio in 10 s blocks (`BLOCK_MS`). ``Animator()`` does one warm-up run on
+node, which feeds the audio in 10 s blocks (`BLOCK_MS`). The calls share one event loop and
+one set of run metrics, and the runner keeps its threads from one run to the next. ``Animator()`` does one warm-up run on
 half a second of silence, so the first ``animate`` is as fast as the later ones; ``warm_up=
 False`` skips it where only the total time counts (the ``animate`` command: the run costs more
 than it saves there, as the first file pays the same set-up).
@@ -39,9 +40,11 @@ than it saves there, as the first file pays the same set-up).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -81,6 +84,7 @@ class Animator:
         checkpoints: str | os.PathLike | None = None,
         warm_up: bool = True,
     ) -> None:
+        from audio2anim.graph.metrics import GraphMetrics
         from audio2anim.sources.file import SHIPPED_SPEECH
         from audio2anim.streams import Visemes
 
@@ -105,6 +109,11 @@ class Animator:
             if k in ("checkpoint", "model") and isinstance(v, str | Path)
         )
         self.text_visemes = None  # the last call's aligned visemes (`text.TextVisemes`), if used
+        # one event loop and one set of run metrics for every call (`_run_sync`, `_run`)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_pid = 0
+        self._loop_lock = threading.Lock()  # held by the call running on the loop
+        self._metrics = GraphMetrics()
         if warm_up:
             self.animate(np.zeros(8000, np.float32), rate=16000)
 
@@ -135,7 +144,20 @@ class Animator:
         too short (< 0.1 s) clip or one with NaN samples, for a ``text`` without words, and for
         ``text`` with a graph that has no viseme front end.
         """
-        return asyncio.run(self.animate_async(audio, rate, progress, text, refine=refine))
+        return self._run_sync(self.animate_async(audio, rate, progress, text, refine=refine))
+
+    def close(self) -> None:
+        """Close the event loop that `animate` runs on (a later call opens a new one)."""
+        loop, self._loop = self._loop, None
+        if (
+            loop is not None and self._loop_pid == os.getpid()
+            and not loop.is_closed() and not loop.is_running()
+        ):  # fmt: skip
+            loop.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     async def animate_async(
         self,
@@ -167,7 +189,7 @@ class Animator:
         from audio2anim.graph.errors import OperatorError
         from audio2anim.graph.runner import Runner
 
-        runner = Runner(graph)
+        runner = Runner(graph, self._metrics)
         task = asyncio.ensure_future(runner.run())
         while not task.done():
             await asyncio.wait({task}, timeout=0.25)
@@ -184,6 +206,35 @@ class Animator:
         return self._animation(runner.operator(KEEP), source)
 
     # -- internals ------------------------------------------------------------------------
+
+    def _run_sync(self, coro):
+        """``coro`` run to its end on this Animator's event loop, as `asyncio.run` would, but
+        with one loop for every call (a process forked from this one opens its own; a call
+        made while another thread's runs gets a loop of its own, as with `asyncio.run`)."""
+        if self._loop is None or self._loop.is_closed() or self._loop_pid != os.getpid():
+            self._loop, self._loop_pid = asyncio.new_event_loop(), os.getpid()
+        loop = self._loop
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # none: the caller is not a coroutine
+            pass
+        else:
+            coro.close()
+            raise RuntimeError("Animator.animate cannot run in an event loop; use animate_async")
+        if not self._loop_lock.acquire(blocking=False):  # another thread's call is on the loop
+            return asyncio.run(coro)
+        try:
+            task = loop.create_task(coro)
+            try:
+                return loop.run_until_complete(task)
+            except BaseException:
+                if not task.done():  # interrupted (Ctrl-C): the run is cancelled, operators closed
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        loop.run_until_complete(task)
+                raise
+        finally:
+            self._loop_lock.release()
 
     def _graph_for(self, audio, rate):
         from audio2anim.graph.spec import Node

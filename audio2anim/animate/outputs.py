@@ -83,7 +83,7 @@ def arkit_csv_pieces(animation: Animation, rows: int = 2000):
                for c in cols],
             axis=1,
         ).astype(np.float64)  # fmt: skip
-        yield "".join(row_format % tuple(r) for r in block.tolist())
+        yield (row_format * len(block)) % tuple(block.ravel().tolist())  # one % for the block
 
 
 def read_arkit_csv(path: str | os.PathLike) -> Animation:

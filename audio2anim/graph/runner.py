@@ -1,7 +1,8 @@
 """The runner: runs a validated `Graph` as asyncio tasks joined by bounded queues.
 
 It owns everything operators don't: queues and their policies, the capture-time clock,
-end-of-stream, metrics, the thread pool for CPU-heavy operators, errors and shutdown.
+end-of-stream, metrics, the thread pool for CPU-heavy operators (kept for the process's next
+run once all its calls have returned), errors and shutdown.
 
 - One task per node. A node with several inputs takes, among the packets waiting, the one with
   the smallest media time, so fan-in sees its streams in time order.
@@ -35,12 +36,15 @@ import concurrent.futures
 import contextlib
 import inspect
 import math
+import os
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 
 from audio2anim.streams import Audio
@@ -56,6 +60,40 @@ from .stopping import watching
 
 DRAIN_TIMEOUT_S = 10.0  # after a stop or an error, how long in-flight work may take to drain
 CLOSE_WAIT_S = 10.0  # before close(): how long an operator's running call may take to finish
+
+
+# Thread pools of finished runs, reused by the next run in this process (a batch of short
+# clips would otherwise start new threads for every clip). Only a pool whose calls have all
+# returned comes back; a forked child starts with none (threads do not cross a fork).
+IDLE_POOLS = 4  # at most this many idle pools are kept per pool size
+_idle: dict[int, list[ThreadPoolExecutor]] = {}  # max_workers → idle pools
+_idle_lock = threading.Lock()
+
+
+def _forget_idle_pools() -> None:
+    global _idle, _idle_lock
+    _idle, _idle_lock = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_idle_pools)
+
+
+def _take_pool(n: int) -> ThreadPoolExecutor:
+    with _idle_lock:
+        pools = _idle.get(n)
+        if pools:
+            return pools.pop()
+    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="a2a-graph")
+
+
+def _give_back_pool(pool: ThreadPoolExecutor, n: int, settled: bool) -> None:
+    """``pool`` kept for the next run when ``settled`` (no call still running), else shut."""
+    with _idle_lock:
+        pools = _idle.setdefault(n, [])
+        if settled and len(pools) < IDLE_POOLS:
+            pools.append(pool)
+            return
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Queue:
@@ -249,10 +287,9 @@ class Runner:
         g = self.graph
         t0 = time.perf_counter()
         self._build()
-        needs_thread = any(st.op.executor == "thread" for st in self._nodes.values())
-        if needs_thread:
-            n = sum(st.op.executor == "thread" for st in self._nodes.values())
-            self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"a2a-{g.name}")
+        n_threads = sum(st.op.executor == "thread" for st in self._nodes.values())
+        if n_threads:
+            self._pool = _take_pool(n_threads)
         set_up: list[NodeState] = []
         tasks: list[asyncio.Task] = []
         try:
@@ -278,7 +315,8 @@ class Runner:
                     await asyncio.gather(*tasks, return_exceptions=True)
             await self._close_all(set_up)
             if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+                settled = all(st.busy is None or st.busy.done() for st in self._nodes.values())
+                _give_back_pool(self._pool, n_threads, settled)
         if self._format_error is not None:
             raise self._format_error
         report = self._report(time.perf_counter() - t0)
@@ -542,41 +580,44 @@ class Runner:
 
     # -- report ---------------------------------------------------------------------------
 
-    def _algorithmic_latency(self) -> dict[str, float]:
-        """Per node: the largest sum of declared lookahead along any path from a source."""
+    def _algorithmic_latency(self, own: dict[str, float]) -> dict[str, float]:
+        """Per node: the largest sum of declared lookahead (``own``) along any path from a
+        source."""
         acc: dict[str, float] = {}
         for name in self.graph.order:
             up = [acc[e.src] for e in self.graph.in_edges(name)]
-            acc[name] = max(up, default=0.0) + float(self._nodes[name].op.latency())
+            acc[name] = max(up, default=0.0) + own[name]
         return acc
 
     def _report(self, duration: float) -> RunReport:
-        algo = self._algorithmic_latency()
+        # each operator's latency() asked once (some read their checkpoint's settings)
+        own = {n: float(st.op.latency()) for n, st in self._nodes.items()}
+        algo = self._algorithmic_latency(own)
 
         def ms(v):
             return None if v is None else v * 1e3
 
-        nodes = {
-            n: {
+        nodes = {}
+        for n, st in self._nodes.items():
+            p50, p99 = _p50_p99(st.times)
+            nodes[n] = {
                 "op": st.op.name,
                 "packets": st.packets,
-                "p50_ms": ms(st.times.percentile(50)),
-                "p99_ms": ms(st.times.percentile(99)),
-                "lookahead_ms": float(st.op.latency()) * 1e3,
+                "p50_ms": ms(p50),
+                "p99_ms": ms(p99),
+                "lookahead_ms": own[n] * 1e3,
                 "counters": st.op.counters(),
                 "restarts": st.restarts,
             }  # fmt: skip
-            for n, st in self._nodes.items()
-        }
-        sinks = {
-            n: {
-                "e2e_p50_ms": ms(st.e2e.percentile(50)),
-                "e2e_p99_ms": ms(st.e2e.percentile(99)),
-                "algorithmic_latency_ms": algo[n] * 1e3,
-            }  # fmt: skip
-            for n, st in self._nodes.items()
-            if st.e2e is not None
-        }
+        sinks = {}
+        for n, st in self._nodes.items():
+            if st.e2e is not None:
+                p50, p99 = _p50_p99(st.e2e)
+                sinks[n] = {
+                    "e2e_p50_ms": ms(p50),
+                    "e2e_p99_ms": ms(p99),
+                    "algorithmic_latency_ms": algo[n] * 1e3,
+                }  # fmt: skip
         edges = {}
         for st in self._nodes.values():
             for _, q in st.inputs:
@@ -589,6 +630,14 @@ class Runner:
             self.graph.name, duration, nodes, sinks, edges, stopped,
             str(self._error) if self._error else None,
         )  # fmt: skip
+
+
+def _p50_p99(samples: Samples) -> tuple[float | None, float | None]:
+    """`Samples.percentile` at 50 and 99 in one pass."""
+    if not samples.values:
+        return None, None
+    p50, p99 = np.percentile(np.frombuffer(samples.values, dtype=np.float64), (50, 99))
+    return float(p50), float(p99)
 
 
 def _hint(have: Format, need: Format, port: str, producer: Operator) -> str:

@@ -117,9 +117,10 @@ def test_signal_stops_a_batch_cleanly(tmp_path, many_lines, workers, signals):
     aborted = len(signals) > 1
     stopped = {15: 143, 2: 130}[signals[0]]
     if aborted:
-        # the second signal aborts (1), or comes after the clean stop had finished and handed
-        # the signal back: the default action then ends the finished process (-signal)
-        assert proc.returncode in (1, -signals[1]), err
+        # the second signal aborts (1); a stop that drains faster than the second signal
+        # comes has finished already: exited (143), or handed the signal back, whose default
+        # action then ends the finished process (-signal)
+        assert proc.returncode in (1, stopped, -signals[1]), err
     else:
         assert proc.returncode == stopped, err
     names = sorted(p.name for p in out.rglob("*"))

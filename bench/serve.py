@@ -149,7 +149,7 @@ def start_server(
 ) -> tuple[subprocess.Popen, str, list[int]]:
     """``audio2anim serve`` (``ray``: ``--ray ray``, without metrics; ``workers``: its
     ``--workers``) → (its process, the stream URL, the metrics port of each worker)."""
-    cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", "--token", token,
+    cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", f"--token={token}",
            "--max-sessions", "1000", "--batch-window-ms", f"{window_ms:g}", "--device", device]  # fmt: skip
     if ray is not None:
         cmd += ["--ray", ray]

@@ -292,3 +292,11 @@ def test_source_session_joins_the_chunks_that_waited():
     assert [p.media_time for p in rest] == [0.02, 0.08]
     assert [p.capture_time for p in rest] == [4.0, 5.0]  # the newest chunk joined
     np.testing.assert_array_equal(rest[0].payload.samples[320:640], 1.0)
+
+
+def test_new_tokens_can_follow_token_on_a_command_line():
+    from audio2anim.graph.netguard import new_token
+
+    tokens = {new_token() for _ in range(2000)}
+    assert len(tokens) == 2000  # random
+    assert all(len(t) == 32 and not t.startswith("-") for t in tokens)

@@ -84,6 +84,15 @@ def host_allowed(header: str | None, bound_host: str, port: int, extra: Iterable
     return _ip(h) is not None and not is_loopback(bound_host)
 
 
+def new_token() -> str:
+    """A random access token (32 URL-safe characters) that never starts with ``-``, so it can
+    follow ``--token`` on a command line."""
+    while True:
+        token = secrets.token_urlsafe(24)
+        if not token.startswith("-"):
+            return token
+
+
 def token_ok(given: str | None, token: str) -> bool:
     """Whether a request's token (e.g. its ``?token=`` query value) is the run's ``token``."""
     return secrets.compare_digest((given or "").encode(), token.encode())

@@ -46,7 +46,13 @@ from typing import Any
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from ray import serve
 
-from audio2anim.graph.netguard import exposure_warning, host_allowed, origin_allowed, token_ok
+from audio2anim.graph.netguard import (
+    exposure_warning,
+    host_allowed,
+    new_token,
+    origin_allowed,
+    token_ok,
+)
 
 from .server import Server
 from .session import START_TIMEOUT_S, ServerFull, SessionError, end_message, start_message
@@ -347,7 +353,6 @@ def _failure(error: Exception) -> str:
 
 def serve_on_ray(args) -> int:
     """``audio2anim serve --ray ADDRESS`` (options as `audio2anim.serve.cli`)."""
-    import secrets
     import socket
 
     import ray
@@ -368,7 +373,7 @@ def serve_on_ray(args) -> int:
             sock.bind((args.host, 0))
             port = sock.getsockname()[1]
     settings = RaySettings(
-        token=args.token or secrets.token_urlsafe(24), graph=args.graph,
+        token=args.token or new_token(), graph=args.graph,
         overrides=tuple(args.overrides), host=args.host, port=port, hosts=tuple(args.hosts),
         max_sessions=args.max_sessions, max_chunk=args.max_chunk, queue=args.queue,
         device=args.device, model_replicas=args.ray_model_replicas,

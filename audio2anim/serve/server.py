@@ -51,7 +51,6 @@ import dataclasses
 import itertools
 import json
 import re
-import secrets
 import socket
 import sys
 import time
@@ -62,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from audio2anim.graph.metrics import GraphMetrics, ServeMetrics
-from audio2anim.graph.netguard import host_allowed, listen, origin_allowed, token_ok
+from audio2anim.graph.netguard import host_allowed, listen, new_token, origin_allowed, token_ok
 
 from .session import (
     SINK,
@@ -132,7 +131,7 @@ class Server:
         self.host, self.port, self.grpc_port = host, port, grpc_port
         self.reuse_port = reuse_port  # SO_REUSEPORT: the ports shared by `serve --workers`
         self.graph_file, self.overrides = str(graph), tuple(overrides)
-        self.token = token or secrets.token_urlsafe(24)
+        self.token = token or new_token()
         self.hosts = tuple(hosts)
         self.max_sessions, self.max_chunk, self.queue = max_sessions, max_chunk, queue
         self.metrics = metrics or ServeMetrics()

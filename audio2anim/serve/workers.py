@@ -49,10 +49,11 @@ def serve_workers(args: argparse.Namespace, serve) -> int:
     ``asyncio.run(serve(args, worker=(index, ready, error)))`` (``serve``: a module-level
     coroutine function, `audio2anim.serve.cli` ``_serve``, pickled by name for spawn)."""
     import multiprocessing
-    import secrets
     from multiprocessing.connection import wait
 
-    token = args.token or secrets.token_urlsafe(24)
+    from audio2anim.graph.netguard import new_token
+
+    token = args.token or new_token()
     reserved = []
     try:
         sock, port = reserve_port(args.host, args.port)

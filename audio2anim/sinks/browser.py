@@ -13,7 +13,7 @@ browser: ``params`` (JSON: media time, names, frame rate, rows, end-to-end laten
 (binary: float64 media time, uint32 rate, 4 pad bytes, float32 samples) and ``visemes``. The
 page plays frames and audio on one media-time timeline a short playout delay behind arrival.
 
-Access: every run makes a random token (``secrets.token_urlsafe``; the ``token`` param pins
+Access: every run makes a random token (`audio2anim.graph.netguard.new_token`; the ``token`` param pins
 one for scripts) and prints ``http://127.0.0.1:8765/?token=…``. The page reads the token from
 its own URL and passes it on ``/ws?token=…`` and ``/face.glb?token=…``: the socket carries the
 audio (on a live run, the microphone) and the GLB may be the user's own avatar. The page,
@@ -47,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import secrets
 import struct
 import sys
 from pathlib import Path
@@ -57,7 +56,7 @@ import numpy as np
 from pydantic import Field
 
 from .. import streams
-from ..graph.netguard import host_allowed, listen, origin_allowed, token_ok
+from ..graph.netguard import host_allowed, listen, new_token, origin_allowed, token_ok
 from ..graph.operator import Operator, OperatorParams, Port, existing_file
 from ..graph.packets import Packet
 from ..graph.registry import register
@@ -109,7 +108,7 @@ class ViewerServer:
         hosts: tuple[str, ...] = (), queue: int = 64,
     ) -> None:  # fmt: skip
         self.host, self.port, self.glb = host, port, glb
-        self.token = token or secrets.token_urlsafe(24)
+        self.token = token or new_token()
         self.hosts, self.queue_size = tuple(hosts), queue
         self.clients: set[_Viewer] = set()
         self.accepted = self.refused = self.dropped = 0

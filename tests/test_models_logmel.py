@@ -1,15 +1,13 @@
 import numpy as np
 import pytest
 import torch
+from tiny_models import swelling_tone
 
 from audio2anim.models.logmel import DEFAULT, LogMelStream, logmel, logmel_torch
 
 
 def _speechlike(seconds=1.3, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * 16000)) / 16000
-    x = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
-    return (x + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+    return swelling_tone(int(seconds * 16000), noise=0.01, seed=seed)
 
 
 def test_shape_and_frame_count():

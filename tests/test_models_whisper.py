@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from tiny_models import speak
+from tiny_models import one_line, speak
 
 from audio2anim.audio import read_audio
 from audio2anim.cli import main
@@ -99,12 +99,6 @@ def test_a_hugging_face_folder_loads_through_the_same_entry_point(tmp_path):
     assert h.shape == (25, 16) and torch.isfinite(h).all()
     with pytest.raises(WhisperLoadError, match="no tokenizer"):
         w.transcribe(np.zeros(16000, np.float32))
-
-
-def one_line(e: pytest.ExceptionInfo) -> str:
-    message = str(e.value)
-    assert "\n" not in message
-    return message
 
 
 def test_missing_and_corrupt_model_files(tmp_path):

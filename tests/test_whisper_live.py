@@ -15,6 +15,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from tiny_models import one_line, swelling_tone
 
 from audio2anim.graph.testing import audio_packets, run_operator
 from audio2anim.models.checkpoint import ChecksumError, save
@@ -68,16 +69,7 @@ def tiny_live(tmp_path_factory, tiny_whisper):
 
 @pytest.fixture(scope="module")
 def audio():
-    rng = np.random.default_rng(0)
-    t = np.arange(int(2.7 * 16000) + 123) / 16000
-    return (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
-            + 0.02 * rng.standard_normal(len(t))).astype(np.float32)  # fmt: skip
-
-
-def one_line(e: pytest.ExceptionInfo) -> str:
-    message = str(e.value)
-    assert "\n" not in message
-    return message
+    return swelling_tone(int(2.7 * 16000) + 123)
 
 
 def reference(front: WhisperVisemes, audio: np.ndarray, window=50, hop=2, lookahead=5):

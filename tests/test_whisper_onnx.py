@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import swelling_tone
 
 from audio2anim.models import whisper_mel
 from audio2anim.models.checkpoint import save
@@ -37,13 +38,10 @@ def tiny_head(tmp_path_factory):
 
 
 def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
-    """A 220 Hz tone swelling at 3 Hz, with noise and a stretch of digital silence."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * 16000)) / 16000
-    x = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
-    x += 0.02 * rng.standard_normal(len(t))
+    """`swelling_tone` with a stretch of digital silence."""
+    x = swelling_tone(int(seconds * 16000), seed=seed)
     x[len(x) // 3 : len(x) // 2] = 0.0
-    return x.astype(np.float32)
+    return x
 
 
 def test_the_mel_filters_are_whispers():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from tiny_models import one_line, swelling_tone
 
 from audio2anim.graph.errors import GraphError
 from audio2anim.graph.testing import audio_packets, run_operator
@@ -41,16 +42,7 @@ def tiny_head(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def audio():
-    rng = np.random.default_rng(0)
-    t = np.arange(int(3.3 * 16000)) / 16000
-    return (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
-            + 0.02 * rng.standard_normal(len(t))).astype(np.float32)  # fmt: skip
-
-
-def one_line(e: pytest.ExceptionInfo) -> str:
-    message = str(e.value)
-    assert "\n" not in message
-    return message
+    return swelling_tone(int(3.3 * 16000))
 
 
 def test_context_repeats_the_edges():

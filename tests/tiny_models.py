@@ -32,6 +32,23 @@ def speak(text: str, voice: str = "en-us", rate: int = 150):
     return audio, sr, [(s.start, s.end, s.phone) for s in segments]
 
 
+def swelling_tone(samples: int, noise: float = 0.02, seed: int = 0):
+    """A 220 Hz tone swelling at 3 Hz plus white noise, 16 kHz float32: speech-like energy."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / 16000
+    x = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    return (x + noise * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def one_line(e) -> str:
+    """The message of a `pytest.raises` result, asserted to be a single line."""
+    message = str(e.value)
+    assert "\n" not in message
+    return message
+
+
 def bilabials_closed(gap, segments, fps: float = 50.0, slack_s: float = 0.06) -> list[bool]:
     """Per bilabial phone of ``segments``: is the lip gap closed somewhere within ``slack_s``
     of it (frames at ``fps``)?"""

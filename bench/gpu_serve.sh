@@ -2,8 +2,10 @@
 # The streaming service on one GPU: bench/serve.py with the live Whisper graph
 # (graphs/whisper_cnn_live.yaml), its encoder and CNN predictor batched across sessions on
 # cuda (the encoder in torch: vis.backend=torch), the server as WORKERS processes sharing its
-# port (audio2anim serve --workers, each batching its own sessions on the one GPU),
-# N = 100, 200, 300, 400 real-time speakers from 8 client processes. The speakers read the shipped recording (audio2anim/assets/speech.wav) at seven
+# port (audio2anim serve --workers), with SHARED=both (the default) two servers side by side:
+# one whose workers send their batched calls to one model process on the GPU
+# (--shared-models), one whose workers each run their own models on it (--no-shared-models);
+# N = 100 … 500 real-time speakers from 8 client processes. The speakers read the shipped recording (audio2anim/assets/speech.wav) at seven
 # offsets, so the machine needs no TTS voices and no network.
 #
 #   OUT=/tmp/out bench/gpu_serve.sh                    # .venv/bin/python
@@ -17,7 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 OUT=${OUT:?set OUT to a folder for the results}
-SPEAKERS=${SPEAKERS:-100,200,300,400}
+SPEAKERS=${SPEAKERS:-100,200,300,400,500}
+SHARED=${SHARED:-both}
 WINDOWS=${WINDOWS:-5}
 SECONDS_PER_LEVEL=${SECONDS_PER_LEVEL:-15}
 CHUNK_MS=${CHUNK_MS:-20}
@@ -38,7 +41,7 @@ cat "$OUT/env.txt"
 "$PYTHON" bench/serve.py \
     --graph graphs/whisper_cnn_live.yaml --set vis.backend=torch \
     --device "$DEVICE" --batch-window-ms "$WINDOWS" --chunk-ms "$CHUNK_MS" \
-    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" \
+    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" \
     --audio audio2anim/assets/speech.wav \
     --plot "$OUT/serve-gpu-latency.png" \
     --write-docs --section serve_gpu --machine "1× H100, $(nproc) cores, $WORKERS server processes" \

@@ -34,7 +34,10 @@ The largest N with e2e p99 ≤ 100 ms and no drops is the capacity, per server.
 ``--transport grpc`` streams over the servers' gRPC port instead of their WebSocket (not with
 ``--ray``).
 ``--workers K`` runs the server as ``audio2anim serve --workers K`` (K processes sharing its
-port; the batch sizes are summed over the workers' ``/metrics``).
+port; the batch sizes are summed over the workers' ``/metrics``). ``--shared-models on`` adds
+``--shared-models`` (one model process for the K workers; its batch sizes are listed as
+``host MODEL``: worker calls per model call), ``off`` ``--no-shared-models``, ``both`` runs
+one server of each, side by side (service ``shared`` and ``process`` in the table).
 ``--client-procs P`` spreads the speakers over P client processes (for hundreds of speakers on
 a many-core machine, so the clients are not the bottleneck). ``--plot FILE.png`` draws p50/p99
 against N (matplotlib, when installed); ``--write-docs`` writes the table into
@@ -146,15 +149,20 @@ def start_server(
     transport: str = "websocket",
     ray: str | None = None,
     workers: int = 1,
-) -> tuple[subprocess.Popen, str, list[int]]:
+    shared: bool | None = None,
+) -> tuple[subprocess.Popen, str, dict[str, int]]:
     """``audio2anim serve`` (``ray``: ``--ray ray``, without metrics; ``workers``: its
-    ``--workers``) → (its process, the stream URL, the metrics port of each worker)."""
+    ``--workers``; ``shared``: ``--shared-models`` or ``--no-shared-models``, None: neither) →
+    (its process, the stream URL, the metrics port of each worker and of the model host by
+    the prefix its models get in the table: "" for the workers, "host " for the host)."""
     cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", f"--token={token}",
            "--max-sessions", "1000", "--batch-window-ms", f"{window_ms:g}", "--device", device]  # fmt: skip
     if ray is not None:
         cmd += ["--ray", ray]
     else:
         cmd += ["--metrics-port", "0", "--workers", str(workers)]
+        if shared is not None:
+            cmd += ["--shared-models" if shared else "--no-shared-models"]
     if graph:
         cmd += ["--graph", graph]
     for override in sets:
@@ -165,10 +173,12 @@ def start_server(
         prefix = "audio2anim serve (gRPC): "
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    ports = []
+    ports = {}
     for line in proc.stderr:
-        if line.startswith("metrics: "):  # one per worker
-            ports.append(int(line.split()[1].rsplit(":", 1)[1].split("/")[0]))
+        for who, prefix_ in (("", "metrics: "), ("host ", "model host metrics: ")):
+            if line.startswith(prefix_):  # one per worker, one for the model host
+                port = int(line.removeprefix(prefix_).split(":")[2].split("/")[0])
+                ports[port] = who
         if line.startswith(prefix):
             # the rest of its log (the workers' lines at the end) must not fill the pipe
             threading.Thread(target=proc.stderr.read, daemon=True).start()
@@ -210,11 +220,13 @@ def _clients_in_process(args) -> dict:
     return asyncio.run(clients(*args))
 
 
-def scrape(ports: list[int]) -> dict[tuple[str, str], float]:
-    """The server's batch metrics, summed over its workers: (sample name, model) → value."""
+def scrape(ports: dict[int, str]) -> dict[tuple[str, str], float]:
+    """The server's batch metrics, summed over its workers (the model host's apart, its models
+    prefixed "host "): (sample name, model) → value."""
     out: dict[tuple[str, str], float] = {}
-    for port in ports:
-        for key, value in _scrape(port).items():
+    for port, who in ports.items():
+        for (name, model), value in _scrape(port).items():
+            key = (name, who + model)
             out[key] = out.get(key, 0.0) + value
     return out
 
@@ -328,7 +340,7 @@ def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_ports,
 def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="websocket",
           workers=1) -> str:  # fmt: skip
     gpu = any(r["gpu"] is not None for r in rows)
-    ray = any(r["service"] == "ray" for r in rows)
+    ray = len({r["service"] for r in rows}) > 1 or any(r["service"] != "process" for r in rows)
     over = ", over gRPC" if transport == "grpc" else ""
     lines = [
         f"graph {graph or 'graphs/viseme_cnn.yaml'}; batched models on {device}; "
@@ -365,6 +377,8 @@ def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="webs
         what = "without batching" if window == 0 else f"batch window {window:g} ms"
         if service == "ray":
             what = f"on Ray Serve, {what.replace('without batching', 'batch window 0 ms')}"
+        elif service == "shared":
+            what = f"one model process for the workers, {what}"
         lines.append(
             f"Largest N with e2e p99 ≤ {GOAL_MS:g} ms and no drops, {what}: "
             f"**{max(good) if good else 'none'}** of those tried."
@@ -387,6 +401,7 @@ def plot(rows, path: Path) -> None:
         n = [r["n"] for r in sel]
         what = "no batching" if window == 0 else f"batch {window:g} ms"
         what = f"Ray Serve, batch {window:g} ms" if service == "ray" else what
+        what = f"shared models, {what}" if service == "shared" else what
         line = ax.plot(n, [r["p99"] for r in sel], "s-", label=f"e2e p99, {what}")[0]
         ax.plot(n, [r["p50"] for r in sel], "o--", color=line.get_color(), alpha=0.6,
                 label=f"e2e p50, {what}")  # fmt: skip
@@ -419,6 +434,9 @@ def main() -> int:
     ap.add_argument("--client-procs", type=int, default=1, help="client processes")
     ap.add_argument("--workers", type=int, default=1,
                     help="the server's --workers (processes sharing its port; not with --ray)")  # fmt: skip
+    ap.add_argument("--shared-models", choices=("default", "on", "off", "both"), default="default",
+                    help="--workers K: the server's --shared-models (on), --no-shared-models "
+                    "(off), one of each (both), or neither flag (default)")  # fmt: skip
     ap.add_argument("--transport", choices=("websocket", "grpc"), default="websocket",
                     help="how the speakers stream (default websocket)")  # fmt: skip
     ap.add_argument("--ray", metavar="ADDRESS",
@@ -442,14 +460,19 @@ def main() -> int:
     windows = [float(w) for w in args.batch_window_ms.split(",")]
     # one server per window (and one on Ray Serve), all up at once: the levels of each N run
     # side by side
-    keys = [("process", w) for w in windows] + ([("ray", windows[0])] if args.ray else [])
+    kinds = {"default": ["process"], "on": ["shared"], "off": ["process"],
+             "both": ["shared", "process"]}[args.shared_models]  # fmt: skip
+    # the server's flag per service: "process" takes the server's default unless asked for
+    shared_flag = {"shared": True, "ray": None,
+                   "process": None if args.shared_models == "default" else False}  # fmt: skip
+    keys = [(k, w) for k in kinds for w in windows] + ([("ray", windows[0])] if args.ray else [])
     servers = {}
     try:
         for service, window in keys:
             token = secrets.token_urlsafe(24)
             proc, url, metrics_ports = start_server(
                 token, args.graph, window, args.device, args.sets, args.transport,
-                args.ray if service == "ray" else None, args.workers,
+                args.ray if service == "ray" else None, args.workers, shared_flag[service],
             )  # fmt: skip
             servers[service, window] = (proc, url, token, metrics_ports)
         misses = dict.fromkeys(keys, 0)

@@ -243,7 +243,9 @@ class BatchCaller:
 
 
 class BatchingService:
-    """The model batchers of one process, made on first use (keyed by model)."""
+    """The model batchers of one process, made on first use (keyed by model). ``remote``:
+    (graph name, model key) → the `ModelCall` a batcher runs instead of building the model
+    here (`audio2anim.serve.model_host`: the models of ``serve --workers K`` in one process)."""
 
     def __init__(
         self,
@@ -251,30 +253,38 @@ class BatchingService:
         device: str = "cpu",
         metrics: ServeMetrics | None = None,
         max_batch: int = 512,
+        remote: Callable[[str | None, str], ModelCall] | None = None,
     ) -> None:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"batching: device must be cpu or cuda, not {device!r}")
         self.window_ms, self.device, self.metrics = window_ms, device, metrics
-        self.max_batch = max_batch
+        self.max_batch, self.remote = max_batch, remote
         self.batchers: dict[str, ModelBatcher] = {}
         self._lock = threading.Lock()
 
     def batcher(
-        self, key: str, make_run: Callable[[str], ModelCall], axes: dict[str, int]
+        self,
+        key: str,
+        make_run: Callable[[str], ModelCall],
+        axes: dict[str, int],
+        graph: str | None = None,
     ) -> ModelBatcher:
-        """The batcher of model ``key`` (``label@identity``); ``make_run(device)`` the first time."""
+        """The batcher of model ``key`` (``label@identity``) of the shipped graph ``graph`` (None:
+        the server's own); ``make_run(device)`` (or ``remote``) the first time."""
         with self._lock:
             b = self.batchers.get(key)
             if b is None:
+                run = make_run(self.device) if self.remote is None else self.remote(graph, key)
                 b = self.batchers[key] = ModelBatcher(
-                    key.split("@", 1)[0], make_run(self.device), axes,
+                    key.split("@", 1)[0], run, axes,
                     window_ms=self.window_ms, max_batch=self.max_batch, metrics=self.metrics,
                 )  # fmt: skip
             return b
 
-    def session(self) -> SessionBatching:
-        """A session's access (a `audio2anim.models.model_call.ModelBatching`)."""
-        return SessionBatching(self)
+    def session(self, graph: str | None = None) -> SessionBatching:
+        """A session's access (a `audio2anim.models.model_call.ModelBatching`) for its graph:
+        the name of a shipped graph, None for the server's own."""
+        return SessionBatching(self, graph)
 
     def close(self) -> None:
         with self._lock:
@@ -286,15 +296,15 @@ class BatchingService:
 class SessionBatching:
     """One session's callers; `close` frees its slot in every batcher at once."""
 
-    def __init__(self, service: BatchingService) -> None:
-        self.service = service
+    def __init__(self, service: BatchingService, graph: str | None = None) -> None:
+        self.service, self.graph = service, graph
         self.callers: list[BatchCaller] = []
         self.closed = False
 
     def caller(
         self, key: str, make_run: Callable[[str], ModelCall], axes: dict[str, int]
     ) -> ModelCall:
-        c = BatchCaller(self.service.batcher(key, make_run, axes))
+        c = BatchCaller(self.service.batcher(key, make_run, axes, self.graph))
         if self.closed:
             c.close()  # a late operator set-up: it still runs, without holding a slot
         self.callers.append(c)

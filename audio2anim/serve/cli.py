@@ -82,8 +82,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--max-sessions is per worker (default 1)",
     )  # fmt: skip
     p.add_argument(
+        "--shared-models", action=argparse.BooleanOptionalAction, default=None,
+        help="--workers K: run the batched models in one process for all workers, which "
+        "stacks their calls (default: on with --device cuda)",
+    )  # fmt: skip
+    p.add_argument(
         "--metrics-port", type=int, metavar="N",
-        help="serve /metrics on this port (with --workers K: worker i on N + i)",
+        help="serve /metrics on this port (with --workers K: worker i on N + i, the shared "
+        "models on N + K)",
     )  # fmt: skip
     p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     add_checkpoints_argument(p)
@@ -118,6 +124,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("error: --workers: at least 1", file=sys.stderr)
         return 2
+    if args.shared_models and args.workers == 1:
+        print("error: --shared-models: with --workers K > 1 (one process has one set of "
+              "models anyway)", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.shared_models is None:
+        args.shared_models = args.workers > 1 and args.device == "cuda"
     if args.ray is not None:
         if args.workers != 1:
             print("error: --workers: not with --ray (Ray Serve has its replicas)", file=sys.stderr)
@@ -174,6 +186,7 @@ async def _serve(args: argparse.Namespace, worker=None) -> int:
         token=args.token, hosts=tuple(args.hosts), max_sessions=args.max_sessions,
         max_chunk=args.max_chunk, queue=args.queue, metrics=metrics, grpc_port=args.grpc_port,
         batch_window_ms=args.batch_window_ms, device=args.device, reuse_port=worker is not None,
+        models=getattr(args, "models", None),
     )  # fmt: skip
     who = "" if worker is None else f"worker {worker[0]}: "
     http = None

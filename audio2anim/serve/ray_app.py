@@ -40,8 +40,6 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from ray import serve
@@ -139,22 +137,17 @@ class ModelWorker:
 
 # -- the ingress' side of the model calls ---------------------------------------------------------
 
-_WARMING = object()
-
 
 class RayBatching:
     """The ingress replica's stand-in for `BatchingService`: a session's model calls go to the
-    ``models`` deployment (Ray Serve batches them there), tagged with the graph they belong
-    to (learnt from the warm-up of each graph)."""
+    ``models`` deployment (Ray Serve batches them there), tagged with the session's graph (the
+    worker loads a graph it has not loaded yet)."""
 
     def __init__(self, handle) -> None:
         self.handle = handle
-        self.graph_of: dict[str, str | None] = {}  # model key → graph name (None: the default)
-        self.warming: Any = _WARMING  # the graph name while its warm-up builds its graph
 
-    def session(self) -> "_RaySessionBatching":
-        warming, self.warming = self.warming, _WARMING
-        return _RaySessionBatching(self, warming)
+    def session(self, graph: str | None = None) -> "_RaySessionBatching":
+        return _RaySessionBatching(self.handle, graph)
 
     def close(self) -> None:
         pass
@@ -164,14 +157,11 @@ class _RaySessionBatching:
     """One session's callers (a `models.model_call.ModelBatching`); nothing to free: the
     worker keeps no slot per session."""
 
-    def __init__(self, service: RayBatching, warming: Any) -> None:
-        self.service, self.warming = service, warming
+    def __init__(self, handle, graph: str | None) -> None:
+        self.handle, self.graph = handle, graph
 
     def caller(self, key: str, make_run, axes: dict[str, int]):
-        service = self.service
-        if self.warming is not _WARMING:
-            service.graph_of[key] = self.warming
-        return _RemoteCall(service.handle.call, service.graph_of.get(key), key)
+        return _RemoteCall(self.handle.call, self.graph, key)
 
     def close(self) -> None:
         pass
@@ -203,11 +193,6 @@ class _IngressServer(Server):
             log=lambda line: None,
         )  # fmt: skip
         self.batching = RayBatching(handle)
-
-    async def _warm_up(self, m) -> None:
-        # `Server._warm_up` asks for the graph's batching before its first await
-        self.batching.warming = None if m.file == self.graph_file else Path(m.file).stem
-        await super()._warm_up(m)
 
 
 # -- the ingress ----------------------------------------------------------------------------------

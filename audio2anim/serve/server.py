@@ -127,6 +127,7 @@ class Server:
         batch_window_ms: float = 0.0,
         device: str = "cpu",
         reuse_port: bool = False,
+        models: tuple[str, bytes] | None = None,
     ) -> None:
         self.host, self.port, self.grpc_port = host, port, grpc_port
         self.reuse_port = reuse_port  # SO_REUSEPORT: the ports shared by `serve --workers`
@@ -136,10 +137,15 @@ class Server:
         self.max_sessions, self.max_chunk, self.queue = max_sessions, max_chunk, queue
         self.metrics = metrics or ServeMetrics()
         self.batching = None
-        if batch_window_ms > 0:
+        if batch_window_ms > 0 or models is not None:
             from .batching import BatchingService
 
-            self.batching = BatchingService(batch_window_ms, device, self.metrics)
+            remote = None
+            if models is not None:  # the models run in `serve --workers`' model host
+                from .model_host import remote_models
+
+                remote = remote_models(*models)
+            self.batching = BatchingService(batch_window_ms, device, self.metrics, remote=remote)
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.graphs: dict[str, MethodGraph] = {}
         self._graph_locks: dict[str, asyncio.Lock] = {}
@@ -216,12 +222,18 @@ class Server:
         if self.batching is not None:
             self.batching.close()
 
-    def batched(self, graph):
-        """``graph`` with the session's ``batching`` handed to the nodes that take it →
-        ``(graph, its SessionBatching)``; ``(graph, None)`` when the server does not batch."""
+    def graph_name(self, m: MethodGraph) -> str | None:
+        """How a session names its method graph: None for the server's own, else the shipped
+        graph's name (what `method` takes)."""
+        return None if m.file == self.graph_file else Path(m.file).stem
+
+    def batched(self, graph, m: MethodGraph):
+        """``graph`` (a session graph of method ``m``) with the session's ``batching`` handed to
+        the nodes that take it → ``(graph, its SessionBatching)``; ``(graph, None)`` when the
+        server does not batch."""
         if self.batching is None:
             return graph, None
-        access = self.batching.session()
+        access = self.batching.session(self.graph_name(m))
         nodes = dict(graph.nodes)
         for name, node in nodes.items():
             if "batching" in node.op_class.Params.model_fields:
@@ -252,7 +264,7 @@ class Server:
         inbox.put_nowait((np.zeros(8000, np.float32), time.monotonic()))
         inbox.put_nowait(None)
         frames = []
-        graph, access = self.batched(session_graph(m.graph, inbox, 16000, frames.append))
+        graph, access = self.batched(session_graph(m.graph, inbox, 16000, frames.append), m)
         try:  # batched: also opens the model batchers
             report = await Runner(graph, GraphMetrics()).run()
         finally:

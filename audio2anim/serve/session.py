@@ -140,7 +140,7 @@ class Session:
 
         g = self.method.graph
         graph = session_graph(g, self.inbox, self.start.rate, self.frame, f"{g.name}/{self.sid}")
-        graph, self.batching = self.server.batched(graph)
+        graph, self.batching = self.server.batched(graph, self.method)
         # a private metrics registry per run: the session's series go with it (no growth
         # with every session served); the service's own series are in `ServeMetrics`
         return Runner(graph, GraphMetrics())

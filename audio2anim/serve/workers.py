@@ -80,14 +80,20 @@ def serve_workers(args: argparse.Namespace, serve) -> int:
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     ctx = multiprocessing.get_context("spawn")
     conns = []
+    host = None
     try:
+        models = None
+        if args.shared_models:
+            host, models = _start_model_host(ctx, args, received, wait)
+            if host is None:
+                return models
         for i in range(args.workers):
             metrics_port = args.metrics_port
             if metrics_port:
                 metrics_port += i
             wargs = argparse.Namespace(**{
                 **vars(args), "port": port, "grpc_port": grpc_port, "token": token,
-                "metrics_port": metrics_port, "workers": 1,
+                "metrics_port": metrics_port, "workers": 1, "models": models,
             })  # fmt: skip
             mine, theirs = ctx.Pipe()
             p = ctx.Process(target=_worker, args=(i, wargs, theirs, serve), name=f"worker-{i}")
@@ -95,21 +101,59 @@ def serve_workers(args: argparse.Namespace, serve) -> int:
             theirs.close()
             workers.append(p)
             conns.append(mine)
-        code = _supervise(workers, conns, received, reserved, wait)
+        code = _supervise(workers, conns, received, reserved, wait, host)
     finally:
         for s in reserved:
             s.close()
         _stop(workers)
+        if host is not None:  # after the workers: their sessions drain through it
+            _stop([host])
+            if host.exitcode == 0:
+                print(f"model host: stopped (pid {host.pid})", file=sys.stderr, flush=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code
 
 
-def _supervise(workers, conns, received, reserved, wait) -> int:
-    """Wait for the workers to start, then for a signal or a worker's exit → the exit code."""
+def _start_model_host(ctx, args, received, wait):
+    """Start the model host (`audio2anim.serve.model_host`) and wait until its models are
+    loaded → (the process, (socket path, key)) for the workers, or (None, the exit code) after
+    its one error line."""
+    from .model_host import host_address, host_main
+
+    address, authkey = host_address()
+    mine, theirs = ctx.Pipe()
+    host = ctx.Process(target=host_main, args=(args, address, authkey, theirs), name="model-host")
+    host.start()
+    theirs.close()
+    while not received:
+        if not wait([mine, host.sentinel], timeout=0.5):
+            continue
+        try:
+            message = mine.recv()
+        except (EOFError, OSError):
+            host.join()
+            message = ("error", f"model host (pid {host.pid}) failed to start: exit code "
+                                f"{host.exitcode}")  # fmt: skip
+        if message[0] == "ready":
+            print(f"model host: pid {host.pid}, models on {args.device}", file=sys.stderr)
+            host.conn = mine  # held open: the host stops itself when this process goes away
+            return host, (address, authkey)
+        print(f"error: {message[1]}", file=sys.stderr, flush=True)
+        _stop([host])
+        return None, 2
+    _stop([host])
+    return None, 128 + int(received[0])
+
+
+def _supervise(workers, conns, received, reserved, wait, host=None) -> int:
+    """Wait for the workers to start, then for a signal or a worker's (or the model host's)
+    exit → the exit code."""
     starting = dict(enumerate(conns))
     urls: dict[int, tuple[str, str]] = {}
     sentinels = {p.sentinel: i for i, p in enumerate(workers)}
+    if host is not None:
+        sentinels[host.sentinel] = -1
     while not received:
         ready = wait([*sentinels, *starting.values()], timeout=0.5)
         # messages first: a worker that failed to start says why, then exits
@@ -118,10 +162,11 @@ def _supervise(workers, conns, received, reserved, wait) -> int:
                 i = sentinels[obj]
                 if received:
                     break
-                p = workers[i]
+                p = host if i < 0 else workers[i]
                 p.join()
+                who = "the model host" if i < 0 else f"worker {i}"
                 what = "failed to start" if i in starting else "stopped"
-                print(f"error: worker {i} (pid {p.pid}) {what}: exit code {p.exitcode}; "
+                print(f"error: {who} (pid {p.pid}) {what}: exit code {p.exitcode}; "
                       "stopping the others", file=sys.stderr, flush=True)  # fmt: skip
                 return 1
             i = next(k for k, c in starting.items() if c is obj)

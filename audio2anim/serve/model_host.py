@@ -1,0 +1,210 @@
+"""One process that runs the batched models for all the workers of ``audio2anim serve --workers K``.
+
+With ``--shared-models`` (the default with ``--device cuda`` and more than one worker) the
+command starts a *model host* before the workers: a process that loads the method graph's heavy
+models once (on ``--device``) and answers the model calls of every worker. A worker still
+gathers its own sessions' calls (its `audio2anim.serve.batching.ModelBatcher`, within
+``--batch-window-ms``), and sends each stacked call here instead of running it; the host stacks
+the calls of all workers that arrive while its previous batch runs (it waits for none: each
+worker has already waited its window) and runs them as one batch. So the GPU sees a few large
+batches from one CUDA context instead of many small ones from K contexts, while the per-session
+work (sockets, resampling, log-mel, smoothing, JSON) is spread over the K workers.
+
+The wire: one `multiprocessing.connection` per worker model batcher over a Unix socket in a
+private temporary folder, with a random key the command hands the workers (never on a command
+line). A request is ``(graph name or None, model key, feeds)``; the answer ``("ok", outputs)``
+or ``("error", one line)``. Keys name models as the sessions' operators do
+(`audio2anim.models.model_call`), so the host finds a model by loading the graph that uses it
+(its warm-up opens the batchers); a call of a graph it has not loaded yet loads that graph first.
+
+Metrics: the host's batch sizes and queue waits (``audio2anim_batch_size``,
+``audio2anim_batch_queue_wait_seconds``) on its own /metrics at ``--metrics-port`` + K.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import threading
+from multiprocessing.connection import Client, Listener
+from pathlib import Path
+
+from audio2anim.models.model_call import ModelCall
+
+
+def host_address() -> tuple[str, bytes]:
+    """A new Unix socket path in a private (0700) folder and a random key → (path, key)."""
+    folder = tempfile.mkdtemp(prefix="audio2anim-models-")
+    return str(Path(folder) / "models.sock"), secrets.token_bytes(32)
+
+
+class RemoteModel:
+    """A worker's `ModelCall` of one model in the host: blocks until the host answers. One
+    connection per caller object, opened on first use; the calls are made one at a time (a
+    model batcher's worker thread, or a set-up's warm-up through that thread)."""
+
+    def __init__(self, address: str, authkey: bytes, graph: str | None, key: str) -> None:
+        self.address, self.authkey, self.graph, self.key = address, authkey, graph, key
+        self._conn = None
+        self._lock = threading.Lock()
+
+    def __call__(self, feeds: dict) -> dict:
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = Client(self.address, "AF_UNIX", authkey=self.authkey)
+                self._conn.send((self.graph, self.key, feeds))
+                status, value = self._conn.recv()
+            except (EOFError, OSError) as e:
+                self._conn = None
+                raise RuntimeError(
+                    f"model host: connection lost ({e or type(e).__name__})"
+                ) from None
+        if status != "ok":
+            raise RuntimeError(f"model host: {value}")
+        return value
+
+
+def remote_models(address: str, authkey: bytes):
+    """The factory `audio2anim.serve.batching.BatchingService` takes as ``remote``: (graph,
+    key) → a `RemoteModel`."""
+
+    def make(graph: str | None, key: str) -> ModelCall:
+        return RemoteModel(address, authkey, graph, key)
+
+    return make
+
+
+class ModelHost:
+    """The host's side: a `Server` that never listens holds the models (its batching service
+    on ``device``); each worker connection is served on a thread of its own."""
+
+    def __init__(self, args: argparse.Namespace, address: str, authkey: bytes) -> None:
+        from audio2anim.graph.metrics import ServeMetrics
+
+        from .server import Server
+
+        self.metrics = ServeMetrics()
+        # a window is only the warm-up's: the host's batchers hold no slots, so a batch takes
+        # what has arrived
+        self.server = Server(
+            graph=args.graph, overrides=tuple(args.overrides), metrics=self.metrics,
+            batch_window_ms=max(args.batch_window_ms, 1.0), device=args.device,
+            log=lambda line: None,
+        )  # fmt: skip
+        self.address, self.authkey = address, authkey
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._loop_thread.start()
+        self.listener: Listener | None = None
+        self.calls = 0
+        self._count = threading.Lock()
+
+    def load(self, graph: str | None) -> None:
+        """Load and warm up a graph (None: the command's ``--graph``): its models' batchers open."""
+        asyncio.run_coroutine_threadsafe(self.server.method(graph), self.loop).result()
+
+    def listen(self) -> None:
+        self.listener = Listener(self.address, "AF_UNIX", authkey=self.authkey)
+        os.chmod(self.address, 0o600)
+
+    def serve_forever(self) -> None:
+        """Accept worker connections until the listener is closed."""
+        while True:
+            try:
+                conn = self.listener.accept()
+            except (OSError, EOFError):
+                return  # closed (stopping), or a peer without the key: refused by accept
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn) -> None:
+        batchers = self.server.batching.batchers
+        with contextlib.closing(conn):
+            while True:
+                try:
+                    graph, key, feeds = conn.recv()
+                except (EOFError, OSError):
+                    return  # the worker closed it
+                try:
+                    if key not in batchers:
+                        self.load(graph)
+                    if key not in batchers:
+                        raise LookupError(
+                            f"graph {graph or self.server.graph_file!r} has no model {key!r}"
+                        )
+                    answer = ("ok", batchers[key].call(feeds))
+                    with self._count:
+                        self.calls += 1
+                except Exception as e:  # noqa: BLE001 - the worker's session reports it
+                    answer = ("error", f"{type(e).__name__}: {str(e).splitlines()[0]}")
+                try:
+                    conn.send(answer)
+                except (EOFError, OSError):
+                    return
+
+    def close(self) -> None:
+        if self.listener is not None:
+            with contextlib.suppress(OSError):
+                self.listener.close()
+        if self.server.batching is not None:
+            self.server.batching.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        with contextlib.suppress(OSError):
+            os.unlink(self.address)
+            os.rmdir(os.path.dirname(self.address))
+
+
+def host_main(args: argparse.Namespace, address: str, authkey: bytes, conn) -> None:
+    """The model host process (multiprocessing spawn target): load, say ``("ready",)`` or
+    ``("error", line)`` on ``conn``, serve until SIGTERM/SIGINT or until the parent goes away."""
+    stop = threading.Event()
+
+    # SIGTERM from the command once its workers have drained; a terminal's Ctrl-C reaches the
+    # whole process group, and the workers' sessions still need the models while they drain
+    signal.signal(signal.SIGTERM, lambda sig, frame: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    host = None
+    try:
+        host = ModelHost(args, address, authkey)
+        host.load(None)
+        host.listen()
+    except Exception as e:  # noqa: BLE001 - the parent prints the one line and stops
+        with contextlib.suppress(OSError):
+            conn.send(("error", f"model host: {str(e).splitlines()[0]}"))
+        if host is not None:
+            host.close()
+        sys.exit(2)
+    http = None
+    if args.metrics_port is not None:
+        from audio2anim.graph.metrics import serve_metrics
+
+        port = args.metrics_port + args.workers if args.metrics_port else 0
+        try:
+            http = serve_metrics(args.metrics_host, port, host.metrics.registry)
+            print(f"model host metrics: http://{args.metrics_host}:{http.server_address[1]}"
+                  "/metrics", file=sys.stderr, flush=True)  # fmt: skip
+        except OSError as e:
+            print(f"model host: --metrics-port {port}: {e.strerror}", file=sys.stderr)
+
+    def watch_parent() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            conn.recv()  # the parent sends nothing: this returns when it has gone
+        stop.set()
+
+    threading.Thread(target=host.serve_forever, daemon=True).start()
+    conn.send(("ready",))
+    threading.Thread(target=watch_parent, daemon=True).start()
+    while not stop.wait(0.5):
+        pass
+    host.close()
+    if http is not None:
+        http.shutdown()
+        http.server_close()
+    sys.stderr.write(f"model host: {host.calls} calls answered\n")
+    sys.exit(0)

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -249,6 +250,68 @@ def test_a_grpc_client_that_cancels_mid_stream_frees_its_session(voices):
     assert server.sessions == {} and server.admitted == 0
     assert server.ended == {"done": 0, "disconnected": 1, "error": 0, "stopped": 0}
     assert server.metrics.active.labels("viseme-cnn")._value.get() == 0
+
+
+def test_a_grpc_client_that_stops_reading_does_not_hold_up_another(voices):
+    a, sr, _ = voices["mama bob"]
+    long = np.tile(a, 20)  # about 16 s of speech, sent as fast as the server takes it
+    # a small receive window that does not grow: the stall stops the server's writes after a
+    # few frames (as the WebSocket test's small SO_RCVBUF does)
+    small_window = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)]
+
+    async def stalled(server: Server, started: asyncio.Event, done: asyncio.Event):
+        target = server.grpc_url.removeprefix("grpc://")
+        async with grpc.aio.insecure_channel(target, options=small_window) as channel:
+            call = pb_grpc.AnimationServiceStub(channel).Stream(
+                metadata=(("authorization", f"Bearer {server.token}"),)
+            )
+            await call.write(_start(sr, "f32le"))
+            block = sr // 5
+            for i in range(0, len(long), block):
+                await call.write(Req(audio=long[i : i + block].astype("<f4").tobytes()))
+                if i == 0:
+                    started.set()
+            await call.write(Req(end=Req.End()))
+            await done.wait()  # never reads a response, and holds the call open
+            call.cancel()
+
+    async def main():
+        server = await _server(queue=10)
+        try:
+            started, done = asyncio.Event(), asyncio.Event()
+            slow = asyncio.ensure_future(stalled(server, started, done))
+            await started.wait()
+            while not server.sessions:
+                await asyncio.sleep(0.01)
+            stalled_session = next(iter(server.sessions.values()))
+            t0 = time.monotonic()
+            result = await asyncio.wait_for(stream(server.grpc_url, server.token, a, sr), 60)
+            took = time.monotonic() - t0
+            # still streaming (its last frames wait for a reader): its drops are in the metrics
+            counted = server.metrics.dropped.labels("viseme-cnn", "client", stalled_session.sid)
+            drops = (stalled_session.dropped, counted._value.get())
+            # its client never reads: the session ends END_GRACE_S after its last frame
+            for _ in range(1500):
+                if not server.sessions and server.admitted == 0:
+                    break
+                await asyncio.sleep(0.02)
+            ended, admitted = dict(server.ended), server.admitted
+            done.set()
+            await slow
+            return result, took, drops, stalled_session, ended, admitted
+        finally:
+            await server.stop()
+
+    result, took, drops, stalled_session, ended, admitted = asyncio.run(main())
+    assert result.end == {"type": "end", "frames": len(result.values), "dropped": 0}
+    assert len(result.values) > 0
+    # in real time, as if alone: no wait for the stalled session's writes
+    assert took < len(a) / sr + 2.0, took
+    assert np.percentile(result.latencies(), 90) < 0.5, result.latencies()
+    assert drops[0] > 0 and drops[1] == drops[0]  # dropped by its own queue, and counted
+    assert stalled_session.sent < 50  # a few frames filled its window; then it was skipped
+    assert stalled_session.end == "done" and admitted == 0
+    assert ended == {"done": 2, "disconnected": 0, "error": 0, "stopped": 0}
 
 
 def test_a_call_without_a_start_message_is_ended(monkeypatch):

@@ -4,7 +4,8 @@ On a local Ray instance that the module fixture starts on 127.0.0.1 (two CPUs, n
 with the shipped viseme CNN graph: a client streaming an espeak-ng sentence file gets the
 frames the in-process server sends for the same audio, its model calls having gone to the
 model worker deployment; two concurrent sessions each get their own; a wrong token, Host or
-start message is refused as ``audio2anim serve`` refuses it. Without Ray Serve installed (the
+start message is refused as ``audio2anim serve`` refuses it; deploying again with another port
+on the running Serve is one line naming its port. Without Ray Serve installed (the
 ``ray`` extra) these are skipped. Without a Ray instance: the ingress' model calls carry the
 graph their model belongs to and find the worker's model by its key, and the command's
 option errors are one line. Slow (each its own Ray instance): ``serve --ray local`` streams a
@@ -151,6 +152,18 @@ def test_ray_serve_refuses_a_wrong_token_host_or_start(ray_service, voices):
     assert r.end["frames"] == len(r.values) > 0
 
 
+def test_deploying_on_a_running_serve_with_another_port_is_one_line(ray_service):
+    from audio2anim.serve import ray_app
+
+    url, _ = ray_service
+    port = int(url.split(":")[2].split("/")[0])
+    with pytest.raises(RuntimeError) as e:  # before the application is replaced
+        ray_app.deploy(ray_app.RaySettings(token=TOKEN, port=port + 1))
+    message = str(e.value)
+    assert f"its proxies on 127.0.0.1:{port}: use --host 127.0.0.1 --port {port}" in message
+    assert "\n" not in message
+
+
 # -- without a Ray instance ----------------------------------------------------------------------
 
 
@@ -238,7 +251,6 @@ def test_serve_ray_option_errors_are_one_line(capsys):
 
     for argv, what in (
         (["--ray", "127.0.0.1:9"], "cannot connect to the Ray cluster"),  # nothing listens
-        (["--ray", "local", "--grpc-port", "0"], "--grpc-port: not with --ray"),
         (["--ray", "local", "--ray-model-replicas", "0"], "--ray-model-replicas: at least 1"),
     ):
         pytest.importorskip("ray.serve", reason="Ray Serve is not installed (audio2anim[ray])")

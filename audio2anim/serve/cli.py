@@ -32,7 +32,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--grpc-port", type=int, metavar="N",
         help="also serve gRPC (audio2anim.v1.AnimationService) on this port, same --host "
-        "(0 = any free one; default: no gRPC)",
+        "(0 = any free one; default: no gRPC; not with --ray)",
     )  # fmt: skip
     p.add_argument("--graph", default="graphs/viseme_cnn.yaml", help="the default method graph")
     p.add_argument(
@@ -89,7 +89,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--metrics-port", type=int, metavar="N",
         help="serve /metrics on this port (with --workers K: worker i on N + i, the shared "
-        "models on N + K)",
+        "models on N + K; not with --ray)",
     )  # fmt: skip
     p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     add_checkpoints_argument(p)
@@ -148,10 +148,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(args))
 
 
+# the options the Ray Serve application does not serve, and what to use instead
+NOT_ON_RAY = {
+    "grpc_port": (
+        "--grpc-port",
+        "the Ray Serve ingress serves the WebSocket only (ws://HOST:PORT/v1/stream); "
+        "for gRPC, run audio2anim serve without --ray",
+    ),
+    "metrics_port": (
+        "--metrics-port",
+        "Ray Serve exports its own metrics (ray_serve_*) on Ray's metrics export port "
+        "(ray start --metrics-export-port N)",
+    ),
+}
+
+
 def _serve_ray(args: argparse.Namespace) -> int:
-    for option, value in (("--grpc-port", args.grpc_port), ("--metrics-port", args.metrics_port)):
-        if value is not None:
-            print(f"error: {option}: not with --ray (WebSocket only there)", file=sys.stderr)
+    for dest, (option, instead) in NOT_ON_RAY.items():
+        if getattr(args, dest) is not None:
+            print(f"error: audio2anim serve: {option} is not available with --ray: {instead}",
+                  file=sys.stderr)  # fmt: skip
             return 2
     for option, value in (("--ray-model-replicas", args.ray_model_replicas),
                           ("--ray-ingress-replicas", args.ray_ingress_replicas),

@@ -315,11 +315,31 @@ def start_local_ray(num_cpus: int | None = None) -> None:
              configure_logging=False)  # fmt: skip
 
 
+def _proxy_address() -> tuple[str, int] | None:
+    """The host and port of the running Ray Serve's proxies; None if unknown."""
+    with contextlib.suppress(Exception):
+        from ray.serve.context import _get_global_client
+
+        config = _get_global_client().http_config
+        return config.host, int(config.port)
+    return None
+
+
 def deploy(s: RaySettings) -> str:
     """Start Ray Serve's proxy on ``s.host:s.port`` (if Serve is not running yet) and deploy
     the application (waits until every replica has warmed up) → the stream URL with its
-    token. Needs a Ray connection."""
+    token. Needs a Ray connection. A `RuntimeError` (one line) if Serve already runs on the
+    cluster with its proxies elsewhere."""
     serve.start(http_options={"host": s.host, "port": s.port})
+    # a running Serve keeps the proxies' address it started with and ignores a new one: the
+    # URL printed would name a port nobody listens on
+    running = _proxy_address()
+    if running is not None and running != (s.host, s.port):
+        host, port = running
+        raise RuntimeError(
+            f"Ray Serve already runs on this cluster with its proxies on {host}:{port}: "
+            f"use --host {host} --port {port}, or stop it first (serve shutdown)"
+        )
     serve.run(build_app(s), name=APP_NAME, route_prefix="/", blocking=False)
     return f"ws://{s.host}:{s.port}/v1/stream?token={s.token}"
 

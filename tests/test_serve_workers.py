@@ -1,6 +1,7 @@
 """``audio2anim serve --workers K``: K processes share the port, the kernel spreads the
-sessions over them, each session gets what its audio gives alone; SIGINT stops every worker;
-a worker that dies stops the others and the command names it."""
+sessions over them, each session gets what its audio gives alone, with its models in the
+worker or in one model process for all (``--shared-models``); SIGINT stops every worker; a
+worker (or the model process) that dies stops the others and the command names it."""
 
 from __future__ import annotations
 
@@ -33,19 +34,25 @@ def voices():
 
 
 def _start(python, *extra) -> tuple[subprocess.Popen, str, list[str], list[int]]:
-    """The server → (process, stream URL, metrics URLs, worker pids)."""
+    """The server → (process, stream URL, metrics URLs (the model host's last), worker pids
+    (the model host's last))."""
     proc = subprocess.Popen(
         [python, "-m", "audio2anim", "serve", "--port", "0", "--token", TOKEN, *extra],
         cwd=ROOT, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    metrics, pids = [], []
+    metrics, pids, host = [], [], []
     for line in proc.stderr:
         if line.startswith("metrics: "):
             metrics.append(line.split()[1])
+        elif line.startswith("model host metrics: "):
+            host.append(line.split()[3])
+        elif line.startswith("model host: pid "):
+            host_pid = [int(line.split()[3].rstrip(","))]
         elif line.startswith("workers: "):
             pids = [int(p) for p in re.findall(r"\d+", line.split("pids", 1)[1])]
         elif line.startswith("audio2anim serve: "):
-            return proc, line.split()[2].split("?")[0], metrics, pids
+            pids += host_pid if host else []
+            return proc, line.split()[2].split("?")[0], metrics + host, pids
     raise AssertionError(f"the server did not start (exit {proc.wait()})")
 
 
@@ -63,10 +70,22 @@ def _gone(pid: int) -> bool:
     return False
 
 
-def test_two_workers_share_the_port_and_each_session_gets_its_own_frames(voices, python):
-    proc, url, metrics, pids = _start(python, "--workers", "2", "--metrics-port", "0")
+def _host_calls(url: str) -> float:
+    page = urllib.request.urlopen(url, timeout=10).read().decode()
+    found = re.findall(r'audio2anim_batch_size_count\{model="viseme-cnn"\} (\S+)', page)
+    return float(found[0]) if found else 0.0
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own-models", "shared-models"])
+def test_two_workers_share_the_port_and_each_session_gets_its_own_frames(voices, python, shared):
+    flags = ["--shared-models"] if shared else []
+    proc, url, metrics, pids = _start(python, "--workers", "2", "--metrics-port", "0", *flags)
+    host = None
     try:
-        assert len(metrics) == 2 and len(pids) == 2
+        assert len(metrics) == 2 + shared and len(pids) == 2 + shared
+        if shared:
+            *metrics, host = metrics
+            before = _host_calls(host)
 
         async def main():
             alone = [await stream(url, TOKEN, a, sr, realtime=False) for a, sr, _ in voices]
@@ -92,12 +111,15 @@ def test_two_workers_share_the_port_and_each_session_gets_its_own_frames(voices,
             asyncio.run(stream(url, TOKEN, silence, 16000, realtime=False))
             counts = [_done(m) for m in metrics]
         assert min(counts) > 0, counts
+        if shared:  # both workers' predictor calls ran in the model host
+            assert _host_calls(host) - before >= 2 * len(voices) * 5
     finally:
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, rest
     assert "SIGINT: stopping 2 workers" in rest
     assert "worker 0: sessions: done" in rest and "worker 1: sessions: done" in rest
+    assert ("model host: stopped" in rest) == shared
     assert all(_gone(p) for p in pids)
 
 
@@ -114,3 +136,31 @@ def test_a_worker_that_dies_stops_the_others_and_is_named(python):
     errors = [line for line in rest.splitlines() if line.startswith("error")]
     assert errors == [f"error: worker 1 (pid {pids[1]}) stopped: exit code -9; stopping the others"]
     assert _gone(pids[0])
+
+
+def test_a_dead_model_host_stops_the_workers_and_is_named(python):
+    proc, _, _, pids = _start(python, "--workers", "2", "--shared-models", "--metrics-port", "0")
+    try:
+        os.kill(pids[-1], signal.SIGKILL)
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1
+    errors = [line for line in rest.splitlines() if line.startswith("error")]
+    assert errors == [
+        f"error: the model host (pid {pids[-1]}) stopped: exit code -9; stopping the others"
+    ]
+    assert all(_gone(p) for p in pids)
+
+
+def test_shared_models_want_more_than_one_worker(python):
+    done = subprocess.run(
+        [python, "-m", "audio2anim", "serve", "--port", "0", "--shared-models"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "error: --shared-models: with --workers K > 1 (one process has one set of models anyway)"
+    ]

@@ -1,14 +1,17 @@
 """``audio2anim serve --ray``: the service on Ray Serve (`audio2anim.serve.ray_app`).
 
 On a local Ray instance that the module fixture starts on 127.0.0.1 (two CPUs, no dashboard)
-with the shipped viseme CNN graph: a client streaming an espeak-ng sentence file gets the
+with the shipped viseme CNN graph, its predictor's checkpoint named by a folder that only the
+deployments' settings carry (the replicas find it through their runtime_env, not this
+process's environment): a client streaming an espeak-ng sentence file gets the
 frames the in-process server sends for the same audio, its model calls having gone to the
 model worker deployment; two concurrent sessions each get their own; a wrong token, Host or
 start message is refused as ``audio2anim serve`` refuses it; deploying again with another port
-on the running Serve is one line naming its port. Without Ray Serve installed (the
+on the running Serve is one line naming its port, and deploying a second application on the
+cluster is refused with one line. Without Ray Serve installed (the
 ``ray`` extra) these are skipped. Without a Ray instance: the ingress' model calls carry the
-graph their model belongs to and find the worker's model by its key, and the command's
-option errors are one line. Slow (each its own Ray instance): ``serve --ray local`` streams a
+graph their model belongs to and find the worker's model by its key, the deployments carry
+this process's checkpoint folders, and the command's option errors are one line. Slow (each its own Ray instance): ``serve --ray local`` streams a
 file and stops on SIGINT; a missing checkpoint fails the deployment with one line naming it."""
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ import soundfile as sf
 from tiny_models import speak
 
 from audio2anim.client import ServeError, stream, stream_file
+from audio2anim.resources import CHECKPOINTS_ENV, PACKAGE_CHECKPOINTS, find_checkpoint
 from audio2anim.serve.server import Server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "ray-serve-test-token-0123456789"
+# the service's predictor checkpoint: a name found only in the folder its settings carry
+RAY_CHECKPOINT = "checkpoints/ray-test-viseme-cnn"
 
 
 @pytest.fixture(scope="module")
@@ -42,22 +48,32 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ray_service():
-    """The application deployed on a new local Ray instance → (its URL, the models' handle)."""
+def ray_service(tmp_path_factory):
+    """The application deployed on a new local Ray instance → (its URL, the models' handle).
+    Its predictor checkpoint is `RAY_CHECKPOINT` (the shipped viseme CNN under another name),
+    in a folder that only its settings name: this process's environment, which the Ray
+    instance's workers inherit, has no $AUDIO2ANIM_CHECKPOINTS."""
     pytest.importorskip("ray.serve", reason="Ray Serve is not installed (audio2anim[ray])")
     pytest.importorskip("fastapi", reason="Ray Serve is not installed (audio2anim[ray])")
     from ray import serve
 
     from audio2anim.serve import ray_app
 
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
+    folder = tmp_path_factory.mktemp("ray-checkpoints")
+    (folder / os.path.basename(RAY_CHECKPOINT)).symlink_to(PACKAGE_CHECKPOINTS / "viseme-cnn")
+    names = ("PYTHONPATH", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", CHECKPOINTS_ENV)
+    saved = {k: os.environ.get(k) for k in names}
     # the replicas import this checkout's audio2anim
     os.environ["PYTHONPATH"] = ROOT + os.pathsep + (saved["PYTHONPATH"] or "")
+    os.environ.pop(CHECKPOINTS_ENV, None)
     import ray
 
     try:
         ray_app.start_local_ray(num_cpus=2)
-        settings = ray_app.RaySettings(token=TOKEN, port=_free_port(), batch_wait_s=0.002)
+        settings = ray_app.RaySettings(
+            token=TOKEN, port=_free_port(), batch_wait_s=0.002,
+            overrides=(f"pred.checkpoint={RAY_CHECKPOINT}",), env={CHECKPOINTS_ENV: str(folder)},
+        )  # fmt: skip
         url = ray_app.deploy(settings)
         assert url.startswith("ws://127.0.0.1:")
         yield url.split("?")[0], serve.get_deployment_handle("models", ray_app.APP_NAME)
@@ -105,6 +121,15 @@ def test_ray_serve_answers_a_client_as_the_in_process_server_does(ray_service, v
     assert np.ptp(np.asarray(r.values)[:, r.names.index("jawOpen")]) > 0.1  # the mouth moves
     # the session's two models (the viseme front end, the predictor) ran in the model worker
     assert len([m for m in after if after[m] > before.get(m, 0)]) == 2
+
+
+def test_ray_replicas_find_a_checkpoint_through_their_settings(ray_service, voices):
+    url, _ = ray_service
+    # this process (whose environment the local instance's workers inherit) cannot find it
+    assert CHECKPOINTS_ENV not in os.environ and find_checkpoint(RAY_CHECKPOINT) is None
+    a, sr, _ = voices["how are you"]
+    r = asyncio.run(stream(url, TOKEN, a, sr, realtime=False))  # the replicas did
+    assert r.end["frames"] == len(r.values) > 0
 
 
 def test_concurrent_ray_sessions_each_get_their_own_frames(ray_service, voices):
@@ -162,6 +187,24 @@ def test_deploying_on_a_running_serve_with_another_port_is_one_line(ray_service)
     message = str(e.value)
     assert f"its proxies on 127.0.0.1:{port}: use --host 127.0.0.1 --port {port}" in message
     assert "\n" not in message
+
+
+def test_deploying_a_second_application_on_the_cluster_is_refused(ray_service, voices):
+    from ray import serve
+
+    from audio2anim.serve import ray_app
+
+    url, _ = ray_service
+    port = int(url.split(":")[2].split("/")[0])
+    with pytest.raises(ray_app.Refused) as e:
+        ray_app.deploy(ray_app.RaySettings(token="another-token-0123456789", port=port))
+    message = str(e.value)
+    assert message.startswith("an audio2anim application is already running on this Ray cluster")
+    assert "serve shutdown" in message and "\n" not in message
+    # the first application is as it was: its replicas, its token
+    assert serve.status().applications[ray_app.APP_NAME].deployments["ingress"].status == "HEALTHY"
+    a, sr, _ = voices["mama bob"]
+    assert asyncio.run(stream(url, TOKEN, a, sr, realtime=False)).end["frames"] > 0
 
 
 # -- without a Ray instance ----------------------------------------------------------------------
@@ -244,6 +287,32 @@ def test_ingress_model_calls_name_their_graph_and_the_worker_model():
     values = [f["values"] for f in frames[1:-1]]
     assert len(values) == len(alone.values)
     np.testing.assert_allclose(values, alone.values, atol=1e-4)
+
+
+def test_the_deployments_carry_this_process_checkpoint_folders(monkeypatch, tmp_path):
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed (audio2anim[ray])")
+    pytest.importorskip("fastapi", reason="Ray Serve is not installed (audio2anim[ray])")
+    import argparse
+    from pathlib import Path
+
+    from audio2anim.graph.cli import apply_checkpoints_argument
+    from audio2anim.serve.ray_app import RaySettings, build_app, replica_env
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    assert replica_env() == {}
+    app = build_app(RaySettings(token=TOKEN))
+    assert "runtime_env" not in app._bound_deployment.ray_actor_options  # the node's own
+
+    monkeypatch.setenv(CHECKPOINTS_ENV, "mine")  # relative: the replicas' directory is Ray's
+    apply_checkpoints_argument(argparse.Namespace(checkpoints=Path("ckpt")))  # --checkpoints
+    env = replica_env()
+    assert env == {CHECKPOINTS_ENV: f"{tmp_path / 'ckpt'}{os.pathsep}{tmp_path / 'mine'}"}
+    ingress = build_app(RaySettings(token=TOKEN, env=env))._bound_deployment
+    models = ingress.init_args[0]._bound_deployment
+    for d in (ingress, models):
+        assert d.ray_actor_options["runtime_env"] == {"env_vars": env}, d.name
+    assert models.ray_actor_options["num_cpus"] == ingress.ray_actor_options["num_cpus"] == 1
 
 
 def test_serve_ray_option_errors_are_one_line(capsys):

@@ -22,7 +22,13 @@ Two Ray Serve deployments (docs/serve.md, "On Ray Serve"), each with its own rep
 A model worker replica finds the model a call names by the batcher key (the exported file, or
 the encoder's source and weights), so every node must hold the same models at the same paths
 (one install, the same image). A call of a graph the replica has not loaded yet (a session
-asking for another shipped graph) loads it first: the call carries the graph's name.
+asking for another shipped graph) loads it first: the call carries the graph's name. The
+replicas run in Ray's worker processes, on any node, which do not inherit the launching
+process's environment: its checkpoint folders (``--checkpoints``, ``$AUDIO2ANIM_CHECKPOINTS``)
+go to them in the deployments' ``runtime_env`` (`RaySettings.env`).
+
+One application per Ray cluster (`APP_NAME`, at the proxies' ``/``): `deploy` refuses to
+replace one that is there.
 
 `serve_on_ray` is the command: it connects to Ray (``local``: a new instance bound to
 127.0.0.1), deploys both, prints the URL and token as ``audio2anim serve`` does, and on
@@ -51,6 +57,7 @@ from audio2anim.graph.netguard import (
     origin_allowed,
     token_ok,
 )
+from audio2anim.resources import CHECKPOINTS_ENV, user_checkpoint_folders
 
 from .server import Server
 from .session import START_TIMEOUT_S, ServerFull, SessionError, end_message, start_message
@@ -77,6 +84,18 @@ class RaySettings:
     ingress_replicas: int = 1
     max_batch: int = DEFAULT_MAX_BATCH
     batch_wait_s: float = 0.0
+    # environment variables of every replica (`replica_env`)
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def replica_env() -> dict[str, str]:
+    """The environment the replicas need from this process: ``$AUDIO2ANIM_CHECKPOINTS`` (what
+    ``--checkpoints`` set), its folders made absolute (a replica's working directory is Ray's).
+    Empty when unset: the replicas keep their node's own."""
+    folders = user_checkpoint_folders()
+    if not folders:
+        return {}
+    return {CHECKPOINTS_ENV: os.pathsep.join(str(f.absolute()) for f in folders)}
 
 
 # -- the model worker ---------------------------------------------------------------------------
@@ -285,19 +304,27 @@ class Ingress:
 # -- deploying ------------------------------------------------------------------------------------
 
 
+def actor_options(s: RaySettings, **resources) -> dict:
+    """A deployment's ``ray_actor_options``: ``resources``, and ``s.env`` set in its replicas'
+    processes before they start (Ray workers on other nodes do not see this process's)."""
+    if s.env:
+        return {**resources, "runtime_env": {"env_vars": dict(s.env)}}
+    return resources
+
+
 def build_app(s: RaySettings):
     """The application: ``ingress`` bound to a handle of ``models``."""
     models = serve.deployment(
         ModelWorker, name="models", num_replicas=s.model_replicas,
         # a batch can fill only if that many calls may wait at a replica
         max_ongoing_requests=max(64, 4 * s.max_batch),
-        ray_actor_options={"num_cpus": 1, "num_gpus": 1 if s.device == "cuda" else 0},
+        ray_actor_options=actor_options(s, num_cpus=1, num_gpus=1 if s.device == "cuda" else 0),
     ).bind(s)  # fmt: skip
     ingress = serve.deployment(
         Ingress, name="ingress", num_replicas=s.ingress_replicas,
         # a session is one request for its whole length: room for every slot, and for the
         # sockets told that the replica is full
-        max_ongoing_requests=2 * s.max_sessions, ray_actor_options={"num_cpus": 1},
+        max_ongoing_requests=2 * s.max_sessions, ray_actor_options=actor_options(s, num_cpus=1),
     ).bind(models, s)  # fmt: skip
     return ingress
 
@@ -325,20 +352,34 @@ def _proxy_address() -> tuple[str, int] | None:
     return None
 
 
+class Refused(RuntimeError):
+    """`deploy` will not deploy on this cluster (one line); nothing was changed there."""
+
+
 def deploy(s: RaySettings) -> str:
     """Start Ray Serve's proxy on ``s.host:s.port`` (if Serve is not running yet) and deploy
     the application (waits until every replica has warmed up) → the stream URL with its
-    token. Needs a Ray connection. A `RuntimeError` (one line) if Serve already runs on the
-    cluster with its proxies elsewhere."""
+    token. Needs a Ray connection. `Refused` (one line) if Serve already runs on the cluster
+    with its proxies elsewhere, or an audio2anim application is there already."""
     serve.start(http_options={"host": s.host, "port": s.port})
     # a running Serve keeps the proxies' address it started with and ignores a new one: the
     # URL printed would name a port nobody listens on
     running = _proxy_address()
     if running is not None and running != (s.host, s.port):
         host, port = running
-        raise RuntimeError(
+        raise Refused(
             f"Ray Serve already runs on this cluster with its proxies on {host}:{port}: "
             f"use --host {host} --port {port}, or stop it first (serve shutdown)"
+        )
+    # serve.run under the same name replaces the application in place: another run's clients
+    # would lose their sessions and its token
+    app = serve.status().applications.get(APP_NAME)
+    if app is not None:
+        status = str(app.status).rsplit(".", 1)[-1]
+        raise Refused(
+            f"an audio2anim application is already running on this Ray cluster (Ray Serve "
+            f"application {APP_NAME!r}, {status}); stop it with `serve shutdown` or by "
+            f"stopping the audio2anim serve --ray that started it (SIGINT)"
         )
     serve.run(build_app(s), name=APP_NAME, route_prefix="/", blocking=False)
     return f"ws://{s.host}:{s.port}/v1/stream?token={s.token}"
@@ -383,7 +424,7 @@ def serve_on_ray(args) -> int:
         max_sessions=args.max_sessions, max_chunk=args.max_chunk, queue=args.queue,
         device=args.device, model_replicas=args.ray_model_replicas,
         ingress_replicas=args.ray_ingress_replicas, max_batch=args.ray_max_batch,
-        batch_wait_s=args.batch_window_ms / 1000.0,
+        batch_wait_s=args.batch_window_ms / 1000.0, env=replica_env(),
     )  # fmt: skip
     local = args.ray == "local"
     need = settings.model_replicas + settings.ingress_replicas  # CPUs: one per replica
@@ -415,8 +456,14 @@ def serve_on_ray(args) -> int:
             print(warning, file=sys.stderr, flush=True)
         try:
             url = deploy(settings)
+        except Refused as e:
+            print(f"error: audio2anim serve --ray: {e}", file=sys.stderr)
+            return 2
         except Exception as e:  # a replica that cannot start
             print(f"error: Ray Serve deployment failed: {_failure(e)}", file=sys.stderr)
+            if not local:  # Serve would go on retrying it, and the next run be refused
+                with contextlib.suppress(Exception):
+                    serve.delete(APP_NAME)
             return 2
         where = "a local Ray instance" if local else f"the Ray cluster at {args.ray}"
         print(f"audio2anim serve: {url}", file=sys.stderr, flush=True)

@@ -12,7 +12,8 @@ prints:
   receiving the frame (the server names that chunk in the frame's ``audio_end``;
   `audio2anim.client.StreamResult.latencies`). The model's algorithmic latency (the lookahead
   the graph waits for, from the server's header) comes on top, for a listener, and is printed
-  beside it;
+  beside it; p99 also without each speaker's first 2 s (its session's start, the level's
+  ramp-up: "steady");
 - drops: frames the server dropped for a slow client, plus frames missing at the end;
 - send lag p99: how late this process sent its chunks against the real-time schedule (when it
   grows, the clients, not the server, are the bottleneck);
@@ -83,6 +84,7 @@ SENTENCES = (
     "She sells sea shells by the sea shore every summer morning.",
 )
 GOAL_MS = 100.0
+STEADY_AFTER_S = 2.0  # the "steady" p99 leaves out each speaker's first seconds
 
 
 def synthesize(voices: list[str], seconds: float) -> list[tuple[np.ndarray, int, str]]:
@@ -208,6 +210,8 @@ async def clients(speakers, url, token, recordings, chunk_ms) -> dict:
     results = await asyncio.gather(*tasks)
     return {
         "lat": np.concatenate([r.latencies() for r in results]),
+        # without each speaker's first seconds: its session's start and the level's ramp-up
+        "steady": np.concatenate([r.latencies()[int(STEADY_AFTER_S * 50):] for r in results]),
         "lags": np.asarray(lags),
         "dropped": sum(r.end.get("dropped", 0) for r in results),
         "frames": sum(len(r.values) for r in results),
@@ -321,6 +325,7 @@ def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_ports,
     load = max(load, os.getloadavg()[0])
     batches = batch_means(before, scrape(metrics_ports))
     lat = np.concatenate([p["lat"] for p in parts]) * 1e3
+    steady = np.concatenate([p["steady"] for p in parts]) * 1e3
     lags = np.concatenate([p["lags"] for p in parts])
     dropped = sum(p["dropped"] for p in parts)
     expected = sum(len(x) * 50 // rate for x, rate, _ in
@@ -330,6 +335,7 @@ def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_ports,
     return {
         "n": n, "frames": frames, "p50": float(np.percentile(lat, 50)),
         "p99": float(np.percentile(lat, 99)), "drops": dropped + missing,
+        "p99_steady": float(np.percentile(steady, 99)) if len(steady) else float("nan"),
         "lag99": float(np.percentile(lags, 99)) * 1e3, "server_cpu": server_cpu,
         "client_cpu": client_cpu, "load": load, "batches": batches,
         "gpu": gpu_use.mean() if gpu_use else None,
@@ -351,11 +357,12 @@ def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="webs
         "model call and mean wait in the batcher's queue (ms), per model",
         "",
         ("| service " if ray else "")
-        + "| batch window ms | speakers | frames | e2e p50 ms | e2e p99 ms | algorithmic ms | drops "
+        + "| batch window ms | speakers | frames | e2e p50 ms | e2e p99 ms | steady p99 ms "
+        "| algorithmic ms | drops "
         "| send lag p99 ms | batching | server CPU % | clients CPU % |"
         + (" GPU % |" if gpu else "")
         + " load | p99 ≤ 100 ms, no drops |",
-        "|---" * (13 + gpu + ray) + "|",
+        "|---" * (14 + gpu + ray) + "|",
     ]
     for r in rows:
         ok = r["p99"] <= GOAL_MS and r["drops"] == 0
@@ -365,6 +372,7 @@ def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="webs
         lines.append(
             (f"| {r['service']} " if ray else "")
             + f"| {r['window']:g} | {r['n']} | {r['frames']} | {r['p50']:.1f} | {r['p99']:.1f} | "
+            f"{r['p99_steady']:.1f} | "
             f"{r['algorithmic']:.0f} | {r['drops']} | {r['lag99']:.1f} | {batching} | "
             f"{r['server_cpu']:.0f} | {r['client_cpu']:.0f} |"
             + (f" {r['gpu']:.0f} |" if gpu else "")
@@ -485,7 +493,8 @@ def main() -> int:
                 rows.append(r)
                 batches = ", ".join(f"{m} {b:.1f}" for m, (b, _) in sorted(r["batches"].items()))
                 print(
-                    f"{service}, window {window:g} ms, N={n}: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
+                    f"{service}, window {window:g} ms, N={n}: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms "
+                    f"(after each speaker's first {STEADY_AFTER_S:g} s: {r['p99_steady']:.1f} ms), "
                     f"drops {r['drops']}, send lag p99 {r['lag99']:.1f} ms, "
                     f"batches {batches or 'off'}, server CPU {r['server_cpu']:.0f}%, "
                     f"clients CPU {r['client_cpu']:.0f}%, load {r['load']:.1f}",

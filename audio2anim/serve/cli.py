@@ -194,7 +194,7 @@ async def _serve(args: argparse.Namespace, worker=None) -> int:
     from audio2anim.graph.errors import GraphError, OperatorError
     from audio2anim.graph.metrics import ServeMetrics, open_metrics_server
 
-    from .server import Server
+    from .server import Server, settle_heap
 
     metrics = ServeMetrics()
     server = Server(
@@ -220,6 +220,7 @@ async def _serve(args: argparse.Namespace, worker=None) -> int:
         else:
             print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
+    settle_heap()
     if worker is not None:
         worker[1](url, server.grpc_url)
     else:

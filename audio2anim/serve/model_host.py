@@ -162,7 +162,9 @@ class ModelHost:
 
 def host_main(args: argparse.Namespace, address: str, authkey: bytes, conn) -> None:
     """The model host process (multiprocessing spawn target): load, say ``("ready",)`` or
-    ``("error", line)`` on ``conn``, serve until SIGTERM/SIGINT or until the parent goes away."""
+    ``("error", line)`` on ``conn``, serve until SIGTERM (SIGINT is the workers') or until the parent goes away."""
+    from .server import settle_heap
+
     stop = threading.Event()
 
     # SIGTERM from the command once its workers have drained; a terminal's Ctrl-C reaches the
@@ -174,6 +176,7 @@ def host_main(args: argparse.Namespace, address: str, authkey: bytes, conn) -> N
         host = ModelHost(args, address, authkey)
         host.load(None)
         host.listen()
+        settle_heap()
     except Exception as e:  # noqa: BLE001 - the parent prints the one line and stops
         with contextlib.suppress(OSError):
             conn.send(("error", f"model host: {str(e).splitlines()[0]}"))

@@ -59,7 +59,7 @@ from audio2anim.graph.netguard import (
 )
 from audio2anim.resources import CHECKPOINTS_ENV, user_checkpoint_folders
 
-from .server import Server
+from .server import Server, settle_heap
 from .session import START_TIMEOUT_S, ServerFull, SessionError, end_message, start_message
 
 APP_NAME = "audio2anim"
@@ -116,6 +116,7 @@ class ModelWorker:
         self.call.set_max_batch_size(settings.max_batch)
         self.call.set_batch_wait_timeout_s(settings.batch_wait_s)
         await self.server.method(None)
+        settle_heap()
 
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH, batch_wait_timeout_s=0.0,
                  max_concurrent_batches=2)  # fmt: skip
@@ -250,6 +251,7 @@ class Ingress:
     async def __init__(self, models, settings: RaySettings) -> None:
         self.server = _IngressServer(models, settings)
         await self.server.method(None)  # loads the graph, warms it up through the worker
+        settle_heap()
 
     @api.websocket("/v1/stream")
     async def stream(self, ws: WebSocket) -> None:

@@ -22,9 +22,10 @@ def _files(directory):
 
 def test_every_shipped_weight_file_carries_a_sha256_that_verifies():
     dirs = _weight_dirs(PACKAGE_CHECKPOINTS)
-    # the wav2vec2 ensemble has two members; the two Whisper viseme heads (offline, live) and
-    # the three w2v predictors on the Whisper head's posteriors are not among MODELS
-    assert len(dirs) == len(MODELS) + 6
+    # the wav2vec2 ensemble has two members; the two Whisper viseme heads (offline, live), the
+    # three w2v predictors on the Whisper head's posteriors and the live graph's predictor are
+    # not among MODELS
+    assert len(dirs) == len(MODELS) + 7
     for d in dirs:
         files = _files(d)
         assert files and files["model.safetensors"].startswith("sha256:"), d

@@ -208,6 +208,23 @@ def test_the_live_graph_refuses_bad_settings_in_one_line(override, message, tmp_
     assert "vis" in str(e.value)
 
 
+def test_the_shipped_live_graph_declares_at_most_150_ms():
+    """The live graph's lookahead is all the encoder's (120 ms + 20 ms of the hop + 2.5 ms of the
+    last mel frame): its predictor sees no future frames."""
+    import yaml
+
+    from audio2anim.graph.testing import make_operator
+    from audio2anim.resources import PACKAGE_GRAPHS
+
+    nodes = yaml.safe_load((PACKAGE_GRAPHS / "whisper_cnn_live.yaml").read_text())["nodes"]
+    vis, pred = (
+        make_operator(nodes[n]["op"], nodes[n]["params"]).latency() for n in ("vis", "pred")
+    )
+    assert vis == pytest.approx((6 + 2 - 1) / 50 + 40 / 16000)
+    assert pred == 0.0
+    assert vis + pred <= 0.150
+
+
 def test_bad_live_checkpoints_are_one_line_errors(tiny_whisper, tiny_live, tmp_path):
     flipped = tmp_path / "flipped"
     shutil.copytree(tiny_live, flipped)

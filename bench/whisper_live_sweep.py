@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""The live Whisper front end's lookahead and hop against the graph's algorithmic latency: viseme
+accuracy and each predictor's lip sync fed by it, per (lookahead, hop).
+
+    python bench/whisper_live_sweep.py --configs 100:40,60:40,80:20 \
+        [--data synth05 --split val | --sets tuxpaint,ktuberling,alsa,pypi] \
+        [--predictors audio2anim/checkpoints/viseme-cnn,DIR,…] \
+        [--model audio2anim/checkpoints/whisper-stream-visemes] [--work out/live_sweep]
+
+Each configuration (``L:H``, milliseconds) streams every utterance once through
+`audio2anim.models.whisper_live.LiveWhisperStream` (window 1 s, the encoder in ONNX Runtime as
+the live graph runs it) and feeds the same posteriors to every predictor, so a configuration
+costs one encoder pass whatever the number of predictors. Latency of a row: the front end's
+(L + H − 20 ms + 2.5 ms) plus the predictor's lookahead. ``--data`` scores a split of a training
+export or corpus (split by voice as `audio2anim eval`, ``--split-seed``); ``--sets`` the real
+sets of `bench/real_speech.py`, aligned once into ``--work`` and reused by later runs. Prints one
+Markdown table per set and writes the tables, and the rows as JSON, into ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from audio2anim.resources import PACKAGE_CHECKPOINTS  # noqa: E402
+
+
+def parse_configs(text: str) -> list[tuple[int, int]]:
+    """``"100:40,60:40"`` → [(lookahead ms, hop ms), …]; ValueError unless whole 20 ms frames."""
+    out = []
+    for item in text.split(","):
+        la, hop = (int(v) for v in item.split(":"))
+        if la % 20 or hop % 20 or hop <= 0:
+            raise ValueError(f"--configs: {item!r}: lookahead and hop in whole 20 ms frames")
+        out.append((la, hop))
+    return out
+
+
+def set_utterances(name: str, work: Path) -> list:
+    """The utterances of real set ``name``, aligned and exported into ``work`` once."""
+    import tempfile
+
+    import real_speech
+
+    from audio2anim.train.data import load_data
+
+    export = work / "sets" / name
+    if not (export / "export.json").is_file():
+        with tempfile.TemporaryDirectory(prefix="live_sweep-") as tmp:
+            items = real_speech.pypi_clips() if name == "pypi" else None
+            real_speech.align_and_export(name, Path(tmp), items)
+            export.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(Path(tmp) / "export", export)
+    return load_data(export).utterances
+
+
+def sweep(model: Path, configs, predictors, utts) -> list[dict]:
+    """Rows of figures: one per (configuration, predictor), the front end's accuracy in each."""
+    import numpy as np
+
+    from audio2anim.models.checkpoint import load
+    from audio2anim.models.onnx_export import cached_export
+    from audio2anim.models.whisper_head import WhisperVisemes
+    from audio2anim.models.whisper_live import live_latency_s
+    from audio2anim.train.evaluate import _figures, _tally
+
+    front = WhisperVisemes(model)
+    onnx = cached_export(model)
+    loaded = [(p, *load(p)) for p in predictors]
+    rows = []
+    for la, hop in configs:
+        stream = front.stream(1.0, hop / 1000, la / 1000, onnx)
+        acc: dict = {}
+        lips: dict[Path, dict] = {p: {} for p in predictors}
+        for u in utts:
+            post = np.concatenate([stream.push(u.audio), stream.flush()])
+            _tally(acc, "frontend", u, np.repeat(post, 2, axis=0))
+            for p, predictor, _ in loaded:
+                _tally(lips[p], "from_audio", u, predictor.predict(post))
+        front_ms = 1000 * live_latency_s(hop // 20, la // 20)
+        base = {"lookahead_ms": la, "hop_ms": hop, "front_latency_ms": round(front_ms, 1),
+                **{k: v for k, v in _figures("frontend", acc).items() if k != "confusion_matrix"}}  # fmt: skip
+        for p, _, side in loaded:
+            figs = _figures("from_audio", lips[p])
+            rows.append({**base, "predictor": p.name, "predictor_lookahead_ms": side["lookahead_ms"],
+                         "latency_ms": round(front_ms + side["lookahead_ms"], 1),
+                         "mae_mouth": figs["mae"]["mouth"],
+                         **{k: v for k, v in figs.items() if k != "mae"}})  # fmt: skip
+        print(
+            f"L {la} ms, hop {hop} ms: viseme acc. {base['viseme_frame_accuracy']:.3f}", flush=True
+        )
+    return rows
+
+
+def table(rows: list[dict], title: str) -> str:
+    from audio2anim.train.evaluate import fmt
+
+    def lip(r, key, seg):
+        n = r["segments"][seg]
+        return "n/a" if n == 0 else f"{fmt(r[key])} ({n})"
+
+    lines = [f"{title}", "",
+             "| L / hop (ms) | predictor (lookahead) | latency (ms) | viseme acc. | closure (n) "
+             "| false closures | rounding (n) | openness (n) | MAE mouth |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in sorted(rows, key=lambda r: (r["latency_ms"], r["lookahead_ms"], r["predictor"])):
+        lines.append(
+            f"| {r['lookahead_ms']} / {r['hop_ms']} | {r['predictor']} ({r['predictor_lookahead_ms']} ms) "
+            f"| {r['latency_ms']:g} | {fmt(r['viseme_frame_accuracy'])} "
+            f"| {lip(r, 'bilabial_closure_recall', 'bilabial')} | {fmt(r.get('false_closure_rate'))} "
+            f"| {lip(r, 'rounding_recall', 'rounded')} | {lip(r, 'open_vowel_openness', 'open')} "
+            f"| {fmt(r['mae_mouth'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", required=True, help="L:H,… in ms (lookahead:hop)")
+    ap.add_argument("--model", type=Path, default=PACKAGE_CHECKPOINTS / "whisper-stream-visemes")
+    ap.add_argument("--predictors", default=str(PACKAGE_CHECKPOINTS / "viseme-cnn"),
+                    help="comma-separated predictor checkpoints fed by the front end")  # fmt: skip
+    ap.add_argument("--data", type=Path, help="a training export or corpus")
+    ap.add_argument("--split", default="val", choices=("train", "val", "test", "all"))
+    ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--sets", help="real sets of bench/real_speech.py, comma-separated")
+    ap.add_argument("--work", type=Path, default=Path("out/live_sweep"))
+    ap.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads")
+    args = ap.parse_args()
+    if (args.data is None) == (args.sets is None):
+        print("give one of --data and --sets", file=sys.stderr)
+        return 2
+    try:
+        configs = parse_configs(args.configs)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import torch
+
+    torch.set_num_threads(args.threads)
+    predictors = [Path(p) for p in args.predictors.split(",") if p]
+    args.work.mkdir(parents=True, exist_ok=True)
+    groups = {}
+    if args.data is not None:
+        from audio2anim.train.data import load_data
+
+        train, val, test = load_data(args.data).split(args.split_seed)
+        groups[f"{args.data.name} {args.split}"] = {
+            "train": train, "val": val, "test": test, "all": train + val + test}[args.split]  # fmt: skip
+    else:
+        for name in args.sets.split(","):
+            groups[name] = set_utterances(name, args.work)
+    text, dump = [], {}
+    for name, utts in groups.items():
+        seconds = sum(len(u.audio) for u in utts) / 16000
+        rows = sweep(args.model, configs, predictors, utts)
+        dump[name] = rows
+        text.append(table(rows, f"### {name}: {len(utts)} utterances, {seconds:.1f} s"))
+        print(text[-1], flush=True)
+    stem = (
+        "_".join(n.replace(" ", "-") for n in groups)
+        + "_"
+        + args.configs.replace(",", "_").replace(":", "-")
+    )
+    (args.work / f"{stem}.md").write_text("\n".join(text))
+    (args.work / f"{stem}.json").write_text(json.dumps(dump, indent=1) + "\n")
+    print(f"written to {args.work / stem}.md / .json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

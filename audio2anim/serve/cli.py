@@ -197,12 +197,17 @@ async def _serve(args: argparse.Namespace, worker=None) -> int:
     from .server import Server, settle_heap
 
     metrics = ServeMetrics()
+    remote = None
+    if getattr(args, "models", None) is not None:  # a worker of `--shared-models`
+        from .model_host import remote_models
+
+        remote = remote_models(*args.models)
     server = Server(
         args.host, args.port, graph=args.graph, overrides=tuple(args.overrides),
         token=args.token, hosts=tuple(args.hosts), max_sessions=args.max_sessions,
         max_chunk=args.max_chunk, queue=args.queue, metrics=metrics, grpc_port=args.grpc_port,
         batch_window_ms=args.batch_window_ms, device=args.device, reuse_port=worker is not None,
-        models=getattr(args, "models", None),
+        remote=remote,
     )  # fmt: skip
     who = "" if worker is None else f"worker {worker[0]}: "
     http = None

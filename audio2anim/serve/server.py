@@ -139,7 +139,7 @@ class Server:
         batch_window_ms: float = 0.0,
         device: str = "cpu",
         reuse_port: bool = False,
-        models: tuple[str, bytes] | None = None,
+        remote=None,
     ) -> None:
         self.host, self.port, self.grpc_port = host, port, grpc_port
         self.reuse_port = reuse_port  # SO_REUSEPORT: the ports shared by `serve --workers`
@@ -149,14 +149,10 @@ class Server:
         self.max_sessions, self.max_chunk, self.queue = max_sessions, max_chunk, queue
         self.metrics = metrics or ServeMetrics()
         self.batching = None
-        if batch_window_ms > 0 or models is not None:
+        if batch_window_ms > 0 or remote is not None:
             from .batching import BatchingService
 
-            remote = None
-            if models is not None:  # the models run in `serve --workers`' model host
-                from .model_host import remote_models
-
-                remote = remote_models(*models)
+            # ``remote``: the models run elsewhere (`serve --workers`' model host)
             self.batching = BatchingService(batch_window_ms, device, self.metrics, remote=remote)
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.graphs: dict[str, MethodGraph] = {}

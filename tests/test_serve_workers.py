@@ -123,25 +123,15 @@ def test_two_workers_share_the_port_and_each_session_gets_its_own_frames(voices,
     assert all(_gone(p) for p in pids)
 
 
-def test_a_worker_that_dies_stops_the_others_and_is_named(python):
-    proc, _, _, pids = _start(python, "--workers", "2", "--batch-window-ms", "0")
+@pytest.mark.parametrize(
+    "flags, victim, who",
+    [(["--batch-window-ms", "0"], 1, "worker 1"), (["--shared-models"], -1, "the model host")],
+    ids=["worker", "model-host"],
+)
+def test_a_process_that_dies_stops_the_others_and_is_named(python, flags, victim, who):
+    proc, _, _, pids = _start(python, "--workers", "2", "--metrics-port", "0", *flags)
     try:
-        os.kill(pids[1], signal.SIGKILL)
-        rest = proc.communicate(timeout=60)[1]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 1
-    errors = [line for line in rest.splitlines() if line.startswith("error")]
-    assert errors == [f"error: worker 1 (pid {pids[1]}) stopped: exit code -9; stopping the others"]
-    assert _gone(pids[0])
-
-
-def test_a_dead_model_host_stops_the_workers_and_is_named(python):
-    proc, _, _, pids = _start(python, "--workers", "2", "--shared-models", "--metrics-port", "0")
-    try:
-        os.kill(pids[-1], signal.SIGKILL)
+        os.kill(pids[victim], signal.SIGKILL)
         rest = proc.communicate(timeout=60)[1]
     finally:
         if proc.poll() is None:
@@ -150,7 +140,7 @@ def test_a_dead_model_host_stops_the_workers_and_is_named(python):
     assert proc.returncode == 1
     errors = [line for line in rest.splitlines() if line.startswith("error")]
     assert errors == [
-        f"error: the model host (pid {pids[-1]}) stopped: exit code -9; stopping the others"
+        f"error: {who} (pid {pids[victim]}) stopped: exit code -9; stopping the others"
     ]
     assert all(_gone(p) for p in pids)
 

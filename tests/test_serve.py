@@ -300,3 +300,30 @@ def test_new_tokens_can_follow_token_on_a_command_line():
     tokens = {new_token() for _ in range(2000)}
     assert len(tokens) == 2000  # random
     assert all(len(t) == 32 and not t.startswith("-") for t in tokens)
+
+
+def test_queue_depths_are_scraped_per_session_and_go_with_it():
+    from audio2anim.serve.session import start_message
+
+    async def main():
+        server = Server(port=0, batch_window_ms=5)  # not listening: the session core only
+        get = server.metrics.registry.get_sample_value
+        try:
+            async with server.open_session(start_message({"rate": 16000, "format": "f32le"})) as s:
+                label = {"graph": "viseme-cnn", "session": s.sid}
+                for _ in range(3):
+                    s.frame(object())  # frames its client has not taken yet
+                await s.inbox.put((np.zeros(320, np.float32), 0.0))  # a chunk not yet read
+                during = (
+                    get("audio2anim_queue_depth", {**label, "edge": "client"}),
+                    get("audio2anim_queue_depth", {**label, "edge": "inbox"}),
+                    get("audio2anim_batch_queue_depth", {"model": "viseme-frontend"}),
+                )
+            after = get("audio2anim_queue_depth", {**label, "edge": "client"})
+        finally:
+            await server.stop()
+        return during, after
+
+    during, after = _run(main())
+    assert during == (3.0, 1.0, 0.0)
+    assert after is None

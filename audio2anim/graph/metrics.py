@@ -178,6 +178,16 @@ class ServeMetrics:
             "How long a model call waited in its batcher's queue before its batch ran",
             ["model"], buckets=OP_BUCKETS, registry=r,
         )  # fmt: skip
+        # read when scraped (`Gauge.set_function`): nothing to update per chunk or frame
+        self.queue_depth = Gauge(
+            "audio2anim_queue_depth",
+            "Waiting in a session's queue: audio chunks (edge 'inbox'), frames (edge 'client')",
+            ["graph", "edge", "session"], registry=r,
+        )  # fmt: skip
+        self.batch_depth = Gauge(
+            "audio2anim_batch_queue_depth", "Model calls waiting in a batcher's queue",
+            ["model"], registry=r,
+        )  # fmt: skip
 
     def forget(self, graph: str, session: str) -> None:
         """Remove the per-session series of ``session``."""
@@ -185,6 +195,8 @@ class ServeMetrics:
             (self.frames, (graph, session)),
             (self.e2e, (graph, "client", session)),
             (self.dropped, (graph, "client", session)),
+            (self.queue_depth, (graph, "inbox", session)),
+            (self.queue_depth, (graph, "client", session)),
         ):
             with contextlib.suppress(KeyError):
                 family.remove(*labels)

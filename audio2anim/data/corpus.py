@@ -4,7 +4,7 @@ Layout::
 
     CORPUS/manifest.json    {"format": "audio2anim-corpus/1", "sample_rate": 16000,
                              "utterances": [{"id", "voice", "text", "duration", "phoneset",
-                                             "source", "augment"}, ...]}
+                                             "source", "augment", "text_source"}, ...]}
     CORPUS/audio/<id>.wav   16 kHz mono PCM_16
     CORPUS/phones/<id>.tsv  "start<TAB>end<TAB>phone" (seconds), contiguous, covering
                             [0, duration]; silence is "sil"
@@ -12,7 +12,9 @@ Layout::
 
 ``phoneset`` is "arpabet" (CMUdict symbols, upper case, stress digits allowed) or "espeak"
 (espeak-ng's English mnemonics); ``source`` says where the timings come from ("espeak",
-"festival", "flite", "aligned", "livelink").
+"festival", "flite", "aligned", "livelink"); ``text_source`` says where ``text`` comes from:
+"given" (the input's transcript or sentence; the default for an entry without the field) or
+"recognized" (speech recognition, `data align` without a transcript for the file).
 
 `CorpusWriter` writes every file to a temporary name and renames it into place, and rewrites
 the manifest atomically (temp + ``os.replace``) only after an utterance's files exist, so an
@@ -37,6 +39,7 @@ from audio2anim.audio import MODEL_RATE as SAMPLE_RATE
 FORMAT = "audio2anim-corpus/1"
 PHONESETS = ("arpabet", "espeak")
 SOURCES = ("espeak", "festival", "flite", "aligned", "livelink")
+TEXT_SOURCES = ("given", "recognized")
 
 
 class PhoneSegment(NamedTuple):
@@ -58,6 +61,7 @@ class Utterance:
     phoneset: str
     source: str
     augment: dict = field(default_factory=dict)
+    text_source: str = "given"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -165,12 +169,18 @@ class Corpus:
                     phoneset=str(entry["phoneset"]),
                     source=str(entry["source"]),
                     augment=dict(entry.get("augment") or {}),
+                    text_source=str(entry.get("text_source", "given")),
                 )
             except KeyError as exc:
                 raise ValueError(f"{manifest_path}: utterances[{i}] lacks field {exc}") from None
             if utt.phoneset not in PHONESETS:
                 raise ValueError(
                     f"{manifest_path}: utterances[{i}].phoneset {utt.phoneset!r} not in {PHONESETS}"
+                )
+            if utt.text_source not in TEXT_SOURCES:
+                raise ValueError(
+                    f"{manifest_path}: utterances[{i}].text_source {utt.text_source!r} "
+                    f"not in {TEXT_SOURCES}"
                 )
             self.utterances.append(utt)
         self._by_id = {u.id: u for u in self.utterances}
@@ -271,9 +281,11 @@ class CorpusWriter:
 
         if utt.id in self._ids:
             raise ValueError(f"{self.path}: utterance {utt.id!r} already exists")
-        if utt.phoneset not in PHONESETS or utt.source not in SOURCES:
+        if (utt.phoneset not in PHONESETS or utt.source not in SOURCES
+                or utt.text_source not in TEXT_SOURCES):  # fmt: skip
             raise ValueError(
-                f"utterance {utt.id}: bad phoneset {utt.phoneset!r} or source {utt.source!r}"
+                f"utterance {utt.id}: bad phoneset {utt.phoneset!r}, source {utt.source!r} "
+                f"or text_source {utt.text_source!r}"
             )
         audio = np.asarray(audio, dtype=np.float32)
         utt.duration = round(len(audio) / self.sample_rate, 6)

@@ -31,9 +31,10 @@ transformers forward insists on the full 3000 mel frames). On a 30 s window it e
 transformers forward. A short window is not the first frames of a 30 s padded run: the
 encoder's attention is global, so on the padded run every frame also sees the padding.
 
-`Whisper.transcribe` decodes greedily, 30 s at a time, with the prompt start-of-transcript
-(+ ``<|en|> <|transcribe|>`` for a multilingual model) + no-timestamps: 50257, 50362 for
-tiny.en.
+`Whisper.transcribe` decodes greedily, one window of at most 30 s at a time, with the prompt
+start-of-transcript (+ ``<|en|> <|transcribe|>`` for a multilingual model) + no-timestamps:
+50257, 50362 for tiny.en. Audio longer than 30 s is cut at the quietest 0.2 s of each window's
+last 5 s (`window_cuts`), so that a cut falls between words rather than through one.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ from .whisper_mel import default_model_folder  # noqa: F401 - part of this modul
 N_FFT = 400
 HOP = 160
 CHUNK_SECONDS = 30
+CUT_SEARCH_SECONDS = 5  # a long recording's windows end at the quietest point of their last 5 s
+CUT_QUIET_SECONDS = 0.2  # … the middle of the quietest 0.2 s: a pause, not a stop's closure
 FRAME_RATE = SAMPLE_RATE // HOP // 2  # encoder frames per second (50)
 
 #: CTranslate2's DataType enum order
@@ -276,6 +279,27 @@ def _special_ids(tokenizer) -> dict[str, int]:
     return {n: i for n in names if (i := tokenizer.token_to_id(n)) is not None}
 
 
+def window_cuts(samples: np.ndarray, window: int = CHUNK_SECONDS * SAMPLE_RATE,
+                search: int = CUT_SEARCH_SECONDS * SAMPLE_RATE,
+                quiet: int = int(CUT_QUIET_SECONDS * SAMPLE_RATE)) -> list[int]:  # fmt: skip
+    """16 kHz samples → the sample indices [0, …, len] that cut them into windows of at most
+    ``window`` samples; each inner cut is the middle of the ``quiet`` samples of least energy
+    (in 20 ms steps) among the last ``search`` samples of its window."""
+    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    frame = 2 * HOP
+    span = max(1, quiet // frame)
+    cuts = [0]
+    while len(samples) - cuts[-1] > window:
+        first = cuts[-1] + window - search
+        n = search // frame
+        energy = (samples[first : first + n * frame].reshape(n, frame) ** 2).sum(axis=1)
+        energy = np.convolve(energy, np.ones(span), mode="valid")  # [n - span + 1]
+        # the last of equally quiet stretches: the longest window
+        k = len(energy) - 1 - int(np.argmin(energy[::-1]))
+        cuts.append(first + k * frame + span * frame // 2)
+    return [*cuts, len(samples)]
+
+
 def mel_filters(n_mels: int) -> np.ndarray:
     """Whisper's mel filter bank (Slaney scale and norm, 0–8 kHz), [201, n_mels]
     (`audio2anim.models.whisper_mel`)."""
@@ -369,15 +393,17 @@ class Whisper:
 
     @torch.inference_mode()
     def transcribe(self, samples16k: np.ndarray, max_tokens: int = 224) -> str:
-        """16 kHz samples → text, greedy, in consecutive 30 s windows."""
+        """16 kHz samples → text, greedy, in consecutive windows of at most 30 s (cut at quiet
+        points, `window_cuts`); the windows' texts joined by spaces."""
         tokenizer = self._require_tokenizer()
         eot = _special_ids(tokenizer)["<|endoftext|>"]
         prompt = self.prompt()
         samples = np.asarray(samples16k, dtype=np.float32).reshape(-1)
         window = CHUNK_SECONDS * SAMPLE_RATE
+        cuts = window_cuts(samples, window)
         texts = []
-        for start in range(0, max(1, len(samples)), window):
-            chunk = samples[start : start + window]
+        for start, end in zip(cuts, cuts[1:], strict=False):
+            chunk = samples[start:end]
             if start and len(chunk) < SAMPLE_RATE // 10:
                 break
             mel = log_mel(np.pad(chunk, (0, window - len(chunk))), self.filters)

@@ -4,16 +4,20 @@ One process runs every session's per-session work (resampling, the graph's strea
 operators, JSON, socket I/O) on one event loop, so one core bounds how many sessions it serves
 however fast its models are. With ``--workers K`` the command starts K worker processes
 (multiprocessing's spawn context: each a fresh interpreter, safe with CUDA), each a whole
-`audio2anim.serve.server.Server` with its own models, batchers and metrics, all listening on
-the same WebSocket port (and gRPC port) with SO_REUSEPORT, so the kernel spreads the
-connections over them. All take the one token this process makes (or ``--token``); with
-``--device cuda`` all share the GPU. ``--max-sessions`` is per worker. ``--metrics-port P``:
-worker i serves its own /metrics on P + i (0: each on any free port, each printed).
+`audio2anim.serve.server.Server` with its own batchers and metrics, all listening on the same
+WebSocket port (and gRPC port) with SO_REUSEPORT, so the kernel spreads the connections over
+them. All take the one token this process makes (or ``--token``). With ``--shared-models`` (the
+default with ``--device cuda``) the batched models run in one model host process that this
+process starts first (`audio2anim.serve.model_host`); otherwise each worker has its own (with
+``--device cuda``, each its own CUDA context on the one GPU). ``--max-sessions`` is per worker.
+``--metrics-port P``: worker i serves its own /metrics on P + i, the model host on P + K (0:
+each on any free port, each printed).
 
 This process reserves the ports (binding them with SO_REUSEPORT, so that port 0 becomes one
-port for all), starts the workers, prints the URL once all are listening, forwards SIGINT and
-SIGTERM to them and waits for them to stop. A worker that fails to start, or exits before it
-is told to, stops the others; the command then exits non-zero with one line naming it. A
+port for all), starts the model host and waits for its models, starts the workers, prints the
+URL once all are listening, forwards SIGINT and SIGTERM to the workers, waits for them to stop,
+then stops the host. A worker (or the host) that fails to start, or exits before it is told
+to, stops the others; the command then exits non-zero with one line naming it. A
 worker whose parent goes away stops itself (it watches its end of a pipe to the parent).
 """
 

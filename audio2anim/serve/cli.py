@@ -78,8 +78,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--workers", type=int, default=1, metavar="K",
-        help="server processes sharing the port(s) (SO_REUSEPORT), each with its own models; "
-        "--max-sessions is per worker (default 1)",
+        help="server processes sharing the port(s) (SO_REUSEPORT), each with its own models "
+        "unless --shared-models; --max-sessions is per worker (default 1)",
     )  # fmt: skip
     p.add_argument(
         "--shared-models", action=argparse.BooleanOptionalAction, default=None,

@@ -135,10 +135,7 @@ class Session:
         self._drops = m.dropped.labels(self.graph_label, "client", sid)
         self._e2e = m.e2e.labels(self.graph_label, "client", sid)
         m.queue_depth.labels(self.graph_label, "inbox", sid).set_function(self.inbox.qsize)
-        m.queue_depth.labels(self.graph_label, "client", sid).set_function(self._waiting)
-
-    def _waiting(self) -> int:
-        return len(self.out)
+        m.queue_depth.labels(self.graph_label, "client", sid).set_function(self.out.__len__)
 
     def runner(self):
         from audio2anim.graph.runner import Runner

@@ -10,6 +10,7 @@
 #
 #   OUT=/tmp/out bench/gpu_serve.sh                    # .venv/bin/python
 #   PYTHON=/opt/venv/bin/python OUT=/tmp/out bench/gpu_serve.sh
+#   SHARED=on SPEAKERS=1,100,200,300,400,500 STOP_AFTER=9 OUT=/tmp/out bench/gpu_serve.sh
 #   SPEAKERS=20,50 WINDOWS=0,5 CHUNK_MS=40 PROCS=4 WORKERS=1 DEVICE=cpu OUT=/tmp/out bench/gpu_serve.sh
 #
 # Writes under $OUT: serve_gpu.md (the table), serve-gpu-latency.png (the plot, with
@@ -27,6 +28,7 @@ CHUNK_MS=${CHUNK_MS:-20}
 DEVICE=${DEVICE:-cuda}
 PROCS=${PROCS:-8}
 WORKERS=${WORKERS:-12}
+STOP_AFTER=${STOP_AFTER:-2}  # levels in a row over the goal before a server is left out
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 export AUDIO2ANIM_CACHE=${AUDIO2ANIM_CACHE:-${TMPDIR:-/tmp}/audio2anim-cache}
@@ -41,7 +43,7 @@ cat "$OUT/env.txt"
 "$PYTHON" bench/serve.py \
     --graph graphs/whisper_cnn_live.yaml --set vis.backend=torch \
     --device "$DEVICE" --batch-window-ms "$WINDOWS" --chunk-ms "$CHUNK_MS" \
-    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" \
+    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" --stop-after "$STOP_AFTER" \
     --audio audio2anim/assets/speech.wav \
     --plot "$OUT/serve-gpu-latency.png" \
     --write-docs --section serve_gpu --machine "1× H100, $(nproc) cores, $WORKERS server processes" \

@@ -254,11 +254,14 @@ def _scrape(port: int) -> dict[tuple[str, str], float]:
             for s in family.samples:
                 if s.name.endswith(("_sum", "_count")):
                     out[(s.name, s.labels["model"])] = s.value
+                elif s.name == "audio2anim_batch_run_seconds_bucket" and s.labels["le"] == "0.05":
+                    out[(s.name, s.labels["model"])] = s.value  # batches within 50 ms
     return out
 
 
-def batch_means(before: dict, after: dict) -> dict[str, tuple[float, float]]:
-    """Per model over a level: (mean batch size, mean queue wait in ms)."""
+def batch_means(before: dict, after: dict) -> dict[str, tuple[float, float, float, int]]:
+    """Per model over a level: (mean batch size, mean queue wait in ms, mean run in ms,
+    batches that ran over 50 ms)."""
     out = {}
     for (name, model), v in after.items():
         if name != "audio2anim_batch_size_count":
@@ -274,7 +277,14 @@ def batch_means(before: dict, after: dict) -> dict[str, tuple[float, float]]:
         )
         waits = after[(w_n, model)] - before.get((w_n, model), 0.0)
         wait = (after[(w_sum, model)] - before.get((w_sum, model), 0.0)) / max(waits, 1) * 1e3
-        out[model] = (size, wait)
+
+        def delta(name: str, model: str = model) -> float:
+            return after.get((name, model), 0.0) - before.get((name, model), 0.0)
+
+        runs = delta("audio2anim_batch_run_seconds_count")
+        run = delta("audio2anim_batch_run_seconds_sum") / max(runs, 1) * 1e3
+        slow = int(runs - delta("audio2anim_batch_run_seconds_bucket"))
+        out[model] = (size, wait, run, slow)
     return out
 
 
@@ -354,7 +364,8 @@ def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="webs
         f"time{over}; "
         f"voices {', '.join(voices)} (their own rates); server{f' ({workers} worker processes)' if workers > 1 else ''} and {procs} client "
         f"process{'es' if procs > 1 else ''} on the same machine. Batching: mean calls per "
-        "model call and mean wait in the batcher's queue (ms), per model",
+        "model call (mean wait in the batcher's queue / mean run of a batch, ms; batches over "
+        "50 ms), per model",
         "",
         ("| service " if ray else "")
         + "| batch window ms | speakers | frames | e2e p50 ms | e2e p99 ms | steady p99 ms "
@@ -367,7 +378,8 @@ def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="webs
     for r in rows:
         ok = r["p99"] <= GOAL_MS and r["drops"] == 0
         batching = ", ".join(
-            f"{m} {size:.1f} ({wait:.1f})" for m, (size, wait) in sorted(r["batches"].items())
+            f"{m} {size:.1f} ({wait:.1f} / {run:.1f}{f'; {slow} > 50' if slow else ''})"
+            for m, (size, wait, run, slow) in sorted(r["batches"].items())
         ) or ("Ray Serve" if r["service"] == "ray" else "off")
         lines.append(
             (f"| {r['service']} " if ray else "")
@@ -491,7 +503,8 @@ def main() -> int:
                           metrics_ports, args.device == "cuda")  # fmt: skip
                 r["service"], r["window"] = service, window
                 rows.append(r)
-                batches = ", ".join(f"{m} {b:.1f}" for m, (b, _) in sorted(r["batches"].items()))
+                batches = ", ".join(f"{m} {b:.1f} (run {run:.1f} ms, {slow} > 50 ms)"
+                                    for m, (b, _, run, slow) in sorted(r["batches"].items()))
                 print(
                     f"{service}, window {window:g} ms, N={n}: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms "
                     f"(after each speaker's first {STEADY_AFTER_S:g} s: {r['p99_steady']:.1f} ms), "

@@ -178,6 +178,11 @@ class ServeMetrics:
             "How long a model call waited in its batcher's queue before its batch ran",
             ["model"], buckets=OP_BUCKETS, registry=r,
         )  # fmt: skip
+        self.batch_run = Histogram(
+            "audio2anim_batch_run_seconds",
+            "How long one batch took to run (its model calls, stacking and splitting included)",
+            ["model"], buckets=OP_BUCKETS, registry=r,
+        )  # fmt: skip
         # read when scraped (`Gauge.set_function`): nothing to update per chunk or frame
         self.queue_depth = Gauge(
             "audio2anim_queue_depth",

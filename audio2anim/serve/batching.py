@@ -28,8 +28,9 @@ on a caller. `run_batch` is a plain synchronous function of the inputs, so anoth
 Ray Serve deployment) can wrap it as its own batched handler.
 
 Metrics (`audio2anim.graph.metrics.ServeMetrics`, label ``model``): the batch sizes
-(``audio2anim_batch_size``) and each call's wait in the queue before its batch ran
-(``audio2anim_batch_queue_wait_seconds``).
+(``audio2anim_batch_size``), each call's wait in the queue before its batch ran
+(``audio2anim_batch_queue_wait_seconds``) and each batch's run time
+(``audio2anim_batch_run_seconds``).
 """
 
 from __future__ import annotations
@@ -107,10 +108,11 @@ class ModelBatcher:
         self._pending: list[_Request] = []
         self._cv = threading.Condition()
         self._closed = False
-        self._size = self._wait = None
+        self._size = self._wait = self._run = None
         if metrics is not None:
             self._size = metrics.batch_size.labels(name)
             self._wait = metrics.batch_wait.labels(name)
+            self._run = metrics.batch_run.labels(name)
             metrics.batch_depth.labels(name).set_function(lambda: len(self._pending))
         self._thread = threading.Thread(target=self._work, name=f"a2a-batch-{name}", daemon=True)
         self._thread.start()
@@ -210,6 +212,8 @@ class ModelBatcher:
                 outs = self.run_batch([r.feeds for r in batch])
             except Exception as e:  # noqa: BLE001 - each caller gets the model's error
                 outs, error = [None] * len(batch), e
+            if self._run is not None:
+                self._run.observe(time.monotonic() - now)
             loops: dict[asyncio.AbstractEventLoop, list] = {}
             for r, out in zip(batch, outs, strict=True):
                 if r.loop is not None:

@@ -28,6 +28,7 @@ CHUNK_MS=${CHUNK_MS:-20}
 DEVICE=${DEVICE:-cuda}
 PROCS=${PROCS:-8}
 WORKERS=${WORKERS:-12}
+RAY=${RAY:-}  # e.g. local: one more server on Ray Serve (WORKERS ingress replicas, one model replica)
 STOP_AFTER=${STOP_AFTER:-2}  # levels in a row over the goal before a server is left out
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
@@ -43,7 +44,7 @@ cat "$OUT/env.txt"
 "$PYTHON" bench/serve.py \
     --graph graphs/whisper_cnn_live.yaml --set vis.backend=torch \
     --device "$DEVICE" --batch-window-ms "$WINDOWS" --chunk-ms "$CHUNK_MS" \
-    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" --stop-after "$STOP_AFTER" \
+    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" --stop-after "$STOP_AFTER" ${RAY:+--ray "$RAY"} \
     --audio audio2anim/assets/speech.wav \
     --plot "$OUT/serve-gpu-latency.png" \
     --write-docs --section serve_gpu --machine "1× H100, $(nproc) cores, $WORKERS server processes" \

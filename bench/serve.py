@@ -153,14 +153,14 @@ def start_server(
     workers: int = 1,
     shared: bool | None = None,
 ) -> tuple[subprocess.Popen, str, dict[str, int]]:
-    """``audio2anim serve`` (``ray``: ``--ray ray``, without metrics; ``workers``: its
-    ``--workers``; ``shared``: ``--shared-models`` or ``--no-shared-models``, None: neither) →
+    """``audio2anim serve`` (``ray``: ``--ray ray``, without metrics, ``workers`` session front
+    ends; else ``workers``: its ``--workers``; ``shared``: ``--shared-models`` or ``--no-shared-models``, None: neither) →
     (its process, the stream URL, the metrics port of each worker and of the model host by
     the prefix its models get in the table: "" for the workers, "host " for the host)."""
     cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", f"--token={token}",
            "--max-sessions", "1000", "--batch-window-ms", f"{window_ms:g}", "--device", device]  # fmt: skip
     if ray is not None:
-        cmd += ["--ray", ray]
+        cmd += ["--ray", ray, "--ray-ingress-replicas", str(workers)]
     else:
         cmd += ["--metrics-port", "0", "--workers", str(workers)]
         if shared is not None:

@@ -5,6 +5,8 @@
 # port (audio2anim serve --workers), with SHARED=both (the default) two servers side by side:
 # one whose workers send their batched calls to one model process on the GPU
 # (--shared-models), one whose workers each run their own models on it (--no-shared-models);
+# with RAY=local a third beside them on Ray Serve (a local Ray instance: WORKERS session
+# front ends, one model replica on the GPU; needs the ray extra);
 # N = 100 … 500 real-time speakers from 8 client processes. The speakers read the shipped recording (audio2anim/assets/speech.wav) at seven
 # offsets, so the machine needs no TTS voices and no network.
 #
@@ -31,6 +33,8 @@ WORKERS=${WORKERS:-12}
 RAY=${RAY:-}  # e.g. local: one more server on Ray Serve (WORKERS ingress replicas, one model replica)
 STOP_AFTER=${STOP_AFTER:-2}  # levels in a row over the goal before a server is left out
 mkdir -p "$OUT"
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | sed 's/^NVIDIA //' || true)
+GPU=${GPU:-$DEVICE}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 export AUDIO2ANIM_CACHE=${AUDIO2ANIM_CACHE:-${TMPDIR:-/tmp}/audio2anim-cache}
 ulimit -n 65536 2>/dev/null || true
@@ -47,7 +51,7 @@ cat "$OUT/env.txt"
     --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" --stop-after "$STOP_AFTER" ${RAY:+--ray "$RAY"} \
     --audio audio2anim/assets/speech.wav \
     --plot "$OUT/serve-gpu-latency.png" \
-    --write-docs --section serve_gpu --machine "1× H100, $(nproc) cores, $WORKERS server processes" \
+    --write-docs --section serve_gpu --machine "1× $GPU, $(nproc) cores, $WORKERS server processes" \
     > "$OUT/serve_gpu.md" 2> >(tee "$OUT/serve_gpu.log" >&2)
 cp docs/performance.md "$OUT/performance.md"
 cat "$OUT/serve_gpu.md"

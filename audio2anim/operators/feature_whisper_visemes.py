@@ -185,9 +185,9 @@ class WhisperVisemeFeatures(Operator):
             if p.encoder is not None:
                 raise ValueError("backend onnx: a live head runs on the packaged encoder only; "
                                  "use backend torch")  # fmt: skip
-            from audio2anim.models.onnx_export import cached_export
+            from audio2anim.models.predictor_stream import cached_onnx_model
 
-            onnx = cached_export(model_dir)
+            onnx = cached_onnx_model(model_dir)  # opened once per process, not per session
         batching = p.batching if front.live is not None else None  # live heads only
         stream = front.stream(p.window_s, p.hop_s, p.lookahead_s, onnx, batching)
         if awaitable(getattr(stream, "encode", None)):  # batched: awaited on the loop

@@ -73,32 +73,6 @@ def test_run_batch_equals_the_calls_one_by_one_grouped_by_shape():
     assert (count, total) == (2, 5)
 
 
-def test_bucketed_batches_run_power_of_two_rows_and_equal_the_calls_one_by_one():
-    # the GPU setting: a model sees its batch shapes once at the first call, then only those
-    rng = np.random.default_rng(2)
-    run = onnx_run(_front_end())
-    rows_seen = []
-
-    def counting(feeds):
-        rows_seen.append(feeds["logmel"].shape[0])
-        return run(feeds)
-
-    batcher = ModelBatcher("frontend", counting, {"h0": 1, "h1": 1}, max_batch=8, buckets=True)
-    try:
-        inputs = [_front_feeds(rng, 2) for _ in range(3)]  # 3 rows: padded to 4
-        outs = batcher.run_batch(inputs)
-        assert rows_seen == [1, 2, 4, 8, 4]  # the warm-up of every bucket, then the batch
-        outs += batcher.run_batch(inputs[:1])
-    finally:
-        batcher.close()
-    assert rows_seen[5:] == [1]  # the same signature: warm already
-    for feeds, out in zip(inputs + inputs[:1], outs, strict=True):
-        alone = run(feeds)
-        for name in alone:
-            assert out[name].shape == alone[name].shape
-            np.testing.assert_allclose(out[name], alone[name], atol=1e-5)
-
-
 def test_a_released_slot_lets_the_batch_run_without_the_session_that_left():
     rng = np.random.default_rng(1)
     service = BatchingService(window_ms=600_000)  # only the slots can end the wait

@@ -14,11 +14,9 @@ has one `ModelBatcher` per process, with a worker thread:
   this batcher has called or ``window_ms`` has passed since that first call, whichever comes
   first (calls that queue while a batch runs join the next one);
 - `ModelBatcher.run_batch` groups the calls by their shapes (chunks of different lengths, and
-  a GRU over padding is not exact, so nothing is padded in time), stacks each group along the
-  batch axis of each input (``axes``; 0 unless named), runs the model once per group and hands
-  each caller its slice of every output. On a GPU (``buckets``) a stacked batch is padded to a
-  power of two rows, and every such size up to ``max_batch`` runs once at a model's first
-  call, so no new batch shape (with its kernel loading) reaches the GPU while serving.
+  a GRU over padding is not exact, so nothing is padded), stacks each group along the batch
+  axis of each input (``axes``; 0 unless named), runs the model once per group and hands each
+  caller its slice of every output.
 
 The batcher keeps no state of any session: per-session state (GRU state, conv history, the
 autoregressive predictor's previous outputs) is an input and an output of the model call, and
@@ -99,13 +97,10 @@ class ModelBatcher:
         window_ms: float = 2.0,
         max_batch: int = 512,
         metrics: ServeMetrics | None = None,
-        buckets: bool = False,
     ) -> None:
         if window_ms < 0:
             raise ValueError(f"batcher {name}: window_ms must be ≥ 0, not {window_ms}")
         self.name, self.run, self.axes = name, run, dict(axes or {})
-        self.buckets = buckets
-        self._warm: set[tuple] = set()  # the signatures whose buckets have run once
         self.window = window_ms / 1000.0
         self.max_batch = max_batch
         self.slots = 0  # callers that will call again (sessions holding a slot)
@@ -130,10 +125,10 @@ class ModelBatcher:
         for i, feeds in enumerate(inputs):
             groups.setdefault(_signature(feeds, self.axes), []).append(i)
         outs: list[Feeds] = [{}] * len(inputs)
-        for sig, members in groups.items():
+        for members in groups.values():
             if self._size is not None:
                 self._size.observe(len(members))
-            if len(members) == 1 and not self.buckets:
+            if len(members) == 1:
                 outs[members[0]] = self.run(inputs[members[0]])
                 continue
             first = inputs[members[0]]
@@ -143,13 +138,7 @@ class ModelBatcher:
                 name: np.concatenate([inputs[i][name] for i in members], self.axes.get(name, 0))
                 for name in first
             }
-            if self.buckets:
-                if sig not in self._warm:
-                    self._warm.add(sig)
-                    self._warm_up(stacked)
-                result = self._run_padded(stacked, sum(sizes))
-            else:
-                result = self.run(stacked)
+            result = self.run(stacked)
             cuts = np.cumsum(sizes)[:-1]
             parts = {
                 name: np.split(y, cuts, axis=self.axes.get(name, 0)) for name, y in result.items()
@@ -157,43 +146,6 @@ class ModelBatcher:
             for k, i in enumerate(members):
                 outs[i] = {name: p[k] for name, p in parts.items()}
         return outs
-
-    def _run_padded(self, stacked: Feeds, rows: int) -> Feeds:
-        """``run`` on ``stacked`` padded to the next power of two rows (its last row repeated;
-        rows are independent, so the others' results are unchanged), cut back to ``rows``.
-        On a GPU a model then sees a few batch shapes, each once at its first call
-        (`_warm_up`), instead of a new shape, with its kernel loading and selection, at any
-        moment of serving."""
-        size = 1 << max(rows - 1, 0).bit_length()
-        if size > rows:
-            stacked = {
-                name: self._pad(x, self.axes.get(name, 0), size) for name, x in stacked.items()
-            }
-        result = self.run(stacked)
-        if size == rows:
-            return result
-        return {
-            name: np.take(y, np.arange(rows), axis=self.axes.get(name, 0))
-            for name, y in result.items()
-        }
-
-    @staticmethod
-    def _pad(x: np.ndarray, axis: int, size: int) -> np.ndarray:
-        last = np.take(x, [x.shape[axis] - 1], axis=axis)
-        reps = [1] * x.ndim
-        reps[axis] = size - x.shape[axis]
-        return np.concatenate([x, np.tile(last, reps)], axis)
-
-    def _warm_up(self, stacked: Feeds) -> None:
-        """Run every bucket up to ``max_batch`` rows once on copies of ``stacked``'s first row."""
-        one = {name: np.take(x, [0], axis=self.axes.get(name, 0)) for name, x in stacked.items()}
-        size = 1
-        while size <= self.max_batch:
-            self._run_padded(
-                {name: self._pad(x, self.axes.get(name, 0), size) if size > 1 else x
-                 for name, x in one.items()}, size,
-            )  # fmt: skip
-            size *= 2
 
     # -- callers -----------------------------------------------------------------------------
 
@@ -331,7 +283,6 @@ class BatchingService:
                 b = self.batchers[key] = ModelBatcher(
                     key.split("@", 1)[0], run, axes,
                     window_ms=self.window_ms, max_batch=self.max_batch, metrics=self.metrics,
-                    buckets=self.remote is None and self.device == "cuda",
                 )  # fmt: skip
             return b
 

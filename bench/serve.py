@@ -14,6 +14,8 @@ prints:
   the graph waits for, from the server's header) comes on top, for a listener, and is printed
   beside it; p99 also without each speaker's first 2 s (its session's start, the level's
   ramp-up: "steady");
+- session start p99: from connecting to the header, which the server sends once the session's
+  graph is set up (the speaker streams from then on);
 - drops: frames the server dropped for a slow client, plus frames missing at the end;
 - send lag p99: how late this process sent its chunks against the real-time schedule (when it
   grows, the clients, not the server, are the bottleneck);
@@ -192,7 +194,10 @@ async def speaker(url, token, x, rate, delay, lags, chunk_ms):
     from audio2anim.client import stream
 
     await asyncio.sleep(delay)
+    t_connect = time.monotonic()
     result = await stream(url, token, x, rate, fmt="s16le", realtime=True, chunk_ms=chunk_ms)
+    # the session's start: connecting → the header (the first chunk leaves on it)
+    result.start_s = result.sent[0][1] - t_connect if result.sent else float("nan")
     # how late each chunk left against its schedule (set by the chunk that was least late)
     t0 = min(t - end for end, t in result.sent)
     lags.extend(t - (t0 + end) for end, t in result.sent)
@@ -213,6 +218,7 @@ async def clients(speakers, url, token, recordings, chunk_ms) -> dict:
         # without each speaker's first seconds: its session's start and the level's ramp-up
         "steady": np.concatenate([r.latencies()[int(STEADY_AFTER_S * 50):] for r in results]),
         "lags": np.asarray(lags),
+        "starts": np.asarray([r.start_s for r in results]),
         "dropped": sum(r.end.get("dropped", 0) for r in results),
         "frames": sum(len(r.values) for r in results),
         "cpu": time.process_time() - c0,
@@ -337,6 +343,7 @@ def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_ports,
     lat = np.concatenate([p["lat"] for p in parts]) * 1e3
     steady = np.concatenate([p["steady"] for p in parts]) * 1e3
     lags = np.concatenate([p["lags"] for p in parts])
+    starts = np.concatenate([p["starts"] for p in parts]) * 1e3
     dropped = sum(p["dropped"] for p in parts)
     expected = sum(len(x) * 50 // rate for x, rate, _ in
                    (recordings[i % len(recordings)] for i in range(n)))  # fmt: skip
@@ -347,6 +354,7 @@ def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_ports,
         "p99": float(np.percentile(lat, 99)), "drops": dropped + missing,
         "p99_steady": float(np.percentile(steady, 99)) if len(steady) else float("nan"),
         "lag99": float(np.percentile(lags, 99)) * 1e3, "server_cpu": server_cpu,
+        "start99": float(np.percentile(starts, 99)),
         "client_cpu": client_cpu, "load": load, "batches": batches,
         "gpu": gpu_use.mean() if gpu_use else None,
         "algorithmic": parts[0]["algorithmic"],
@@ -369,11 +377,11 @@ def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="webs
         "",
         ("| service " if ray else "")
         + "| batch window ms | speakers | frames | e2e p50 ms | e2e p99 ms | steady p99 ms "
-        "| algorithmic ms | drops "
+        "| start p99 ms | algorithmic ms | drops "
         "| send lag p99 ms | batching | server CPU % | clients CPU % |"
         + (" GPU % |" if gpu else "")
         + " load | p99 ≤ 100 ms, no drops |",
-        "|---" * (14 + gpu + ray) + "|",
+        "|---" * (15 + gpu + ray) + "|",
     ]
     for r in rows:
         ok = r["p99"] <= GOAL_MS and r["drops"] == 0
@@ -384,7 +392,7 @@ def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="webs
         lines.append(
             (f"| {r['service']} " if ray else "")
             + f"| {r['window']:g} | {r['n']} | {r['frames']} | {r['p50']:.1f} | {r['p99']:.1f} | "
-            f"{r['p99_steady']:.1f} | "
+            f"{r['p99_steady']:.1f} | {r['start99']:.0f} | "
             f"{r['algorithmic']:.0f} | {r['drops']} | {r['lag99']:.1f} | {batching} | "
             f"{r['server_cpu']:.0f} | {r['client_cpu']:.0f} |"
             + (f" {r['gpu']:.0f} |" if gpu else "")
@@ -508,7 +516,8 @@ def main() -> int:
                 print(
                     f"{service}, window {window:g} ms, N={n}: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms "
                     f"(after each speaker's first {STEADY_AFTER_S:g} s: {r['p99_steady']:.1f} ms), "
-                    f"drops {r['drops']}, send lag p99 {r['lag99']:.1f} ms, "
+                    f"drops {r['drops']}, session start p99 {r['start99']:.0f} ms, "
+                    f"send lag p99 {r['lag99']:.1f} ms, "
                     f"batches {batches or 'off'}, server CPU {r['server_cpu']:.0f}%, "
                     f"clients CPU {r['client_cpu']:.0f}%, load {r['load']:.1f}",
                     file=sys.stderr, flush=True,

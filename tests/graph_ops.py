@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 from pydantic import Field
@@ -17,6 +18,7 @@ from audio2anim.streams import Audio, Params
 class SlowParams(OperatorParams):
     delay_s: float = Field(0.01, ge=0)
     gated: bool = False  # hold the first packet until the test sets ``gate``
+    setup_s: float = Field(0.0, ge=0)  # how long its set-up takes
 
 
 @register("test.slow_sink")
@@ -29,6 +31,7 @@ class SlowSink(Operator):
     outputs = {}
 
     def setup(self):
+        time.sleep(self.params.setup_s)
         self.got: list[Packet] = []
         self.gate = asyncio.Event()
         if not self.params.gated:

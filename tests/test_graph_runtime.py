@@ -4,6 +4,7 @@ clocks, fan-out/fan-in, several graphs per process."""
 import asyncio
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -229,6 +230,48 @@ queues: {size: 8, policy: block}
     assert 10 <= at_stop <= len(got) <= at_stop + 9
     assert report.nodes["src"]["packets"] == len(got)  # everything emitted was delivered
     assert [p.media_time for p in got] == pytest.approx([k * 0.01 for k in range(len(got))])
+
+
+def test_ready_comes_after_every_setup_and_before_the_first_packet():
+    # what a service waits for before it tells its client to stream
+    text = """
+nodes:
+  src:  {op: source.synthetic, params: {duration_s: 0.2, block_ms: 10}}
+  slow: {op: test.slow_sink, params: {delay_s: 0, setup_s: 0.3}}
+edges: [src -> slow]
+"""
+
+    async def main():
+        runner = Runner(parse_graph(text))
+        task = asyncio.ensure_future(runner.run())
+        t0 = time.monotonic()
+        await asyncio.wait_for(runner.ready.wait(), 10)
+        waited = time.monotonic() - t0
+        got_at_ready = len(runner.operator("slow").got)
+        await task
+        return waited, got_at_ready, len(runner.operator("slow").got)
+
+    waited, got_at_ready, got = asyncio.run(main())
+    assert waited >= 0.3 and got_at_ready == 0
+    assert got == 20
+
+
+def test_ready_is_set_when_a_setup_fails(tmp_path):
+    text = f"""
+nodes:
+  src: {{op: source.synthetic}}
+  log: {{op: sink.jsonl, params: {{path: {tmp_path}}}}}
+edges: [src -> log]
+"""
+
+    async def main():
+        runner = Runner(parse_graph(text))
+        task = asyncio.ensure_future(runner.run())
+        await asyncio.wait_for(runner.ready.wait(), 10)  # no hang for a waiting service
+        with pytest.raises(OperatorError):
+            await task
+
+    asyncio.run(main())
 
 
 def test_two_graphs_in_one_process_share_a_registry():

@@ -254,6 +254,9 @@ class Runner:
         self._pool: ThreadPoolExecutor | None = None
         self._started = False
         self._format_error: GraphError | None = None
+        # set once every operator is set up and the formats have met, just before the packets
+        # flow (also when the run ends first): a service starts its client's stream on it
+        self.ready = asyncio.Event()
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -306,8 +309,10 @@ class Runner:
                     self._negotiate()
                 if self._error is None and self._format_error is None:
                     tasks = [asyncio.ensure_future(self._run_node(self._nodes[n])) for n in g.order]
+                    self.ready.set()
                     await self._wait(tasks)
         finally:
+            self.ready.set()
             for t in tasks:
                 t.cancel()
             if tasks:

@@ -243,8 +243,14 @@ class Session:
         run = writer = reader = None
         settled = False  # the graph has ended and ``end`` says how
         try:
-            await send(self.header())
             run = asyncio.ensure_future(runner.run())
+            # the header once the graph is set up: a client streams from then on, so its first
+            # chunks do not wait in the inbox behind the set-up (this one's, or, when many
+            # sessions start at once, the others')
+            ready = asyncio.ensure_future(runner.ready.wait())
+            await asyncio.wait({ready, run}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            await send(self.header())
             writer = asyncio.ensure_future(self.write(send))
             reader = asyncio.ensure_future(self.read(incoming))
             end, error = "disconnected", None

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # The streaming service on one GPU: bench/serve.py with the live Whisper graph
 # (graphs/whisper_cnn_live.yaml), its encoder and CNN predictor batched across sessions on
-# cuda (the encoder in torch: vis.backend=torch), the server as WORKERS processes sharing its
-# port (audio2anim serve --workers), with SHARED=both (the default) two servers side by side:
-# one whose workers send their batched calls to one model process on the GPU
-# (--shared-models), one whose workers each run their own models on it (--no-shared-models);
-# with RAY=local a third beside them on Ray Serve (a local Ray instance: WORKERS session
-# front ends, one model replica on the GPU; needs the ray extra);
-# N = 100 … 500 real-time speakers from 8 client processes. The speakers read the shipped recording (audio2anim/assets/speech.wav) at seven
+# cuda (the encoder in torch: vis.backend=torch), the encoder every HOP_MS (default 80) with
+# 160 - HOP_MS of lookahead (the graph's 142.5 ms at any hop), the server as WORKERS processes
+# sharing its port (audio2anim serve --workers). SHARED=on (the default): the workers send their
+# batched calls to one model process on the GPU (--shared-models); off: each worker runs its own
+# models on it (--no-shared-models); both: one server of each, side by side. With RAY=local a
+# server on Ray Serve beside them (a local Ray instance: WORKERS session front ends, one model
+# replica on the GPU; needs the ray extra). N = 100 … 400 real-time speakers from 8 client
+# processes. The speakers read the shipped recording (audio2anim/assets/speech.wav) at seven
 # offsets, so the machine needs no TTS voices and no network.
 #
 #   OUT=/tmp/out bench/gpu_serve.sh                    # .venv/bin/python
 #   PYTHON=/opt/venv/bin/python OUT=/tmp/out bench/gpu_serve.sh
-#   SHARED=on SPEAKERS=1,100,200,300,400,500 STOP_AFTER=9 OUT=/tmp/out bench/gpu_serve.sh
+#   HOP_MS=40 SHARED=both SPEAKERS=1,100,200 STOP_AFTER=9 RAY=local OUT=/tmp/out bench/gpu_serve.sh
 #   SPEAKERS=20,50 WINDOWS=0,5 CHUNK_MS=40 PROCS=4 WORKERS=1 DEVICE=cpu OUT=/tmp/out bench/gpu_serve.sh
 #
 # Writes under $OUT: serve_gpu.md (the table), serve-gpu-latency.png (the plot, with
@@ -22,10 +23,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 OUT=${OUT:?set OUT to a folder for the results}
-SPEAKERS=${SPEAKERS:-100,200,300,400,500}
-SHARED=${SHARED:-both}
+SPEAKERS=${SPEAKERS:-100,200,300,400}
+SHARED=${SHARED:-on}
+HOP_MS=${HOP_MS:-80}
 WINDOWS=${WINDOWS:-5}
-SECONDS_PER_LEVEL=${SECONDS_PER_LEVEL:-15}
+SECONDS_PER_LEVEL=${SECONDS_PER_LEVEL:-12}
 CHUNK_MS=${CHUNK_MS:-20}
 DEVICE=${DEVICE:-cuda}
 PROCS=${PROCS:-8}
@@ -47,6 +49,7 @@ ulimit -n 65536 2>/dev/null || true
 cat "$OUT/env.txt"
 "$PYTHON" bench/serve.py \
     --graph graphs/whisper_cnn_live.yaml --set vis.backend=torch \
+    --set vis.hop_s=$(awk "BEGIN{print $HOP_MS/1000}") --set vis.lookahead_s=$(awk "BEGIN{print (160-$HOP_MS)/1000}") \
     --device "$DEVICE" --batch-window-ms "$WINDOWS" --chunk-ms "$CHUNK_MS" \
     --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" --stop-after "$STOP_AFTER" ${RAY:+--ray "$RAY"} \
     --audio audio2anim/assets/speech.wav \

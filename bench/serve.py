@@ -431,6 +431,8 @@ def plot(rows, path: Path) -> None:
         what = f"Ray Serve, batch {window:g} ms" if service == "ray" else what
         what = f"shared models, {what}" if service == "shared" else what
         line = ax.plot(n, [r["p99"] for r in sel], "s-", label=f"e2e p99, {what}")[0]
+        ax.plot(n, [r["p99_steady"] for r in sel], "^:", color=line.get_color(),
+                label=f"e2e p99 after each speaker's first {STEADY_AFTER_S:g} s, {what}")  # fmt: skip
         ax.plot(n, [r["p50"] for r in sel], "o--", color=line.get_color(), alpha=0.6,
                 label=f"e2e p50, {what}")  # fmt: skip
     ax.axhline(GOAL_MS, color="gray", ls="--", lw=1, label=f"{GOAL_MS:g} ms")

@@ -73,6 +73,41 @@ def test_run_batch_equals_the_calls_one_by_one_grouped_by_shape():
     assert (count, total) == (2, 5)
 
 
+def test_with_two_in_flight_a_batch_runs_while_the_one_before_is_out():
+    # the model host's case: a batch's run is mostly a wait on another process
+    first_running, release = threading.Event(), threading.Event()
+
+    def run(feeds):
+        if not first_running.is_set():
+            first_running.set()
+            release.wait(30)
+        return {"y": feeds["x"] * 2}
+
+    batcher = ModelBatcher("model", run, window_ms=0, in_flight=2)
+    got: dict[str, dict] = {}
+
+    def call(name, value):
+        got[name] = batcher.call({"x": np.full((1, 2), value, np.float32)})
+
+    first = threading.Thread(target=call, args=("first", 1.0))
+    second = threading.Thread(target=call, args=("second", 3.0))
+    try:
+        first.start()
+        assert first_running.wait(30)
+        second.start()
+        second.join(30)
+        assert not second.is_alive()  # answered while the first batch is still out
+        assert "first" not in got
+        release.set()
+        first.join(30)
+    finally:
+        release.set()
+        batcher.close()
+    np.testing.assert_array_equal(got["first"]["y"], [[2.0, 2.0]])
+    np.testing.assert_array_equal(got["second"]["y"], [[6.0, 6.0]])
+    assert batcher.batches == 2
+
+
 def test_a_released_slot_lets_the_batch_run_without_the_session_that_left():
     rng = np.random.default_rng(1)
     service = BatchingService(window_ms=600_000)  # only the slots can end the wait

@@ -50,6 +50,12 @@ from audio2anim.models.model_call import ModelCall
 
 Feeds = dict[str, np.ndarray]
 
+# batches of a remote model (`BatchingService` ``remote``) that may be on their way at once: a
+# session calls each model once per hop and waits for the answer, so with one in flight its
+# call waits for the batch before it to come back, then for its own: on one H100 at 100
+# speakers that was as long as the live Whisper graph's 40 ms hop
+REMOTE_IN_FLIGHT = 2
+
 
 @dataclasses.dataclass
 class _Request:
@@ -86,7 +92,10 @@ class ModelBatcher:
 
     ``run``: the model, feeds → outputs by name, any batch size. ``axes``: the batch axis of
     an input or output by name (0 unless named). ``window_ms``: the longest a call waits for
-    others. ``max_batch``: the most calls stacked in one model call."""
+    others. ``max_batch``: the most calls stacked in one model call. ``in_flight``: how many
+    batches may run at once (a thread each); more than one where a batch's time is mostly a
+    wait on another process (the model host), so the calls that queue meanwhile need not wait
+    for it to return."""
 
     def __init__(
         self,
@@ -97,9 +106,12 @@ class ModelBatcher:
         window_ms: float = 2.0,
         max_batch: int = 512,
         metrics: ServeMetrics | None = None,
+        in_flight: int = 1,
     ) -> None:
         if window_ms < 0:
             raise ValueError(f"batcher {name}: window_ms must be ≥ 0, not {window_ms}")
+        if in_flight < 1:
+            raise ValueError(f"batcher {name}: in_flight must be ≥ 1, not {in_flight}")
         self.name, self.run, self.axes = name, run, dict(axes or {})
         self.window = window_ms / 1000.0
         self.max_batch = max_batch
@@ -114,8 +126,12 @@ class ModelBatcher:
             self._wait = metrics.batch_wait.labels(name)
             self._run = metrics.batch_run.labels(name)
             metrics.batch_depth.labels(name).set_function(lambda: len(self._pending))
-        self._thread = threading.Thread(target=self._work, name=f"a2a-batch-{name}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"a2a-batch-{name}", daemon=True)
+            for _ in range(in_flight)
+        ]
+        for t in self._threads:
+            t.start()
 
     # -- the batch: a plain function of the inputs -------------------------------------------
 
@@ -183,30 +199,34 @@ class ModelBatcher:
         with self._cv:
             self._closed = True
             self._cv.notify_all()
-        self._thread.join(timeout=10)
+        for t in self._threads:
+            t.join(timeout=10)
 
     def _work(self) -> None:
         cv = self._cv
         while True:
             with cv:
-                while not self._pending and not self._closed:
-                    cv.wait()
-                if not self._pending:
-                    return  # closed
-                deadline = self._pending[0].queued + self.window
-                while not self._closed and len(self._pending) < min(self.slots, self.max_batch):
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                while True:
+                    while not self._pending and not self._closed:
+                        cv.wait()
+                    if not self._pending:
+                        return  # closed
+                    deadline = self._pending[0].queued + self.window
+                    while not self._closed and len(self._pending) < min(self.slots, self.max_batch):
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        cv.wait(left)
+                    if self._pending:  # (with in_flight > 1 another thread may have taken them)
                         break
-                    cv.wait(left)
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
+                self.batches += 1
+                self.calls += len(batch)
             now = time.monotonic()
             if self._wait is not None:
                 for r in batch:
                     self._wait.observe(now - r.queued)
-            self.batches += 1
-            self.calls += len(batch)
             error = None
             try:
                 outs = self.run_batch([r.feeds for r in batch])
@@ -283,6 +303,7 @@ class BatchingService:
                 b = self.batchers[key] = ModelBatcher(
                     key.split("@", 1)[0], run, axes,
                     window_ms=self.window_ms, max_batch=self.max_batch, metrics=self.metrics,
+                    in_flight=1 if self.remote is None else REMOTE_IN_FLIGHT,
                 )  # fmt: skip
             return b
 

@@ -45,27 +45,30 @@ def host_address() -> tuple[str, bytes]:
 
 
 class RemoteModel:
-    """A worker's `ModelCall` of one model in the host: blocks until the host answers. One
-    connection per caller object, opened on first use; the calls are made one at a time (a
-    model batcher's worker thread, or a set-up's warm-up through that thread)."""
+    """A worker's `ModelCall` of one model in the host: blocks until the host answers. Calls
+    may come from several threads at once (a model batcher with more than one batch in
+    flight): each takes an idle connection, or opens one, and gives it back after the answer."""
 
     def __init__(self, address: str, authkey: bytes, graph: str | None, key: str) -> None:
         self.address, self.authkey, self.graph, self.key = address, authkey, graph, key
-        self._conn = None
+        self._idle: list = []
         self._lock = threading.Lock()
 
     def __call__(self, feeds: dict) -> dict:
         with self._lock:
-            try:
-                if self._conn is None:
-                    self._conn = Client(self.address, "AF_UNIX", authkey=self.authkey)
-                self._conn.send((self.graph, self.key, feeds))
-                status, value = self._conn.recv()
-            except (EOFError, OSError) as e:
-                self._conn = None
-                raise RuntimeError(
-                    f"model host: connection lost ({e or type(e).__name__})"
-                ) from None
+            conn = self._idle.pop() if self._idle else None
+        try:
+            if conn is None:
+                conn = Client(self.address, "AF_UNIX", authkey=self.authkey)
+            conn.send((self.graph, self.key, feeds))
+            status, value = conn.recv()
+        except (EOFError, OSError) as e:
+            if conn is not None:
+                with contextlib.suppress(OSError):
+                    conn.close()
+            raise RuntimeError(f"model host: connection lost ({e or type(e).__name__})") from None
+        with self._lock:
+            self._idle.append(conn)
         if status != "ok":
             raise RuntimeError(f"model host: {value}")
         return value

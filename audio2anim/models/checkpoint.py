@@ -107,6 +107,15 @@ def save(model, directory: str | Path, sidecar: dict | None = None) -> Path:
     return out
 
 
+def checkpoint_identity(checkpoint: str | Path) -> tuple:
+    """What a process-wide cache of a loaded checkpoint is keyed by: its resolved folder and the
+    name, modification time and size of each file in it (a checkpoint rewritten in place gets a
+    new key)."""
+    root = Path(checkpoint).resolve()
+    files = sorted(p for p in root.iterdir() if p.is_file()) if root.is_dir() else []
+    return (str(root), tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+
+
 def read_sidecar(directory: str | Path) -> dict:
     """The parsed ``config.json`` of a checkpoint directory (our sidecar; for wav2vec2 dirs,
     the ``"audio2anim"`` entry of the HF config, with ``kind = "wav2vec2"``)."""

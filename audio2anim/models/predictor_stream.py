@@ -241,18 +241,13 @@ _ONNX_CACHE: dict[tuple, tuple[int, Any, Path]] = {}
 _ONNX_LOCK = threading.Lock()
 
 
-def _checkpoint_key(checkpoint: str | Path) -> tuple:
-    root = Path(checkpoint).resolve()
-    files = sorted(p for p in root.iterdir() if p.is_file()) if root.is_dir() else []
-    return (str(root), tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
-
-
 def cached_onnx_model(checkpoint: str | Path):
     """The `OnnxModel` of ``checkpoint``: from the on-disk export cache, opened once per
     process (see ``_ONNX_CACHE``)."""
+    from .checkpoint import checkpoint_identity
     from .onnx_export import OnnxModel, cached_export
 
-    key = _checkpoint_key(checkpoint)
+    key = checkpoint_identity(checkpoint)
     with _ONNX_LOCK:
         hit = _ONNX_CACHE.get(key)
         if hit is None or (hit[0] != os.getpid() and not hit[2].is_file()):

@@ -41,6 +41,7 @@ L = 200 ms): `WhisperVisemeStream.latency_frames` is how many frames a frame wai
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -251,6 +252,34 @@ class WhisperVisemes:
         recipe for a live checkpoint)."""
         s = self.stream(**window)
         return np.concatenate([s.push(audio), s.flush()])
+
+
+# Process-wide cache of `WhisperVisemes`: (checkpoint identity, encoder folder, viseme
+# offsets) → the front. A session of `serve` sets up its graph's operators afresh, and loading
+# the head (its checkpoint read and verified, its layers built) and hashing its weights for the
+# batcher's key took milliseconds of the worker's event loop per session, which adds up when
+# many sessions start at once. Streams keep their own state; the head and encoder are only read.
+_FRONTS: dict[tuple, WhisperVisemes] = {}
+_FRONTS_LOCK = threading.Lock()
+
+
+def cached_whisper_visemes(
+    checkpoint: str | Path, encoder: str | Path | None = None, viseme_bias: dict | None = None
+) -> WhisperVisemes:
+    """The `WhisperVisemes` of ``checkpoint`` (with ``encoder``; ``viseme_bias`` replacing the
+    head's offsets when given), built once per process."""
+    from .checkpoint import checkpoint_identity
+
+    bias = None if viseme_bias is None else tuple(sorted(viseme_bias.items()))
+    key = (checkpoint_identity(checkpoint), None if encoder is None else str(encoder), bias)
+    with _FRONTS_LOCK:
+        front = _FRONTS.get(key)
+        if front is None:
+            front = WhisperVisemes(checkpoint, encoder)
+            if viseme_bias is not None:
+                front.head.set_viseme_bias(viseme_bias)
+            _FRONTS[key] = front
+    return front
 
 
 def encoder_config(sidecar: dict) -> tuple | None:

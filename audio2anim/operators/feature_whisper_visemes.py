@@ -173,13 +173,12 @@ class WhisperVisemeFeatures(Operator):
         self.clock = MediaClock(FRAME_RATE)
 
     def _torch_stream(self, model_dir):
-        from audio2anim.models.whisper_head import WhisperVisemes
+        from audio2anim.models.whisper_head import cached_whisper_visemes
 
         configure_torch_threads()
         p = self.params
-        front = WhisperVisemes(model_dir, p.encoder)
-        if p.viseme_bias is not None:  # the head's own offsets, replaced
-            front.head.set_viseme_bias(p.viseme_bias)
+        # once per process: each session of `serve` sets up its own operator
+        front = cached_whisper_visemes(model_dir, p.encoder, p.viseme_bias)
         onnx = None
         if p.backend == "onnx":  # a live head: its fine-tuned encoder exported
             if p.encoder is not None:

@@ -6,18 +6,20 @@ Two Ray Serve deployments (docs/serve.md, "On Ray Serve"), each with its own rep
   and predictors, the live Whisper encoder), loaded once per replica by warming the graph up
   through an in-process `audio2anim.serve.batching.BatchingService` (so its model batchers,
   keyed as the sessions' operators key them, hold the models on the replica's device). Its
-  ``call`` is a Ray Serve batch handler (``@serve.batch``: ``max_batch`` calls or
-  ``batch_wait_s``, whichever comes first): the calls of a batch are grouped by model and each
+  ``call`` is a Ray Serve batch handler (``@serve.batch``: up to ``max_batch`` calls, the
+  ingress replicas' stacks that are waiting; it waits for none, the ingress has waited its
+  window): the calls of a batch are grouped by model and each
   group goes through that model's `ModelBatcher.run_batch` (grouped by shape, stacked, run
   once, split) in a thread. With ``device="cuda"`` every replica asks Ray for one GPU.
 - ``ingress`` (`Ingress`): a FastAPI WebSocket at ``/v1/stream`` behind Ray Serve's HTTP proxy,
   with the protocol, token, ``Host``/``Origin`` checks, session limit and errors of
   ``audio2anim serve``'s WebSocket (`audio2anim.serve.server`), through the same session core
   (`audio2anim.serve.session`). Its sessions' graphs run in the replica (sources, features,
-  smoothing: per-session state stays there); their heavy operators' model calls go to the
-  ``models`` deployment's handle instead of an in-process batcher (`RayBatching`), one request
-  per call, awaited on the replica's event loop as the batched operators await the in-process
-  batcher (a set-up's warm-up calls from its thread and blocks there).
+  smoothing: per-session state stays there); their heavy operators' model calls go through
+  the replica's own batchers (`audio2anim.serve.batching`, with ``batch_wait_s`` as the window),
+  which stack the calls of its sessions and send each stack to the ``models`` deployment's
+  handle as one request, as a worker of ``serve --workers K --shared-models`` sends its stacks
+  to the model host.
 
 A model worker replica finds the model a call names by the batcher key (the exported file, or
 the encoder's source and weights), so every node must hold the same models at the same paths
@@ -114,7 +116,6 @@ class ModelWorker:
         self.served: dict[str, list[int]] = {}  # model label → [calls, batches]
         self._count = threading.Lock()  # two batches may run at once
         self.call.set_max_batch_size(settings.max_batch)
-        self.call.set_batch_wait_timeout_s(settings.batch_wait_s)
         await self.server.method(None)
         settle_heap()
 
@@ -158,39 +159,10 @@ class ModelWorker:
 # -- the ingress' side of the model calls ---------------------------------------------------------
 
 
-class RayBatching:
-    """The ingress replica's stand-in for `BatchingService`: a session's model calls go to the
-    ``models`` deployment (Ray Serve batches them there), tagged with the session's graph (the
-    worker loads a graph it has not loaded yet)."""
-
-    def __init__(self, handle) -> None:
-        self.handle = handle
-
-    def session(self, graph: str | None = None) -> "_RaySessionBatching":
-        return _RaySessionBatching(self.handle, graph)
-
-    def close(self) -> None:
-        pass
-
-
-class _RaySessionBatching:
-    """One session's callers (a `models.model_call.ModelBatching`); nothing to free: the
-    worker keeps no slot per session."""
-
-    def __init__(self, handle, graph: str | None) -> None:
-        self.handle, self.graph = handle, graph
-
-    def caller(self, key: str, make_run, axes: dict[str, int]):
-        return _RemoteCall(self.handle.call, self.graph, key)
-
-    def close(self) -> None:
-        pass
-
-
 class _RemoteCall:
-    """A session's call of one model in the ``models`` deployment: awaited on the ingress
-    replica's event loop (``acall``, what the batched operators do), or made from a thread
-    that blocks until the answer is there (a set-up's warm-up), never on the loop."""
+    """One model in the ``models`` deployment as an ingress replica's `ModelCall`: made from
+    a thread (the replica's model batcher, or a set-up's warm-up through it), never on the
+    replica's event loop, and blocking there until the answer is in."""
 
     def __init__(self, method, graph: str | None, key: str) -> None:
         self.method, self.graph, self.key = method, graph, key
@@ -198,21 +170,22 @@ class _RemoteCall:
     def __call__(self, feeds: dict) -> dict:
         return self.method.remote((self.graph, self.key, feeds)).result()
 
-    async def acall(self, feeds: dict) -> dict:
-        return await self.method.remote((self.graph, self.key, feeds))
-
 
 class _IngressServer(Server):
     """`Server` as an ingress replica's session host: no listener of its own (Ray Serve's proxy
     is the listener), its sessions' model calls to the ``models`` deployment."""
 
     def __init__(self, handle, s: RaySettings) -> None:
+        # as a worker of `serve --workers K --shared-models` with its model host: the replica's
+        # batchers stack its sessions' calls within the window and send one request per model
+        # (two on their way at once), not one per session and hop
         super().__init__(
             s.host, s.port, graph=s.graph, overrides=s.overrides, token=s.token, hosts=s.hosts,
             max_sessions=s.max_sessions, max_chunk=s.max_chunk, queue=s.queue,
+            batch_window_ms=s.batch_wait_s * 1000.0,
+            remote=lambda graph, key: _RemoteCall(handle.call, graph, key),
             log=lambda line: None,
         )  # fmt: skip
-        self.batching = RayBatching(handle)
 
 
 # -- the ingress ----------------------------------------------------------------------------------

@@ -73,8 +73,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="--ray: replicas of the WebSocket front end (default 1)")  # fmt: skip
     p.add_argument(
         "--ray-max-batch", type=int, default=256, metavar="N",
-        help="--ray: most model calls in one batch (default 256); the batch waits at most "
-        "--batch-window-ms for them",
+        help="--ray: most requests (an ingress replica's stacked calls) in one batch of the "
+        "model worker (default 256); it takes those waiting, the ingress has waited "
+        "--batch-window-ms",
     )  # fmt: skip
     p.add_argument(
         "--workers", type=int, default=1, metavar="K",

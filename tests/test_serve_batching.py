@@ -108,6 +108,42 @@ def test_with_two_in_flight_a_batch_runs_while_the_one_before_is_out():
     assert batcher.batches == 2
 
 
+def test_the_queue_depth_of_a_model_counts_each_of_its_batchers():
+    # two graphs of one server with the same kind of model: two batchers, one label
+    metrics = ServeMetrics()
+    service = BatchingService(window_ms=600_000, metrics=metrics)  # only the slots end a wait
+
+    def run(feeds):
+        return {"y": feeds["x"]}
+
+    a, b = service.session(), service.session()
+    calls = [a.caller(key, lambda device: run, {}) for key in ("model@one", "model@two")]
+    for key in ("model@one", "model@two"):
+        b.caller(key, lambda device: run, {})
+    x = {"x": np.zeros((1, 2), np.float32)}
+    threads = [threading.Thread(target=call, args=(x,)) for call in calls]
+
+    def depth():
+        return metrics.registry.get_sample_value("audio2anim_batch_queue_depth", {"model": "model"})
+
+    try:
+        for t in threads:
+            t.start()
+        for _ in range(200):
+            if depth() == 2:
+                break
+            threading.Event().wait(0.01)
+        assert depth() == 2  # a's call waits in each batcher for b, which has not called
+        b.close()
+        for t in threads:
+            t.join(30)
+        assert depth() == 0
+    finally:
+        b.close()
+        a.close()
+        service.close()
+
+
 def test_a_released_slot_lets_the_batch_run_without_the_session_that_left():
     rng = np.random.default_rng(1)
     service = BatchingService(window_ms=600_000)  # only the slots can end the wait

@@ -125,7 +125,6 @@ class ModelBatcher:
             self._size = metrics.batch_size.labels(name)
             self._wait = metrics.batch_wait.labels(name)
             self._run = metrics.batch_run.labels(name)
-            metrics.batch_depth.labels(name).set_function(lambda: len(self._pending))
         self._threads = [
             threading.Thread(target=self._work, name=f"a2a-batch-{name}", daemon=True)
             for _ in range(in_flight)
@@ -305,7 +304,16 @@ class BatchingService:
                     window_ms=self.window_ms, max_batch=self.max_batch, metrics=self.metrics,
                     in_flight=1 if self.remote is None else REMOTE_IN_FLIGHT,
                 )  # fmt: skip
+                if self.metrics is not None:  # the calls waiting in every batcher of the label
+                    self.metrics.batch_depth.labels(b.name).set_function(
+                        lambda name=b.name: self.waiting(name)
+                    )
             return b
+
+    def waiting(self, label: str) -> int:
+        """Calls waiting in the queues of this service's batchers of model ``label`` (several
+        when graphs of one server hold models of the same kind)."""
+        return sum(len(b._pending) for b in list(self.batchers.values()) if b.name == label)
 
     def session(self, graph: str | None = None) -> SessionBatching:
         """A session's access (a `audio2anim.models.model_call.ModelBatching`) for its graph:

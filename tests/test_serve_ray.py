@@ -300,6 +300,7 @@ def test_the_deployments_carry_this_process_checkpoint_folders(monkeypatch, tmp_
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    monkeypatch.delenv("AUDIO2ANIM_TORCH_THREADS", raising=False)
     assert replica_env() == {}
     app = build_app(RaySettings(token=TOKEN))
     assert "runtime_env" not in app._bound_deployment.ray_actor_options  # the node's own
@@ -313,6 +314,8 @@ def test_the_deployments_carry_this_process_checkpoint_folders(monkeypatch, tmp_
     for d in (ingress, models):
         assert d.ray_actor_options["runtime_env"] == {"env_vars": env}, d.name
     assert models.ray_actor_options["num_cpus"] == ingress.ray_actor_options["num_cpus"] == 1
+    monkeypatch.setenv("AUDIO2ANIM_TORCH_THREADS", "3")  # a tuning the replicas keep too
+    assert replica_env()["AUDIO2ANIM_TORCH_THREADS"] == "3"
 
 
 def test_serve_ray_option_errors_are_one_line(capsys):

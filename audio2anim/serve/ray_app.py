@@ -92,12 +92,18 @@ class RaySettings:
 
 def replica_env() -> dict[str, str]:
     """The environment the replicas need from this process: ``$AUDIO2ANIM_CHECKPOINTS`` (what
-    ``--checkpoints`` set), its folders made absolute (a replica's working directory is Ray's).
-    Empty when unset: the replicas keep their node's own."""
+    ``--checkpoints`` set), its folders made absolute (a replica's working directory is Ray's),
+    and ``$AUDIO2ANIM_TORCH_THREADS``. Each only when set: the replicas keep their node's own.
+    (``$AUDIO2ANIM_CACHE`` is a folder of this machine: each node keeps its own.)"""
+    from audio2anim.models.torch_threads import ENV as TORCH_THREADS_ENV
+
+    env = {}
     folders = user_checkpoint_folders()
-    if not folders:
-        return {}
-    return {CHECKPOINTS_ENV: os.pathsep.join(str(f.absolute()) for f in folders)}
+    if folders:
+        env[CHECKPOINTS_ENV] = os.pathsep.join(str(f.absolute()) for f in folders)
+    if os.environ.get(TORCH_THREADS_ENV):
+        env[TORCH_THREADS_ENV] = os.environ[TORCH_THREADS_ENV]
+    return env
 
 
 # -- the model worker ---------------------------------------------------------------------------

@@ -156,7 +156,8 @@ def start_server(
     shared: bool | None = None,
 ) -> tuple[subprocess.Popen, str, dict[str, int]]:
     """``audio2anim serve`` (``ray``: ``--ray ray``, without metrics, ``workers`` session front
-    ends; else ``workers``: its ``--workers``; ``shared``: ``--shared-models`` or ``--no-shared-models``, None: neither) →
+    ends; else ``workers``: its ``--workers``; ``shared``: ``--shared-models`` or
+    ``--no-shared-models``, None: neither) →
     (its process, the stream URL, the metrics port of each worker and of the model host by
     the prefix its models get in the table: "" for the workers, "host " for the host)."""
     cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", f"--token={token}",
@@ -268,28 +269,22 @@ def _scrape(port: int) -> dict[tuple[str, str], float]:
 def batch_means(before: dict, after: dict) -> dict[str, tuple[float, float, float, int]]:
     """Per model over a level: (mean batch size, mean queue wait in ms, mean run in ms,
     batches that ran over 50 ms)."""
+
+    def delta(name: str, model: str) -> float:
+        return after.get((name, model), 0.0) - before.get((name, model), 0.0)
+
+    def mean(family: str, model: str) -> float:  # a histogram's mean over the level
+        return delta(f"{family}_sum", model) / max(delta(f"{family}_count", model), 1)
+
     out = {}
-    for (name, model), v in after.items():
-        if name != "audio2anim_batch_size_count":
+    for name, model in after:
+        if name != "audio2anim_batch_size_count" or delta(name, model) <= 0:
             continue
-        calls = v - before.get((name, model), 0.0)
-        if calls <= 0:
-            continue
-        key = ("audio2anim_batch_size_sum", model)
-        size = (after[key] - before.get(key, 0.0)) / calls
-        w_sum, w_n = (
-            "audio2anim_batch_queue_wait_seconds_sum",
-            "audio2anim_batch_queue_wait_seconds_count",
-        )
-        waits = after[(w_n, model)] - before.get((w_n, model), 0.0)
-        wait = (after[(w_sum, model)] - before.get((w_sum, model), 0.0)) / max(waits, 1) * 1e3
-
-        def delta(name: str, model: str = model) -> float:
-            return after.get((name, model), 0.0) - before.get((name, model), 0.0)
-
-        runs = delta("audio2anim_batch_run_seconds_count")
-        run = delta("audio2anim_batch_run_seconds_sum") / max(runs, 1) * 1e3
-        slow = int(runs - delta("audio2anim_batch_run_seconds_bucket"))
+        size = mean("audio2anim_batch_size", model)
+        wait = mean("audio2anim_batch_queue_wait_seconds", model) * 1e3
+        run = mean("audio2anim_batch_run_seconds", model) * 1e3
+        runs = delta("audio2anim_batch_run_seconds_count", model)
+        slow = int(runs - delta("audio2anim_batch_run_seconds_bucket", model))
         out[model] = (size, wait, run, slow)
     return out
 

@@ -162,6 +162,11 @@ class ModelBatcher:
                 outs[i] = {name: p[k] for name, p in parts.items()}
         return outs
 
+    @property
+    def waiting(self) -> int:
+        """Calls in the queue now (not yet in a batch)."""
+        return len(self._pending)
+
     # -- callers -----------------------------------------------------------------------------
 
     def call(self, feeds: Feeds) -> Feeds:
@@ -313,7 +318,7 @@ class BatchingService:
     def waiting(self, label: str) -> int:
         """Calls waiting in the queues of this service's batchers of model ``label`` (several
         when graphs of one server hold models of the same kind)."""
-        return sum(len(b._pending) for b in list(self.batchers.values()) if b.name == label)
+        return sum(b.waiting for b in list(self.batchers.values()) if b.name == label)
 
     def session(self, graph: str | None = None) -> SessionBatching:
         """A session's access (a `audio2anim.models.model_call.ModelBatching`) for its graph:

@@ -73,6 +73,38 @@ def test_run_batch_equals_the_calls_one_by_one_grouped_by_shape():
     assert (count, total) == (2, 5)
 
 
+def test_a_model_in_another_process_gets_a_batch_of_several_shapes_in_one_call():
+    # the model host's case: each of its calls is a round trip, so a batch's groups of
+    # different shapes travel together
+    rng = np.random.default_rng(1)
+    run = onnx_run(_front_end())
+
+    class Remote:
+        def __init__(self):
+            self.messages: list[int] = []
+
+        def __call__(self, feeds):
+            return self.many([feeds])[0]
+
+        def many(self, calls):
+            self.messages.append(len(calls))
+            return [run(feeds) for feeds in calls]
+
+    remote = Remote()
+    inputs = [_front_feeds(rng, n) for n in (2, 5, 3, 2, 5)]
+    batcher = ModelBatcher("frontend", remote, {"h0": 1, "h1": 1})
+    try:
+        outs = batcher.run_batch(inputs)
+        batcher.run_batch(inputs[:1])
+    finally:
+        batcher.close()
+    assert remote.messages == [3, 1]  # three shapes in one message; a lone call alone
+    for feeds, out in zip(inputs, outs, strict=True):
+        alone = run(feeds)
+        for name in alone:
+            np.testing.assert_allclose(out[name], alone[name], atol=1e-5)
+
+
 def test_with_two_in_flight_a_batch_runs_while_the_one_before_is_out():
     # the model host's case: a batch's run is mostly a wait on another process
     first_running, release = threading.Event(), threading.Event()

@@ -107,7 +107,10 @@ class StreamingPredictor(Operator):
         self.stream = stream
         self.names = tuple(side["param_names"])
         self.in_dim = side["hparams"]["in_dim"]
-        warm_up(stream, np.full((25, self.in_dim), 1.0 / self.in_dim, np.float32))
+        if p.batching is None:
+            # batched, the model is the server's, warm since its start: a session's warm-up
+            # would only add two odd-shaped calls to the batches of the sessions streaming
+            warm_up(stream, np.full((25, self.in_dim), 1.0 / self.in_dim, np.float32))
         self.rate = float(side.get("output_frame_rate", 50.0))
         self.in_rate = float(side.get("input_frame_rate", 50.0))
         # which wav2vec2 feature the predictor was trained on ("posteriors", "hidden-3", ...)

@@ -135,16 +135,18 @@ class ModelBatcher:
     # -- the batch: a plain function of the inputs -------------------------------------------
 
     def run_batch(self, inputs: list[Feeds]) -> list[Feeds]:
-        """Run the model once per group of same-shaped calls; each call's outputs, in order."""
+        """Run the model once per group of same-shaped calls; each call's outputs, in order.
+        A ``run`` with a ``many`` method (a model in another process) gets every group in one
+        call: one round trip per batch, not one per shape."""
         groups: dict[tuple, list[int]] = {}
         for i, feeds in enumerate(inputs):
             groups.setdefault(_signature(feeds, self.axes), []).append(i)
-        outs: list[Feeds] = [{}] * len(inputs)
+        calls: list[tuple[list[int], Feeds, list[int] | None]] = []  # members, feeds, sizes
         for members in groups.values():
             if self._size is not None:
                 self._size.observe(len(members))
             if len(members) == 1:
-                outs[members[0]] = self.run(inputs[members[0]])
+                calls.append((members, inputs[members[0]], None))
                 continue
             first = inputs[members[0]]
             lead = next(iter(first))  # the batch sizes are read off one input
@@ -153,7 +155,17 @@ class ModelBatcher:
                 name: np.concatenate([inputs[i][name] for i in members], self.axes.get(name, 0))
                 for name in first
             }
-            result = self.run(stacked)
+            calls.append((members, stacked, sizes))
+        many = getattr(self.run, "many", None)
+        if many is not None and len(calls) > 1:
+            results = many([feeds for _, feeds, _ in calls])
+        else:
+            results = [self.run(feeds) for _, feeds, _ in calls]
+        outs: list[Feeds] = [{}] * len(inputs)
+        for (members, _, sizes), result in zip(calls, results, strict=True):
+            if sizes is None:
+                outs[members[0]] = result
+                continue
             cuts = np.cumsum(sizes)[:-1]
             parts = {
                 name: np.split(y, cuts, axis=self.axes.get(name, 0)) for name, y in result.items()
@@ -171,9 +183,14 @@ class ModelBatcher:
 
     def call(self, feeds: Feeds) -> Feeds:
         """One caller's model call, batched with the others waiting (blocks until done)."""
-        req = _Request(feeds, time.monotonic(), concurrent.futures.Future())
-        self._queue(req)
-        return req.future.result()
+        return self.submit([feeds])[0].result()
+
+    def submit(self, calls: list[Feeds]) -> list[concurrent.futures.Future]:
+        """Queue several calls at once (they join one batch) → a future of each one's outputs."""
+        now = time.monotonic()
+        reqs = [_Request(feeds, now, concurrent.futures.Future()) for feeds in calls]
+        self._queue(*reqs)
+        return [r.future for r in reqs]
 
     async def acall(self, feeds: Feeds) -> Feeds:
         """`call`, awaited on the running event loop."""
@@ -182,11 +199,11 @@ class ModelBatcher:
         self._queue(req)
         return await req.future
 
-    def _queue(self, req: _Request) -> None:
+    def _queue(self, *reqs: _Request) -> None:
         with self._cv:
             if self._closed:
                 raise RuntimeError(f"batcher {self.name}: closed")
-            self._pending.append(req)
+            self._pending.extend(reqs)
             self._cv.notify_all()
 
     def open_slot(self) -> None:

@@ -12,8 +12,9 @@ work (sockets, resampling, log-mel, smoothing, JSON) is spread over the K worker
 
 The wire: one `multiprocessing.connection` per worker model batcher over a Unix socket in a
 private temporary folder, with a random key the command hands the workers (never on a command
-line). A request is ``(graph name or None, model key, feeds)``; the answer ``("ok", outputs)``
-or ``("error", one line)``. Keys name models as the sessions' operators do
+line). A request is ``(graph name or None, model key, [feeds, …])`` (a worker batch's calls, one
+per shape, queued here at once so they join one batch); the answer ``("ok", [outputs, …])`` or
+``("error", one line)``. Keys name models as the sessions' operators do
 (`audio2anim.models.model_call`), so the host finds a model by loading the graph that uses it
 (its warm-up opens the batchers); a call of a graph it has not loaded yet loads that graph first.
 
@@ -47,7 +48,8 @@ def host_address() -> tuple[str, bytes]:
 class RemoteModel:
     """A worker's `ModelCall` of one model in the host: blocks until the host answers. Calls
     may come from several threads at once (a model batcher with more than one batch in
-    flight): each takes an idle connection, or opens one, and gives it back after the answer."""
+    flight): each takes an idle connection, or opens one, and gives it back after the answer.
+    ``many`` sends several calls (a worker batch's groups of different shapes) in one message."""
 
     def __init__(self, address: str, authkey: bytes, graph: str | None, key: str) -> None:
         self.address, self.authkey, self.graph, self.key = address, authkey, graph, key
@@ -55,12 +57,15 @@ class RemoteModel:
         self._lock = threading.Lock()
 
     def __call__(self, feeds: dict) -> dict:
+        return self.many([feeds])[0]
+
+    def many(self, calls: list[dict]) -> list[dict]:
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         try:
             if conn is None:
                 conn = Client(self.address, "AF_UNIX", authkey=self.authkey)
-            conn.send((self.graph, self.key, feeds))
+            conn.send((self.graph, self.key, calls))
             status, value = conn.recv()
         except (EOFError, OSError) as e:
             if conn is not None:
@@ -131,7 +136,7 @@ class ModelHost:
         with contextlib.closing(conn):
             while True:
                 try:
-                    graph, key, feeds = conn.recv()
+                    graph, key, calls = conn.recv()
                 except (EOFError, OSError):
                     return  # the worker closed it
                 try:
@@ -141,9 +146,11 @@ class ModelHost:
                         raise LookupError(
                             f"graph {graph or self.server.graph_file!r} has no model {key!r}"
                         )
-                    answer = ("ok", batchers[key].call(feeds))
+                    # queued together, they join one batch of the host's batcher
+                    futures = batchers[key].submit(calls)
+                    answer = ("ok", [f.result() for f in futures])
                     with self._count:
-                        self.calls += 1
+                        self.calls += len(calls)
                 except Exception as e:  # noqa: BLE001 - the worker's session reports it
                     answer = ("error", f"{type(e).__name__}: {str(e).splitlines()[0]}")
                 try:

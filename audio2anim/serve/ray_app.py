@@ -176,6 +176,11 @@ class _RemoteCall:
     def __call__(self, feeds: dict) -> dict:
         return self.method.remote((self.graph, self.key, feeds)).result()
 
+    def many(self, calls: list[dict]) -> list[dict]:
+        """Several calls (a batch's groups of different shapes), on their way at once."""
+        responses = [self.method.remote((self.graph, self.key, feeds)) for feeds in calls]
+        return [r.result() for r in responses]
+
 
 class _IngressServer(Server):
     """`Server` as an ingress replica's session host: no listener of its own (Ray Serve's proxy

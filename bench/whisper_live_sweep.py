@@ -5,7 +5,8 @@ accuracy and each predictor's lip sync fed by it, per (lookahead, hop).
     python bench/whisper_live_sweep.py --configs 100:40,60:40,80:20 \
         [--data synth05 --split val | --sets tuxpaint,ktuberling,alsa,pypi] \
         [--predictors audio2anim/checkpoints/viseme-cnn,DIR,…] \
-        [--model audio2anim/checkpoints/whisper-stream-visemes] [--work out/live_sweep]
+        [--model audio2anim/checkpoints/whisper-stream-visemes] [--work out/live_sweep] \
+        [--pp-offsets 2,3,4]
 
 Each configuration (``L:H``, milliseconds) streams every utterance once through
 `audio2anim.models.whisper_live.LiveWhisperStream` (window 1 s, the encoder in ONNX Runtime as
@@ -15,6 +16,8 @@ costs one encoder pass whatever the number of predictors. Latency of a row: the 
 export or corpus (split by voice as `audio2anim eval`, ``--split-seed``); ``--sets`` the real
 sets of `bench/real_speech.py`, aligned once into ``--work`` and reused by later runs. Prints one
 Markdown table per set and writes the tables, and the rows as JSON, into ``--work``.
+``--pp-offsets`` repeats each configuration with these P/B/M log-odds offsets in place of the
+checkpoint's (the operator's ``viseme_bias: {PP: x}``).
 """
 
 from __future__ import annotations
@@ -60,8 +63,9 @@ def set_utterances(name: str, work: Path) -> list:
     return load_data(export).utterances
 
 
-def sweep(model: Path, configs, predictors, utts) -> list[dict]:
-    """Rows of figures: one per (configuration, predictor), the front end's accuracy in each."""
+def sweep(model: Path, configs, predictors, utts, offsets=(None,)) -> list[dict]:
+    """Rows of figures: one per (configuration, P/B/M offset, predictor), the front end's
+    accuracy in each (offset None: the checkpoint's)."""
     import numpy as np
 
     from audio2anim.models.checkpoint import load
@@ -74,7 +78,9 @@ def sweep(model: Path, configs, predictors, utts) -> list[dict]:
     onnx = cached_export(model)
     loaded = [(p, *load(p)) for p in predictors]
     rows = []
-    for la, hop in configs:
+    for (la, hop), pp in ((c, o) for c in configs for o in offsets):
+        if pp is not None:
+            front.head.set_viseme_bias({"PP": pp})
         stream = front.stream(1.0, hop / 1000, la / 1000, onnx)
         acc: dict = {}
         lips: dict[Path, dict] = {p: {} for p in predictors}
@@ -84,7 +90,7 @@ def sweep(model: Path, configs, predictors, utts) -> list[dict]:
             for p, predictor, _ in loaded:
                 _tally(lips[p], "from_audio", u, predictor.predict(post))
         front_ms = 1000 * live_latency_s(hop // 20, la // 20)
-        base = {"lookahead_ms": la, "hop_ms": hop, "front_latency_ms": round(front_ms, 1),
+        base = {"lookahead_ms": la, "hop_ms": hop, "front_latency_ms": round(front_ms, 1), "pp": pp,
                 **{k: v for k, v in _figures("frontend", acc).items() if k != "confusion_matrix"}}  # fmt: skip
         for p, _, side in loaded:
             figs = _figures("from_audio", lips[p])
@@ -93,7 +99,9 @@ def sweep(model: Path, configs, predictors, utts) -> list[dict]:
                          "mae_mouth": figs["mae"]["mouth"],
                          **{k: v for k, v in figs.items() if k != "mae"}})  # fmt: skip
         print(
-            f"L {la} ms, hop {hop} ms: viseme acc. {base['viseme_frame_accuracy']:.3f}", flush=True
+            f"L {la} ms, hop {hop} ms{'' if pp is None else f', PP {pp:g}'}: "
+            f"viseme acc. {base['viseme_frame_accuracy']:.3f}",
+            flush=True,
         )
     return rows
 
@@ -105,13 +113,18 @@ def table(rows: list[dict], title: str) -> str:
         n = r["segments"][seg]
         return "n/a" if n == 0 else f"{fmt(r[key])} ({n})"
 
+    pp = any(r.get("pp") is not None for r in rows)  # a P/B/M offset column
     lines = [f"{title}", "",
-             "| L / hop (ms) | predictor (lookahead) | latency (ms) | viseme acc. | closure (n) "
+             "| L / hop (ms) | " + ("PP offset | " if pp else "") + "predictor (lookahead) "
+             "| latency (ms) | viseme acc. | closure (n) "
              "| false closures | rounding (n) | openness (n) | MAE mouth |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in sorted(rows, key=lambda r: (r["latency_ms"], r["lookahead_ms"], r["predictor"])):
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if pp else "")]  # fmt: skip
+    for r in sorted(
+        rows, key=lambda r: (r["latency_ms"], r["lookahead_ms"], r.get("pp") or 0, r["predictor"])
+    ):
+        offset = (f"{r['pp']:g} | " if r.get("pp") is not None else "checkpoint's | ") if pp else ""
         lines.append(
-            f"| {r['lookahead_ms']} / {r['hop_ms']} | {r['predictor']} ({r['predictor_lookahead_ms']} ms) "
+            f"| {r['lookahead_ms']} / {r['hop_ms']} | {offset}{r['predictor']} ({r['predictor_lookahead_ms']} ms) "
             f"| {r['latency_ms']:g} | {fmt(r['viseme_frame_accuracy'])} "
             f"| {lip(r, 'bilabial_closure_recall', 'bilabial')} | {fmt(r.get('false_closure_rate'))} "
             f"| {lip(r, 'rounding_recall', 'rounded')} | {lip(r, 'open_vowel_openness', 'open')} "
@@ -132,12 +145,14 @@ def main() -> int:
     ap.add_argument("--sets", help="real sets of bench/real_speech.py, comma-separated")
     ap.add_argument("--work", type=Path, default=Path("out/live_sweep"))
     ap.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads")
+    ap.add_argument("--pp-offsets", help="P/B/M log-odds offsets to try, comma-separated")
     args = ap.parse_args()
     if (args.data is None) == (args.sets is None):
         print("give one of --data and --sets", file=sys.stderr)
         return 2
     try:
         configs = parse_configs(args.configs)
+        offsets = [float(v) for v in args.pp_offsets.split(",")] if args.pp_offsets else [None]
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
@@ -161,7 +176,7 @@ def main() -> int:
     text, dump = [], {}
     for name, utts in groups.items():
         seconds = sum(len(u.audio) for u in utts) / 16000
-        rows = sweep(args.model, configs, predictors, utts)
+        rows = sweep(args.model, configs, predictors, utts, offsets)
         dump[name] = rows
         text.append(table(rows, f"### {name}: {len(utts)} utterances, {seconds:.1f} s"))
         print(text[-1], flush=True)
@@ -169,6 +184,7 @@ def main() -> int:
         "_".join(n.replace(" ", "-") for n in groups)
         + "_"
         + args.configs.replace(",", "_").replace(":", "-")
+        + (f"_pp{args.pp_offsets.replace(',', '-')}" if args.pp_offsets else "")
     )
     (args.work / f"{stem}.md").write_text("\n".join(text))
     (args.work / f"{stem}.json").write_text(json.dumps(dump, indent=1) + "\n")

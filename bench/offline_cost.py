@@ -2,14 +2,14 @@
 """CPU cost of the offline path: `audio2anim animate`'s graph run over a clip in this process,
 per method graph, on one thread (torch's and each ONNX Runtime session's).
 
-    python bench/offline_cost.py [--graphs graphs/whisper_cnn.yaml,graphs/viseme_cnn.yaml]
+    python bench/offline_cost.py [--graphs graphs/whisper_w2v_attention.yaml,graphs/viseme_cnn.yaml]
                                  [--seconds 20] [--repeats 3] [--threads 1] [--write-docs]
 
-A graph may carry one override after ``@`` (``graphs/whisper_cnn.yaml@vis.backend=torch``: the
-Whisper front end in torch, the default graph's reference).
+A graph may carry one override after ``@`` (``graphs/whisper_cnn.yaml@vis.backend=torch``: its
+fine-tuned Whisper encoder in torch, the reference of its ONNX Runtime export).
 
-The clip is the shipped speech clip repeated to ``--seconds`` (20 s: under the Whisper front
-end's 25 s, so it is encoded whole, as ``animate`` encodes a clip of that length; 60 s: three
+The clip is the shipped speech clip repeated to ``--seconds`` (20 s: under the frozen Whisper
+head's 25 s, so `animate`'s default encodes it whole; 60 s: three
 30 s windows). Each graph is loaded once (`audio2anim.animate.api.Animator`, which warms it up),
 then animates the clip ``--repeats`` times; the table gives the median real-time factor (audio
 seconds per wall second) and the CPU time of this process per second of audio (less sensitive
@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perf_page import add_arguments, write_from_args  # noqa: E402
 
 DEFAULT_GRAPHS = (
-    "graphs/whisper_cnn.yaml,graphs/whisper_cnn.yaml@vis.backend=torch,graphs/viseme_cnn.yaml"
+    "graphs/whisper_w2v_attention.yaml,graphs/whisper_cnn.yaml,"
+    "graphs/whisper_cnn.yaml@vis.backend=torch,graphs/viseme_cnn.yaml"
 )
 
 

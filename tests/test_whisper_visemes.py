@@ -160,7 +160,9 @@ def test_bad_params_are_refused_in_one_line(override, message, tmp_path):
     sf.write(tmp_path / "a.wav", np.zeros(1600, np.float32), 16000)
     with pytest.raises(GraphError) as e:
         offline_graph("graphs/whisper_cnn.yaml", tmp_path / "a.wav", {},
-                      overrides=["vis.window_s=20", override] if "lookahead" in override
+                      # the offline head's windows (the graph's own head is a live one)
+                      overrides=["vis.model=checkpoints/whisper-viseme-head", "vis.window_s=20",
+                                 "vis.hop_s=10", override] if "lookahead" in override
                       else [override])  # fmt: skip
     assert message in one_line(e)
     assert "vis" in str(e.value)

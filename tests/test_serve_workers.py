@@ -42,10 +42,12 @@ def _start(python, *extra) -> tuple[subprocess.Popen, str, list[str], list[int]]
     )  # fmt: skip
     metrics, pids, host = [], [], []
     for line in proc.stderr:
-        if line.startswith("metrics: "):
-            metrics.append(line.split()[1])
-        elif line.startswith("model host metrics: "):
-            host.append(line.split()[3])
+        # searched, not matched at the start: the processes share the pipe, and another's
+        # unfinished line (a library's warning) may sit in front of one of these
+        if found := re.search(r"(?<!host )metrics: (http\S+)", line):
+            metrics.append(found.group(1))
+        elif found := re.search(r"model host metrics: (http\S+)", line):
+            host.append(found.group(1))
         elif line.startswith("model host: pid "):
             host_pid = [int(line.split()[3].rstrip(","))]
         elif line.startswith("workers: "):

@@ -6,9 +6,11 @@
 # sharing its port (audio2anim serve --workers). SHARED=on (the default): the workers send their
 # batched calls to one model process on the GPU (--shared-models); off: each worker runs its own
 # models on it (--no-shared-models); both: one server of each, side by side. With RAY=local a
-# server on Ray Serve beside them (a local Ray instance: WORKERS session front ends, one model
-# replica on the GPU; needs the ray extra). N = 100 … 400 real-time speakers from 8 client
-# processes. The speakers read the shipped recording (audio2anim/assets/speech.wav) at seven
+# server on Ray Serve beside them (a local Ray instance: WORKERS session front ends,
+# RAY_MODEL_REPLICAS model replicas sharing the GPU, default 1; needs the ray extra); it runs
+# last at each N, and its processes load the machine while the others run, so measure it
+# alone (SPEAKERS low) for figures of the others. N = 100 … 400 real-time speakers from 8
+# client processes. The speakers read the shipped recording (audio2anim/assets/speech.wav) at seven
 # offsets, so the machine needs no TTS voices and no network.
 #
 #   OUT=/tmp/out bench/gpu_serve.sh                    # .venv/bin/python
@@ -32,7 +34,8 @@ CHUNK_MS=${CHUNK_MS:-20}
 DEVICE=${DEVICE:-cuda}
 PROCS=${PROCS:-8}
 WORKERS=${WORKERS:-12}
-RAY=${RAY:-}  # e.g. local: one more server on Ray Serve (WORKERS ingress replicas, one model replica)
+RAY=${RAY:-}  # e.g. local: one more server on Ray Serve (WORKERS ingress replicas)
+RAY_MODEL_REPLICAS=${RAY_MODEL_REPLICAS:-1}  # sharing the one GPU, 1/N of it each
 STOP_AFTER=${STOP_AFTER:-2}  # levels in a row over the goal before a server is left out
 mkdir -p "$OUT"
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | sed 's/^NVIDIA //' || true)
@@ -51,7 +54,7 @@ cat "$OUT/env.txt"
     --graph graphs/whisper_cnn_live.yaml --set vis.backend=torch \
     --set vis.hop_s=$(awk "BEGIN{print $HOP_MS/1000}") --set vis.lookahead_s=$(awk "BEGIN{print (160-$HOP_MS)/1000}") \
     --device "$DEVICE" --batch-window-ms "$WINDOWS" --chunk-ms "$CHUNK_MS" \
-    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" --stop-after "$STOP_AFTER" ${RAY:+--ray "$RAY"} \
+    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" --stop-after "$STOP_AFTER" ${RAY:+--ray "$RAY" --ray-model-replicas "$RAY_MODEL_REPLICAS" --ray-gpus-per-model-replica "$(awk "BEGIN{print 1/$RAY_MODEL_REPLICAS}")"} \
     --audio audio2anim/assets/speech.wav \
     --plot "$OUT/serve-gpu-latency.png" \
     --write-docs --section serve_gpu --machine "1× $GPU, $(nproc) cores, $WORKERS server processes" \

@@ -154,16 +154,20 @@ def start_server(
     ray: str | None = None,
     workers: int = 1,
     shared: bool | None = None,
+    model_replicas: int = 1,
+    gpu_share: float = 1.0,
 ) -> tuple[subprocess.Popen, str, dict[str, int]]:
     """``audio2anim serve`` (``ray``: ``--ray ray``, without metrics, ``workers`` session front
-    ends; else ``workers``: its ``--workers``; ``shared``: ``--shared-models`` or
+    ends and ``model_replicas`` model workers of ``gpu_share`` GPU each; else ``workers``: its ``--workers``; ``shared``: ``--shared-models`` or
     ``--no-shared-models``, None: neither) →
     (its process, the stream URL, the metrics port of each worker and of the model host by
     the prefix its models get in the table: "" for the workers, "host " for the host)."""
     cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", f"--token={token}",
            "--max-sessions", "1000", "--batch-window-ms", f"{window_ms:g}", "--device", device]  # fmt: skip
     if ray is not None:
-        cmd += ["--ray", ray, "--ray-ingress-replicas", str(workers)]
+        cmd += ["--ray", ray, "--ray-ingress-replicas", str(workers),
+                "--ray-model-replicas", str(model_replicas),
+                "--ray-gpus-per-model-replica", f"{gpu_share:g}"]  # fmt: skip
     else:
         cmd += ["--metrics-port", "0", "--workers", str(workers)]
         if shared is not None:
@@ -466,6 +470,10 @@ def main() -> int:
                     help="how the speakers stream (default websocket)")  # fmt: skip
     ap.add_argument("--ray", metavar="ADDRESS",
                     help="also measure audio2anim serve --ray ADDRESS (e.g. local)")  # fmt: skip
+    ap.add_argument("--ray-model-replicas", type=int, default=1, metavar="N",
+                    help="--ray: replicas of the model worker (default 1)")  # fmt: skip
+    ap.add_argument("--ray-gpus-per-model-replica", type=float, default=1.0, metavar="F",
+                    help="--ray --device cuda: each model replica's share of a GPU (default 1)")  # fmt: skip
     ap.add_argument("--plot", type=Path, help="write the latency plot here (PNG)")
     ap.add_argument("--stop-after", type=int, default=2,
                     help="stop after this many levels in a row miss the goal")  # fmt: skip
@@ -498,6 +506,7 @@ def main() -> int:
             proc, url, metrics_ports = start_server(
                 token, args.graph, window, args.device, args.sets, args.transport,
                 args.ray if service == "ray" else None, args.workers, shared_flag[service],
+                args.ray_model_replicas, args.ray_gpus_per_model_replica,
             )  # fmt: skip
             servers[service, window] = (proc, url, token, metrics_ports)
         misses = dict.fromkeys(keys, 0)

@@ -314,6 +314,11 @@ def test_the_deployments_carry_this_process_checkpoint_folders(monkeypatch, tmp_
     for d in (ingress, models):
         assert d.ray_actor_options["runtime_env"] == {"env_vars": env}, d.name
     assert models.ray_actor_options["num_cpus"] == ingress.ray_actor_options["num_cpus"] == 1
+    assert models.ray_actor_options["num_gpus"] == 0  # on the CPU
+    shared = build_app(RaySettings(token=TOKEN, device="cuda", model_replicas=4,
+                                   gpus_per_model_replica=0.25))._bound_deployment  # fmt: skip
+    models = shared.init_args[0]._bound_deployment
+    assert models.ray_actor_options["num_gpus"] == 0.25 and models.num_replicas == 4
     monkeypatch.setenv("AUDIO2ANIM_TORCH_THREADS", "3")  # a tuning the replicas keep too
     assert replica_env()["AUDIO2ANIM_TORCH_THREADS"] == "3"
 
@@ -324,6 +329,7 @@ def test_serve_ray_option_errors_are_one_line(capsys):
     for argv, what in (
         (["--ray", "127.0.0.1:9"], "cannot connect to the Ray cluster"),  # nothing listens
         (["--ray", "local", "--ray-model-replicas", "0"], "--ray-model-replicas: at least 1"),
+        (["--ray", "local", "--ray-gpus-per-model-replica", "1.5"], "a share of one GPU"),
     ):
         pytest.importorskip("ray.serve", reason="Ray Serve is not installed (audio2anim[ray])")
         assert main(["serve", *argv]) == 2

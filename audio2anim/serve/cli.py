@@ -69,6 +69,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--ray-model-replicas", type=int, default=1, metavar="N",
                    help="--ray: replicas of the model worker (default 1)")  # fmt: skip
+    p.add_argument(
+        "--ray-gpus-per-model-replica", type=float, default=1.0, metavar="F",
+        help="--ray --device cuda: the share of a GPU each model replica asks Ray for, in "
+        "(0, 1] (default 1); e.g. 0.25 places four on one GPU",
+    )  # fmt: skip
     p.add_argument("--ray-ingress-replicas", type=int, default=1, metavar="N",
                    help="--ray: replicas of the WebSocket front end (default 1)")  # fmt: skip
     p.add_argument(
@@ -176,6 +181,10 @@ def _serve_ray(args: argparse.Namespace) -> int:
         if value < 1:
             print(f"error: {option}: at least 1", file=sys.stderr)
             return 2
+    if not 0 < args.ray_gpus_per_model_replica <= 1:
+        print("error: --ray-gpus-per-model-replica: a share of one GPU, in (0, 1]",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         from .ray_app import serve_on_ray
     except ImportError as e:

@@ -83,6 +83,7 @@ class RaySettings:
     queue: int = 50
     device: str = "cpu"
     model_replicas: int = 1
+    gpus_per_model_replica: float = 1.0  # with device cuda: several replicas may share a GPU
     ingress_replicas: int = 1
     max_batch: int = DEFAULT_MAX_BATCH
     batch_wait_s: float = 0.0
@@ -304,7 +305,9 @@ def build_app(s: RaySettings):
         ModelWorker, name="models", num_replicas=s.model_replicas,
         # a batch can fill only if that many calls may wait at a replica
         max_ongoing_requests=max(64, 4 * s.max_batch),
-        ray_actor_options=actor_options(s, num_cpus=1, num_gpus=1 if s.device == "cuda" else 0),
+        ray_actor_options=actor_options(
+            s, num_cpus=1, num_gpus=s.gpus_per_model_replica if s.device == "cuda" else 0
+        ),
     ).bind(s)  # fmt: skip
     ingress = serve.deployment(
         Ingress, name="ingress", num_replicas=s.ingress_replicas,
@@ -409,6 +412,7 @@ def serve_on_ray(args) -> int:
         overrides=tuple(args.overrides), host=args.host, port=port, hosts=tuple(args.hosts),
         max_sessions=args.max_sessions, max_chunk=args.max_chunk, queue=args.queue,
         device=args.device, model_replicas=args.ray_model_replicas,
+        gpus_per_model_replica=args.ray_gpus_per_model_replica,
         ingress_replicas=args.ray_ingress_replicas, max_batch=args.ray_max_batch,
         batch_wait_s=args.batch_window_ms / 1000.0, env=replica_env(),
     )  # fmt: skip
@@ -423,9 +427,11 @@ def serve_on_ray(args) -> int:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     gpus = ray.cluster_resources().get("GPU", 0) if settings.device == "cuda" else 0
-    if settings.device == "cuda" and gpus < settings.model_replicas:
-        print(f"error: --device cuda: {settings.model_replicas} model replica(s) need a GPU "
-              f"each; the Ray cluster has {gpus:g}", file=sys.stderr)  # fmt: skip
+    want = settings.model_replicas * settings.gpus_per_model_replica
+    if settings.device == "cuda" and gpus < want - 1e-9:
+        print(f"error: --device cuda: {settings.model_replicas} model replica(s) of "
+              f"{settings.gpus_per_model_replica:g} GPU need {want:g} GPUs; the Ray cluster "
+              f"has {gpus:g}", file=sys.stderr)  # fmt: skip
         ray.shutdown()
         return 2
     cpus = ray.cluster_resources().get("CPU", 0)

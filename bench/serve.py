@@ -156,6 +156,7 @@ def start_server(
     shared: bool | None = None,
     model_replicas: int = 1,
     gpu_share: float = 1.0,
+    warm_batches: int | None = None,
 ) -> tuple[subprocess.Popen, str, dict[str, int]]:
     """``audio2anim serve`` (``ray``: ``--ray ray``, without metrics, ``workers`` session front
     ends and ``model_replicas`` model workers of ``gpu_share`` GPU each; else ``workers``: its ``--workers``; ``shared``: ``--shared-models`` or
@@ -174,6 +175,8 @@ def start_server(
             cmd += ["--shared-models" if shared else "--no-shared-models"]
     if graph:
         cmd += ["--graph", graph]
+    if warm_batches is not None:
+        cmd += ["--warm-batches", str(warm_batches)]
     for override in sets:
         cmd += ["--set", override]
     prefix = "audio2anim serve: "
@@ -474,6 +477,8 @@ def main() -> int:
                     help="--ray: replicas of the model worker (default 1)")  # fmt: skip
     ap.add_argument("--ray-gpus-per-model-replica", type=float, default=1.0, metavar="F",
                     help="--ray --device cuda: each model replica's share of a GPU (default 1)")  # fmt: skip
+    ap.add_argument("--warm-batches", type=int, metavar="N",
+                    help="the servers' --warm-batches (default: theirs)")
     ap.add_argument("--plot", type=Path, help="write the latency plot here (PNG)")
     ap.add_argument("--stop-after", type=int, default=2,
                     help="stop after this many levels in a row miss the goal")  # fmt: skip
@@ -506,7 +511,7 @@ def main() -> int:
             proc, url, metrics_ports = start_server(
                 token, args.graph, window, args.device, args.sets, args.transport,
                 args.ray if service == "ray" else None, args.workers, shared_flag[service],
-                args.ray_model_replicas, args.ray_gpus_per_model_replica,
+                args.ray_model_replicas, args.ray_gpus_per_model_replica, args.warm_batches,
             )  # fmt: skip
             servers[service, window] = (proc, url, token, metrics_ports)
         misses = dict.fromkeys(keys, 0)

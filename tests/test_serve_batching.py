@@ -105,6 +105,37 @@ def test_a_model_in_another_process_gets_a_batch_of_several_shapes_in_one_call()
             np.testing.assert_allclose(out[name], alone[name], atol=1e-5)
 
 
+def test_warming_runs_the_model_at_every_batch_size_on_its_first_calls_inputs():
+    # what `serve --warm-batches N` does at start: the GPU meets each size before sessions do
+    rng = np.random.default_rng(2)
+    run = onnx_run(_front_end())
+    seen: list[dict[str, np.ndarray]] = []
+
+    def recording(feeds):
+        seen.append(feeds)
+        return run(feeds)
+
+    service = BatchingService(1.0)
+    batcher = service.batcher("frontend@test", lambda device: recording, {"h0": 1, "h1": 1})
+    try:
+        first = _front_feeds(rng, 3)
+        batcher.call(first)
+        seen.clear()
+        service.warm(4)
+    finally:
+        service.close()
+    assert [f["h0"].shape[1] for f in seen] == [1, 2, 3, 4]  # batch axis 1 for the GRU state
+    assert [f["logmel"].shape for f in seen] == [(n, 3, first["logmel"].shape[2]) for n in (1, 2, 3, 4)]
+    for name, a in seen[-1].items():  # copies of the first call's inputs
+        axis = 1 if name == "h0" else 0
+        np.testing.assert_array_equal(np.take(a, [3], axis=axis), first[name])
+    unused = ModelBatcher("unused", run)
+    try:
+        assert unused.warm(4) == 0  # a model never called has nothing to copy
+    finally:
+        unused.close()
+
+
 def test_with_two_in_flight_a_batch_runs_while_the_one_before_is_out():
     # the model host's case: a batch's run is mostly a wait on another process
     first_running, release = threading.Event(), threading.Event()
@@ -359,7 +390,10 @@ def test_serve_refuses_a_bad_batch_window_or_a_missing_gpu_in_one_line(python):
     import torch
 
     root = Path(__file__).resolve().parents[1]
-    cases = [(["--batch-window-ms", "-1"], "error: --batch-window-ms: between 0 and 1000")]
+    cases = [
+        (["--batch-window-ms", "-1"], "error: --batch-window-ms: between 0 and 1000"),
+        (["--warm-batches", "-1"], "error: --warm-batches: between 0 and 4096"),
+    ]
     if not torch.cuda.is_available():
         cases.append((["--device", "cuda"], "error: --device cuda: no CUDA device is available"))
     for extra, message in cases:

@@ -117,6 +117,7 @@ class ModelBatcher:
         self.max_batch = max_batch
         self.slots = 0  # callers that will call again (sessions holding a slot)
         self.batches = self.calls = 0
+        self.example: Feeds | None = None  # the first call's inputs (`warm`)
         self._pending: list[_Request] = []
         self._cv = threading.Condition()
         self._closed = False
@@ -138,6 +139,8 @@ class ModelBatcher:
         """Run the model once per group of same-shaped calls; each call's outputs, in order.
         A ``run`` with a ``many`` method (a model in another process) gets every group in one
         call: one round trip per batch, not one per shape."""
+        if self.example is None and inputs:
+            self.example = inputs[0]
         groups: dict[tuple, list[int]] = {}
         for i, feeds in enumerate(inputs):
             groups.setdefault(_signature(feeds, self.axes), []).append(i)
@@ -173,6 +176,20 @@ class ModelBatcher:
             for k, i in enumerate(members):
                 outs[i] = {name: p[k] for name, p in parts.items()}
         return outs
+
+    def warm(self, rows: int) -> int:
+        """Run the model once at every batch size 1 … ``rows``, on copies of its first call's
+        inputs → the sizes run (0 before any call). A GPU prepares each new input shape on
+        first sight (kernels loaded, algorithms chosen); warmed, the sizes a batch of many
+        sessions takes cost no such stall while sessions wait for it."""
+        if self.example is None:
+            return 0
+        one = {
+            name: np.take(a, [0], axis=self.axes.get(name, 0)) for name, a in self.example.items()
+        }
+        for n in range(1, rows + 1):
+            self.run({name: np.repeat(a, n, self.axes.get(name, 0)) for name, a in one.items()})
+        return rows
 
     @property
     def waiting(self) -> int:
@@ -331,6 +348,12 @@ class BatchingService:
                         lambda name=b.name: self.waiting(name)
                     )
             return b
+
+    def warm(self, rows: int) -> None:
+        """`ModelBatcher.warm` for every model run here (not those of ``remote``)."""
+        if self.remote is None:
+            for b in list(self.batchers.values()):
+                b.warm(rows)
 
     def waiting(self, label: str) -> int:
         """Calls waiting in the queues of this service's batchers of model ``label`` (several

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 DEFAULT_BATCH_WINDOW_MS = 5.0  # bench/serve.py on the 2-core CPU: docs/performance.md
+# batch sizes a GPU server runs at start: the host's batches of 300–400 speakers stay below it
+DEFAULT_WARM_BATCHES = 128
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -61,6 +63,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device", choices=("cpu", "cuda"), default="cpu",
         help="where the batched live Whisper encoder and window predictors run (default cpu)",
+    )  # fmt: skip
+    p.add_argument(
+        "--warm-batches", type=int, metavar="N",
+        help="at start, run each batched model at every batch size 1 … N, so that a GPU's "
+        "first sight of a size does not stall sessions (default: 128 with --device cuda, "
+        "else 0)",
     )  # fmt: skip
     p.add_argument(
         "--ray", metavar="ADDRESS",
@@ -136,6 +144,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     if args.shared_models is None:
         args.shared_models = args.workers > 1 and args.device == "cuda"
+    if args.warm_batches is None:
+        args.warm_batches = DEFAULT_WARM_BATCHES if args.device == "cuda" else 0
+    if not 0 <= args.warm_batches <= 4096:
+        print("error: --warm-batches: between 0 and 4096", file=sys.stderr)
+        return 2
     if args.ray is not None:
         if args.workers != 1:
             print("error: --workers: not with --ray (Ray Serve has its replicas)", file=sys.stderr)
@@ -217,7 +230,7 @@ async def _serve(args: argparse.Namespace, worker=None) -> int:
         token=args.token, hosts=tuple(args.hosts), max_sessions=args.max_sessions,
         max_chunk=args.max_chunk, queue=args.queue, metrics=metrics, grpc_port=args.grpc_port,
         batch_window_ms=args.batch_window_ms, device=args.device, reuse_port=worker is not None,
-        remote=remote,
+        remote=remote, warm_batches=args.warm_batches,
     )  # fmt: skip
     who = "" if worker is None else f"worker {worker[0]}: "
     http = None

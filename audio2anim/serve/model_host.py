@@ -104,7 +104,7 @@ class ModelHost:
         self.server = Server(
             graph=args.graph, overrides=tuple(args.overrides), metrics=self.metrics,
             batch_window_ms=max(args.batch_window_ms, 1.0), device=args.device,
-            log=lambda line: None,
+            log=lambda line: None, warm_batches=args.warm_batches,
         )  # fmt: skip
         self.address, self.authkey = address, authkey
         self.loop = asyncio.new_event_loop()

@@ -87,6 +87,7 @@ class RaySettings:
     ingress_replicas: int = 1
     max_batch: int = DEFAULT_MAX_BATCH
     batch_wait_s: float = 0.0
+    warm_batches: int = 0  # the model replicas' (`Server` ``warm_batches``)
     # environment variables of every replica (`replica_env`)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -118,7 +119,7 @@ class ModelWorker:
         # matters to the warm-up's calls
         self.server = Server(
             graph=settings.graph, overrides=settings.overrides, batch_window_ms=1.0,
-            device=settings.device, log=lambda line: None,
+            device=settings.device, log=lambda line: None, warm_batches=settings.warm_batches,
         )  # fmt: skip
         self.served: dict[str, list[int]] = {}  # model label → [calls, batches]
         self._count = threading.Lock()  # two batches may run at once
@@ -414,7 +415,8 @@ def serve_on_ray(args) -> int:
         device=args.device, model_replicas=args.ray_model_replicas,
         gpus_per_model_replica=args.ray_gpus_per_model_replica,
         ingress_replicas=args.ray_ingress_replicas, max_batch=args.ray_max_batch,
-        batch_wait_s=args.batch_window_ms / 1000.0, env=replica_env(),
+        batch_wait_s=args.batch_window_ms / 1000.0, warm_batches=args.warm_batches,
+        env=replica_env(),
     )  # fmt: skip
     local = args.ray == "local"
     need = settings.model_replicas + settings.ingress_replicas  # CPUs: one per replica

@@ -140,6 +140,7 @@ class Server:
         device: str = "cpu",
         reuse_port: bool = False,
         remote=None,
+        warm_batches: int = 0,
     ) -> None:
         self.host, self.port, self.grpc_port = host, port, grpc_port
         self.reuse_port = reuse_port  # SO_REUSEPORT: the ports shared by `serve --workers`
@@ -149,6 +150,7 @@ class Server:
         self.max_sessions, self.max_chunk, self.queue = max_sessions, max_chunk, queue
         self.metrics = metrics or ServeMetrics()
         self.batching = None
+        self.warm_batches = warm_batches  # batch sizes 1 … this run at warm-up (GPU models)
         if batch_window_ms > 0 or remote is not None:
             from .batching import BatchingService
 
@@ -265,7 +267,8 @@ class Server:
 
     async def _warm_up(self, m: MethodGraph) -> None:
         """Run the graph once on half a second of silence: loads the models into the process
-        cache and learns the header (parameter names, frame rate, algorithmic latency)."""
+        cache and learns the header (parameter names, frame rate, algorithmic latency); with
+        ``warm_batches``, then runs the models it batches here at each batch size up to it."""
         from audio2anim.graph.runner import Runner
 
         inbox: asyncio.Queue = asyncio.Queue()
@@ -278,6 +281,8 @@ class Server:
         finally:
             if access is not None:
                 access.close()
+        if self.batching is not None and self.warm_batches > 0:
+            await asyncio.to_thread(self.batching.warm, self.warm_batches)
         if not frames:
             raise RuntimeError(f"{m.file}: the graph produced no frames from 0.5 s of silence")
         m.names, m.fps = frames[0].names, frames[0].fps

@@ -125,7 +125,9 @@ def test_warming_runs_the_model_at_every_batch_size_on_its_first_calls_inputs():
     finally:
         service.close()
     assert [f["h0"].shape[1] for f in seen] == [1, 2, 3, 4]  # batch axis 1 for the GRU state
-    assert [f["logmel"].shape for f in seen] == [(n, 3, first["logmel"].shape[2]) for n in (1, 2, 3, 4)]
+    assert [f["logmel"].shape for f in seen] == [
+        (n, 3, first["logmel"].shape[2]) for n in (1, 2, 3, 4)
+    ]
     for name, a in seen[-1].items():  # copies of the first call's inputs
         axis = 1 if name == "h0" else 0
         np.testing.assert_array_equal(np.take(a, [3], axis=axis), first[name])

@@ -157,6 +157,7 @@ def start_server(
     model_replicas: int = 1,
     gpu_share: float = 1.0,
     warm_batches: int | None = None,
+    ray_direct: bool = False,
 ) -> tuple[subprocess.Popen, str, dict[str, int]]:
     """``audio2anim serve`` (``ray``: ``--ray ray``, without metrics, ``workers`` session front
     ends and ``model_replicas`` model workers of ``gpu_share`` GPU each; else ``workers``: its ``--workers``; ``shared``: ``--shared-models`` or
@@ -169,6 +170,8 @@ def start_server(
         cmd += ["--ray", ray, "--ray-ingress-replicas", str(workers),
                 "--ray-model-replicas", str(model_replicas),
                 "--ray-gpus-per-model-replica", f"{gpu_share:g}"]  # fmt: skip
+        if ray_direct:
+            cmd += ["--ray-direct-port", "0"]
     else:
         cmd += ["--metrics-port", "0", "--workers", str(workers)]
         if shared is not None:
@@ -235,6 +238,12 @@ async def clients(speakers, url, token, recordings, chunk_ms) -> dict:
 
 
 def _clients_in_process(args) -> dict:
+    import gc
+
+    # a forked client process holds the whole bench's heap (recordings, imports): out of the
+    # collector's sight, so that no full collection of it pauses the speakers' event loop
+    # (50–100 ms on the GPU machine) and shows up as the server's latency
+    gc.freeze()
     return asyncio.run(clients(*args))
 
 
@@ -364,7 +373,7 @@ def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_ports,
 
 
 def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="websocket",
-          workers=1) -> str:  # fmt: skip
+          workers=1, ray_direct=False) -> str:  # fmt: skip
     gpu = any(r["gpu"] is not None for r in rows)
     ray = len({r["service"] for r in rows}) > 1 or any(r["service"] != "process" for r in rows)
     over = ", over gRPC" if transport == "grpc" else ""
@@ -407,6 +416,8 @@ def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="webs
         what = "without batching" if window == 0 else f"batch window {window:g} ms"
         if service == "ray":
             what = f"on Ray Serve, {what.replace('without batching', 'batch window 0 ms')}"
+            if ray_direct:
+                what += ", streams to the ingress replicas' own port"
         elif service == "shared":
             what = f"one model process for the workers, {what}"
         lines.append(
@@ -477,6 +488,9 @@ def main() -> int:
                     help="--ray: replicas of the model worker (default 1)")  # fmt: skip
     ap.add_argument("--ray-gpus-per-model-replica", type=float, default=1.0, metavar="F",
                     help="--ray --device cuda: each model replica's share of a GPU (default 1)")  # fmt: skip
+    ap.add_argument("--ray-direct", action="store_true",
+                    help="--ray: the speakers connect to the ingress replicas' own port "
+                    "(--ray-direct-port), not through Ray Serve's proxy")
     ap.add_argument("--warm-batches", type=int, metavar="N",
                     help="the servers' --warm-batches (default: theirs)")
     ap.add_argument("--plot", type=Path, help="write the latency plot here (PNG)")
@@ -512,6 +526,7 @@ def main() -> int:
                 token, args.graph, window, args.device, args.sets, args.transport,
                 args.ray if service == "ray" else None, args.workers, shared_flag[service],
                 args.ray_model_replicas, args.ray_gpus_per_model_replica, args.warm_batches,
+                args.ray_direct,
             )  # fmt: skip
             servers[service, window] = (proc, url, token, metrics_ports)
         misses = dict.fromkeys(keys, 0)
@@ -544,7 +559,7 @@ def main() -> int:
             proc.wait(timeout=60)
     rows.sort(key=lambda r: keys.index((r["service"], r["window"])))
     text = table(rows, voices, args.seconds, args.chunk_ms, args.graph, args.device,
-                 args.client_procs, args.transport, args.workers)  # fmt: skip
+                 args.client_procs, args.transport, args.workers, args.ray_direct)  # fmt: skip
     print(text)
     if args.plot:
         plot(rows, args.plot)

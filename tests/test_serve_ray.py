@@ -48,8 +48,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ray_service(tmp_path_factory):
-    """The application deployed on a new local Ray instance → (its URL, the models' handle).
+def ray_service(ray_deployed):
+    """(the proxy's URL, the models' handle)."""
+    url, _, models = ray_deployed
+    return url, models
+
+
+@pytest.fixture(scope="module")
+def ray_deployed(tmp_path_factory):
+    """The application deployed on a new local Ray instance, its ingress replica listening on a
+    direct port too → (the proxy's URL, the direct port's URL, the models' handle).
     Its predictor checkpoint is `RAY_CHECKPOINT` (the shipped viseme CNN under another name),
     in a folder that only its settings name: this process's environment, which the Ray
     instance's workers inherit, has no $AUDIO2ANIM_CHECKPOINTS."""
@@ -71,12 +79,13 @@ def ray_service(tmp_path_factory):
     try:
         ray_app.start_local_ray(num_cpus=2)
         settings = ray_app.RaySettings(
-            token=TOKEN, port=_free_port(), batch_wait_s=0.002,
+            token=TOKEN, port=_free_port(), batch_wait_s=0.002, direct_port=_free_port(),
             overrides=(f"pred.checkpoint={RAY_CHECKPOINT}",), env={CHECKPOINTS_ENV: str(folder)},
         )  # fmt: skip
         url = ray_app.deploy(settings)
         assert url.startswith("ws://127.0.0.1:")
-        yield url.split("?")[0], serve.get_deployment_handle("models", ray_app.APP_NAME)
+        direct = f"ws://127.0.0.1:{settings.direct_port}/v1/stream"
+        yield url.split("?")[0], direct, serve.get_deployment_handle("models", ray_app.APP_NAME)
     finally:
         try:
             serve.shutdown()
@@ -121,6 +130,24 @@ def test_ray_serve_answers_a_client_as_the_in_process_server_does(ray_service, v
     assert np.ptp(np.asarray(r.values)[:, r.names.index("jawOpen")]) > 0.1  # the mouth moves
     # the session's two models (the viseme front end, the predictor) ran in the model worker
     assert len([m for m in after if after[m] > before.get(m, 0)]) == 2
+
+
+def test_a_stream_to_the_direct_port_bypasses_the_proxy_and_gets_the_same_frames(
+    ray_deployed, voices
+):
+    url, direct, models = ray_deployed
+    a, sr, _ = voices["mama bob"]
+    before = _served(models)
+    r = asyncio.run(stream(direct, TOKEN, a, sr, realtime=False))
+    after = _served(models)
+    via_proxy = asyncio.run(stream(url, TOKEN, a, sr, realtime=False))
+    assert r.end == {"type": "end", "frames": len(r.values), "dropped": 0}
+    assert r.times == pytest.approx(via_proxy.times, abs=1e-9)
+    np.testing.assert_allclose(r.values, via_proxy.values, atol=1e-4)
+    # the models ran in the model worker, as for the proxy's streams
+    assert len([m for m in after if after[m] > before.get(m, 0)]) == 2
+    with pytest.raises(ServeError, match=r"refused \(403"):  # the same checks as the proxy's
+        asyncio.run(stream(direct, "not-the-token-0123456789", a, sr, realtime=False))
 
 
 def test_ray_replicas_find_a_checkpoint_through_their_settings(ray_service, voices):
@@ -330,6 +357,8 @@ def test_serve_ray_option_errors_are_one_line(capsys):
         (["--ray", "127.0.0.1:9"], "cannot connect to the Ray cluster"),  # nothing listens
         (["--ray", "local", "--ray-model-replicas", "0"], "--ray-model-replicas: at least 1"),
         (["--ray", "local", "--ray-gpus-per-model-replica", "1.5"], "a share of one GPU"),
+        (["--ray", "local", "--ray-direct-port", "70000"], "--ray-direct-port: a port number"),
+        (["--ray-direct-port", "0"], "--ray-direct-port: only with --ray"),
     ):
         pytest.importorskip("ray.serve", reason="Ray Serve is not installed (audio2anim[ray])")
         assert main(["serve", *argv]) == 2

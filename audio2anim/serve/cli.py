@@ -85,6 +85,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-ingress-replicas", type=int, default=1, metavar="N",
                    help="--ray: replicas of the WebSocket front end (default 1)")  # fmt: skip
     p.add_argument(
+        "--ray-direct-port", type=int, metavar="N",
+        help="--ray: each ingress replica also listens on port N of its node (0: a free one), "
+        "the node's replicas sharing it, so that streams bypass Ray Serve's HTTP proxy; the "
+        "printed URL is then this port's",
+    )  # fmt: skip
+    p.add_argument(
         "--ray-max-batch", type=int, default=256, metavar="N",
         help="--ray: most requests (an ingress replica's stacked calls) in one batch of the "
         "model worker (default 256); it takes those waiting, the ingress has waited "
@@ -149,6 +155,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.warm_batches <= 4096:
         print("error: --warm-batches: between 0 and 4096", file=sys.stderr)
         return 2
+    if args.ray is None and args.ray_direct_port is not None:
+        print("error: --ray-direct-port: only with --ray", file=sys.stderr)
+        return 2
     if args.ray is not None:
         if args.workers != 1:
             print("error: --workers: not with --ray (Ray Serve has its replicas)", file=sys.stderr)
@@ -194,6 +203,9 @@ def _serve_ray(args: argparse.Namespace) -> int:
         if value < 1:
             print(f"error: {option}: at least 1", file=sys.stderr)
             return 2
+    if args.ray_direct_port is not None and not 0 <= args.ray_direct_port <= 65535:
+        print("error: --ray-direct-port: a port number, 0 … 65535", file=sys.stderr)
+        return 2
     if not 0 < args.ray_gpus_per_model_replica <= 1:
         print("error: --ray-gpus-per-model-replica: a share of one GPU, in (0, 1]",
               file=sys.stderr)  # fmt: skip

@@ -20,6 +20,11 @@ Two Ray Serve deployments (docs/serve.md, "On Ray Serve"), each with its own rep
   which stack the calls of its sessions and send each stack to the ``models`` deployment's
   handle as one request, as a worker of ``serve --workers K --shared-models`` sends its stacks
   to the model host.
+  With ``direct_port`` each replica also listens on that port of its node itself
+  (`Server.start`, the node's replicas sharing it through SO_REUSEPORT, the kernel spreading
+  the connections): every WebSocket message through the proxy costs the proxy and the replica
+  a Ray call each, and one proxy per node carries them all, so streams that connect there
+  bypass it.
 
 A model worker replica finds the model a call names by the batcher key (the exported file, or
 the encoder's source and weights), so every node must hold the same models at the same paths
@@ -88,6 +93,9 @@ class RaySettings:
     max_batch: int = DEFAULT_MAX_BATCH
     batch_wait_s: float = 0.0
     warm_batches: int = 0  # the model replicas' (`Server` ``warm_batches``)
+    # each ingress replica's own WebSocket listener on this port of its node (None: none),
+    # shared by the node's replicas (SO_REUSEPORT): the streams bypass the HTTP proxy
+    direct_port: int | None = None
     # environment variables of every replica (`replica_env`)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -185,15 +193,17 @@ class _RemoteCall:
 
 
 class _IngressServer(Server):
-    """`Server` as an ingress replica's session host: no listener of its own (Ray Serve's proxy
-    is the listener), its sessions' model calls to the ``models`` deployment."""
+    """`Server` as an ingress replica's session host, its sessions' model calls to the
+    ``models`` deployment. Its listener (`Server.start`, on ``direct_port`` shared with the
+    node's other ingress replicas) only with ``direct_port``; Ray Serve's proxy is the other."""
 
     def __init__(self, handle, s: RaySettings) -> None:
         # as a worker of `serve --workers K --shared-models` with its model host: the replica's
         # batchers stack its sessions' calls within the window and send one request per model
         # (two on their way at once), not one per session and hop
         super().__init__(
-            s.host, s.port, graph=s.graph, overrides=s.overrides, token=s.token, hosts=s.hosts,
+            s.host, s.port if s.direct_port is None else s.direct_port, graph=s.graph,
+            overrides=s.overrides, token=s.token, hosts=s.hosts, reuse_port=True,
             max_sessions=s.max_sessions, max_chunk=s.max_chunk, queue=s.queue,
             batch_window_ms=s.batch_wait_s * 1000.0,
             remote=lambda graph, key: _RemoteCall(handle.call, graph, key),
@@ -235,16 +245,21 @@ class Ingress:
     """The ``ingress`` deployment: ``audio2anim serve``'s WebSocket protocol at ``/v1/stream``."""
 
     async def __init__(self, models, settings: RaySettings) -> None:
+        self.settings = settings
         self.server = _IngressServer(models, settings)
-        await self.server.method(None)  # loads the graph, warms it up through the worker
+        # loads the graph, warms it up through the worker (and listens on the direct port)
+        if settings.direct_port is None:
+            await self.server.method(None)
+        else:
+            await self.server.start()
         settle_heap()
 
     @api.websocket("/v1/stream")
     async def stream(self, ws: WebSocket) -> None:
-        server = self.server
+        server, s = self.server, self.settings
         host = ws.headers.get("host")
         refusal = None
-        if not host_allowed(host, server.host, server.port, server.hosts):
+        if not host_allowed(host, s.host, s.port, s.hosts):  # the proxy's address
             refusal = "host"
         elif not token_ok(ws.query_params.get("token"), server.token):
             refusal = "token"
@@ -403,11 +418,18 @@ def serve_on_ray(args) -> int:
     except (GraphError, OSError, ValueError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
-    port = args.port
-    if port == 0:  # Ray Serve's proxy needs a port number: a free one now
+    def free_port() -> int:  # the replicas and the proxy need a port number: a free one now
         with socket.socket() as sock:
             sock.bind((args.host, 0))
-            port = sock.getsockname()[1]
+            return sock.getsockname()[1]
+
+    port = args.port or free_port()
+    direct = args.ray_direct_port
+    if direct == 0:
+        direct = free_port()
+    if direct is not None and direct == port:
+        print(f"error: --ray-direct-port: {direct} is the proxy's --port", file=sys.stderr)
+        return 2
     settings = RaySettings(
         token=args.token or new_token(), graph=args.graph,
         overrides=tuple(args.overrides), host=args.host, port=port, hosts=tuple(args.hosts),
@@ -416,7 +438,7 @@ def serve_on_ray(args) -> int:
         gpus_per_model_replica=args.ray_gpus_per_model_replica,
         ingress_replicas=args.ray_ingress_replicas, max_batch=args.ray_max_batch,
         batch_wait_s=args.batch_window_ms / 1000.0, warm_batches=args.warm_batches,
-        env=replica_env(),
+        direct_port=direct, env=replica_env(),
     )  # fmt: skip
     local = args.ray == "local"
     need = settings.model_replicas + settings.ingress_replicas  # CPUs: one per replica
@@ -445,9 +467,10 @@ def serve_on_ray(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda s, _frame: (received.append(s), stop.set()))
     try:
-        warning = exposure_warning("audio2anim serve (Ray Serve proxy)", args.host, port)
-        if warning:
-            print(warning, file=sys.stderr, flush=True)
+        for what, p in (("Ray Serve proxy", port), ("ingress replicas", direct)):
+            warning = p is not None and exposure_warning(f"audio2anim serve ({what})", args.host, p)
+            if warning:
+                print(warning, file=sys.stderr, flush=True)
         try:
             url = deploy(settings)
         except Refused as e:
@@ -460,7 +483,12 @@ def serve_on_ray(args) -> int:
                     serve.delete(APP_NAME)
             return 2
         where = "a local Ray instance" if local else f"the Ray cluster at {args.ray}"
-        print(f"audio2anim serve: {url}", file=sys.stderr, flush=True)
+        if direct is not None:  # the streams' address; the proxy's serves too
+            print(f"audio2anim serve: ws://{args.host}:{direct}/v1/stream?token={settings.token}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            print(f"  through Ray Serve's proxy: {url}", file=sys.stderr, flush=True)
+        else:
+            print(f"audio2anim serve: {url}", file=sys.stderr, flush=True)
         print(f"  on {where}: {settings.ingress_replicas} ingress and {settings.model_replicas}"
               f" model replica(s)", file=sys.stderr, flush=True)  # fmt: skip
         while not stop.wait(0.5):

@@ -418,6 +418,7 @@ def serve_on_ray(args) -> int:
     except (GraphError, OSError, ValueError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
+
     def free_port() -> int:  # the replicas and the proxy need a port number: a free one now
         with socket.socket() as sock:
             sock.bind((args.host, 0))

@@ -37,7 +37,7 @@ WORKERS=${WORKERS:-12}
 RAY=${RAY:-}  # e.g. local: one more server on Ray Serve (WORKERS ingress replicas)
 RAY_MODEL_REPLICAS=${RAY_MODEL_REPLICAS:-1}  # sharing the one GPU, 1/N of it each
 RAY_DIRECT=${RAY_DIRECT:-}  # 1: the speakers connect to the ingress replicas' own port, not the proxy
-WARM=${WARM:-}  # the servers' --warm-batches (default: theirs, 128 on cuda)
+WARM=${WARM:-}  # the servers' --warm-batches N (default: theirs, off)
 STOP_AFTER=${STOP_AFTER:-2}  # levels in a row over the goal before a server is left out
 mkdir -p "$OUT"
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | sed 's/^NVIDIA //' || true)

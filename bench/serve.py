@@ -241,8 +241,9 @@ def _clients_in_process(args) -> dict:
     import gc
 
     # a forked client process holds the whole bench's heap (recordings, imports): out of the
-    # collector's sight, so that no full collection of it pauses the speakers' event loop
-    # (50–100 ms on the GPU machine) and shows up as the server's latency
+    # collector's sight, so that no full collection walks it while the speakers' event loop
+    # waits (on the GPU machine the bench's processes had full collections of 50–110 ms),
+    # which would count as the server's latency
     gc.freeze()
     return asyncio.run(clients(*args))
 
@@ -490,9 +491,9 @@ def main() -> int:
                     help="--ray --device cuda: each model replica's share of a GPU (default 1)")  # fmt: skip
     ap.add_argument("--ray-direct", action="store_true",
                     help="--ray: the speakers connect to the ingress replicas' own port "
-                    "(--ray-direct-port), not through Ray Serve's proxy")
+                    "(--ray-direct-port), not through Ray Serve's proxy")  # fmt: skip
     ap.add_argument("--warm-batches", type=int, metavar="N",
-                    help="the servers' --warm-batches (default: theirs)")
+                    help="the servers' --warm-batches (default: theirs)")  # fmt: skip
     ap.add_argument("--plot", type=Path, help="write the latency plot here (PNG)")
     ap.add_argument("--stop-after", type=int, default=2,
                     help="stop after this many levels in a row miss the goal")  # fmt: skip

@@ -19,8 +19,6 @@ import sys
 from pathlib import Path
 
 DEFAULT_BATCH_WINDOW_MS = 5.0  # bench/serve.py on the 2-core CPU: docs/performance.md
-# batch sizes a GPU server runs at start: the host's batches of 300–400 speakers stay below it
-DEFAULT_WARM_BATCHES = 128
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -65,10 +63,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="where the batched live Whisper encoder and window predictors run (default cpu)",
     )  # fmt: skip
     p.add_argument(
-        "--warm-batches", type=int, metavar="N",
+        "--warm-batches", type=int, default=0, metavar="N",
         help="at start, run each batched model at every batch size 1 … N, so that a GPU's "
-        "first sight of a size does not stall sessions (default: 128 with --device cuda, "
-        "else 0)",
+        "first sight of a size does not stall sessions (default 0: off)",
     )  # fmt: skip
     p.add_argument(
         "--ray", metavar="ADDRESS",
@@ -150,8 +147,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     if args.shared_models is None:
         args.shared_models = args.workers > 1 and args.device == "cuda"
-    if args.warm_batches is None:
-        args.warm_batches = DEFAULT_WARM_BATCHES if args.device == "cuda" else 0
     if not 0 <= args.warm_batches <= 4096:
         print("error: --warm-batches: between 0 and 4096", file=sys.stderr)
         return 2

@@ -36,6 +36,7 @@ PROCS=${PROCS:-8}
 WORKERS=${WORKERS:-12}
 RAY=${RAY:-}  # e.g. local: one more server on Ray Serve (WORKERS ingress replicas)
 RAY_MODEL_REPLICAS=${RAY_MODEL_REPLICAS:-1}  # sharing the one GPU, 1/N of it each
+RAY_MODEL_CALLS=${RAY_MODEL_CALLS:-socket}  # or serve: through the deployment's handle
 RAY_DIRECT=${RAY_DIRECT:-}  # 1: the speakers connect to the ingress replicas' own port, not the proxy
 WARM=${WARM:-}  # the servers' --warm-batches N (default: theirs, off)
 STOP_AFTER=${STOP_AFTER:-2}  # levels in a row over the goal before a server is left out
@@ -56,7 +57,7 @@ cat "$OUT/env.txt"
     --graph graphs/whisper_cnn_live.yaml --set vis.backend=torch \
     --set vis.hop_s=$(awk "BEGIN{print $HOP_MS/1000}") --set vis.lookahead_s=$(awk "BEGIN{print (160-$HOP_MS)/1000}") \
     --device "$DEVICE" --batch-window-ms "$WINDOWS" --chunk-ms "$CHUNK_MS" \
-    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" --stop-after "$STOP_AFTER" ${WARM:+--warm-batches "$WARM"} ${RAY:+--ray "$RAY" --ray-model-replicas "$RAY_MODEL_REPLICAS" --ray-gpus-per-model-replica "$(awk "BEGIN{print 1/$RAY_MODEL_REPLICAS}")"} ${RAY_DIRECT:+--ray-direct} \
+    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" --stop-after "$STOP_AFTER" ${WARM:+--warm-batches "$WARM"} ${RAY:+--ray "$RAY" --ray-model-replicas "$RAY_MODEL_REPLICAS" --ray-gpus-per-model-replica "$(awk "BEGIN{print 1/$RAY_MODEL_REPLICAS}")"} ${RAY_DIRECT:+--ray-direct} ${RAY:+--ray-model-calls "$RAY_MODEL_CALLS"} \
     --audio audio2anim/assets/speech.wav \
     --plot "$OUT/serve-gpu-latency.png" \
     --write-docs --section serve_gpu --machine "1× $GPU, $(nproc) cores, $WORKERS server processes" \

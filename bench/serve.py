@@ -158,6 +158,7 @@ def start_server(
     gpu_share: float = 1.0,
     warm_batches: int | None = None,
     ray_direct: bool = False,
+    ray_model_calls: str = "socket",
 ) -> tuple[subprocess.Popen, str, dict[str, int]]:
     """``audio2anim serve`` (``ray``: ``--ray ray``, without metrics, ``workers`` session front
     ends and ``model_replicas`` model workers of ``gpu_share`` GPU each; else ``workers``: its ``--workers``; ``shared``: ``--shared-models`` or
@@ -172,6 +173,7 @@ def start_server(
                 "--ray-gpus-per-model-replica", f"{gpu_share:g}"]  # fmt: skip
         if ray_direct:
             cmd += ["--ray-direct-port", "0"]
+        cmd += ["--ray-model-calls", ray_model_calls]
     else:
         cmd += ["--metrics-port", "0", "--workers", str(workers)]
         if shared is not None:
@@ -374,7 +376,7 @@ def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_ports,
 
 
 def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="websocket",
-          workers=1, ray_direct=False) -> str:  # fmt: skip
+          workers=1, ray_direct=False, ray_model_calls="socket") -> str:  # fmt: skip
     gpu = any(r["gpu"] is not None for r in rows)
     ray = len({r["service"] for r in rows}) > 1 or any(r["service"] != "process" for r in rows)
     over = ", over gRPC" if transport == "grpc" else ""
@@ -419,6 +421,8 @@ def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="webs
             what = f"on Ray Serve, {what.replace('without batching', 'batch window 0 ms')}"
             if ray_direct:
                 what += ", streams to the ingress replicas' own port"
+            if ray_model_calls == "serve":
+                what += ", model calls through the deployment's handle"
         elif service == "shared":
             what = f"one model process for the workers, {what}"
         lines.append(
@@ -492,6 +496,8 @@ def main() -> int:
     ap.add_argument("--ray-direct", action="store_true",
                     help="--ray: the speakers connect to the ingress replicas' own port "
                     "(--ray-direct-port), not through Ray Serve's proxy")  # fmt: skip
+    ap.add_argument("--ray-model-calls", choices=("socket", "serve"), default="socket",
+                    help="--ray: the server's --ray-model-calls")  # fmt: skip
     ap.add_argument("--warm-batches", type=int, metavar="N",
                     help="the servers' --warm-batches (default: theirs)")  # fmt: skip
     ap.add_argument("--plot", type=Path, help="write the latency plot here (PNG)")
@@ -527,7 +533,7 @@ def main() -> int:
                 token, args.graph, window, args.device, args.sets, args.transport,
                 args.ray if service == "ray" else None, args.workers, shared_flag[service],
                 args.ray_model_replicas, args.ray_gpus_per_model_replica, args.warm_batches,
-                args.ray_direct,
+                args.ray_direct, args.ray_model_calls,
             )  # fmt: skip
             servers[service, window] = (proc, url, token, metrics_ports)
         misses = dict.fromkeys(keys, 0)
@@ -560,7 +566,8 @@ def main() -> int:
             proc.wait(timeout=60)
     rows.sort(key=lambda r: keys.index((r["service"], r["window"])))
     text = table(rows, voices, args.seconds, args.chunk_ms, args.graph, args.device,
-                 args.client_procs, args.transport, args.workers, args.ray_direct)  # fmt: skip
+                 args.client_procs, args.transport, args.workers, args.ray_direct,
+                 args.ray_model_calls)  # fmt: skip
     print(text)
     if args.plot:
         plot(rows, args.plot)

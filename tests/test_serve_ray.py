@@ -5,14 +5,15 @@ with the shipped viseme CNN graph, its predictor's checkpoint named by a folder 
 deployments' settings carry (the replicas find it through their runtime_env, not this
 process's environment): a client streaming an espeak-ng sentence file gets the
 frames the in-process server sends for the same audio, its model calls having gone to the
-model worker deployment; two concurrent sessions each get their own; a wrong token, Host or
+model worker deployment (over the model replica's socket), as do those of a client streaming to
+the ingress replica's own port; two concurrent sessions each get their own; a wrong token, Host or
 start message is refused as ``audio2anim serve`` refuses it; deploying again with another port
 on the running Serve is one line naming its port, and deploying a second application on the
 cluster is refused with one line. Without Ray Serve installed (the
 ``ray`` extra) these are skipped. Without a Ray instance: the ingress' model calls carry the
 graph their model belongs to and find the worker's model by its key, the deployments carry
 this process's checkpoint folders, and the command's option errors are one line. Slow (each its own Ray instance): ``serve --ray local`` streams a
-file and stops on SIGINT; a missing checkpoint fails the deployment with one line naming it."""
+file with the model calls through the deployment's handle and stops on SIGINT; a missing checkpoint fails the deployment with one line naming it."""
 
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ def test_a_stream_to_the_direct_port_bypasses_the_proxy_and_gets_the_same_frames
     assert r.end == {"type": "end", "frames": len(r.values), "dropped": 0}
     assert r.times == pytest.approx(via_proxy.times, abs=1e-9)
     np.testing.assert_allclose(r.values, via_proxy.values, atol=1e-4)
-    # the models ran in the model worker, as for the proxy's streams
+    # the models ran in the model worker (over its socket), as for the proxy's streams
     assert len([m for m in after if after[m] > before.get(m, 0)]) == 2
     with pytest.raises(ServeError, match=r"refused \(403"):  # the same checks as the proxy's
         asyncio.run(stream(direct, "not-the-token-0123456789", a, sr, realtime=False))
@@ -378,12 +379,13 @@ def _serve_cli(*args: str):
 
 @pytest.mark.slow
 def test_serve_ray_local_streams_then_stops_on_sigint(tmp_path, voices):
+    # the model calls through the deployment's handle (the module's service uses sockets)
     import signal
 
     pytest.importorskip("ray.serve", reason="Ray Serve is not installed (audio2anim[ray])")
     a, sr, _ = voices["mama bob"]
     sf.write(tmp_path / "mama.wav", a, sr)
-    proc = _serve_cli("--token", TOKEN)
+    proc = _serve_cli("--token", TOKEN, "--ray-model-calls", "serve")
     try:
         url = None
         for line in proc.stderr:

@@ -156,3 +156,45 @@ def test_shared_models_want_more_than_one_worker(python):
     assert done.stderr.splitlines() == [
         "error: --shared-models: with --workers K > 1 (one process has one set of models anyway)"
     ]
+
+
+def test_a_model_host_over_tcp_answers_as_the_model_does_taking_turns_with_another():
+    # what a Ray model replica serves (`serve --ray --ray-model-calls socket`): the same host
+    # over TCP, where a caller with the addresses of two hosts alternates between them
+    import threading
+
+    from audio2anim.serve.model_host import ModelHost, RemoteModel
+    from audio2anim.serve.server import Server
+
+    async def hosts():
+        server = Server(batch_window_ms=1.0, port=0)
+        await server.method(None)
+        out = []
+        for _ in range(2):
+            host = ModelHost(server, ("127.0.0.1", 0), b"k" * 32, lambda graph: None)
+            host.listen()
+            threading.Thread(target=host.serve_forever, daemon=True).start()
+            out.append(host)
+        return server, out
+
+    server, (a, b) = asyncio.run(hosts())
+    try:
+        key, batcher = next(iter(server.batching.batchers.items()))
+        feeds = batcher.example  # the warm-up's first call of this model
+        remote = RemoteModel([a.address, b.address], b"k" * 32, None, key)
+        answers = [remote(feeds) for _ in range(4)]
+        assert (a.calls, b.calls) == (2, 2)
+        alone = batcher.run(feeds)
+        for out in answers:
+            for name in alone:
+                np.testing.assert_allclose(out[name], alone[name], atol=1e-6)
+        from multiprocessing import AuthenticationError
+
+        with pytest.raises(AuthenticationError):  # a caller without the key is refused
+            RemoteModel([a.address], b"x" * 32, None, key)(feeds)
+        assert remote(feeds).keys() == alone.keys()  # and the hosts go on answering
+        assert (a.calls, b.calls) == (3, 2)
+    finally:
+        for host in (a, b):
+            host.close()
+        server.batching.close()

@@ -88,6 +88,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "printed URL is then this port's",
     )  # fmt: skip
     p.add_argument(
+        "--ray-model-calls", choices=("socket", "serve"), default="socket",
+        help="--ray: how an ingress replica's batches reach the model replicas: 'socket', "
+        "each model replica's own TCP socket on its node, its key derived from the token; "
+        "'serve', requests through the deployment's handle (default socket)",
+    )  # fmt: skip
+    p.add_argument(
         "--ray-max-batch", type=int, default=256, metavar="N",
         help="--ray: most requests (an ingress replica's stacked calls) in one batch of the "
         "model worker (default 256); it takes those waiting, the ingress has waited "

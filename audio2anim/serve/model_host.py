@@ -27,12 +27,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import secrets
 import signal
+import socket
 import sys
 import tempfile
 import threading
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
 
@@ -49,11 +52,16 @@ class RemoteModel:
     """A worker's `ModelCall` of one model in the host: blocks until the host answers. Calls
     may come from several threads at once (a model batcher with more than one batch in
     flight): each takes an idle connection, or opens one, and gives it back after the answer.
-    ``many`` sends several calls (a worker batch's groups of different shapes) in one message."""
+    ``many`` sends several calls (a worker batch's groups of different shapes) in one message.
+    ``address``: a Unix socket path or a ``(host, port)`` (TCP), or a list of them (hosts that
+    hold the same models, e.g. Ray model replicas): each call goes to the next in turn."""
 
-    def __init__(self, address: str, authkey: bytes, graph: str | None, key: str) -> None:
-        self.address, self.authkey, self.graph, self.key = address, authkey, graph, key
-        self._idle: list = []
+    def __init__(self, address, authkey: bytes, graph: str | None, key: str) -> None:
+        addresses = address if isinstance(address, list) else [address]
+        self.addresses = [tuple(a) if isinstance(a, (list, tuple)) else a for a in addresses]
+        self.authkey, self.graph, self.key = authkey, graph, key
+        self._idle: dict = {a: [] for a in self.addresses}
+        self._turn = itertools.cycle(self.addresses)
         self._lock = threading.Lock()
 
     def __call__(self, feeds: dict) -> dict:
@@ -61,10 +69,14 @@ class RemoteModel:
 
     def many(self, calls: list[dict]) -> list[dict]:
         with self._lock:
-            conn = self._idle.pop() if self._idle else None
+            address = next(self._turn)
+            idle = self._idle[address]
+            conn = idle.pop() if idle else None
         try:
             if conn is None:
-                conn = Client(self.address, "AF_UNIX", authkey=self.authkey)
+                conn = Client(address, authkey=self.authkey)
+                if not isinstance(address, str):
+                    no_delay(conn)
             conn.send((self.graph, self.key, calls))
             status, value = conn.recv()
         except (EOFError, OSError) as e:
@@ -73,13 +85,24 @@ class RemoteModel:
                     conn.close()
             raise RuntimeError(f"model host: connection lost ({e or type(e).__name__})") from None
         with self._lock:
-            self._idle.append(conn)
+            self._idle[address].append(conn)
         if status != "ok":
             raise RuntimeError(f"model host: {value}")
         return value
 
 
-def remote_models(address: str, authkey: bytes):
+def no_delay(conn) -> None:
+    """A TCP connection sends each message at once: a message over 16 KB goes out in two
+    writes, and Nagle's algorithm holds the second until the first is acknowledged, which a
+    delayed ACK makes 40 ms or more (measured: 48 ms a call against 2 ms)."""
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    finally:
+        sock.close()
+
+
+def remote_models(address, authkey: bytes):
     """The factory `audio2anim.serve.batching.BatchingService` takes as ``remote``: (graph,
     key) → a `RemoteModel`."""
 
@@ -90,45 +113,40 @@ def remote_models(address: str, authkey: bytes):
 
 
 class ModelHost:
-    """The host's side: a `Server` that never listens holds the models (its batching service
-    on ``device``); each worker connection is served on a thread of its own."""
+    """The host's side: ``server`` (a `Server` that never listens) holds the models in its
+    batching service; each connection to ``address`` (a Unix socket path, or ``(host, port)``
+    for TCP, port 0: any free one) is served on a thread of its own. ``load(graph)`` loads a
+    graph the server has not loaded yet (a worker's session of another shipped graph)."""
 
-    def __init__(self, args: argparse.Namespace, address: str, authkey: bytes) -> None:
-        from audio2anim.graph.metrics import ServeMetrics
-
-        from .server import Server
-
-        self.metrics = ServeMetrics()
-        # a window is only the warm-up's: the host's batchers hold no slots, so a batch takes
-        # what has arrived
-        self.server = Server(
-            graph=args.graph, overrides=tuple(args.overrides), metrics=self.metrics,
-            batch_window_ms=max(args.batch_window_ms, 1.0), device=args.device,
-            log=lambda line: None, warm_batches=args.warm_batches,
-        )  # fmt: skip
-        self.address, self.authkey = address, authkey
-        self.loop = asyncio.new_event_loop()
-        self._loop_thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._loop_thread.start()
+    def __init__(self, server, address, authkey: bytes, load) -> None:
+        self.server, self.address, self.authkey, self._load = server, address, authkey, load
         self.listener: Listener | None = None
+        self._closed = False
         self.calls = 0
+        self.served: dict[str, list[int]] = {}  # model label → [calls, requests]
         self._count = threading.Lock()
 
-    def load(self, graph: str | None) -> None:
-        """Load and warm up a graph (None: the command's ``--graph``): its models' batchers open."""
-        asyncio.run_coroutine_threadsafe(self.server.method(graph), self.loop).result()
-
-    def listen(self) -> None:
-        self.listener = Listener(self.address, "AF_UNIX", authkey=self.authkey)
-        os.chmod(self.address, 0o600)
+    def listen(self):
+        """Listen → the address listened on (with the port TCP gave)."""
+        self.listener = Listener(self.address, authkey=self.authkey)
+        self.address = self.listener.address
+        if isinstance(self.address, str):
+            os.chmod(self.address, 0o600)
+        return self.address
 
     def serve_forever(self) -> None:
         """Accept worker connections until the listener is closed."""
         while True:
             try:
                 conn = self.listener.accept()
-            except (OSError, EOFError):
-                return  # closed (stopping), or a peer without the key: refused by accept
+            except (AuthenticationError, EOFError, ConnectionError):
+                continue  # a peer without the key, or gone during the handshake: refused
+            except OSError:
+                if self._closed:
+                    return  # stopping
+                continue
+            if not isinstance(self.address, str):
+                no_delay(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn) -> None:
@@ -141,7 +159,7 @@ class ModelHost:
                     return  # the worker closed it
                 try:
                     if key not in batchers:
-                        self.load(graph)
+                        self._load(graph)
                     if key not in batchers:
                         raise LookupError(
                             f"graph {graph or self.server.graph_file!r} has no model {key!r}"
@@ -151,6 +169,9 @@ class ModelHost:
                     answer = ("ok", [f.result() for f in futures])
                     with self._count:
                         self.calls += len(calls)
+                        served = self.served.setdefault(batchers[key].name, [0, 0])
+                        served[0] += len(calls)
+                        served[1] += 1
                 except Exception as e:  # noqa: BLE001 - the worker's session reports it
                     answer = ("error", f"{type(e).__name__}: {str(e).splitlines()[0]}")
                 try:
@@ -159,21 +180,23 @@ class ModelHost:
                     return
 
     def close(self) -> None:
+        """Stop listening (the connections being served end with their workers)."""
+        self._closed = True
         if self.listener is not None:
             with contextlib.suppress(OSError):
                 self.listener.close()
-        if self.server.batching is not None:
-            self.server.batching.close()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        with contextlib.suppress(OSError):
-            os.unlink(self.address)
-            os.rmdir(os.path.dirname(self.address))
+        if isinstance(self.address, str):
+            with contextlib.suppress(OSError):
+                os.unlink(self.address)
+                os.rmdir(os.path.dirname(self.address))
 
 
 def host_main(args: argparse.Namespace, address: str, authkey: bytes, conn) -> None:
     """The model host process (multiprocessing spawn target): load, say ``("ready",)`` or
     ``("error", line)`` on ``conn``, serve until SIGTERM (SIGINT is the workers') or until the parent goes away."""
-    from .server import settle_heap
+    from audio2anim.graph.metrics import ServeMetrics
+
+    from .server import Server, settle_heap
 
     stop = threading.Event()
 
@@ -181,17 +204,30 @@ def host_main(args: argparse.Namespace, address: str, authkey: bytes, conn) -> N
     # whole process group, and the workers' sessions still need the models while they drain
     signal.signal(signal.SIGTERM, lambda sig, frame: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    host = None
+    metrics = ServeMetrics()
+    # a window is only the warm-up's: the host's batchers hold no slots, so a batch takes
+    # what has arrived
+    server = Server(
+        graph=args.graph, overrides=tuple(args.overrides), metrics=metrics,
+        batch_window_ms=max(args.batch_window_ms, 1.0), device=args.device,
+        log=lambda line: None, warm_batches=args.warm_batches,
+    )  # fmt: skip
+    loop = asyncio.new_event_loop()  # the server's: graphs load there
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    def load(graph: str | None) -> None:
+        asyncio.run_coroutine_threadsafe(server.method(graph), loop).result()
+
+    host = ModelHost(server, address, authkey, load)
     try:
-        host = ModelHost(args, address, authkey)
-        host.load(None)
+        load(None)
         host.listen()
         settle_heap()
     except Exception as e:  # noqa: BLE001 - the parent prints the one line and stops
         with contextlib.suppress(OSError):
             conn.send(("error", f"model host: {str(e).splitlines()[0]}"))
-        if host is not None:
-            host.close()
+        host.close()
+        server.batching.close()
         sys.exit(2)
     http = None
     if args.metrics_port is not None:
@@ -199,7 +235,7 @@ def host_main(args: argparse.Namespace, address: str, authkey: bytes, conn) -> N
 
         port = args.metrics_port + args.workers if args.metrics_port else 0
         try:
-            http = serve_metrics(args.metrics_host, port, host.metrics.registry)
+            http = serve_metrics(args.metrics_host, port, metrics.registry)
             print(f"model host metrics: http://{args.metrics_host}:{http.server_address[1]}"
                   "/metrics", file=sys.stderr, flush=True)  # fmt: skip
         except OSError as e:
@@ -216,6 +252,8 @@ def host_main(args: argparse.Namespace, address: str, authkey: bytes, conn) -> N
     while not stop.wait(0.5):
         pass
     host.close()
+    server.batching.close()
+    loop.call_soon_threadsafe(loop.stop)
     if http is not None:
         http.shutdown()
         http.server_close()

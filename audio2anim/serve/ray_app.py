@@ -5,7 +5,10 @@ Two Ray Serve deployments (docs/serve.md, "On Ray Serve"), each with its own rep
 - ``models`` (`ModelWorker`): the heavy models of the method graph (the ONNX viseme front end
   and predictors, the live Whisper encoder), loaded once per replica by warming the graph up
   through an in-process `audio2anim.serve.batching.BatchingService` (so its model batchers,
-  keyed as the sessions' operators key them, hold the models on the replica's device). Its
+  keyed as the sessions' operators key them, hold the models on the replica's device). With
+  ``model_calls="socket"`` (the default) it also serves them as `ModelHost` does for
+  ``serve --workers``: on a free TCP port of its node (``wire_address``), to peers that prove
+  a key derived from the token, stacking what has arrived from every ingress replica. Its
   ``call`` is a Ray Serve batch handler (``@serve.batch``: up to ``max_batch`` calls, the
   ingress replicas' stacks that are waiting; it waits for none, the ingress has waited its
   window): the calls of a batch are grouped by model and each
@@ -17,9 +20,10 @@ Two Ray Serve deployments (docs/serve.md, "On Ray Serve"), each with its own rep
   (`audio2anim.serve.session`). Its sessions' graphs run in the replica (sources, features,
   smoothing: per-session state stays there); their heavy operators' model calls go through
   the replica's own batchers (`audio2anim.serve.batching`, with ``batch_wait_s`` as the window),
-  which stack the calls of its sessions and send each stack to the ``models`` deployment's
-  handle as one request, as a worker of ``serve --workers K --shared-models`` sends its stacks
-  to the model host.
+  which stack the calls of its sessions and send each stack to a model replica as one
+  request, as a worker of ``serve --workers K --shared-models`` sends its stacks to the model
+  host: over the replicas' sockets (`RemoteModel`, taking them in turn; the addresses asked
+  through the handle at start), or with ``model_calls="serve"`` through the handle.
   With ``direct_port`` each replica also listens on that port of its node itself
   (`Server.start`, the node's replicas sharing it through SO_REUSEPORT, the kernel spreading
   the connections): every WebSocket message through the proxy costs the proxy and the replica
@@ -48,11 +52,13 @@ FastAPI are imported only here (the ``ray`` extra).
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import signal
 import sys
 import threading
+import time
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from ray import serve
@@ -96,6 +102,9 @@ class RaySettings:
     # each ingress replica's own WebSocket listener on this port of its node (None: none),
     # shared by the node's replicas (SO_REUSEPORT): the streams bypass the HTTP proxy
     direct_port: int | None = None
+    # how an ingress replica's batches reach a model replica: "socket", the replica's own
+    # listener (`ModelHost` over TCP); "serve", requests through the deployment's handle
+    model_calls: str = "socket"
     # environment variables of every replica (`replica_env`)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -133,7 +142,14 @@ class ModelWorker:
         self._count = threading.Lock()  # two batches may run at once
         self.call.set_max_batch_size(settings.max_batch)
         await self.server.method(None)
+        self.wire = None
+        if settings.model_calls == "socket":
+            self.wire = _listen_for_calls(self.server, settings.token)
         settle_heap()
+
+    def wire_address(self) -> tuple[str, int] | None:
+        """Where this replica takes model calls on its own socket (``model_calls="socket"``)."""
+        return None if self.wire is None else tuple(self.wire.address)
 
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH, batch_wait_timeout_s=0.0,
                  max_concurrent_batches=2)  # fmt: skip
@@ -167,9 +183,60 @@ class ModelWorker:
         return outs
 
     def batches(self) -> dict[str, tuple[int, int]]:
-        """What this replica has served: model label → (calls, batches)."""
+        """What this replica has served: model label → (calls, requests), through its handle
+        and its socket together."""
+        out: dict[str, tuple[int, int]] = {}
         with self._count:
-            return {name: (calls, n) for name, (calls, n) in self.served.items()}
+            sources = [dict(self.served)]
+        if self.wire is not None:
+            with self.wire._count:
+                sources.append(dict(self.wire.served))
+        for served in sources:
+            for name, (calls, n) in served.items():
+                c0, n0 = out.get(name, (0, 0))
+                out[name] = (c0 + calls, n0 + n)
+        return out
+
+
+def _wire_key(token: str) -> bytes:
+    """The model replicas' socket key, from the service's token (every replica has it)."""
+    return hashlib.sha256(b"audio2anim model calls:" + token.encode()).digest()
+
+
+def _listen_for_calls(server: Server, token: str):
+    """A `ModelHost` over ``server``'s models on a free TCP port of this node, serving on a
+    thread; graphs it lacks load on the running event loop."""
+    import ray
+
+    from .model_host import ModelHost
+
+    loop = asyncio.get_running_loop()
+
+    def load(graph: str | None) -> None:
+        asyncio.run_coroutine_threadsafe(server.method(graph), loop).result()
+
+    host = ModelHost(server, (ray.util.get_node_ip_address(), 0), _wire_key(token), load)
+    host.listen()
+    threading.Thread(target=host.serve_forever, daemon=True, name="a2a-model-calls").start()
+    return host
+
+
+async def _wire_addresses(models, replicas: int, timeout_s: float = 120.0) -> list:
+    """The socket addresses of the ``models`` deployment's replicas: asked through the handle
+    (which routes each request to some replica) until all ``replicas`` have answered."""
+    seen: set = set()
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < replicas:
+        answers = await asyncio.gather(*[models.wire_address.remote() for _ in range(8 * replicas)])
+        seen.update(tuple(a) for a in answers if a is not None)
+        if len(seen) < replicas:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"ingress: {len(seen)} of {replicas} model replicas gave their socket "
+                    f"address within {timeout_s:g} s"
+                )
+            await asyncio.sleep(0.5)
+    return sorted(seen)
 
 
 # -- the ingress' side of the model calls ---------------------------------------------------------
@@ -197,17 +264,18 @@ class _IngressServer(Server):
     ``models`` deployment. Its listener (`Server.start`, on ``direct_port`` shared with the
     node's other ingress replicas) only with ``direct_port``; Ray Serve's proxy is the other."""
 
-    def __init__(self, handle, s: RaySettings) -> None:
+    def __init__(self, handle, s: RaySettings, remote=None) -> None:
         # as a worker of `serve --workers K --shared-models` with its model host: the replica's
         # batchers stack its sessions' calls within the window and send one request per model
         # (two on their way at once), not one per session and hop
+        if remote is None:
+            remote = lambda graph, key: _RemoteCall(handle.call, graph, key)  # noqa: E731
         super().__init__(
             s.host, s.port if s.direct_port is None else s.direct_port, graph=s.graph,
             overrides=s.overrides, token=s.token, hosts=s.hosts, reuse_port=True,
             max_sessions=s.max_sessions, max_chunk=s.max_chunk, queue=s.queue,
             batch_window_ms=s.batch_wait_s * 1000.0,
-            remote=lambda graph, key: _RemoteCall(handle.call, graph, key),
-            log=lambda line: None,
+            remote=remote, log=lambda line: None,
         )  # fmt: skip
 
 
@@ -246,7 +314,14 @@ class Ingress:
 
     async def __init__(self, models, settings: RaySettings) -> None:
         self.settings = settings
-        self.server = _IngressServer(models, settings)
+        remote = None
+        if settings.model_calls == "socket":
+            from .model_host import RemoteModel
+
+            addresses = await _wire_addresses(models, settings.model_replicas)
+            key = _wire_key(settings.token)
+            remote = lambda graph, k: RemoteModel(list(addresses), key, graph, k)  # noqa: E731
+        self.server = _IngressServer(models, settings, remote)
         # loads the graph, warms it up through the worker (and listens on the direct port)
         if settings.direct_port is None:
             await self.server.method(None)
@@ -439,7 +514,7 @@ def serve_on_ray(args) -> int:
         gpus_per_model_replica=args.ray_gpus_per_model_replica,
         ingress_replicas=args.ray_ingress_replicas, max_batch=args.ray_max_batch,
         batch_wait_s=args.batch_window_ms / 1000.0, warm_batches=args.warm_batches,
-        direct_port=direct, env=replica_env(),
+        direct_port=direct, model_calls=args.ray_model_calls, env=replica_env(),
     )  # fmt: skip
     local = args.ray == "local"
     need = settings.model_replicas + settings.ingress_replicas  # CPUs: one per replica

@@ -94,7 +94,7 @@ class RemoteModel:
 def no_delay(conn) -> None:
     """A TCP connection sends each message at once: a message over 16 KB goes out in two
     writes, and Nagle's algorithm holds the second until the first is acknowledged, which a
-    delayed ACK makes 40 ms or more (measured: 48 ms a call against 2 ms)."""
+    delayed ACK makes 40 ms or more (measured: 48 ms a call of 20 KB, 4 ms without it)."""
     sock = socket.socket(fileno=os.dup(conn.fileno()))
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -7,7 +7,9 @@
 # batched calls to one model process on the GPU (--shared-models); off: each worker runs its own
 # models on it (--no-shared-models); both: one server of each, side by side. With RAY=local a
 # server on Ray Serve beside them (a local Ray instance: WORKERS session front ends,
-# RAY_MODEL_REPLICAS model replicas sharing the GPU, default 1; needs the ray extra); it runs
+# RAY_MODEL_REPLICAS model replicas sharing the GPU, default 1; RAY_DIRECT=1: the speakers
+# stream to the front ends' own port, not the proxy; RAY_MODEL_CALLS=serve: the model calls
+# through the deployment's handle, not the replicas' sockets; needs the ray extra); it runs
 # last at each N, and its processes load the machine while the others run, so measure it
 # alone (SPEAKERS low) for figures of the others. N = 100 … 400 real-time speakers from 8
 # client processes. The speakers read the shipped recording (audio2anim/assets/speech.wav) at seven

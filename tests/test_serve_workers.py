@@ -161,6 +161,7 @@ def test_shared_models_want_more_than_one_worker(python):
 def test_a_model_host_over_tcp_answers_as_the_model_does_taking_turns_with_another():
     # what a Ray model replica serves (`serve --ray --ray-model-calls socket`): the same host
     # over TCP, where a caller with the addresses of two hosts alternates between them
+    import socket
     import threading
 
     from audio2anim.serve.model_host import ModelHost, RemoteModel
@@ -194,6 +195,18 @@ def test_a_model_host_over_tcp_answers_as_the_model_does_taking_turns_with_anoth
             RemoteModel([a.address], b"x" * 32, None, key)(feeds)
         assert remote(feeds).keys() == alone.keys()  # and the hosts go on answering
         assert (a.calls, b.calls) == (3, 2)
+        # a caller whose host has gone asks where the hosts are now and goes on
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            gone = sock.getsockname()  # nobody listens there once closed
+        asked = []
+        moved = RemoteModel([gone], b"k" * 32, None, key, lambda: asked.append(1) or [b.address])
+        out = moved(feeds)
+        for name in alone:
+            np.testing.assert_allclose(out[name], alone[name], atol=1e-6)
+        assert asked == [1] and b.calls == 3
+        with pytest.raises(RuntimeError, match="connection lost"):  # without a way to ask
+            RemoteModel([gone], b"k" * 32, None, key)(feeds)
     finally:
         for host in (a, b):
             host.close()

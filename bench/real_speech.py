@@ -470,7 +470,7 @@ def main() -> int:
     lines.append(
         "Predictor rows are end to end from audio (viseme-* through `viseme-frontend`, w2v-* "
         f"through `wav2vec2`) unless marked (`{WHISPER_HEAD}` in: the viseme predictor fed by "
-        "the Whisper front end, whole clips, as `animate` runs it; `whisper-stream-visemes` in: "
+        "the frozen Whisper front end alone, whole clips; `whisper-stream-visemes` in: "
         "fed by the live Whisper front end as `feature.whisper_visemes` streams it); viseme accuracy over 10 ms "
         "frames (the Whisper front end's 50 Hz frames count twice). Definitions: "
         f"`audio2anim/train/metrics.py`; per-model reports: `{out.with_suffix('')}/<set>/<model>/report.md`."

@@ -142,11 +142,11 @@ def blend_front(checkpoint: Path):
 def blended(stream, other, weight: float, bias: dict):
     """``stream`` with front ``other`` (`blend_front`, its default windows) blended in at
     ``weight``, ``bias`` applied to the blend."""
-    from audio2anim.models.class_bias import bias_vector
+    from audio2anim.models.class_bias import bias_array
     from audio2anim.models.viseme_blend import BlendedVisemeStream
     from audio2anim.visemes import VISEMES
 
-    offsets = bias_vector(bias, VISEMES, "viseme_bias", "viseme").numpy()
+    offsets = bias_array(bias, VISEMES, "viseme_bias", "viseme")
     return BlendedVisemeStream([stream, other.stream()], [1 - weight, weight], offsets)
 
 

@@ -17,15 +17,22 @@ def check_bias_names(bias: dict[str, float], names, what: str, kind: str) -> Non
         raise ValueError(f"{what}: unknown {kind} {unknown[0]!r} (known: {', '.join(names)})")
 
 
-def bias_vector(bias: dict[str, float], names, what: str, kind: str):
-    """[len(names)] float32 torch offsets (`check_bias_names` first)."""
-    import torch
+def bias_array(bias: dict[str, float], names, what: str, kind: str):
+    """[len(names)] float32 numpy offsets (`check_bias_names` first); torch-free."""
+    import numpy as np
 
     check_bias_names(bias, names, what, kind)
-    values = torch.zeros(len(names))
+    values = np.zeros(len(names), np.float32)
     for name, value in bias.items():
         values[list(names).index(name)] = float(value)
     return values
+
+
+def bias_vector(bias: dict[str, float], names, what: str, kind: str):
+    """[len(names)] float32 torch offsets (`bias_array` as a tensor)."""
+    import torch
+
+    return torch.from_numpy(bias_array(bias, names, what, kind))
 
 
 def set_viseme_bias(model, bias: dict[str, float]) -> None:

@@ -98,12 +98,9 @@ class OnnxWhisperVisemes:
     def set_viseme_bias(self, bias: dict[str, float]) -> None:
         """Replace the per-viseme log-odds offsets ({} removes them; ValueError names an unknown
         viseme), as `audio2anim.models.class_bias.set_viseme_bias` does for the torch head."""
-        from .class_bias import check_bias_names
+        from .class_bias import bias_array
 
-        check_bias_names(bias, VISEMES, "viseme_bias", "viseme")
-        self.bias = np.zeros(len(VISEMES), np.float32)
-        for name, value in bias.items():
-            self.bias[VISEMES.index(name)] = float(value)
+        self.bias = bias_array(bias, VISEMES, "viseme_bias", "viseme")
 
     def encode(self, samples16k: np.ndarray) -> np.ndarray:
         """16 kHz samples (≤ 30 s) → the head's layers side by side [ceil(len / 320), dim]."""

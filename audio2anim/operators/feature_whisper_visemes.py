@@ -216,7 +216,7 @@ class WhisperVisemeFeatures(Operator):
         """``model`` (its windows as set) and ``blend_model`` (its own), each without offsets,
         blended; the offsets (``viseme_bias``, else ``model``'s own) apply to the blend."""
         from audio2anim.models.checkpoint import read_sidecar
-        from audio2anim.models.class_bias import bias_vector
+        from audio2anim.models.class_bias import bias_array
         from audio2anim.models.viseme_blend import BlendedVisemeStream
         from audio2anim.visemes import VISEMES
 
@@ -229,7 +229,7 @@ class WhisperVisemeFeatures(Operator):
             self._front_stream(model_dir, {}, (p.window_s, p.hop_s, p.lookahead_s)),
             self._front_stream(blend_dir, {}, (None, None, None)),
         ]
-        offsets = bias_vector(bias, VISEMES, "viseme_bias", "viseme").numpy()
+        offsets = bias_array(bias, VISEMES, "viseme_bias", "viseme")
         return BlendedVisemeStream(streams, [1 - p.blend_weight, p.blend_weight], offsets)
 
     def reset(self) -> None:

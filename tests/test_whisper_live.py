@@ -380,3 +380,41 @@ def test_a_checkpoint_with_its_whole_encoder_needs_no_packaged_model(
     tuned_whisper.cache_clear()
     with pytest.raises(AssertionError, match="packaged model was read"):
         WhisperVisemes(folder)
+
+
+def test_a_viseme_predictor_trains_on_a_live_heads_posteriors(tiny_whisper, tmp_path):
+    """``train viseme-cnn --frontend LIVE``: the predictor learns from the live head's streamed
+    posteriors (no offsets), records the front end, and is evaluated end to end through it."""
+    from audio2anim.cli import main
+    from audio2anim.models.whisper import load_whisper
+    from audio2anim.train.data import load_data
+    from audio2anim.train.features import frontend_posteriors
+    from audio2anim.train.synthetic import write_synthetic_export
+
+    c = load_whisper(tiny_whisper).model.config
+    keys = ("num_mel_bins", "d_model", "encoder_layers", "encoder_attention_heads",
+            "encoder_ffn_dim", "max_source_positions")  # fmt: skip
+    folder = live_head(tmp_path / "live", tiny_whisper)
+    side = json.loads((folder / "config.json").read_text())
+    side["encoder"] = {"config": {k: getattr(c, k) for k in keys}}  # no packaged model needed
+    (folder / "config.json").write_text(json.dumps(side))
+    export = tmp_path / "export"
+    write_synthetic_export(export, voices=3, utterances_per_voice=2, seconds=2.0)
+    utts = load_data(export).utterances[:2]
+
+    posts = frontend_posteriors(str(folder), utts, "cpu", seed=0)  # of augmented audio
+    for u, p in zip(utts, posts, strict=True):
+        assert p.shape == (len(u.audio) // 320, N_VISEMES)
+        np.testing.assert_allclose(p.sum(1), 1, atol=1e-4)
+    # the head's own PP offset (2.0, e² on the odds) is left out
+    biased = WhisperVisemes(folder).posteriors(utts[0].audio)
+    assert 2 * posts[0][:, 1].mean() < biased[:, 1].mean()
+
+    out = tmp_path / "cnn"
+    tiny = ["--size", "tiny", "--epochs", "1", "--steps-per-epoch", "2", "--batch", "4",
+            "--crop-s", "1", "--lookahead", "0"]  # fmt: skip
+    args = ["train", "viseme-cnn", "--data", str(export), "--frontend", str(folder)]
+    assert main([*args, "--out", str(out), *tiny]) == 0
+    trained = json.loads((out / "config.json").read_text())
+    assert trained["feature"]["train_input"] == "mixed"
+    assert 0 < trained["metrics"]["from_audio"]["mae"]["mouth"] < 1  # through the live head

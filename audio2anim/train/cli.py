@@ -15,8 +15,9 @@ w2v-attention, or whisper-viseme-head (the viseme head on the frozen Whisper enc
 into CORPUS/cache/training-data on first use) or a dataset directory (``audio2anim data``
 steps: its corpus, its teach targets and its ``data split``). Outputs default to the working
 directory: ``runs/MODEL``, ``eval-NAME/``, ``NAME.onnx``; nothing is written into the package. The w2v-* predictors need ``--frontend`` (a
-trained wav2vec2 checkpoint); viseme-* predictors take an optional ``--frontend`` (a viseme
-front end) for the end-to-end part of their evaluation.
+trained wav2vec2 checkpoint); viseme-* predictors take an optional ``--frontend`` (a
+``viseme-frontend``, or a ``whisper-viseme-head``: a live one is streamed by its live recipe)
+whose posteriors they train on and that the end-to-end part of their evaluation runs.
 
 This module imports neither pydantic nor soundfile, so scripts/train_all.py (which takes
 `parse_train_args` and `train_options` from it) runs on a bare training machine (torch, numpy,
@@ -72,7 +73,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--patience", type=int, default=6, help="epochs without improvement")
     p.add_argument("--max-minutes", type=float, help="wall-time budget of the training loop")
-    p.add_argument("--frontend", help="wav2vec2 checkpoint (w2v-*) or viseme front end (viseme-*)")
+    p.add_argument("--frontend", help="wav2vec2 checkpoint (w2v-*) or viseme front end (viseme-*: "
+                   "viseme-frontend or whisper-viseme-head)")  # fmt: skip
     p.add_argument(
         "--lookahead",
         type=int,

@@ -136,22 +136,54 @@ def frontend_posteriors(
     frontend_dir: str, utts: list[Utterance], device, seed: int = 0
 ) -> list[np.ndarray]:
     """50 Hz viseme posteriors of a viseme front end on (augmented, as in its training) audio:
-    the realistic, imperfect input a viseme predictor gets at inference."""
+    the realistic, imperfect input a viseme predictor gets at inference. ``frontend_dir``: a
+    ``viseme-frontend`` checkpoint, or a ``whisper-viseme-head`` (without its P/B/M offset; a
+    live one streamed by its live recipe, its encoder in ONNX Runtime, as its graph runs it)."""
     from tqdm import tqdm
 
-    from audio2anim.models.checkpoint import load
-    from audio2anim.models.logmel import DEFAULT as LM
-    from audio2anim.models.logmel import logmel_torch
+    from audio2anim.models.checkpoint import load, read_sidecar
 
-    front, _ = load(frontend_dir, device=str(device))
     gen = torch.Generator(device=device).manual_seed(seed + 1)
-    out = []
-    with torch.no_grad():
-        for u in tqdm(utts, desc="viseme posteriors", unit="utt", leave=False, mininterval=2.0):
-            audio = augment_audio(torch.as_tensor(u.audio, device=device)[None], gen)
+    if read_sidecar(frontend_dir).get("kind") == "whisper-viseme-head":
+        posteriors = _whisper_posteriors(frontend_dir)
+    else:
+        from audio2anim.models.logmel import DEFAULT as LM
+        from audio2anim.models.logmel import logmel_torch
+
+        front, _ = load(frontend_dir, device=str(device))
+
+        def posteriors(audio: torch.Tensor) -> np.ndarray:
             lm = logmel_torch(audio)
             tail = torch.full((1, front.lookahead, lm.shape[2]), math.log(LM.floor), device=device)
             probs = torch.softmax(front(torch.cat([lm, tail], 1))[:, front.lookahead :], -1)[0]
             t = probs.shape[0] // 2
-            out.append(probs[: 2 * t].reshape(t, 2, -1).mean(1).cpu().numpy())
+            return probs[: 2 * t].reshape(t, 2, -1).mean(1).cpu().numpy()
+
+    out = []
+    with torch.no_grad():
+        for u in tqdm(utts, desc="viseme posteriors", unit="utt", leave=False, mininterval=2.0):
+            out.append(
+                posteriors(augment_audio(torch.as_tensor(u.audio, device=device)[None], gen))
+            )
     return out
+
+
+def _whisper_posteriors(frontend_dir: str | Path):
+    """audio [1, n] (torch) → [n // 320, 15] posteriors of a ``whisper-viseme-head`` without
+    its offsets."""
+    from audio2anim.models.whisper_head import WhisperVisemes
+
+    front = WhisperVisemes(frontend_dir)
+    front.head.set_viseme_bias({})
+    onnx = None
+    if front.live is not None:
+        from audio2anim.models.onnx_export import cached_export
+
+        onnx = cached_export(frontend_dir)
+
+    def posteriors(audio: torch.Tensor) -> np.ndarray:
+        s = front.stream(onnx=onnx)
+        x = audio[0].float().cpu().numpy()
+        return np.concatenate([s.push(x), s.flush()]).astype(np.float32)
+
+    return posteriors

@@ -62,6 +62,21 @@ def live_head(folder, tiny_whisper, streaming=STREAMING, weights="encoder.safete
     return save(head, folder, side)
 
 
+def whole_encoder_head(folder, tiny_whisper):
+    """`live_head` whose sidecar records its encoder's dimensions (it carries the whole
+    encoder) → (folder, sidecar)."""
+    from audio2anim.models.whisper import load_whisper
+
+    c = load_whisper(tiny_whisper).model.config
+    keys = ("num_mel_bins", "d_model", "encoder_layers", "encoder_attention_heads",
+            "encoder_ffn_dim", "max_source_positions")  # fmt: skip
+    folder = live_head(folder, tiny_whisper)
+    side = json.loads((folder / "config.json").read_text())
+    side["encoder"] = {"config": {k: getattr(c, k) for k in keys}}
+    (folder / "config.json").write_text(json.dumps(side))
+    return folder, side
+
+
 @pytest.fixture(scope="module")
 def tiny_live(tmp_path_factory, tiny_whisper):
     return live_head(tmp_path_factory.mktemp("ckpt") / "live", tiny_whisper)
@@ -348,16 +363,9 @@ def test_a_checkpoint_with_its_whole_encoder_needs_no_packaged_model(
     tiny_whisper, audio, tmp_path, monkeypatch
 ):
     from audio2anim.models import whisper as whisper_module
-    from audio2anim.models.whisper import load_whisper
     from audio2anim.models.whisper_head import tuned_whisper
 
-    c = load_whisper(tiny_whisper).model.config
-    keys = ("num_mel_bins", "d_model", "encoder_layers", "encoder_attention_heads",
-            "encoder_ffn_dim", "max_source_positions")  # fmt: skip
-    folder = live_head(tmp_path / "live", tiny_whisper)
-    side = json.loads((folder / "config.json").read_text())
-    side["encoder"] = {"config": {k: getattr(c, k) for k in keys}}
-    (folder / "config.json").write_text(json.dumps(side))
+    folder, side = whole_encoder_head(tmp_path / "live", tiny_whisper)
 
     laid_over = WhisperVisemes(folder, tiny_whisper)  # the same tensors over the full model
 
@@ -386,18 +394,11 @@ def test_a_viseme_predictor_trains_on_a_live_heads_posteriors(tiny_whisper, tmp_
     """``train viseme-cnn --frontend LIVE``: the predictor learns from the live head's streamed
     posteriors (no offsets), records the front end, and is evaluated end to end through it."""
     from audio2anim.cli import main
-    from audio2anim.models.whisper import load_whisper
     from audio2anim.train.data import load_data
     from audio2anim.train.features import frontend_posteriors
     from audio2anim.train.synthetic import write_synthetic_export
 
-    c = load_whisper(tiny_whisper).model.config
-    keys = ("num_mel_bins", "d_model", "encoder_layers", "encoder_attention_heads",
-            "encoder_ffn_dim", "max_source_positions")  # fmt: skip
-    folder = live_head(tmp_path / "live", tiny_whisper)
-    side = json.loads((folder / "config.json").read_text())
-    side["encoder"] = {"config": {k: getattr(c, k) for k in keys}}  # no packaged model needed
-    (folder / "config.json").write_text(json.dumps(side))
+    folder, _ = whole_encoder_head(tmp_path / "live", tiny_whisper)  # no packaged model needed
     export = tmp_path / "export"
     write_synthetic_export(export, voices=3, utterances_per_voice=2, seconds=2.0)
     utts = load_data(export).utterances[:2]

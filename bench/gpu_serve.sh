@@ -42,6 +42,8 @@ RAY_MODEL_CALLS=${RAY_MODEL_CALLS:-socket}  # or serve: through the deployment's
 RAY_ONLY=${RAY_ONLY:-}  # 1: the server on Ray Serve alone (no process server beside it)
 RAY_DIRECT=${RAY_DIRECT:-}  # 1: the speakers connect to the ingress replicas' own port, not the proxy
 WARM=${WARM:-}  # the servers' --warm-batches N (default: theirs, off)
+# CPU_MODELS: the servers' --cpu-models when set (unset: theirs, the predictor on the CPU;
+# CPU_MODELS= puts it on the GPU too)
 STOP_AFTER=${STOP_AFTER:-2}  # levels in a row over the goal before a server is left out
 mkdir -p "$OUT"
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | sed 's/^NVIDIA //' || true)
@@ -60,7 +62,7 @@ cat "$OUT/env.txt"
     --graph graphs/whisper_cnn_live.yaml --set vis.backend=torch \
     --set vis.hop_s=$(awk "BEGIN{print $HOP_MS/1000}") --set vis.lookahead_s=$(awk "BEGIN{print (160-$HOP_MS)/1000}") \
     --device "$DEVICE" --batch-window-ms "$WINDOWS" --chunk-ms "$CHUNK_MS" \
-    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" --stop-after "$STOP_AFTER" ${WARM:+--warm-batches "$WARM"} ${RAY:+--ray "$RAY" --ray-model-replicas "$RAY_MODEL_REPLICAS" --ray-gpus-per-model-replica "$(awk "BEGIN{print 1/$RAY_MODEL_REPLICAS}")"} ${RAY_DIRECT:+--ray-direct} ${RAY_ONLY:+--ray-only} ${RAY:+--ray-model-calls "$RAY_MODEL_CALLS"} \
+    --speakers "$SPEAKERS" --seconds "$SECONDS_PER_LEVEL" --client-procs "$PROCS" --workers "$WORKERS" --shared-models "$SHARED" --stop-after "$STOP_AFTER" ${WARM:+--warm-batches "$WARM"} ${CPU_MODELS+--cpu-models "$CPU_MODELS"} ${RAY:+--ray "$RAY" --ray-model-replicas "$RAY_MODEL_REPLICAS" --ray-gpus-per-model-replica "$(awk "BEGIN{print 1/$RAY_MODEL_REPLICAS}")"} ${RAY_DIRECT:+--ray-direct} ${RAY_ONLY:+--ray-only} ${RAY:+--ray-model-calls "$RAY_MODEL_CALLS"} \
     --audio audio2anim/assets/speech.wav \
     --plot "$OUT/serve-gpu-latency.png" \
     --write-docs --section "serve_gpu${RAY_ONLY:+_ray}" --machine "1× $GPU, $(nproc) cores, $WORKERS server processes" \

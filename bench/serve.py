@@ -159,6 +159,7 @@ def start_server(
     warm_batches: int | None = None,
     ray_direct: bool = False,
     ray_model_calls: str = "socket",
+    cpu_models: str | None = None,
 ) -> tuple[subprocess.Popen, str, dict[str, int]]:
     """``audio2anim serve`` (``ray``: ``--ray ray``, without metrics, ``workers`` session front
     ends and ``model_replicas`` model workers of ``gpu_share`` GPU each; else ``workers``: its ``--workers``; ``shared``: ``--shared-models`` or
@@ -182,6 +183,8 @@ def start_server(
         cmd += ["--graph", graph]
     if warm_batches is not None:
         cmd += ["--warm-batches", str(warm_batches)]
+    if cpu_models is not None:
+        cmd += ["--cpu-models", cpu_models]
     for override in sets:
         cmd += ["--set", override]
     prefix = "audio2anim serve: "
@@ -500,6 +503,9 @@ def main() -> int:
                     "(--ray-direct-port), not through Ray Serve's proxy")  # fmt: skip
     ap.add_argument("--ray-model-calls", choices=("socket", "serve"), default="socket",
                     help="--ray: the server's --ray-model-calls")  # fmt: skip
+    ap.add_argument("--cpu-models", metavar="LABELS",
+                    help="the servers' --cpu-models (the batched models kept on the CPU; "
+                    "default: theirs)")  # fmt: skip
     ap.add_argument("--warm-batches", type=int, metavar="N",
                     help="the servers' --warm-batches (default: theirs)")  # fmt: skip
     ap.add_argument("--plot", type=Path, help="write the latency plot here (PNG)")
@@ -539,7 +545,7 @@ def main() -> int:
                 token, args.graph, window, args.device, args.sets, args.transport,
                 args.ray if service == "ray" else None, args.workers, shared_flag[service],
                 args.ray_model_replicas, args.ray_gpus_per_model_replica, args.warm_batches,
-                args.ray_direct, args.ray_model_calls,
+                args.ray_direct, args.ray_model_calls, args.cpu_models,
             )  # fmt: skip
             servers[service, window] = (proc, url, token, metrics_ports)
         misses = dict.fromkeys(keys, 0)

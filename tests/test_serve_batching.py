@@ -138,6 +138,27 @@ def test_warming_runs_the_model_at_every_batch_size_on_its_first_calls_inputs():
         unused.close()
 
 
+def test_models_named_to_stay_on_the_cpu_are_built_there_whatever_the_device():
+    # `serve --device cuda --cpu-models viseme-cnn`: the predictor on ONNX Runtime, the
+    # encoder on the GPU
+    built: dict[str, str] = {}
+
+    def maker(label):
+        def make_run(device):
+            built[label] = device
+            return lambda feeds: feeds
+
+        return make_run
+
+    service = BatchingService(1.0, "cuda", cpu_models=("viseme-cnn",))
+    try:
+        for label in ("viseme-cnn", "whisper-encoder"):
+            service.batcher(f"{label}@model", maker(label), {})
+    finally:
+        service.close()
+    assert built == {"viseme-cnn": "cpu", "whisper-encoder": "cuda"}
+
+
 def test_with_two_in_flight_a_batch_runs_while_the_one_before_is_out():
     # the model host's case: a batch's run is mostly a wait on another process
     first_running, release = threading.Event(), threading.Event()
@@ -395,6 +416,11 @@ def test_serve_refuses_a_bad_batch_window_or_a_missing_gpu_in_one_line(python):
     cases = [
         (["--batch-window-ms", "-1"], "error: --batch-window-ms: between 0 and 1000"),
         (["--warm-batches", "-1"], "error: --warm-batches: between 0 and 4096"),
+        (
+            ["--cpu-models", "viseme-cnn,encoder"],
+            "error: --cpu-models: unknown model "
+            "'encoder' (one of viseme-mlp, viseme-cnn, w2v-cnn, w2v-attention, whisper-encoder)",
+        ),
     ]
     if not torch.cuda.is_available():
         cases.append((["--device", "cuda"], "error: --device cuda: no CUDA device is available"))

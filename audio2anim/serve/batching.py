@@ -308,7 +308,9 @@ class BatchCaller:
 class BatchingService:
     """The model batchers of one process, made on first use (keyed by model). ``remote``:
     (graph name, model key) → the `ModelCall` a batcher runs instead of building the model
-    here (`audio2anim.serve.model_host`: the models of ``serve --workers K`` in one process)."""
+    here (`audio2anim.serve.model_host`: the models of ``serve --workers K`` in one process).
+    ``cpu_models``: the labels of models that run on the CPU whatever ``device`` says (their
+    ONNX Runtime export, for the window predictors)."""
 
     def __init__(
         self,
@@ -317,11 +319,13 @@ class BatchingService:
         metrics: ServeMetrics | None = None,
         max_batch: int = 512,
         remote: Callable[[str | None, str], ModelCall] | None = None,
+        cpu_models: tuple[str, ...] = (),
     ) -> None:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"batching: device must be cpu or cuda, not {device!r}")
         self.window_ms, self.device, self.metrics = window_ms, device, metrics
         self.max_batch, self.remote = max_batch, remote
+        self.cpu_models = frozenset(cpu_models)
         self.batchers: dict[str, ModelBatcher] = {}
         self._lock = threading.Lock()
 
@@ -337,9 +341,11 @@ class BatchingService:
         with self._lock:
             b = self.batchers.get(key)
             if b is None:
-                run = make_run(self.device) if self.remote is None else self.remote(graph, key)
+                label = key.split("@", 1)[0]
+                device = "cpu" if label in self.cpu_models else self.device
+                run = make_run(device) if self.remote is None else self.remote(graph, key)
                 b = self.batchers[key] = ModelBatcher(
-                    key.split("@", 1)[0], run, axes,
+                    label, run, axes,
                     window_ms=self.window_ms, max_batch=self.max_batch, metrics=self.metrics,
                     in_flight=1 if self.remote is None else REMOTE_IN_FLIGHT,
                 )  # fmt: skip

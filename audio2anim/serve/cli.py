@@ -18,6 +18,15 @@ import argparse
 import sys
 from pathlib import Path
 
+# the batched models a service may keep on the CPU under ``device="cuda"`` (``--cpu-models``): the
+# window predictors (their ONNX export) and the live Whisper encoder (ONNX or torch, as its graph
+# says); the viseme front end and the autoregressive predictor run on the CPU anyway
+DEVICE_MODELS = ("viseme-mlp", "viseme-cnn", "w2v-cnn", "w2v-attention", "whisper-encoder")
+# kept on the CPU by default: on one H100 the viseme CNN's batched call took 0.4 ms in ONNX
+# Runtime, 1.2 ms in torch on the GPU and about 10 ms at each batch shape the GPU had not seen
+# yet, which stalled the start of 300 sessions (docs/experiments.md)
+DEFAULT_CPU_MODELS = "viseme-mlp,viseme-cnn,w2v-cnn,w2v-attention"
+
 DEFAULT_BATCH_WINDOW_MS = 5.0  # bench/serve.py on the 2-core CPU: docs/performance.md
 
 
@@ -61,6 +70,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device", choices=("cpu", "cuda"), default="cpu",
         help="where the batched live Whisper encoder and window predictors run (default cpu)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cpu-models", default=DEFAULT_CPU_MODELS, metavar="LABELS",
+        help="--device cuda: the batched models that stay on the CPU, comma-separated, of "
+        f"{', '.join(DEVICE_MODELS)}; '' for none (default: the window predictors, "
+        f"{DEFAULT_CPU_MODELS})",
     )  # fmt: skip
     p.add_argument(
         "--warm-batches", type=int, default=0, metavar="N",
@@ -153,6 +168,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     if args.shared_models is None:
         args.shared_models = args.workers > 1 and args.device == "cuda"
+    args.cpu_models = tuple(m.strip() for m in args.cpu_models.split(",") if m.strip())
+    unknown = [m for m in args.cpu_models if m not in DEVICE_MODELS]
+    if unknown:
+        print(f"error: --cpu-models: unknown model {unknown[0]!r} (one of "
+              f"{', '.join(DEVICE_MODELS)})", file=sys.stderr)  # fmt: skip
+        return 2
     if not 0 <= args.warm_batches <= 4096:
         print("error: --warm-batches: between 0 and 4096", file=sys.stderr)
         return 2
@@ -243,7 +264,7 @@ async def _serve(args: argparse.Namespace, worker=None) -> int:
         token=args.token, hosts=tuple(args.hosts), max_sessions=args.max_sessions,
         max_chunk=args.max_chunk, queue=args.queue, metrics=metrics, grpc_port=args.grpc_port,
         batch_window_ms=args.batch_window_ms, device=args.device, reuse_port=worker is not None,
-        remote=remote, warm_batches=args.warm_batches,
+        remote=remote, warm_batches=args.warm_batches, cpu_models=args.cpu_models,
     )  # fmt: skip
     who = "" if worker is None else f"worker {worker[0]}: "
     http = None

@@ -247,7 +247,7 @@ def host_main(args: argparse.Namespace, address: str, authkey: bytes, conn) -> N
     server = Server(
         graph=args.graph, overrides=tuple(args.overrides), metrics=metrics,
         batch_window_ms=max(args.batch_window_ms, 1.0), device=args.device,
-        log=lambda line: None, warm_batches=args.warm_batches,
+        log=lambda line: None, warm_batches=args.warm_batches, cpu_models=args.cpu_models,
     )  # fmt: skip
     loop = asyncio.new_event_loop()  # the server's: graphs load there
     threading.Thread(target=loop.run_forever, daemon=True).start()

@@ -99,6 +99,7 @@ class RaySettings:
     max_batch: int = DEFAULT_MAX_BATCH
     batch_wait_s: float = 0.0
     warm_batches: int = 0  # the model replicas' (`Server` ``warm_batches``)
+    cpu_models: tuple[str, ...] = ()  # the model replicas' (`Server` ``cpu_models``)
     # each ingress replica's own WebSocket listener on this port of its node (None: none),
     # shared by the node's replicas (SO_REUSEPORT): the streams bypass the HTTP proxy
     direct_port: int | None = None
@@ -137,6 +138,7 @@ class ModelWorker:
         self.server = Server(
             graph=settings.graph, overrides=settings.overrides, batch_window_ms=1.0,
             device=settings.device, log=lambda line: None, warm_batches=settings.warm_batches,
+            cpu_models=settings.cpu_models,
         )  # fmt: skip
         self.served: dict[str, list[int]] = {}  # model label → [calls, batches]
         self._count = threading.Lock()  # two batches may run at once
@@ -518,7 +520,7 @@ def serve_on_ray(args) -> int:
         gpus_per_model_replica=args.ray_gpus_per_model_replica,
         ingress_replicas=args.ray_ingress_replicas, max_batch=args.ray_max_batch,
         batch_wait_s=args.batch_window_ms / 1000.0, warm_batches=args.warm_batches,
-        direct_port=direct, model_calls=args.ray_model_calls, env=replica_env(),
+        cpu_models=args.cpu_models, direct_port=direct, model_calls=args.ray_model_calls, env=replica_env(),
     )  # fmt: skip
     local = args.ray == "local"
     need = settings.model_replicas + settings.ingress_replicas  # CPUs: one per replica

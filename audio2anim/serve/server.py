@@ -141,6 +141,7 @@ class Server:
         reuse_port: bool = False,
         remote=None,
         warm_batches: int = 0,
+        cpu_models: tuple[str, ...] = (),
     ) -> None:
         self.host, self.port, self.grpc_port = host, port, grpc_port
         self.reuse_port = reuse_port  # SO_REUSEPORT: the ports shared by `serve --workers`
@@ -155,7 +156,9 @@ class Server:
             from .batching import BatchingService
 
             # ``remote``: the models run elsewhere (`serve --workers`' model host)
-            self.batching = BatchingService(batch_window_ms, device, self.metrics, remote=remote)
+            self.batching = BatchingService(
+                batch_window_ms, device, self.metrics, remote=remote, cpu_models=cpu_models
+            )
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.graphs: dict[str, MethodGraph] = {}
         self._graph_locks: dict[str, asyncio.Lock] = {}

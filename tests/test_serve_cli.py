@@ -1,7 +1,7 @@
 """``audio2anim serve`` and ``audio2anim stream`` as commands: the server prints its URL and
 token, ``stream`` writes the animation in animate's formats, /metrics counts the session, and
-SIGINT stops the server cleanly; ``serve --ray`` refuses ``--grpc-port`` and ``--metrics-port``
-in one line. The client library imports no torch."""
+SIGINT stops the server cleanly; ``serve --ray`` refuses ``--grpc-port``, and ``--metrics-port``
+on a cluster (the nodes' Ray metrics export ports carry the metrics there), in one line. The client library imports no torch."""
 
 from __future__ import annotations
 
@@ -75,23 +75,26 @@ def test_serve_stream_and_metrics(tmp_path, python):
     assert "sessions: done 1, disconnected 0, error 0, stopped 0; refused 1" in rest
 
 
-def test_serve_ray_refuses_grpc_and_metrics_ports_in_one_line(capsys, monkeypatch):
+def test_serve_ray_refuses_grpc_and_a_clusters_metrics_port_in_one_line(capsys, monkeypatch):
     from audio2anim.cli import main
 
     started = []  # refused before Ray is imported or started: a stand-in for the Ray command
     stand_in = types.SimpleNamespace(serve_on_ray=lambda args: started.append(args) or 0)
     monkeypatch.setitem(sys.modules, "audio2anim.serve.ray_app", stand_in)
-    for option, instead in (
-        ("--grpc-port", "the Ray Serve ingress serves the WebSocket only"),
-        ("--metrics-port", "Ray Serve exports its own metrics"),
-    ):
-        assert main(["serve", "--ray", "local", option, "0"]) == 2
+    for argv, message in (
+        (["--ray", "local", "--grpc-port", "0"], "error: audio2anim serve: --grpc-port is not "
+         "available with --ray: the Ray Serve ingress serves the WebSocket only"),
+        (["--ray", "auto", "--metrics-port", "0"], "error: audio2anim serve: --metrics-port is "
+         "for --ray local; on a cluster, each node exports the service's metrics on its Ray "
+         "metrics export port"),
+    ):  # fmt: skip
+        assert main(["serve", *argv]) == 2
         err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
         assert len(err) == 1, err
-        assert err[0].startswith(
-            f"error: audio2anim serve: {option} is not available with --ray: {instead}"
-        ), err
+        assert err[0].startswith(message), err
     assert not started
+    assert main(["serve", "--ray", "local", "--metrics-port", "0"]) == 0  # Ray's export port
+    assert len(started) == 1 and started[0].metrics_port == 0
 
 
 def test_the_client_imports_no_torch():

@@ -6,7 +6,8 @@ deployments' settings carry (the replicas find it through their runtime_env, not
 process's environment): a client streaming an espeak-ng sentence file gets the
 frames the in-process server sends for the same audio, its model calls having gone to the
 model worker deployment (over the model replica's socket), as do those of a client streaming to
-the ingress replica's own port; two concurrent sessions each get their own; a wrong token, Host or
+the ingress replica's own port; the replicas' metrics come out of the instance's metrics export
+port, per deployment; two concurrent sessions each get their own; a wrong token, Host or
 start message is refused as ``audio2anim serve`` refuses it; deploying again with another port
 on the running Serve is one line naming its port, and deploying a second application on the
 cluster is refused with one line. Without Ray Serve installed (the
@@ -51,14 +52,15 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def ray_service(ray_deployed):
     """(the proxy's URL, the models' handle)."""
-    url, _, models = ray_deployed
+    url, _, models, _ = ray_deployed
     return url, models
 
 
 @pytest.fixture(scope="module")
 def ray_deployed(tmp_path_factory):
     """The application deployed on a new local Ray instance, its ingress replica listening on a
-    direct port too → (the proxy's URL, the direct port's URL, the models' handle).
+    direct port too → (the proxy's URL, the direct port's URL, the models' handle, the
+    instance's metrics export URL).
     Its predictor checkpoint is `RAY_CHECKPOINT` (the shipped viseme CNN under another name),
     in a folder that only its settings name: this process's environment, which the Ray
     instance's workers inherit, has no $AUDIO2ANIM_CHECKPOINTS."""
@@ -78,7 +80,8 @@ def ray_deployed(tmp_path_factory):
     import ray
 
     try:
-        ray_app.start_local_ray(num_cpus=2)
+        metrics_port = _free_port()
+        ray_app.start_local_ray(num_cpus=2, metrics_port=metrics_port)
         settings = ray_app.RaySettings(
             token=TOKEN, port=_free_port(), batch_wait_s=0.002, direct_port=_free_port(),
             overrides=(f"pred.checkpoint={RAY_CHECKPOINT}",), env={CHECKPOINTS_ENV: str(folder)},
@@ -86,7 +89,8 @@ def ray_deployed(tmp_path_factory):
         url = ray_app.deploy(settings)
         assert url.startswith("ws://127.0.0.1:")
         direct = f"ws://127.0.0.1:{settings.direct_port}/v1/stream"
-        yield url.split("?")[0], direct, serve.get_deployment_handle("models", ray_app.APP_NAME)
+        models = serve.get_deployment_handle("models", ray_app.APP_NAME)
+        yield url.split("?")[0], direct, models, f"http://127.0.0.1:{metrics_port}/metrics"
     finally:
         try:
             serve.shutdown()
@@ -136,7 +140,7 @@ def test_ray_serve_answers_a_client_as_the_in_process_server_does(ray_service, v
 def test_a_stream_to_the_direct_port_bypasses_the_proxy_and_gets_the_same_frames(
     ray_deployed, voices
 ):
-    url, direct, models = ray_deployed
+    url, direct, models, _ = ray_deployed
     a, sr, _ = voices["mama bob"]
     before = _served(models)
     r = asyncio.run(stream(direct, TOKEN, a, sr, realtime=False))
@@ -149,6 +153,47 @@ def test_a_stream_to_the_direct_port_bypasses_the_proxy_and_gets_the_same_frames
     assert len([m for m in after if after[m] > before.get(m, 0)]) == 2
     with pytest.raises(ServeError, match=r"refused \(403"):  # the same checks as the proxy's
         asyncio.run(stream(direct, "not-the-token-0123456789", a, sr, realtime=False))
+
+
+def test_the_replicas_metrics_are_scraped_from_rays_export_port(ray_deployed, voices):
+    import time
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url, _, _, metrics_url = ray_deployed
+    a, sr, _ = voices["mama bob"]
+    r = asyncio.run(stream(url, TOKEN, a, sr, realtime=False))
+    assert r.end["frames"] > 0
+
+    def scrape() -> dict:  # (name, deployment, model or graph) → value, this service's only
+        out = {}
+        text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name.startswith("ray_audio2anim_"):
+                    assert "session" not in s.labels  # Ray cannot remove a session's series
+                    what = s.labels.get("model") or s.labels.get("graph") or ""
+                    key = (s.name, s.labels["deployment"], what)
+                    out[key] = out.get(key, 0.0) + s.value
+        return out
+
+    want = {
+        ("ray_audio2anim_frames_sent_total", "ingress", "viseme-cnn"),
+        ("ray_audio2anim_e2e_latency_seconds_count", "ingress", "viseme-cnn"),
+        ("ray_audio2anim_sessions_total", "ingress", "viseme-cnn"),
+        ("ray_audio2anim_batch_size_count", "models", "viseme-cnn"),
+        ("ray_audio2anim_batch_size_count", "ingress", "viseme-cnn"),
+    }
+    deadline = time.monotonic() + 60  # Ray's agent exports every few seconds
+    while True:
+        got = scrape()
+        if all(got.get(k, 0) > 0 for k in want) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert {k for k in want if got.get(k, 0) > 0} == want, sorted(got)
+    assert got[("ray_audio2anim_frames_sent_total", "ingress", "viseme-cnn")] >= len(r.values)
+    assert ("ray_audio2anim_sessions_active", "ingress", "viseme-cnn") in got
 
 
 def test_ray_replicas_find_a_checkpoint_through_their_settings(ray_service, voices):

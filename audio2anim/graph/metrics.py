@@ -135,64 +135,51 @@ def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> Threadin
     return server
 
 
+# the streaming service's families: (attribute, kind, name, help, labels, buckets); per-session
+# series carry ``session`` (`ServeMetrics`; on Ray Serve, `audio2anim.serve.ray_metrics`)
+SERVE_FAMILIES = (
+    ("active", "gauge", "audio2anim_sessions_active", "Sessions streaming now", ("graph",), None),
+    ("sessions", "counter", "audio2anim_sessions",
+     "Sessions ended, by how they ended (done, disconnected, error, stopped)", ("graph", "end"), None),
+    ("refused", "counter", "audio2anim_sessions_refused", "Connections refused, by reason",
+     ("reason",), None),
+    ("frames", "counter", "audio2anim_frames_sent", "Parameter frames sent to a session's client",
+     ("graph", "session"), None),
+    ("dropped", "counter", "audio2anim_dropped",
+     "Frames dropped by a session's outbound queue (edge 'client')", ("graph", "edge", "session"), None),
+    ("e2e", "histogram", "audio2anim_e2e_latency_seconds",
+     "From the arrival of the newest audio chunk a frame used to the frame's send",
+     ("graph", "sink", "session"), E2E_BUCKETS),
+    ("batch_size", "histogram", "audio2anim_batch_size",
+     "Calls stacked into one model call by a cross-session batcher", ("model",), BATCH_BUCKETS),
+    ("batch_wait", "histogram", "audio2anim_batch_queue_wait_seconds",
+     "How long a model call waited in its batcher's queue before its batch ran", ("model",), OP_BUCKETS),
+    ("batch_run", "histogram", "audio2anim_batch_run_seconds",
+     "How long one batch took to run (its model calls, stacking and splitting included)",
+     ("model",), OP_BUCKETS),
+    # read when scraped (`Gauge.set_function`): nothing to update per chunk or frame
+    ("queue_depth", "gauge", "audio2anim_queue_depth",
+     "Waiting in a session's queue: audio chunks (edge 'inbox'), frames (edge 'client')",
+     ("graph", "edge", "session"), None),
+    ("batch_depth", "gauge", "audio2anim_batch_queue_depth", "Model calls waiting in a batcher's queue",
+     ("model",), None),
+)  # fmt: skip
+
+
 class ServeMetrics:
-    """The metric families of a streaming service (``audio2anim serve``): one registry for the
-    process, series labelled by graph and, where per session, by ``session``. Per-session series
-    are removed when their session ends (`forget`), so the registry holds live sessions only;
-    the totals over sessions stay in ``audio2anim_sessions_total`` and the families without a
-    session label."""
+    """The metric families of a streaming service (``audio2anim serve``, `SERVE_FAMILIES`): one
+    registry for the process, series labelled by graph and, where per session, by ``session``.
+    Per-session series are removed when their session ends (`forget`), so the registry holds
+    live sessions only; the totals over sessions stay in ``audio2anim_sessions_total`` and the
+    families without a session label."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.active = Gauge(
-            "audio2anim_sessions_active", "Sessions streaming now", ["graph"], registry=r
-        )
-        self.sessions = Counter(
-            "audio2anim_sessions", "Sessions ended, by how they ended (done, disconnected, error, stopped)",
-            ["graph", "end"], registry=r,
-        )  # fmt: skip
-        self.refused = Counter(
-            "audio2anim_sessions_refused", "Connections refused, by reason", ["reason"], registry=r
-        )
-        self.frames = Counter(
-            "audio2anim_frames_sent", "Parameter frames sent to a session's client",
-            ["graph", "session"], registry=r,
-        )  # fmt: skip
-        self.dropped = Counter(
-            "audio2anim_dropped",
-            "Frames dropped by a session's outbound queue (edge 'client')",
-            ["graph", "edge", "session"], registry=r,
-        )  # fmt: skip
-        self.e2e = Histogram(
-            "audio2anim_e2e_latency_seconds",
-            "From the arrival of the newest audio chunk a frame used to the frame's send",
-            ["graph", "sink", "session"], buckets=E2E_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.batch_size = Histogram(
-            "audio2anim_batch_size", "Calls stacked into one model call by a cross-session batcher",
-            ["model"], buckets=BATCH_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.batch_wait = Histogram(
-            "audio2anim_batch_queue_wait_seconds",
-            "How long a model call waited in its batcher's queue before its batch ran",
-            ["model"], buckets=OP_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.batch_run = Histogram(
-            "audio2anim_batch_run_seconds",
-            "How long one batch took to run (its model calls, stacking and splitting included)",
-            ["model"], buckets=OP_BUCKETS, registry=r,
-        )  # fmt: skip
-        # read when scraped (`Gauge.set_function`): nothing to update per chunk or frame
-        self.queue_depth = Gauge(
-            "audio2anim_queue_depth",
-            "Waiting in a session's queue: audio chunks (edge 'inbox'), frames (edge 'client')",
-            ["graph", "edge", "session"], registry=r,
-        )  # fmt: skip
-        self.batch_depth = Gauge(
-            "audio2anim_batch_queue_depth", "Model calls waiting in a batcher's queue",
-            ["model"], registry=r,
-        )  # fmt: skip
+        kinds = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
+        for attr, kind, name, doc, labels, buckets in SERVE_FAMILIES:
+            extra = {} if buckets is None else {"buckets": buckets}
+            family = kinds[kind](name, doc, list(labels), registry=self.registry, **extra)
+            setattr(self, attr, family)
 
     def forget(self, graph: str, session: str) -> None:
         """Remove the per-session series of ``session``."""

@@ -127,7 +127,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--metrics-port", type=int, metavar="N",
         help="serve /metrics on this port (with --workers K: worker i on N + i, the shared "
-        "models on N + K; not with --ray)",
+        "models on N + K; with --ray local: the Ray instance's metrics export port)",
     )  # fmt: skip
     p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     add_checkpoints_argument(p)
@@ -205,11 +205,6 @@ NOT_ON_RAY = {
         "the Ray Serve ingress serves the WebSocket only (ws://HOST:PORT/v1/stream); "
         "for gRPC, run audio2anim serve without --ray",
     ),
-    "metrics_port": (
-        "--metrics-port",
-        "Ray Serve exports its own metrics (ray_serve_*) on Ray's metrics export port "
-        "(ray start --metrics-export-port N)",
-    ),
 }
 
 
@@ -219,6 +214,11 @@ def _serve_ray(args: argparse.Namespace) -> int:
             print(f"error: audio2anim serve: {option} is not available with --ray: {instead}",
                   file=sys.stderr)  # fmt: skip
             return 2
+    if args.metrics_port is not None and args.ray != "local":
+        print("error: audio2anim serve: --metrics-port is for --ray local; on a cluster, each "
+              "node exports the service's metrics on its Ray metrics export port (ray start "
+              "--metrics-export-port N)", file=sys.stderr)  # fmt: skip
+        return 2
     for option, value in (("--ray-model-replicas", args.ray_model_replicas),
                           ("--ray-ingress-replicas", args.ray_ingress_replicas),
                           ("--ray-max-batch", args.ray_max_batch)):  # fmt: skip

@@ -126,6 +126,13 @@ def replica_env() -> dict[str, str]:
     return env
 
 
+def replica_metrics(deployment: str):
+    """This replica's `RayServeMetrics` (tags ``deployment`` and ``replica``)."""
+    from .ray_metrics import RayServeMetrics
+
+    return RayServeMetrics(deployment, serve.get_replica_context().replica_id.unique_id)
+
+
 # -- the model worker ---------------------------------------------------------------------------
 
 
@@ -138,7 +145,7 @@ class ModelWorker:
         self.server = Server(
             graph=settings.graph, overrides=settings.overrides, batch_window_ms=1.0,
             device=settings.device, log=lambda line: None, warm_batches=settings.warm_batches,
-            cpu_models=settings.cpu_models,
+            cpu_models=settings.cpu_models, metrics=replica_metrics("models"),
         )  # fmt: skip
         self.served: dict[str, list[int]] = {}  # model label → [calls, batches]
         self._count = threading.Lock()  # two batches may run at once
@@ -265,7 +272,7 @@ class _IngressServer(Server):
     ``models`` deployment. Its listener (`Server.start`, on ``direct_port`` shared with the
     node's other ingress replicas) only with ``direct_port``; Ray Serve's proxy is the other."""
 
-    def __init__(self, handle, s: RaySettings, remote=None) -> None:
+    def __init__(self, handle, s: RaySettings, remote=None, metrics=None) -> None:
         # as a worker of `serve --workers K --shared-models` with its model host: the replica's
         # batchers stack its sessions' calls within the window and send one request per model
         # (two on their way at once), not one per session and hop
@@ -276,7 +283,7 @@ class _IngressServer(Server):
             overrides=s.overrides, token=s.token, hosts=s.hosts, reuse_port=True,
             max_sessions=s.max_sessions, max_chunk=s.max_chunk, queue=s.queue,
             batch_window_ms=s.batch_wait_s * 1000.0,
-            remote=remote, log=lambda line: None,
+            remote=remote, log=lambda line: None, metrics=metrics,
         )  # fmt: skip
 
 
@@ -327,7 +334,7 @@ class Ingress:
                 return asyncio.run_coroutine_threadsafe(_wire_addresses(models, n), loop).result()
 
             remote = lambda graph, k: RemoteModel(list(addresses), key, graph, k, refresh)  # noqa: E731
-        self.server = _IngressServer(models, settings, remote)
+        self.server = _IngressServer(models, settings, remote, replica_metrics("ingress"))
         # loads the graph, warms it up through the worker (and listens on the direct port)
         if settings.direct_port is None:
             await self.server.method(None)
@@ -415,17 +422,19 @@ def build_app(s: RaySettings):
     return ingress
 
 
-def start_local_ray(num_cpus: int | None = None) -> None:
+def start_local_ray(num_cpus: int | None = None, metrics_port: int | None = None) -> None:
     """A new Ray instance on this machine, every server of it bound to 127.0.0.1 (``num_cpus``:
-    the CPUs it schedules by, default the machine's)."""
+    the CPUs it schedules by, default the machine's; ``metrics_port``: its metrics export
+    port, where the replicas' `RayServeMetrics` are scraped)."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's single-machine mode
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
     from ray._private import ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = False  # read at import: in case ray came in earlier
+    extra = {} if metrics_port is None else {"_metrics_export_port": metrics_port}
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)  # fmt: skip
+             configure_logging=False, **extra)  # fmt: skip
 
 
 def _proxy_address() -> tuple[str, int] | None:
@@ -523,10 +532,13 @@ def serve_on_ray(args) -> int:
         cpu_models=args.cpu_models, direct_port=direct, model_calls=args.ray_model_calls, env=replica_env(),
     )  # fmt: skip
     local = args.ray == "local"
+    metrics_port = args.metrics_port
+    if metrics_port == 0:
+        metrics_port = free_port()
     need = settings.model_replicas + settings.ingress_replicas  # CPUs: one per replica
     try:
         if local:  # enough CPUs to schedule by, even on a machine with fewer cores
-            start_local_ray(max(os.cpu_count() or 1, need))
+            start_local_ray(max(os.cpu_count() or 1, need), metrics_port)
         else:
             connect(args.ray)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -573,6 +585,9 @@ def serve_on_ray(args) -> int:
             print(f"audio2anim serve: {url}", file=sys.stderr, flush=True)
         print(f"  on {where}: {settings.ingress_replicas} ingress and {settings.model_replicas}"
               f" model replica(s)", file=sys.stderr, flush=True)  # fmt: skip
+        if metrics_port is not None:  # Ray's export: its names are prefixed ray_
+            print(f"metrics: http://127.0.0.1:{metrics_port}/metrics (ray_audio2anim_*)",
+                  file=sys.stderr, flush=True)  # fmt: skip
         while not stop.wait(0.5):
             pass
         print(f"{signal.Signals(received[0]).name}: stopping", file=sys.stderr, flush=True)

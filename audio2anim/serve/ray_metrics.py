@@ -13,13 +13,14 @@ histograms over every session it has served, queue depths over those streaming n
 The families keep `ServeMetrics`' interface (``labels(…)`` then ``inc``, ``dec``, ``set``,
 ``observe``, ``set_function``; `forget`), so the service's code records into either. A gauge
 read when scraped (``set_function``) is read here every `POLL_S` seconds and summed over its
-sessions. Ray is imported only here (the ``ray`` extra).
+sessions. It needs the ``ray`` extra, as `audio2anim.serve.ray_app` does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import weakref
 from collections.abc import Callable
 
@@ -114,7 +115,8 @@ class _Child:
 
 class RayServeMetrics:
     """`ServeMetrics`' families recorded as Ray metrics (module docstring), with the tags
-    ``deployment`` and ``replica``. `close` stops reading the gauges."""
+    ``deployment`` and ``replica``. A thread reads the gauges every `POLL_S` seconds while the
+    object lives."""
 
     def __init__(self, deployment: str, replica: str) -> None:
         tags = {"deployment": deployment, "replica": replica}
@@ -122,13 +124,12 @@ class RayServeMetrics:
         for attr, kind, name, doc, labels, buckets in SERVE_FAMILIES:
             self.families[attr] = _Family(kind, name, doc, labels, buckets, tags)
             setattr(self, attr, self.families[attr])
-        self._stop = threading.Event()
         families = list(self.families.values())
-        stop = self._stop
-        ref = weakref.ref(self)
+        alive = weakref.ref(self)
 
         def poll() -> None:
-            while not stop.wait(POLL_S) and ref() is not None:
+            while alive() is not None:
+                time.sleep(POLL_S)
                 for f in families:
                     f.poll()
 
@@ -138,6 +139,3 @@ class RayServeMetrics:
         """Stop reading ``session``'s gauges (its counts stay in the replica's series)."""
         for f in self.families.values():
             f.forget(session)
-
-    def close(self) -> None:
-        self._stop.set()

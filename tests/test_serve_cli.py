@@ -87,6 +87,8 @@ def test_serve_ray_refuses_grpc_and_a_clusters_metrics_port_in_one_line(capsys, 
         (["--ray", "auto", "--metrics-port", "0"], "error: audio2anim serve: --metrics-port is "
          "for --ray local; on a cluster, each node exports the service's metrics on its Ray "
          "metrics export port"),
+        (["--ray", "local", "--metrics-port", "0", "--metrics-host", "0.0.0.0"], "error: "
+         "audio2anim serve: --metrics-host is not available with --ray"),
     ):  # fmt: skip
         assert main(["serve", *argv]) == 2
         err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]

@@ -173,6 +173,18 @@ class ServeMetrics:
     live sessions only; the totals over sessions stay in ``audio2anim_sessions_total`` and the
     families without a session label."""
 
+    active: Gauge
+    sessions: Counter
+    refused: Counter
+    frames: Counter
+    dropped: Counter
+    e2e: Histogram
+    batch_size: Histogram
+    batch_wait: Histogram
+    batch_run: Histogram
+    queue_depth: Gauge
+    batch_depth: Gauge
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         kinds = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}

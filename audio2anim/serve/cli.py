@@ -214,6 +214,11 @@ def _serve_ray(args: argparse.Namespace) -> int:
             print(f"error: audio2anim serve: {option} is not available with --ray: {instead}",
                   file=sys.stderr)  # fmt: skip
             return 2
+    if args.metrics_host != "127.0.0.1":
+        print("error: audio2anim serve: --metrics-host is not available with --ray: Ray's "
+              "metrics export chooses its address (127.0.0.1 with --ray local)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if args.metrics_port is not None and args.ray != "local":
         print("error: audio2anim serve: --metrics-port is for --ray local; on a cluster, each "
               "node exports the service's metrics on its Ray metrics export port (ray start "

@@ -30,8 +30,10 @@ prints:
 
 - Ray Serve (``--ray ADDRESS``, e.g. ``local``): one more server, ``audio2anim serve --ray
   ADDRESS`` with the first batch window of the list (its model worker batches with Ray Serve's
-  ``@serve.batch``), measured at each N in turn with the others (service ``ray`` in the table;
-  its batch sizes are not scraped).
+  ``@serve.batch``), measured at each N in turn with the others (service ``ray`` in the table).
+  With ``--ray local`` its batch metrics come from the local instance's metrics export port
+  (``serve --metrics-port``, Ray exporting every second here): the ingress replicas' stacks as
+  the workers' batches, the model replicas' as ``host MODEL``.
 
 The largest N with e2e p99 ≤ 100 ms and no drops is the capacity, per server.
 ``--transport grpc`` streams over the servers' gRPC port instead of their WebSocket (not with
@@ -57,10 +59,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import math
 import multiprocessing
 import os
 import random
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -168,6 +172,14 @@ def start_server(
     the prefix its models get in the table: "" for the workers, "host " for the host)."""
     cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", f"--token={token}",
            "--max-sessions", "1000", "--batch-window-ms", f"{window_ms:g}", "--device", device]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    ports = {}
+    if ray == "local":  # the replicas' batch metrics, through Ray's export, every second
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports[sock.getsockname()[1]] = "ray"
+        cmd += ["--metrics-port", str(next(iter(ports)))]
+        env["RAY_metrics_report_interval_ms"] = "1000"
     if ray is not None:
         cmd += ["--ray", ray, "--ray-ingress-replicas", str(workers),
                 "--ray-model-replicas", str(model_replicas),
@@ -191,9 +203,7 @@ def start_server(
     if transport == "grpc":
         cmd += ["--grpc-port", "0"]
         prefix = "audio2anim serve (gRPC): "
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    ports = {}
     for line in proc.stderr:
         for who, prefix_ in (("", "metrics: "), ("host ", "model host metrics: ")):
             if line.startswith(prefix_):  # one per worker, one for the model host
@@ -259,13 +269,17 @@ def scrape(ports: dict[int, str]) -> dict[tuple[str, str], float]:
     out: dict[tuple[str, str], float] = {}
     for port, who in ports.items():
         for (name, model), value in _scrape(port).items():
-            key = (name, who + model)
+            key = (name, ("" if who == "ray" else who) + model)
             out[key] = out.get(key, 0.0) + value
     return out
 
 
 def _scrape(port: int) -> dict[tuple[str, str], float]:
-    """One worker's batch metrics: (sample name, model) → value."""
+    """One worker's batch metrics: (sample name, model) → value. From Ray's export
+    (``ray_audio2anim_*``, per deployment and replica) summed over the replicas, the model
+    replicas' models prefixed "host ". Ray exports a histogram's buckets and, as its sum, each
+    bucket's count times the bucket's midpoint: a batch size's sum is estimated again here from
+    its buckets, sizes being whole numbers (a bucket (2, 4] holds sizes 3 and 4: 3.5 each)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     for _ in range(20):
@@ -277,14 +291,28 @@ def _scrape(port: int) -> dict[tuple[str, str], float]:
             time.sleep(0.25)
     else:
         return {}
-    out = {}
+    out: dict[tuple[str, str], float] = {}
+    sizes: dict[str, dict[float, float]] = {}  # Ray's batch size buckets: model → le → count
     for family in text_string_to_metric_families(text):
-        if family.name.startswith("audio2anim_batch"):
+        if family.name.removeprefix("ray_").startswith("audio2anim_batch"):
             for s in family.samples:
-                if s.name.endswith(("_sum", "_count")):
-                    out[(s.name, s.labels["model"])] = s.value
-                elif s.name == "audio2anim_batch_run_seconds_bucket" and s.labels["le"] == "0.05":
-                    out[(s.name, s.labels["model"])] = s.value  # batches within 50 ms
+                name = s.name.removeprefix("ray_")
+                host = "host " if s.labels.get("deployment") == "models" else ""
+                model = host + s.labels["model"]
+                le = float(s.labels.get("le", "nan"))
+                within = name == "audio2anim_batch_run_seconds_bucket" and le == 0.05
+                if name.endswith(("_sum", "_count")) or within:  # within: batches within 50 ms
+                    out[(name, model)] = out.get((name, model), 0.0) + s.value
+                if family.name.startswith("ray_") and name == "audio2anim_batch_size_bucket":
+                    sizes.setdefault(model, {}).setdefault(le, 0.0)
+                    sizes[model][le] += s.value
+    for model, cumulative in sizes.items():
+        total, below, lo = 0.0, 0.0, 0.0
+        for hi in sorted(cumulative):
+            if hi != float("inf"):
+                total += (cumulative[hi] - below) * (math.floor(lo) + 1 + hi) / 2
+            below, lo = cumulative[hi], hi
+        out[("audio2anim_batch_size_sum", model)] = total
     return out
 
 
@@ -356,6 +384,8 @@ def level(n, url, token, recordings, server_pid, chunk_ms, procs, metrics_ports,
     server_cpu = (cpu_seconds(server_pid) - s0) / wall * 100
     client_cpu = sum(p["cpu"] for p in parts) / wall * 100
     load = max(load, os.getloadavg()[0])
+    if "ray" in metrics_ports.values():
+        time.sleep(2.0)  # Ray exports every second (`start_server`)
     batches = batch_means(before, scrape(metrics_ports))
     lat = np.concatenate([p["lat"] for p in parts]) * 1e3
     steady = np.concatenate([p["steady"] for p in parts]) * 1e3
@@ -390,7 +420,10 @@ def table(rows, voices, seconds, chunk_ms, graph, device, procs, transport="webs
         f"voices {', '.join(voices)} (their own rates); server{f' ({workers} worker processes)' if workers > 1 else ''} and {procs} client "
         f"process{'es' if procs > 1 else ''} on the same machine. Batching: mean calls per "
         "model call (mean wait in the batcher's queue / mean run of a batch, ms; batches over "
-        "50 ms), per model",
+        "50 ms), per model"
+        + ("; on Ray Serve from Ray's export, whose histogram sums are its buckets' midpoints: "
+           "the batch sizes are estimated from their buckets, the means of wait and run are "
+           "approximate" if any(r["service"] == "ray" for r in rows) else ""),
         "",
         ("| service " if ray else "")
         + "| batch window ms | speakers | frames | e2e p50 ms | e2e p99 ms | steady p99 ms "

@@ -165,11 +165,13 @@ def start_server(
     ray_model_calls: str = "socket",
     cpu_models: str | None = None,
 ) -> tuple[subprocess.Popen, str, dict[str, int]]:
-    """``audio2anim serve`` (``ray``: ``--ray ray``, without metrics, ``workers`` session front
-    ends and ``model_replicas`` model workers of ``gpu_share`` GPU each; else ``workers``: its ``--workers``; ``shared``: ``--shared-models`` or
+    """``audio2anim serve`` (``ray``: ``--ray ray``, ``workers`` session front ends and
+    ``model_replicas`` model workers of ``gpu_share`` GPU each, the metrics through Ray's export
+    with ``local``; else ``workers``: its ``--workers``; ``shared``: ``--shared-models`` or
     ``--no-shared-models``, None: neither) →
     (its process, the stream URL, the metrics port of each worker and of the model host by
-    the prefix its models get in the table: "" for the workers, "host " for the host)."""
+    the prefix its models get in the table: "" for the workers, "host " for the host; "ray"
+    for Ray's export, where the replicas' deployment says which)."""
     cmd = [sys.executable, "-m", "audio2anim", "serve", "--port", "0", f"--token={token}",
            "--max-sessions", "1000", "--batch-window-ms", f"{window_ms:g}", "--device", device]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
